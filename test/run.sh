@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: type-check and build, build the simulator, lint, then every test file under
+# dist/test (unit tests, simulator tests, btrfs tests as root). Extra arguments go to node --test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run --silent build
+bash lab/simulator/build.sh >/dev/null
+npx biome check src test bench
+exec node --test --test-concurrency=2 --test-timeout=600000 "${@:-dist/test/}"
