@@ -1,0 +1,80 @@
+import type { DiskKind, PowerState, VmHardware } from './inventory.js';
+import type { BackupMode } from './modes.js';
+
+/** SPEC section 6: the backup record, as `backup --json` and `inquire --backup ID --json` return it. */
+
+export type BackupState = 'running' | 'complete' | 'partial' | 'failed';
+
+export type Consistency = 'running-state' | 'file-system' | 'suspended' | 'crash' | 'powered-off';
+
+export interface Warning {
+  code: string;
+  message: string;
+}
+
+export interface DiskRecord {
+  key: number;
+  label: string;
+  kind: DiskKind;
+  capacityBytes: number;
+  file: string;
+  datastore: string;
+  diskMode: string;
+  /** Whether the disk's data is in the backup (false for RDM disks). */
+  included: boolean;
+  /** Why a disk is excluded, or how consistent an included one is when it differs from the VM's. */
+  note?: string;
+  consistency?: Consistency;
+  lun?: string;
+  controllerKey?: number;
+  unitNumber?: number;
+}
+
+export interface VmRecord {
+  id: string;
+  name: string;
+  instanceUuid: string;
+  host: string;
+  folder: string;
+  datacenter: string;
+  vmxFile: string;
+  homeDatastore: string;
+  datastores: string[];
+  powerState: PowerState;
+  requestedMode: BackupMode;
+  effectiveMode: BackupMode;
+  consistency: Consistency;
+  /** Name of the VM snapshot preserved inside the array snapshot (SNAPSHOT modes only). */
+  vmSnapshot?: string;
+  /** Prepare start to release end, the time the VM was held. */
+  quiesce?: { start: string; end: string; ms: number };
+  state: 'ok' | 'failed';
+  error?: string;
+  disks: DiskRecord[];
+  warnings: Warning[];
+  hardware?: VmHardware;
+}
+
+export interface ArraySnapshotRecord {
+  array: string;
+  snapshotId: string;
+  volumes: string[];
+  pointInTime: 'atomic' | 'sequential';
+  driver: string;
+  /** Datastore name -> volume names of this array. */
+  datastores: Record<string, string[]>;
+}
+
+export interface BackupRecord {
+  id: string;
+  task: string;
+  state: BackupState;
+  startedAt: string;
+  finishedAt?: string;
+  snapshotAt?: string;
+  requestedMode?: BackupMode;
+  snapshots: ArraySnapshotRecord[];
+  vms: VmRecord[];
+  warnings: Warning[];
+  error?: string;
+}
