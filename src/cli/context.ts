@@ -25,7 +25,10 @@ export function ok(json: unknown, text: string, exitCode: ExitCode = ExitCode.ok
   return { exitCode, json, text };
 }
 
-export function createContext(globals: { json?: boolean; config?: string }, env: NodeJS.ProcessEnv): CliContext {
+export function createContext(
+  globals: { json?: boolean; config?: string },
+  env: NodeJS.ProcessEnv,
+): CliContext {
   const configPath = globals.config ?? defaultConfigPath(env);
   let cached: Config | undefined;
   const json = globals.json === true;

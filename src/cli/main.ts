@@ -42,18 +42,25 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (result === undefined) return ExitCode.ok;
   if (wantsJson) process.stdout.write(`${JSON.stringify(result.json, null, 2)}\n`);
-  else if (result.text !== '') process.stdout.write(result.text.endsWith('\n') ? result.text : `${result.text}\n`);
+  else if (result.text !== '')
+    process.stdout.write(result.text.endsWith('\n') ? result.text : `${result.text}\n`);
   return result.exitCode;
 }
 
 function reportError(err: unknown, json: boolean): number {
   if (err instanceof CommanderError) {
     // Help and version are successful exits; anything else commander rejects is a usage error.
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+    if (
+      err.code === 'commander.helpDisplayed' ||
+      err.code === 'commander.version' ||
+      err.code === 'commander.help'
+    ) {
       return ExitCode.ok;
     }
     if (json) {
-      process.stdout.write(`${JSON.stringify({ error: { code: 'USAGE', message: err.message } }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: 'USAGE', message: err.message } }, null, 2)}\n`,
+      );
     }
     return ExitCode.usage;
   }

@@ -30,7 +30,9 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
 
 function formatIssuePath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(top level)';
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('');
 }
 
 /** One message naming the file, the path inside it and what is wrong, for every problem found. */
@@ -77,14 +79,20 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const names = new Set<string>();
   for (const [i, t] of raw.tasks.entries()) {
     if (names.has(t.name)) {
-      throw new UsageError('CONFIG_INVALID', `invalid configuration ${file}:\n  tasks[${i}].name: duplicate task name ${t.name}`);
+      throw new UsageError(
+        'CONFIG_INVALID',
+        `invalid configuration ${file}:\n  tasks[${i}].name: duplicate task name ${t.name}`,
+      );
     }
     names.add(t.name);
   }
   const arrayNames = new Set<string>();
   for (const [i, a] of raw.arrays.entries()) {
     if (arrayNames.has(a.name)) {
-      throw new UsageError('CONFIG_INVALID', `invalid configuration ${file}:\n  arrays[${i}].name: duplicate array name ${a.name}`);
+      throw new UsageError(
+        'CONFIG_INVALID',
+        `invalid configuration ${file}:\n  arrays[${i}].name: duplicate array name ${a.name}`,
+      );
     }
     arrayNames.add(a.name);
   }

@@ -6,7 +6,10 @@ export const safeName = z
   .string()
   .min(1)
   .max(80)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    'must be letters, digits, ".", "_" or "-", starting with a letter or digit',
+  );
 
 const retention = z
   .object({
@@ -59,7 +62,10 @@ export const vcenterSchema = z
     /** SHA-256 (or SHA-1) fingerprint of the server certificate, hex with or without colons. */
     thumbprint: z
       .string()
-      .regex(/^([0-9A-Fa-f]{2}:?){20}$|^([0-9A-Fa-f]{2}:?){32}$/, 'must be a SHA-1 or SHA-256 fingerprint in hex')
+      .regex(
+        /^([0-9A-Fa-f]{2}:?){20}$|^([0-9A-Fa-f]{2}:?){32}$/,
+        'must be a SHA-1 or SHA-256 fingerprint in hex',
+      )
       .optional(),
     insecure: z.boolean().default(false),
     maxConcurrentRequests: z.number().int().min(1).max(64).default(8),
@@ -74,7 +80,10 @@ export const configSchema = z
   .object({
     vcenter: vcenterSchema,
     arrays: z.array(arraySchema).min(1),
-    catalog: z.object({ path: z.string().min(1) }).strict().optional(),
+    catalog: z
+      .object({ path: z.string().min(1) })
+      .strict()
+      .optional(),
     defaults: z
       .object({
         mode: z.enum(BACKUP_MODES).default('SNAPSHOT_EXCL_MEM'),
@@ -89,7 +98,11 @@ export const configSchema = z
         taskTimeoutSeconds: z.number().positive().default(600),
       })
       .strict()
-      .default({ mode: 'SNAPSHOT_EXCL_MEM', concurrency: { global: 16, perHost: 4 }, taskTimeoutSeconds: 600 }),
+      .default({
+        mode: 'SNAPSHOT_EXCL_MEM',
+        concurrency: { global: 16, perHost: 4 },
+        taskTimeoutSeconds: 600,
+      }),
     tasks: z.array(taskSchema).default([]),
     repositories: z.array(z.record(z.string(), z.unknown())).default([]),
   })

@@ -16,12 +16,18 @@ export function execFile(
   options: { signal?: AbortSignal; input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { signal: options.signal, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, {
+      signal: options.signal,
+      env: options.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e) => reject(new SnapkeeperError('EXEC_FAILED', `${file}: ${e.message}`, { cause: e })));
+    child.on('error', (e) =>
+      reject(new SnapkeeperError('EXEC_FAILED', `${file}: ${e.message}`, { cause: e })),
+    );
     child.on('close', (code, signal) => {
       const stdout = Buffer.concat(out).toString('utf8');
       const stderr = Buffer.concat(err).toString('utf8');
@@ -29,7 +35,10 @@ export function execFile(
       else {
         const why = signal ? `killed by ${signal}` : `exit code ${code}`;
         reject(
-          new SnapkeeperError('EXEC_FAILED', `${file} ${args.join(' ')} failed (${why}): ${stderr.trim() || stdout.trim()}`),
+          new SnapkeeperError(
+            'EXEC_FAILED',
+            `${file} ${args.join(' ')} failed (${why}): ${stderr.trim() || stdout.trim()}`,
+          ),
         );
       }
     });

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
-import { execFile } from '../../util/exec.js';
+import { run } from './run.js';
 
 /**
  * On-disk layout of the file-system array (a contract: the lab lays datastores on it, the driver snapshots it).
@@ -55,7 +55,10 @@ export async function readManifest(root: string): Promise<FsArrayManifest> {
   try {
     text = await readFile(layout.manifest(root), 'utf8');
   } catch {
-    throw new UsageError('ARRAY_NOT_FOUND', `no file-system array at ${root} (missing ${layout.manifest(root)})`);
+    throw new UsageError(
+      'ARRAY_NOT_FOUND',
+      `no file-system array at ${root} (missing ${layout.manifest(root)})`,
+    );
   }
   let parsed: unknown;
   try {
@@ -65,11 +68,17 @@ export async function readManifest(root: string): Promise<FsArrayManifest> {
   }
   const m = parsed as Partial<FsArrayManifest>;
   if (m.format !== 1 || typeof m.serial !== 'string' || !Array.isArray(m.volumes)) {
-    throw new UsageError('ARRAY_INVALID', `${layout.manifest(root)}: unknown format (expected format 1 with serial and volumes)`);
+    throw new UsageError(
+      'ARRAY_INVALID',
+      `${layout.manifest(root)}: unknown format (expected format 1 with serial and volumes)`,
+    );
   }
   for (const v of m.volumes) {
     if (typeof v?.name !== 'string' || !VOLUME_NAME.test(v.name) || typeof v.lun !== 'string') {
-      throw new UsageError('ARRAY_INVALID', `${layout.manifest(root)}: invalid volume entry ${JSON.stringify(v)}`);
+      throw new UsageError(
+        'ARRAY_INVALID',
+        `${layout.manifest(root)}: invalid volume entry ${JSON.stringify(v)}`,
+      );
     }
   }
   return m as FsArrayManifest;
@@ -87,7 +96,8 @@ async function writeManifest(root: string, manifest: FsArrayManifest): Promise<v
  */
 export async function initFsArray(root: string, volumes: string[]): Promise<FsArrayManifest> {
   for (const name of volumes) {
-    if (!VOLUME_NAME.test(name)) throw new UsageError('ARRAY_INVALID', `invalid volume name ${JSON.stringify(name)}`);
+    if (!VOLUME_NAME.test(name))
+      throw new UsageError('ARRAY_INVALID', `invalid volume name ${JSON.stringify(name)}`);
   }
   await mkdir(root, { recursive: true });
   let manifest: FsArrayManifest;
@@ -96,7 +106,7 @@ export async function initFsArray(root: string, volumes: string[]): Promise<FsAr
   } catch (err) {
     if (!(err instanceof UsageError) || err.code !== 'ARRAY_NOT_FOUND') throw err;
     manifest = { format: 1, serial: randomBytes(8).toString('hex'), volumes: [] };
-    if (await isBtrfs(root)) await execFile('btrfs', ['subvolume', 'create', layout.pool(root)]);
+    if (await isBtrfs(root)) await run('btrfs', ['subvolume', 'create', layout.pool(root)]);
     else await mkdir(layout.pool(root));
     await mkdir(layout.snapshots(root));
     await mkdir(layout.clones(root));

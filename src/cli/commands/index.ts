@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
 import type { CliContext, CommandResult } from '../context.js';
+import { registerBackup } from './backup.js';
+import { registerInit } from './init.js';
+import { registerInventory } from './inventory.js';
+import { registerLab } from './lab.js';
+import { registerMaintenance } from './maintenance.js';
+import { registerTask } from './task.js';
 
 /** Wraps a command implementation so main can print its result; see main.ts. */
 export type Runner = (
@@ -7,4 +13,11 @@ export type Runner = (
 ) => (...args: unknown[]) => Promise<void>;
 
 /** Each command family lives in its own file and registers itself here. */
-export function registerCommands(_program: Command, _run: Runner): void {}
+export function registerCommands(program: Command, run: Runner): void {
+  registerInit(program, run);
+  registerBackup(program, run);
+  registerInventory(program, run);
+  registerTask(program, run);
+  registerMaintenance(program, run);
+  registerLab(program, run);
+}

@@ -1,0 +1,391 @@
+import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
+import type {
+  ArrayClone,
+  ArraySnapshot,
+  ArrayVolume,
+  PointInTime,
+  SnapshotOptions,
+  StorageArray,
+} from '../types.js';
+import { type FsDriverChoice, selectDriver } from './detect.js';
+import type { FsDriver } from './drivers/driver.js';
+import { isId, makeId, parseId } from './ids.js';
+import { layout, readManifest } from './layout.js';
+import { removeTree, writeJsonDurable } from './tree.js';
+
+export interface FsArrayConfig {
+  name: string;
+  /** Root of the array (holds array.json, pool/, snapshots/, clones/). */
+  path: string;
+  driver: FsDriverChoice;
+}
+
+/** A clone as listed by the fs array: `complete` is false for one a crash left half made (delete it). */
+export interface FsArrayClone extends ArrayClone {
+  complete: boolean;
+}
+
+interface SnapshotMeta {
+  id: string;
+  label: string;
+  createdAt: string;
+  volumes: string[];
+  pointInTime: PointInTime;
+  driver: string;
+}
+
+interface CloneMeta {
+  id: string;
+  label: string;
+  snapshotId: string;
+  createdAt: string;
+  volumes: string[];
+}
+
+/**
+ * Opens the file-system array at `config.path` (see layout.ts) with the configured driver. Throws UsageError
+ * when there is no array there or the driver cannot work on its file system.
+ */
+export async function openFsArray(config: FsArrayConfig): Promise<FsArray> {
+  const root = resolve(config.path);
+  await readManifest(root);
+  await mkdir(layout.snapshots(root), { recursive: true });
+  await mkdir(layout.clones(root), { recursive: true });
+  const driver = await selectDriver(config.name, root, config.driver);
+  return new FsArray(config.name, root, driver);
+}
+
+/**
+ * The `fs` storage array. Crash order: a snapshot's (or clone's) metadata file is written, durably, only
+ * once its directory is complete, and is deleted before its directory; a directory without metadata is
+ * listed as incomplete and is only ever deleted.
+ */
+export class FsArray implements StorageArray {
+  readonly driver: string;
+  readonly atomicGroups: boolean;
+  readonly instantClone: boolean;
+
+  constructor(
+    readonly name: string,
+    /** Absolute root directory of the array. */
+    readonly root: string,
+    private readonly impl: FsDriver,
+  ) {
+    this.driver = impl.name;
+    this.atomicGroups = impl.pointInTime === 'atomic';
+    this.instantClone = impl.instantClone;
+  }
+
+  /** Volumes of the manifest, read afresh each time (the lab may add volumes to an open array). */
+  async listVolumes(): Promise<ArrayVolume[]> {
+    const manifest = await readManifest(this.root);
+    return manifest.volumes.map((v) => ({
+      name: v.name,
+      path: layout.volume(this.root, v.name),
+      lun: v.lun,
+    }));
+  }
+
+  async snapshotGroup(volumes: string[], options: SnapshotOptions): Promise<ArraySnapshot> {
+    const id = makeId(options.label);
+    await this.checkVolumes(volumes);
+    options.signal?.throwIfAborted();
+    const dir = layout.snapshot(this.root, id);
+    const meta: SnapshotMeta = {
+      id,
+      label: options.label,
+      createdAt: new Date().toISOString(),
+      volumes: [...volumes],
+      pointInTime: this.impl.pointInTime,
+      driver: this.impl.name,
+    };
+    try {
+      await this.impl.snapshot(layout.pool(this.root), dir, meta.volumes, options);
+      options.signal?.throwIfAborted();
+      await writeJsonDurable(layout.snapshotMeta(this.root, id), meta);
+    } catch (err) {
+      await this.removeEntry(layout.snapshotMeta(this.root, id), dir).catch(() => {});
+      throw this.failure('ARRAY_SNAPSHOT_FAILED', `snapshot of ${volumes.join(', ')}`, err, options.signal);
+    }
+    return { ...meta, complete: true };
+  }
+
+  async listSnapshots(): Promise<ArraySnapshot[]> {
+    const entries = await this.entries(layout.snapshots(this.root));
+    const out: ArraySnapshot[] = [];
+    for (const [id, hasDir] of entries) {
+      const meta = await readMeta(layout.snapshotMeta(this.root, id), isSnapshotMeta);
+      if (meta && hasDir && meta.id === id) {
+        out.push({ ...meta, complete: true });
+        continue;
+      }
+      const parsed = parseId(id)!;
+      out.push({
+        id,
+        label: parsed.label,
+        createdAt: meta?.createdAt ?? parsed.createdAt,
+        volumes: meta?.volumes ?? (hasDir ? await subdirs(layout.snapshot(this.root, id)) : []),
+        pointInTime: meta?.pointInTime ?? this.impl.pointInTime,
+        driver: meta?.driver ?? this.impl.name,
+        complete: false,
+      });
+    }
+    return out.sort(byCreation);
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    if (!isId(id)) return;
+    try {
+      await this.removeEntry(layout.snapshotMeta(this.root, id), layout.snapshot(this.root, id));
+    } catch (err) {
+      throw this.failure('ARRAY_DELETE_FAILED', `deleting snapshot ${id}`, err);
+    }
+  }
+
+  async snapshotVolumePath(id: string, volume: string): Promise<string> {
+    const snap = await this.completeSnapshot(id);
+    if (!snap.volumes.includes(volume)) {
+      throw new NotFoundError(
+        'VOLUME_NOT_FOUND',
+        `array "${this.name}": snapshot ${id} does not hold volume ${volume}`,
+      );
+    }
+    return join(layout.snapshot(this.root, id), volume);
+  }
+
+  async cloneSnapshot(id: string, options: SnapshotOptions): Promise<ArrayClone> {
+    const cloneId = makeId(options.label);
+    const snap = await this.completeSnapshot(id);
+    options.signal?.throwIfAborted();
+    const dir = layout.clone(this.root, cloneId);
+    const meta: CloneMeta = {
+      id: cloneId,
+      label: options.label,
+      snapshotId: id,
+      createdAt: new Date().toISOString(),
+      volumes: [...snap.volumes],
+    };
+    try {
+      await this.impl.clone(layout.snapshot(this.root, id), dir, meta.volumes, options);
+      options.signal?.throwIfAborted();
+      await writeJsonDurable(layout.cloneMeta(this.root, cloneId), meta);
+    } catch (err) {
+      await this.removeEntry(layout.cloneMeta(this.root, cloneId), dir).catch(() => {});
+      throw this.failure('ARRAY_CLONE_FAILED', `clone of snapshot ${id}`, err, options.signal);
+    }
+    return { ...meta, path: dir };
+  }
+
+  /** All clones, oldest first; those a crash left half made have `complete: false` and `snapshotId: ''`. */
+  async listClones(): Promise<FsArrayClone[]> {
+    const entries = await this.entries(layout.clones(this.root));
+    const out: FsArrayClone[] = [];
+    for (const [id, hasDir] of entries) {
+      const path = layout.clone(this.root, id);
+      const meta = await readMeta(layout.cloneMeta(this.root, id), isCloneMeta);
+      if (meta && hasDir && meta.id === id) {
+        out.push({ ...meta, path, complete: true });
+        continue;
+      }
+      const parsed = parseId(id)!;
+      out.push({
+        id,
+        label: parsed.label,
+        snapshotId: meta?.snapshotId ?? '',
+        createdAt: meta?.createdAt ?? parsed.createdAt,
+        path,
+        volumes: meta?.volumes ?? (hasDir ? await subdirs(path) : []),
+        complete: false,
+      });
+    }
+    return out.sort(byCreation);
+  }
+
+  async deleteClone(id: string): Promise<void> {
+    if (!isId(id)) return;
+    try {
+      await this.removeEntry(layout.cloneMeta(this.root, id), layout.clone(this.root, id));
+    } catch (err) {
+      throw this.failure('ARRAY_DELETE_FAILED', `deleting clone ${id}`, err);
+    }
+  }
+
+  async restoreFile(
+    snapshotId: string,
+    volume: string,
+    relativePath: string,
+    target: string,
+    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  ): Promise<{ cloned: boolean; bytes: number }> {
+    const base = await this.snapshotVolumePath(snapshotId, volume);
+    const rel = normalize(relativePath);
+    if (isAbsolute(relativePath) || rel === '..' || rel.startsWith(`..${sep}`) || rel === '.') {
+      throw new UsageError(
+        'ARRAY_INVALID_PATH',
+        `invalid path ${JSON.stringify(relativePath)} inside volume ${volume}`,
+      );
+    }
+    if (!isAbsolute(target)) {
+      throw new UsageError(
+        'ARRAY_INVALID_PATH',
+        `restore target must be an absolute path, got ${JSON.stringify(target)}`,
+      );
+    }
+    const src = join(base, rel);
+    const s = await lstat(src).catch(() => undefined);
+    if (!s?.isFile()) {
+      throw new NotFoundError(
+        'FILE_NOT_FOUND',
+        `array "${this.name}": no file ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
+      );
+    }
+    if (await exists(target)) {
+      throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
+    }
+    try {
+      return await this.impl.restoreFile(src, target, options);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`, { cause: err });
+      }
+      throw this.failure(
+        'ARRAY_RESTORE_FAILED',
+        `restore of ${relativePath} from snapshot ${snapshotId} to ${target}`,
+        err,
+        options.signal,
+      );
+    }
+  }
+
+  private async checkVolumes(volumes: string[]): Promise<void> {
+    if (volumes.length === 0)
+      throw new UsageError('ARRAY_EMPTY_GROUP', `array "${this.name}": no volumes to snapshot`);
+    if (new Set(volumes).size !== volumes.length) {
+      throw new UsageError(
+        'ARRAY_DUPLICATE_VOLUME',
+        `array "${this.name}": a volume is named twice in ${volumes.join(', ')}`,
+      );
+    }
+    const known = new Set((await this.listVolumes()).map((v) => v.name));
+    for (const v of volumes) {
+      if (!known.has(v))
+        throw new NotFoundError('VOLUME_NOT_FOUND', `array "${this.name}" has no volume ${v}`);
+    }
+  }
+
+  private async completeSnapshot(id: string): Promise<ArraySnapshot> {
+    const meta = isId(id) ? await readMeta(layout.snapshotMeta(this.root, id), isSnapshotMeta) : undefined;
+    if (!meta || meta.id !== id || !(await exists(layout.snapshot(this.root, id)))) {
+      throw new NotFoundError('SNAPSHOT_NOT_FOUND', `array "${this.name}" has no complete snapshot ${id}`);
+    }
+    return { ...meta, complete: true };
+  }
+
+  /** Ids found in a snapshots/ or clones/ directory, with whether their directory exists. */
+  private async entries(dir: string): Promise<Map<string, boolean>> {
+    const found = new Map<string, boolean>();
+    let names: import('node:fs').Dirent[];
+    try {
+      names = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return found;
+      throw err;
+    }
+    for (const e of names) {
+      if (e.isDirectory() && isId(e.name)) found.set(e.name, true);
+    }
+    // Metadata (or its temporary file, after a crash) without a directory is listed too, so it gets deleted.
+    for (const e of names) {
+      const id = e.name.replace(/\.json(\.tmp)?$/, '');
+      if (id !== e.name && isId(id) && !found.has(id)) found.set(id, false);
+    }
+    return found;
+  }
+
+  /** Metadata first: an interruption leaves a directory without metadata, which is incomplete, so deleted again. */
+  private async removeEntry(metaPath: string, dir: string): Promise<void> {
+    await rm(metaPath, { force: true });
+    await rm(`${metaPath}.tmp`, { force: true });
+    await removeTree(dir);
+  }
+
+  /** Our errors and cancellations pass as they are; anything else gets a code and names the array. */
+  private failure(code: string, what: string, err: unknown, signal?: AbortSignal): unknown {
+    if (err instanceof SnapkeeperError || signal?.aborted) return err;
+    return new SnapkeeperError(
+      code,
+      `array "${this.name}" (${this.impl.name}): ${what} failed: ${errorMessage(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** A metadata file's content, or undefined when it is missing, unreadable or not of the expected shape. */
+async function readMeta<T>(path: string, valid: (v: unknown) => v is T): Promise<T | undefined> {
+  try {
+    const value: unknown = JSON.parse(await readFile(path, 'utf8'));
+    return valid(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isCommonMeta(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m.id === 'string' &&
+    typeof m.label === 'string' &&
+    typeof m.createdAt === 'string' &&
+    Array.isArray(m.volumes) &&
+    m.volumes.every((x) => typeof x === 'string')
+  );
+}
+
+function isSnapshotMeta(v: unknown): v is SnapshotMeta {
+  return (
+    isCommonMeta(v) &&
+    (v.pointInTime === 'atomic' || v.pointInTime === 'sequential') &&
+    typeof v.driver === 'string'
+  );
+}
+
+function isCloneMeta(v: unknown): v is CloneMeta {
+  return isCommonMeta(v) && typeof v.snapshotId === 'string';
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function subdirs(path: string): Promise<string[]> {
+  try {
+    return (await readdir(path, { withFileTypes: true }))
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+function byCreation(a: { createdAt: string; id: string }, b: { createdAt: string; id: string }): number {
+  return a.createdAt < b.createdAt
+    ? -1
+    : a.createdAt > b.createdAt
+      ? 1
+      : a.id < b.id
+        ? -1
+        : a.id > b.id
+          ? 1
+          : 0;
+}

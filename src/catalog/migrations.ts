@@ -1,0 +1,107 @@
+/**
+ * The catalog schema as an ordered list of migrations. Rules: never edit a migration that has shipped, only
+ * append; versions are consecutive from 1; each `up` runs inside the transaction that records it in
+ * schema_migrations, so it must not change PRAGMAs (foreign_keys cannot change inside a transaction).
+ * JSON is stored as TEXT, timestamps as ISO-8601 UTC strings (they sort as text).
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  up: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'backups, operations, journal, locks',
+    up: `
+      CREATE TABLE backups (
+        id          TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'partial', 'failed')),
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        record      TEXT NOT NULL
+      );
+      CREATE INDEX backups_started ON backups (started_at, id);
+      CREATE INDEX backups_task ON backups (task, started_at);
+
+      CREATE TABLE backup_vms (
+        backup_id TEXT NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
+        vm_id     TEXT NOT NULL,
+        vm_name   TEXT NOT NULL,
+        PRIMARY KEY (backup_id, vm_id)
+      );
+      CREATE INDEX backup_vms_name ON backup_vms (vm_name);
+
+      CREATE TABLE backup_snapshots (
+        backup_id   TEXT NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
+        array       TEXT NOT NULL,
+        snapshot_id TEXT NOT NULL,
+        PRIMARY KEY (backup_id, array, snapshot_id)
+      );
+      CREATE INDEX backup_snapshots_snapshot ON backup_snapshots (array, snapshot_id);
+
+      CREATE TABLE operations (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        subject      TEXT,
+        pid          INTEGER NOT NULL,
+        host         TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        heartbeat_at TEXT,
+        recovered_at TEXT
+      );
+      CREATE INDEX operations_state ON operations (state, started_at);
+
+      CREATE TABLE journal (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        operation_id TEXT NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        action       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        data         TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        completed_at TEXT
+      );
+      CREATE INDEX journal_operation ON journal (operation_id, id);
+
+      CREATE TABLE locks (
+        resource     TEXT PRIMARY KEY,
+        operation_id TEXT NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        acquired_at  TEXT NOT NULL
+      );
+      CREATE INDEX locks_operation ON locks (operation_id);
+    `,
+  },
+  {
+    version: 2,
+    name: 'tasks created from the CLI',
+    up: `
+      CREATE TABLE tasks (
+        name       TEXT PRIMARY KEY,
+        config     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 3,
+    name: 'mounts and attaches of backups',
+    up: `
+      CREATE TABLE mounts (
+        id         TEXT PRIMARY KEY,
+        backup_id  TEXT NOT NULL REFERENCES backups (id) ON DELETE RESTRICT,
+        kind       TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX mounts_backup ON mounts (backup_id, created_at);
+    `,
+  },
+];
+
+/** The schema version this code writes. */
+export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

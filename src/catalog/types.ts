@@ -1,0 +1,180 @@
+import type { TaskConfig } from '../config/schema.js';
+import type { BackupRecord, BackupState } from '../model/backup.js';
+
+/**
+ * The catalog seam, split by role so that callers take the narrowest one they need (expire needs
+ * `BackupStore`, recover needs `OperationJournal` and `LockManager`, the CLI's task commands `TaskStore`).
+ * `Catalog` (catalog.ts) implements all of them on one SQLite file. Every method is synchronous: one
+ * statement or one transaction, committed (and synced to disk) when the method returns.
+ */
+
+export interface BackupFilter {
+  /** Exact task name. */
+  task?: string;
+  /** Backups containing a VM whose name equals this or matches it as a glob (`web*`, `db-0?`). */
+  vm?: string;
+  /** Any of these states; an empty array means no state filter. */
+  state?: BackupState[];
+  /** Started at or after this time (any string `Date` parses; compared as UTC instants). */
+  since?: string;
+  /** Started strictly before this time. */
+  until?: string;
+  /** At most this many (newest first). */
+  limit?: number;
+}
+
+export interface SnapshotOwner {
+  backupId: string;
+  state: BackupState;
+}
+
+export interface BackupStore {
+  /** Stores a new record. ConflictError BACKUP_EXISTS when the id is taken. */
+  insertBackup(record: BackupRecord): void;
+  /** Replaces the whole stored record (and its VM and snapshot index rows). NotFoundError BACKUP_NOT_FOUND. */
+  updateBackup(record: BackupRecord): void;
+  /** The record exactly as stored (JSON round trip: properties whose value is undefined are dropped). */
+  getBackup(id: string): BackupRecord;
+  findBackup(id: string): BackupRecord | undefined;
+  /** Newest first (by startedAt, then id). */
+  listBackups(filter?: BackupFilter): BackupRecord[];
+  /** Removes the record. NotFoundError BACKUP_NOT_FOUND; ConflictError BACKUP_MOUNTED while mounts exist. */
+  deleteBackup(id: string): void;
+  /** Every backup whose record lists this array snapshot, whatever its state. */
+  snapshotOwners(array: string, snapshotId: string): SnapshotOwner[];
+  /**
+   * Snapshot ids of `array` owned by backups in one of `states` (default complete and partial: the backups
+   * that can be restored). A garbage collector that must spare running backups passes their state too.
+   */
+  ownedSnapshotIds(array: string, states?: BackupState[]): Set<string>;
+}
+
+export type OperationKind = 'backup' | 'restore' | 'mount' | 'attach' | 'recover' | 'expire' | 'delete';
+export type OperationState = 'running' | 'done' | 'failed';
+
+export interface Operation {
+  id: string;
+  kind: OperationKind;
+  /** What it works on, e.g. a task name or a backup id. */
+  subject?: string;
+  pid: number;
+  /** Host name of the process that began it: a pid means something only on that host. */
+  host: string;
+  state: OperationState;
+  startedAt: string;
+  finishedAt?: string;
+  heartbeatAt?: string;
+  /** Set by `markRecovered` once recover has undone or completed what the journal says. */
+  recoveredAt?: string;
+}
+
+export interface JournalEntry {
+  id: number;
+  operationId: string;
+  /** What is about to be done, e.g. `vm.snapshot.create`, `vm.suspend`, `array.snapshot`. */
+  action: string;
+  /** What it is done to, e.g. a VM id or `array/volume`. */
+  target: string;
+  /** Intent data, merged with the result data given to `completeJournal`. */
+  data: Record<string, unknown>;
+  createdAt: string;
+  /** Set once the step's side effect is known to have happened (or to need no undo). */
+  completedAt?: string;
+}
+
+export interface OperationFilter {
+  state?: OperationState[];
+  kind?: OperationKind[];
+  /** true: only recovered ones; false: only not yet recovered ones. */
+  recovered?: boolean;
+  limit?: number;
+}
+
+/**
+ * The write-ahead intent log that makes crash repair possible: before each side effect on vCenter or the
+ * array, the engine journals what it is about to do (committed and synced before it returns), then does it,
+ * then completes the entry. After a crash, `recover` finds the operation still `running` with a dead pid,
+ * marks it failed and undoes (or finishes) every journaled step.
+ */
+export interface OperationJournal {
+  /** State `running`, pid defaults to process.pid. ConflictError OPERATION_EXISTS when the id is taken. */
+  beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): void;
+  /**
+   * Ends a running operation and releases its locks in the same transaction. NotFoundError
+   * OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when it already ended (a crashed run's operation
+   * may be finished by recover while a late process tries too: the first one wins).
+   */
+  finishOperation(id: string, state: 'done' | 'failed'): void;
+  /** NotFoundError OPERATION_NOT_FOUND. */
+  getOperation(id: string): Operation;
+  findOperation(id: string): Operation | undefined;
+  /** Operations in state running, oldest first: crashed ones among them are for recover. */
+  unfinishedOperations(): Operation[];
+  /** Newest first. */
+  listOperations(filter?: OperationFilter): Operation[];
+  /** Records that the operation's process is alive. NotFoundError OPERATION_NOT_FOUND. */
+  heartbeat(id: string): void;
+  /** Appends an intent entry and returns its id; committed before it returns. NotFoundError OPERATION_NOT_FOUND. */
+  journal(
+    operationId: string,
+    entry: { action: string; target: string; data?: Record<string, unknown> },
+  ): number;
+  /** Marks the step done; `data` (e.g. the created snapshot id) is merged into the entry's data. Idempotent. */
+  completeJournal(entryId: number, data?: Record<string, unknown>): void;
+  /** In the order they were written. */
+  journalEntries(operationId: string): JournalEntry[];
+  /** NotFoundError OPERATION_NOT_FOUND; ConflictError OPERATION_RUNNING if it is still running. */
+  markRecovered(operationId: string): void;
+  /** Deletes finished operations (and their journals) that ended before `before` and need no recovery. */
+  pruneOperations(before: string): number;
+}
+
+export interface LockManager {
+  /**
+   * Takes every resource for the operation, or none: LockedError RESOURCE_LOCKED names the first resource
+   * held by another running operation, its id, kind and pid. A lock held by an operation that is no longer
+   * running is stale and taken over. Re-taking a lock the operation already holds is a no-op.
+   * NotFoundError OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when the operation is not running.
+   */
+  acquireLocks(operationId: string, resources: string[]): void;
+  releaseLocks(operationId: string): void;
+  /** Resources the operation holds, sorted. */
+  locksOf(operationId: string): string[];
+}
+
+export interface TaskStore {
+  /** UsageError TASK_INVALID when taskSchema refuses it; ConflictError TASK_EXISTS. */
+  createTask(task: TaskConfig): void;
+  /** UsageError TASK_INVALID; NotFoundError TASK_NOT_FOUND. */
+  updateTask(task: TaskConfig): void;
+  /** NotFoundError TASK_NOT_FOUND. */
+  deleteTask(name: string): void;
+  /** NotFoundError TASK_NOT_FOUND. */
+  getTask(name: string): TaskConfig;
+  findTask(name: string): TaskConfig | undefined;
+  /** Sorted by name. */
+  listTasks(): TaskConfig[];
+}
+
+export interface Mount {
+  id: string;
+  backupId: string;
+  /** What was made: e.g. `datastore` (mount) or `attach`. */
+  kind: string;
+  /** What is needed to undo it (host, datastore name, clone id, target VM, ...). */
+  data: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface MountStore {
+  /** NotFoundError BACKUP_NOT_FOUND; ConflictError MOUNT_EXISTS. Returns the stored mount. */
+  addMount(mount: { id: string; backupId: string; kind: string; data?: Record<string, unknown> }): Mount;
+  /** NotFoundError MOUNT_NOT_FOUND. */
+  removeMount(id: string): void;
+  /** NotFoundError MOUNT_NOT_FOUND. */
+  getMount(id: string): Mount;
+  /** Oldest first. */
+  mountsOf(backupId: string): Mount[];
+  /** Oldest first. */
+  listMounts(): Mount[];
+}

@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import { recover } from '../../engine/recover.js';
+import { deleteBackup, expireAll } from '../../engine/retention.js';
+import { ExitCode } from '../../errors.js';
+import { ok } from '../context.js';
+import { withEngine } from '../engine.js';
+import type { Runner } from './index.js';
+
+export function registerMaintenance(program: Command, run: Runner): void {
+  program
+    .command('recover')
+    .description('repair what interrupted runs left: VM snapshots, suspended VMs, orphan array snapshots')
+    .option('--dry-run', 'show what would be done, change nothing')
+    .action(
+      run(async (ctx, opts: { dryRun?: boolean }) =>
+        withEngine(ctx, async (engine) => {
+          const report = await recover(engine, { dryRun: opts.dryRun === true });
+          const verb = report.dryRun ? 'would ' : '';
+          const lines = [
+            `${verb}close ${report.operations.length} interrupted operation(s)${report.operations.map((o) => `\n  ${o.kind} ${o.id}`).join('')}`,
+            `${verb}remove ${report.removedVmSnapshots.length} VM snapshot(s)${report.removedVmSnapshots.map((s) => `\n  ${s.vm}: ${s.snapshot}`).join('')}`,
+            `${verb}power on ${report.poweredOnVms.length} suspended VM(s)${report.poweredOnVms.map((v) => `\n  ${v}`).join('')}`,
+            `${verb}delete ${report.deletedArraySnapshots.length} orphan array snapshot(s)${report.deletedArraySnapshots.map((s) => `\n  ${s.array}/${s.snapshotId}`).join('')}`,
+            `${verb}mark ${report.failedBackups.length} interrupted backup(s) failed`,
+          ];
+          if (report.running.length > 0) {
+            lines.push(
+              `left alone (still running): ${report.running.map((r) => `${r.kind} ${r.id} pid ${r.pid}`).join(', ')}`,
+            );
+          }
+          if (report.errors.length > 0) lines.push('errors:', ...report.errors.map((e) => `  ${e}`));
+          return ok(report, lines.join('\n'), report.errors.length > 0 ? ExitCode.failed : ExitCode.ok);
+        }),
+      ),
+    );
+
+  program
+    .command('delete')
+    .description('delete a backup: its array snapshots and its catalog record')
+    .requiredOption('--backup <id>', 'the backup to delete')
+    .option('--dry-run', 'show what would be deleted, change nothing')
+    .action(
+      run(async (ctx, opts: { backup: string; dryRun?: boolean }) =>
+        withEngine(ctx, async (engine) => {
+          const deleted = await deleteBackup(engine, opts.backup, { dryRun: opts.dryRun === true });
+          const verb = opts.dryRun ? 'would delete' : 'deleted';
+          return ok(
+            { dryRun: opts.dryRun === true, deleted: [deleted] },
+            `${verb} backup ${deleted.id} and ${deleted.snapshots.length} array snapshot(s)`,
+          );
+        }),
+      ),
+    );
+
+  program
+    .command('expire')
+    .description('apply retention: delete backups beyond each task’s max versions or max age')
+    .option('--task <name>', 'only this task')
+    .option('--dry-run', 'show what would be deleted, change nothing')
+    .action(
+      run(async (ctx, opts: { task?: string; dryRun?: boolean }) =>
+        withEngine(ctx, async (engine) => {
+          const dryRun = opts.dryRun === true;
+          const result = await expireAll(engine, { dryRun, ...(opts.task ? { task: opts.task } : {}) });
+          const verb = dryRun ? 'would expire' : 'expired';
+          const lines = [
+            `${verb} ${result.deleted.length} backup(s)`,
+            ...result.deleted.map((d) => `  ${d.id} (${d.task}): ${d.reason}`),
+            ...result.errors.map((e) => `error: ${e}`),
+          ];
+          return ok(
+            { dryRun, ...result },
+            lines.join('\n'),
+            result.errors.length > 0 ? ExitCode.failed : ExitCode.ok,
+          );
+        }),
+      ),
+    );
+}

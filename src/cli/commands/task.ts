@@ -1,0 +1,189 @@
+import { type Command, Option } from 'commander';
+import YAML from 'yaml';
+import { type TaskConfig, taskSchema } from '../../config/schema.js';
+import { assertEditable, findTask, listTasks } from '../../engine/tasks.js';
+import { UsageError } from '../../errors.js';
+import { BACKUP_MODES } from '../../model/modes.js';
+import { ok } from '../context.js';
+import { withEngine } from '../engine.js';
+import { table } from '../table.js';
+import type { Runner } from './index.js';
+
+interface TaskOptions {
+  vm?: string[];
+  folder?: string[];
+  host?: string[];
+  cluster?: string[];
+  datastore?: string[];
+  datacenter?: string[];
+  excludeVm?: string[];
+  mode?: TaskConfig['mode'];
+  keepVersions?: string;
+  keepDays?: string;
+  schedule?: string;
+  description?: string;
+}
+
+function withTaskOptions(cmd: Command): Command {
+  return cmd
+    .option('--vm <glob...>', 'select VMs by name or glob')
+    .option('--folder <path...>', 'select VMs in these folders')
+    .option('--host <name...>', 'select VMs on these hosts')
+    .option('--cluster <name...>', 'select VMs in these clusters')
+    .option('--datastore <name...>', 'select VMs with files on these datastores')
+    .option('--datacenter <name...>', 'select VMs in these datacenters')
+    .option('--exclude-vm <glob...>', 'leave out these VMs')
+    .addOption(
+      new Option('--mode <mode>', 'backup mode (default: the configured default)').choices(BACKUP_MODES),
+    )
+    .option('--keep-versions <n>', 'retention: keep at most N backups')
+    .option('--keep-days <d>', 'retention: keep backups at most D days')
+    .option('--schedule <cron>', 'schedule (cron expression) for snapkeeper serve')
+    .option('--description <text>', 'free text');
+}
+
+function positiveNumber(flag: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new UsageError(
+      'USAGE',
+      `${flag}: must be a positive ${integer ? 'whole ' : ''}number, got ${value}`,
+    );
+  }
+  return n;
+}
+
+/** Builds a task from CLI options over `base` (for edit), validated with the same schema as the config file. */
+function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConfig {
+  const select = { ...(base?.select ?? {}) };
+  if (opts.vm) select.vms = opts.vm;
+  if (opts.folder) select.folders = opts.folder;
+  if (opts.host) select.hosts = opts.host;
+  if (opts.cluster) select.clusters = opts.cluster;
+  if (opts.datastore) select.datastores = opts.datastore;
+  if (opts.datacenter) select.datacenters = opts.datacenter;
+  const versions = positiveNumber('--keep-versions', opts.keepVersions, true);
+  const days = positiveNumber('--keep-days', opts.keepDays, false);
+  const retention =
+    versions !== undefined || days !== undefined
+      ? {
+          ...(base?.retention ?? {}),
+          ...(versions !== undefined ? { versions } : {}),
+          ...(days !== undefined ? { days } : {}),
+        }
+      : base?.retention;
+  const candidate = {
+    ...(base ?? {}),
+    name,
+    select,
+    ...(opts.excludeVm ? { exclude: { ...(base?.exclude ?? {}), vms: opts.excludeVm } } : {}),
+    ...(opts.mode ? { mode: opts.mode } : {}),
+    ...(retention ? { retention } : {}),
+    ...(opts.schedule ? { schedule: opts.schedule } : {}),
+    ...(opts.description ? { description: opts.description } : {}),
+  };
+  const parsed = taskSchema.safeParse(candidate);
+  if (!parsed.success) {
+    throw new UsageError(
+      'TASK_INVALID',
+      `invalid task: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  }
+  if (Object.values(parsed.data.select).every((v) => v === undefined || v.length === 0)) {
+    throw new UsageError(
+      'TASK_INVALID',
+      'a task needs a selection: --vm, --folder, --host, --cluster, --datastore or --datacenter',
+    );
+  }
+  return parsed.data;
+}
+
+export function registerTask(program: Command, run: Runner): void {
+  const task = program.command('task').description('backup tasks: list, show, create, edit, delete');
+
+  task
+    .command('list')
+    .description('list backup tasks (from the config file and the catalog)')
+    .action(
+      run(async (ctx) =>
+        withEngine(ctx, async (engine) => {
+          const entries = listTasks(engine.config, engine.catalog);
+          const text = table(
+            ['NAME', 'SOURCE', 'MODE', 'SELECTION', 'RETENTION', 'SCHEDULE'],
+            entries.map(({ task: t, source }) => [
+              t.name,
+              source,
+              t.mode ?? `${engine.config.defaults.mode} (default)`,
+              Object.entries(t.select)
+                .map(([k, v]) => `${k}=${(v as string[]).join(',')}`)
+                .join(' '),
+              t.retention ? `${t.retention.versions ?? '-'} versions / ${t.retention.days ?? '-'} days` : '',
+              t.schedule ?? '',
+            ]),
+          );
+          return ok(
+            entries.map((e) => ({ ...e.task, source: e.source })),
+            entries.length === 0 ? 'no tasks' : text,
+          );
+        }),
+      ),
+    );
+
+  task
+    .command('show')
+    .argument('<name>')
+    .description('show one task')
+    .action(
+      run(async (ctx, name: string) =>
+        withEngine(ctx, async (engine) => {
+          const entry = findTask(engine.config, engine.catalog, name);
+          return ok(
+            { ...entry.task, source: entry.source },
+            `# source: ${entry.source}\n${YAML.stringify(entry.task)}`,
+          );
+        }),
+      ),
+    );
+
+  withTaskOptions(
+    task.command('create').argument('<name>').description('create a task (stored in the catalog)'),
+  ).action(
+    run(async (ctx, name: string, opts: TaskOptions) =>
+      withEngine(ctx, async (engine) => {
+        assertEditable(engine.config, name);
+        const t = buildTask(name, opts);
+        engine.catalog.createTask(t);
+        return ok(t, `created task ${t.name}`);
+      }),
+    ),
+  );
+
+  withTaskOptions(
+    task.command('edit').argument('<name>').description('change a task created with task create'),
+  ).action(
+    run(async (ctx, name: string, opts: TaskOptions) =>
+      withEngine(ctx, async (engine) => {
+        assertEditable(engine.config, name);
+        const current = findTask(engine.config, engine.catalog, name).task;
+        const t = buildTask(name, opts, current);
+        engine.catalog.updateTask(t);
+        return ok(t, `updated task ${t.name}`);
+      }),
+    ),
+  );
+
+  task
+    .command('delete')
+    .argument('<name>')
+    .description('delete a task created with task create (its backups stay)')
+    .action(
+      run(async (ctx, name: string) =>
+        withEngine(ctx, async (engine) => {
+          assertEditable(engine.config, name);
+          engine.catalog.deleteTask(name);
+          return ok({ deleted: name }, `deleted task ${name}`);
+        }),
+      ),
+    );
+}

@@ -1,0 +1,77 @@
+import { ExitCode } from '../errors.js';
+import type { BackupRecord } from '../model/backup.js';
+import { table } from './table.js';
+
+/** SPEC 6: complete without warnings 0, complete with warnings 1, partial or failed 2. */
+export function backupExitCode(record: BackupRecord): ExitCode {
+  if (record.state === 'partial' || record.state === 'failed' || record.state === 'running')
+    return ExitCode.failed;
+  return record.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok;
+}
+
+function seconds(ms: number | undefined): string {
+  return ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** The full record of one backup, for people. */
+export function formatBackup(record: BackupRecord): string {
+  const lines = [`Backup ${record.id}  task ${record.task}  ${record.state.toUpperCase()}`];
+  lines.push(`  started ${record.startedAt}${record.finishedAt ? `  finished ${record.finishedAt}` : ''}`);
+  if (record.snapshotAt) lines.push(`  array snapshot at ${record.snapshotAt}`);
+  for (const s of record.snapshots) {
+    lines.push(
+      `  snapshot ${s.array}/${s.snapshotId}: ${s.pointInTime} (${s.driver}), volumes ${s.volumes.join(', ')}`,
+    );
+  }
+  if (record.error) lines.push(`  error: ${record.error}`);
+  lines.push('');
+  lines.push(
+    table(
+      ['VM', 'MODE', 'CONSISTENCY', 'QUIESCE', 'DISKS', 'STATE'],
+      record.vms.map((vm) => {
+        const excluded = vm.disks.filter((d) => !d.included);
+        const included = vm.disks.length - excluded.length;
+        const disks = `${included} in${excluded.length > 0 ? `, ${excluded.length} RDM excluded` : ''}`;
+        const mode =
+          vm.requestedMode === vm.effectiveMode
+            ? vm.effectiveMode
+            : `${vm.requestedMode} -> ${vm.effectiveMode}`;
+        return [
+          vm.name,
+          mode,
+          vm.consistency,
+          seconds(vm.quiesce?.ms),
+          disks,
+          vm.error ? `failed: ${vm.error}` : vm.state,
+        ];
+      }),
+    ),
+  );
+  const diskLines = record.vms.flatMap((vm) =>
+    vm.disks.map(
+      (d) =>
+        `  ${vm.name} / ${d.label}: ${d.kind}, ${d.included ? 'included' : 'EXCLUDED'}${d.note ? ` (${d.note})` : ''}`,
+    ),
+  );
+  if (diskLines.length > 0) lines.push('', 'disks:', ...diskLines);
+  if (record.warnings.length > 0) {
+    lines.push('', 'warnings:', ...record.warnings.map((w) => `  ${w.code}: ${w.message}`));
+  }
+  return lines.join('\n');
+}
+
+/** One line per backup, for `inquire`. */
+export function formatBackupList(records: BackupRecord[]): string {
+  if (records.length === 0) return 'no backups';
+  return table(
+    ['ID', 'TASK', 'STATE', 'STARTED', 'VMS', 'WARNINGS'],
+    records.map((r) => [
+      r.id,
+      r.task,
+      r.state,
+      r.startedAt,
+      String(r.vms.length),
+      r.warnings.length === 0 ? '' : String(r.warnings.length),
+    ]),
+  );
+}

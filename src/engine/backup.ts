@@ -1,0 +1,384 @@
+import type { StorageArray } from '../arrays/types.js';
+import { errorMessage, UsageError } from '../errors.js';
+import type { BackupRecord, VmRecord } from '../model/backup.js';
+import type { BackupMode } from '../model/modes.js';
+import { runLimited } from '../util/scheduler.js';
+import type { VcenterSession } from '../vsphere/session.js';
+import { crashPoint, type EngineContext } from './context.js';
+import { newBackupId, vmSnapshotName } from './ids.js';
+import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
+import { recover } from './recover.js';
+import { releaseVm } from './release.js';
+import { expireTask } from './retention.js';
+import { findTask } from './tasks.js';
+
+export interface BackupRequest {
+  /** Run this task (from the config file or the catalog). */
+  taskName?: string;
+  /** Or back up these VMs (names or globs) as an ad-hoc backup. */
+  vmPatterns?: string[];
+  /** Overrides the task's mode and the default. */
+  mode?: BackupMode;
+  /** Stops preparing further VMs; VMs already prepared are still released. */
+  signal?: AbortSignal;
+}
+
+export const ADHOC_TASK = 'adhoc';
+
+/** Per-VM progress of one run, kept beside the record while it is being built. */
+interface VmRun {
+  plan: VmPlan;
+  record: VmRecord;
+  prepared: boolean;
+  quiesceStart?: Date;
+}
+
+/**
+ * One backup run: plan -> journal -> prepare VMs -> group snapshot -> release VMs -> record -> retention.
+ * Every side effect is journaled in the catalog before it is made, so a crash at any point is repaired by
+ * `recover` (which the next run calls first). A VM that cannot be prepared is released and reported; the
+ * others complete and the backup is `partial`.
+ */
+export async function runBackup(ctx: EngineContext, request: BackupRequest): Promise<BackupRecord> {
+  const { config, catalog, events } = ctx;
+  let taskName = ADHOC_TASK;
+  let planRequest: Parameters<typeof planBackup>[3];
+  let retention = config.defaults.retention;
+  if (request.taskName !== undefined) {
+    const { task } = findTask(config, catalog, request.taskName);
+    taskName = task.name;
+    retention = task.retention ?? retention;
+    planRequest = {
+      taskName,
+      select: task.select,
+      ...(task.exclude ? { exclude: task.exclude } : {}),
+      ...(task.mode ? { taskMode: task.mode } : {}),
+      ...(request.mode ? { modeOverride: request.mode } : {}),
+      followedByOffload: task.offload !== undefined,
+    };
+  } else if (request.vmPatterns && request.vmPatterns.length > 0) {
+    planRequest = {
+      taskName,
+      select: { vms: request.vmPatterns },
+      ...(request.mode ? { modeOverride: request.mode } : {}),
+      followedByOffload: false,
+    };
+  } else {
+    throw new UsageError('BACKUP_NO_SELECTION', 'backup needs --task NAME or --vm GLOB...');
+  }
+
+  events.phase('connect');
+  const vc = await ctx.vcenter();
+  // A crashed earlier run may still hold VMs or snapshots: repair before touching anything.
+  await recover(ctx, { onlyDeadOperations: true });
+
+  events.phase('plan');
+  const inventory = await vc.inventory();
+  const arrays = await ctx.arrays();
+  const volumes = new Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>();
+  for (const [name, array] of arrays) volumes.set(name, await array.listVolumes());
+  const plan = planBackup(config, inventory, volumes, planRequest);
+
+  const id = newBackupId(ctx.now());
+  catalog.beginOperation({ id, kind: 'backup', subject: taskName });
+  try {
+    catalog.acquireLocks(id, lockResources(plan));
+  } catch (err) {
+    catalog.finishOperation(id, 'failed');
+    throw err;
+  }
+
+  const runs: VmRun[] = plan.vms.map((p) => ({ plan: p, record: vmRecordOf(p, id), prepared: false }));
+  const record: BackupRecord = {
+    id,
+    task: taskName,
+    state: 'running',
+    startedAt: ctx.now().toISOString(),
+    requestedMode: plan.vms[0]!.requestedMode,
+    snapshots: [],
+    vms: runs.map((r) => r.record),
+    warnings: [],
+  };
+  catalog.insertBackup(record);
+
+  let releaseFailed = false;
+  try {
+    await prepareAll(ctx, vc, id, runs, request.signal);
+    crashPoint('prepared');
+
+    const preparedCount = runs.filter((r) => r.prepared).length;
+    if (preparedCount > 0) {
+      try {
+        await snapshotGroups(ctx, id, plan, record);
+        record.snapshotAt = ctx.now().toISOString();
+        catalog.updateBackup(record);
+      } catch (err) {
+        for (const r of runs) failVm(r, `array snapshot failed: ${errorMessage(err)}`);
+        record.error = `array snapshot failed: ${errorMessage(err)}`;
+      }
+    }
+    crashPoint('snapshotted');
+
+    releaseFailed = !(await releaseAll(ctx, vc, id, runs));
+    crashPoint('released');
+  } catch (err) {
+    // Unexpected failure (catalog, programming error): release what was prepared, then report.
+    releaseFailed = !(await releaseAll(ctx, vc, id, runs));
+    record.error = errorMessage(err);
+    for (const r of runs) if (r.record.state === 'ok' && !r.prepared) failVm(r, record.error);
+  }
+
+  addPointInTimeWarnings(record);
+  const okCount = runs.filter((r) => r.record.state === 'ok').length;
+  record.state =
+    record.error !== undefined || okCount === 0 ? 'failed' : okCount === runs.length ? 'complete' : 'partial';
+  if (record.state === 'failed') await deleteSnapshotsOf(ctx, id, record);
+  record.finishedAt = ctx.now().toISOString();
+  record.warnings = [...record.warnings, ...runs.flatMap((r) => r.record.warnings)];
+  catalog.updateBackup(record);
+  crashPoint('recorded');
+
+  if (record.state !== 'failed') {
+    try {
+      await expireTask(ctx, taskName, retention, { dryRun: false, keep: id });
+    } catch (err) {
+      record.warnings.push({
+        code: 'EXPIRE_FAILED',
+        message: `retention after backup failed: ${errorMessage(err)}`,
+      });
+      catalog.updateBackup(record);
+    }
+  }
+
+  if (releaseFailed) {
+    // The operation stays open: `recover` (or the next run) finds it, retries the release and closes it.
+    events.log(`some VMs could not be released; run snapkeeper recover`);
+  } else {
+    catalog.finishOperation(id, 'done');
+    catalog.releaseLocks(id);
+  }
+  return record;
+}
+
+function lockResources(plan: BackupPlan): string[] {
+  return [
+    ...plan.vms.map((p) => `vm:${p.vm.id}`),
+    ...plan.groups.flatMap((g) => g.volumes.map((v) => `volume:${g.array}/${v}`)),
+  ];
+}
+
+function vmRecordOf(p: VmPlan, backupId: string): VmRecord {
+  const { vm, decision } = p;
+  return {
+    id: vm.id,
+    name: vm.name,
+    instanceUuid: vm.instanceUuid,
+    host: vm.host,
+    folder: vm.folder,
+    datacenter: vm.datacenter,
+    vmxFile: vm.vmxFile,
+    homeDatastore: vm.homeDatastore,
+    datastores: vm.datastores,
+    powerState: vm.powerState,
+    requestedMode: p.requestedMode,
+    effectiveMode: decision.effectiveMode,
+    consistency: decision.consistency,
+    ...(decision.before?.kind === 'create-vm-snapshot' ? { vmSnapshot: vmSnapshotName(backupId) } : {}),
+    state: 'ok',
+    disks: p.disks,
+    warnings: [...decision.warnings],
+    ...(vm.hardware ? { hardware: vm.hardware } : {}),
+  };
+}
+
+function failVm(run: VmRun, message: string): void {
+  if (run.record.state === 'failed') return;
+  run.record.state = 'failed';
+  run.record.error = message;
+  run.record.warnings.push({ code: 'VM_FAILED', message: `${run.record.name}: ${message}` });
+}
+
+function hostKey(run: VmRun): string {
+  return run.plan.vm.host;
+}
+
+async function prepareAll(
+  ctx: EngineContext,
+  vc: VcenterSession,
+  backupId: string,
+  runs: VmRun[],
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const { catalog, events, config } = ctx;
+  events.phase('prepare');
+  await runLimited(
+    runs,
+    { global: config.defaults.concurrency.global, perKey: config.defaults.concurrency.perHost },
+    hostKey,
+    async (run) => {
+      const { vm, decision } = run.plan;
+      run.quiesceStart = ctx.now();
+      if (signal?.aborted) {
+        failVm(run, 'backup interrupted before this VM was prepared');
+        return;
+      }
+      const action = decision.before;
+      try {
+        if (action?.kind === 'create-vm-snapshot') {
+          events.item(vm.name, 'creating VM snapshot');
+          const entry = catalog.journal(backupId, {
+            action: 'vm-snapshot',
+            target: vm.id,
+            data: { vm: vm.name, name: vmSnapshotName(backupId) },
+          });
+          const snapshotId = await vc.createVmSnapshot(vm.id, {
+            name: vmSnapshotName(backupId),
+            description: `snapkeeper backup ${backupId}; removed right after the array snapshot`,
+            memory: action.memory,
+            quiesce: action.quiesce,
+          });
+          catalog.completeJournal(entry, { snapshotId });
+        } else if (action?.kind === 'suspend') {
+          events.item(vm.name, 'suspending');
+          const entry = catalog.journal(backupId, {
+            action: 'suspend',
+            target: vm.id,
+            data: { vm: vm.name },
+          });
+          await vc.suspendVm(vm.id);
+          catalog.completeJournal(entry);
+        }
+        run.prepared = true;
+        events.item(vm.name, 'prepared');
+      } catch (err) {
+        failVm(run, `could not prepare (${decision.effectiveMode}): ${errorMessage(err)}`);
+        events.item(vm.name, `failed: ${errorMessage(err)}`);
+        // Release at once: the call may have half-succeeded (a snapshot made before the connection dropped).
+        await releaseOne(ctx, vc, backupId, run);
+      }
+    },
+  );
+}
+
+async function snapshotGroups(ctx: EngineContext, backupId: string, plan: BackupPlan, record: BackupRecord) {
+  const { catalog, events } = ctx;
+  events.phase('array snapshot');
+  for (const group of plan.groups) {
+    const array = await ctx.array(group.array);
+    const entry = catalog.journal(backupId, {
+      action: 'array-snapshot',
+      target: group.array,
+      data: { volumes: group.volumes, label: backupId },
+    });
+    crashPoint('array-snapshot');
+    events.item(`array ${group.array}`, `snapshot of ${group.volumes.length} volume(s)`);
+    const snapshot = await array.snapshotGroup(group.volumes, {
+      label: backupId,
+      onProgress: (done, total) =>
+        events.item(`array ${group.array}`, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),
+    });
+    catalog.completeJournal(entry, { snapshotId: snapshot.id });
+    record.snapshots.push({
+      array: group.array,
+      snapshotId: snapshot.id,
+      volumes: snapshot.volumes,
+      pointInTime: snapshot.pointInTime,
+      driver: snapshot.driver,
+      datastores: group.datastores,
+    });
+    events.item(`array ${group.array}`, `snapshot ${snapshot.id}`);
+  }
+}
+
+async function releaseAll(
+  ctx: EngineContext,
+  vc: VcenterSession,
+  backupId: string,
+  runs: VmRun[],
+): Promise<boolean> {
+  ctx.events.phase('release');
+  const toRelease = runs.filter((r) => r.prepared);
+  const results = await runLimited(
+    toRelease,
+    { global: ctx.config.defaults.concurrency.global, perKey: ctx.config.defaults.concurrency.perHost },
+    hostKey,
+    (run) => releaseOne(ctx, vc, backupId, run),
+  );
+  return results.every((r) => r.status === 'fulfilled' && r.value);
+}
+
+/** Undoes a VM's prepare action; records the quiesce window. Returns false when the VM could not be released. */
+async function releaseOne(
+  ctx: EngineContext,
+  vc: VcenterSession,
+  backupId: string,
+  run: VmRun,
+): Promise<boolean> {
+  const { vm, decision } = run.plan;
+  run.prepared = false;
+  let released = true;
+  if (decision.before !== null) {
+    ctx.events.item(vm.name, 'releasing');
+    const entry = ctx.catalog.journal(backupId, { action: 'release', target: vm.id, data: { vm: vm.name } });
+    try {
+      await releaseVm(vc, vm.id, {
+        snapshotName: vmSnapshotName(backupId),
+        resume: decision.before.kind === 'suspend',
+      });
+      ctx.catalog.completeJournal(entry);
+      ctx.events.item(vm.name, 'released');
+    } catch (err) {
+      released = false;
+      run.record.warnings.push({
+        code: 'RELEASE_FAILED',
+        message: `${vm.name}: could not be released (${errorMessage(err)}); run snapkeeper recover`,
+      });
+      ctx.events.item(vm.name, `release failed: ${errorMessage(err)}`);
+    }
+  }
+  const start = run.quiesceStart ?? ctx.now();
+  const end = ctx.now();
+  run.record.quiesce = {
+    start: start.toISOString(),
+    end: end.toISOString(),
+    ms: end.getTime() - start.getTime(),
+  };
+  return released;
+}
+
+function addPointInTimeWarnings(record: BackupRecord): void {
+  const sequential = record.snapshots.filter((s) => s.pointInTime === 'sequential');
+  if (sequential.length === 0 && record.snapshots.length <= 1) return;
+  for (const vm of record.vms) {
+    if (vm.state !== 'ok' || (vm.consistency !== 'crash' && !vm.disks.some((d) => d.consistency === 'crash')))
+      continue;
+    const spans = record.snapshots.filter((s) => vm.datastores.some((ds) => s.datastores[ds] !== undefined));
+    if (spans.length > 1 || spans.some((s) => s.pointInTime === 'sequential')) {
+      vm.warnings.push({
+        code: 'NOT_POINT_IN_TIME',
+        message: `${vm.name}: its volumes were not captured at one point in time (driver ${spans.map((s) => s.driver).join(', ')}); the crash-consistent image may be torn`,
+      });
+    }
+  }
+}
+
+/** Deletes this backup's array snapshots (journaled) — used when the backup failed and owns nothing. */
+async function deleteSnapshotsOf(ctx: EngineContext, backupId: string, record: BackupRecord): Promise<void> {
+  for (const s of record.snapshots) {
+    const entry = ctx.catalog.journal(backupId, {
+      action: 'delete-snapshot',
+      target: s.array,
+      data: { snapshotId: s.snapshotId },
+    });
+    try {
+      await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
+      ctx.catalog.completeJournal(entry);
+    } catch (err) {
+      record.warnings.push({
+        code: 'CLEANUP_FAILED',
+        message: `could not delete snapshot ${s.snapshotId}: ${errorMessage(err)}; recover will retry`,
+      });
+    }
+  }
+  record.snapshots = [];
+}

@@ -1,0 +1,119 @@
+import type { StorageArray } from '../arrays/types.js';
+import type { Config } from '../config/load.js';
+import type { Selection } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import type { DiskRecord } from '../model/backup.js';
+import type { Inventory, Vm } from '../model/inventory.js';
+import type { BackupMode } from '../model/modes.js';
+import {
+  classifyDisks,
+  consistencyGroup,
+  decideMode,
+  hasRdm,
+  type ModeDecision,
+  mapDatastoresToVolumes,
+  resolveRequestedMode,
+  selectVms,
+} from '../rules/index.js';
+import { applyRule } from './rule-errors.js';
+
+export interface VmPlan {
+  vm: Vm;
+  requestedMode: BackupMode;
+  decision: ModeDecision;
+  disks: DiskRecord[];
+}
+
+export interface ArrayGroup {
+  array: string;
+  volumes: string[];
+  /** Datastore name -> volume names, for the datastores of this backup on this array. */
+  datastores: Record<string, string[]>;
+}
+
+export interface BackupPlan {
+  taskName: string;
+  vms: VmPlan[];
+  groups: ArrayGroup[];
+  /** Where each datastore of the backup lives: array, volumes and the datastore's path below the volume. */
+  datastoreLocations: Map<string, { array: string; volumes: string[]; subPath: string }>;
+}
+
+export interface PlanRequest {
+  taskName: string;
+  select: Selection;
+  exclude?: Selection;
+  taskMode?: BackupMode;
+  modeOverride?: BackupMode;
+  followedByOffload: boolean;
+}
+
+/**
+ * Pure planning over fetched state: which VMs, in which mode, and which volumes form the consistency group.
+ * Throws UsageError (nothing changed yet) for an empty selection or datastores no array can snapshot.
+ */
+export function planBackup(
+  config: Config,
+  inventory: Inventory,
+  volumesByArray: Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>,
+  request: PlanRequest,
+): BackupPlan {
+  const vms = selectVms(inventory, request.select, request.exclude);
+  if (vms.length === 0) {
+    throw new UsageError(
+      'SELECTION_EMPTY',
+      `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})`,
+    );
+  }
+  const mapping = applyRule(() =>
+    mapDatastoresToVolumes(
+      inventory.datastores,
+      config.arrays.map((a) => ({
+        name: a.name,
+        volumes: volumesByArray.get(a.name) ?? [],
+        ...(a.datastores ? { explicit: a.datastores } : {}),
+      })),
+    ),
+  );
+  const group = consistencyGroup(vms, mapping);
+  if (group.unmappedDatastores.length > 0) {
+    throw new UsageError(
+      'DATASTORE_NOT_ON_ARRAY',
+      `datastore(s) ${group.unmappedDatastores.join(', ')} of the selected VMs are not on any volume of the configured arrays (${config.arrays.map((a) => a.name).join(', ')}); map them under arrays[].datastores`,
+    );
+  }
+
+  const requestedMode = resolveRequestedMode({
+    ...(request.modeOverride ? { override: request.modeOverride } : {}),
+    ...(request.taskMode ? { taskMode: request.taskMode } : {}),
+    defaultMode: config.defaults.mode,
+  });
+  const vmPlans = vms.map((vm): VmPlan => {
+    const decision = decideMode({
+      vmName: vm.name,
+      requested: requestedMode,
+      powerState: vm.powerState,
+      hasRdm: hasRdm(vm.disks),
+      followedByOffload: request.followedByOffload,
+    });
+    return {
+      vm,
+      requestedMode,
+      decision,
+      disks: classifyDisks(vm.disks, decision.effectiveMode, decision.consistency),
+    };
+  });
+
+  const datastoreLocations = new Map<string, { array: string; volumes: string[]; subPath: string }>();
+  for (const name of group.datastores) {
+    const loc = mapping.mapped.get(name);
+    if (loc) datastoreLocations.set(name, loc);
+  }
+  const groups: ArrayGroup[] = [...group.byArray.entries()].map(([array, volumes]) => {
+    const datastores: Record<string, string[]> = {};
+    for (const [ds, loc] of datastoreLocations) if (loc.array === array) datastores[ds] = loc.volumes;
+    return { array, volumes, datastores };
+  });
+
+  return { taskName: request.taskName, vms: vmPlans, groups, datastoreLocations };
+}

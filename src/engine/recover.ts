@@ -1,0 +1,202 @@
+import { errorMessage } from '../errors.js';
+import type { EngineContext } from './context.js';
+import { backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
+import { releaseVm } from './release.js';
+
+export interface RecoverOptions {
+  /** Only repair operations whose process is gone (what a new run does before it starts); skip the sweeps. */
+  onlyDeadOperations?: boolean;
+  /** Report what would be done, change nothing. */
+  dryRun?: boolean;
+}
+
+export interface RecoverReport {
+  dryRun: boolean;
+  /** Interrupted operations that were (or would be) closed. */
+  operations: { id: string; kind: string }[];
+  /** Operations still running in a live process: left alone. */
+  running: { id: string; kind: string; pid: number }[];
+  removedVmSnapshots: { vm: string; snapshot: string }[];
+  poweredOnVms: string[];
+  deletedArraySnapshots: { array: string; snapshotId: string }[];
+  failedBackups: string[];
+  errors: string[];
+}
+
+function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM means the process exists but belongs to someone else: still alive.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Repairs whatever interrupted runs left behind, from their journals: removes snapkeeper VM snapshots,
+ * powers on VMs that snapkeeper suspended, deletes array snapshots no complete backup owns, marks
+ * interrupted backups failed and frees their locks. Operations of live processes are never touched.
+ * Idempotent: running it twice is harmless.
+ */
+export async function recover(ctx: EngineContext, options: RecoverOptions = {}): Promise<RecoverReport> {
+  const { catalog } = ctx;
+  const dryRun = options.dryRun === true;
+  const report: RecoverReport = {
+    dryRun,
+    operations: [],
+    running: [],
+    removedVmSnapshots: [],
+    poweredOnVms: [],
+    deletedArraySnapshots: [],
+    failedBackups: [],
+    errors: [],
+  };
+
+  const unfinished = catalog.unfinishedOperations();
+  const dead = unfinished.filter((op) => !pidAlive(op.pid));
+  for (const op of unfinished) {
+    if (pidAlive(op.pid) && op.pid !== process.pid)
+      report.running.push({ id: op.id, kind: op.kind, pid: op.pid });
+  }
+  if (options.onlyDeadOperations && dead.length === 0) return report;
+  ctx.events.phase('recover');
+
+  const vc = await ctx.vcenter();
+  for (const op of dead) {
+    report.operations.push({ id: op.id, kind: op.kind });
+    const entries = catalog.journalEntries(op.id);
+    let clean = true;
+
+    // VMs first: a suspended VM or a VM snapshot hurts production, a stray array snapshot only costs space.
+    const vmTargets = new Map<string, { name: string; resume: boolean; snapshot: boolean }>();
+    for (const e of entries) {
+      if (e.action !== 'vm-snapshot' && e.action !== 'suspend') continue;
+      const t = vmTargets.get(e.target) ?? {
+        name: String(e.data?.vm ?? e.target),
+        resume: false,
+        snapshot: false,
+      };
+      if (e.action === 'suspend') t.resume = true;
+      else t.snapshot = true;
+      vmTargets.set(e.target, t);
+    }
+    for (const [vmId, t] of vmTargets) {
+      try {
+        if (dryRun) {
+          const state = await vc.vmState(vmId);
+          if (t.snapshot && state.snapshots.some((s) => s.name === vmSnapshotName(op.id))) {
+            report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+          }
+          if (t.resume && state.powerState === 'suspended') report.poweredOnVms.push(t.name);
+          continue;
+        }
+        const done = await releaseVm(vc, vmId, {
+          ...(t.snapshot ? { snapshotName: vmSnapshotName(op.id) } : {}),
+          resume: t.resume,
+        });
+        for (let i = 0; i < done.removedSnapshots; i++) {
+          report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+        }
+        if (done.poweredOn) report.poweredOnVms.push(t.name);
+      } catch (err) {
+        if (isNotFound(err)) continue; // The VM is gone: nothing of ours is left on it.
+        clean = false;
+        report.errors.push(`${t.name}: ${errorMessage(err)}`);
+      }
+    }
+
+    const backup = op.kind === 'backup' ? catalog.findBackup(op.id) : undefined;
+    const keepsSnapshots =
+      backup !== undefined && (backup.state === 'complete' || backup.state === 'partial');
+    if (!keepsSnapshots) {
+      const arrays = new Set(entries.filter((e) => e.action === 'array-snapshot').map((e) => e.target));
+      for (const arrayName of arrays) {
+        try {
+          const array = await ctx.array(arrayName);
+          for (const s of await array.listSnapshots()) {
+            if (s.label !== op.id) continue;
+            if (!dryRun) await array.deleteSnapshot(s.id);
+            report.deletedArraySnapshots.push({ array: arrayName, snapshotId: s.id });
+          }
+        } catch (err) {
+          clean = false;
+          report.errors.push(`array ${arrayName}: ${errorMessage(err)}`);
+        }
+      }
+    }
+    if (backup && backup.state === 'running') {
+      report.failedBackups.push(backup.id);
+      if (!dryRun) {
+        backup.state = 'failed';
+        backup.error = 'interrupted: the process ended before the backup finished; repaired by recover';
+        backup.finishedAt ??= ctx.now().toISOString();
+        backup.snapshots = [];
+        catalog.updateBackup(backup);
+      }
+    }
+    if (!dryRun && clean) {
+      catalog.finishOperation(op.id, 'failed');
+      catalog.releaseLocks(op.id);
+    }
+  }
+
+  if (!options.onlyDeadOperations) await sweep(ctx, report);
+  return report;
+}
+
+/**
+ * Catches what no journal names (a catalog restored from an older copy, a snapshot made by hand with our
+ * name): VM snapshots named snapkeeper-<id> and array snapshots that no complete or partial backup owns,
+ * unless a live operation is making them right now.
+ */
+async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
+  const vc = await ctx.vcenter();
+  // State first, then the set of live operations: an operation that made something we listed began before
+  // it, so it is in the set (or has finished and owns it) — no race with a backup starting meanwhile.
+  const inventory = await vc.inventory();
+  let liveIds = liveOperationIds(ctx);
+  for (const vm of inventory.vms) {
+    for (const s of vm.snapshots) {
+      const owner = backupIdOfVmSnapshot(s.name);
+      if (owner === undefined || liveIds.has(owner)) continue;
+      if (report.removedVmSnapshots.some((r) => r.vm === vm.name && r.snapshot === s.name)) continue;
+      try {
+        if (!report.dryRun) await vc.removeVmSnapshot(s.id);
+        report.removedVmSnapshots.push({ vm: vm.name, snapshot: s.name });
+      } catch (err) {
+        if (!isNotFound(err)) report.errors.push(`${vm.name}: ${errorMessage(err)}`);
+      }
+    }
+  }
+  for (const [name, array] of await ctx.arrays()) {
+    const snapshots = await array.listSnapshots();
+    const owned = ctx.catalog.ownedSnapshotIds(name);
+    liveIds = liveOperationIds(ctx);
+    for (const s of snapshots) {
+      if (owned.has(s.id) || liveIds.has(s.label)) continue;
+      if (report.deletedArraySnapshots.some((d) => d.array === name && d.snapshotId === s.id)) continue;
+      try {
+        if (!report.dryRun) await array.deleteSnapshot(s.id);
+        report.deletedArraySnapshots.push({ array: name, snapshotId: s.id });
+      } catch (err) {
+        report.errors.push(`array ${name} snapshot ${s.id}: ${errorMessage(err)}`);
+      }
+    }
+  }
+}
+
+function liveOperationIds(ctx: EngineContext): Set<string> {
+  return new Set(
+    ctx.catalog
+      .unfinishedOperations()
+      .filter((op) => pidAlive(op.pid))
+      .map((op) => op.id),
+  );
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { faultType?: string }).faultType === 'ManagedObjectNotFound';
+}

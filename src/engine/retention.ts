@@ -1,0 +1,120 @@
+import type { Retention } from '../config/schema.js';
+import { ConflictError, errorMessage } from '../errors.js';
+import type { BackupRecord } from '../model/backup.js';
+import { expiredBackups } from '../rules/index.js';
+import type { EngineContext } from './context.js';
+import { applyRule } from './rule-errors.js';
+import { listTasks } from './tasks.js';
+
+export interface DeletedBackup {
+  id: string;
+  task: string;
+  reason: string;
+  snapshots: { array: string; snapshotId: string }[];
+}
+
+/**
+ * Deletes one backup: its catalog record first, then its array snapshots. In that order a crash leaves at
+ * worst an unowned snapshot, which recover deletes; never a record that points to a missing snapshot.
+ * A mounted backup is refused.
+ */
+export async function deleteBackup(
+  ctx: EngineContext,
+  id: string,
+  options: { dryRun: boolean; reason?: string },
+): Promise<DeletedBackup> {
+  const record = ctx.catalog.getBackup(id);
+  if (record.state === 'running') {
+    throw new ConflictError('BACKUP_RUNNING', `backup ${id} is still running; it cannot be deleted`);
+  }
+  if (ctx.catalog.mountsOf(id).length > 0) {
+    throw new ConflictError('BACKUP_MOUNTED', `backup ${id} is mounted; unmount it before deleting it`);
+  }
+  const result = describe(record, options.reason ?? 'deleted on request');
+  if (options.dryRun) return result;
+  ctx.catalog.deleteBackup(id);
+  for (const s of record.snapshots) {
+    await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
+  }
+  return result;
+}
+
+function describe(record: BackupRecord, reason: string): DeletedBackup {
+  return {
+    id: record.id,
+    task: record.task,
+    reason,
+    snapshots: record.snapshots.map((s) => ({ array: s.array, snapshotId: s.snapshotId })),
+  };
+}
+
+/**
+ * Applies a task's retention (max versions, max age) and deletes what it expires. `keep` protects the
+ * backup just made. Mounted backups are never expired.
+ */
+export async function expireTask(
+  ctx: EngineContext,
+  task: string,
+  retention: Retention | undefined,
+  options: { dryRun: boolean; keep?: string },
+): Promise<{ deleted: DeletedBackup[]; errors: string[] }> {
+  const deleted: DeletedBackup[] = [];
+  const errors: string[] = [];
+  if (!retention || (retention.versions === undefined && retention.days === undefined))
+    return { deleted, errors };
+  const backups = ctx.catalog.listBackups({ task });
+  const expired = applyRule(() =>
+    expiredBackups(
+      backups.map((b) => ({
+        id: b.id,
+        task: b.task,
+        state: b.state,
+        startedAt: b.startedAt,
+        pinned: b.id === options.keep || ctx.catalog.mountsOf(b.id).length > 0,
+      })),
+      retention,
+      ctx.now(),
+    ),
+  );
+  for (const e of expired) {
+    try {
+      deleted.push(await deleteBackup(ctx, e.id, { dryRun: options.dryRun, reason: e.reason }));
+    } catch (err) {
+      errors.push(`${e.id}: ${errorMessage(err)}`);
+    }
+  }
+  return { deleted, errors };
+}
+
+/** Retention of every task (or one), as `snapkeeper expire` runs it. */
+export async function expireAll(
+  ctx: EngineContext,
+  options: { dryRun: boolean; task?: string },
+): Promise<{ deleted: DeletedBackup[]; errors: string[] }> {
+  const deleted: DeletedBackup[] = [];
+  const errors: string[] = [];
+  const tasks = listTasks(ctx.config, ctx.catalog)
+    .map((e) => e.task)
+    .filter((t) => options.task === undefined || t.name === options.task);
+  const taskNames = new Set(tasks.map((t) => t.name));
+  for (const t of tasks) {
+    const r = await expireTask(ctx, t.name, t.retention ?? ctx.config.defaults.retention, options);
+    deleted.push(...r.deleted);
+    errors.push(...r.errors);
+  }
+  // Ad-hoc backups (and those of deleted tasks) follow the default retention.
+  if (options.task === undefined) {
+    const orphanTasks = new Set(
+      ctx.catalog
+        .listBackups()
+        .map((b) => b.task)
+        .filter((t) => !taskNames.has(t)),
+    );
+    for (const t of orphanTasks) {
+      const r = await expireTask(ctx, t, ctx.config.defaults.retention, options);
+      deleted.push(...r.deleted);
+      errors.push(...r.errors);
+    }
+  }
+  return { deleted, errors };
+}

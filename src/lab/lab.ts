@@ -1,0 +1,450 @@
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { initFsArray, isBtrfs, layout } from '../arrays/fs/layout.js';
+import { parseConfig } from '../config/load.js';
+import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
+import { execFile } from '../util/exec.js';
+import { fillLabDisk } from './diskdata.js';
+import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
+import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
+import { datastoreNames, homeDatastore, type LabSpec, loadLabSpec } from './spec.js';
+
+/** The user the lab's vCenter accepts (with the random password in DIR/vcenter.password). */
+export const LAB_USER = 'administrator@vsphere.local';
+
+/** Files and directories of a lab, relative to its DIR. Everything `lab down` removes is listed here. */
+export const labFiles = {
+  state: 'lab.json',
+  config: 'snapkeeper.yaml',
+  password: 'vcenter.password',
+  resolvedSpec: 'lab-spec.json',
+  ready: 'simulator.ready.json',
+  log: 'simulator.log',
+  array: 'array',
+  image: 'array.img',
+  catalog: 'catalog.db',
+} as const;
+
+// The catalog is written by snapkeeper runs against the lab, not by the lab, but it only describes snapshots
+// on the lab's array: it goes with the lab.
+const CATALOG_FILES = ['catalog.db', 'catalog.db-wal', 'catalog.db-shm', 'catalog.db-journal'];
+
+export interface LabVm {
+  name: string;
+  /** The VM's id in the simulator (its managed object reference value). */
+  id: string;
+  disks: SimulatorDisk[];
+}
+
+/** DIR/lab.json: everything needed to use, inspect and tear down a running lab. Paths are absolute. */
+export interface LabState {
+  dir: string;
+  pid: number;
+  url: string;
+  user: string;
+  passwordFile: string;
+  /** SHA-256 fingerprint of the simulator's certificate; absent over plain HTTP. */
+  thumbprint?: string;
+  arrayPath: string;
+  /** The loop-mounted btrfs image holding the array, when made with `btrfsImageBytes`. */
+  btrfsImage?: string;
+  configFile: string;
+  createdAt: string;
+  vmCount: number;
+  /** Whether `lab up` created DIR itself (then `lab down` removes it when empty). */
+  createdDir: boolean;
+  vms: LabVm[];
+}
+
+export interface LabUpOptions {
+  specFile: string;
+  dir: string;
+  /** Put the array on a loop-mounted btrfs image of this size (needs root and btrfs-progs). */
+  btrfsImageBytes?: number;
+  /** Per SOAP method delays in ms, e.g. `{ CreateSnapshot_Task: 500 }`. */
+  delays?: Record<string, number>;
+  /** Serve HTTPS with a fresh self-signed certificate pinned by thumbprint (default true). */
+  tls?: boolean;
+  sessionIdleTimeoutSeconds?: number;
+  /** Called with a short description of each step. */
+  onProgress?: (step: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface LabStatus {
+  dir: string;
+  /** The simulator process is alive and answers SOAP. */
+  running: boolean;
+  pid: number;
+  processAlive: boolean;
+  answering: boolean;
+  url: string;
+  configFile: string;
+  createdAt: string;
+  vmCount: number;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writeAtomic(file: string, text: string, mode = 0o644): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await rename(tmp, file);
+}
+
+/**
+ * Starts a lab in `dir`: validates the spec (nothing is created for a bad one), makes the file-system array
+ * with one volume per datastore (optionally on a loop-mounted btrfs image), starts the vCenter simulator with
+ * the spec's inventory, fills every flat and independent disk with deterministic data and writes
+ * DIR/snapkeeper.yaml and DIR/lab.json. Fails with UsageError if `dir` already holds a lab. Whatever fails
+ * after creation started is undone.
+ */
+export async function labUp(options: LabUpOptions): Promise<LabState> {
+  const progress = options.onProgress ?? (() => {});
+  const specFile = resolve(options.specFile);
+  const spec = await loadLabSpec(specFile);
+  const dir = resolve(options.dir);
+  for (const name of [labFiles.state, labFiles.array, labFiles.image]) {
+    if (await exists(join(dir, name))) {
+      throw new UsageError('LAB_EXISTS', `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`);
+    }
+  }
+  if (options.btrfsImageBytes !== undefined) {
+    if (!Number.isSafeInteger(options.btrfsImageBytes) || options.btrfsImageBytes < 128 * 1024 * 1024) {
+      throw new UsageError('LAB_INVALID', 'the btrfs image must be at least 128 MiB');
+    }
+    const can = await canMountLoopBtrfs();
+    if (!can.ok) throw new UsageError('LAB_INVALID', `cannot make a btrfs image: ${can.reason}`);
+  }
+  for (const [method, ms] of Object.entries(options.delays ?? {})) {
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(method) || !Number.isSafeInteger(ms) || ms < 0) {
+      throw new UsageError('LAB_INVALID', `invalid delay ${method}=${ms} (expected Method=milliseconds)`);
+    }
+  }
+
+  const createdDir = !(await exists(dir));
+  const arrayPath = join(dir, labFiles.array);
+  const image = options.btrfsImageBytes !== undefined ? join(dir, labFiles.image) : undefined;
+  let pid: number | undefined;
+  try {
+    await mkdir(dir, { recursive: true });
+    if (image !== undefined) {
+      progress('creating the btrfs image');
+      await mountLoopBtrfs(image, arrayPath, options.btrfsImageBytes!);
+    }
+    progress('creating the file-system array');
+    const manifest = await initFsArray(arrayPath, datastoreNames(spec));
+    const resolved = resolveSpec(spec, arrayPath, new Map(manifest.volumes.map((v) => [v.name, v.lun])));
+    const specOut = join(dir, labFiles.resolvedSpec);
+    await writeAtomic(specOut, `${JSON.stringify(resolved, null, 2)}\n`);
+    const passwordFile = join(dir, labFiles.password);
+    await writeAtomic(passwordFile, `${randomBytes(18).toString('base64url')}\n`, 0o600);
+
+    progress('building the simulator');
+    const binary = await simulatorBinary(options.env);
+    progress('starting the simulator');
+    const { ready } = await startSimulator({
+      binary,
+      specFile: specOut,
+      readyFile: join(dir, labFiles.ready),
+      logFile: join(dir, labFiles.log),
+      user: LAB_USER,
+      passwordFile,
+      tls: options.tls ?? true,
+      delays: options.delays,
+      sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
+    });
+    pid = ready.pid;
+
+    const disks = ready.vms.flatMap((vm) =>
+      vm.disks.filter((d) => d.kind === 'flat' || d.kind === 'independent').map((d) => ({ vm: vm.name, disk: d })),
+    );
+    let done = 0;
+    await forEachLimit(disks, 4, async ({ vm, disk }) => {
+      await fillLabDisk(disk.path, vm, disk.index, disk.sizeMB * 1024 * 1024);
+      done++;
+      progress(`filling disks ${done}/${disks.length}`);
+    });
+
+    const configFile = join(dir, labFiles.config);
+    const yaml = labConfigYaml(ready.url, ready.thumbprint);
+    parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
+    await writeAtomic(configFile, yaml);
+
+    const state: LabState = {
+      dir,
+      pid: ready.pid,
+      url: ready.url,
+      user: LAB_USER,
+      passwordFile,
+      ...(ready.thumbprint !== undefined && { thumbprint: ready.thumbprint }),
+      arrayPath,
+      ...(image !== undefined && { btrfsImage: image }),
+      configFile,
+      createdAt: new Date().toISOString(),
+      vmCount: ready.vms.length,
+      createdDir,
+      vms: ready.vms,
+    };
+    await writeAtomic(join(dir, labFiles.state), `${JSON.stringify(state, null, 2)}\n`);
+    return state;
+  } catch (err) {
+    progress('undoing');
+    try {
+      await teardown(dir, { pid, image, arrayPath, createdDir });
+    } catch (undoErr) {
+      throw new SnapkeeperError('LAB_UP_FAILED', `${errorMessage(err)} (and undoing failed: ${errorMessage(undoErr)})`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/** The resolved spec the simulator reads: defaults filled in, each datastore with its volume's path and LUN. */
+function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>): unknown {
+  return {
+    datacenters: spec.datacenters.map((dc) => ({
+      ...dc,
+      datastores: dc.datastores.map((ds) => ({ ...ds, path: layout.volume(arrayPath, ds.name), lun: luns.get(ds.name) })),
+      vms: dc.vms.map((vm) => ({ ...vm, datastore: homeDatastore(vm) })),
+    })),
+  };
+}
+
+function labConfigYaml(url: string, thumbprint: string | undefined): string {
+  // Paths are relative to the file (the loader resolves them so), which keeps the directory self-contained.
+  const config = {
+    vcenter: { url, user: LAB_USER, passwordFile: labFiles.password, ...(thumbprint !== undefined && { thumbprint }) },
+    arrays: [{ name: 'lab', type: 'fs', path: labFiles.array }],
+    catalog: { path: labFiles.catalog },
+    defaults: { mode: 'SNAPSHOT_EXCL_MEM' },
+    tasks: [{ name: 'lab-all', select: { vms: ['*'] } }],
+  };
+  return `# Written by snapkeeper lab up for the lab in this directory; removed by snapkeeper lab down.\n${stringify(config)}`;
+}
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Reads DIR/lab.json; a missing one is a UsageError (no lab there). */
+export async function readLabState(dir: string): Promise<LabState> {
+  const file = join(resolve(dir), labFiles.state);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UsageError('LAB_NOT_FOUND', `no lab in ${resolve(dir)} (missing ${labFiles.state})`);
+  }
+  try {
+    return JSON.parse(text) as LabState;
+  } catch {
+    throw new UsageError('LAB_NOT_FOUND', `${file} is not valid JSON`);
+  }
+}
+
+/** Whether the lab's simulator process is alive and its URL answers SOAP. */
+export async function labStatus(dir: string): Promise<LabStatus> {
+  const state = await readLabState(dir);
+  const processAlive = await isSimulatorProcess(state.pid, state.dir);
+  const answering = processAlive && (await answersSoap(state.url, state.thumbprint));
+  return {
+    dir: state.dir,
+    running: processAlive && answering,
+    pid: state.pid,
+    processAlive,
+    answering,
+    url: state.url,
+    configFile: state.configFile,
+    createdAt: state.createdAt,
+    vmCount: state.vmCount,
+  };
+}
+
+/**
+ * Stops the lab in `dir` and removes everything it made there (array, image, files, the catalog, DIR itself
+ * if `lab up` created it). lab.json goes last, so a failed `lab down` can simply be run again. A directory
+ * without a lab is a UsageError.
+ */
+export async function labDown(dir: string): Promise<void> {
+  const state = await readLabState(dir);
+  await teardown(state.dir, {
+    pid: state.pid,
+    image: state.btrfsImage,
+    arrayPath: state.arrayPath,
+    createdDir: state.createdDir,
+  });
+}
+
+async function teardown(
+  dir: string,
+  parts: { pid: number | undefined; image: string | undefined; arrayPath: string; createdDir: boolean },
+): Promise<void> {
+  if (parts.pid !== undefined) await stopProcess(parts.pid, dir);
+  if (parts.image !== undefined) await unmountLoopBtrfs(parts.image, parts.arrayPath);
+  else if (await isMountPoint(parts.arrayPath)) {
+    throw new SnapkeeperError('LAB_DOWN_FAILED', `${parts.arrayPath} is a mount point the lab did not make; not removing it`);
+  }
+  await removeArray(parts.arrayPath);
+  const files = [
+    labFiles.config,
+    labFiles.password,
+    labFiles.resolvedSpec,
+    labFiles.ready,
+    `.${labFiles.ready}.tmp`,
+    labFiles.log,
+    ...CATALOG_FILES,
+  ];
+  for (const f of files) await rm(join(dir, f), { force: true });
+  for (const f of [labFiles.state, `${labFiles.state}.tmp`]) await rm(join(dir, f), { force: true });
+  if (parts.createdDir) {
+    try {
+      await rmdir(dir);
+    } catch {
+      // something else lives there now: leave it
+    }
+  }
+}
+
+// btrfs keeps read-only snapshots and subvolumes that `rm -r` cannot remove; delete those first.
+async function removeArray(root: string): Promise<void> {
+  if (!(await exists(root))) return;
+  if (await isBtrfs(root)) {
+    const candidates: string[] = [];
+    for (const parent of [layout.snapshots(root), layout.clones(root)]) {
+      let names: string[] = [];
+      try {
+        names = await readdir(parent);
+      } catch {
+        // no snapshots yet
+      }
+      candidates.push(...names.map((n) => join(parent, n)));
+    }
+    candidates.push(layout.pool(root));
+    for (const path of candidates) {
+      try {
+        const s = await stat(path);
+        // 256 is the inode number of every btrfs subvolume's root directory.
+        if (s.isDirectory() && s.ino === 256) await execFile('btrfs', ['subvolume', 'delete', path]);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+  await rm(root, { recursive: true, force: true });
+}
+
+async function processState(pid: number): Promise<'alive' | 'dead' | 'unknown'> {
+  try {
+    const st = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // A zombie has exited; its parent just has not reaped it yet.
+    return /^\d+ \(.*\) Z/.test(st) ? 'dead' : 'alive';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'dead';
+    return 'unknown';
+  }
+}
+
+/** True when `pid` is alive and (where /proc tells) is the simulator of the lab in `dir`, not a reused pid. */
+async function isSimulatorProcess(pid: number, dir: string): Promise<boolean> {
+  const state = await processState(pid);
+  if (state === 'dead') return false;
+  try {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.split('\0').includes(join(dir, labFiles.ready));
+  } catch {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+async function stopProcess(pid: number, dir: string): Promise<void> {
+  if (!(await isSimulatorProcess(pid, dir))) return;
+  const waitGone = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if ((await processState(pid)) === 'dead') return true;
+      // The simulator is not our child in a later CLI run, so there is no exit event to wait for.
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
+  };
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await waitGone(15_000)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  if (!(await waitGone(5_000))) {
+    throw new SnapkeeperError('LAB_DOWN_FAILED', `the simulator (pid ${pid}) did not stop`);
+  }
+}
+
+const SERVICE_CONTENT_REQUEST =
+  '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">' +
+  '<soapenv:Body><RetrieveServiceContent xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this>' +
+  '</RetrieveServiceContent></soapenv:Body></soapenv:Envelope>';
+
+/**
+ * Whether `url` answers a RetrieveServiceContent SOAP call within 5 s. Over HTTPS the certificate must match
+ * `thumbprint` (SHA-256); the lab's certificate is self-signed, so the fingerprint is what makes it trusted.
+ */
+export function answersSoap(url: string, thumbprint: string | undefined): Promise<boolean> {
+  return new Promise((done) => {
+    const u = new URL(url);
+    const options = {
+      method: 'POST',
+      headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/8.0' },
+      timeout: 5000,
+    };
+    const onResponse = (res: import('node:http').IncomingMessage) => {
+      if (u.protocol === 'https:') {
+        const fp = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().fingerprint256;
+        if (thumbprint === undefined || fp?.toUpperCase() !== thumbprint.toUpperCase()) {
+          res.resume();
+          done(false);
+          return;
+        }
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(res.statusCode === 200 && Buffer.concat(chunks).toString('utf8').includes('RetrieveServiceContentResponse')));
+      res.on('error', () => done(false));
+    };
+    const req =
+      u.protocol === 'https:'
+        ? httpsRequest(u, { ...options, rejectUnauthorized: false }, onResponse)
+        : httpRequest(u, options, onResponse);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => done(false));
+    req.end(SERVICE_CONTENT_REQUEST);
+  });
+}

@@ -1,0 +1,225 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { safeName } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import type { DiskKind, PowerState } from '../model/inventory.js';
+
+/**
+ * The lab spec of SPEC section 7: a contract other tools build on. Unknown fields and inconsistent references
+ * are errors; everything is checked before the lab creates anything.
+ */
+
+export const POWER_STATES = ['poweredOn', 'poweredOff', 'suspended'] as const satisfies readonly PowerState[];
+
+/** vSphere disk modes (VirtualDiskMode). */
+export const DISK_MODES = [
+  'persistent',
+  'nonpersistent',
+  'undoable',
+  'independent_persistent',
+  'independent_nonpersistent',
+  'append',
+] as const;
+export type DiskMode = (typeof DISK_MODES)[number];
+
+const lunName = z
+  .string()
+  .regex(/^naa\.[0-9a-fA-F]{1,64}$/, 'must be an NAA canonical name: "naa." followed by hex digits');
+const sizeMB = z.number().int('must be a whole number of MB').positive().max(16 * 1024 * 1024);
+
+const flatDiskSchema = z
+  .object({
+    datastore: safeName,
+    sizeMB,
+    mode: z.enum(DISK_MODES).optional(),
+  })
+  .strict();
+
+const rdmDiskSchema = z
+  .object({
+    rdm: z.enum(['physical', 'virtual']),
+    lun: lunName,
+    sizeMB,
+  })
+  .strict();
+
+export type LabFlatDisk = z.infer<typeof flatDiskSchema>;
+export type LabRdmDisk = z.infer<typeof rdmDiskSchema>;
+export type LabDisk = LabFlatDisk | LabRdmDisk;
+
+// A plain union would report "invalid input" for any mistake; choosing the branch by the `rdm` key gives
+// messages about the field that is actually wrong.
+const diskSchema = z.unknown().transform((value, ctx): LabDisk => {
+  const schema =
+    typeof value === 'object' && value !== null && 'rdm' in value ? rdmDiskSchema : flatDiskSchema;
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: issue.path } as never);
+    return z.NEVER;
+  }
+  return parsed.data;
+});
+
+const vmSchema = z
+  .object({
+    name: safeName,
+    host: safeName,
+    power: z.enum(POWER_STATES).default('poweredOn'),
+    datastore: safeName.optional(),
+    disks: z.array(diskSchema),
+  })
+  .strict();
+
+const datacenterSchema = z
+  .object({
+    name: safeName,
+    clusters: z.array(z.object({ name: safeName, hosts: z.array(safeName) }).strict()).default([]),
+    hosts: z.array(safeName).default([]),
+    datastores: z.array(z.object({ name: safeName, capacityGB: z.number().positive().max(1024 * 1024) }).strict()).default([]),
+    vms: z.array(vmSchema).default([]),
+  })
+  .strict();
+
+export const labSpecSchema = z
+  .object({ datacenters: z.array(datacenterSchema).min(1) })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const seen = (kind: string) => {
+      const names = new Map<string, string>();
+      return (name: string, path: (string | number)[]) => {
+        const where = names.get(name);
+        if (where !== undefined) {
+          ctx.addIssue({ code: 'custom', path, message: `duplicate ${kind} name ${name} (first at ${where})` });
+        } else names.set(name, formatPath(path));
+      };
+    };
+    const dcNames = seen('datacenter');
+    const hostNames = seen('host');
+    // Datastores become array volumes and VMs directories: their names must be unique across the lab.
+    const dsNames = seen('datastore');
+    const vmNames = seen('VM');
+    for (const [d, dc] of spec.datacenters.entries()) {
+      const base = ['datacenters', d];
+      dcNames(dc.name, [...base, 'name']);
+      const clusterNames = seen('cluster');
+      const hosts = new Set<string>();
+      for (const [c, cluster] of dc.clusters.entries()) {
+        clusterNames(cluster.name, [...base, 'clusters', c, 'name']);
+        for (const [h, host] of cluster.hosts.entries()) {
+          hostNames(host, [...base, 'clusters', c, 'hosts', h]);
+          hosts.add(host);
+        }
+      }
+      for (const [h, host] of dc.hosts.entries()) {
+        hostNames(host, [...base, 'hosts', h]);
+        hosts.add(host);
+      }
+      const datastores = new Set<string>();
+      for (const [s, ds] of dc.datastores.entries()) {
+        dsNames(ds.name, [...base, 'datastores', s, 'name']);
+        datastores.add(ds.name);
+      }
+      if (dc.datastores.length > 0 && hosts.size === 0) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'hosts'], message: 'datastores need at least one host to be mounted on' });
+      }
+      for (const [v, vm] of dc.vms.entries()) {
+        const vmPath = [...base, 'vms', v];
+        vmNames(vm.name, [...vmPath, 'name']);
+        if (!hosts.has(vm.host)) {
+          ctx.addIssue({ code: 'custom', path: [...vmPath, 'host'], message: `host ${vm.host} is not defined in datacenter ${dc.name}` });
+        }
+        if (vm.datastore !== undefined && !datastores.has(vm.datastore)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...vmPath, 'datastore'],
+            message: `datastore ${vm.datastore} is not defined in datacenter ${dc.name}`,
+          });
+        }
+        const luns = new Map<string, number>();
+        for (const [k, disk] of vm.disks.entries()) {
+          if ('rdm' in disk) {
+            const first = luns.get(disk.lun.toLowerCase());
+            if (first !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                path: [...vmPath, 'disks', k, 'lun'],
+                message: `LUN ${disk.lun} is already mapped by disks[${first}] of this VM`,
+              });
+            } else luns.set(disk.lun.toLowerCase(), k);
+          } else if (!datastores.has(disk.datastore)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [...vmPath, 'disks', k, 'datastore'],
+              message: `datastore ${disk.datastore} is not defined in datacenter ${dc.name}`,
+            });
+          }
+        }
+        if (vm.disks.length > 60) {
+          ctx.addIssue({ code: 'custom', path: [...vmPath, 'disks'], message: 'at most 60 disks per VM (4 SCSI controllers)' });
+        }
+        if (vm.datastore === undefined && !vm.disks.some((disk) => !('rdm' in disk))) {
+          ctx.addIssue({
+            code: 'custom',
+            path: vmPath,
+            message: 'the VM needs a home datastore: set "datastore" or give it a disk on a datastore',
+          });
+        }
+      }
+    }
+  });
+
+export type LabSpec = z.infer<typeof labSpecSchema>;
+export type LabVmSpec = LabSpec['datacenters'][number]['vms'][number];
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(top level)';
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+}
+
+/** Validates a parsed lab spec. Throws UsageError (exit 3) naming `file` and the JSON path of every problem. */
+export function parseLabSpec(value: unknown, file: string): LabSpec {
+  const parsed = labSpecSchema.safeParse(value);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${formatPath(issue.path)}: ${issue.message}`);
+    throw new UsageError('LAB_SPEC_INVALID', `invalid lab spec ${file}:\n${lines.join('\n')}`, {
+      details: { file, issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) },
+    });
+  }
+  return parsed.data;
+}
+
+/** Reads and validates a lab spec file (JSON). */
+export async function loadLabSpec(file: string): Promise<LabSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new UsageError('LAB_SPEC_INVALID', `cannot read lab spec ${file}: ${code}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError('LAB_SPEC_INVALID', `invalid lab spec ${file}: not valid JSON (${(err as Error).message})`);
+  }
+  return parseLabSpec(value, file);
+}
+
+/** The VM's home datastore: `datastore`, else its first disk on a datastore (the spec guarantees one). */
+export function homeDatastore(vm: LabVmSpec): string {
+  if (vm.datastore !== undefined) return vm.datastore;
+  for (const disk of vm.disks) if (!('rdm' in disk)) return disk.datastore;
+  throw new UsageError('LAB_SPEC_INVALID', `VM ${vm.name} has no home datastore`);
+}
+
+/** The disk kind (SPEC section 6) a spec disk becomes. */
+export function labDiskKind(disk: LabDisk): DiskKind {
+  if ('rdm' in disk) return disk.rdm === 'physical' ? 'rdm-physical' : 'rdm-virtual';
+  return disk.mode === 'independent_persistent' || disk.mode === 'independent_nonpersistent' ? 'independent' : 'flat';
+}
+
+/** Every datastore name of the spec, in order. */
+export function datastoreNames(spec: LabSpec): string[] {
+  return spec.datacenters.flatMap((dc) => dc.datastores.map((ds) => ds.name));
+}

@@ -1,0 +1,42 @@
+/** The pure domain rules: no I/O, no clock, no project imports beyond model and config types. */
+
+export {
+  type ConcurrencyLimits,
+  greedySchedule,
+  idealMakespan,
+  type Job,
+  makespanLowerBound,
+  type Priority,
+  type Schedule,
+} from './concurrency.js';
+export { type ConsistencyGroup, consistencyGroup, type ExcludedDisk } from './consistency-group.js';
+export {
+  type ArrayVolumes,
+  type DatastoreLocation,
+  type DatastoreMapping,
+  type DatastorePath,
+  datastorePathToRelative,
+  formatDatastorePath,
+  mapDatastoresToVolumes,
+  normalizePath,
+  type VolumeRef,
+} from './datastores.js';
+export { classifyDisks, hasRdm, isRdmKind } from './disks.js';
+export { RuleError } from './errors.js';
+export {
+  decideMode,
+  MODE_CHANGED_RDM,
+  type ModeDecision,
+  type ModeInput,
+  type PrepareAction,
+  type ReleaseAction,
+  resolveRequestedMode,
+  usesVmSnapshot,
+} from './modes.js';
+export {
+  type Expiry,
+  expiredBackups,
+  type RetentionCandidate,
+  type RetentionPolicy,
+} from './retention.js';
+export { describeSelection, matchesPattern, matchGlob, selectVms, vmMatches } from './selection.js';

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { btrfsSupport, openFsArray } from '../../src/arrays/fs/index.js';
+import { isBtrfs } from '../../src/arrays/fs/layout.js';
+import { isSubvolume } from '../../src/arrays/fs/tree.js';
+import { UsageError } from '../../src/errors.js';
+import { isMountPoint } from '../../src/lab/loop-btrfs.js';
+import { canMountLoopBtrfs, type LoopBtrfs, mountTestBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
+import { requireCapability } from '../helpers/require.js';
+import { arrayConformance, treeDigest } from './conformance.js';
+import { makeFsArray, removeFsArray } from './fs-factory.js';
+
+// One loop-mounted btrfs for the file; every test makes its own array on it.
+let fs: LoopBtrfs | undefined;
+const capability = canMountLoopBtrfs();
+before(async () => {
+  if ((await capability).ok) fs = await mountTestBtrfs();
+});
+after(async () => {
+  await fs?.cleanup();
+});
+
+arrayConformance('fs (btrfs driver)', () => makeFsArray(fs!.mountPoint, 'btrfs'), {
+  atomicGroups: true,
+  instantClone: true,
+  capability: () => capability,
+});
+
+test('btrfs snapshots and clones are subvolumes, and auto picks btrfs', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  try {
+    assert.deepEqual(await btrfsSupport(root), { ok: true, reason: '' });
+    const auto = await openFsArray({ name: 'auto', path: root, driver: 'auto' });
+    assert.equal(auto.driver, 'btrfs');
+    const [v] = await array.listVolumes();
+    const snap = await array.snapshotGroup([v!.name], { label: 'sub' });
+    const clone = await array.cloneSnapshot(snap.id, { label: 'sub-clone' });
+    assert.ok(await isSubvolume(`${root}/snapshots/${snap.id}`));
+    assert.ok(await isSubvolume(clone.path));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('on btrfs: a plain-directory pool gets reflink from auto and a clear refusal from btrfs', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  const root = await mkdtemp(join(fs!.mountPoint, 'plain-'));
+  try {
+    // An array whose pool is not a subvolume, as one made by hand or copied in would be.
+    await mkdir(join(root, 'pool', 'vol-a'), { recursive: true });
+    await writeFile(
+      join(root, 'array.json'),
+      JSON.stringify({ format: 1, serial: 'abc', volumes: [{ name: 'vol-a', lun: 'naa.6x' }] }),
+    );
+    assert.equal((await openFsArray({ name: 'plain', path: root, driver: 'auto' })).driver, 'reflink');
+    await assert.rejects(openFsArray({ name: 'plain', path: root, driver: 'btrfs' }), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.match(err.message, /plain.*btrfs.*not a btrfs subvolume/);
+      return true;
+    });
+  } finally {
+    await removeFsArray(root);
+  }
+});
+
+test('after a change of driver, btrfs clones and deletes snapshots the reflink driver made', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  const { root, cleanup } = await makeFsArray(fs!.mountPoint, 'reflink');
+  try {
+    const before = await openFsArray({ name: 'a', path: root, driver: 'reflink' });
+    const [v] = await before.listVolumes();
+    await writeFile(join(v!.path, 'disk'), randomBytes(1024 * 1024));
+    const expected = await treeDigest(v!.path);
+    const snap = await before.snapshotGroup([v!.name], { label: 'old' });
+    assert.equal(await isSubvolume(`${root}/snapshots/${snap.id}`), false);
+
+    const now = await openFsArray({ name: 'a', path: root, driver: 'btrfs' });
+    const clone = await now.cloneSnapshot(snap.id, { label: 'new-clone' });
+    assert.ok(await isSubvolume(clone.path));
+    assert.deepEqual(await treeDigest(join(clone.path, v!.name)), expected);
+    assert.equal((await now.listSnapshots())[0]?.driver, 'reflink');
+    await now.deleteClone(clone.id);
+    await now.deleteSnapshot(snap.id);
+    assert.deepEqual(await now.listSnapshots(), []);
+    assert.deepEqual(await now.listClones(), []);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('withLoopBtrfs mounts a btrfs for one test and removes it when the test ends', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  let mountPoint = '';
+  await t.test('inner', async (inner) => {
+    mountPoint = await withLoopBtrfs(inner, 256 * 1024 * 1024);
+    assert.ok(await isMountPoint(mountPoint));
+    assert.ok(await isBtrfs(mountPoint));
+  });
+  assert.equal(await isMountPoint(mountPoint), false);
+  await assert.rejects(stat(mountPoint), { code: 'ENOENT' });
+});

@@ -1,0 +1,66 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type LabState, labDown, labUp } from '../../src/lab/lab.js';
+
+/** A lab started for a test, in its own temporary directory. */
+export interface TestLab {
+  /** The lab directory (holds snapkeeper.yaml, lab.json, array/). */
+  dir: string;
+  configPath: string;
+  state: LabState;
+  /** Stops the simulator and removes the lab and its temporary directory. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface StartLabOptions {
+  /** Put the array on a loop-mounted btrfs image (needs root: check requireCapability + canMountLoopBtrfs()). */
+  btrfs?: boolean;
+  delays?: Record<string, number>;
+  tls?: boolean;
+  sessionIdleTimeoutSeconds?: number;
+}
+
+/** Default btrfs image size: enough for the small test specs and their snapshots. */
+const TEST_IMAGE_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Starts a lab from a spec object (or a spec file path) in a fresh directory under the OS temp directory.
+ * Callers stop it in `after`/`t.after`.
+ */
+export async function startLab(spec: object | string, options: StartLabOptions = {}): Promise<TestLab> {
+  const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-'));
+  let specFile: string;
+  if (typeof spec === 'string') specFile = spec;
+  else {
+    specFile = join(root, 'spec.json');
+    await writeFile(specFile, JSON.stringify(spec));
+  }
+  const dir = join(root, 'lab');
+  let state: LabState;
+  try {
+    state = await labUp({
+      specFile,
+      dir,
+      ...(options.btrfs === true && { btrfsImageBytes: TEST_IMAGE_BYTES }),
+      ...(options.delays !== undefined && { delays: options.delays }),
+      ...(options.tls !== undefined && { tls: options.tls }),
+      ...(options.sessionIdleTimeoutSeconds !== undefined && { sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds }),
+    });
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+  let stopped = false;
+  return {
+    dir,
+    configPath: state.configFile,
+    state,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await labDown(dir);
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openArray } from '../../src/arrays/index.js';
+import { Catalog } from '../../src/catalog/index.js';
+import { type Config, loadConfig } from '../../src/config/load.js';
+import { connect } from '../../src/vsphere/index.js';
+
+export interface VmSnapshotState {
+  powerState: string;
+  snapshots: string[];
+}
+
+/** Power state and snapshot names of every VM, read fresh from the simulator. */
+export async function vmStates(config: Config): Promise<Record<string, VmSnapshotState>> {
+  const vc = await connect(config.vcenter);
+  try {
+    const inv = await vc.inventory();
+    const out: Record<string, VmSnapshotState> = {};
+    for (const vm of inv.vms) {
+      out[vm.name] = { powerState: vm.powerState, snapshots: vm.snapshots.map((s) => s.name).sort() };
+    }
+    return out;
+  } finally {
+    await vc.logout();
+  }
+}
+
+/** Snapshot ids on every configured array. */
+export async function arraySnapshots(
+  config: Config,
+): Promise<{ array: string; id: string; label: string; complete: boolean }[]> {
+  const out = [];
+  for (const a of config.arrays) {
+    const array = await openArray(a);
+    for (const s of await array.listSnapshots())
+      out.push({ array: a.name, id: s.id, label: s.label, complete: s.complete });
+  }
+  return out;
+}
+
+/**
+ * The invariants every run must leave, whatever failed: no VM left suspended that was running before, no
+ * snapkeeper VM snapshot, every array snapshot owned by a complete or partial backup, every such backup's
+ * snapshots present, and no operation left open.
+ */
+export async function assertClean(
+  configPath: string,
+  before: Record<string, VmSnapshotState>,
+): Promise<void> {
+  const config = loadConfig(configPath);
+  const after = await vmStates(config);
+  assert.deepEqual(after, before, 'VM power states and snapshot lists are back to what they were');
+  const snaps = await arraySnapshots(config);
+  const catalog = Catalog.open(config.catalog.path);
+  try {
+    for (const s of snaps) {
+      assert.ok(
+        catalog.ownedSnapshotIds(s.array).has(s.id),
+        `array snapshot ${s.array}/${s.id} is owned by a complete or partial backup`,
+      );
+      assert.equal(s.complete, true, `array snapshot ${s.id} is complete`);
+    }
+    for (const b of catalog.listBackups()) {
+      assert.notEqual(b.state, 'running', `backup ${b.id} is not left running`);
+      for (const s of b.snapshots) {
+        assert.ok(
+          snaps.some((x) => x.array === s.array && x.id === s.snapshotId),
+          `backup ${b.id} points to an existing snapshot ${s.snapshotId}`,
+        );
+      }
+    }
+    assert.deepEqual(
+      catalog.unfinishedOperations().map((o) => o.id),
+      [],
+      'no operation is left open',
+    );
+  } finally {
+    catalog.close();
+  }
+}
+
+/** Every file under `dir` (relative paths), for checking what a snapshot contains. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(d: string, rel: string) {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name), join(rel, e.name));
+      else out.push(join(rel, e.name));
+    }
+  }
+  await walk(dir, '');
+  return out.sort();
+}

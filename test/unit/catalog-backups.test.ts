@@ -1,0 +1,281 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, beforeEach, describe, it } from 'node:test';
+import { Catalog } from '../../src/catalog/index.js';
+import { ConflictError, NotFoundError, UsageError } from '../../src/errors.js';
+import type { BackupRecord, BackupState, VmRecord } from '../../src/model/backup.js';
+
+const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-backups-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+
+function vm(name: string, id = `vm-${name}`): VmRecord {
+  return {
+    id,
+    name,
+    instanceUuid: `uuid-${name}`,
+    host: 'esx01',
+    folder: 'prod/web',
+    datacenter: 'DC1',
+    vmxFile: `[ds-a] ${name}/${name}.vmx`,
+    homeDatastore: 'ds-a',
+    datastores: ['ds-a', 'ds-b'],
+    powerState: 'poweredOn',
+    requestedMode: 'SNAPSHOT_EXCL_MEM',
+    effectiveMode: 'SNAPSHOT_EXCL_MEM',
+    consistency: 'file-system',
+    state: 'ok',
+    disks: [
+      {
+        key: 2000,
+        label: 'Hard disk 1',
+        kind: 'flat',
+        capacityBytes: 64 * 1024 * 1024,
+        file: `[ds-a] ${name}/${name}.vmdk`,
+        datastore: 'ds-a',
+        diskMode: 'persistent',
+        included: true,
+      },
+    ],
+    warnings: [],
+  };
+}
+
+/** A backup record; `snaps` are `array/snapshotId` pairs. */
+function backup(
+  id: string,
+  o: { task?: string; state?: BackupState; at: string; vms?: string[]; snaps?: string[] },
+): BackupRecord {
+  return {
+    id,
+    task: o.task ?? 'nightly',
+    state: o.state ?? 'complete',
+    startedAt: o.at,
+    snapshots: (o.snaps ?? []).map((s) => {
+      const [array, snapshotId] = s.split('/') as [string, string];
+      return {
+        array,
+        snapshotId,
+        volumes: ['vol-a'],
+        pointInTime: 'atomic',
+        driver: 'btrfs',
+        datastores: { 'ds-a': ['vol-a'] },
+      };
+    }),
+    vms: (o.vms ?? []).map((name) => vm(name)),
+    warnings: [],
+  };
+}
+
+let catalog: Catalog;
+beforeEach(() => {
+  catalog?.close();
+  catalog = Catalog.open(join(root, `c${++n}.db`));
+});
+after(() => catalog?.close());
+
+const ids = (records: BackupRecord[]) => records.map((r) => r.id);
+
+describe('catalog backups', () => {
+  it('round-trips a full record exactly', () => {
+    const record: BackupRecord = {
+      ...backup('b-full', { at: '2026-11-02T03:04:05.678Z', vms: ['web01'], snaps: ['arr1/snap-1'] }),
+      finishedAt: '2026-11-02T03:05:00.000Z',
+      snapshotAt: '2026-11-02T03:04:30.000Z',
+      requestedMode: 'SNAPSHOT_INCL_MEM',
+      state: 'partial',
+      error: 'db02: suspend failed',
+      warnings: [{ code: 'MODE_CHANGED_RDM', message: 'db01 has RDM disks: SNAPSHOT_EXCL_MEM -> ASIS' }],
+    };
+    const v = record.vms[0]!;
+    v.vmSnapshot = 'snapkeeper-b-full';
+    v.quiesce = { start: '2026-11-02T03:04:20.000Z', end: '2026-11-02T03:04:31.500Z', ms: 11500 };
+    v.disks.push({
+      key: 2001,
+      label: 'Hard disk 2',
+      kind: 'rdm-physical',
+      capacityBytes: 1 << 30,
+      file: '[ds-a] web01/web01_1.vmdk',
+      datastore: 'ds-a',
+      diskMode: 'independent_persistent',
+      included: false,
+      note: 'RDM disks are not backed up',
+      lun: 'naa.600a0980383030534a3f463045727a71',
+      controllerKey: 1000,
+      unitNumber: 1,
+    });
+    v.hardware = {
+      numCpu: 2,
+      memoryMB: 4096,
+      guestId: 'otherGuest64',
+      devices: [{ key: 4000, mac: 'aa:bb' }],
+    };
+    v.warnings.push({ code: 'INDEPENDENT_DISK', message: 'Hard disk 2 is crash consistent' });
+    const copy = structuredClone(record);
+    catalog.insertBackup(record);
+    assert.deepEqual(catalog.getBackup('b-full'), copy);
+    assert.deepEqual(catalog.findBackup('b-full'), copy);
+    // A second connection (another process) reads the same bytes.
+    const other = Catalog.open(catalog.path);
+    try {
+      assert.deepEqual(other.getBackup('b-full'), copy);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('refuses a duplicate id and reports unknown ids with stable codes', () => {
+    catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' }));
+    assert.throws(
+      () => catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' })),
+      (e: unknown) => {
+        assert.ok(e instanceof ConflictError);
+        assert.equal(e.code, 'BACKUP_EXISTS');
+        return true;
+      },
+    );
+    assert.equal(catalog.findBackup('nope'), undefined);
+    assert.throws(
+      () => catalog.getBackup('nope'),
+      (e: unknown) => {
+        assert.ok(e instanceof NotFoundError);
+        assert.equal(e.code, 'BACKUP_NOT_FOUND');
+        assert.match(e.message, /nope/);
+        return true;
+      },
+    );
+    assert.throws(() => catalog.updateBackup(backup('nope', { at: '2026-11-01T00:00:00Z' })), {
+      code: 'BACKUP_NOT_FOUND',
+    });
+    assert.throws(() => catalog.deleteBackup('nope'), { code: 'BACKUP_NOT_FOUND' });
+    assert.throws(() => catalog.insertBackup(backup('b-bad', { at: 'yesterday-ish' })), {
+      code: 'INVALID_TIME',
+    });
+    assert.throws(
+      () =>
+        catalog.insertBackup({
+          ...backup('b-bad', { at: '2026-11-01T00:00:00Z' }),
+          state: 'weird' as BackupState,
+        }),
+      (e: unknown) => e instanceof UsageError && e.code === 'BACKUP_INVALID',
+    );
+    assert.equal(catalog.findBackup('b-bad'), undefined);
+  });
+
+  it('lists newest first and filters by task, state, time and limit', () => {
+    catalog.insertBackup(backup('a1', { task: 'a', at: '2026-11-01T01:00:00.000Z', state: 'complete' }));
+    catalog.insertBackup(backup('b1', { task: 'b', at: '2026-11-02T01:00:00.000Z', state: 'failed' }));
+    catalog.insertBackup(backup('a2', { task: 'a', at: '2026-11-03T01:00:00.000Z', state: 'partial' }));
+    // Offsets are compared as instants: 04:00+02:00 is 02:00Z, after a2.
+    catalog.insertBackup(backup('a3', { task: 'a', at: '2026-11-03T04:00:00+02:00', state: 'running' }));
+
+    assert.deepEqual(ids(catalog.listBackups()), ['a3', 'a2', 'b1', 'a1']);
+    assert.deepEqual(ids(catalog.listBackups({ task: 'a' })), ['a3', 'a2', 'a1']);
+    assert.deepEqual(ids(catalog.listBackups({ task: 'zzz' })), []);
+    assert.deepEqual(ids(catalog.listBackups({ state: ['complete', 'partial'] })), ['a2', 'a1']);
+    assert.deepEqual(ids(catalog.listBackups({ state: [] })), ['a3', 'a2', 'b1', 'a1']);
+    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02' })), ['a3', 'a2', 'b1']);
+    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02T01:00:00.000Z' })), ['a3', 'a2', 'b1']);
+    assert.deepEqual(ids(catalog.listBackups({ until: '2026-11-02T01:00:00.000Z' })), ['a1']);
+    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02', until: '2026-11-03T01:30:00Z' })), [
+      'a2',
+      'b1',
+    ]);
+    assert.deepEqual(ids(catalog.listBackups({ limit: 2 })), ['a3', 'a2']);
+    assert.deepEqual(ids(catalog.listBackups({ task: 'a', state: ['complete', 'partial'], limit: 1 })), [
+      'a2',
+    ]);
+    assert.deepEqual(ids(catalog.listBackups({ limit: 0 })), []);
+    assert.throws(() => catalog.listBackups({ limit: -1 }), { code: 'INVALID_LIMIT' });
+    assert.throws(() => catalog.listBackups({ since: 'last tuesday' }), { code: 'INVALID_TIME' });
+    // The record keeps the time as the engine wrote it; only the query column is normalised.
+    assert.equal(catalog.getBackup('a3').startedAt, '2026-11-03T04:00:00+02:00');
+  });
+
+  it('filters by VM name, exact or glob', () => {
+    catalog.insertBackup(backup('x1', { at: '2026-11-01T00:00:00Z', vms: ['web01', 'db01'] }));
+    catalog.insertBackup(backup('x2', { at: '2026-11-02T00:00:00Z', vms: ['web02'] }));
+    catalog.insertBackup(backup('x3', { at: '2026-11-03T00:00:00Z', vms: ['app (old)', 'db01'] }));
+
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01' })), ['x3', 'x1']);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'web*' })), ['x2', 'x1']);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'web0?' })), ['x2', 'x1']);
+    assert.deepEqual(ids(catalog.listBackups({ vm: '*' })), ['x3', 'x2', 'x1']);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'app (old)' })), ['x3']);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'web' })), []);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01', since: '2026-11-02' })), ['x3']);
+  });
+
+  it('update replaces the record and its VM and snapshot index', () => {
+    const running = backup('u1', {
+      at: '2026-11-01T00:00:00Z',
+      state: 'running',
+      vms: ['web01'],
+      snaps: ['arr1/s-1'],
+    });
+    catalog.insertBackup(running);
+    assert.deepEqual(ids(catalog.listBackups({ state: ['running'] })), ['u1']);
+
+    const done: BackupRecord = {
+      ...backup('u1', { at: '2026-11-01T00:00:00Z', state: 'complete', vms: ['db01'], snaps: ['arr2/s-9'] }),
+      finishedAt: '2026-11-01T00:10:00Z',
+    };
+    catalog.updateBackup(done);
+    assert.deepEqual(catalog.getBackup('u1'), done);
+    assert.deepEqual(ids(catalog.listBackups({ state: ['running'] })), []);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'web01' })), []);
+    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01' })), ['u1']);
+    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), []);
+    assert.deepEqual(catalog.snapshotOwners('arr2', 's-9'), [{ backupId: 'u1', state: 'complete' }]);
+  });
+
+  it('answers snapshot ownership from the snapshots of the records', () => {
+    catalog.insertBackup(
+      backup('o1', { at: '2026-11-01T00:00:00Z', state: 'complete', snaps: ['arr1/s-1', 'arr2/s-1'] }),
+    );
+    catalog.insertBackup(backup('o2', { at: '2026-11-02T00:00:00Z', state: 'partial', snaps: ['arr1/s-2'] }));
+    catalog.insertBackup(backup('o3', { at: '2026-11-03T00:00:00Z', state: 'failed', snaps: ['arr1/s-3'] }));
+    catalog.insertBackup(backup('o4', { at: '2026-11-04T00:00:00Z', state: 'running', snaps: ['arr1/s-4'] }));
+    // Two records naming one snapshot (e.g. a re-run that adopted it) are both owners.
+    catalog.insertBackup(backup('o5', { at: '2026-11-05T00:00:00Z', state: 'failed', snaps: ['arr1/s-2'] }));
+
+    assert.deepEqual(catalog.snapshotOwners('arr1', 's-2'), [
+      { backupId: 'o2', state: 'partial' },
+      { backupId: 'o5', state: 'failed' },
+    ]);
+    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), [{ backupId: 'o1', state: 'complete' }]);
+    assert.deepEqual(catalog.snapshotOwners('arr3', 's-1'), []);
+    assert.deepEqual(catalog.ownedSnapshotIds('arr1'), new Set(['s-1', 's-2']));
+    assert.deepEqual(catalog.ownedSnapshotIds('arr2'), new Set(['s-1']));
+    assert.deepEqual(
+      catalog.ownedSnapshotIds('arr1', ['complete', 'partial', 'running']),
+      new Set(['s-1', 's-2', 's-4']),
+    );
+    assert.deepEqual(catalog.ownedSnapshotIds('nothing-here'), new Set());
+
+    catalog.deleteBackup('o1');
+    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), []);
+    assert.deepEqual(catalog.ownedSnapshotIds('arr1'), new Set(['s-2']));
+    assert.equal(catalog.findBackup('o1'), undefined);
+    assert.deepEqual(ids(catalog.listBackups()), ['o5', 'o4', 'o3', 'o2']);
+  });
+
+  it('commits several writes together or not at all in transaction()', () => {
+    assert.throws(
+      () =>
+        catalog.transaction(() => {
+          catalog.insertBackup(backup('t1', { at: '2026-11-01T00:00:00Z' }));
+          catalog.insertBackup(backup('t1', { at: '2026-11-01T00:00:00Z' }));
+        }),
+      { code: 'BACKUP_EXISTS' },
+    );
+    assert.equal(catalog.findBackup('t1'), undefined);
+    catalog.transaction(() => {
+      catalog.insertBackup(backup('t2', { at: '2026-11-01T00:00:00Z' }));
+      catalog.insertBackup(backup('t3', { at: '2026-11-02T00:00:00Z' }));
+    });
+    assert.deepEqual(ids(catalog.listBackups()), ['t3', 't2']);
+  });
+});

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { UsageError } from '../../src/errors.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+
+const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-open-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+/** A path in a new, existing directory (the catalog makes missing parents itself; other tools do not). */
+function fresh(name = 'catalog.db'): string {
+  const dir = join(root, `case-${++n}`);
+  mkdirSync(dir);
+  return join(dir, name);
+}
+
+function backup(id: string): BackupRecord {
+  return {
+    id,
+    task: 'nightly',
+    state: 'complete',
+    startedAt: '2026-11-01T01:00:00.000Z',
+    snapshots: [],
+    vms: [],
+    warnings: [],
+  };
+}
+
+describe('Catalog.open', () => {
+  it('creates the parent directory and the file, in WAL mode with foreign keys on', () => {
+    const file = fresh('deep/er/catalog.db');
+    const catalog = Catalog.open(file);
+    try {
+      assert.ok(existsSync(file));
+      assert.equal(catalog.path, file);
+      assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+    } finally {
+      catalog.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      const versions = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
+      assert.deepEqual(
+        versions,
+        MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+      );
+    } finally {
+      db.close();
+    }
+  });
+
+  it('keeps data across close and reopen, and migrates nothing the second time', () => {
+    const file = fresh();
+    const first = Catalog.open(file);
+    first.insertBackup(backup('b-1'));
+    first.close();
+    first.close(); // twice is harmless
+    const db = new Database(file);
+    const result = applyMigrations(db, file);
+    db.close();
+    assert.deepEqual(result, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] });
+    const second = Catalog.open(file);
+    try {
+      assert.equal(second.getBackup('b-1').id, 'b-1');
+    } finally {
+      second.close();
+    }
+  });
+
+  it('upgrades a catalog left by an older release and keeps its data', () => {
+    const file = fresh();
+    // What release 1 would have left: only migration 1 applied, with a backup and a journaled operation.
+    const old = new Database(file);
+    old.pragma('foreign_keys = ON');
+    assert.deepEqual(applyMigrations(old, file, MIGRATIONS.slice(0, 1)), { from: 0, to: 1, applied: [1] });
+    const record = backup('b-old');
+    old
+      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
+      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
+    old
+      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
+      .run('b-old', 'vm-1', 'web01');
+    old.close();
+
+    const catalog = Catalog.open(file);
+    try {
+      assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.deepEqual(catalog.getBackup('b-old'), record);
+      assert.deepEqual(
+        catalog.listBackups({ vm: 'web*' }).map((b) => b.id),
+        ['b-old'],
+      );
+      // Tables of the later migrations work on the upgraded file.
+      catalog.createTask({ name: 'later', select: { vms: ['x'] } });
+      catalog.addMount({ id: 'm-1', backupId: 'b-old', kind: 'datastore' });
+      assert.equal(catalog.mountsOf('b-old').length, 1);
+    } finally {
+      catalog.close();
+    }
+  });
+
+  it('refuses a catalog with a newer schema, naming the file and both versions', () => {
+    const file = fresh();
+    Catalog.open(file).close();
+    const db = new Database(file);
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+      LATEST_SCHEMA_VERSION + 1,
+      'from the future',
+      new Date().toISOString(),
+    );
+    db.close();
+    assert.throws(
+      () => Catalog.open(file),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.equal(err.code, 'CATALOG_TOO_NEW');
+        assert.match(err.message, new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+        assert.match(err.message, new RegExp(`version ${LATEST_SCHEMA_VERSION + 1}\\b`));
+        assert.match(err.message, new RegExp(`up to ${LATEST_SCHEMA_VERSION}\\b`));
+        return true;
+      },
+    );
+  });
+
+  it('refuses a file that is not SQLite, naming it and leaving it untouched', () => {
+    const file = fresh();
+    const content = 'vcenter:\n  url: https://vc.example\n'.repeat(200);
+    writeFileSync(file, content);
+    assert.throws(
+      () => Catalog.open(file),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.equal(err.code, 'CATALOG_INVALID');
+        assert.ok(err.message.includes(file));
+        return true;
+      },
+    );
+    assert.equal(readFileSync(file, 'utf8'), content);
+    assert.equal(existsSync(`${file}-wal`), false);
+  });
+
+  it('refuses an SQLite database of some other program', () => {
+    const file = fresh();
+    const db = new Database(file);
+    db.exec('CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)');
+    db.close();
+    assert.throws(() => Catalog.open(file), { code: 'CATALOG_INVALID' });
+    const again = new Database(file, { readonly: true });
+    const tables = again.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    again.close();
+    assert.deepEqual(tables, [{ name: 'photos' }]);
+  });
+
+  it('refuses a path that cannot be a file', () => {
+    const dir = join(fresh(), '..');
+    assert.throws(() => Catalog.open(dir), { code: 'CATALOG_OPEN_FAILED' });
+  });
+
+  it('has migrations numbered 1, 2, 3, ... with SQL', () => {
+    MIGRATIONS.forEach((m, i) => {
+      assert.equal(m.version, i + 1);
+      assert.ok(m.name.length > 0 && m.up.trim().length > 0);
+    });
+    assert.equal(LATEST_SCHEMA_VERSION, MIGRATIONS.length);
+    const db = new Database(':memory:');
+    assert.throws(() => applyMigrations(db, ':memory:', [MIGRATIONS[1]!]), /numbered/);
+    db.close();
+  });
+});
