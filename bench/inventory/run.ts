@@ -52,17 +52,25 @@ async function measure(configFile: string, hook: string, expectVms: number): Pro
   const started = process.hrtime.bigint();
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', hook, CLI, '--config', configFile, 'inventory', '--json'], {
-        env: { ...process.env, SNAPKEEPER_STATS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        ['--import', hook, CLI, '--config', configFile, 'inventory', '--json'],
+        {
+          env: { ...process.env, SNAPKEEPER_STATS: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
       child.stderr.on('data', (b: Buffer) => err.push(b));
       child.on('error', reject);
       child.on('close', (c) =>
-        resolve({ code: c, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+        resolve({
+          code: c,
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+        }),
       );
     },
   );
@@ -83,7 +91,12 @@ async function main(): Promise<void> {
   const hook = join(root, 'rss-hook.mjs');
   await writeFile(
     hook,
-    "process.on('exit', () => process.stderr.write(`snapkeeper-stats maxRssKB=${process.resourceUsage().maxRSS}\\n`));\n",
+    [
+      "process.on('exit', () => {",
+      "  process.stderr.write('snapkeeper-stats maxRssKB=' + process.resourceUsage().maxRSS + '\\n');",
+      '});',
+      '',
+    ].join('\n'),
   );
   const results: Measure[] = [];
   try {

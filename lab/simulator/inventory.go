@@ -40,7 +40,7 @@ type lunInfo struct {
 
 func (b *builder) build(spec *labSpec) ([]readyVM, error) {
 	root := object.NewRootFolder(b.client)
-	var out []readyVM
+	out := []readyVM{} // JSON [] rather than null for a lab without VMs
 	for _, dc := range spec.Datacenters {
 		vms, err := b.datacenter(root, dc)
 		if err != nil {
@@ -297,7 +297,7 @@ func (b *builder) vm(folders *object.DatacenterFolders, host *object.HostSystem,
 	}
 	// Directories on every datastore holding a disk; the home one too, so the simulator uses the plain name.
 	dirs := map[string]bool{home.Path: true}
-	ready := readyVM{Name: vm.Name}
+	ready := readyVM{Name: vm.Name, Disks: []readyDisk{}}
 	for i, d := range vm.Disks {
 		if d.isRDM() {
 			continue

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, errorMessage, exitCodeOf, SnapkeeperError } from '../errors.js';
+import { statsLine } from '../util/stats.js';
 import { registerCommands } from './commands/index.js';
 import { type CliContext, type CommandResult, createContext } from './context.js';
 
@@ -39,6 +40,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     await program.parseAsync(argv);
   } catch (err) {
     return reportError(err, wantsJson);
+  } finally {
+    if (env.SNAPKEEPER_STATS === '1') process.stderr.write(`${statsLine()}\n`);
   }
   if (result === undefined) return ExitCode.ok;
   if (wantsJson) process.stdout.write(`${JSON.stringify(result.json, null, 2)}\n`);

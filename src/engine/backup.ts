@@ -336,13 +336,16 @@ async function releaseOne(
       ctx.events.item(vm.name, `release failed: ${errorMessage(err)}`);
     }
   }
-  const start = run.quiesceStart ?? ctx.now();
-  const end = ctx.now();
-  run.record.quiesce = {
-    start: start.toISOString(),
-    end: end.toISOString(),
-    ms: end.getTime() - start.getTime(),
-  };
+  if (decision.before !== null) {
+    // Only VMs that were held have a quiesce window; powered-off, suspended and ASIS VMs never wait.
+    const start = run.quiesceStart ?? ctx.now();
+    const end = ctx.now();
+    run.record.quiesce = {
+      start: start.toISOString(),
+      end: end.toISOString(),
+      ms: end.getTime() - start.getTime(),
+    };
+  }
   return released;
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { initFsArray, isBtrfs, layout } from '../arrays/fs/layout.js';
@@ -117,7 +117,10 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const dir = resolve(options.dir);
   for (const name of [labFiles.state, labFiles.array, labFiles.image]) {
     if (await exists(join(dir, name))) {
-      throw new UsageError('LAB_EXISTS', `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`);
+      throw new UsageError(
+        'LAB_EXISTS',
+        `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`,
+      );
     }
   }
   if (options.btrfsImageBytes !== undefined) {
@@ -168,7 +171,9 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     pid = ready.pid;
 
     const disks = ready.vms.flatMap((vm) =>
-      vm.disks.filter((d) => d.kind === 'flat' || d.kind === 'independent').map((d) => ({ vm: vm.name, disk: d })),
+      vm.disks
+        .filter((d) => d.kind === 'flat' || d.kind === 'independent')
+        .map((d) => ({ vm: vm.name, disk: d })),
     );
     let done = 0;
     await forEachLimit(disks, 4, async ({ vm, disk }) => {
@@ -204,9 +209,13 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     try {
       await teardown(dir, { pid, image, arrayPath, createdDir });
     } catch (undoErr) {
-      throw new SnapkeeperError('LAB_UP_FAILED', `${errorMessage(err)} (and undoing failed: ${errorMessage(undoErr)})`, {
-        cause: err,
-      });
+      throw new SnapkeeperError(
+        'LAB_UP_FAILED',
+        `${errorMessage(err)} (and undoing failed: ${errorMessage(undoErr)})`,
+        {
+          cause: err,
+        },
+      );
     }
     throw err;
   }
@@ -217,7 +226,11 @@ function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>
   return {
     datacenters: spec.datacenters.map((dc) => ({
       ...dc,
-      datastores: dc.datastores.map((ds) => ({ ...ds, path: layout.volume(arrayPath, ds.name), lun: luns.get(ds.name) })),
+      datastores: dc.datastores.map((ds) => ({
+        ...ds,
+        path: layout.volume(arrayPath, ds.name),
+        lun: luns.get(ds.name),
+      })),
       vms: dc.vms.map((vm) => ({ ...vm, datastore: homeDatastore(vm) })),
     })),
   };
@@ -226,7 +239,12 @@ function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>
 function labConfigYaml(url: string, thumbprint: string | undefined): string {
   // Paths are relative to the file (the loader resolves them so), which keeps the directory self-contained.
   const config = {
-    vcenter: { url, user: LAB_USER, passwordFile: labFiles.password, ...(thumbprint !== undefined && { thumbprint }) },
+    vcenter: {
+      url,
+      user: LAB_USER,
+      passwordFile: labFiles.password,
+      ...(thumbprint !== undefined && { thumbprint }),
+    },
     arrays: [{ name: 'lab', type: 'fs', path: labFiles.array }],
     catalog: { path: labFiles.catalog },
     defaults: { mode: 'SNAPSHOT_EXCL_MEM' },
@@ -302,7 +320,10 @@ async function teardown(
   if (parts.pid !== undefined) await stopProcess(parts.pid, dir);
   if (parts.image !== undefined) await unmountLoopBtrfs(parts.image, parts.arrayPath);
   else if (await isMountPoint(parts.arrayPath)) {
-    throw new SnapkeeperError('LAB_DOWN_FAILED', `${parts.arrayPath} is a mount point the lab did not make; not removing it`);
+    throw new SnapkeeperError(
+      'LAB_DOWN_FAILED',
+      `${parts.arrayPath} is a mount point the lab did not make; not removing it`,
+    );
   }
   await removeArray(parts.arrayPath);
   const files = [
@@ -436,12 +457,18 @@ export function answersSoap(url: string, thumbprint: string | undefined): Promis
       }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => done(res.statusCode === 200 && Buffer.concat(chunks).toString('utf8').includes('RetrieveServiceContentResponse')));
+      res.on('end', () =>
+        done(
+          res.statusCode === 200 &&
+            Buffer.concat(chunks).toString('utf8').includes('RetrieveServiceContentResponse'),
+        ),
+      );
       res.on('error', () => done(false));
     };
     const req =
       u.protocol === 'https:'
-        ? httpsRequest(u, { ...options, rejectUnauthorized: false }, onResponse)
+        ? // No agent: a pooled or resumed TLS session may not expose the peer certificate to check.
+          httpsRequest(u, { ...options, agent: false, rejectUnauthorized: false }, onResponse)
         : httpRequest(u, options, onResponse);
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => done(false));

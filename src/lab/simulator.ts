@@ -45,7 +45,10 @@ export function repoRoot(): string {
     if (existsSync(join(dir, 'lab', 'simulator', 'build.sh'))) return dir;
     const parent = dirname(dir);
     if (parent === dir) {
-      throw new SnapkeeperError('LAB_SIMULATOR_MISSING', 'cannot find lab/simulator/build.sh above the installed program');
+      throw new SnapkeeperError(
+        'LAB_SIMULATOR_MISSING',
+        'cannot find lab/simulator/build.sh above the installed program',
+      );
     }
     dir = parent;
   }
@@ -70,9 +73,13 @@ export async function simulatorBinary(env: NodeJS.ProcessEnv = process.env): Pro
     const { stdout } = await execFile('bash', [script]);
     return stdout.trim().split('\n').pop()!;
   } catch (err) {
-    throw new SnapkeeperError('LAB_SIMULATOR_BUILD', `building the simulator failed: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new SnapkeeperError(
+      'LAB_SIMULATOR_BUILD',
+      `building the simulator failed: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -80,7 +87,9 @@ export async function simulatorBinary(env: NodeJS.ProcessEnv = process.env): Pro
  * Starts the simulator detached from this process (it outlives `lab up`) and resolves once its ready file
  * exists. On exit or timeout before that, the process is killed and the error carries the log's tail.
  */
-export async function startSimulator(options: SimulatorOptions): Promise<{ child: ChildProcess; ready: SimulatorReady }> {
+export async function startSimulator(
+  options: SimulatorOptions,
+): Promise<{ child: ChildProcess; ready: SimulatorReady }> {
   const args = [
     '--spec',
     options.specFile,
@@ -100,20 +109,20 @@ export async function startSimulator(options: SimulatorOptions): Promise<{ child
   }
   const log = await open(options.logFile, 'a');
   let child: ChildProcess;
+  let exited: string | undefined;
   try {
     child = spawn(options.binary, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+    // Listen before anything awaits: a child that dies at once would otherwise exit unnoticed.
+    child.on('exit', (code, signal) => {
+      exited = signal ? `killed by ${signal}` : `exit code ${code}`;
+    });
+    child.on('error', (err) => {
+      exited = err.message;
+    });
   } finally {
     await log.close();
   }
   child.unref();
-
-  let exited: string | undefined;
-  child.on('exit', (code, signal) => {
-    exited = signal ? `killed by ${signal}` : `exit code ${code}`;
-  });
-  child.on('error', (err) => {
-    exited = err.message;
-  });
   const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
   for (;;) {
     const ready = await readReady(options.readyFile);
@@ -127,7 +136,10 @@ export async function startSimulator(options: SimulatorOptions): Promise<{ child
           // already gone
         }
       }
-      throw new SnapkeeperError('LAB_SIMULATOR_FAILED', `the simulator ${why}; log tail:\n${await logTail(options.logFile)}`);
+      throw new SnapkeeperError(
+        'LAB_SIMULATOR_FAILED',
+        `the simulator ${why}; log tail:\n${await logTail(options.logFile)}`,
+      );
     }
     // Polling a file the child renames into place: no portable event tells us about it reliably.
     await new Promise((r) => setTimeout(r, 50));

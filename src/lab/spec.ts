@@ -25,7 +25,11 @@ export type DiskMode = (typeof DISK_MODES)[number];
 const lunName = z
   .string()
   .regex(/^naa\.[0-9a-fA-F]{1,64}$/, 'must be an NAA canonical name: "naa." followed by hex digits');
-const sizeMB = z.number().int('must be a whole number of MB').positive().max(16 * 1024 * 1024);
+const sizeMB = z
+  .number()
+  .int('must be a whole number of MB')
+  .positive()
+  .max(16 * 1024 * 1024);
 
 const flatDiskSchema = z
   .object({
@@ -75,7 +79,19 @@ const datacenterSchema = z
     name: safeName,
     clusters: z.array(z.object({ name: safeName, hosts: z.array(safeName) }).strict()).default([]),
     hosts: z.array(safeName).default([]),
-    datastores: z.array(z.object({ name: safeName, capacityGB: z.number().positive().max(1024 * 1024) }).strict()).default([]),
+    datastores: z
+      .array(
+        z
+          .object({
+            name: safeName,
+            capacityGB: z
+              .number()
+              .positive()
+              .max(1024 * 1024),
+          })
+          .strict(),
+      )
+      .default([]),
     vms: z.array(vmSchema).default([]),
   })
   .strict();
@@ -89,7 +105,11 @@ export const labSpecSchema = z
       return (name: string, path: (string | number)[]) => {
         const where = names.get(name);
         if (where !== undefined) {
-          ctx.addIssue({ code: 'custom', path, message: `duplicate ${kind} name ${name} (first at ${where})` });
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `duplicate ${kind} name ${name} (first at ${where})`,
+          });
         } else names.set(name, formatPath(path));
       };
     };
@@ -120,13 +140,21 @@ export const labSpecSchema = z
         datastores.add(ds.name);
       }
       if (dc.datastores.length > 0 && hosts.size === 0) {
-        ctx.addIssue({ code: 'custom', path: [...base, 'hosts'], message: 'datastores need at least one host to be mounted on' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [...base, 'hosts'],
+          message: 'datastores need at least one host to be mounted on',
+        });
       }
       for (const [v, vm] of dc.vms.entries()) {
         const vmPath = [...base, 'vms', v];
         vmNames(vm.name, [...vmPath, 'name']);
         if (!hosts.has(vm.host)) {
-          ctx.addIssue({ code: 'custom', path: [...vmPath, 'host'], message: `host ${vm.host} is not defined in datacenter ${dc.name}` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [...vmPath, 'host'],
+            message: `host ${vm.host} is not defined in datacenter ${dc.name}`,
+          });
         }
         if (vm.datastore !== undefined && !datastores.has(vm.datastore)) {
           ctx.addIssue({
@@ -155,7 +183,11 @@ export const labSpecSchema = z
           }
         }
         if (vm.disks.length > 60) {
-          ctx.addIssue({ code: 'custom', path: [...vmPath, 'disks'], message: 'at most 60 disks per VM (4 SCSI controllers)' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [...vmPath, 'disks'],
+            message: 'at most 60 disks per VM (4 SCSI controllers)',
+          });
         }
         if (vm.datastore === undefined && !vm.disks.some((disk) => !('rdm' in disk))) {
           ctx.addIssue({
@@ -173,7 +205,9 @@ export type LabVmSpec = LabSpec['datacenters'][number]['vms'][number];
 
 function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(top level)';
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('');
 }
 
 /** Validates a parsed lab spec. Throws UsageError (exit 3) naming `file` and the JSON path of every problem. */
@@ -182,7 +216,10 @@ export function parseLabSpec(value: unknown, file: string): LabSpec {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => `  ${formatPath(issue.path)}: ${issue.message}`);
     throw new UsageError('LAB_SPEC_INVALID', `invalid lab spec ${file}:\n${lines.join('\n')}`, {
-      details: { file, issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) },
+      details: {
+        file,
+        issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })),
+      },
     });
   }
   return parsed.data;
@@ -201,7 +238,10 @@ export async function loadLabSpec(file: string): Promise<LabSpec> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError('LAB_SPEC_INVALID', `invalid lab spec ${file}: not valid JSON (${(err as Error).message})`);
+    throw new UsageError(
+      'LAB_SPEC_INVALID',
+      `invalid lab spec ${file}: not valid JSON (${(err as Error).message})`,
+    );
   }
   return parseLabSpec(value, file);
 }
@@ -216,7 +256,9 @@ export function homeDatastore(vm: LabVmSpec): string {
 /** The disk kind (SPEC section 6) a spec disk becomes. */
 export function labDiskKind(disk: LabDisk): DiskKind {
   if ('rdm' in disk) return disk.rdm === 'physical' ? 'rdm-physical' : 'rdm-virtual';
-  return disk.mode === 'independent_persistent' || disk.mode === 'independent_nonpersistent' ? 'independent' : 'flat';
+  return disk.mode === 'independent_persistent' || disk.mode === 'independent_nonpersistent'
+    ? 'independent'
+    : 'flat';
 }
 
 /** Every datastore name of the spec, in order. */

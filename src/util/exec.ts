@@ -16,15 +16,17 @@ export function execFile(
   options: { signal?: AbortSignal; input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
+    // No input: stdin is not a pipe at all. A pipe the child never reads makes an EPIPE when it exits early.
+    const withInput = options.input !== undefined;
     const child = spawn(file, args, {
       signal: options.signal,
       env: options.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [withInput ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) =>
       reject(new SnapkeeperError('EXEC_FAILED', `${file}: ${e.message}`, { cause: e })),
     );
@@ -42,14 +44,17 @@ export function execFile(
         );
       }
     });
-    child.stdin.end(options.input ?? '');
+    if (withInput && child.stdin) {
+      child.stdin.on('error', () => {}); // the exit status tells what happened
+      child.stdin.end(options.input);
+    }
   });
 }
 
 /** True when `file` can be run (found on PATH). */
 export async function hasCommand(file: string): Promise<boolean> {
   try {
-    await execFile('sh', ['-c', `command -v ${JSON.stringify(file)}`]);
+    await execFile('sh', ['-c', 'command -v "$1"', 'sh', file]);
     return true;
   } catch {
     return false;

@@ -1,7 +1,13 @@
 import type { VcenterConfig } from '../config/load.js';
 import { AuthenticationError, errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory, PowerState, VmSnapshotRef } from '../model/inventory.js';
-import { faultFromLocalized, faultFromSoap, isFault, VcenterUnreachableError, VsphereFault } from './faults.js';
+import {
+  faultFromLocalized,
+  faultFromSoap,
+  isFault,
+  VcenterUnreachableError,
+  VsphereFault,
+} from './faults.js';
 import { fetchInventory, flattenSnapshots } from './inventory.js';
 import { type CallOptions, type Invoker, retrieveOne, type ServiceContent } from './property.js';
 import type { CreateVmSnapshotOptions, OperationOptions, VcenterSession } from './session.js';
@@ -17,7 +23,6 @@ import {
   text,
   type XmlNode,
   type XmlObject,
-  xmlEscape,
 } from './xml.js';
 
 export interface ConnectOptions {
@@ -38,8 +43,11 @@ const NO_RELOGIN = new Set(['Login', 'Logout', 'RetrieveServiceContent', 'Termin
  * a pinned thumbprint that does not match is UsageError TLS_THUMBPRINT_MISMATCH.
  */
 export async function connect(config: VcenterConfig, options: ConnectOptions = {}): Promise<Vcenter> {
+  const url = new URL(config.url);
+  // As govmomi: a bare host means the standard SDK endpoint.
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/sdk';
   const http = new HttpTransport({
-    url: config.url,
+    url: url.toString(),
     ...(config.thumbprint === undefined ? {} : { thumbprint: config.thumbprint }),
     insecure: config.insecure,
     maxConcurrentRequests: config.maxConcurrentRequests,
@@ -107,6 +115,12 @@ export class Vcenter implements VcenterSession, Invoker {
           ? ' (set vcenter.thumbprint to pin a self-signed certificate, or vcenter.insecure for a lab)'
           : '';
         throw new VcenterUnreachableError(`cannot reach vCenter ${host}: ${why}${hint}`, { cause: err });
+      }
+      // Something answered, but not a vSphere SDK: most likely a wrong URL.
+      if (err instanceof SnapkeeperError && err.code === 'VCENTER_BAD_RESPONSE') {
+        throw new VcenterUnreachableError(`${host} does not answer as a vCenter SDK endpoint (${err.message})`, {
+          cause: err,
+        });
       }
       throw err;
     }
@@ -254,7 +268,11 @@ export class Vcenter implements VcenterSession, Invoker {
     const props = await retrieveOne(this, vm, ['runtime.powerState', 'snapshot'], options);
     if (!props.has('runtime.powerState')) {
       // The property collector answers an unknown object with nothing rather than a fault.
-      throw new VsphereFault('ManagedObjectNotFound', `vSphere fault ManagedObjectNotFound: VirtualMachine:${vmId}`, `VirtualMachine:${vmId}`);
+      throw new VsphereFault(
+        'ManagedObjectNotFound',
+        `vSphere fault ManagedObjectNotFound: VirtualMachine:${vmId}`,
+        `VirtualMachine:${vmId}`,
+      );
     }
     const snapshot = asObject(props.get('snapshot'));
     return {
@@ -272,7 +290,8 @@ export class Vcenter implements VcenterSession, Invoker {
     const result = moRef(
       await this.runTask('CreateSnapshot_Task', { type: 'VirtualMachine', value: vmId }, body, options),
     );
-    if (!result) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'CreateSnapshot_Task returned no snapshot');
+    if (!result)
+      throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'CreateSnapshot_Task returned no snapshot');
     return result.value;
   }
 
@@ -330,5 +349,3 @@ function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
-
-

@@ -5,5 +5,21 @@ export { type CapturedDevice, fetchInventory } from './inventory.js';
 export type { CallOptions, Invoker, ObjectContent, PropertySpec, ServiceContent } from './property.js';
 export { retrieveFromContainer, retrieveOne } from './property.js';
 export type { CreateVmSnapshotOptions, OperationOptions, VcenterSession } from './session.js';
-export { HttpTransport, type SoapRequest, type SoapResponse, type Transport, TransportError } from './transport.js';
-export { asArray, el, type MoRef, moRef, moRefXml, text, type XmlNode, type XmlObject, xmlEscape } from './xml.js';
+export {
+  HttpTransport,
+  type SoapRequest,
+  type SoapResponse,
+  type Transport,
+  TransportError,
+} from './transport.js';
+export {
+  asArray,
+  el,
+  type MoRef,
+  moRef,
+  moRefXml,
+  text,
+  type XmlNode,
+  type XmlObject,
+  xmlEscape,
+} from './xml.js';

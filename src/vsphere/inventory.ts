@@ -16,12 +16,22 @@ import {
   type CallOptions,
   type Invoker,
   type ObjectContent,
+  type PropertySpec,
   propArray,
   propObject,
-  type PropertySpec,
   retrieveFromContainer,
 } from './property.js';
-import { asArray, asObject, bool, type MoRef, moRef, num, text, type XmlNode, type XmlObject } from './xml.js';
+import {
+  asArray,
+  asObject,
+  bool,
+  type MoRef,
+  moRef,
+  num,
+  text,
+  type XmlNode,
+  type XmlObject,
+} from './xml.js';
 
 /**
  * Reads the whole inventory with a constant number of round trips: one container view over the root folder,
@@ -119,7 +129,10 @@ interface Named {
 }
 
 /** Builds the domain inventory from the raw objects; exported for the recorded-XML tests. */
-export function mapInventory(objects: ObjectContent[], lunByUuid: Map<string, string> = new Map()): Inventory {
+export function mapInventory(
+  objects: ObjectContent[],
+  lunByUuid: Map<string, string> = new Map(),
+): Inventory {
   const byId = new Map<string, { oc: ObjectContent; named: Named }>();
   for (const oc of objects) {
     // A cluster matches both the ComputeResource and the ClusterComputeResource spec; keep one.
@@ -158,7 +171,7 @@ export function mapInventory(objects: ObjectContent[], lunByUuid: Map<string, st
     for (let guard = 0; cur && guard < 256; guard++) {
       if (vmFolders.has(cur.value)) return parts.reverse().join('/');
       const e = byId.get(cur.value);
-      if (!e || e.oc.obj.type !== 'Folder') return undefined;
+      if (e?.oc.obj.type !== 'Folder') return undefined;
       // Names stay as vCenter escapes them (`/` as %2f), so a path splits unambiguously on `/`.
       parts.push(e.named.name);
       cur = e.named.parent;
@@ -191,7 +204,9 @@ export function mapInventory(objects: ObjectContent[], lunByUuid: Map<string, st
     };
   });
 
-  const datastores: Datastore[] = of('Datastore').map((e) => mapDatastore(e.oc, e.named.name, nameOf, datacenterOf));
+  const datastores: Datastore[] = of('Datastore').map((e) =>
+    mapDatastore(e.oc, e.named.name, nameOf, datacenterOf),
+  );
 
   const vms: Vm[] = of('VirtualMachine').map((e) => {
     const oc = e.oc;
@@ -199,9 +214,12 @@ export function mapInventory(objects: ObjectContent[], lunByUuid: Map<string, st
     const vmxFile = text(oc.props.get('config.files.vmPathName')) ?? '';
     const homeDatastore = datastoreOfPath(vmxFile);
     const devices = propArray(oc, 'config.hardware.device').map((d) => asObject(d) ?? {});
-    const disks = devices.filter((d) => d.$xsiType === 'VirtualDisk').map((d) => mapDisk(d, nameOf, lunByUuid));
+    const disks = devices
+      .filter((d) => d.$xsiType === 'VirtualDisk')
+      .map((d) => mapDisk(d, nameOf, lunByUuid));
     const datastoreNames = [homeDatastore, ...propArray(oc, 'datastore').map((r) => nameOf(moRef(r)))];
-    for (const d of disks) if (d.kind !== 'rdm-physical' && d.kind !== 'rdm-virtual') datastoreNames.push(d.datastore);
+    for (const d of disks)
+      if (d.kind !== 'rdm-physical' && d.kind !== 'rdm-virtual') datastoreNames.push(d.datastore);
     const cluster = host ? clusterOfHost.get(host.value) : undefined;
     const hardware = {
       numCpu: num(oc.props.get('config.hardware.numCPU')) ?? 0,
@@ -260,7 +278,11 @@ function mapDatastore(
   };
 }
 
-function diskKind(backingType: string | undefined, diskMode: string, compatibilityMode: string | undefined): DiskKind {
+function diskKind(
+  backingType: string | undefined,
+  diskMode: string,
+  compatibilityMode: string | undefined,
+): DiskKind {
   if (backingType === 'VirtualDiskRawDiskMappingVer1BackingInfo') {
     return compatibilityMode === 'physicalMode' ? 'rdm-physical' : 'rdm-virtual';
   }
@@ -302,9 +324,19 @@ function mapDisk(
 function captureDevice(d: XmlObject): CapturedDevice | undefined {
   const type = d.$xsiType ?? '';
   const key = num(d.key) ?? 0;
-  if (/Controller$/.test(type) && num(d.busNumber) !== undefined && !/^Virtual(PCI|PS2|SIO|USB|Keyboard)/.test(type)) {
+  if (
+    /Controller$/.test(type) &&
+    num(d.busNumber) !== undefined &&
+    !/^Virtual(PCI|PS2|SIO|USB|Keyboard)/.test(type)
+  ) {
     const sharedBus = text(d.sharedBus);
-    return { kind: 'controller', type, key, busNumber: num(d.busNumber)!, ...(sharedBus ? { sharedBus } : {}) };
+    return {
+      kind: 'controller',
+      type,
+      key,
+      busNumber: num(d.busNumber)!,
+      ...(sharedBus ? { sharedBus } : {}),
+    };
   }
   if (d.addressType !== undefined || d.macAddress !== undefined) {
     const backing = asObject(d.backing) ?? {};
@@ -333,7 +365,10 @@ function needsLunLookup(objects: ObjectContent[]): boolean {
     if (oc.obj.type !== 'VirtualMachine') continue;
     for (const d of propArray(oc, 'config.hardware.device')) {
       const b = asObject(asObject(d)?.backing);
-      if (b?.$xsiType === 'VirtualDiskRawDiskMappingVer1BackingInfo' && !lunFromDeviceName(text(b.deviceName))) {
+      if (
+        b?.$xsiType === 'VirtualDiskRawDiskMappingVer1BackingInfo' &&
+        !lunFromDeviceName(text(b.deviceName))
+      ) {
         if (text(b.lunUuid)) return true;
       }
     }

@@ -34,7 +34,12 @@ export interface CallOptions {
 /** What the property collector needs from a client: one vim25 call and the service content. */
 export interface Invoker {
   /** Calls `method` on `thisRef`; `body` is the escaped parameter XML after `_this`. Returns `returnval`. */
-  call(method: string, thisRef: MoRef, body?: string, options?: CallOptions): Promise<XmlNode | XmlNode[] | undefined>;
+  call(
+    method: string,
+    thisRef: MoRef,
+    body?: string,
+    options?: CallOptions,
+  ): Promise<XmlNode | XmlNode[] | undefined>;
   readonly serviceContent: ServiceContent;
 }
 
@@ -93,7 +98,9 @@ async function retrieveAll(
   const all = first.objects;
   let token = first.token;
   while (token !== undefined) {
-    const next = parseResult(await client.call('ContinueRetrievePropertiesEx', pc, el('token', token), options));
+    const next = parseResult(
+      await client.call('ContinueRetrievePropertiesEx', pc, el('token', token), options),
+    );
     for (const o of next.objects) all.push(o);
     token = next.token;
   }

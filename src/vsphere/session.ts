@@ -23,7 +23,10 @@ export interface VcenterSession {
   inventory(): Promise<Inventory>;
 
   /** Current power state and snapshots of one VM (fresh from vCenter). */
-  vmState(vmId: string, options?: OperationOptions): Promise<{ powerState: PowerState; snapshots: VmSnapshotRef[] }>;
+  vmState(
+    vmId: string,
+    options?: OperationOptions,
+  ): Promise<{ powerState: PowerState; snapshots: VmSnapshotRef[] }>;
 
   /** Creates a VM snapshot and returns its id. */
   createVmSnapshot(vmId: string, options: CreateVmSnapshotOptions): Promise<string>;

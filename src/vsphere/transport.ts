@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -223,7 +223,8 @@ export class HttpTransport {
           res.on('aborted', () => fail(this.#connectionError(request, new Error('response aborted'), true)));
           res.on('end', () => {
             if (done) return;
-            if (!res.complete) return fail(this.#connectionError(request, new Error('response truncated'), true));
+            if (!res.complete)
+              return fail(this.#connectionError(request, new Error('response truncated'), true));
             done = true;
             clearTimeout(timer);
             request.signal?.removeEventListener('abort', onAbort);

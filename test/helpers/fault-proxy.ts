@@ -106,7 +106,12 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     return undefined;
   };
 
-  const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse, dropAnswer: boolean) => {
+  const forward = (
+    req: http.IncomingMessage,
+    body: Buffer,
+    res: http.ServerResponse,
+    dropAnswer: boolean,
+  ) => {
     const headers: http.OutgoingHttpHeaders = {};
     for (const h of ['content-type', 'soapaction', 'cookie']) {
       const v = req.headers[h];
@@ -114,13 +119,23 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     }
     headers['content-length'] = body.length;
     const up = client.request(
-      { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: req.url, method: 'POST', headers, agent },
+      {
+        protocol: upstream.protocol,
+        hostname: upstream.hostname,
+        port: upstream.port,
+        path: req.url,
+        method: 'POST',
+        headers,
+        agent,
+      },
       (upRes) => {
         const chunks: Buffer[] = [];
         upRes.on('data', (c: Buffer) => chunks.push(c));
         upRes.on('end', () => {
           if (dropAnswer) return req.socket.destroy();
-          const out: http.OutgoingHttpHeaders = { 'content-type': upRes.headers['content-type'] ?? 'text/xml' };
+          const out: http.OutgoingHttpHeaders = {
+            'content-type': upRes.headers['content-type'] ?? 'text/xml',
+          };
           if (upRes.headers['set-cookie']) out['set-cookie'] = upRes.headers['set-cookie'];
           res.writeHead(upRes.statusCode ?? 502, out);
           res.end(Buffer.concat(chunks));
@@ -143,7 +158,10 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       if (!rule) return forward(req, body, res, false);
       switch (rule.action) {
         case 'fault': {
-          const xml = faultXml(rule.faultType ?? 'SystemError', rule.message ?? `injected fault in ${method}`);
+          const xml = faultXml(
+            rule.faultType ?? 'SystemError',
+            rule.message ?? `injected fault in ${method}`,
+          );
           res.writeHead(500, { 'content-type': 'text/xml; charset=utf-8' });
           res.end(xml);
           return;

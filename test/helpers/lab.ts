@@ -45,7 +45,9 @@ export async function startLab(spec: object | string, options: StartLabOptions =
       ...(options.btrfs === true && { btrfsImageBytes: TEST_IMAGE_BYTES }),
       ...(options.delays !== undefined && { delays: options.delays }),
       ...(options.tls !== undefined && { tls: options.tls }),
-      ...(options.sessionIdleTimeoutSeconds !== undefined && { sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds }),
+      ...(options.sessionIdleTimeoutSeconds !== undefined && {
+        sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
+      }),
     });
   } catch (err) {
     await rm(root, { recursive: true, force: true });

@@ -67,7 +67,12 @@ describe('backup modes on a btrfs lab', {
       // Powered-on VM without RDM: the requested mode, its consistency.
       assert.equal(vm('web01').effectiveMode, mode);
       assert.equal(vm('web01').consistency, EXPECTED_CONSISTENCY[mode]);
-      assert.ok(vm('web01').quiesce!.ms >= 0);
+      assert.equal(
+        vm('web01').quiesce !== undefined,
+        mode !== 'ASIS',
+        'held VMs, and only they, have a quiesce window',
+      );
+      assert.equal(vm('off01').quiesce, undefined);
 
       // RDM VM: SNAPSHOT modes fall back to ASIS with a warning; SUSPEND and ASIS are never changed.
       const db = vm('db01');

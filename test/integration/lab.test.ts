@@ -11,9 +11,8 @@ import { promisify } from 'node:util';
 import { layout, readManifest } from '../../src/arrays/fs/layout.js';
 import { loadConfig } from '../../src/config/load.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
-import { labFiles } from '../../src/lab/lab.js';
-import { answersSoap, type LabState, labDown, labStatus, labUp } from '../../src/lab/lab.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
+import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/lab.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 
 const execFile = promisify(execFileCb);
@@ -21,30 +20,42 @@ const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta
 const CLI = new URL('../../../bin/snapkeeper.js', import.meta.url);
 
 /** A bare SOAP call, so this test does not depend on the project's vSphere client. */
-async function soap(state: LabState, body: string, cookie?: string): Promise<{ status: number; text: string; cookie?: string }> {
+async function soap(
+  state: LabState,
+  body: string,
+  cookie?: string,
+): Promise<{ status: number; text: string; cookie?: string }> {
   const envelope =
     '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">' +
     `<soapenv:Body>${body}</soapenv:Body></soapenv:Envelope>`;
   const u = new URL(state.url);
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/8.0' };
+    const headers: Record<string, string> = {
+      'content-type': 'text/xml; charset=utf-8',
+      soapaction: 'urn:vim25/8.0',
+    };
     if (cookie !== undefined) headers.cookie = cookie;
     const onResponse = (res: import('node:http').IncomingMessage) => {
       if (u.protocol === 'https:') {
         // The lab's certificate is self-signed: the thumbprint in lab.json is what identifies it.
         const fp = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
-        if (fp !== state.thumbprint) reject(new Error(`certificate ${fp} does not match ${state.thumbprint}`));
+        if (fp !== state.thumbprint)
+          reject(new Error(`certificate ${fp} does not match ${state.thumbprint}`));
       }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const setCookie = res.headers['set-cookie']?.[0]?.split(';')[0];
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), cookie: setCookie ?? cookie });
+        resolve({
+          status: res.statusCode ?? 0,
+          text: Buffer.concat(chunks).toString('utf8'),
+          cookie: setCookie ?? cookie,
+        });
       });
     };
     const req =
       u.protocol === 'https:'
-        ? httpsRequest(u, { method: 'POST', headers, rejectUnauthorized: false }, onResponse)
+        ? httpsRequest(u, { method: 'POST', headers, agent: false, rejectUnauthorized: false }, onResponse)
         : httpRequest(u, { method: 'POST', headers }, onResponse);
     req.on('error', reject);
     req.end(envelope);
@@ -60,12 +71,20 @@ async function login(state: LabState, password: string) {
   );
 }
 
-async function properties(state: LabState, cookie: string, type: string, id: string, paths: string[]): Promise<string> {
+async function properties(
+  state: LabState,
+  cookie: string,
+  type: string,
+  id: string,
+  paths: string[],
+): Promise<string> {
   const res = await soap(
     state,
     `<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>${type}</type>${paths
       .map((p) => `<pathSet>${p}</pathSet>`)
-      .join('')}</propSet><objectSet><obj type="${type}">${esc(id)}</obj></objectSet></specSet><options/></RetrievePropertiesEx>`,
+      .join(
+        '',
+      )}</propSet><objectSet><obj type="${type}">${esc(id)}</obj></objectSet></specSet><options/></RetrievePropertiesEx>`,
     cookie,
   );
   assert.equal(res.status, 200, res.text);
@@ -126,7 +145,10 @@ describe('lab with the standard spec', () => {
     assert.equal(res.status, 200);
     assert.match(res.text, /<sessionManager type="SessionManager">SessionManager<\/sessionManager>/);
     assert.match(res.text, /<apiType>VirtualCenter<\/apiType>/);
-    const wrongPrint = lab.state.thumbprint!.replace(/^../, lab.state.thumbprint!.startsWith('00') ? '11' : '00');
+    const wrongPrint = lab.state.thumbprint!.replace(
+      /^../,
+      lab.state.thumbprint!.startsWith('00') ? '11' : '00',
+    );
     assert.equal(await answersSoap(lab.state.url, wrongPrint), false);
     assert.equal(await answersSoap(lab.state.url, lab.state.thumbprint), true);
   });
@@ -151,16 +173,25 @@ describe('lab with the standard spec', () => {
     assert.equal(config.arrays[0]!.path, lab.state.arrayPath);
     assert.equal(config.catalog.path, join(lab.dir, 'catalog.db'));
     assert.equal(config.defaults.mode, 'SNAPSHOT_EXCL_MEM');
-    assert.deepEqual(config.tasks.map((t) => [t.name, t.select.vms]), [['lab-all', ['*']]]);
+    assert.deepEqual(
+      config.tasks.map((t) => [t.name, t.select.vms]),
+      [['lab-all', ['*']]],
+    );
   });
 
   test('flat and independent disks hold their deterministic bytes; RDMs have mapping files', async () => {
     const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
-    const vms = spec.datacenters[0].vms as { name: string; disks: { sizeMB: number; rdm?: string; datastore?: string }[] }[];
+    const vms = spec.datacenters[0].vms as {
+      name: string;
+      disks: { sizeMB: number; rdm?: string; datastore?: string }[];
+    }[];
     assert.deepEqual(lab.state.vms.map((v) => v.name).sort(), vms.map((v) => v.name).sort());
     for (const vm of vms) {
       const got = lab.state.vms.find((v) => v.name === vm.name)!;
-      assert.deepEqual(got.disks.map((d) => d.index), vm.disks.map((_, i) => i));
+      assert.deepEqual(
+        got.disks.map((d) => d.index),
+        vm.disks.map((_, i) => i),
+      );
       for (const [i, d] of vm.disks.entries()) {
         const disk = got.disks[i]!;
         if (d.rdm !== undefined) {
@@ -176,7 +207,10 @@ describe('lab with the standard spec', () => {
       }
     }
     const app01 = lab.state.vms.find((v) => v.name === 'app01')!;
-    assert.deepEqual(app01.disks.map((d) => d.kind), ['flat', 'independent']);
+    assert.deepEqual(
+      app01.disks.map((d) => d.kind),
+      ['flat', 'independent'],
+    );
   });
 
   test('datastores are VMFS on the array volumes; hosts see every LUN', async () => {
@@ -207,7 +241,11 @@ describe('lab with the standard spec', () => {
     const hostObjects = hosts.text.split('<objects>').slice(1);
     assert.equal(hostObjects.length, 3);
     for (const h of hostObjects) {
-      for (const lun of [...manifest.volumes.map((v) => v.lun), 'naa.600a0980383030534a3f463045727a71', 'naa.600a0980383030534a3f463045727a72']) {
+      for (const lun of [
+        ...manifest.volumes.map((v) => v.lun),
+        'naa.600a0980383030534a3f463045727a71',
+        'naa.600a0980383030534a3f463045727a72',
+      ]) {
         assert.ok(h.includes(`<canonicalName>${lun}</canonicalName>`), lun);
       }
     }
@@ -238,12 +276,16 @@ describe('lab with the standard spec', () => {
 
   test('VM snapshots work on a VM with injected RDM disks, and the RDMs stay', async () => {
     const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
-    const devices = async () => properties(lab.state, cookie, 'VirtualMachine', id, ['config.hardware.device']);
+    const devices = async () =>
+      properties(lab.state, cookie, 'VirtualMachine', id, ['config.hardware.device']);
     const before = await devices();
     assert.equal(countOf(before, 'VirtualDiskRawDiskMappingVer1BackingInfo"'), 2);
     assert.match(before, /<compatibilityMode>physicalMode<\/compatibilityMode>/);
     assert.match(before, /<compatibilityMode>virtualMode<\/compatibilityMode>/);
-    assert.match(before, /<deviceName>\/vmfs\/devices\/disks\/naa\.600a0980383030534a3f463045727a71<\/deviceName>/);
+    assert.match(
+      before,
+      /<deviceName>\/vmfs\/devices\/disks\/naa\.600a0980383030534a3f463045727a71<\/deviceName>/,
+    );
     assert.equal(countOf(before, 'VirtualDiskFlatVer2BackingInfo"'), 1);
 
     const created = await runTask(
@@ -253,14 +295,20 @@ describe('lab with the standard spec', () => {
     );
     const snapshot = /type="VirtualMachineSnapshot">([^<]+)</.exec(created)?.[1];
     assert.ok(snapshot, created);
-    assert.match(await properties(lab.state, cookie, 'VirtualMachine', id, ['snapshot']), /<name>snapkeeper-test<\/name>/);
+    assert.match(
+      await properties(lab.state, cookie, 'VirtualMachine', id, ['snapshot']),
+      /<name>snapkeeper-test<\/name>/,
+    );
 
     await runTask(
       lab.state,
       cookie,
       `<RemoveSnapshot_Task xmlns="urn:vim25"><_this type="VirtualMachineSnapshot">${snapshot}</_this><removeChildren>false</removeChildren></RemoveSnapshot_Task>`,
     );
-    assert.doesNotMatch(await properties(lab.state, cookie, 'VirtualMachine', id, ['snapshot']), /snapkeeper-test/);
+    assert.doesNotMatch(
+      await properties(lab.state, cookie, 'VirtualMachine', id, ['snapshot']),
+      /snapkeeper-test/,
+    );
     const afterRemove = await devices();
     assert.equal(countOf(afterRemove, 'VirtualDiskRawDiskMappingVer1BackingInfo"'), 2);
     assert.equal(countOf(afterRemove, 'VirtualDiskFlatVer2BackingInfo"'), 1);
@@ -278,7 +326,14 @@ describe('lab with the standard spec', () => {
   });
 
   test('the CLI reports status as JSON', async () => {
-    const { stdout } = await execFile(process.execPath, [CLI.pathname, '--json', 'lab', 'status', '--dir', lab.dir]);
+    const { stdout } = await execFile(process.execPath, [
+      CLI.pathname,
+      '--json',
+      'lab',
+      'status',
+      '--dir',
+      lab.dir,
+    ]);
     const doc = JSON.parse(stdout);
     assert.equal(doc.running, true);
     assert.equal(doc.pid, lab.state.pid);
@@ -297,8 +352,14 @@ describe('lab lifecycle', () => {
       assert.equal(await exists(arrayPath), false);
       assert.throws(() => process.kill(pid, 0), /ESRCH/);
       assert.equal(await answersSoap(url, thumbprint), false);
-      await assert.rejects(labDown(lab.dir), (err: unknown) => err instanceof UsageError && err.code === 'LAB_NOT_FOUND');
-      await assert.rejects(labStatus(lab.dir), (err: unknown) => err instanceof UsageError && err.code === 'LAB_NOT_FOUND');
+      await assert.rejects(
+        labDown(lab.dir),
+        (err: unknown) => err instanceof UsageError && err.code === 'LAB_NOT_FOUND',
+      );
+      await assert.rejects(
+        labStatus(lab.dir),
+        (err: unknown) => err instanceof UsageError && err.code === 'LAB_NOT_FOUND',
+      );
     } finally {
       await lab.stop().catch(() => {});
     }
@@ -308,7 +369,10 @@ describe('lab lifecycle', () => {
     const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
     spec.datacenters[0].vms[0].host = 'nowhere';
     const dir = join(tmpdir(), `snapkeeper-lab-bad-${process.pid}`);
-    await assert.rejects(startLab(spec), (err: unknown) => err instanceof UsageError && /vms\[0\]\.host/.test(err.message));
+    await assert.rejects(
+      startLab(spec),
+      (err: unknown) => err instanceof UsageError && /vms\[0\]\.host/.test(err.message),
+    );
     const { writeFile, mkdtemp, rm } = await import('node:fs/promises');
     const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-bad-'));
     try {
@@ -327,8 +391,15 @@ describe('lab lifecycle', () => {
     try {
       const dir = join(root, 'lab');
       await assert.rejects(
-        labUp({ specFile: STANDARD.pathname, dir, env: { ...process.env, SNAPKEEPER_SIMULATOR: '/bin/false' } }),
-        (err: unknown) => err instanceof SnapkeeperError && err.code === 'LAB_SIMULATOR_FAILED' && /exit code 1/.test(err.message),
+        labUp({
+          specFile: STANDARD.pathname,
+          dir,
+          env: { ...process.env, SNAPKEEPER_SIMULATOR: '/bin/false' },
+        }),
+        (err: unknown) =>
+          err instanceof SnapkeeperError &&
+          err.code === 'LAB_SIMULATOR_FAILED' &&
+          /exit code 1/.test(err.message),
       );
       assert.equal(await exists(dir), false);
     } finally {
@@ -339,7 +410,12 @@ describe('lab lifecycle', () => {
   test('plain HTTP and per-method delays', async () => {
     const spec = {
       datacenters: [
-        { name: 'DC', hosts: ['esx'], datastores: [{ name: 'ds', capacityGB: 1 }], vms: [{ name: 'vm1', host: 'esx', disks: [{ datastore: 'ds', sizeMB: 1 }] }] },
+        {
+          name: 'DC',
+          hosts: ['esx'],
+          datastores: [{ name: 'ds', capacityGB: 1 }],
+          vms: [{ name: 'vm1', host: 'esx', disks: [{ datastore: 'ds', sizeMB: 1 }] }],
+        },
       ],
     };
     const lab = await startLab(spec, { tls: false, delays: { CreateSnapshot_Task: 400 } });
@@ -365,6 +441,49 @@ describe('lab lifecycle', () => {
       assert.ok(plain < 400, `RetrievePropertiesEx took ${plain} ms`);
     } finally {
       await lab.stop();
+    }
+  });
+
+  test('idle sessions expire after --session-idle-timeout', async () => {
+    const spec = { datacenters: [{ name: 'DC', hosts: ['esx'], vms: [] }] };
+    const lab = await startLab(spec, { sessionIdleTimeoutSeconds: 1 });
+    try {
+      const password = (await readFile(lab.state.passwordFile, 'utf8')).trim();
+      const { cookie } = await login(lab.state, password);
+      const current = () =>
+        soap(
+          lab.state,
+          '<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>SessionManager</type><pathSet>currentSession</pathSet></propSet><objectSet><obj type="SessionManager">SessionManager</obj></objectSet></specSet><options/></RetrievePropertiesEx>',
+          cookie,
+        );
+      assert.match((await current()).text, /<userName>administrator@vsphere\.local<\/userName>/);
+      // Idleness is the behaviour under test: any request would keep the session alive, so just wait.
+      // The simulator checks once per timeout period, so 1 s idle expires within 2 s.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.doesNotMatch((await current()).text, /administrator@vsphere\.local/);
+    } finally {
+      await lab.stop();
+    }
+  });
+
+  test('a lab whose simulator died reports not running and still comes down', async () => {
+    const lab = await startLab({ datacenters: [{ name: 'DC', hosts: ['esx'] }] });
+    try {
+      process.kill(lab.state.pid, 'SIGKILL');
+      let s = await labStatus(lab.dir);
+      // The kill is asynchronous: wait for the process to be gone (bounded), not for a fixed time.
+      for (let i = 0; i < 200 && s.processAlive; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        s = await labStatus(lab.dir);
+      }
+      assert.equal(s.running, false);
+      assert.equal(s.processAlive, false);
+      const { stdout } = await execFile(process.execPath, [CLI.pathname, 'lab', 'status', '--dir', lab.dir]);
+      assert.match(stdout, /is NOT running/);
+      await labDown(lab.dir);
+      assert.equal(await exists(lab.dir), false);
+    } finally {
+      await lab.stop().catch(() => {});
     }
   });
 });

@@ -100,7 +100,10 @@ describe('vSphere client against the lab simulator', () => {
       assert.match(ds.extents[0]!.lun, /^naa\.[0-9a-f]{32}$/, ds.name);
       assert.ok(ds.hosts.length > 0, ds.name);
     }
-    assert.deepEqual(inv.clusters.map((c) => c.name), ['Prod']);
+    assert.deepEqual(
+      inv.clusters.map((c) => c.name),
+      ['Prod'],
+    );
     assert.deepEqual(inv.hosts.map((h) => h.name).sort(), ['esx-standalone', 'esx01', 'esx02']);
   });
 
@@ -249,7 +252,10 @@ describe('vSphere client against the lab simulator', () => {
     const wrongPassword = 'not-the-Pa55word';
     const pwFile = join(lab.dir, 'wrong.password');
     await writeFile(pwFile, wrongPassword);
-    const yaml = (await readFile(lab.configPath, 'utf8')).replace(/passwordFile: .*/, `passwordFile: ${pwFile}`);
+    const yaml = (await readFile(lab.configPath, 'utf8')).replace(
+      /passwordFile: .*/,
+      `passwordFile: ${pwFile}`,
+    );
     const badConfig = join(lab.dir, 'wrong.yaml');
     await writeFile(badConfig, yaml);
     const bad = await runCli(['--config', badConfig, 'inventory']);

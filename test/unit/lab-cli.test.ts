@@ -14,6 +14,7 @@ describe('lab CLI option parsing', () => {
 
   test('delays are Method=ms', () => {
     assert.deepEqual(parseDelay('CreateSnapshot_Task=500'), ['CreateSnapshot_Task', 500]);
-    for (const bad of ['CreateSnapshot_Task', '=5', 'A=-1', 'A=1.5', 'A B=1']) assert.throws(() => parseDelay(bad), UsageError, bad);
+    for (const bad of ['CreateSnapshot_Task', '=5', 'A=-1', 'A=1.5', 'A B=1'])
+      assert.throws(() => parseDelay(bad), UsageError, bad);
   });
 });

@@ -35,7 +35,11 @@ describe('lab disk data', () => {
       [65_535, 4465],
       [69_999, 1],
     ] as const) {
-      assert.deepEqual(labDiskChunk('db01', 2, offset, length), whole.subarray(offset, offset + length), `${offset}+${length}`);
+      assert.deepEqual(
+        labDiskChunk('db01', 2, offset, length),
+        whole.subarray(offset, offset + length),
+        `${offset}+${length}`,
+      );
     }
     assert.equal(labDiskChunk('db01', 2, 100, 0).length, 0);
     assert.throws(() => labDiskChunk('db01', 2, -1, 10), RangeError);
@@ -52,7 +56,10 @@ describe('lab disk data', () => {
       const data = await readFile(file);
       assert.deepEqual(data, labDiskChunk('app01', 1, 0, size));
       // Around the chunk boundary the stream continues rather than restarting.
-      assert.notDeepEqual(data.subarray(LAB_DISK_CHUNK_BYTES, LAB_DISK_CHUNK_BYTES + 32), data.subarray(0, 32));
+      assert.notDeepEqual(
+        data.subarray(LAB_DISK_CHUNK_BYTES, LAB_DISK_CHUNK_BYTES + 32),
+        data.subarray(0, 32),
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

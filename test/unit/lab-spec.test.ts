@@ -8,6 +8,7 @@ import { homeDatastore, labDiskKind, loadLabSpec, parseLabSpec } from '../../src
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests break arbitrary fields of a parsed JSON document
 async function standard(): Promise<any> {
   return JSON.parse(await readFile(STANDARD, 'utf8'));
 }
@@ -106,7 +107,11 @@ describe('lab spec', () => {
 
   test('references must stay within the datacenter', async () => {
     const s = await standard();
-    s.datacenters.push({ name: 'DC2', hosts: ['esx-dc2'], vms: [{ name: 'x01', host: 'esx01', datastore: 'ds-a', disks: [] }] });
+    s.datacenters.push({
+      name: 'DC2',
+      hosts: ['esx-dc2'],
+      vms: [{ name: 'x01', host: 'esx01', datastore: 'ds-a', disks: [] }],
+    });
     assertInvalid(s, /datacenters\[1\]\.vms\[0\]\.host: host esx01 is not defined in datacenter DC2/);
   });
 
@@ -129,7 +134,10 @@ describe('lab spec', () => {
     assertInvalid(s, /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.lun: must be an NAA canonical name/);
     const t = await standard();
     t.datacenters[0].vms[1].disks[2].lun = t.datacenters[0].vms[1].disks[1].lun;
-    assertInvalid(t, /datacenters\[0\]\.vms\[1\]\.disks\[2\]\.lun: LUN naa\.\w+ is already mapped by disks\[1\]/);
+    assertInvalid(
+      t,
+      /datacenters\[0\]\.vms\[1\]\.disks\[2\]\.lun: LUN naa\.\w+ is already mapped by disks\[1\]/,
+    );
     const u = await standard();
     u.datacenters[0].vms[1].disks[1].rdm = 'raw';
     assertInvalid(u, /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.rdm:/);
@@ -161,7 +169,10 @@ describe('lab spec', () => {
       /datacenters\[0\]\.vms\[4\]\.name:/,
     );
     assertInvalid({ datacenters: [] }, /datacenters:/);
-    assertInvalid({ datacenters: [{ name: 'DC1', datastores: [{ name: 'ds', capacityGB: 1 }] }] }, /datacenters\[0\]\.hosts: datastores need at least one host/);
+    assertInvalid(
+      { datacenters: [{ name: 'DC1', datastores: [{ name: 'ds', capacityGB: 1 }] }] },
+      /datacenters\[0\]\.hosts: datastores need at least one host/,
+    );
   });
 
   test('loadLabSpec names the file for unreadable or non-JSON input', async () => {
@@ -174,7 +185,10 @@ describe('lab spec', () => {
         assert.match(err.message, new RegExp(`invalid lab spec ${bad}: not valid JSON`));
         return true;
       });
-      await assert.rejects(loadLabSpec(join(dir, 'missing.json')), /cannot read lab spec .*missing\.json: ENOENT/);
+      await assert.rejects(
+        loadLabSpec(join(dir, 'missing.json')),
+        /cannot read lab spec .*missing\.json: ENOENT/,
+      );
       const good = join(dir, 'good.json');
       await writeFile(good, await readFile(STANDARD, 'utf8'));
       assert.equal((await loadLabSpec(good)).datacenters[0]!.vms.length, 5);

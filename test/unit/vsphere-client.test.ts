@@ -4,7 +4,7 @@ import type { VcenterConfig } from '../../src/config/load.js';
 import { AuthenticationError, ExitCode } from '../../src/errors.js';
 import { Secret } from '../../src/util/secret.js';
 import { connect } from '../../src/vsphere/client.js';
-import { VsphereFault } from '../../src/vsphere/faults.js';
+import { VcenterUnreachableError, VsphereFault } from '../../src/vsphere/faults.js';
 import { startScriptedServer } from '../fixtures/vsphere/scripted-server.js';
 
 const PASSWORD = 'Sup3r$ecret<&>';
@@ -98,7 +98,13 @@ test('inventory from recorded vCenter XML: paging, RDM kinds by deviceName and b
   assert.equal(db01.hardware?.numCpu, 4);
   assert.equal(db01.hardware?.memoryMB, 8192);
   assert.deepEqual(db01.hardware?.devices, [
-    { kind: 'controller', type: 'VirtualLsiLogicSASController', key: 1000, busNumber: 0, sharedBus: 'physicalSharing' },
+    {
+      kind: 'controller',
+      type: 'VirtualLsiLogicSASController',
+      key: 1000,
+      busNumber: 0,
+      sharedBus: 'physicalSharing',
+    },
     {
       kind: 'nic',
       type: 'VirtualVmxnet3',
@@ -173,7 +179,10 @@ test('a session that stays unauthenticated after re-login fails with the fault (
   });
   t.after(() => server.close());
   const vc = await connect(config(server.url));
-  await assert.rejects(vc.inventory(), (err: unknown) => err instanceof VsphereFault && err.faultType === 'NotAuthenticated');
+  await assert.rejects(
+    vc.inventory(),
+    (err: unknown) => err instanceof VsphereFault && err.faultType === 'NotAuthenticated',
+  );
   assert.equal(server.methods().filter((m) => m === 'Login').length, 2);
   assert.equal(server.methods().filter((m) => m === 'CreateContainerView').length, 2);
 });
@@ -192,7 +201,11 @@ test('a task that runs then fails is polled and its error becomes a VsphereFault
     assert.equal(err.method, 'PowerOnVM_Task');
     return true;
   });
-  assert.deepEqual(server.methods().slice(2), ['PowerOnVM_Task', 'RetrievePropertiesEx', 'RetrievePropertiesEx']);
+  assert.deepEqual(server.methods().slice(2), [
+    'PowerOnVM_Task',
+    'RetrievePropertiesEx',
+    'RetrievePropertiesEx',
+  ]);
   assert.match(server.requests[2]!.body, /<_this type="VirtualMachine">vm-42<\/_this>/);
 });
 
@@ -222,4 +235,23 @@ test('a task that never ends times out and aborting stops the wait', async (t) =
   const p = slow.powerOnVm('vm-42', { signal: ac.signal });
   ac.abort(new Error('stop now'));
   await assert.rejects(p, /stop now/);
+});
+
+test('connect-time failures are VcenterUnreachableError (exit 3): refused, not an SDK endpoint', async (t) => {
+  await assert.rejects(connect(config('http://127.0.0.1:1/sdk')), (err: unknown) => {
+    assert.ok(err instanceof VcenterUnreachableError);
+    assert.equal(err.code, 'VCENTER_UNREACHABLE');
+    assert.equal(err.exitCode, ExitCode.usage);
+    assert.match(err.message, /127\.0\.0\.1:1.*ECONNREFUSED/);
+    return true;
+  });
+  const server = await startScriptedServer({});
+  t.after(() => server.close());
+  // A bare host URL gets the standard /sdk path, then answers with something that is not SOAP.
+  await assert.rejects(connect(config(server.url.replace('/sdk', ''))), (err: unknown) => {
+    assert.ok(err instanceof VcenterUnreachableError);
+    assert.match(err.message, /does not answer as a vCenter SDK endpoint/);
+    return true;
+  });
+  assert.deepEqual(server.methods(), ['RetrieveServiceContent']);
 });

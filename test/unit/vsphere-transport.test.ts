@@ -80,11 +80,19 @@ test('a reset or a truncated answer is a connection error', async (t) => {
   });
   t.after(() => server.close());
   for (const path of ['/sdk', '/truncate']) {
-    const tr = new HttpTransport({ url: server.url.replace('/sdk', path), maxConcurrentRequests: 1, timeoutMs: 5000 });
+    const tr = new HttpTransport({
+      url: server.url.replace('/sdk', path),
+      maxConcurrentRequests: 1,
+      timeoutMs: 5000,
+    });
     await assert.rejects(tr.send(req()), { code: 'VCENTER_CONNECTION_FAILED' }, path);
     tr.close();
   }
-  const refused = new HttpTransport({ url: 'http://127.0.0.1:1/sdk', maxConcurrentRequests: 1, timeoutMs: 5000 });
+  const refused = new HttpTransport({
+    url: 'http://127.0.0.1:1/sdk',
+    maxConcurrentRequests: 1,
+    timeoutMs: 5000,
+  });
   await assert.rejects(refused.send(req()), (err: unknown) => {
     assert.ok(err instanceof TransportError);
     assert.equal(err.connected, false);

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { XMLParser } from 'fast-xml-parser';
 import { faultFromLocalized, faultFromSoap } from '../../src/vsphere/faults.js';
 import { datastoreOfPath, flattenSnapshots, lunFromDeviceName } from '../../src/vsphere/inventory.js';
 import {
@@ -10,6 +14,7 @@ import {
   parseXml,
   soapBody,
   text,
+  type XmlNode,
   type XmlObject,
   xmlEscape,
 } from '../../src/vsphere/xml.js';
@@ -22,7 +27,10 @@ test('xsi:type is resolved by namespace URI, whatever the prefix', () => {
   const uri = 'http://www.w3.org/2001/XMLSchema-instance';
   for (const prefix of ['xsi', 'XMLSchema-instance', 'q1']) {
     const doc = parseXml(
-      wrap(`xmlns:${prefix}="${uri}"`, `<R><val ${prefix}:type="VirtualDisk" type="not-xsi"><key>1</key></val></R>`),
+      wrap(
+        `xmlns:${prefix}="${uri}"`,
+        `<R><val ${prefix}:type="VirtualDisk" type="not-xsi"><key>1</key></val></R>`,
+      ),
     );
     const val = asObject(asObject(soapBody(doc)?.R)?.val)!;
     assert.equal(val.$xsiType, 'VirtualDisk', prefix);
@@ -38,7 +46,10 @@ test('xsi:type is resolved by namespace URI, whatever the prefix', () => {
 test('a declaration on an inner element is in scope only there', () => {
   const uri = 'http://www.w3.org/2001/XMLSchema-instance';
   const doc = parseXml(
-    wrap('', `<R><a xmlns:XMLSchema-instance="${uri}" XMLSchema-instance:type="A">1</a><b XMLSchema-instance:type="B">2</b></R>`),
+    wrap(
+      '',
+      `<R><a xmlns:XMLSchema-instance="${uri}" XMLSchema-instance:type="A">1</a><b XMLSchema-instance:type="B">2</b></R>`,
+    ),
   );
   const r = asObject(soapBody(doc)?.R)!;
   assert.equal(asObject(r.a)?.$xsiType, 'A');
@@ -56,7 +67,11 @@ test('managed object references keep type and value; arrays normalise', () => {
 });
 
 test('envelope escapes parameters and names the method in vim25', () => {
-  const xml = envelope('Login', { type: 'SessionManager', value: 'SessionManager' }, `<userName>${xmlEscape('a<b>&"c\'')}</userName>`);
+  const xml = envelope(
+    'Login',
+    { type: 'SessionManager', value: 'SessionManager' },
+    `<userName>${xmlEscape('a<b>&"c\'')}</userName>`,
+  );
   assert.match(xml, /<Login xmlns="urn:vim25"><_this type="SessionManager">SessionManager<\/_this>/);
   assert.match(xml, /a&lt;b&gt;&amp;&quot;c&apos;/);
   const back = asObject(soapBody(parseXml(xml))?.Login) as XmlObject;
@@ -69,7 +84,10 @@ test('SOAP faults become VsphereFault with type and object', () => {
   assert.equal(f.code, 'VSPHERE_FAULT');
   assert.equal(f.faultType, 'ManagedObjectNotFound');
   assert.equal(f.managedObject, 'VirtualMachine:vm-999');
-  assert.match(f.message, /PowerOnVM_Task: .*ManagedObjectNotFound.*'vim.VirtualMachine:vm-999' has already been deleted/);
+  assert.match(
+    f.message,
+    /PowerOnVM_Task: .*ManagedObjectNotFound.*'vim.VirtualMachine:vm-999' has already been deleted/,
+  );
 });
 
 test('task errors (LocalizedMethodFault) become VsphereFault', () => {
@@ -95,4 +113,72 @@ test('snapshot trees flatten parents first; paths and LUN names parse', () => {
   assert.equal(datastoreOfPath('[ds a] vm/vm.vmdk'), 'ds a');
   assert.equal(lunFromDeviceName('/vmfs/devices/disks/naa.600a01'), 'naa.600a01');
   assert.equal(lunFromDeviceName('vml.0200010000600a'), undefined);
+});
+
+/**
+ * The reference reading of the same XML with fast-xml-parser (a general, well-tested parser), mapped to the
+ * XmlNode shape by the simplest code possible. The fast scanner in xml.ts must agree with it on every fixture.
+ */
+function referenceParse(xml: string): XmlObject {
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: '@',
+    removeNSPrefix: false,
+    parseTagValue: false,
+    parseAttributeValue: false,
+    ignoreDeclaration: true,
+    trimValues: false,
+    htmlEntities: true,
+  });
+  const local = (n: string) => n.slice(n.indexOf(':') + 1);
+  const norm = (raw: unknown, scope: Map<string, string>): XmlNode => {
+    if (typeof raw !== 'object' || raw === null) return raw === undefined || raw === null ? '' : String(raw);
+    const r = raw as Record<string, unknown>;
+    const inner = new Map(scope);
+    for (const k of Object.keys(r)) if (k.startsWith('@xmlns:')) inner.set(k.slice(7), String(r[k]));
+    const out: XmlObject = {};
+    let children = false;
+    for (const [k, v] of Object.entries(r)) {
+      if (k === '@type') out.$type = String(v);
+      else if (
+        k.startsWith('@') &&
+        k.endsWith(':type') &&
+        inner.get(k.slice(1, -5)) === 'http://www.w3.org/2001/XMLSchema-instance'
+      ) {
+        out.$xsiType = local(String(v));
+      } else if (k === '#text') out.$text = String(v);
+      else if (!k.startsWith('@')) {
+        children = true;
+        out[local(k)] = Array.isArray(v) ? v.map((x) => norm(x, inner)) : norm(v, inner);
+      }
+    }
+    if (children) delete out.$text;
+    if (out.$type === undefined && out.$xsiType === undefined && !children) return out.$text ?? '';
+    if (!children && out.$type !== undefined) out.$text ??= '';
+    return out;
+  };
+  return norm(parser.parse(xml), new Map()) as XmlObject;
+}
+
+test('the fast scanner agrees with fast-xml-parser on every recorded answer', () => {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/vsphere');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.xml'));
+  assert.ok(files.length >= 10);
+  for (const f of files) {
+    const xml = fixture(f);
+    assert.deepEqual(parseXml(xml), referenceParse(xml), f);
+  }
+});
+
+test('odd but legal XML: CDATA, comments, references, quoted >, single quotes; DTDs refused', () => {
+  const doc = parseXml(
+    `<?xml version="1.0"?><!-- c --><a xmlns:i='http://www.w3.org/2001/XMLSchema-instance'><b i:type='T' type="x>y">v&#x41;&#66;</b><c><![CDATA[<raw>&amp;]]></c><d/><d>2</d></a>`,
+  );
+  const a = asObject(doc.a)!;
+  assert.deepEqual(a.b, { $xsiType: 'T', $type: 'x>y', $text: 'vAB' });
+  assert.equal(a.c, '<raw>&amp;');
+  assert.deepEqual(a.d, ['', '2']);
+  assert.throws(() => parseXml('<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'), /DTD/);
+  assert.throws(() => parseXml('<a><b></a>'), /unexpected/);
+  assert.throws(() => parseXml('<a>'), /unclosed/);
 });

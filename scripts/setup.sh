@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
+# source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build
+# and the simulator binary. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || need+=(golang-github-vmware-govmomi-dev)
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+    exit 3
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+bash lab/simulator/build.sh >/dev/null
+echo "setup: done (node $(node --version), $(go version | cut -d' ' -f3))"

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { layout } from '../../src/arrays/fs/layout.js';
+import { Catalog } from '../../src/catalog/index.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+import { execFile } from '../../src/util/exec.js';
+import { runCli } from '../helpers/cli.js';
+import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
+import { startLab, type TestLab } from '../helpers/lab.js';
+import { assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
+
+const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+
+/**
+ * Fault injection between snapkeeper and vCenter: each vCenter call of a backup fails or is dropped in turn.
+ * After each run (and `recover` where the run could not finish the release) there must be no VM left
+ * suspended, no stray VM snapshot, no orphan array snapshot, and a consistent catalog.
+ */
+describe('backup under injected faults', () => {
+  let lab: TestLab;
+  let proxy: FaultProxy;
+  let proxiedConfig: string;
+  let clean: Record<string, VmSnapshotState>;
+  const id = (name: string) => lab.state.vms.find((v) => v.name === name)!.id;
+  const only = (name: string) => `>${id(name)}<`;
+
+  before(async () => {
+    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    proxy = await startFaultProxy(lab.state.url);
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    doc.vcenter.url = proxy.url;
+    delete doc.vcenter.thumbprint;
+    proxiedConfig = join(lab.dir, 'proxied.yaml');
+    await writeFile(proxiedConfig, YAML.stringify(doc));
+    clean = await vmStates(loadConfig(lab.configPath));
+  });
+  after(async () => {
+    await proxy?.close();
+    await lab?.stop();
+  });
+  beforeEach(() => {
+    proxy.rules = [];
+    proxy.seen.length = 0;
+  });
+
+  async function backup(mode: string, rules: FaultRule[], vms = ['web01', 'app01', 'db01']) {
+    proxy.rules = rules;
+    const run = await runCli(['--config', proxiedConfig, '--json', 'backup', '--vm', ...vms, '--mode', mode]);
+    proxy.rules = [];
+    return { run, record: run.json as BackupRecord };
+  }
+
+  const cases: { name: string; mode: string; rules: () => FaultRule[]; failedVm?: string; state: string }[] =
+    [
+      {
+        name: 'CreateSnapshot fails for one VM',
+        mode: 'SNAPSHOT_EXCL_MEM',
+        rules: () => [{ method: 'CreateSnapshot_Task', match: only('web01'), action: 'fault' }],
+        failedVm: 'web01',
+        state: 'partial',
+      },
+      {
+        name: 'CreateSnapshot answer lost after the snapshot was made',
+        mode: 'SNAPSHOT_INCL_MEM',
+        rules: () => [{ method: 'CreateSnapshot_Task', match: only('web01'), action: 'drop', when: 'after' }],
+        failedVm: 'web01',
+        state: 'partial',
+      },
+      {
+        name: 'Suspend fails for one VM',
+        mode: 'SUSPEND',
+        rules: () => [{ method: 'SuspendVM_Task', match: only('app01'), action: 'fault' }],
+        failedVm: 'app01',
+        state: 'partial',
+      },
+      {
+        name: 'Suspend answer lost after the VM was suspended',
+        mode: 'SUSPEND',
+        rules: () => [{ method: 'SuspendVM_Task', match: only('app01'), action: 'drop', when: 'after' }],
+        failedVm: 'app01',
+        state: 'partial',
+      },
+      {
+        name: 'RemoveSnapshot fails once (retried)',
+        mode: 'SNAPSHOT_EXCL_MEM',
+        rules: () => [{ method: 'RemoveSnapshot_Task', nth: 1, action: 'fault' }],
+        state: 'complete',
+      },
+      {
+        name: 'RemoveSnapshot dropped once (retried)',
+        mode: 'SNAPSHOT_EXCL_MEM',
+        rules: () => [{ method: 'RemoveSnapshot_Task', nth: 1, action: 'drop' }],
+        state: 'complete',
+      },
+      {
+        name: 'PowerOn fails once (retried)',
+        mode: 'SUSPEND',
+        rules: () => [{ method: 'PowerOnVM_Task', nth: 1, action: 'fault' }],
+        state: 'complete',
+      },
+      {
+        name: 'PowerOn dropped once (retried)',
+        mode: 'SUSPEND',
+        rules: () => [{ method: 'PowerOnVM_Task', nth: 1, action: 'drop', when: 'after' }],
+        state: 'complete',
+      },
+    ];
+
+  for (const c of cases) {
+    it(`${c.name}: ${c.state}, VMs released, nothing left behind`, async () => {
+      const { run, record } = await backup(c.mode, c.rules());
+      assert.equal(record.state, c.state, run.stdout + run.stderr);
+      assert.ok(
+        proxy.seen.some((s) => s.injected !== undefined),
+        'the fault was injected',
+      );
+      if (c.failedVm) {
+        const failed = record.vms.filter((v) => v.state === 'failed').map((v) => v.name);
+        assert.deepEqual(failed, [c.failedVm]);
+        assert.equal(run.code, 2, 'partial backups exit 2');
+      }
+      await assertClean(lab.configPath, clean);
+    });
+  }
+
+  for (const [method, mode] of [
+    ['RemoveSnapshot_Task', 'SNAPSHOT_EXCL_MEM'],
+    ['PowerOnVM_Task', 'SUSPEND'],
+  ] as const) {
+    it(`${method} failing every time: the run reports it, recover releases the VMs`, async () => {
+      const { run, record } = await backup(mode, [{ method, action: 'fault' }]);
+      const unreleased = record.warnings.filter((w) => w.code === 'RELEASE_FAILED');
+      assert.ok(unreleased.length > 0, run.stdout + run.stderr);
+      const held = await vmStates(loadConfig(lab.configPath));
+      assert.notDeepEqual(held, clean, 'VMs are still held before recover');
+      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+      assert.deepEqual(
+        rec.json.operations.map((o: { id: string }) => o.id),
+        [record.id],
+      );
+      await assertClean(lab.configPath, clean);
+      // The data was captured before the release failed: the backup itself stays usable.
+      const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
+      try {
+        assert.equal(catalog.getBackup(record.id).state, 'complete');
+      } finally {
+        catalog.close();
+      }
+    });
+  }
+
+  it('an array that fails the group snapshot: backup failed, every VM released, no orphan', async () => {
+    const config = loadConfig(lab.configPath);
+    const root = config.arrays[0]!.path;
+    const snapshots = layout.snapshots(root);
+    // Immutable: not even root can create a snapshot in it, so the array's snapshot call really fails.
+    await execFile('chattr', ['+i', snapshots]);
+    try {
+      const { run, record } = await backup('SUSPEND', []);
+      assert.equal(record.state, 'failed', run.stdout + run.stderr);
+      assert.equal(run.code, 2);
+      assert.match(record.error ?? '', /array snapshot failed/);
+      assert.deepEqual(record.snapshots, []);
+      assert.ok(record.vms.every((v) => v.state === 'failed'));
+    } finally {
+      await execFile('chattr', ['-i', snapshots]);
+    }
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('two runs touching the same VM never interleave: the second is refused naming the holder', async () => {
+    const config = loadConfig(lab.configPath);
+    const catalog = Catalog.open(config.catalog.path);
+    // A live operation of this very process holds web01, as a concurrent backup would.
+    catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
+    catalog.acquireLocks('holder-op', [`vm:${id('web01')}`]);
+    try {
+      const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', 'app01']);
+      assert.equal(run.code, 2);
+      assert.equal(run.json.error.code, 'RESOURCE_LOCKED');
+      assert.match(run.json.error.message, /holder-op/);
+      assert.deepEqual(await vmStates(config), clean, 'the refused run touched no VM');
+    } finally {
+      catalog.finishOperation('holder-op', 'done');
+      catalog.close();
+    }
+    const retry = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01']);
+    assert.equal(retry.code, 0, retry.stdout + retry.stderr);
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('an unreachable vCenter is one clear error and changes nothing', async () => {
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    doc.vcenter.url = 'http://127.0.0.1:9/sdk';
+    delete doc.vcenter.thumbprint;
+    const bad = join(lab.dir, 'unreachable.yaml');
+    await writeFile(bad, YAML.stringify(doc));
+    const before0 = loadCatalogCount(loadConfig(lab.configPath).catalog.path);
+    const run = await runCli(['--config', bad, 'backup', '--vm', 'web01']);
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, /127\.0\.0\.1:9/);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(loadCatalogCount(loadConfig(lab.configPath).catalog.path), before0);
+  });
+});
+
+function loadCatalogCount(path: string): number {
+  const c = Catalog.open(path);
+  try {
+    return c.listBackups().length;
+  } finally {
+    c.close();
+  }
+}
