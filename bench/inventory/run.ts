@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { labDown, labUp } from '../../src/lab/lab.js';
+import { parseStatsLine } from '../../src/util/stats.js';
 
 /**
  * Inventory benchmark: a lab with N VMs (20 hosts in two clusters, 10 datastores, one 1 MB disk per VM), then
@@ -47,19 +48,15 @@ interface Measure {
   roundTrips: number;
 }
 
-/** Runs the CLI once; a preloaded hook prints the child's own peak RSS on exit (no external `time` needed). */
-async function measure(configFile: string, hook: string, expectVms: number): Promise<Measure> {
+/** Runs the CLI once; with SNAPKEEPER_STATS=1 it reports its own peak RSS and SOAP round trips on stderr. */
+async function measure(configFile: string, expectVms: number): Promise<Measure> {
   const started = process.hrtime.bigint();
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        ['--import', hook, CLI, '--config', configFile, 'inventory', '--json'],
-        {
-          env: { ...process.env, SNAPKEEPER_STATS: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
+      const child = spawn(process.execPath, [CLI, '--config', configFile, 'inventory', '--json'], {
+        env: { ...process.env, SNAPKEEPER_STATS: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -78,26 +75,15 @@ async function measure(configFile: string, hook: string, expectVms: number): Pro
   if (code !== 0) throw new Error(`inventory failed (exit ${code}): ${stderr}`);
   const vms = (JSON.parse(stdout) as { vms: unknown[] }).vms.length;
   if (vms !== expectVms) throw new Error(`inventory listed ${vms} VMs, expected ${expectVms}`);
-  const rss = /maxRssKB=(\d+)/.exec(stderr);
-  const trips = /soapRoundTrips=(\d+)/.exec(stderr);
-  if (!rss || !trips) throw new Error(`no statistics on stderr: ${stderr}`);
-  return { vms, wallMs, maxRssMB: Number(rss[1]) / 1024, roundTrips: Number(trips[1]) };
+  const stats = parseStatsLine(stderr);
+  if (!stats) throw new Error(`no statistics on stderr: ${stderr}`);
+  return { vms, wallMs, maxRssMB: stats.maxRssBytes / 1024 ** 2, roundTrips: stats.soapRoundTrips };
 }
 
 async function main(): Promise<void> {
   const arg = process.argv.indexOf('--vms');
   const sizes = (arg >= 0 ? process.argv[arg + 1]! : '200,2000').split(',').map(Number);
   const root = await mkdtemp(join(tmpdir(), 'snapkeeper-bench-inventory-'));
-  const hook = join(root, 'rss-hook.mjs');
-  await writeFile(
-    hook,
-    [
-      "process.on('exit', () => {",
-      "  process.stderr.write('snapkeeper-stats maxRssKB=' + process.resourceUsage().maxRSS + '\\n');",
-      '});',
-      '',
-    ].join('\n'),
-  );
   const results: Measure[] = [];
   try {
     for (const n of sizes) {
@@ -108,8 +94,8 @@ async function main(): Promise<void> {
       const state = await labUp({ specFile, dir });
       process.stderr.write(`lab with ${n} VMs up in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
       try {
-        await measure(state.configFile, hook, n); // warm-up: page cache, simulator first-touch
-        results.push(await measure(state.configFile, hook, n));
+        await measure(state.configFile, n); // warm-up: page cache, simulator first-touch
+        results.push(await measure(state.configFile, n));
       } finally {
         await labDown(dir);
       }

@@ -22,5 +22,7 @@ if [[ ! -x "$bin" ]]; then
   )
   chmod 0755 "$tmp"
   mv -f "$tmp" "$bin"
+  # Binaries of older sources are never used again (a running one keeps its inode).
+  find "$out_dir" -maxdepth 1 -name 'snapsim-*' ! -name "snapsim-$hash" -type f -delete
 fi
 echo "$bin"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/simulator"
@@ -189,7 +190,8 @@ var thisRef = regexp.MustCompile(`<(?:\w+:)?_this[^>]*type="(\w+)"[^>]*>([^<]+)<
 // disks, the disks are taken out of the VM's device list for the call and put back afterwards.
 func (r *rdmRegistry) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || !r.any() {
+		// Only SOAP calls matter; datastore and NFC transfers stream large bodies that must not be buffered.
+		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/sdk") || !r.any() {
 			next.ServeHTTP(w, req)
 			return
 		}

@@ -31,6 +31,10 @@ interface VmRun {
   record: VmRecord;
   prepared: boolean;
   quiesceStart?: Date;
+  /** The VM snapshot this run created, once vCenter confirmed it. */
+  vmSnapshotId?: string;
+  /** True once vCenter confirmed this run suspended the VM. */
+  suspended?: boolean;
 }
 
 /**
@@ -211,6 +215,19 @@ async function prepareAll(
 ): Promise<void> {
   const { catalog, events, config } = ctx;
   events.phase('prepare');
+  // Write-ahead intent for every VM about to be held, in one transaction (one sync, not one per VM):
+  // recovery re-reads each named VM's live state, so no per-VM completion record is needed.
+  catalog.transaction(() => {
+    for (const run of runs) {
+      const action = run.plan.decision.before;
+      if (action === null) continue;
+      catalog.journal(backupId, {
+        action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
+        target: run.plan.vm.id,
+        data: { vm: run.plan.vm.name, name: vmSnapshotName(backupId) },
+      });
+    }
+  });
   await runLimited(
     runs,
     { global: config.defaults.concurrency.global, perKey: config.defaults.concurrency.perHost },
@@ -226,27 +243,16 @@ async function prepareAll(
       try {
         if (action?.kind === 'create-vm-snapshot') {
           events.item(vm.name, 'creating VM snapshot');
-          const entry = catalog.journal(backupId, {
-            action: 'vm-snapshot',
-            target: vm.id,
-            data: { vm: vm.name, name: vmSnapshotName(backupId) },
-          });
-          const snapshotId = await vc.createVmSnapshot(vm.id, {
+          run.vmSnapshotId = await vc.createVmSnapshot(vm.id, {
             name: vmSnapshotName(backupId),
             description: `snapkeeper backup ${backupId}; removed right after the array snapshot`,
             memory: action.memory,
             quiesce: action.quiesce,
           });
-          catalog.completeJournal(entry, { snapshotId });
         } else if (action?.kind === 'suspend') {
           events.item(vm.name, 'suspending');
-          const entry = catalog.journal(backupId, {
-            action: 'suspend',
-            target: vm.id,
-            data: { vm: vm.name },
-          });
           await vc.suspendVm(vm.id);
-          catalog.completeJournal(entry);
+          run.suspended = true;
         }
         run.prepared = true;
         events.item(vm.name, 'prepared');
@@ -319,24 +325,27 @@ async function releaseOne(
   let released = true;
   if (decision.before !== null) {
     ctx.events.item(vm.name, 'releasing');
-    const entry = ctx.catalog.journal(backupId, { action: 'release', target: vm.id, data: { vm: vm.name } });
     try {
-      await releaseVm(vc, vm.id, {
-        snapshotName: vmSnapshotName(backupId),
-        resume: decision.before.kind === 'suspend',
-      });
-      ctx.catalog.completeJournal(entry);
+      await releaseDirect(vc, run, decision.before.kind);
       ctx.events.item(vm.name, 'released');
-    } catch (err) {
-      released = false;
-      run.record.warnings.push({
-        code: 'RELEASE_FAILED',
-        message: `${vm.name}: could not be released (${errorMessage(err)}); run snapkeeper recover`,
-      });
-      ctx.events.item(vm.name, `release failed: ${errorMessage(err)}`);
+    } catch {
+      // The direct call failed or half-succeeded: fall back to the idempotent release that reads the VM's
+      // state first and retries with backoff.
+      try {
+        await releaseVm(vc, vm.id, {
+          snapshotName: vmSnapshotName(backupId),
+          resume: decision.before.kind === 'suspend',
+        });
+        ctx.events.item(vm.name, 'released');
+      } catch (err) {
+        released = false;
+        run.record.warnings.push({
+          code: 'RELEASE_FAILED',
+          message: `${vm.name}: could not be released (${errorMessage(err)}); run snapkeeper recover`,
+        });
+        ctx.events.item(vm.name, `release failed: ${errorMessage(err)}`);
+      }
     }
-  }
-  if (decision.before !== null) {
     // Only VMs that were held have a quiesce window; powered-off, suspended and ASIS VMs never wait.
     const start = run.quiesceStart ?? ctx.now();
     const end = ctx.now();
@@ -347,6 +356,24 @@ async function releaseOne(
     };
   }
   return released;
+}
+
+/**
+ * The fast path of a release: one call, with what this run knows (the snapshot id it created). It is only
+ * taken right after a successful prepare; anything unexpected goes to the state-reading path.
+ */
+async function releaseDirect(
+  vc: VcenterSession,
+  run: VmRun,
+  kind: 'create-vm-snapshot' | 'suspend',
+): Promise<void> {
+  if (kind === 'suspend') {
+    if (!run.suspended) throw new Error('suspend not confirmed');
+    await vc.powerOnVm(run.plan.vm.id);
+  } else {
+    if (run.vmSnapshotId === undefined) throw new Error('snapshot id unknown');
+    await vc.removeVmSnapshot(run.vmSnapshotId);
+  }
 }
 
 function addPointInTimeWarnings(record: BackupRecord): void {

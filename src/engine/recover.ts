@@ -1,7 +1,9 @@
+import { operationPidAlive } from '../catalog/index.js';
 import { errorMessage } from '../errors.js';
 import type { EngineContext } from './context.js';
 import { backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
 import { releaseVm } from './release.js';
+import { extraSweeps, operationRecovery, type RecoveryStep } from './undo.js';
 
 export interface RecoverOptions {
   /** Only repair operations whose process is gone (what a new run does before it starts); skip the sweeps. */
@@ -20,19 +22,9 @@ export interface RecoverReport {
   poweredOnVms: string[];
   deletedArraySnapshots: { array: string; snapshotId: string }[];
   failedBackups: string[];
+  /** What the recovery of other operation kinds (restore, mount, attach) did, one line each. */
+  actions: string[];
   errors: string[];
-}
-
-function pidAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM means the process exists but belongs to someone else: still alive.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -52,13 +44,14 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
     poweredOnVms: [],
     deletedArraySnapshots: [],
     failedBackups: [],
+    actions: [],
     errors: [],
   };
 
   const unfinished = catalog.unfinishedOperations();
-  const dead = unfinished.filter((op) => !pidAlive(op.pid));
+  const dead = unfinished.filter((op) => !operationPidAlive(op));
   for (const op of unfinished) {
-    if (pidAlive(op.pid) && op.pid !== process.pid)
+    if (operationPidAlive(op) && op.pid !== process.pid)
       report.running.push({ id: op.id, kind: op.kind, pid: op.pid });
   }
   if (options.onlyDeadOperations && dead.length === 0) return report;
@@ -67,84 +60,103 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
   const vc = await ctx.vcenter();
   for (const op of dead) {
     report.operations.push({ id: op.id, kind: op.kind });
-    const entries = catalog.journalEntries(op.id);
-    let clean = true;
-
-    // VMs first: a suspended VM or a VM snapshot hurts production, a stray array snapshot only costs space.
-    const vmTargets = new Map<string, { name: string; resume: boolean; snapshot: boolean }>();
-    for (const e of entries) {
-      if (e.action !== 'vm-snapshot' && e.action !== 'suspend') continue;
-      const t = vmTargets.get(e.target) ?? {
-        name: String(e.data?.vm ?? e.target),
-        resume: false,
-        snapshot: false,
-      };
-      if (e.action === 'suspend') t.resume = true;
-      else t.snapshot = true;
-      vmTargets.set(e.target, t);
-    }
-    for (const [vmId, t] of vmTargets) {
-      try {
-        if (dryRun) {
-          const state = await vc.vmState(vmId);
-          if (t.snapshot && state.snapshots.some((s) => s.name === vmSnapshotName(op.id))) {
-            report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
-          }
-          if (t.resume && state.powerState === 'suspended') report.poweredOnVms.push(t.name);
-          continue;
-        }
-        const done = await releaseVm(vc, vmId, {
-          ...(t.snapshot ? { snapshotName: vmSnapshotName(op.id) } : {}),
-          resume: t.resume,
-        });
-        for (let i = 0; i < done.removedSnapshots; i++) {
-          report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
-        }
-        if (done.poweredOn) report.poweredOnVms.push(t.name);
-      } catch (err) {
-        if (isNotFound(err)) continue; // The VM is gone: nothing of ours is left on it.
-        clean = false;
-        report.errors.push(`${t.name}: ${errorMessage(err)}`);
-      }
-    }
-
-    const backup = op.kind === 'backup' ? catalog.findBackup(op.id) : undefined;
-    const keepsSnapshots =
-      backup !== undefined && (backup.state === 'complete' || backup.state === 'partial');
-    if (!keepsSnapshots) {
-      const arrays = new Set(entries.filter((e) => e.action === 'array-snapshot').map((e) => e.target));
-      for (const arrayName of arrays) {
-        try {
-          const array = await ctx.array(arrayName);
-          for (const s of await array.listSnapshots()) {
-            if (s.label !== op.id) continue;
-            if (!dryRun) await array.deleteSnapshot(s.id);
-            report.deletedArraySnapshots.push({ array: arrayName, snapshotId: s.id });
-          }
-        } catch (err) {
-          clean = false;
-          report.errors.push(`array ${arrayName}: ${errorMessage(err)}`);
-        }
-      }
-    }
-    if (backup && backup.state === 'running') {
-      report.failedBackups.push(backup.id);
-      if (!dryRun) {
-        backup.state = 'failed';
-        backup.error = 'interrupted: the process ended before the backup finished; repaired by recover';
-        backup.finishedAt ??= ctx.now().toISOString();
-        backup.snapshots = [];
-        catalog.updateBackup(backup);
-      }
-    }
+    const step: RecoveryStep = { ctx, vc, op, entries: catalog.journalEntries(op.id), report, dryRun };
+    const handler = op.kind === 'backup' ? recoverBackupOperation : operationRecovery[op.kind];
+    let clean = false;
+    if (handler) clean = await handler(step);
+    else report.errors.push(`operation ${op.id}: no recovery for operations of kind ${op.kind}`);
     if (!dryRun && clean) {
       catalog.finishOperation(op.id, 'failed');
       catalog.releaseLocks(op.id);
     }
   }
 
-  if (!options.onlyDeadOperations) await sweep(ctx, report);
+  if (!options.onlyDeadOperations) {
+    await sweep(ctx, report);
+    for (const extra of extraSweeps) await extra(ctx, report);
+  }
   return report;
+}
+
+/** Undoes what a backup's journal says it did: VMs released first, then its array snapshots unless it finished. */
+async function recoverBackupOperation({
+  ctx,
+  vc,
+  op,
+  entries,
+  report,
+  dryRun,
+}: RecoveryStep): Promise<boolean> {
+  const { catalog } = ctx;
+  let clean = true;
+
+  // VMs first: a suspended VM or a VM snapshot hurts production, a stray array snapshot only costs space.
+  const vmTargets = new Map<string, { name: string; resume: boolean; snapshot: boolean }>();
+  for (const e of entries) {
+    if (e.action !== 'vm-snapshot' && e.action !== 'suspend') continue;
+    const t = vmTargets.get(e.target) ?? {
+      name: String(e.data?.vm ?? e.target),
+      resume: false,
+      snapshot: false,
+    };
+    if (e.action === 'suspend') t.resume = true;
+    else t.snapshot = true;
+    vmTargets.set(e.target, t);
+  }
+  for (const [vmId, t] of vmTargets) {
+    try {
+      if (dryRun) {
+        const state = await vc.vmState(vmId);
+        if (t.snapshot && state.snapshots.some((s) => s.name === vmSnapshotName(op.id))) {
+          report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+        }
+        if (t.resume && state.powerState === 'suspended') report.poweredOnVms.push(t.name);
+        continue;
+      }
+      const done = await releaseVm(vc, vmId, {
+        ...(t.snapshot ? { snapshotName: vmSnapshotName(op.id) } : {}),
+        resume: t.resume,
+      });
+      for (let i = 0; i < done.removedSnapshots; i++) {
+        report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+      }
+      if (done.poweredOn) report.poweredOnVms.push(t.name);
+    } catch (err) {
+      if (isNotFound(err)) continue; // The VM is gone: nothing of ours is left on it.
+      clean = false;
+      report.errors.push(`${t.name}: ${errorMessage(err)}`);
+    }
+  }
+
+  const backup = op.kind === 'backup' ? catalog.findBackup(op.id) : undefined;
+  const keepsSnapshots = backup !== undefined && (backup.state === 'complete' || backup.state === 'partial');
+  if (!keepsSnapshots) {
+    const arrays = new Set(entries.filter((e) => e.action === 'array-snapshot').map((e) => e.target));
+    for (const arrayName of arrays) {
+      try {
+        const array = await ctx.array(arrayName);
+        for (const s of await array.listSnapshots()) {
+          if (s.label !== op.id) continue;
+          if (!dryRun) await array.deleteSnapshot(s.id);
+          report.deletedArraySnapshots.push({ array: arrayName, snapshotId: s.id });
+        }
+      } catch (err) {
+        clean = false;
+        report.errors.push(`array ${arrayName}: ${errorMessage(err)}`);
+      }
+    }
+  }
+  if (backup && backup.state === 'running') {
+    report.failedBackups.push(backup.id);
+    if (!dryRun) {
+      backup.state = 'failed';
+      backup.error = 'interrupted: the process ended before the backup finished; repaired by recover';
+      backup.finishedAt ??= ctx.now().toISOString();
+      backup.snapshots = [];
+      catalog.updateBackup(backup);
+    }
+  }
+  return clean;
 }
 
 /**
@@ -192,7 +204,7 @@ function liveOperationIds(ctx: EngineContext): Set<string> {
   return new Set(
     ctx.catalog
       .unfinishedOperations()
-      .filter((op) => pidAlive(op.pid))
+      .filter((op) => operationPidAlive(op))
       .map((op) => op.id),
   );
 }

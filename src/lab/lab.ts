@@ -58,6 +58,11 @@ export interface LabState {
   /** Whether `lab up` created DIR itself (then `lab down` removes it when empty). */
   createdDir: boolean;
   vms: LabVm[];
+  /**
+   * True while `lab up` is still working, or when it was interrupted: `lab down` can then still remove
+   * what it made. Absent once the lab is complete.
+   */
+  starting?: boolean;
 }
 
 export interface LabUpOptions {
@@ -77,8 +82,10 @@ export interface LabUpOptions {
 
 export interface LabStatus {
   dir: string;
-  /** The simulator process is alive and answers SOAP. */
+  /** The lab is complete, its simulator process alive and answering SOAP. */
   running: boolean;
+  /** `lab up` has not finished (or was interrupted): `lab down` removes what it made. */
+  starting: boolean;
   pid: number;
   processAlive: boolean;
   answering: boolean;
@@ -140,8 +147,30 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const arrayPath = join(dir, labFiles.array);
   const image = options.btrfsImageBytes !== undefined ? join(dir, labFiles.image) : undefined;
   let pid: number | undefined;
+  const passwordFile = join(dir, labFiles.password);
+  const configFile = join(dir, labFiles.config);
+  const stateFile = join(dir, labFiles.state);
+  // Written first and updated as things are made, so that an interrupted `lab up` (Ctrl-C, crash) leaves a
+  // lab that `lab down` can remove instead of an orphaned simulator and array.
+  const partial: LabState = {
+    dir,
+    pid: 0,
+    url: '',
+    user: LAB_USER,
+    passwordFile,
+    arrayPath,
+    ...(image !== undefined && { btrfsImage: image }),
+    configFile,
+    createdAt: new Date().toISOString(),
+    vmCount: 0,
+    createdDir,
+    vms: [],
+    starting: true,
+  };
+  const saveState = (state: LabState) => writeAtomic(stateFile, `${JSON.stringify(state, null, 2)}\n`);
   try {
     await mkdir(dir, { recursive: true });
+    await saveState(partial);
     if (image !== undefined) {
       progress('creating the btrfs image');
       await mountLoopBtrfs(image, arrayPath, options.btrfsImageBytes!);
@@ -151,7 +180,6 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     const resolved = resolveSpec(spec, arrayPath, new Map(manifest.volumes.map((v) => [v.name, v.lun])));
     const specOut = join(dir, labFiles.resolvedSpec);
     await writeAtomic(specOut, `${JSON.stringify(resolved, null, 2)}\n`);
-    const passwordFile = join(dir, labFiles.password);
     await writeAtomic(passwordFile, `${randomBytes(18).toString('base64url')}\n`, 0o600);
 
     progress('building the simulator');
@@ -169,6 +197,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
     });
     pid = ready.pid;
+    await saveState({ ...partial, pid, url: ready.url });
 
     const disks = ready.vms.flatMap((vm) =>
       vm.disks
@@ -182,7 +211,6 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       progress(`filling disks ${done}/${disks.length}`);
     });
 
-    const configFile = join(dir, labFiles.config);
     const yaml = labConfigYaml(ready.url, ready.thumbprint);
     parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
     await writeAtomic(configFile, yaml);
@@ -202,7 +230,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       createdDir,
       vms: ready.vms,
     };
-    await writeAtomic(join(dir, labFiles.state), `${JSON.stringify(state, null, 2)}\n`);
+    await saveState(state);
     return state;
   } catch (err) {
     progress('undoing');
@@ -283,11 +311,12 @@ export async function readLabState(dir: string): Promise<LabState> {
 /** Whether the lab's simulator process is alive and its URL answers SOAP. */
 export async function labStatus(dir: string): Promise<LabStatus> {
   const state = await readLabState(dir);
-  const processAlive = await isSimulatorProcess(state.pid, state.dir);
+  const processAlive = state.pid > 0 && (await isSimulatorProcess(state.pid, state.dir));
   const answering = processAlive && (await answersSoap(state.url, state.thumbprint));
   return {
     dir: state.dir,
-    running: processAlive && answering,
+    running: processAlive && answering && state.starting !== true,
+    starting: state.starting === true,
     pid: state.pid,
     processAlive,
     answering,
@@ -306,7 +335,7 @@ export async function labStatus(dir: string): Promise<LabStatus> {
 export async function labDown(dir: string): Promise<void> {
   const state = await readLabState(dir);
   await teardown(state.dir, {
-    pid: state.pid,
+    pid: state.pid > 0 ? state.pid : undefined,
     image: state.btrfsImage,
     arrayPath: state.arrayPath,
     createdDir: state.createdDir,

@@ -118,9 +118,12 @@ export class Vcenter implements VcenterSession, Invoker {
       }
       // Something answered, but not a vSphere SDK: most likely a wrong URL.
       if (err instanceof SnapkeeperError && err.code === 'VCENTER_BAD_RESPONSE') {
-        throw new VcenterUnreachableError(`${host} does not answer as a vCenter SDK endpoint (${err.message})`, {
-          cause: err,
-        });
+        throw new VcenterUnreachableError(
+          `${host} does not answer as a vCenter SDK endpoint (${err.message})`,
+          {
+            cause: err,
+          },
+        );
       }
       throw err;
     }

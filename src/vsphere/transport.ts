@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { SnapkeeperError, UsageError } from '../errors.js';
+import { stats } from '../util/stats.js';
 
 /**
  * The transport layer: one POST of a SOAP envelope, one answer. Everything cross-cutting (retry, fault
@@ -183,6 +184,7 @@ export class HttpTransport {
     await this.#limit.acquire(request.signal);
     try {
       this.#roundTrips++;
+      stats.soapRoundTrips++;
       return await this.#post(request);
     } finally {
       this.#limit.release();
@@ -213,30 +215,26 @@ export class HttpTransport {
         req.destroy();
         reject(err);
       };
-      const req = this.#module.request(
-        this.#url,
-        { method: 'POST', agent: this.#agent, headers, signal: undefined },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (e) => fail(this.#connectionError(request, e, true)));
-          res.on('aborted', () => fail(this.#connectionError(request, new Error('response aborted'), true)));
-          res.on('end', () => {
-            if (done) return;
-            if (!res.complete)
-              return fail(this.#connectionError(request, new Error('response truncated'), true));
-            done = true;
-            clearTimeout(timer);
-            request.signal?.removeEventListener('abort', onAbort);
-            const session = sessionFromCookies(res.headers['set-cookie']);
-            resolve({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks).toString('utf8'),
-              ...(session === undefined ? {} : { session }),
-            });
+      const req = this.#module.request(this.#url, { method: 'POST', agent: this.#agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (e) => fail(this.#connectionError(request, e, true)));
+        res.on('aborted', () => fail(this.#connectionError(request, new Error('response aborted'), true)));
+        res.on('end', () => {
+          if (done) return;
+          if (!res.complete)
+            return fail(this.#connectionError(request, new Error('response truncated'), true));
+          done = true;
+          clearTimeout(timer);
+          request.signal?.removeEventListener('abort', onAbort);
+          const session = sessionFromCookies(res.headers['set-cookie']);
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            ...(session === undefined ? {} : { session }),
           });
-        },
-      );
+        });
+      });
       req.on('socket', (s) => {
         if (!s.connecting) connected = true;
         else s.once(this.#url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (connected = true));

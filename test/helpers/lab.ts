@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UsageError } from '../../src/errors.js';
 import { type LabState, labDown, labUp } from '../../src/lab/lab.js';
 
 /** A lab started for a test, in its own temporary directory. */
@@ -61,7 +62,13 @@ export async function startLab(spec: object | string, options: StartLabOptions =
     async stop() {
       if (stopped) return;
       stopped = true;
-      await labDown(dir);
+      try {
+        await labDown(dir);
+      } catch (err) {
+        // A test may have taken the lab down itself; anything else must surface (and keep the directory
+        // for inspection: it may still hold a mounted image).
+        if (!(err instanceof UsageError && err.code === 'LAB_NOT_FOUND')) throw err;
+      }
       await rm(root, { recursive: true, force: true });
     },
   };

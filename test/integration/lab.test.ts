@@ -106,6 +106,15 @@ function countOf(text: string, needle: string): number {
   return text.split(needle).length - 1;
 }
 
+/** Gone or a zombie: an orphaned simulator is reaped by whatever init this machine has, maybe never. */
+async function processGone(pid: number): Promise<boolean> {
+  try {
+    return /^\d+ \(.*\) Z/.test(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -316,6 +325,35 @@ describe('lab with the standard spec', () => {
     assert.equal((await labStatus(lab.dir)).running, true);
   });
 
+  test('reconfiguring and destroying a VM with RDM disks work', async () => {
+    const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
+    await runTask(
+      lab.state,
+      cookie,
+      `<ReconfigVM_Task xmlns="urn:vim25"><_this type="VirtualMachine">${id}</_this><spec><memoryMB>512</memoryMB></spec></ReconfigVM_Task>`,
+    );
+    const after = await properties(lab.state, cookie, 'VirtualMachine', id, ['config.hardware']);
+    assert.match(after, /<memoryMB>512<\/memoryMB>/);
+    assert.equal(countOf(after, 'VirtualDiskRawDiskMappingVer1BackingInfo"'), 2);
+    await runTask(
+      lab.state,
+      cookie,
+      `<PowerOffVM_Task xmlns="urn:vim25"><_this type="VirtualMachine">${id}</_this></PowerOffVM_Task>`,
+    );
+    await runTask(
+      lab.state,
+      cookie,
+      `<Destroy_Task xmlns="urn:vim25"><_this type="VirtualMachine">${id}</_this></Destroy_Task>`,
+    );
+    const gone = await soap(
+      lab.state,
+      `<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>VirtualMachine</type><pathSet>name</pathSet></propSet><objectSet><obj type="VirtualMachine">${id}</obj></objectSet></specSet><options/></RetrievePropertiesEx>`,
+      cookie,
+    );
+    assert.match(gone.text, /ManagedObjectNotFound/);
+    assert.equal((await labStatus(lab.dir)).running, true);
+  });
+
   test('a second lab up in the same directory is refused and leaves the lab running', async () => {
     await assert.rejects(labUp({ specFile: STANDARD.pathname, dir: lab.dir }), (err: unknown) => {
       assert.ok(err instanceof UsageError);
@@ -463,6 +501,56 @@ describe('lab lifecycle', () => {
       assert.doesNotMatch((await current()).text, /administrator@vsphere\.local/);
     } finally {
       await lab.stop();
+    }
+  });
+
+  test('an interrupted lab up leaves a lab that lab down removes', async () => {
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const { spawn } = await import('node:child_process');
+    const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-int-'));
+    const dir = join(root, 'lab');
+    try {
+      // One large disk keeps lab up busy filling data after the simulator started: that is where it is killed.
+      const spec = {
+        datacenters: [
+          {
+            name: 'DC',
+            hosts: ['esx'],
+            datastores: [{ name: 'ds', capacityGB: 10 }],
+            vms: [{ name: 'big', host: 'esx', disks: [{ datastore: 'ds', sizeMB: 3072 }] }],
+          },
+        ],
+      };
+      const specFile = join(root, 'spec.json');
+      await writeFile(specFile, JSON.stringify(spec));
+      const child = spawn(process.execPath, [CLI.pathname, 'lab', 'up', '--spec', specFile, '--dir', dir], {
+        stdio: 'ignore',
+      });
+      const exited = new Promise((r) => child.on('exit', r));
+      let state: LabState | undefined;
+      for (let i = 0; i < 2400 && !(state && state.pid > 0); i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        state = await readFile(join(dir, labFiles.state), 'utf8').then(JSON.parse, () => undefined);
+      }
+      assert.ok(
+        state && state.pid > 0 && state.starting === true,
+        'lab up got as far as starting the simulator',
+      );
+      child.kill('SIGKILL');
+      await exited;
+      const s = await labStatus(dir);
+      assert.equal(s.starting, true);
+      assert.equal(s.running, false);
+      assert.equal(s.processAlive, true, 'the simulator outlives the interrupted lab up');
+      await assert.rejects(
+        labUp({ specFile, dir }),
+        (err: unknown) => err instanceof UsageError && err.code === 'LAB_EXISTS',
+      );
+      await labDown(dir);
+      assert.equal(await exists(dir), false);
+      assert.equal(await processGone(state!.pid), true);
+    } finally {
+      await rm(root, { recursive: true, force: true });
     }
   });
 

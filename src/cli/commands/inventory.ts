@@ -93,9 +93,6 @@ async function inventoryCommand(ctx: CliContext, opts: { vm?: string }): Promise
     inv = await vc.inventory();
   } finally {
     await vc.logout();
-    // For the benchmark: on stderr so stdout stays one JSON document.
-    if (ctx.env.SNAPKEEPER_STATS === '1')
-      process.stderr.write(`snapkeeper-stats soapRoundTrips=${vc.roundTrips}\n`);
   }
   const match = opts.vm === undefined ? () => true : picomatch(opts.vm);
   const vms = inv.vms.filter((vm) => match(vm.name)).sort((a, b) => a.name.localeCompare(b.name));

@@ -76,7 +76,9 @@ async function statusCommand(_ctx: CliContext, opts: { dir: string }): Promise<C
   const s = await labStatus(opts.dir);
   const text = s.running
     ? `lab in ${s.dir} is running: ${s.vmCount} VMs at ${s.url} (pid ${s.pid}); config ${s.configFile}`
-    : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}); remove it with snapkeeper lab down --dir ${s.dir}`;
+    : s.starting
+      ? `lab in ${s.dir} is still starting or its lab up was interrupted; remove it with snapkeeper lab down --dir ${s.dir}`
+      : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}); remove it with snapkeeper lab down --dir ${s.dir}`;
   return ok(s, text);
 }
 
