@@ -311,6 +311,9 @@ func (b *builder) vm(folders *object.DatacenterFolders, host *object.HostSystem,
 			fmt.Sprintf("[%s] %s/%s_%d.vmdk", d.Datastore, vm.Name, vm.Name, i))
 		disk.CapacityInKB = d.SizeMB * 1024
 		disk.CapacityInBytes = d.SizeMB * mib
+		// vCenter labels disks "Hard disk N"; the simulator would make up "disk-KEY-UNIT". N follows the spec's
+		// disk order, as the RDM disks injected in rdm.go do.
+		disk.DeviceInfo = &types.Description{Label: fmt.Sprintf("Hard disk %d", i+1)}
 		backing := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
 		mode := d.Mode
 		if mode == "" {
