@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, errorMessage, exitCodeOf, SnapkeeperError } from '../errors.js';
 import { statsLine } from '../util/stats.js';
+import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
 import { type CliContext, type CommandResult, createContext } from './context.js';
 
@@ -13,6 +14,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let result: CommandResult | undefined;
   const program = new Command('snapkeeper')
     .description('Snapshot-based backup manager for VMware vSphere')
+    .version(VERSION)
     .option('--config <file>', 'configuration file (default ./snapkeeper.yaml or $SNAPKEEPER_CONFIG)')
     .option('--json', 'print one JSON document on stdout, nothing else')
     .showHelpAfterError()

@@ -121,6 +121,19 @@ function change(operation: 'add' | 'remove', device: string): string {
   return `<deviceChange>${el('operation', operation)}${device}</deviceChange>`;
 }
 
+/** The deviceChange elements that give a new VM its controllers, NICs and disks. */
+function configXml(spec: CreateVmSpec): { devices: string } {
+  let nextKey = -100;
+  const devices: string[] = [];
+  for (const d of spec.devices) {
+    if (d.kind === 'controller') {
+      if (!DEFAULT_CONTROLLERS.has(d.type)) devices.push(change('add', controllerXml(d)));
+    } else devices.push(change('add', nicXml(d, nextKey--, spec.keepMacAddresses)));
+  }
+  for (const disk of spec.disks) devices.push(change('add', diskXml(disk, nextKey--)));
+  return { devices: devices.join('') };
+}
+
 /** The resource pool VMs on a host go to: that of its cluster or standalone compute resource. */
 async function resourcePoolOf(vc: VsphereCaller, hostId: string, options: CallOptions): Promise<MoRef> {
   const parent = moRef((await retrieveOne(vc, hostRef(hostId), ['parent'], options)).get('parent'));
@@ -136,23 +149,39 @@ async function resourcePoolOf(vc: VsphereCaller, hostId: string, options: CallOp
  */
 export async function createVm(vc: VsphereCaller, spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
   const pool = await resourcePoolOf(vc, spec.hostId, options);
-  let nextKey = -100;
-  const devices: string[] = [];
-  for (const d of spec.devices) {
-    if (d.kind === 'controller') {
-      if (!DEFAULT_CONTROLLERS.has(d.type)) devices.push(change('add', controllerXml(d)));
-    } else devices.push(change('add', nicXml(d, nextKey--, spec.keepMacAddresses)));
-  }
-  for (const disk of spec.disks) devices.push(change('add', diskXml(disk, nextKey--)));
   const config =
     `<config>${el('name', spec.name)}` +
     (spec.instanceUuid ? el('instanceUuid', spec.instanceUuid) : '') +
     `${el('guestId', spec.guestId)}<files>${el('vmPathName', spec.vmxFile)}</files>` +
     `${el('numCPUs', Math.max(1, spec.numCpu))}${el('memoryMB', Math.max(4, spec.memoryMB))}` +
-    `${devices.join('')}</config>`;
+    `${configXml(spec).devices}</config>`;
   const body = `${config}${moRefXml('pool', pool)}${moRefXml('host', hostRef(spec.hostId))}`;
   const result = moRef(await vc.runTask('CreateVM_Task', { type: 'Folder', value: spec.folderId }, body, options));
   if (!result) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'CreateVM_Task returned no VM');
+  return result.value;
+}
+
+/**
+ * Registers an existing VM again from its .vmx (after `unregisterVm`) and returns its id. vCenter reads the
+ * .vmx; the simulator does not (SPEC 7) and gives a VM without devices, so when the registered VM has no
+ * disks, the captured configuration is applied with one reconfiguration.
+ */
+export async function registerVm(vc: VsphereCaller, spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+  const pool = await resourcePoolOf(vc, spec.hostId, options);
+  const body =
+    `${el('path', spec.vmxFile)}${el('name', spec.name)}${el('asTemplate', false)}` +
+    `${moRefXml('pool', pool)}${moRefXml('host', hostRef(spec.hostId))}`;
+  const result = moRef(await vc.runTask('RegisterVM_Task', { type: 'Folder', value: spec.folderId }, body, options));
+  if (!result) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'RegisterVM_Task returned no VM');
+  const now = await vmDevices(vc, result.value, options);
+  if (now.disks.length === 0 && spec.disks.length > 0) {
+    const { devices } = configXml(spec);
+    const config =
+      (spec.instanceUuid ? el('instanceUuid', spec.instanceUuid) : '') +
+      `${el('guestId', spec.guestId)}${el('numCPUs', Math.max(1, spec.numCpu))}` +
+      `${el('memoryMB', Math.max(4, spec.memoryMB))}${devices}`;
+    await vc.runTask('ReconfigVM_Task', vmRef(result.value), `<spec>${config}</spec>`, options);
+  }
   return result.value;
 }
 

@@ -1,0 +1,335 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { StorageArray } from '../arrays/types.js';
+import type { JournalEntry } from '../catalog/index.js';
+import { errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
+import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
+import type { Datastore, Inventory } from '../model/inventory.js';
+import { datastorePathToRelative, mapDatastoresToVolumes } from '../rules/datastores.js';
+import type { EngineContext } from './context.js';
+import { applyRule } from './rule-errors.js';
+
+/**
+ * What restore, mount and attach share: finding a backup's VM and where its disk files are inside the array
+ * snapshot, placing restored files on a datastore's volume, and the operation journal with its undo.
+ *
+ * Journal actions (every one written before its side effect, completed after it):
+ *   files.place     { dir, createdDir, stems }          undo: delete those files (or the directory we made)
+ *   vm.create       { name, vmxFile } -> { vmId }         undo: destroy that VM (powered off first)
+ *   vm.power-off    { wasOn }                            undo: power the VM on again if it still exists
+ *   vm.unregister   { spec, wasOn }                      undo: re-create the VM from its captured spec
+ *   dirs.swap       { pairs: [{ dir, aside, staged, hadDir }] }  undo: put the old directory back
+ *   vm.reconfigure  { added: files, removed: disks }     undo: detach the added, re-add the removed disks
+ *   array.clone     { array, snapshotId, label } -> { cloneId }  undo: delete the clone
+ *   datastore.create { hostId, name, path } -> { datastoreId }   undo: remove the datastore
+ *   vm.attach       { files }                            undo: detach those disk files
+ *   mount.record    { mountId }                          undo: remove the catalog mount record
+ *   commit          {}                                   everything is done: recovery only finalizes
+ * The undo itself lives in undo.ts (restore-undo.ts), so that the operation's own failure path and
+ * `recover` run the same, idempotent code.
+ */
+
+export const DATASTORE_PREFIX = 'snapkeeper-';
+
+/** A fresh operation id of `kind`, safe in file names and array labels: `restore-20261125-091500-a1b2c3`. */
+export function newOperationId(kind: string, now: Date): string {
+  const iso = now.toISOString();
+  const stamp = `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
+  return `${kind}-${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The short suffix of an operation id, used to name staging directories and restored files. */
+export function opSuffix(operationId: string): string {
+  return operationId.slice(-6);
+}
+
+/** Names given by users end up in paths: no separators, no `..`, no control characters. */
+export function checkName(what: string, name: string): void {
+  if (
+    name.trim() === '' ||
+    name.length > 80 ||
+    name.includes('/') ||
+    name.includes('\\') ||
+    name.includes('..') ||
+    name.startsWith('.') ||
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    /[\u0000-\u001f\u007f[\]]/.test(name)
+  ) {
+    throw new UsageError(
+      'INVALID_NAME',
+      `${what} ${JSON.stringify(name)} is not allowed: no "/", "\\", "..", brackets or control characters, at most 80 characters`,
+    );
+  }
+}
+
+/** The backup and its VM record, refused with exit 3 when either is unknown or not restorable. */
+export function backupVm(
+  ctx: EngineContext,
+  backupId: string,
+  vmName: string,
+): { backup: BackupRecord; vm: VmRecord } {
+  const backup = ctx.catalog.findBackup(backupId);
+  if (!backup) throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${backupId} in the catalog`);
+  if (backup.state !== 'complete' && backup.state !== 'partial') {
+    throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to restore`);
+  }
+  const vm = backup.vms.find((v) => v.name === vmName);
+  if (!vm) {
+    throw new NotFoundError(
+      'VM_NOT_IN_BACKUP',
+      `backup ${backupId} holds no VM ${vmName} (it holds ${backup.vms.map((v) => v.name).join(', ')})`,
+    );
+  }
+  if (vm.state !== 'ok') {
+    throw new UsageError('VM_NOT_RESTORABLE', `VM ${vmName} failed in backup ${backupId}: ${vm.error ?? ''}`);
+  }
+  return { backup, vm };
+}
+
+export function isRdm(d: DiskRecord): boolean {
+  return d.kind === 'rdm-physical' || d.kind === 'rdm-virtual';
+}
+
+/** Where a datastore's files are on the array: its volume's path plus the datastore's directory in it. */
+export interface DatastorePlace {
+  datastore: Datastore;
+  array: string;
+  volume: string;
+  /** Absolute directory the datastore's root is at. */
+  path: string;
+  subPath: string;
+}
+
+/** Maps every datastore of the inventory that lives on a configured array to its directory. */
+export async function datastorePlaces(ctx: EngineContext, inventory: Inventory): Promise<Map<string, DatastorePlace>> {
+  const arrays = await ctx.arrays();
+  const volumes = new Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>();
+  for (const [name, array] of arrays) volumes.set(name, await array.listVolumes());
+  const mapping = applyRule(() =>
+    mapDatastoresToVolumes(
+      inventory.datastores,
+      ctx.config.arrays.map((a) => ({
+        name: a.name,
+        volumes: volumes.get(a.name) ?? [],
+        ...(a.datastores ? { explicit: a.datastores } : {}),
+      })),
+    ),
+  );
+  const out = new Map<string, DatastorePlace>();
+  for (const ds of inventory.datastores) {
+    const loc = mapping.mapped.get(ds.name);
+    if (!loc || loc.volumes.length !== 1) continue;
+    const vol = volumes.get(loc.array)?.find((v) => v.name === loc.volumes[0]);
+    if (!vol) continue;
+    out.set(ds.name, {
+      datastore: ds,
+      array: loc.array,
+      volume: vol.name,
+      path: loc.subPath === '' ? vol.path : join(vol.path, loc.subPath),
+      subPath: loc.subPath,
+    });
+  }
+  return out;
+}
+
+/** A target datastore by name: it must exist and be on an array volume (restored files are written there). */
+export function targetPlace(places: Map<string, DatastorePlace>, inventory: Inventory, name: string): DatastorePlace {
+  const place = places.get(name);
+  if (place) return place;
+  if (!inventory.datastores.some((d) => d.name === name)) {
+    throw new NotFoundError('DATASTORE_NOT_FOUND', `no datastore ${name} in vCenter`);
+  }
+  throw new UsageError(
+    'DATASTORE_NOT_ON_ARRAY',
+    `datastore ${name} is not on a volume of a configured array: restored files cannot be placed there`,
+  );
+}
+
+/** Where a backed-up disk's descriptor is inside the array snapshot. */
+export interface DiskSource {
+  array: string;
+  snapshotId: string;
+  volume: string;
+  /** Path of the descriptor relative to the volume's root inside the snapshot. */
+  relativePath: string;
+}
+
+export function diskSource(
+  backup: BackupRecord,
+  disk: DiskRecord,
+  places: Map<string, DatastorePlace>,
+): DiskSource {
+  const rel = applyRule(() => datastorePathToRelative(disk.file));
+  for (const s of backup.snapshots) {
+    const volumes = s.datastores[rel.datastore];
+    if (!volumes) continue;
+    if (volumes.length !== 1) {
+      throw new SnapkeeperError(
+        'DATASTORE_SPANS_VOLUMES',
+        `datastore ${rel.datastore} spans ${volumes.length} volumes; restoring its files is not supported`,
+      );
+    }
+    // The datastore's directory inside its volume, as it is mapped now (the lab's datastores are whole volumes).
+    const subPath = places.get(rel.datastore)?.subPath ?? '';
+    return {
+      array: s.array,
+      snapshotId: s.snapshotId,
+      volume: volumes[0]!,
+      relativePath: subPath === '' ? rel.path : `${subPath}/${rel.path}`,
+    };
+  }
+  throw new SnapkeeperError(
+    'DISK_NOT_IN_SNAPSHOT',
+    `disk ${disk.label} (${disk.file}) is on datastore ${rel.datastore}, which no array snapshot of backup ${backup.id} holds`,
+  );
+}
+
+export interface PlacedDisk {
+  /** Absolute path of the descriptor written. */
+  descriptor: string;
+  /** Every file written (descriptor and extents), absolute. */
+  files: string[];
+  cloned: boolean;
+  bytes: number;
+}
+
+const EXTENT = /^(RW|RDONLY|NOACCESS)(\s+\d+\s+\S+\s+)"([^"]+)"(.*)$/;
+
+/**
+ * Restores one disk from the snapshot into `targetDir` as `<stem>.vmdk` (descriptor) with its extents
+ * (`<stem>-flat.vmdk`, ...). Extents go through StorageArray.restoreFile: a clone on btrfs and reflink (no
+ * data copied), a copy with progress on the copy driver. The small text descriptor is rewritten so that it
+ * names the new extent files.
+ */
+export async function placeDisk(
+  array: StorageArray,
+  source: DiskSource,
+  targetDir: string,
+  stem: string,
+  options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+): Promise<PlacedDisk> {
+  const volumeRoot = await array.snapshotVolumePath(source.snapshotId, source.volume);
+  const descriptorPath = join(volumeRoot, source.relativePath);
+  const s = await lstat(descriptorPath).catch(() => undefined);
+  if (!s?.isFile()) {
+    throw new NotFoundError(
+      'FILE_NOT_FOUND',
+      `the array snapshot holds no file ${source.relativePath} on volume ${source.volume}`,
+    );
+  }
+  const out: PlacedDisk = { descriptor: join(targetDir, `${stem}.vmdk`), files: [], cloned: true, bytes: 0 };
+  const relDir = dirname(source.relativePath);
+  // A descriptor is a small text file; anything large is a single-file disk restored as it is.
+  const text = s.size < 64 * 1024 ? await readFile(descriptorPath, 'utf8') : '';
+  const lines = text.split('\n');
+  const extents = lines.map((l) => EXTENT.exec(l)).filter((m) => m !== null);
+  if (extents.length === 0 || text.includes('\0')) {
+    const r = await array.restoreFile(source.snapshotId, source.volume, source.relativePath, out.descriptor, options);
+    out.files.push(out.descriptor);
+    out.cloned = r.cloned;
+    out.bytes = r.bytes;
+    return out;
+  }
+  let n = 0;
+  const rewritten = lines.map((line) => {
+    const m = EXTENT.exec(line);
+    if (!m) return line;
+    n++;
+    return `${m[1]}${m[2]}"${extentName(stem, n, extents.length)}"${m[4]}`;
+  });
+  n = 0;
+  for (const m of extents) {
+    n++;
+    const target = join(targetDir, extentName(stem, n, extents.length));
+    const from = relDir === '.' ? m[3]! : `${relDir}/${m[3]}`;
+    const r = await array.restoreFile(source.snapshotId, source.volume, from, target, options);
+    out.files.push(target);
+    out.cloned &&= r.cloned;
+    out.bytes += r.bytes;
+  }
+  await writeFile(out.descriptor, rewritten.join('\n'), { flag: 'wx' });
+  out.files.push(out.descriptor);
+  return out;
+}
+
+function extentName(stem: string, n: number, count: number): string {
+  return count === 1 ? `${stem}-flat.vmdk` : `${stem}-f${String(n).padStart(3, '0')}.vmdk`;
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes `dir` unless it exists; returns whether it was made (then undo removes it whole). */
+export async function ensureDir(dir: string): Promise<boolean> {
+  if (await exists(dir)) return false;
+  await mkdir(dir, { recursive: true });
+  return true;
+}
+
+/**
+ * Removes what a `files.place` step wrote: the whole directory when the step made it, else the files named
+ * after its stems (`<stem>.vmdk`, `<stem>-flat.vmdk`, ...). Idempotent.
+ */
+export async function removePlaced(data: Record<string, unknown>): Promise<void> {
+  const dir = String(data.dir ?? '');
+  if (dir === '' || basename(dir) === '') return;
+  if (data.createdDir === true) {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  const stems = (data.stems as string[] | undefined) ?? [];
+  let names: string[] = [];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (stems.some((s) => n === `${s}.vmdk` || (n.startsWith(`${s}-`) && n.endsWith('.vmdk')))) {
+      await rm(join(dir, n), { force: true });
+    }
+  }
+}
+
+/** The free bytes every target datastore needs, checked before any change (exit 3 when short). */
+export function checkFreeSpace(needs: Map<Datastore, number>): void {
+  for (const [ds, bytes] of needs) {
+    if (bytes > ds.freeBytes) {
+      throw new UsageError(
+        'INSUFFICIENT_SPACE',
+        `datastore ${ds.name} has ${ds.freeBytes} bytes free; the restore needs ${bytes}`,
+        { details: { datastore: ds.name, freeBytes: ds.freeBytes, neededBytes: bytes } },
+      );
+    }
+  }
+}
+
+/** Journals one step, runs it, completes the entry with its result data. */
+export async function step<T>(
+  ctx: EngineContext,
+  operationId: string,
+  entry: { action: string; target: string; data?: Record<string, unknown> },
+  fn: (entryId: number) => Promise<T>,
+  resultData?: (value: T) => Record<string, unknown>,
+): Promise<T> {
+  const id = ctx.catalog.journal(operationId, entry);
+  const value = await fn(id);
+  ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
+  return value;
+}
+
+/** The newest data of the entries with `action` (intent merged with result). */
+export function entriesOf(entries: JournalEntry[], action: string): JournalEntry[] {
+  return entries.filter((e) => e.action === action);
+}
+
+export function describeError(err: unknown): string {
+  return errorMessage(err);
+}

@@ -1,0 +1,198 @@
+import { rename, rm } from 'node:fs/promises';
+import type { JournalEntry } from '../catalog/index.js';
+import { errorMessage } from '../errors.js';
+import type { Inventory } from '../model/inventory.js';
+import { fetchInventory } from '../vsphere/inventory.js';
+import {
+  type CreateVmSpec,
+  registerVm,
+  type DiskAttachment,
+  destroyVm,
+  detachDiskFiles,
+  isGone,
+  powerOn,
+  reconfigureDisks,
+  removeDatastore,
+  type VsphereCaller,
+  vmDevices,
+} from '../vsphere/vm-ops.js';
+import type { EngineContext } from './context.js';
+import { exists, removePlaced } from './restore-common.js';
+
+/** What undoing (or finalizing) one restore, mount or attach operation did. */
+export interface UndoOutcome {
+  /** True when nothing of the operation is left half made. */
+  clean: boolean;
+  actions: string[];
+  errors: string[];
+}
+
+export interface SwapPair {
+  /** The VM directory on a datastore (what the restored VM uses). */
+  dir: string;
+  /** Where the replaced VM's directory was moved. */
+  aside: string;
+  /** Where the restored files were staged. */
+  staged: string;
+  /** Whether `dir` existed before (the live VM's directory). */
+  hadDir: boolean;
+}
+
+/**
+ * Undoes an operation from its journal, newest step first, or finalizes it when it has a `commit` entry
+ * (then only the replaced VM's old files are deleted). Idempotent: every step checks what is still there, so
+ * it is safe after a crash at any point and when run twice. Used by the operation's own failure path and by
+ * `recover` (undo.ts).
+ */
+export async function undoJournal(
+  ctx: EngineContext,
+  vc: VsphereCaller,
+  entries: JournalEntry[],
+  options: { dryRun: boolean },
+): Promise<UndoOutcome> {
+  const out: UndoOutcome = { clean: true, actions: [], errors: [] };
+  const act = async (what: string, fn: () => Promise<unknown>) => {
+    out.actions.push(`${options.dryRun ? 'would ' : ''}${what}`);
+    if (options.dryRun) return;
+    try {
+      await fn();
+    } catch (err) {
+      out.clean = false;
+      out.errors.push(`${what}: ${errorMessage(err)}`);
+    }
+  };
+  let inventory: Inventory | undefined;
+  const inv = async () => {
+    inventory ??= await fetchInventory(vc);
+    return inventory;
+  };
+
+  if (entries.some((e) => e.action === 'commit')) {
+    for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
+      for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
+        if (await exists(p.aside)) await act(`delete the replaced files ${p.aside}`, () => rm(p.aside, { recursive: true, force: true }));
+      }
+    }
+    return out;
+  }
+
+  for (const e of [...entries].reverse()) {
+    const d = e.data;
+    switch (e.action) {
+      case 'mount.record': {
+        const id = String(d.mountId);
+        if (ctx.catalog.listMounts().some((m) => m.id === id)) {
+          await act(`remove mount record ${id}`, async () => ctx.catalog.removeMount(id));
+        }
+        break;
+      }
+      case 'vm.attach':
+      case 'vm.reconfigure': {
+        const files = ((d.files ?? d.added) as string[] | undefined) ?? [];
+        const removed = (d.removed as (DiskAttachment & { key: number })[] | undefined) ?? [];
+        let devices: Awaited<ReturnType<typeof vmDevices>> | undefined;
+        try {
+          devices = await vmDevices(vc, e.target);
+        } catch (err) {
+          if (isGone(err)) break;
+          out.clean = false;
+          out.errors.push(`VM ${e.target}: ${errorMessage(err)}`);
+          break;
+        }
+        if (devices.disks.some((x) => files.includes(x.file))) {
+          await act(`detach ${files.join(', ')} from VM ${devices.name}`, () => detachDiskFiles(vc, e.target, files));
+        }
+        const missing = removed.filter((r) => !devices.disks.some((x) => x.file === r.file));
+        if (missing.length > 0) {
+          await act(`re-attach ${missing.map((m) => m.file).join(', ')} to VM ${devices.name}`, () =>
+            reconfigureDisks(vc, e.target, { add: missing }),
+          );
+        }
+        break;
+      }
+      case 'datastore.create': {
+        const name = String(d.name);
+        const ds = (await inv()).datastores.find((x) => x.name === name);
+        if (ds) {
+          const hostId = String(d.hostId);
+          await act(`remove datastore ${name}`, async () => {
+            // A disk some VM still uses on it would keep the datastore busy: detach it first.
+            for (const vm of (await inv()).vms) {
+              const files = vm.disks.filter((x) => x.datastore === name).map((x) => x.file);
+              if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
+            }
+            await removeDatastore(vc, hostId, ds.id);
+          });
+        }
+        break;
+      }
+      case 'array.clone': {
+        const arrayName = String(d.array);
+        try {
+          const array = await ctx.array(arrayName);
+          for (const c of await array.listClones()) {
+            if (c.id === d.cloneId || c.label === d.label) {
+              await act(`delete clone ${arrayName}/${c.id}`, () => array.deleteClone(c.id));
+            }
+          }
+        } catch (err) {
+          out.clean = false;
+          out.errors.push(`array ${arrayName}: ${errorMessage(err)}`);
+        }
+        break;
+      }
+      case 'vm.create': {
+        const vmxFile = String(d.vmxFile);
+        const vm = (await inv()).vms.find((v) => (d.vmId !== undefined && v.id === d.vmId) || v.vmxFile === vmxFile);
+        if (vm) await act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => destroyVm(vc, vm.id));
+        inventory = undefined;
+        break;
+      }
+      case 'dirs.swap': {
+        for (const p of (d.pairs as SwapPair[] | undefined) ?? []) {
+          if (await exists(p.aside)) {
+            await act(`put ${p.dir} back`, async () => {
+              await rm(p.dir, { recursive: true, force: true });
+              await rename(p.aside, p.dir);
+            });
+          } else if (!p.hadDir && !(await exists(p.staged)) && (await exists(p.dir))) {
+            await act(`remove restored directory ${p.dir}`, () => rm(p.dir, { recursive: true, force: true }));
+          }
+        }
+        break;
+      }
+      case 'vm.unregister': {
+        const spec = d.spec as CreateVmSpec;
+        const present = (await inv()).vms.some((v) => v.vmxFile === spec.vmxFile);
+        if (!present) {
+          await act(`register the replaced VM ${spec.name} again`, async () => {
+            const id = await registerVm(vc, spec);
+            if (d.wasOn === true) await powerOn(vc, id);
+          });
+          inventory = undefined;
+        }
+        break;
+      }
+      case 'vm.power-off': {
+        if (d.wasOn !== true) break;
+        try {
+          const dev = await vmDevices(vc, e.target);
+          if (dev.powerState !== 'poweredOn') await act(`power VM ${dev.name} on again`, () => powerOn(vc, e.target));
+        } catch (err) {
+          if (!isGone(err)) {
+            out.clean = false;
+            out.errors.push(`VM ${e.target}: ${errorMessage(err)}`);
+          }
+        }
+        break;
+      }
+      case 'files.place': {
+        await act(`delete restored files in ${String(d.dir)}`, () => removePlaced(d));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return out;
+}

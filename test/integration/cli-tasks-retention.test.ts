@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { loadConfig } from '../../src/config/load.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+import { runCli } from '../helpers/cli.js';
+import { startLab, type TestLab } from '../helpers/lab.js';
+import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
+
+const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+
+describe('tasks, retention, delete and init from the CLI', () => {
+  let lab: TestLab;
+  let clean: Record<string, VmSnapshotState>;
+  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+
+  before(async () => {
+    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    clean = await vmStates(loadConfig(lab.configPath));
+  });
+  after(async () => {
+    await lab?.stop();
+  });
+
+  it('creates, shows, edits, runs and deletes a task stored in the catalog', async () => {
+    const created = await cli(
+      'task',
+      'create',
+      'web',
+      '--vm',
+      'web*',
+      '--mode',
+      'SUSPEND',
+      '--keep-versions',
+      '2',
+    );
+    assert.equal(created.code, 0, created.stdout + created.stderr);
+    assert.deepEqual(created.json.select, { vms: ['web*'] });
+
+    const dup = await cli('task', 'create', 'web', '--vm', 'x');
+    assert.equal(dup.code, 3);
+    assert.equal(dup.json.error.code, 'TASK_EXISTS');
+
+    const listed = await cli('task', 'list');
+    assert.deepEqual(
+      listed.json.map((t: { name: string; source: string }) => [t.name, t.source]),
+      [
+        ['lab-all', 'config'],
+        ['web', 'catalog'],
+      ],
+    );
+
+    const edited = await cli('task', 'edit', 'web', '--vm', 'web01', 'app01', '--keep-days', '30');
+    assert.equal(edited.code, 0, edited.stderr);
+    assert.deepEqual(edited.json.select.vms, ['web01', 'app01']);
+    assert.deepEqual(edited.json.retention, { versions: 2, days: 30 });
+    assert.equal(edited.json.mode, 'SUSPEND');
+
+    const shown = await cli('task', 'show', 'web');
+    assert.equal(shown.json.source, 'catalog');
+
+    const run = await cli('backup', '--task', 'web');
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const record = run.json as BackupRecord;
+    assert.equal(record.task, 'web');
+    assert.deepEqual(record.vms.map((v) => v.name).sort(), ['app01', 'web01']);
+    assert.ok(record.vms.every((v) => v.effectiveMode === 'SUSPEND'));
+
+    const fromConfig = await cli('task', 'delete', 'lab-all');
+    assert.equal(fromConfig.code, 3);
+    assert.equal(fromConfig.json.error.code, 'TASK_READ_ONLY');
+    const invalid = await cli('task', 'create', 'bad/name', '--vm', 'x');
+    assert.equal(invalid.code, 3);
+    const noSelection = await cli('task', 'create', 'empty');
+    assert.equal(noSelection.code, 3);
+    const badNumber = await cli('task', 'create', 'n', '--vm', 'x', '--keep-versions', '0');
+    assert.equal(badNumber.code, 3);
+    assert.match(badNumber.json.error.message, /--keep-versions/);
+
+    const deleted = await cli('task', 'delete', 'web');
+    assert.equal(deleted.code, 0);
+    const gone = await cli('task', 'show', 'web');
+    assert.equal(gone.code, 3);
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('keeps at most N versions: older backups and their array snapshots are expired after each run', async () => {
+    const created = await cli('task', 'create', 'keep2', '--vm', 'off01', '--keep-versions', '2');
+    assert.equal(created.code, 0, created.stderr);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const run = await cli('backup', '--task', 'keep2');
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      ids.push((run.json as BackupRecord).id);
+    }
+    const listed = await cli('inquire', '--task', 'keep2');
+    assert.deepEqual(
+      listed.json.map((b: BackupRecord) => b.id),
+      [ids[2], ids[1]],
+    );
+    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map((s) => s.label);
+    assert.ok(!labels.includes(ids[0]!), 'the expired backup’s array snapshot is deleted');
+    assert.ok(labels.includes(ids[1]!) && labels.includes(ids[2]!));
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('delete and expire have dry runs that change nothing', async () => {
+    const run = await cli('backup', '--vm', 'off01');
+    const id = (run.json as BackupRecord).id;
+    const snapsBefore = await arraySnapshots(loadConfig(lab.configPath));
+
+    const dry = await cli('delete', '--backup', id, '--dry-run');
+    assert.equal(dry.code, 0);
+    assert.equal(dry.json.deleted[0].id, id);
+    assert.deepEqual(await arraySnapshots(loadConfig(lab.configPath)), snapsBefore);
+    assert.equal((await cli('inquire', '--backup', id)).code, 0);
+
+    // Ad-hoc backups follow the default retention: make it keep one, then look before leaping.
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    doc.defaults = { ...doc.defaults, retention: { versions: 1 } };
+    await writeFile(lab.configPath, YAML.stringify(doc));
+    const second = await cli('backup', '--vm', 'off01');
+    assert.equal(second.code, 0);
+    const secondId = (second.json as BackupRecord).id;
+    const afterSecond = await cli('inquire', '--task', 'adhoc');
+    assert.deepEqual(
+      afterSecond.json.map((b: BackupRecord) => b.id),
+      [secondId],
+      'retention after the run kept one ad-hoc backup',
+    );
+    delete doc.defaults.retention;
+    await writeFile(lab.configPath, YAML.stringify(doc));
+
+    const real = await cli('delete', '--backup', secondId);
+    assert.equal(real.code, 0);
+    assert.equal((await cli('inquire', '--backup', secondId)).code, 3);
+    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map((s) => s.label);
+    assert.ok(!labels.includes(secondId));
+
+    const expireDry = await cli('expire', '--dry-run');
+    assert.equal(expireDry.code, 0);
+    assert.equal(expireDry.json.dryRun, true);
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('init writes a working configuration, pinning the certificate; refuses to overwrite', async () => {
+    const out = join(lab.dir, 'init.yaml');
+    const labConfig = loadConfig(lab.configPath);
+    const args = [
+      '--json',
+      'init',
+      '--url',
+      lab.state.url,
+      '--user',
+      labConfig.vcenter.user,
+      '--password-file',
+      lab.state.passwordFile,
+      '--trust-server-certificate',
+      '--array-path',
+      labConfig.arrays[0]!.path,
+      '--array-name',
+      'lab',
+      '--mode',
+      'SUSPEND',
+      '--output',
+      out,
+    ];
+    const run = await runCli(args);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.deepEqual(
+      run.json.datastores.map((d: { name: string; volumes: string[] }) => [d.name, d.volumes]),
+      [
+        ['ds-a', ['ds-a']],
+        ['ds-b', ['ds-b']],
+      ],
+    );
+    const written = loadConfig(out);
+    assert.equal(written.vcenter.thumbprint, lab.state.thumbprint);
+    assert.equal(written.defaults.mode, 'SUSPEND');
+    const text = await readFile(out, 'utf8');
+    assert.doesNotMatch(
+      text,
+      new RegExp(labConfig.vcenter.password.reveal()),
+      'the password is not in the file',
+    );
+    const inv = await runCli(['--config', out, '--json', 'inventory']);
+    assert.equal(inv.code, 0, inv.stderr);
+
+    const again = await runCli(args);
+    assert.equal(again.code, 3);
+    assert.equal(again.json.error.code, 'CONFIG_EXISTS');
+
+    const wrong = join(lab.dir, 'wrong.password');
+    await writeFile(wrong, 'not-the-password');
+    const other = join(lab.dir, 'init2.yaml');
+    const refused = await runCli(
+      args.map((a) => (a === lab.state.passwordFile ? wrong : a === out ? other : a)),
+    );
+    assert.equal(refused.code, 3);
+    assert.equal(refused.json.error.code, 'VCENTER_LOGIN_FAILED');
+    assert.equal(existsSync(other), false, 'nothing written when the connection test fails');
+  });
+
+  it('a malformed configuration is one message naming the file and the path, exit 3', async () => {
+    const bad = join(lab.dir, 'bad.yaml');
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    doc.defaults = { mode: 'SNAPSHOT_WITH_MAGIC' };
+    doc.tasks = [{ name: 't', select: { vms: ['x'] }, colour: 'blue' }];
+    await writeFile(bad, YAML.stringify(doc));
+    const run = await runCli(['--config', bad, 'task', 'list']);
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, new RegExp(bad.replaceAll('/', '\\/')));
+    assert.match(run.stderr, /defaults\.mode/);
+    assert.match(run.stderr, /tasks\[0\]/);
+    assert.doesNotMatch(run.stderr, /\n\s+at /);
+    const missing = await runCli(['--config', join(lab.dir, 'nope.yaml'), 'task', 'list']);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /does not exist/);
+  });
+});
