@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { parseStatsLine } from '../../src/util/stats.js';
+import { runCli } from '../../test/helpers/cli.js';
 
 /**
  * Inventory benchmark: a lab with N VMs (20 hosts in two clusters, 10 datastores, one 1 MB disk per VM), then
@@ -14,7 +13,6 @@ import { parseStatsLine } from '../../src/util/stats.js';
  *   npm run build && node dist/bench/inventory/run.js [--vms 200,2000]
  */
 
-const CLI = fileURLToPath(new URL('../../../bin/snapkeeper.js', import.meta.url));
 const TARGET_MS = 3000;
 const TARGET_RSS_MB = 300;
 
@@ -51,26 +49,9 @@ interface Measure {
 /** Runs the CLI once; with SNAPKEEPER_STATS=1 it reports its own peak RSS and SOAP round trips on stderr. */
 async function measure(configFile: string, expectVms: number): Promise<Measure> {
   const started = process.hrtime.bigint();
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, '--config', configFile, 'inventory', '--json'], {
-        env: { ...process.env, SNAPKEEPER_STATS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', reject);
-      child.on('close', (c) =>
-        resolve({
-          code: c,
-          stdout: Buffer.concat(out).toString('utf8'),
-          stderr: Buffer.concat(err).toString('utf8'),
-        }),
-      );
-    },
-  );
+  const { code, stdout, stderr } = await runCli(['--config', configFile, 'inventory', '--json'], {
+    env: { SNAPKEEPER_STATS: '1' },
+  });
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
   if (code !== 0) throw new Error(`inventory failed (exit ${code}): ${stderr}`);
   const vms = (JSON.parse(stdout) as { vms: unknown[] }).vms.length;

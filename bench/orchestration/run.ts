@@ -7,7 +7,6 @@
  *   npm run build && node dist/bench/orchestration/run.js [--vms 1000] [--datastores 20] [--hosts 20]
  *       [--delay-ms 500] [--global 50] [--per-host 8] [--mode SNAPSHOT_EXCL_MEM]
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { idealMakespan } from '../../src/rules/index.js';
 import { parseStatsLine } from '../../src/util/stats.js';
+import { runCli } from '../../test/helpers/cli.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,31 +50,6 @@ function spec() {
   return { datacenters: [{ name: 'DC1', clusters: [{ name: 'Bench', hosts }], datastores, vms }] };
 }
 
-function runCli(
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
-  const start = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/snapkeeper.js', ...args], {
-      env: { ...process.env, SNAPKEEPER_STATS: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({
-        code,
-        stdout: Buffer.concat(out).toString(),
-        stderr: Buffer.concat(err).toString(),
-        ms: performance.now() - start,
-      }),
-    );
-  });
-}
-
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? 0 : (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2;
@@ -103,16 +78,12 @@ try {
   doc.vcenter.maxConcurrentRequests = Math.min(64, limits.global + 4);
   await writeFile(lab.configFile, YAML.stringify(doc));
 
-  const run = await runCli([
-    '--config',
-    lab.configFile,
-    '--json',
-    'backup',
-    '--task',
-    'lab-all',
-    '--mode',
-    String(values.mode),
-  ]);
+  const runStart = performance.now();
+  const run = await runCli(
+    ['--config', lab.configFile, '--json', 'backup', '--task', 'lab-all', '--mode', String(values.mode)],
+    { env: { SNAPKEEPER_STATS: '1' } },
+  );
+  const wallMs = performance.now() - runStart;
   const record = JSON.parse(run.stdout) as BackupRecord;
   const stats = parseStatsLine(run.stderr);
   if (record.state !== 'complete') throw new Error(`backup ${record.state}: ${record.error ?? run.stderr}`);
@@ -128,12 +99,12 @@ try {
   const rows: [string, string][] = [
     ['VMs backed up', String(record.vms.length)],
     ['concurrency (global / per host)', `${limits.global} / ${limits.perHost}`],
-    ['wall time, whole command', `${(run.ms / 1000).toFixed(2)} s`],
+    ['wall time, whole command', `${(wallMs / 1000).toFixed(2)} s`],
     ['backup run (record start to finish)', `${(engineMs / 1000).toFixed(2)} s`],
     ['  prepare + array snapshot', `${((snapshotAt - started) / 1000).toFixed(2)} s`],
     ['  release + record', `${((finished - snapshotAt) / 1000).toFixed(2)} s`],
     ['ideal schedule (prepare + release)', `${(ideal / 1000).toFixed(2)} s`],
-    ['ratio wall / ideal', `${(run.ms / ideal).toFixed(3)}x`],
+    ['ratio wall / ideal', `${(wallMs / ideal).toFixed(3)}x`],
     ['ratio backup run / ideal', `${(engineMs / ideal).toFixed(3)}x`],
     [
       'quiesce window median / max',

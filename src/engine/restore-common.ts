@@ -72,7 +72,10 @@ export function backupVm(
   const backup = ctx.catalog.findBackup(backupId);
   if (!backup) throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${backupId} in the catalog`);
   if (backup.state !== 'complete' && backup.state !== 'partial') {
-    throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to restore`);
+    throw new UsageError(
+      'BACKUP_NOT_RESTORABLE',
+      `backup ${backupId} is ${backup.state}: nothing to restore`,
+    );
   }
   const vm = backup.vms.find((v) => v.name === vmName);
   if (!vm) {
@@ -102,7 +105,10 @@ export interface DatastorePlace {
 }
 
 /** Maps every datastore of the inventory that lives on a configured array to its directory. */
-export async function datastorePlaces(ctx: EngineContext, inventory: Inventory): Promise<Map<string, DatastorePlace>> {
+export async function datastorePlaces(
+  ctx: EngineContext,
+  inventory: Inventory,
+): Promise<Map<string, DatastorePlace>> {
   const arrays = await ctx.arrays();
   const volumes = new Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>();
   for (const [name, array] of arrays) volumes.set(name, await array.listVolumes());
@@ -119,7 +125,7 @@ export async function datastorePlaces(ctx: EngineContext, inventory: Inventory):
   const out = new Map<string, DatastorePlace>();
   for (const ds of inventory.datastores) {
     const loc = mapping.mapped.get(ds.name);
-    if (!loc || loc.volumes.length !== 1) continue;
+    if (loc?.volumes.length !== 1) continue;
     const vol = volumes.get(loc.array)?.find((v) => v.name === loc.volumes[0]);
     if (!vol) continue;
     out.set(ds.name, {
@@ -134,7 +140,11 @@ export async function datastorePlaces(ctx: EngineContext, inventory: Inventory):
 }
 
 /** A target datastore by name: it must exist and be on an array volume (restored files are written there). */
-export function targetPlace(places: Map<string, DatastorePlace>, inventory: Inventory, name: string): DatastorePlace {
+export function targetPlace(
+  places: Map<string, DatastorePlace>,
+  inventory: Inventory,
+  name: string,
+): DatastorePlace {
   const place = places.get(name);
   if (place) return place;
   if (!inventory.datastores.some((d) => d.name === name)) {
@@ -225,7 +235,13 @@ export async function placeDisk(
   const lines = text.split('\n');
   const extents = lines.map((l) => EXTENT.exec(l)).filter((m) => m !== null);
   if (extents.length === 0 || text.includes('\0')) {
-    const r = await array.restoreFile(source.snapshotId, source.volume, source.relativePath, out.descriptor, options);
+    const r = await array.restoreFile(
+      source.snapshotId,
+      source.volume,
+      source.relativePath,
+      out.descriptor,
+      options,
+    );
     out.files.push(out.descriptor);
     out.cloned = r.cloned;
     out.bytes = r.bytes;

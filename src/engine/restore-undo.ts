@@ -1,23 +1,23 @@
 import { rename, rm } from 'node:fs/promises';
 import type { JournalEntry } from '../catalog/index.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
 import { fetchInventory } from '../vsphere/inventory.js';
 import {
   type CreateVmSpec,
-  registerVm,
   type DiskAttachment,
   destroyVm,
   detachDiskFiles,
   isGone,
   powerOn,
   reconfigureDisks,
+  registerVm,
   removeDatastore,
   type VsphereCaller,
   vmDevices,
 } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
-import { exists, removePlaced } from './restore-common.js';
+import { exists, newOperationId, removePlaced } from './restore-common.js';
 
 /** What undoing (or finalizing) one restore, mount or attach operation did. */
 export interface UndoOutcome {
@@ -70,7 +70,10 @@ export async function undoJournal(
   if (entries.some((e) => e.action === 'commit')) {
     for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
       for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
-        if (await exists(p.aside)) await act(`delete the replaced files ${p.aside}`, () => rm(p.aside, { recursive: true, force: true }));
+        if (await exists(p.aside))
+          await act(`delete the replaced files ${p.aside}`, () =>
+            rm(p.aside, { recursive: true, force: true }),
+          );
       }
     }
     return out;
@@ -100,7 +103,9 @@ export async function undoJournal(
           break;
         }
         if (devices.disks.some((x) => files.includes(x.file))) {
-          await act(`detach ${files.join(', ')} from VM ${devices.name}`, () => detachDiskFiles(vc, e.target, files));
+          await act(`detach ${files.join(', ')} from VM ${devices.name}`, () =>
+            detachDiskFiles(vc, e.target, files),
+          );
         }
         const missing = removed.filter((r) => !devices.disks.some((x) => x.file === r.file));
         if (missing.length > 0) {
@@ -143,7 +148,9 @@ export async function undoJournal(
       }
       case 'vm.create': {
         const vmxFile = String(d.vmxFile);
-        const vm = (await inv()).vms.find((v) => (d.vmId !== undefined && v.id === d.vmId) || v.vmxFile === vmxFile);
+        const vm = (await inv()).vms.find(
+          (v) => (d.vmId !== undefined && v.id === d.vmId) || v.vmxFile === vmxFile,
+        );
         if (vm) await act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => destroyVm(vc, vm.id));
         inventory = undefined;
         break;
@@ -156,7 +163,9 @@ export async function undoJournal(
               await rename(p.aside, p.dir);
             });
           } else if (!p.hadDir && !(await exists(p.staged)) && (await exists(p.dir))) {
-            await act(`remove restored directory ${p.dir}`, () => rm(p.dir, { recursive: true, force: true }));
+            await act(`remove restored directory ${p.dir}`, () =>
+              rm(p.dir, { recursive: true, force: true }),
+            );
           }
         }
         break;
@@ -177,7 +186,8 @@ export async function undoJournal(
         if (d.wasOn !== true) break;
         try {
           const dev = await vmDevices(vc, e.target);
-          if (dev.powerState !== 'poweredOn') await act(`power VM ${dev.name} on again`, () => powerOn(vc, e.target));
+          if (dev.powerState !== 'poweredOn')
+            await act(`power VM ${dev.name} on again`, () => powerOn(vc, e.target));
         } catch (err) {
           if (!isGone(err)) {
             out.clean = false;
@@ -195,4 +205,42 @@ export async function undoJournal(
     }
   }
   return out;
+}
+
+/**
+ * Runs one journaled operation (restore, mount, attach): begins it, takes its locks, runs `body`; on
+ * failure undoes what the journal says was done and closes the operation as failed (or leaves it open for
+ * `recover` when undoing failed too), then rethrows with what happened.
+ */
+export async function runOperation<T>(
+  ctx: EngineContext,
+  vc: VsphereCaller,
+  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: string[] },
+  body: (opId: string) => Promise<T>,
+): Promise<T> {
+  const opId = newOperationId(op.kind, ctx.now());
+  ctx.catalog.beginOperation({ id: opId, kind: op.kind, subject: op.subject });
+  try {
+    ctx.catalog.acquireLocks(opId, op.locks);
+  } catch (err) {
+    ctx.catalog.finishOperation(opId, 'failed');
+    throw err;
+  }
+  try {
+    const value = await body(opId);
+    ctx.catalog.finishOperation(opId, 'done');
+    return value;
+  } catch (err) {
+    ctx.events.phase('undo');
+    const undo = await undoJournal(ctx, vc, ctx.catalog.journalEntries(opId), { dryRun: false });
+    if (undo.clean) ctx.catalog.finishOperation(opId, 'failed');
+    const why = undo.clean
+      ? 'everything it did was undone'
+      : `undoing failed (${undo.errors.join('; ')}); run snapkeeper recover`;
+    const code = err instanceof SnapkeeperError ? err.code : `${op.kind.toUpperCase()}_FAILED`;
+    throw new SnapkeeperError(code, `${op.kind} failed: ${errorMessage(err)}; ${why}`, {
+      cause: err,
+      details: { ...(err instanceof SnapkeeperError ? err.details : {}), operation: opId, undo },
+    });
+  }
 }

@@ -1,6 +1,6 @@
 import { rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory, Vm } from '../model/inventory.js';
 import type { CapturedDevice } from '../vsphere/inventory.js';
@@ -29,13 +29,12 @@ import {
   ensureDir,
   exists,
   isRdm,
-  newOperationId,
   opSuffix,
   placeDisk,
   step,
   targetPlace,
 } from './restore-common.js';
-import { type SwapPair, undoJournal } from './restore-undo.js';
+import { runOperation, type SwapPair } from './restore-undo.js';
 
 /**
  * Restore from a backup's array snapshot (SPEC 3): a whole VM as a new VM or to its original place, chosen
@@ -125,12 +124,18 @@ interface Prepared {
 export async function runRestore(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
   const modes = [request.as !== undefined, request.original === true, request.disks !== undefined];
   if (modes.filter(Boolean).length !== 1) {
-    throw new UsageError('RESTORE_MODE', 'restore needs exactly one of --as NAME, --original, --disk LABEL...');
+    throw new UsageError(
+      'RESTORE_MODE',
+      'restore needs exactly one of --as NAME, --original, --disk LABEL...',
+    );
   }
   if (request.disks !== undefined && (request.to === undefined) === (request.filesOnly !== true)) {
     throw new UsageError('RESTORE_MODE', '--disk needs exactly one of --to VM and --files-only');
   }
-  if (request.original && (request.datastore !== undefined || request.host !== undefined || request.folder !== undefined)) {
+  if (
+    request.original &&
+    (request.datastore !== undefined || request.host !== undefined || request.folder !== undefined)
+  ) {
     throw new UsageError('RESTORE_MODE', '--original restores to the original datastores, host and folder');
   }
   if (request.as !== undefined) checkName('VM name', request.as);
@@ -182,44 +187,14 @@ function findHost(inventory: Inventory, name: string, datacenter: string) {
   return inventory.hosts.find((h) => h.name === name && (datacenter === '' || h.datacenter === datacenter));
 }
 
-/** Runs the journaled body; on failure undoes what the journal says was done, then rethrows. */
-async function inOperation<T>(
+/** Runs the journaled body as a `restore` operation (restore-undo.ts runOperation). */
+function inOperation<T>(
   p: Prepared,
   kind: 'restore',
   locks: string[],
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
-  const { ctx } = p;
-  const opId = newOperationId(kind, ctx.now());
-  ctx.catalog.beginOperation({ id: opId, kind, subject: `${p.backup.id}/${p.vm.name}` });
-  try {
-    ctx.catalog.acquireLocks(opId, locks);
-  } catch (err) {
-    ctx.catalog.finishOperation(opId, 'failed');
-    throw err;
-  }
-  try {
-    const result = await body(opId);
-    ctx.catalog.finishOperation(opId, 'done');
-    return result;
-  } catch (err) {
-    ctx.events.phase('undo');
-    const undo = await undoJournal(ctx, p.vc, ctx.catalog.journalEntries(opId), { dryRun: false });
-    if (undo.clean) ctx.catalog.finishOperation(opId, 'failed');
-    const why = undo.clean
-      ? 'everything it did was undone'
-      : `undoing failed (${undo.errors.join('; ')}); run snapkeeper recover`;
-    if (err instanceof SnapkeeperError) {
-      throw new SnapkeeperError(err.code, `${errorMessage(err)} (restore failed: ${why})`, {
-        cause: err,
-        details: { ...err.details, operation: opId, undo },
-      });
-    }
-    throw new SnapkeeperError('RESTORE_FAILED', `restore failed: ${errorMessage(err)}; ${why}`, {
-      cause: err,
-      details: { operation: opId, undo },
-    });
-  }
+  return runOperation(p.ctx, p.vc, { kind, subject: `${p.backup.id}/${p.vm.name}`, locks }, body);
 }
 
 interface DiskPlan {
@@ -274,7 +249,8 @@ function relativeToPlace(place: DatastorePlace, path: string): string {
 
 function spaceNeeds(plans: DiskPlan[]): Map<Datastore, number> {
   const needs = new Map<Datastore, number>();
-  for (const pl of plans) needs.set(pl.place.datastore, (needs.get(pl.place.datastore) ?? 0) + pl.disk.capacityBytes);
+  for (const pl of plans)
+    needs.set(pl.place.datastore, (needs.get(pl.place.datastore) ?? 0) + pl.disk.capacityBytes);
   return needs;
 }
 
@@ -289,7 +265,12 @@ function checkHostSees(hostName: string, places: DatastorePlace[]): void {
   }
 }
 
-function result(p: Prepared, opId: string, mode: RestoreResult['mode'], disks: RestoredDisk[]): RestoreResult {
+function result(
+  p: Prepared,
+  opId: string,
+  mode: RestoreResult['mode'],
+  disks: RestoredDisk[],
+): RestoreResult {
   return {
     operationId: opId,
     backupId: p.backup.id,
@@ -334,7 +315,8 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
     (request.folder === undefined
       ? inventory.folders.find((f) => f.path === '' && f.datacenter === vm.datacenter)
       : undefined);
-  if (!folder) throw new NotFoundError('FOLDER_NOT_FOUND', `no VM folder ${folderPath} in datacenter ${vm.datacenter}`);
+  if (!folder)
+    throw new NotFoundError('FOLDER_NOT_FOUND', `no VM folder ${folderPath} in datacenter ${vm.datacenter}`);
 
   const plans: DiskPlan[] = p.disks.map((disk) => ({
     disk,
@@ -358,7 +340,12 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
       }
     }
   }
-  const placeOf = new Map([...dirs.keys()].map((d) => [d, [home, ...plans.map((x) => x.place)].find((pl) => join(pl.path, name) === d)!]));
+  const placeOf = new Map(
+    [...dirs.keys()].map((d) => [
+      d,
+      [home, ...plans.map((x) => x.place)].find((pl) => join(pl.path, name) === d)!,
+    ]),
+  );
 
   const spec = (disks: RestoredDisk[]): CreateVmSpec => ({
     name,
@@ -401,7 +388,12 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
         restored.set(it.plan.disk, r);
       });
       if (original) {
-        pairs.push({ dir, staged: target, aside: `${dir}.snapkeeper-old-${suffix}`, hadDir: await exists(dir) });
+        pairs.push({
+          dir,
+          staged: target,
+          aside: `${dir}.snapkeeper-old-${suffix}`,
+          hadDir: await exists(dir),
+        });
       }
     }
     crashPoint('restore-files-placed');
@@ -504,7 +496,10 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
     index: vm.disks.indexOf(disk),
     place: targetPlace(places, inventory, request.datastore ?? disk.datastore),
   }));
-  checkHostSees(target.host, plans.map((pl) => pl.place));
+  checkHostSees(
+    target.host,
+    plans.map((pl) => pl.place),
+  );
   checkFreeSpace(spaceNeeds(plans));
   const devices = await vmDevices(vc, target.id);
   const replaced = new Map<DiskRecord, DiskAttachment & { key: number }>();
@@ -533,7 +528,7 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
     const restored = new Map<DiskRecord, RestoredDisk>();
     for (const [dir, items] of dirs) {
       const out = await placeDisks(p, opId, dir, items, !(await exists(dir)));
-      items.forEach((it, i) => restored.set(it.plan.disk, out[i]!));
+      for (const [i, it] of items.entries()) restored.set(it.plan.disk, out[i]!);
     }
     crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);

@@ -1,7 +1,19 @@
-import type { JournalEntry, Operation, OperationKind } from '../catalog/index.js';
+import {
+  type JournalEntry,
+  type Operation,
+  type OperationKind,
+  operationPidAlive,
+} from '../catalog/index.js';
+import { errorMessage } from '../errors.js';
 import type { VcenterSession } from '../vsphere/session.js';
+import { asCaller, detachDiskFiles, removeDatastore } from '../vsphere/vm-ops.js';
+import { detachOne } from './attach.js';
 import type { EngineContext } from './context.js';
+import type { MountData } from './mount.js';
+import { unmountOne } from './mount.js';
 import type { RecoverReport } from './recover.js';
+import { DATASTORE_PREFIX } from './restore-common.js';
+import { undoJournal } from './restore-undo.js';
 
 /** What recovering one interrupted operation gets: its journal, the report to fill, and whether to act. */
 export interface RecoveryStep {
@@ -19,8 +31,109 @@ export interface RecoveryStep {
  */
 export type OperationRecovery = (step: RecoveryStep) => Promise<boolean>;
 
+/**
+ * Restore, mount and attach: an operation that reached `commit` is only finalized (old files of a replaced
+ * VM deleted); an unmount or detach that began is finished (roll forward: the user asked to let go); anything
+ * else is undone step by step from its journal (restore-undo.ts), the same code the operation's own failure
+ * path runs.
+ */
+async function recoverJournaled({ ctx, vc, op, entries, report, dryRun }: RecoveryStep): Promise<boolean> {
+  const caller = asCaller(vc);
+  const committed = entries.some((e) => e.action === 'commit');
+  const forward = entries.filter((e) => e.action === 'unmount.begin' || e.action === 'detach.begin');
+  let clean = true;
+  if (!committed && forward.length > 0) {
+    for (const e of forward) {
+      const id = String(e.data.mountId ?? e.data.attachId);
+      const record = ctx.catalog.listMounts().find((m) => m.id === id);
+      if (!record) continue;
+      const what = `${op.kind} ${op.id}: ${e.action === 'unmount.begin' ? 'finish unmounting' : 'finish detaching'} ${id}`;
+      report.actions.push(`${dryRun ? 'would ' : ''}${what}`);
+      if (dryRun) continue;
+      try {
+        if (e.action === 'unmount.begin') await unmountOne(ctx, caller, record);
+        else await detachOne(ctx, caller, record);
+      } catch (err) {
+        clean = false;
+        report.errors.push(`${what}: ${errorMessage(err)}`);
+      }
+    }
+    return clean;
+  }
+  const outcome = await undoJournal(ctx, caller, entries, { dryRun });
+  report.actions.push(...outcome.actions.map((a) => `${op.kind} ${op.id}: ${a}`));
+  report.errors.push(...outcome.errors.map((a) => `${op.kind} ${op.id}: ${a}`));
+  return outcome.clean;
+}
+
 /** Recovery per operation kind other than backup (which recover.ts handles itself). */
-export const operationRecovery: Partial<Record<OperationKind, OperationRecovery>> = {};
+export const operationRecovery: Partial<Record<OperationKind, OperationRecovery>> = {
+  restore: recoverJournaled,
+  mount: recoverJournaled,
+  attach: recoverJournaled,
+};
+
+/**
+ * Mounted datastores (`snapkeeper-*`) and array clones that no mount record owns and no live operation is
+ * making: what a crash left that no journal names (e.g. a catalog restored from an older copy). Disks a VM
+ * still has on such a datastore are detached first (their files stay in the clone until it is deleted).
+ */
+async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<void> {
+  const session = await ctx.vcenter();
+  const vc = asCaller(session);
+  // State first, then the live operations: anything a live operation made is listed after it began.
+  const inventory = await session.inventory();
+  const clonesByArray = new Map<
+    string,
+    Awaited<ReturnType<Awaited<ReturnType<EngineContext['array']>>['listClones']>>
+  >();
+  for (const [name, array] of await ctx.arrays()) clonesByArray.set(name, await array.listClones());
+  const liveOps = ctx.catalog.unfinishedOperations().filter((op) => operationPidAlive(op));
+  const liveIds = new Set(liveOps.map((op) => op.id));
+  const liveSubjects = liveOps
+    .filter((op) => op.kind === 'mount' || op.kind === 'attach')
+    .map((op) => op.subject ?? '');
+  const mounts = ctx.catalog.listMounts().filter((m) => m.kind === 'datastore');
+  const ownedDatastores = new Set(
+    mounts.flatMap((m) => ((m.data as unknown as MountData).datastores ?? []).map((d) => d.name)),
+  );
+  const ownedClones = new Set(
+    mounts.flatMap((m) =>
+      ((m.data as unknown as MountData).clones ?? []).map((c) => `${c.array}/${c.cloneId}`),
+    ),
+  );
+  const verb = report.dryRun ? 'would ' : '';
+
+  for (const ds of inventory.datastores) {
+    if (!ds.name.startsWith(DATASTORE_PREFIX) || ownedDatastores.has(ds.name)) continue;
+    if (liveSubjects.some((s) => s !== '' && ds.name.startsWith(`${DATASTORE_PREFIX}${s}-`))) continue;
+    report.actions.push(`${verb}remove stray datastore ${ds.name}`);
+    if (report.dryRun) continue;
+    try {
+      for (const vm of inventory.vms) {
+        const files = vm.disks.filter((d) => d.datastore === ds.name).map((d) => d.file);
+        if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
+      }
+      const host = inventory.hosts.find((h) => h.name === ds.hosts[0]);
+      await removeDatastore(vc, host?.id ?? '', ds.id);
+    } catch (err) {
+      report.errors.push(`datastore ${ds.name}: ${errorMessage(err)}`);
+    }
+  }
+  for (const [arrayName, clones] of clonesByArray) {
+    const array = await ctx.array(arrayName);
+    for (const c of clones) {
+      if (ownedClones.has(`${arrayName}/${c.id}`) || liveIds.has(c.label)) continue;
+      report.actions.push(`${verb}delete stray clone ${arrayName}/${c.id}`);
+      if (report.dryRun) continue;
+      try {
+        await array.deleteClone(c.id);
+      } catch (err) {
+        report.errors.push(`clone ${arrayName}/${c.id}: ${errorMessage(err)}`);
+      }
+    }
+  }
+}
 
 /** Sweeps run by a full `recover` after the journals: leftovers no journal names (clones, mounted datastores). */
-export const extraSweeps: ((ctx: EngineContext, report: RecoverReport) => Promise<void>)[] = [];
+export const extraSweeps: ((ctx: EngineContext, report: RecoverReport) => Promise<void>)[] = [sweepMounts];

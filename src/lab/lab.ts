@@ -8,6 +8,7 @@ import { initFsArray, isBtrfs, layout } from '../arrays/fs/layout.js';
 import { parseConfig } from '../config/load.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
 import { execFile } from '../util/exec.js';
+import { pathExists } from '../util/fs.js';
 import { fillLabDisk } from './diskdata.js';
 import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
 import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
@@ -95,15 +96,6 @@ export interface LabStatus {
   vmCount: number;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function writeAtomic(file: string, text: string, mode = 0o644): Promise<void> {
   const tmp = `${file}.tmp`;
   await writeFile(tmp, text, { mode });
@@ -123,7 +115,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const spec = await loadLabSpec(specFile);
   const dir = resolve(options.dir);
   for (const name of [labFiles.state, labFiles.array, labFiles.image]) {
-    if (await exists(join(dir, name))) {
+    if (await pathExists(join(dir, name))) {
       throw new UsageError(
         'LAB_EXISTS',
         `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`,
@@ -143,7 +135,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     }
   }
 
-  const createdDir = !(await exists(dir));
+  const createdDir = !(await pathExists(dir));
   const arrayPath = join(dir, labFiles.array);
   const image = options.btrfsImageBytes !== undefined ? join(dir, labFiles.image) : undefined;
   let pid: number | undefined;
@@ -377,7 +369,7 @@ async function teardown(
 
 // btrfs keeps read-only snapshots and subvolumes that `rm -r` cannot remove; delete those first.
 async function removeArray(root: string): Promise<void> {
-  if (!(await exists(root))) return;
+  if (!(await pathExists(root))) return;
   if (await isBtrfs(root)) {
     const candidates: string[] = [];
     for (const parent of [layout.snapshots(root), layout.clones(root)]) {

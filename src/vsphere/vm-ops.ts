@@ -4,7 +4,18 @@ import { isFault } from './faults.js';
 import type { CapturedDevice } from './inventory.js';
 import { type CallOptions, type Invoker, retrieveOne } from './property.js';
 import type { OperationOptions } from './session.js';
-import { asArray, asObject, el, type MoRef, moRef, moRefXml, num, text, type XmlNode, xmlEscape } from './xml.js';
+import {
+  asArray,
+  asObject,
+  el,
+  type MoRef,
+  moRef,
+  moRefXml,
+  num,
+  text,
+  type XmlNode,
+  xmlEscape,
+} from './xml.js';
 
 /**
  * The vSphere operations restore, mount and attach need, built on the client's low-level surface
@@ -109,7 +120,9 @@ function nicXml(d: Extract<CapturedDevice, { kind: 'nic' }>, key: number, keepMa
 function diskXml(d: DiskAttachment, key: number): string {
   return (
     `<device xsi:type="VirtualDisk">${el('key', key)}` +
-    (d.label === undefined ? '' : `<deviceInfo>${el('label', d.label)}${el('summary', d.label)}</deviceInfo>`) +
+    (d.label === undefined
+      ? ''
+      : `<deviceInfo>${el('label', d.label)}${el('summary', d.label)}</deviceInfo>`) +
     `<backing xsi:type="VirtualDiskFlatVer2BackingInfo">${el('fileName', d.file)}${el('diskMode', d.diskMode)}` +
     `${el('thinProvisioned', true)}</backing>` +
     `${el('controllerKey', d.controllerKey)}${el('unitNumber', d.unitNumber)}` +
@@ -147,7 +160,11 @@ async function resourcePoolOf(vc: VsphereCaller, hostId: string, options: CallOp
  * Creates a VM from a captured configuration with existing disk files (no disk is created or copied) and
  * returns its id. The VM is powered off.
  */
-export async function createVm(vc: VsphereCaller, spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+export async function createVm(
+  vc: VsphereCaller,
+  spec: CreateVmSpec,
+  options: OperationOptions = {},
+): Promise<string> {
   const pool = await resourcePoolOf(vc, spec.hostId, options);
   const config =
     `<config>${el('name', spec.name)}` +
@@ -156,7 +173,9 @@ export async function createVm(vc: VsphereCaller, spec: CreateVmSpec, options: O
     `${el('numCPUs', Math.max(1, spec.numCpu))}${el('memoryMB', Math.max(4, spec.memoryMB))}` +
     `${configXml(spec).devices}</config>`;
   const body = `${config}${moRefXml('pool', pool)}${moRefXml('host', hostRef(spec.hostId))}`;
-  const result = moRef(await vc.runTask('CreateVM_Task', { type: 'Folder', value: spec.folderId }, body, options));
+  const result = moRef(
+    await vc.runTask('CreateVM_Task', { type: 'Folder', value: spec.folderId }, body, options),
+  );
   if (!result) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'CreateVM_Task returned no VM');
   return result.value;
 }
@@ -166,12 +185,18 @@ export async function createVm(vc: VsphereCaller, spec: CreateVmSpec, options: O
  * .vmx; the simulator does not (SPEC 7) and gives a VM without devices, so when the registered VM has no
  * disks, the captured configuration is applied with one reconfiguration.
  */
-export async function registerVm(vc: VsphereCaller, spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+export async function registerVm(
+  vc: VsphereCaller,
+  spec: CreateVmSpec,
+  options: OperationOptions = {},
+): Promise<string> {
   const pool = await resourcePoolOf(vc, spec.hostId, options);
   const body =
     `${el('path', spec.vmxFile)}${el('name', spec.name)}${el('asTemplate', false)}` +
     `${moRefXml('pool', pool)}${moRefXml('host', hostRef(spec.hostId))}`;
-  const result = moRef(await vc.runTask('RegisterVM_Task', { type: 'Folder', value: spec.folderId }, body, options));
+  const result = moRef(
+    await vc.runTask('RegisterVM_Task', { type: 'Folder', value: spec.folderId }, body, options),
+  );
   if (!result) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'RegisterVM_Task returned no VM');
   const now = await vmDevices(vc, result.value, options);
   if (now.disks.length === 0 && spec.disks.length > 0) {
@@ -195,7 +220,11 @@ export interface VmDevices {
 }
 
 /** The VM's power state and current disks and SCSI controllers. NotFound when the VM is gone. */
-export async function vmDevices(vc: VsphereCaller, vmId: string, options: CallOptions = {}): Promise<VmDevices> {
+export async function vmDevices(
+  vc: VsphereCaller,
+  vmId: string,
+  options: CallOptions = {},
+): Promise<VmDevices> {
   const props = await retrieveOne(
     vc,
     vmRef(vmId),
@@ -308,24 +337,40 @@ export async function detachDiskFiles(
   return remove.length;
 }
 
-export async function powerOn(vc: VsphereCaller, vmId: string, options: OperationOptions = {}): Promise<void> {
+export async function powerOn(
+  vc: VsphereCaller,
+  vmId: string,
+  options: OperationOptions = {},
+): Promise<void> {
   await vc.runTask('PowerOnVM_Task', vmRef(vmId), '', options);
 }
 
 /** Powers a VM off; a VM already off (or suspended, which counts as off for replacement) is left alone. */
-export async function powerOff(vc: VsphereCaller, vmId: string, options: OperationOptions = {}): Promise<void> {
+export async function powerOff(
+  vc: VsphereCaller,
+  vmId: string,
+  options: OperationOptions = {},
+): Promise<void> {
   const state = (await vmDevices(vc, vmId, options)).powerState;
   if (state === 'poweredOff') return;
   await vc.runTask('PowerOffVM_Task', vmRef(vmId), '', options);
 }
 
 /** Removes a VM from the inventory, keeping its files. The VM must be off. */
-export async function unregisterVm(vc: VsphereCaller, vmId: string, options: CallOptions = {}): Promise<void> {
+export async function unregisterVm(
+  vc: VsphereCaller,
+  vmId: string,
+  options: CallOptions = {},
+): Promise<void> {
   await vc.call('UnregisterVM', vmRef(vmId), '', options);
 }
 
 /** Powers off (if needed) and destroys a VM with its home directory. Idempotent: a missing VM is done. */
-export async function destroyVm(vc: VsphereCaller, vmId: string, options: OperationOptions = {}): Promise<void> {
+export async function destroyVm(
+  vc: VsphereCaller,
+  vmId: string,
+  options: OperationOptions = {},
+): Promise<void> {
   try {
     await powerOff(vc, vmId, options);
     await vc.runTask('Destroy_Task', vmRef(vmId), '', options);
@@ -355,7 +400,9 @@ export async function createDatastore(
   options: CallOptions = {},
 ): Promise<string> {
   const dss = await datastoreSystemOf(vc, hostId, options);
-  const ref = moRef(await vc.call('CreateLocalDatastore', dss, `${el('name', name)}${el('path', path)}`, options));
+  const ref = moRef(
+    await vc.call('CreateLocalDatastore', dss, `${el('name', name)}${el('path', path)}`, options),
+  );
   if (!ref) throw new SnapkeeperError('VCENTER_BAD_RESPONSE', 'CreateLocalDatastore returned no datastore');
   return ref.value;
 }

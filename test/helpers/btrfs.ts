@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onPath, run } from '../../src/arrays/fs/run.js';
-import { isMountPoint } from '../../src/lab/loop-btrfs.js';
-import { isRoot } from './require.js';
+import { mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
+
+export { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 
 /** 640 MiB sparse: above btrfs's ~120 MiB minimum with room for a few 32 MiB test files and their copies. */
 const DEFAULT_SIZE = 640 * 1024 * 1024;
@@ -15,21 +15,9 @@ export interface LoopBtrfs {
   cleanup(): Promise<void>;
 }
 
-/** Whether this process can loop-mount btrfs images: root and btrfs-progs. */
-export async function canMountLoopBtrfs(): Promise<{ ok: boolean; reason: string }> {
-  if (!isRoot) return { ok: false, reason: 'needs root to loop-mount a btrfs image' };
-  if (!(await onPath('mkfs.btrfs')) || !(await onPath('btrfs'))) {
-    return { ok: false, reason: 'btrfs-progs is not installed (mkfs.btrfs, btrfs)' };
-  }
-  return { ok: true, reason: '' };
-}
-
 /**
  * Makes a fresh btrfs file system in a sparse image under the temporary directory and mounts it.
  * For `before`/`after` hooks; the caller must call `cleanup`. Needs root (see canMountLoopBtrfs).
- *
- * Same steps as src/lab/loop-btrfs.ts, but through arrays/fs/run.ts: util/exec.ts's execFile can die of an
- * uncaught EPIPE when the child does not read its input, which made these hooks fail now and then.
  */
 export async function mountTestBtrfs(sizeBytes = DEFAULT_SIZE): Promise<LoopBtrfs> {
   const tag = randomBytes(4).toString('hex');
@@ -38,17 +26,12 @@ export async function mountTestBtrfs(sizeBytes = DEFAULT_SIZE): Promise<LoopBtrf
   let done = false;
   const cleanup = async () => {
     if (done) return;
-    // A plain (not lazy) unmount: a leak of open files or mounts fails loudly here.
-    if (await isMountPoint(mountPoint)) await run('umount', [mountPoint]);
-    await rm(image, { force: true });
+    await unmountLoopBtrfs(image, mountPoint);
     await rmdir(mountPoint).catch(() => {});
     done = true;
   };
   try {
-    await run('truncate', ['-s', String(sizeBytes), image]);
-    await run('mkfs.btrfs', ['-q', '-f', image]);
-    await mkdir(mountPoint, { recursive: true });
-    await run('mount', ['-o', 'loop', image, mountPoint]);
+    await mountLoopBtrfs(image, mountPoint, sizeBytes);
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;

@@ -5,19 +5,11 @@ import { isBtrfs, layout } from '../../src/arrays/fs/layout.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { canMountLoopBtrfs, isMountPoint } from '../../src/lab/loop-btrfs.js';
 import { execFile } from '../../src/util/exec.js';
+import { pathExists } from '../../src/util/fs.js';
 import { startLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('a lab on a btrfs loop image has its pool as a subvolume, and lab down unmounts it', async (t) => {
   const can = await canMountLoopBtrfs();
@@ -42,8 +34,8 @@ test('a lab on a btrfs loop image has its pool as a subvolume, and lab down unmo
     await lab.stop();
   }
   assert.equal(await isMountPoint(arrayPath), false);
-  assert.equal(await exists(btrfsImage!), false);
-  assert.equal(await exists(lab.dir), false);
+  assert.equal(await pathExists(btrfsImage!), false);
+  assert.equal(await pathExists(lab.dir), false);
 });
 
 test('on a btrfs array directory (no loop image of its own) lab down removes read-only snapshots too', async (t) => {
@@ -69,7 +61,7 @@ test('on a btrfs array directory (no loop image of its own) lab down removes rea
     assert.equal((await stat(pool)).ino, 256, 'the pool is a subvolume');
     await execFile('btrfs', ['subvolume', 'snapshot', '-r', pool, layout.snapshot(state.arrayPath, 'ro')]);
     await labDown(dir);
-    assert.equal(await exists(dir), false);
+    assert.equal(await pathExists(dir), false);
   } finally {
     await unmountLoopBtrfs(image, mnt);
     await rm(root, { recursive: true, force: true });

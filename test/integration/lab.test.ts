@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/lab.js';
+import { pathExists } from '../../src/util/fs.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 
 const execFile = promisify(execFileCb);
@@ -112,15 +113,6 @@ async function processGone(pid: number): Promise<boolean> {
     return /^\d+ \(.*\) Z/.test(await readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return true;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -386,8 +378,8 @@ describe('lab lifecycle', () => {
       // Something a backup would leave behind: the catalog goes with the lab.
       await (await open(join(lab.dir, labFiles.catalog), 'w')).close();
       await labDown(lab.dir);
-      assert.equal(await exists(lab.dir), false, 'the lab directory is gone');
-      assert.equal(await exists(arrayPath), false);
+      assert.equal(await pathExists(lab.dir), false, 'the lab directory is gone');
+      assert.equal(await pathExists(arrayPath), false);
       assert.throws(() => process.kill(pid, 0), /ESRCH/);
       assert.equal(await answersSoap(url, thumbprint), false);
       await assert.rejects(
@@ -417,7 +409,7 @@ describe('lab lifecycle', () => {
       const file = join(root, 'spec.json');
       await writeFile(file, JSON.stringify(spec));
       await assert.rejects(labUp({ specFile: file, dir }), UsageError);
-      assert.equal(await exists(dir), false);
+      assert.equal(await pathExists(dir), false);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -439,7 +431,7 @@ describe('lab lifecycle', () => {
           err.code === 'LAB_SIMULATOR_FAILED' &&
           /exit code 1/.test(err.message),
       );
-      assert.equal(await exists(dir), false);
+      assert.equal(await pathExists(dir), false);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -547,7 +539,7 @@ describe('lab lifecycle', () => {
         (err: unknown) => err instanceof UsageError && err.code === 'LAB_EXISTS',
       );
       await labDown(dir);
-      assert.equal(await exists(dir), false);
+      assert.equal(await pathExists(dir), false);
       assert.equal(await processGone(state!.pid), true);
     } finally {
       await rm(root, { recursive: true, force: true });
@@ -569,7 +561,7 @@ describe('lab lifecycle', () => {
       const { stdout } = await execFile(process.execPath, [CLI.pathname, 'lab', 'status', '--dir', lab.dir]);
       assert.match(stdout, /is NOT running/);
       await labDown(lab.dir);
-      assert.equal(await exists(lab.dir), false);
+      assert.equal(await pathExists(lab.dir), false);
     } finally {
       await lab.stop().catch(() => {});
     }

@@ -3,12 +3,12 @@ import { constants } from 'node:fs';
 import { copyFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
+import { hasCommand } from '../../util/exec.js';
 import { btrfsDriver } from './drivers/btrfs.js';
 import { copyDriver } from './drivers/copy.js';
 import type { FsDriver } from './drivers/driver.js';
 import { reflinkDriver } from './drivers/reflink.js';
 import { isBtrfs, layout } from './layout.js';
-import { onPath } from './run.js';
 import { isSubvolume } from './tree.js';
 
 export type FsDriverName = 'btrfs' | 'reflink' | 'copy';
@@ -30,7 +30,7 @@ export async function btrfsSupport(root: string): Promise<DriverSupport> {
       reason: `${pool} is a plain directory, not a btrfs subvolume (array made before btrfs?)`,
     };
   }
-  if (!(await onPath('btrfs')))
+  if (!(await hasCommand('btrfs')))
     return { ok: false, reason: 'the btrfs program (btrfs-progs) is not on PATH' };
   return { ok: true, reason: '' };
 }

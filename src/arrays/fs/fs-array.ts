@@ -1,6 +1,7 @@
 import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
+import { pathExists } from '../../util/fs.js';
 import type {
   ArrayClone,
   ArraySnapshot,
@@ -241,7 +242,7 @@ export class FsArray implements StorageArray {
         `array "${this.name}": no file ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
       );
     }
-    if (await exists(target)) {
+    if (await pathExists(target)) {
       throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
     }
     try {
@@ -277,7 +278,7 @@ export class FsArray implements StorageArray {
 
   private async completeSnapshot(id: string): Promise<ArraySnapshot> {
     const meta = isId(id) ? await readMeta(layout.snapshotMeta(this.root, id), isSnapshotMeta) : undefined;
-    if (!meta || meta.id !== id || !(await exists(layout.snapshot(this.root, id)))) {
+    if (!meta || meta.id !== id || !(await pathExists(layout.snapshot(this.root, id)))) {
       throw new NotFoundError('SNAPSHOT_NOT_FOUND', `array "${this.name}" has no complete snapshot ${id}`);
     }
     return { ...meta, complete: true };
@@ -356,15 +357,6 @@ function isSnapshotMeta(v: unknown): v is SnapshotMeta {
 
 function isCloneMeta(v: unknown): v is CloneMeta {
   return isCommonMeta(v) && typeof v.snapshotId === 'string';
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function subdirs(path: string): Promise<string[]> {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
-import { run } from './run.js';
+import { execFile } from '../../util/exec.js';
 
 /**
  * On-disk layout of the file-system array (a contract: the lab lays datastores on it, the driver snapshots it).
@@ -106,7 +106,7 @@ export async function initFsArray(root: string, volumes: string[]): Promise<FsAr
   } catch (err) {
     if (!(err instanceof UsageError) || err.code !== 'ARRAY_NOT_FOUND') throw err;
     manifest = { format: 1, serial: randomBytes(8).toString('hex'), volumes: [] };
-    if (await isBtrfs(root)) await run('btrfs', ['subvolume', 'create', layout.pool(root)]);
+    if (await isBtrfs(root)) await execFile('btrfs', ['subvolume', 'create', layout.pool(root)]);
     else await mkdir(layout.pool(root));
     await mkdir(layout.snapshots(root));
     await mkdir(layout.clones(root));

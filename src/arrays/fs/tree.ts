@@ -16,8 +16,8 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { execFile } from '../../util/exec.js';
 import { isBtrfs } from './layout.js';
-import { run } from './run.js';
 
 /** File-tree helpers shared by the drivers: clone or copy a tree, make it read-only or writable, remove it. */
 
@@ -200,7 +200,7 @@ export async function removeTree(path: string): Promise<void> {
     throw err;
   }
   if (await isSubvolume(path)) {
-    await run('btrfs', ['subvolume', 'delete', path]);
+    await execFile('btrfs', ['subvolume', 'delete', path]);
     return;
   }
   await makeDirsWritable(path);
@@ -233,5 +233,5 @@ export async function syncDir(dir: string): Promise<void> {
 
 /** Flushes the whole file system holding `path` (syncfs): cheaper than one fsync per copied file. */
 export async function syncFileSystem(path: string): Promise<void> {
-  await run('sync', ['-f', path]);
+  await execFile('sync', ['-f', path]);
 }

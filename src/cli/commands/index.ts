@@ -5,6 +5,7 @@ import { registerInit } from './init.js';
 import { registerInventory } from './inventory.js';
 import { registerLab } from './lab.js';
 import { registerMaintenance } from './maintenance.js';
+import { registerRestore } from './restore.js';
 import { registerTask } from './task.js';
 
 /** Wraps a command implementation so main can print its result; see main.ts. */
@@ -20,4 +21,5 @@ export function registerCommands(program: Command, run: Runner): void {
   registerTask(program, run);
   registerMaintenance(program, run);
   registerLab(program, run);
+  registerRestore(program, run);
 }

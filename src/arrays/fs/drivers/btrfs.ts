@@ -1,6 +1,6 @@
 import { rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../run.js';
+import { execFile } from '../../../util/exec.js';
 import { copyTrees, isSubvolume } from '../tree.js';
 import type { FsDriver } from './driver.js';
 import { reflinkFile } from './reflink.js';
@@ -18,18 +18,18 @@ export const btrfsDriver: FsDriver = {
 
   async snapshot(pool, dest, _volumes, options) {
     options.signal?.throwIfAborted();
-    await run('btrfs', ['subvolume', 'snapshot', '-r', pool, dest], { signal: options.signal });
+    await execFile('btrfs', ['subvolume', 'snapshot', '-r', pool, dest], { signal: options.signal });
   },
 
   async clone(src, dest, volumes, options) {
     options.signal?.throwIfAborted();
     if (await isSubvolume(src)) {
-      await run('btrfs', ['subvolume', 'snapshot', src, dest], { signal: options.signal });
+      await execFile('btrfs', ['subvolume', 'snapshot', src, dest], { signal: options.signal });
       return;
     }
     // A snapshot made by the reflink or copy driver on the same file system (the driver was changed):
     // a fresh subvolume filled with clones of its files.
-    await run('btrfs', ['subvolume', 'create', dest]);
+    await execFile('btrfs', ['subvolume', 'create', dest]);
     const tmp = join(dest, '.fill');
     await copyTrees(src, tmp, volumes, { how: 'clone', readOnly: false, ...options });
     for (const v of volumes) await rename(join(tmp, v), join(dest, v));

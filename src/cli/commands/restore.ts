@@ -1,0 +1,194 @@
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { runAttach, runDetach } from '../../engine/attach.js';
+import { runMount, runUnmount } from '../../engine/mount.js';
+import { type RestoreResult, runRestore } from '../../engine/restore.js';
+import { ExitCode } from '../../errors.js';
+import { type CliContext, ok } from '../context.js';
+import { withEngine } from '../engine.js';
+import { formatBytes } from '../progress.js';
+import type { Runner } from './index.js';
+
+interface RestoreOptions {
+  backup: string;
+  vm: string;
+  as?: string;
+  original?: boolean;
+  force?: boolean;
+  datastore?: string;
+  host?: string;
+  folder?: string;
+  disk?: string[];
+  to?: string;
+  replace?: boolean;
+  filesOnly?: boolean;
+  powerOn?: boolean;
+}
+
+/** `--original` replaces a live VM: only with --force, or a typed "yes" on an interactive terminal. */
+async function confirmed(ctx: CliContext, opts: RestoreOptions): Promise<boolean> {
+  if (!opts.original || opts.force) return true;
+  if (ctx.json || !process.stdin.isTTY || !process.stderr.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(
+      `Restore ${opts.vm} from backup ${opts.backup} to its original place? The live VM is powered off and replaced. Type yes: `,
+    );
+    return answer.trim().toLowerCase() === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+function formatRestore(r: RestoreResult): string {
+  const lines: string[] = [];
+  const what =
+    r.mode === 'new'
+      ? `restored ${r.vm} as new VM ${r.targetVm?.name} (${r.targetVm?.id})`
+      : r.mode === 'original'
+        ? `restored ${r.vm} to its original place (${r.targetVm?.id})`
+        : r.mode === 'disks'
+          ? `restored ${r.disks.length} disk(s) of ${r.vm} into VM ${r.targetVm?.name}`
+          : `restored ${r.disks.length} disk file(s) of ${r.vm}`;
+  lines.push(`${what} from backup ${r.backupId}`);
+  if (r.targetVm)
+    lines.push(
+      `  host ${r.targetVm.host}, folder /${r.targetVm.folder}, ${r.targetVm.poweredOn ? 'powered on' : 'powered off'}`,
+    );
+  for (const d of r.disks) {
+    lines.push(
+      `  ${d.label}: ${d.source} -> ${d.target} (${d.cloned ? 'cloned' : 'copied'}, ${formatBytes(d.bytes)})${d.replaced ? `, replaces ${d.replaced} (kept)` : ''}`,
+    );
+  }
+  lines.push(`  ${r.cloned ? 'instant (cloned, no data copied)' : 'copied'}: ${formatBytes(r.bytes)}`);
+  if (r.warnings.length > 0) lines.push('warnings:', ...r.warnings.map((w) => `  ${w.code}: ${w.message}`));
+  return lines.join('\n');
+}
+
+export function registerRestore(program: Command, run: Runner): void {
+  program
+    .command('restore')
+    .description('restore a VM (as a new VM or to its original place) or some of its disks from a backup')
+    .requiredOption('--backup <id>', 'the backup to restore from')
+    .requiredOption('--vm <name>', 'the VM in that backup')
+    .option('--as <name>', 'restore the whole VM as a new VM with this name')
+    .option('--original', 'restore the whole VM to its original place, replacing the live VM')
+    .option('--force', 'do not ask before replacing the live VM (--original)')
+    .option('--datastore <name>', 'put the restored files on this datastore (default: the original ones)')
+    .option('--host <name>', 'register the new VM on this host (default: the original host)')
+    .option('--folder <path>', 'create the new VM in this folder (default: the original folder)')
+    .option('--disk <label...>', 'restore only these disks (by label)')
+    .option('--to <vm>', 'with --disk: add the disks to this existing VM')
+    .option('--replace', 'with --disk --to: replace the VM’s disk of the same label')
+    .option('--files-only', 'with --disk: only place the disk files on --datastore')
+    .option('--power-on', 'power the restored VM on')
+    .action(
+      run(async (ctx, opts: RestoreOptions) => {
+        const yes = await confirmed(ctx, opts);
+        const result = await withEngine(ctx, (engine) =>
+          runRestore(engine, {
+            backupId: opts.backup,
+            vm: opts.vm,
+            ...(opts.as !== undefined ? { as: opts.as } : {}),
+            ...(opts.original ? { original: true, confirmed: yes } : {}),
+            ...(opts.datastore !== undefined ? { datastore: opts.datastore } : {}),
+            ...(opts.host !== undefined ? { host: opts.host } : {}),
+            ...(opts.folder !== undefined ? { folder: opts.folder.replace(/^\/+|\/+$/g, '') } : {}),
+            ...(opts.disk !== undefined ? { disks: opts.disk } : {}),
+            ...(opts.to !== undefined ? { to: opts.to } : {}),
+            ...(opts.replace ? { replace: true } : {}),
+            ...(opts.filesOnly ? { filesOnly: true } : {}),
+            ...(opts.powerOn ? { powerOn: true } : {}),
+          }),
+        );
+        return ok(
+          result,
+          formatRestore(result),
+          result.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok,
+        );
+      }),
+    );
+
+  program
+    .command('mount')
+    .description('expose a backup’s array snapshot as datastore(s) on a host, through a writable clone')
+    .requiredOption('--backup <id>', 'the backup to mount')
+    .option('--host <name>', 'mount on this host (default: the host of the backup’s first VM)')
+    .action(
+      run(async (ctx, opts: { backup: string; host?: string }) =>
+        withEngine(ctx, async (engine) => {
+          const r = await runMount(engine, {
+            backupId: opts.backup,
+            ...(opts.host ? { host: opts.host } : {}),
+          });
+          const lines = [`mounted backup ${r.backupId} on ${r.host} (mount ${r.mountId})`];
+          for (const d of r.datastores) lines.push(`  ${d.name}: ${d.source} at ${d.path}`);
+          return ok(r, lines.join('\n'));
+        }),
+      ),
+    );
+
+  program
+    .command('unmount')
+    .description('remove the datastores of a mounted backup and delete their clone')
+    .requiredOption('--backup <id>', 'the mounted backup')
+    .action(
+      run(async (ctx, opts: { backup: string }) =>
+        withEngine(ctx, async (engine) => {
+          const r = await runUnmount(engine, { backupId: opts.backup });
+          const names = r.unmounted.flatMap((u) => u.datastores);
+          return ok(r, `unmounted backup ${r.backupId}: removed ${names.join(', ') || 'no datastore'}`);
+        }),
+      ),
+    );
+
+  program
+    .command('attach')
+    .description('make a backup’s disks visible to a running VM without copying them')
+    .requiredOption('--backup <id>', 'the backup')
+    .requiredOption('--vm <name>', 'the VM in that backup whose disks to attach')
+    .requiredOption('--to <vm>', 'the running VM to attach them to')
+    .option('--disk <label...>', 'only these disks (by label)')
+    .action(
+      run(async (ctx, opts: { backup: string; vm: string; to: string; disk?: string[] }) =>
+        withEngine(ctx, async (engine) => {
+          const r = await runAttach(engine, {
+            backupId: opts.backup,
+            vm: opts.vm,
+            to: opts.to,
+            ...(opts.disk ? { disks: opts.disk } : {}),
+          });
+          const lines = [
+            `attached ${r.disks.length} disk(s) of ${r.vm} from backup ${r.backupId} to ${r.targetVm.name}${r.mount.created ? ` (mounted ${r.mount.datastores.join(', ')})` : ''}`,
+            ...r.disks.map(
+              (d) => `  ${d.label}: ${d.file} (controller ${d.controllerKey}, unit ${d.unitNumber})`,
+            ),
+          ];
+          if (r.warnings.length > 0)
+            lines.push('warnings:', ...r.warnings.map((w) => `  ${w.code}: ${w.message}`));
+          return ok(r, lines.join('\n'), r.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok);
+        }),
+      ),
+    );
+
+  program
+    .command('detach')
+    .description('remove attached backup disks from a VM and release the mount')
+    .requiredOption('--to <vm>', 'the VM the disks were attached to')
+    .option('--backup <id>', 'only the disks of this backup')
+    .action(
+      run(async (ctx, opts: { to: string; backup?: string }) =>
+        withEngine(ctx, async (engine) => {
+          const r = await runDetach(engine, {
+            to: opts.to,
+            ...(opts.backup ? { backupId: opts.backup } : {}),
+          });
+          const lines = r.detached.map(
+            (d) =>
+              `detached ${d.files.length} disk(s) of backup ${d.backupId} from ${d.targetVm}${d.unmounted ? ', unmounted' : ''}`,
+          );
+          return ok(r, lines.join('\n'));
+        }),
+      ),
+    );
+}

@@ -1,0 +1,237 @@
+import { join } from 'node:path';
+import type { Mount } from '../catalog/index.js';
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
+import type { BackupRecord } from '../model/backup.js';
+import type { Host, Inventory } from '../model/inventory.js';
+import {
+  asCaller,
+  createDatastore,
+  detachDiskFiles,
+  removeDatastore,
+  type VsphereCaller,
+} from '../vsphere/vm-ops.js';
+import { crashPoint, type EngineContext } from './context.js';
+import { recover } from './recover.js';
+import { DATASTORE_PREFIX, type DatastorePlace, datastorePlaces, step } from './restore-common.js';
+import { runOperation } from './restore-undo.js';
+
+/**
+ * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
+ * never written: each array snapshot is cloned (instant on btrfs and reflink) and the clone's volume
+ * directories are mounted with CreateLocalDatastore, named `snapkeeper-<backup id>-<datastore>` (no VMFS
+ * resignature in the simulator, SPEC 7). Mounts are recorded in the catalog, which pins the backup: it
+ * cannot be deleted or expired while mounted. `unmount` removes the datastores and deletes the clones.
+ */
+
+export interface MountedDatastore {
+  /** Name of the mounted datastore (`snapkeeper-<backup>-<source>`). */
+  name: string;
+  id: string;
+  /** The backed-up datastore it shows. */
+  source: string;
+  path: string;
+  array: string;
+  cloneId: string;
+}
+
+/** What a `datastore` mount record holds (Mount.data). */
+export interface MountData {
+  host: string;
+  hostId: string;
+  datastores: MountedDatastore[];
+  clones: { array: string; cloneId: string }[];
+}
+
+export interface MountResult extends MountData {
+  mountId: string;
+  backupId: string;
+}
+
+export function mountedDatastoreName(backupId: string, datastore: string): string {
+  return `${DATASTORE_PREFIX}${backupId}-${datastore}`;
+}
+
+/** The complete or partial backup, else exit 3. */
+export function restorableBackup(ctx: EngineContext, backupId: string): BackupRecord {
+  const backup = ctx.catalog.findBackup(backupId);
+  if (!backup) throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${backupId} in the catalog`);
+  if (backup.state !== 'complete' && backup.state !== 'partial') {
+    throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to mount`);
+  }
+  return backup;
+}
+
+/** The `datastore` mount of a backup, if it is mounted. */
+export function datastoreMountOf(ctx: EngineContext, backupId: string): Mount | undefined {
+  return ctx.catalog.mountsOf(backupId).find((m) => m.kind === 'datastore');
+}
+
+/** Checks made before any change: nothing of that name is mounted already. */
+export function checkMountable(backup: BackupRecord, inventory: Inventory): void {
+  for (const s of backup.snapshots) {
+    for (const ds of Object.keys(s.datastores)) {
+      const name = mountedDatastoreName(backup.id, ds);
+      if (inventory.datastores.some((d) => d.name === name)) {
+        throw new ConflictError('DATASTORE_EXISTS', `a datastore named ${name} already exists in vCenter`);
+      }
+    }
+  }
+}
+
+/**
+ * The journaled steps of a mount inside operation `opId`: clone each array snapshot, mount each of its
+ * datastores on `host`, record the mount as `mountId`. Used by `mount` and by `attach` when it mounts.
+ */
+export async function mountSteps(
+  ctx: EngineContext,
+  vc: VsphereCaller,
+  opId: string,
+  mountId: string,
+  backup: BackupRecord,
+  host: Host,
+  places: Map<string, DatastorePlace>,
+): Promise<MountData> {
+  const data: MountData = { host: host.name, hostId: host.id, datastores: [], clones: [] };
+  ctx.events.phase('mount');
+  for (const s of backup.snapshots) {
+    const array = await ctx.array(s.array);
+    ctx.events.item(`array ${s.array}`, 'cloning the snapshot');
+    const clone = await step(
+      ctx,
+      opId,
+      {
+        action: 'array.clone',
+        target: s.array,
+        data: { array: s.array, snapshotId: s.snapshotId, label: opId },
+      },
+      () => array.cloneSnapshot(s.snapshotId, { label: opId }),
+      (c) => ({ cloneId: c.id }),
+    );
+    data.clones.push({ array: s.array, cloneId: clone.id });
+    crashPoint('mount-cloned');
+    for (const [source, volumes] of Object.entries(s.datastores)) {
+      if (volumes.length !== 1) continue; // a datastore over several volumes cannot be one directory
+      const subPath = places.get(source)?.subPath ?? '';
+      const path = subPath === '' ? join(clone.path, volumes[0]!) : join(clone.path, volumes[0]!, subPath);
+      const name = mountedDatastoreName(backup.id, source);
+      ctx.events.item(name, `mounting on ${host.name}`);
+      const id = await step(
+        ctx,
+        opId,
+        { action: 'datastore.create', target: name, data: { hostId: host.id, name, path } },
+        () => createDatastore(vc, host.id, name, path),
+        (dsId) => ({ datastoreId: dsId }),
+      );
+      data.datastores.push({ name, id, source, path, array: s.array, cloneId: clone.id });
+      crashPoint('mount-datastore-created');
+    }
+  }
+  await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId } }, async () =>
+    ctx.catalog.addMount({ id: mountId, backupId: backup.id, kind: 'datastore', data: { ...data } }),
+  );
+  return data;
+}
+
+/**
+ * Removes a datastore mount: detaches any disk a VM still has on its datastores (a crashed attach), removes
+ * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
+ */
+export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: Mount): Promise<void> {
+  const data = mount.data as unknown as MountData;
+  const inventory = await (await ctx.vcenter()).inventory();
+  for (const ds of data.datastores ?? []) {
+    for (const vm of inventory.vms) {
+      const files = vm.disks.filter((d) => d.datastore === ds.name).map((d) => d.file);
+      if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
+    }
+    const live = inventory.datastores.find((d) => d.name === ds.name);
+    if (live) await removeDatastore(vc, data.hostId, live.id);
+  }
+  for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
+  if (ctx.catalog.listMounts().some((m) => m.id === mount.id)) ctx.catalog.removeMount(mount.id);
+}
+
+export interface MountRequest {
+  backupId: string;
+  /** Host to mount on (default: the host of the backup's first VM). */
+  host?: string;
+}
+
+export async function runMount(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
+  const backup = restorableBackup(ctx, request.backupId);
+  if (datastoreMountOf(ctx, backup.id)) {
+    throw new ConflictError('BACKUP_MOUNTED', `backup ${backup.id} is already mounted; unmount it first`);
+  }
+  const session = await ctx.vcenter();
+  await recover(ctx, { onlyDeadOperations: true });
+  const vc = asCaller(session);
+  const inventory = await session.inventory();
+  const hostName = request.host ?? backup.vms[0]?.host ?? '';
+  const host = inventory.hosts.find((h) => h.name === hostName);
+  if (!host) throw new NotFoundError('HOST_NOT_FOUND', `no host ${hostName} in vCenter`);
+  checkMountable(backup, inventory);
+  const places = await datastorePlaces(ctx, inventory);
+  return runOperation(
+    ctx,
+    vc,
+    { kind: 'mount', subject: backup.id, locks: [`mount:${backup.id}`] },
+    async (opId) => {
+      const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
+      ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
+      return { mountId: opId, backupId: backup.id, ...data };
+    },
+  );
+}
+
+export interface UnmountResult {
+  backupId: string;
+  unmounted: { mountId: string; datastores: string[]; clones: number }[];
+}
+
+export async function runUnmount(ctx: EngineContext, request: { backupId: string }): Promise<UnmountResult> {
+  if (!ctx.catalog.findBackup(request.backupId)) {
+    throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${request.backupId} in the catalog`);
+  }
+  const mounts = ctx.catalog.mountsOf(request.backupId);
+  const datastoreMounts = mounts.filter((m) => m.kind === 'datastore');
+  if (datastoreMounts.length === 0) {
+    throw new UsageError('NOT_MOUNTED', `backup ${request.backupId} is not mounted`);
+  }
+  const attached = mounts.filter((m) => m.kind === 'attach');
+  if (attached.length > 0) {
+    throw new ConflictError(
+      'MOUNT_IN_USE',
+      `disks of backup ${request.backupId} are attached to ${attached.map((a) => String(a.data.targetVm)).join(', ')}; detach them first`,
+    );
+  }
+  const session = await ctx.vcenter();
+  await recover(ctx, { onlyDeadOperations: true });
+  const vc = asCaller(session);
+  return runOperation(
+    ctx,
+    vc,
+    { kind: 'mount', subject: request.backupId, locks: [`mount:${request.backupId}`] },
+    async (opId) => {
+      const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
+      for (const m of datastoreMounts) {
+        // Journaled as a roll-forward step: once begun, recover finishes the unmount rather than undo it.
+        ctx.catalog.journal(opId, {
+          action: 'unmount.begin',
+          target: request.backupId,
+          data: { mountId: m.id },
+        });
+        ctx.events.phase(`unmount ${m.id}`);
+        await unmountOne(ctx, vc, m);
+        crashPoint('unmount-done');
+        const data = m.data as unknown as MountData;
+        out.unmounted.push({
+          mountId: m.id,
+          datastores: (data.datastores ?? []).map((d) => d.name),
+          clones: (data.clones ?? []).length,
+        });
+      }
+      ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
+      return out;
+    },
+  );
+}
