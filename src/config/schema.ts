@@ -95,13 +95,11 @@ export const configSchema = z
           })
           .strict()
           .default({ global: 16, perHost: 4 }),
-        taskTimeoutSeconds: z.number().positive().default(600),
       })
       .strict()
       .default({
         mode: 'SNAPSHOT_EXCL_MEM',
         concurrency: { global: 16, perHost: 4 },
-        taskTimeoutSeconds: 600,
       }),
     tasks: z.array(taskSchema).default([]),
     repositories: z.array(z.record(z.string(), z.unknown())).default([]),

@@ -129,7 +129,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     // Unexpected failure (catalog, programming error): release what was prepared, then report.
     releaseFailed = !(await releaseAll(ctx, vc, id, runs));
     record.error = errorMessage(err);
-    for (const r of runs) if (r.record.state === 'ok' && !r.prepared) failVm(r, record.error);
+    for (const r of runs) failVm(r, record.error);
   }
 
   addPointInTimeWarnings(record);
