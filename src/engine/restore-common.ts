@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { StorageArray } from '../arrays/types.js';
-import type { JournalEntry } from '../catalog/index.js';
-import { errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
+import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
 import { datastorePathToRelative, mapDatastoresToVolumes } from '../rules/datastores.js';
@@ -339,13 +338,4 @@ export async function step<T>(
   const value = await fn(id);
   ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
   return value;
-}
-
-/** The newest data of the entries with `action` (intent merged with result). */
-export function entriesOf(entries: JournalEntry[], action: string): JournalEntry[] {
-  return entries.filter((e) => e.action === action);
-}
-
-export function describeError(err: unknown): string {
-  return errorMessage(err);
 }

@@ -207,9 +207,13 @@ export class Vcenter implements VcenterSession, Invoker {
     try {
       parsed = soapBody(parseXml(res.body));
     } catch (err) {
-      throw new SnapkeeperError('VCENTER_BAD_RESPONSE', `${method}: unreadable answer (HTTP ${res.status})`, {
-        cause: err,
-      });
+      throw new SnapkeeperError(
+        'VCENTER_BAD_RESPONSE',
+        `${method}: unreadable answer (HTTP ${res.status}): ${errorMessage(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     const fault = asObject(parsed?.Fault);
     if (fault) throw faultFromSoap(fault, method);

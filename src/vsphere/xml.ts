@@ -3,6 +3,8 @@
  * tree. Nothing here knows about methods or managed objects beyond the `ManagedObjectReference` shape.
  */
 
+import { SaxesParser } from 'saxes';
+
 export const VIM25_NS = 'urn:vim25';
 export const XSI_NS = 'http://www.w3.org/2001/XMLSchema-instance';
 const SOAPENV_NS = 'http://schemas.xmlsoap.org/soap/envelope/';
@@ -98,32 +100,16 @@ export function moRef(v: XmlNode | XmlNode[] | undefined): MoRef | undefined {
   return { type: o.$type, value: o.$text };
 }
 
-const ENTITY = /&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);/g;
-const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
-
-function decode(s: string): string {
-  if (!s.includes('&')) return s;
-  return s.replace(ENTITY, (_m, e: string) => {
-    if (e[0] !== '#') return NAMED[e]!;
-    const code = e[1] === 'x' ? Number.parseInt(e.slice(2), 16) : Number.parseInt(e.slice(1), 10);
-    return String.fromCodePoint(code);
-  });
-}
-
 function localName(name: string): string {
   const i = name.indexOf(':');
   return i < 0 ? name : name.slice(i + 1);
 }
-
-class XmlSyntaxError extends Error {}
 
 interface Frame {
   name: string;
   obj: XmlObject;
   text: string;
   hasChildren: boolean;
-  scope: Map<string, string>;
-  ownScope: boolean;
 }
 
 function addChild(parent: Frame, name: string, value: XmlNode): void {
@@ -143,120 +129,47 @@ function finish(frame: Frame): XmlNode {
 }
 
 /**
- * Parses a SOAP response into the namespace-free XmlNode tree. A purpose-built scanner rather than a general
- * XML library: an inventory answer for 2,000 VMs is over 12 MB, which fast-xml-parser takes seconds to read;
- * this reads it in a fraction of that (the unit tests check both agree on every fixture). It accepts the
- * XML that SOAP servers write (elements, attributes, character and entity references, CDATA, comments,
- * processing instructions) and refuses DTDs, so no entity expansion can be smuggled in.
+ * Parses a SOAP response into the namespace-free XmlNode tree, with saxes (a conformant, namespace-aware
+ * streaming parser): malformed XML is an error naming line and column, and DTDs are refused so no entity
+ * expansion can be smuggled in. Streaming events straight into the small tree keeps a 12 MB inventory
+ * answer (2,000 VMs) well under a second.
  *
- * `*:type` attributes are resolved by namespace URI against the declarations in scope: the simulator
- * declares the schema-instance namespace with the prefix `XMLSchema-instance`, a real vCenter with `xsi`.
+ * `*:type` attributes are resolved by namespace URI: the simulator declares the schema-instance namespace
+ * with the prefix `XMLSchema-instance`, a real vCenter with `xsi`.
  */
 export function parseXml(xml: string): XmlObject {
-  const root: Frame = { name: '', obj: {}, text: '', hasChildren: false, scope: new Map(), ownScope: true };
+  const parser = new SaxesParser({ xmlns: true, position: true });
+  const root: Frame = { name: '', obj: {}, text: '', hasChildren: false };
   const stack: Frame[] = [root];
   let top = root;
-  let pos = 0;
-  const n = xml.length;
-  while (pos < n) {
-    const lt = xml.indexOf('<', pos);
-    const end = lt < 0 ? n : lt;
-    if (end > pos && top !== root) top.text += decode(xml.slice(pos, end));
-    if (lt < 0) break;
-    const c = xml.charCodeAt(lt + 1);
-    if (c === 63 /* ? */) {
-      const e = xml.indexOf('?>', lt + 2);
-      if (e < 0) throw new XmlSyntaxError('unterminated processing instruction');
-      pos = e + 2;
-      continue;
+  parser.on('doctype', () => {
+    throw new Error('DTDs are not accepted');
+  });
+  parser.on('opentag', (tag) => {
+    const frame: Frame = { name: tag.local, obj: {}, text: '', hasChildren: false };
+    for (const attr of Object.values(tag.attributes)) {
+      if (attr.uri === XSI_NS && attr.local === 'type') frame.obj.$xsiType = localName(attr.value);
+      else if (attr.name === 'type') frame.obj.$type = attr.value;
     }
-    if (c === 33 /* ! */) {
-      if (xml.startsWith('<!--', lt)) {
-        const e = xml.indexOf('-->', lt + 4);
-        if (e < 0) throw new XmlSyntaxError('unterminated comment');
-        pos = e + 3;
-      } else if (xml.startsWith('<![CDATA[', lt)) {
-        const e = xml.indexOf(']]>', lt + 9);
-        if (e < 0) throw new XmlSyntaxError('unterminated CDATA section');
-        top.text += xml.slice(lt + 9, e);
-        pos = e + 3;
-      } else throw new XmlSyntaxError('DTDs are not accepted');
-      continue;
-    }
-    const gt = xml.indexOf('>', lt + 1);
-    if (gt < 0) throw new XmlSyntaxError('unterminated tag');
-    if (c === 47 /* / */) {
-      const name = localName(xml.slice(lt + 2, gt).trim());
-      if (stack.length < 2 || name !== top.name) throw new XmlSyntaxError(`unexpected </${name}>`);
-      stack.pop();
-      const parent = stack[stack.length - 1]!;
-      addChild(parent, name, finish(top));
-      top = parent;
-      pos = gt + 1;
-      continue;
-    }
-    // A '>' inside a quoted attribute value would end the tag early: scan quotes when there are any.
-    let tagEnd = gt;
-    if (xml.slice(lt, gt).includes('"') || xml.slice(lt, gt).includes("'")) {
-      let quote = 0;
-      for (let i = lt + 1; ; i++) {
-        if (i >= n) throw new XmlSyntaxError('unterminated tag');
-        const ch = xml.charCodeAt(i);
-        if (quote !== 0) {
-          if (ch === quote) quote = 0;
-        } else if (ch === 34 || ch === 39) quote = ch;
-        else if (ch === 62) {
-          tagEnd = i;
-          break;
-        }
-      }
-    }
-    const selfClosing = xml.charCodeAt(tagEnd - 1) === 47;
-    const inner = xml.slice(lt + 1, selfClosing ? tagEnd - 1 : tagEnd);
-    let nameEnd = 0;
-    while (nameEnd < inner.length && inner.charCodeAt(nameEnd) > 32) nameEnd++;
-    const frame: Frame = {
-      name: localName(inner.slice(0, nameEnd)),
-      obj: {},
-      text: '',
-      hasChildren: false,
-      scope: top.scope,
-      ownScope: false,
-    };
-    if (nameEnd < inner.length) parseAttributes(inner.slice(nameEnd), frame);
-    pos = tagEnd + 1;
-    if (selfClosing) addChild(top, frame.name, finish(frame));
-    else {
-      stack.push(frame);
-      top = frame;
-    }
-  }
-  if (stack.length !== 1) throw new XmlSyntaxError(`unclosed <${top.name}>`);
+    stack.push(frame);
+    top = frame;
+  });
+  parser.on('text', (text) => {
+    if (top !== root) top.text += text;
+  });
+  parser.on('cdata', (text) => {
+    top.text += text;
+  });
+  parser.on('closetag', () => {
+    const frame = stack.pop()!;
+    top = stack[stack.length - 1]!;
+    addChild(top, frame.name, finish(frame));
+  });
+  parser.on('error', (err) => {
+    throw err;
+  });
+  parser.write(xml).close();
   return root.obj;
-}
-
-const ATTR = /([^\s=]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
-
-function parseAttributes(s: string, frame: Frame): void {
-  const xsiCandidates: Array<[string, string]> = [];
-  ATTR.lastIndex = 0;
-  for (let m = ATTR.exec(s); m !== null; m = ATTR.exec(s)) {
-    const name = m[1]!;
-    const value = decode(m[2] ?? m[3] ?? '');
-    if (name === 'type') frame.obj.$type = value;
-    else if (name.startsWith('xmlns:')) {
-      // Copy on first declaration: most elements declare nothing and share their parent's scope.
-      if (!frame.ownScope) {
-        frame.scope = new Map(frame.scope);
-        frame.ownScope = true;
-      }
-      frame.scope.set(name.slice(6), value);
-    } else if (name.endsWith(':type')) xsiCandidates.push([name.slice(0, -5), value]);
-  }
-  // Declarations on the element itself apply to its own attributes, whatever their order.
-  for (const [prefix, value] of xsiCandidates) {
-    if (frame.scope.get(prefix) === XSI_NS) frame.obj.$xsiType = localName(value);
-  }
 }
 
 /** The Body of a SOAP envelope. */
