@@ -58,7 +58,9 @@ export class Progress {
   }
 
   #draw(): void {
-    const width = this.#stream.columns ?? 100;
+    // A pty without a size reports 0 columns: fall back to a sane width rather than cutting every line.
+    const columns = this.#stream.columns ?? 0;
+    const width = columns >= 20 ? columns : 120;
     const rows = [...this.#lines.entries()].slice(-20);
     for (const [key, status] of rows) this.#stream.write(`${`${key}: ${status}`.slice(0, width - 1)}\n`);
     this.#drawn = rows.length;

@@ -78,6 +78,8 @@ export interface RestoreRequest {
   /** Only place the disk files on `datastore`. */
   filesOnly?: boolean;
   powerOn?: boolean;
+  /** Check everything and report what would be restored where; change nothing. */
+  dryRun?: boolean;
   signal?: AbortSignal;
 }
 
@@ -97,7 +99,9 @@ export interface RestoredDisk {
 }
 
 export interface RestoreResult {
+  /** Empty for a dry run. */
   operationId: string;
+  dryRun: boolean;
   backupId: string;
   vm: string;
   mode: 'new' | 'original' | 'disks' | 'files';
@@ -143,7 +147,7 @@ export async function runRestore(ctx: EngineContext, request: RestoreRequest): P
   for (const d of request.disks ?? []) if (d === '') throw new UsageError('RESTORE_MODE', 'empty disk label');
   // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
   const { backup, vm } = backupVm(ctx, request.backupId, request.vm);
-  if (request.original && !request.confirmed) {
+  if (request.original && !request.confirmed && !request.dryRun) {
     throw new UsageError(
       'CONFIRMATION_REQUIRED',
       `restoring ${vm.name} to its original place powers off and replaces the live VM: confirm with --force`,
@@ -273,6 +277,7 @@ function result(
 ): RestoreResult {
   return {
     operationId: opId,
+    dryRun: false,
     backupId: p.backup.id,
     vm: p.vm.name,
     mode,
@@ -281,6 +286,32 @@ function result(
     bytes: disks.reduce((a, d) => a + d.bytes, 0),
     warnings: p.warnings,
   };
+}
+
+/** A dry run's answer: the disks as they would be placed (`cloned` is what the array would do). */
+async function planned(
+  p: Prepared,
+  mode: RestoreResult['mode'],
+  dirs: Map<string, { plan: DiskPlan; stem: string }[]>,
+  targetVm?: RestoreResult['targetVm'],
+): Promise<RestoreResult> {
+  const disks: RestoredDisk[] = [];
+  for (const [dir, items] of dirs) {
+    for (const { plan, stem } of items) {
+      const array = await p.ctx.array(diskSource(p.backup, plan.disk, p.places).array);
+      const path = join(dir, `${stem}.vmdk`);
+      disks.push({
+        label: plan.disk.label,
+        source: plan.disk.file,
+        target: `[${plan.place.datastore.name}] ${relativeToPlace(plan.place, path)}`,
+        path,
+        cloned: array.instantClone,
+        bytes: plan.disk.capacityBytes,
+        capacityBytes: plan.disk.capacityBytes,
+      });
+    }
+  }
+  return { ...result(p, '', mode, disks), dryRun: true, ...(targetVm ? { targetVm } : {}) };
 }
 
 /** Groups disk plans by the directory they go to. */
@@ -369,6 +400,15 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
   });
 
   const locks = [`vmname:${vm.datacenter}/${name}`, ...(live ? [`vm:${live.id}`] : [])];
+  if (request.dryRun) {
+    return planned(p, original ? 'original' : 'new', dirs, {
+      name,
+      id: live?.id ?? '',
+      host: host.name,
+      folder: folder.path,
+      poweredOn: request.powerOn === true,
+    });
+  }
   return inOperation(p, 'restore', locks, async (opId) => {
     ctx.events.phase('restore disks');
     const suffix = opSuffix(opId);
@@ -516,15 +556,27 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
     }
   }
   const slots = request.replace ? [] : freeScsiSlots(devices, plans.length);
+  const stemOf = (pl: DiskPlan, suffix: string) => `${vm.name}_${pl.index}-restored-${suffix}`;
+  const dirOf = (pl: DiskPlan) => join(pl.place.path, target.name);
+  if (request.dryRun) {
+    return planned(
+      p,
+      'disks',
+      byDir(plans, dirOf, (pl) => stemOf(pl, 'XXXXXX')),
+      {
+        name: target.name,
+        id: target.id,
+        host: target.host,
+        folder: target.folder,
+        poweredOn: devices.powerState === 'poweredOn',
+      },
+    );
+  }
 
   return inOperation(p, 'restore', [`vm:${target.id}`], async (opId) => {
     ctx.events.phase('restore disks');
     const suffix = opSuffix(opId);
-    const dirs = byDir(
-      plans,
-      (pl) => join(pl.place.path, target.name),
-      (pl) => `${vm.name}_${pl.index}-restored-${suffix}`,
-    );
+    const dirs = byDir(plans, dirOf, (pl) => stemOf(pl, suffix));
     const restored = new Map<DiskRecord, RestoredDisk>();
     for (const [dir, items] of dirs) {
       const out = await placeDisks(p, opId, dir, items, !(await exists(dir)));
@@ -581,9 +633,16 @@ async function restoreFiles(p: Prepared, request: RestoreRequest): Promise<Resto
   checkFreeSpace(spaceNeeds(plans));
   const dir = join(place.path, `${vm.name}-restore-${backup.id}`);
   if (await exists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
+  const stemOf = (pl: DiskPlan) => `${vm.name}_${pl.index}`;
+  if (request.dryRun)
+    return planned(
+      p,
+      'files',
+      byDir(plans, () => dir, stemOf),
+    );
   return inOperation(p, 'restore', [`dir:${dir}`], async (opId) => {
     ctx.events.phase('restore disk files');
-    const items = plans.map((pl) => ({ plan: pl, stem: `${vm.name}_${pl.index}` }));
+    const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
     crashPoint('restore-files-placed');
     ctx.catalog.journal(opId, { action: 'commit', target: dir });

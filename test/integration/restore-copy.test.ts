@@ -176,6 +176,18 @@ describe('restore on a copy-driver lab', () => {
       assert.equal(run.json?.error?.code, code, `${args.join(' ')}: ${run.stdout}`);
       assert.ok(String(run.json.error.message).length > 10, 'a message that says what is wrong');
     }
+    // Dry runs check the same and report the plan, changing nothing either.
+    const dry = await cli('restore', '--backup', b, '--vm', 'web01', '--original', '--dry-run');
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+    assert.equal(dry.json.dryRun, true);
+    assert.equal(dry.json.mode, 'original');
+    assert.deepEqual(
+      dry.json.disks.map((d: { target: string }) => d.target),
+      sizes('web01').map((d) => d.file),
+    );
+    const dryNew = await cli('restore', '--backup', b, '--vm', 'db01', '--as', 'db01-dry', '--dry-run');
+    assert.equal(dryNew.code, 1, 'the RDM warnings are reported by a dry run too');
+    assert.equal(dryNew.json.disks[0].target, '[ds-a] db01-dry/db01-dry_0.vmdk');
     assert.deepEqual(stateOf(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);

@@ -23,11 +23,12 @@ interface RestoreOptions {
   replace?: boolean;
   filesOnly?: boolean;
   powerOn?: boolean;
+  dryRun?: boolean;
 }
 
 /** `--original` replaces a live VM: only with --force, or a typed "yes" on an interactive terminal. */
 async function confirmed(ctx: CliContext, opts: RestoreOptions): Promise<boolean> {
-  if (!opts.original || opts.force) return true;
+  if (!opts.original || opts.force || opts.dryRun) return true;
   if (ctx.json || !process.stdin.isTTY || !process.stderr.isTTY) return false;
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -50,7 +51,7 @@ function formatRestore(r: RestoreResult): string {
         : r.mode === 'disks'
           ? `restored ${r.disks.length} disk(s) of ${r.vm} into VM ${r.targetVm?.name}`
           : `restored ${r.disks.length} disk file(s) of ${r.vm}`;
-  lines.push(`${what} from backup ${r.backupId}`);
+  lines.push(`${r.dryRun ? 'would have ' : ''}${what} from backup ${r.backupId}`);
   if (r.targetVm)
     lines.push(
       `  host ${r.targetVm.host}, folder /${r.targetVm.folder}, ${r.targetVm.poweredOn ? 'powered on' : 'powered off'}`,
@@ -61,6 +62,7 @@ function formatRestore(r: RestoreResult): string {
     );
   }
   lines.push(`  ${r.cloned ? 'instant (cloned, no data copied)' : 'copied'}: ${formatBytes(r.bytes)}`);
+  if (r.dryRun) lines.push('dry run: nothing was changed');
   if (r.warnings.length > 0) lines.push('warnings:', ...r.warnings.map((w) => `  ${w.code}: ${w.message}`));
   return lines.join('\n');
 }
@@ -82,6 +84,7 @@ export function registerRestore(program: Command, run: Runner): void {
     .option('--replace', 'with --disk --to: replace the VM’s disk of the same label')
     .option('--files-only', 'with --disk: only place the disk files on --datastore')
     .option('--power-on', 'power the restored VM on')
+    .option('--dry-run', 'check everything and show what would be restored where; change nothing')
     .action(
       run(async (ctx, opts: RestoreOptions) => {
         const yes = await confirmed(ctx, opts);
@@ -99,6 +102,7 @@ export function registerRestore(program: Command, run: Runner): void {
             ...(opts.replace ? { replace: true } : {}),
             ...(opts.filesOnly ? { filesOnly: true } : {}),
             ...(opts.powerOn ? { powerOn: true } : {}),
+            ...(opts.dryRun ? { dryRun: true } : {}),
           }),
         );
         return ok(
