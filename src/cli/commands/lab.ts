@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { UsageError } from '../../errors.js';
+import { ExitCode, UsageError } from '../../errors.js';
 import { labDown, labStatus, labUp } from '../../lab/lab.js';
+import { verifyLabVm } from '../../lab/verify.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
 import type { Runner } from './index.js';
 
@@ -31,6 +32,21 @@ interface UpOptions {
   delay?: string[];
   http?: boolean;
   sessionIdleTimeout?: string;
+}
+
+async function verifyCommand(
+  _ctx: CliContext,
+  opts: { dir: string; vm: string; as?: string },
+): Promise<CommandResult> {
+  const disks = await verifyLabVm(opts.dir, opts.vm, opts.as);
+  const target = opts.as ?? opts.vm;
+  const good = disks.length > 0 && disks.every((d) => d.ok);
+  const lines = disks.map(
+    (d) =>
+      `  ${d.label} ${d.file}: ${d.ok ? `identical to ${opts.vm}'s original (${d.bytes} bytes)` : `DIFFERS at byte ${d.firstDifference}`}`,
+  );
+  const text = `${target}: ${good ? 'every disk matches' : 'MISMATCH'}\n${lines.join('\n')}`;
+  return ok({ vm: target, expected: opts.vm, ok: good, disks }, text, good ? ExitCode.ok : ExitCode.failed);
 }
 
 async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResult> {
@@ -117,6 +133,13 @@ export function registerLab(program: Command, run: Runner): void {
     .description('whether the lab in DIR is running')
     .requiredOption('--dir <dir>', 'lab directory')
     .action(run(action(statusCommand)));
+  lab
+    .command('verify')
+    .description("check that a VM's disks hold the bytes the lab wrote for a VM (e.g. after a restore)")
+    .requiredOption('--dir <dir>', 'lab directory')
+    .requiredOption('--vm <name>', 'the lab VM whose original bytes are expected')
+    .option('--as <name>', 'the VM to check (default: --vm), e.g. a restored copy')
+    .action(run(action(verifyCommand)));
   lab
     .command('down')
     .description('stop the lab in DIR and remove everything it made there')
