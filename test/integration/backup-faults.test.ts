@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -8,7 +9,7 @@ import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
-import { runCli } from '../helpers/cli.js';
+import { CLI, runCli } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
@@ -154,6 +155,36 @@ describe('backup under injected faults', () => {
     });
   }
 
+  it('Ctrl-C stops preparing more VMs, still releases the prepared ones, and reports partial', async () => {
+    const doc = YAML.parse(await readFile(proxiedConfig, 'utf8'));
+    doc.defaults = { ...doc.defaults, concurrency: { global: 1, perHost: 1 } };
+    const serial = join(lab.dir, 'serial.yaml');
+    await writeFile(serial, YAML.stringify(doc));
+    // app01 goes first (VMs are prepared in name order); its snapshot call is held until we have interrupted.
+    proxy.rules = [{ method: 'CreateSnapshot_Task', match: only('app01'), action: 'delay', ms: 1500 }];
+    const child = spawn(
+      process.execPath,
+      [CLI, '--config', serial, '--json', 'backup', '--vm', 'app01', 'web01', '--mode', 'SNAPSHOT_EXCL_MEM'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const out: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await until(() => proxy.seen.some((r) => r.method === 'CreateSnapshot_Task'));
+    child.kill('SIGINT');
+    const code = await exited;
+    proxy.rules = [];
+    const record = JSON.parse(Buffer.concat(out).toString()) as BackupRecord;
+    assert.equal(code, 2);
+    assert.equal(record.state, 'partial');
+    assert.equal(record.vms.find((v) => v.name === 'app01')!.state, 'ok');
+    assert.match(record.vms.find((v) => v.name === 'web01')!.error ?? '', /interrupted/);
+    assert.ok(!proxy.seen.some((r) => r.method === 'CreateSnapshot_Task' && r.body.includes(only('web01'))));
+    await assertClean(lab.configPath, clean);
+  });
+
   it('an array that fails the group snapshot: backup failed, every VM released, no orphan', async () => {
     const config = loadConfig(lab.configPath);
     const root = config.arrays[0]!.path;
@@ -215,5 +246,14 @@ function loadCatalogCount(path: string): number {
     return c.listBackups().length;
   } finally {
     c.close();
+  }
+}
+
+/** Waits for a condition the test cannot be told about directly (a request reaching the proxy). */
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
