@@ -123,6 +123,8 @@ interface Prepared {
   places: Map<string, DatastorePlace>;
   disks: DiskRecord[];
   warnings: Warning[];
+  /** Aborts copying (Ctrl-C); what was placed is undone like any failure. */
+  signal?: AbortSignal;
 }
 
 export async function runRestore(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
@@ -180,7 +182,17 @@ export async function runRestore(ctx: EngineContext, request: RestoreRequest): P
     });
   }
   disks = disks.filter((d) => !isRdm(d) && d.included);
-  const p: Prepared = { ctx, vc, backup, vm, inventory, places, disks, warnings };
+  const p: Prepared = {
+    ctx,
+    vc,
+    backup,
+    vm,
+    inventory,
+    places,
+    disks,
+    warnings,
+    ...(request.signal ? { signal: request.signal } : {}),
+  };
   if (request.disks !== undefined) {
     return request.filesOnly ? restoreFiles(p, request) : restoreIntoVm(p, request);
   }
@@ -228,6 +240,7 @@ async function placeDisks(
         const array = await ctx.array(src.array);
         ctx.events.item(plan.disk.label, array.instantClone ? 'cloning' : 'copying');
         const placed = await placeDisk(array, src, dir, stem, {
+          ...(p.signal ? { signal: p.signal } : {}),
           onProgress: (done, total) =>
             ctx.events.item(plan.disk.label, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),
         });

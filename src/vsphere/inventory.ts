@@ -217,7 +217,12 @@ export function mapInventory(
     const disks = devices
       .filter((d) => d.$xsiType === 'VirtualDisk')
       .map((d) => mapDisk(d, nameOf, lunByUuid));
-    const datastoreNames = [homeDatastore, ...propArray(oc, 'datastore').map((r) => nameOf(moRef(r)))];
+    // A VM can keep a reference to a datastore that no longer exists (the simulator does after a detach and
+    // unmount): only datastores that are in the inventory count.
+    const liveDatastoreRefs = propArray(oc, 'datastore')
+      .map((r) => moRef(r))
+      .filter((r) => r !== undefined && byId.has(r.value));
+    const datastoreNames = [homeDatastore, ...liveDatastoreRefs.map((r) => nameOf(r))];
     for (const d of disks)
       if (d.kind !== 'rdm-physical' && d.kind !== 'rdm-virtual') datastoreNames.push(d.datastore);
     const cluster = host ? clusterOfHost.get(host.value) : undefined;

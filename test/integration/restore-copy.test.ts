@@ -237,6 +237,13 @@ describe('restore on a copy-driver lab', () => {
       ]),
     );
     assert.equal(vm.hardware?.numCpu, backup.vms.find((v) => v.name === 'web01')!.hardware?.numCpu);
+    // The backup held web01 with a VM snapshot: the base disks are its state, and no snapshot comes along.
+    assert.equal(backup.vms.find((v) => v.name === 'web01')!.vmSnapshot, `snapkeeper-${backup.id}`);
+    assert.deepEqual(vm.snapshots, []);
+    assert.ok(
+      r.disks.every((d: { source: string }) => !/-\d{6}\.vmdk$/.test(d.source)),
+      'base disks, not deltas',
+    );
     assert.notEqual(vm.instanceUuid, backup.vms.find((v) => v.name === 'web01')!.instanceUuid);
     const live = inv.vms.find((v) => v.name === 'web01')!;
     assert.equal(live.powerState, 'poweredOn', 'the live VM is untouched');

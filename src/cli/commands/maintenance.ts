@@ -23,6 +23,7 @@ export function registerMaintenance(program: Command, run: Runner): void {
             `${verb}delete ${report.deletedArraySnapshots.length} orphan array snapshot(s)${report.deletedArraySnapshots.map((s) => `\n  ${s.array}/${s.snapshotId}`).join('')}`,
             `${verb}mark ${report.failedBackups.length} interrupted backup(s) failed`,
           ];
+          lines.push(...report.actions);
           if (report.running.length > 0) {
             lines.push(
               `left alone (still running): ${report.running.map((r) => `${r.kind} ${r.id} pid ${r.pid}`).join(', ')}`,

@@ -88,6 +88,10 @@ export function registerRestore(program: Command, run: Runner): void {
     .action(
       run(async (ctx, opts: RestoreOptions) => {
         const yes = await confirmed(ctx, opts);
+        // Ctrl-C stops a copy in progress; what the restore did so far is undone before the exit.
+        const abort = new AbortController();
+        const onSigint = () => abort.abort();
+        process.once('SIGINT', onSigint);
         const result = await withEngine(ctx, (engine) =>
           runRestore(engine, {
             backupId: opts.backup,
@@ -103,8 +107,9 @@ export function registerRestore(program: Command, run: Runner): void {
             ...(opts.filesOnly ? { filesOnly: true } : {}),
             ...(opts.powerOn ? { powerOn: true } : {}),
             ...(opts.dryRun ? { dryRun: true } : {}),
+            signal: abort.signal,
           }),
-        );
+        ).finally(() => process.off('SIGINT', onSigint));
         return ok(
           result,
           formatRestore(result),
