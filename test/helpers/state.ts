@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
+import type { Inventory } from '../../src/model/inventory.js';
 import { connect } from '../../src/vsphere/index.js';
 
 export interface VmSnapshotState {
@@ -90,5 +91,53 @@ export async function listFiles(dir: string): Promise<string[]> {
     }
   }
   await walk(dir, '');
+  return out.sort();
+}
+
+/** The whole inventory, fresh from the simulator. */
+export async function inventoryOf(configPath: string): Promise<Inventory> {
+  const vc = await connect(loadConfig(configPath).vcenter);
+  try {
+    return await vc.inventory();
+  } finally {
+    await vc.logout();
+  }
+}
+
+/**
+ * What an operation must leave alone, by name (ids change when a VM is registered again): VMs (power, host,
+ * folder, vmx, datastores, disks) and datastores, for before/after comparisons.
+ */
+export function inventoryState(inv: Inventory) {
+  return {
+    vms: inv.vms
+      .map((v) => ({
+        name: v.name,
+        power: v.powerState,
+        host: v.host,
+        folder: v.folder,
+        vmx: v.vmxFile,
+        datastores: [...v.datastores].sort(),
+        disks: v.disks.map((d) => `${d.label} ${d.kind} ${d.file} ${d.capacityBytes} ${d.diskMode}`).sort(),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
+  };
+}
+
+/**
+ * Every file below the array's pool (the datastores' contents) with its size; `vmware.log` without, since
+ * the simulator appends to it on every power operation and its size is not state.
+ */
+export async function poolFiles(arrayPath: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, rel: string) => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(dir, e.name), `${rel}${e.name}/`);
+      else if (e.name === 'vmware.log') out.push(`${rel}${e.name}`);
+      else out.push(`${rel}${e.name} ${(await stat(join(dir, e.name))).size}`);
+    }
+  };
+  await walk(join(arrayPath, 'pool'), '');
   return out.sort();
 }

@@ -8,39 +8,13 @@ import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { Inventory } from '../../src/model/inventory.js';
-import { connect } from '../../src/vsphere/index.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
+import { inventoryOf, inventoryState } from '../helpers/state.js';
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
-async function inventoryOf(configPath: string): Promise<Inventory> {
-  const vc = await connect(loadConfig(configPath).vcenter);
-  try {
-    return await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
-}
-
 /** The inventory by name, for before/after comparisons. */
-function stateOf(inv: Inventory) {
-  return {
-    vms: inv.vms
-      .map((v) => ({
-        name: v.name,
-        id: v.id,
-        power: v.powerState,
-        host: v.host,
-        datastores: [...v.datastores].sort(),
-        disks: v.disks.map((d) => `${d.label} ${d.kind} ${d.file} ${d.capacityBytes} ${d.diskMode}`).sort(),
-      }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
-    datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
-  };
-}
-
 async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
   const f = await open(path, 'r');
   try {
@@ -74,7 +48,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
   });
 
   it('mounts a backup as datastores through a clone, pins it, and unmounts it leaving vCenter as before', async () => {
-    const before0 = stateOf(await inventoryOf(lab.configPath));
+    const before0 = inventoryState(await inventoryOf(lab.configPath));
     const run = await cli('mount', '--backup', older.id);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const m = run.json;
@@ -126,7 +100,11 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
 
     const un = await cli('unmount', '--backup', older.id);
     assert.equal(un.code, 0, un.stdout + un.stderr);
-    assert.deepEqual(stateOf(await inventoryOf(lab.configPath)), before0, 'vCenter is as before the mount');
+    assert.deepEqual(
+      inventoryState(await inventoryOf(lab.configPath)),
+      before0,
+      'vCenter is as before the mount',
+    );
     assert.deepEqual(await array.listClones(), [], 'the clone is deleted');
     const catalog = Catalog.open(config.catalog.path);
     try {
@@ -142,7 +120,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
   });
 
   it('attaches standard disks to a running VM and detaches them, leaving vCenter as before', async () => {
-    const before0 = stateOf(await inventoryOf(lab.configPath));
+    const before0 = inventoryState(await inventoryOf(lab.configPath));
     const run = await cli('attach', '--backup', newer.id, '--vm', 'db01', '--to', 'app01');
     assert.equal(run.code, 1, `RDM disks are skipped with a warning: ${run.stdout}${run.stderr}`);
     const a = run.json;
@@ -185,7 +163,11 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
     const d2 = await cli('detach', '--to', 'app01', '--backup', newer.id);
     assert.equal(d2.code, 0, d2.stdout + d2.stderr);
     assert.equal(d2.json.detached[0].unmounted, true);
-    assert.deepEqual(stateOf(await inventoryOf(lab.configPath)), before0, 'vCenter is as before the attach');
+    assert.deepEqual(
+      inventoryState(await inventoryOf(lab.configPath)),
+      before0,
+      'vCenter is as before the attach',
+    );
     const config = loadConfig(lab.configPath);
     assert.deepEqual(await (await openArray(config.arrays[0]!)).listClones(), []);
     const rec = await cli('recover');

@@ -1,64 +1,25 @@
 import assert from 'node:assert/strict';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { Inventory } from '../../src/model/inventory.js';
 import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
+import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /** The whole inventory, fresh from the simulator. */
-async function inventoryOf(configPath: string): Promise<Inventory> {
-  const vc = await connect(loadConfig(configPath).vcenter);
-  try {
-    return await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
-}
-
 /**
  * What restore must leave alone, by name: VMs (power, host, folder, disks) and datastores. A VM's list of
  * datastores is limited to existing ones: the simulator never drops a datastore from it (SPEC 7 quirk).
  */
-function stateOf(inv: Inventory) {
-  const names = new Set(inv.datastores.map((d) => d.name));
-  return {
-    vms: inv.vms
-      .map((v) => ({
-        name: v.name,
-        power: v.powerState,
-        host: v.host,
-        folder: v.folder,
-        vmx: v.vmxFile,
-        datastores: v.datastores.filter((d) => names.has(d)).sort(),
-        disks: v.disks.map((d) => `${d.label} ${d.kind} ${d.file} ${d.capacityBytes} ${d.diskMode}`).sort(),
-      }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
-    datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
-  };
-}
-
 /** Every file below the array's pool (the datastores' contents), with sizes. */
-async function poolFiles(arrayPath: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string, rel: string) => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      if (e.isDirectory()) await walk(join(dir, e.name), `${rel}${e.name}/`);
-      else out.push(`${rel}${e.name} ${(await stat(join(dir, e.name))).size}`);
-    }
-  };
-  await walk(join(arrayPath, 'pool'), '');
-  return out.sort();
-}
-
 /** Asserts a flat file holds exactly the lab's deterministic bytes of disk `index` of `vm`. */
 async function assertLabBytes(path: string, vm: string, index: number, size: number): Promise<void> {
   assert.equal((await stat(path)).size, size, `${path} has the disk's size`);
@@ -129,7 +90,7 @@ describe('restore on a copy-driver lab', () => {
   });
 
   it('refuses bad input with exit 3 and changes nothing', async () => {
-    const before0 = stateOf(await inventoryOf(lab.configPath));
+    const before0 = inventoryState(await inventoryOf(lab.configPath));
     const files0 = await poolFiles(lab.state.arrayPath);
     const b = backup.id;
     const cases: [string[], string][] = [
@@ -188,7 +149,7 @@ describe('restore on a copy-driver lab', () => {
     const dryNew = await cli('restore', '--backup', b, '--vm', 'db01', '--as', 'db01-dry', '--dry-run');
     assert.equal(dryNew.code, 1, 'the RDM warnings are reported by a dry run too');
     assert.equal(dryNew.json.disks[0].target, '[ds-a] db01-dry/db01-dry_0.vmdk');
-    assert.deepEqual(stateOf(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
+    assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {

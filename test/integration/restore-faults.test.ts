@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import YAML from 'yaml';
@@ -7,60 +7,14 @@ import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { Inventory } from '../../src/model/inventory.js';
-import { connect } from '../../src/vsphere/index.js';
 import { runCli } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
+import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
-async function inventoryOf(configPath: string): Promise<Inventory> {
-  const vc = await connect(loadConfig(configPath).vcenter);
-  try {
-    return await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
-}
-
 /** VMs by name (ids change when a VM is registered again) and datastores; see restore-copy.test.ts. */
-function stateOf(inv: Inventory) {
-  const names = new Set(inv.datastores.map((d) => d.name));
-  return {
-    vms: inv.vms
-      .map((v) => ({
-        name: v.name,
-        power: v.powerState,
-        host: v.host,
-        folder: v.folder,
-        vmx: v.vmxFile,
-        datastores: v.datastores.filter((d) => names.has(d)).sort(),
-        disks: v.disks.map((d) => `${d.label} ${d.kind} ${d.file} ${d.capacityBytes} ${d.diskMode}`).sort(),
-      }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
-    datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
-  };
-}
-
-async function poolFiles(arrayPath: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string, rel: string) => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      if (e.isDirectory()) await walk(join(dir, e.name), `${rel}${e.name}/`);
-      // vmware.log grows with every power operation of the simulator: its size is not state.
-      else
-        out.push(
-          e.name === 'vmware.log'
-            ? `${rel}${e.name}`
-            : `${rel}${e.name} ${(await stat(join(dir, e.name))).size}`,
-        );
-    }
-  };
-  await walk(join(arrayPath, 'pool'), '');
-  return out.sort();
-}
-
 /**
  * Faults and crashes in the middle of restore, mount and attach: afterwards (and after `recover` for a
  * crash) there is no extra VM, no snapkeeper datastore, no clone, no stray file, no open operation and no
@@ -71,10 +25,14 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
   let proxy: FaultProxy;
   let proxied: string;
   let backup: BackupRecord;
-  let clean: { inv: ReturnType<typeof stateOf>; files: string[] };
+  let clean: { inv: ReturnType<typeof inventoryState>; files: string[] };
 
   async function assertNothingLeft(what: string) {
-    assert.deepEqual(stateOf(await inventoryOf(lab.configPath)), clean.inv, `${what}: vCenter is as before`);
+    assert.deepEqual(
+      inventoryState(await inventoryOf(lab.configPath)),
+      clean.inv,
+      `${what}: vCenter is as before`,
+    );
     assert.deepEqual(await poolFiles(lab.state.arrayPath), clean.files, `${what}: no stray file`);
     const config = loadConfig(lab.configPath);
     const array = await openArray(config.arrays[0]!);
@@ -109,7 +67,10 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     ]);
     backup = run.json as BackupRecord;
     assert.equal(backup.state, 'complete', run.stdout + run.stderr);
-    clean = { inv: stateOf(await inventoryOf(lab.configPath)), files: await poolFiles(lab.state.arrayPath) };
+    clean = {
+      inv: inventoryState(await inventoryOf(lab.configPath)),
+      files: await poolFiles(lab.state.arrayPath),
+    };
   });
   after(async () => {
     await proxy?.close();
