@@ -1,4 +1,3 @@
-import type { StorageArray } from '../arrays/types.js';
 import { errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
@@ -6,6 +5,7 @@ import { runLimited } from '../util/scheduler.js';
 import type { VcenterSession } from '../vsphere/session.js';
 import { crashPoint, type EngineContext } from './context.js';
 import { newBackupId, vmSnapshotName } from './ids.js';
+import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
 import { recover } from './recover.js';
 import { releaseVm } from './release.js';
@@ -78,10 +78,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
 
   events.phase('plan');
   const inventory = await vc.inventory();
-  const arrays = await ctx.arrays();
-  const volumes = new Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>();
-  for (const [name, array] of arrays) volumes.set(name, await array.listVolumes());
-  const plan = planBackup(config, inventory, volumes, planRequest);
+  const plan = planBackup(config, inventory, await listArrayVolumes(ctx), planRequest);
 
   const id = newBackupId(ctx.now());
   catalog.beginOperation({ id, kind: 'backup', subject: taskName });

@@ -19,7 +19,7 @@ export const silentEvents: EngineEvents = { phase() {}, item() {}, log() {} };
  * only opened when an operation needs them, so catalog-only commands work without vCenter.
  */
 export class EngineContext {
-  readonly catalog: Catalog;
+  #catalog: Catalog | undefined;
   #vcenter: Promise<VcenterSession> | undefined;
   #arrays: Promise<Map<string, StorageArray>> | undefined;
 
@@ -27,8 +27,12 @@ export class EngineContext {
     readonly config: Config,
     readonly events: EngineEvents = silentEvents,
     readonly now: () => Date = () => new Date(),
-  ) {
-    this.catalog = Catalog.open(config.catalog.path);
+  ) {}
+
+  /** Opened on first use: commands that only read vCenter never create a catalog file. */
+  get catalog(): Catalog {
+    this.#catalog ??= Catalog.open(this.config.catalog.path);
+    return this.#catalog;
   }
 
   vcenter(): Promise<VcenterSession> {
@@ -63,7 +67,7 @@ export class EngineContext {
         // A failed logout leaves a session that vCenter expires on its own; nothing to undo.
       }
     }
-    this.catalog.close();
+    this.#catalog?.close();
   }
 }
 

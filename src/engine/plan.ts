@@ -1,4 +1,3 @@
-import type { StorageArray } from '../arrays/types.js';
 import type { Config } from '../config/load.js';
 import type { Selection } from '../config/schema.js';
 import { UsageError } from '../errors.js';
@@ -11,11 +10,10 @@ import {
   decideMode,
   hasRdm,
   type ModeDecision,
-  mapDatastoresToVolumes,
   resolveRequestedMode,
   selectVms,
 } from '../rules/index.js';
-import { applyRule } from './rule-errors.js';
+import { mapConfiguredDatastores, type VolumesByArray } from './placement.js';
 
 export interface VmPlan {
   vm: Vm;
@@ -55,7 +53,7 @@ export interface PlanRequest {
 export function planBackup(
   config: Config,
   inventory: Inventory,
-  volumesByArray: Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>,
+  volumesByArray: VolumesByArray,
   request: PlanRequest,
 ): BackupPlan {
   const vms = selectVms(inventory, request.select, request.exclude);
@@ -65,16 +63,7 @@ export function planBackup(
       `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})`,
     );
   }
-  const mapping = applyRule(() =>
-    mapDatastoresToVolumes(
-      inventory.datastores,
-      config.arrays.map((a) => ({
-        name: a.name,
-        volumes: volumesByArray.get(a.name) ?? [],
-        ...(a.datastores ? { explicit: a.datastores } : {}),
-      })),
-    ),
-  );
+  const mapping = mapConfiguredDatastores(config, inventory.datastores, volumesByArray);
   const group = consistencyGroup(vms, mapping);
   if (group.unmappedDatastores.length > 0) {
     throw new UsageError(

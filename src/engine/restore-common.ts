@@ -5,8 +5,9 @@ import type { StorageArray } from '../arrays/types.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import { datastorePathToRelative, mapDatastoresToVolumes } from '../rules/datastores.js';
+import { datastorePathToRelative } from '../rules/datastores.js';
 import type { EngineContext } from './context.js';
+import { listArrayVolumes, mapConfiguredDatastores } from './placement.js';
 import { applyRule } from './rule-errors.js';
 
 /**
@@ -108,19 +109,8 @@ export async function datastorePlaces(
   ctx: EngineContext,
   inventory: Inventory,
 ): Promise<Map<string, DatastorePlace>> {
-  const arrays = await ctx.arrays();
-  const volumes = new Map<string, Awaited<ReturnType<StorageArray['listVolumes']>>>();
-  for (const [name, array] of arrays) volumes.set(name, await array.listVolumes());
-  const mapping = applyRule(() =>
-    mapDatastoresToVolumes(
-      inventory.datastores,
-      ctx.config.arrays.map((a) => ({
-        name: a.name,
-        volumes: volumes.get(a.name) ?? [],
-        ...(a.datastores ? { explicit: a.datastores } : {}),
-      })),
-    ),
-  );
+  const volumes = await listArrayVolumes(ctx);
+  const mapping = mapConfiguredDatastores(ctx.config, inventory.datastores, volumes);
   const out = new Map<string, DatastorePlace>();
   for (const ds of inventory.datastores) {
     const loc = mapping.mapped.get(ds.name);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -241,7 +242,15 @@ describe('vSphere client against the lab simulator', () => {
       db01.disks.map((d: { kind: string }) => d.kind),
       ['flat', 'rdm-physical', 'rdm-virtual'],
     );
-    assert.ok(Array.isArray(json.json.datastores[0].volumes));
+    assert.deepEqual(
+      json.json.datastores.map((d: { name: string; volumes: string[] }) => [d.name, d.volumes]),
+      [
+        ['ds-a', ['lab/ds-a']],
+        ['ds-b', ['lab/ds-b']],
+      ],
+      'each datastore with the array volume it lives on',
+    );
+    assert.equal(existsSync(loadConfig(lab.configPath).catalog.path), false, 'inventory creates no catalog');
     const stats = parseStatsLine(json.stderr);
     assert.ok(stats !== undefined && stats.soapRoundTrips > 0 && stats.soapRoundTrips < 20, json.stderr);
 

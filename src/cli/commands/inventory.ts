@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import picomatch from 'picomatch';
+import { datastoreVolumeNames } from '../../engine/placement.js';
 import type { Datastore, DiskKind, Inventory, Vm } from '../../model/inventory.js';
-import { connect } from '../../vsphere/client.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
+import { withEngine } from '../engine.js';
 import { formatBytes } from '../progress.js';
 import { table } from '../table.js';
 import type { Runner } from './index.js';
@@ -20,7 +21,7 @@ export function diskSummary(vm: Vm): string {
 }
 
 /** The `--json` document of SPEC section 6. */
-export function inventoryJson(inv: Inventory, vms: Vm[]) {
+export function inventoryJson(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>) {
   return {
     vms: vms.map((vm) => ({
       name: vm.name,
@@ -52,13 +53,13 @@ export function inventoryJson(inv: Inventory, vms: Vm[]) {
       freeBytes: ds.freeBytes,
       extents: ds.extents,
       hosts: ds.hosts,
-      // Volumes come from the array adapters; the engine maps them (inventory does not open arrays).
-      volumes: [] as string[],
+      /** `array/volume` names of the configured arrays holding it; empty when none does. */
+      volumes: volumes.get(ds.name) ?? [],
     })),
   };
 }
 
-function inventoryText(inv: Inventory, vms: Vm[]): string {
+function inventoryText(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>): string {
   const vmRows = vms.map((vm) => [
     vm.name,
     vm.powerState,
@@ -73,6 +74,7 @@ function inventoryText(inv: Inventory, vms: Vm[]): string {
     formatBytes(ds.capacityBytes),
     formatBytes(ds.freeBytes),
     ds.extents.map((e) => e.lun).join(',') || '-',
+    (volumes.get(ds.name) ?? []).join(',') || '(no array)',
     ds.url,
   ]);
   return [
@@ -80,23 +82,20 @@ function inventoryText(inv: Inventory, vms: Vm[]): string {
     table(['NAME', 'POWER', 'HOST', 'DATASTORES', 'DISKS', 'SNAPSHOTS'], vmRows),
     '',
     `Datastores (${inv.datastores.length})`,
-    table(['NAME', 'TYPE', 'CAPACITY', 'FREE', 'LUNS', 'URL'], dsRows),
+    table(['NAME', 'TYPE', 'CAPACITY', 'FREE', 'LUNS', 'VOLUMES', 'URL'], dsRows),
     '',
     '! = not fully covered by a VM snapshot (RDM: not backed up; independent: crash consistent)',
   ].join('\n');
 }
 
 async function inventoryCommand(ctx: CliContext, opts: { vm?: string }): Promise<CommandResult> {
-  const vc = await connect(ctx.config().vcenter);
-  let inv: Inventory;
-  try {
-    inv = await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
-  const match = opts.vm === undefined ? () => true : picomatch(opts.vm);
-  const vms = inv.vms.filter((vm) => match(vm.name)).sort((a, b) => a.name.localeCompare(b.name));
-  return ok(inventoryJson(inv, vms), inventoryText(inv, vms));
+  return withEngine(ctx, async (engine) => {
+    const inv = await (await engine.vcenter()).inventory();
+    const volumes = await datastoreVolumeNames(engine, inv.datastores);
+    const match = opts.vm === undefined ? () => true : picomatch(opts.vm);
+    const vms = inv.vms.filter((vm) => match(vm.name)).sort((a, b) => a.name.localeCompare(b.name));
+    return ok(inventoryJson(inv, vms, volumes), inventoryText(inv, vms, volumes));
+  });
 }
 
 /** `snapkeeper inventory [--vm GLOB]`: VMs with their disks and snapshots, and datastores. */
