@@ -168,11 +168,32 @@ describe('backup modes on a btrfs lab', {
     assert.equal(missing.code, 3);
   });
 
+  it('never writes the vCenter password into the catalog or the output', async () => {
+    const config = loadConfig(lab.configPath);
+    const password = config.vcenter.password.reveal();
+    assert.ok(password.length >= 8);
+    const run = await runCli([
+      '--config',
+      lab.configPath,
+      '--json',
+      'backup',
+      '--task',
+      'lab-all',
+      '--mode',
+      'SUSPEND',
+    ]);
+    assert.ok(!run.stdout.includes(password) && !run.stderr.includes(password));
+    for (const suffix of ['', '-wal']) {
+      const bytes = await readFile(`${config.catalog.path}${suffix}`).catch(() => Buffer.alloc(0));
+      assert.equal(bytes.includes(password), false, `catalog${suffix} holds no password`);
+    }
+  });
+
   it('refuses a selection that matches nothing, changing nothing', async () => {
     const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'no-such-vm*']);
     assert.equal(run.code, 3);
     assert.equal(run.json.error.code, 'SELECTION_EMPTY');
     const all = await runCli(['--config', lab.configPath, '--json', 'inquire']);
-    assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 1);
+    assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 2);
   });
 });
