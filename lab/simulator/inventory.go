@@ -315,11 +315,7 @@ func (b *builder) vm(folders *object.DatacenterFolders, host *object.HostSystem,
 		// disk order, as the RDM disks injected in rdm.go do.
 		disk.DeviceInfo = &types.Description{Label: fmt.Sprintf("Hard disk %d", i+1)}
 		backing := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-		mode := d.Mode
-		if mode == "" {
-			mode = string(types.VirtualDiskModePersistent)
-		}
-		backing.DiskMode = mode
+		backing.DiskMode = d.Mode
 		backing.ThinProvisioned = types.NewBool(true)
 		devices = append(devices, disk)
 		ready.Disks = append(ready.Disks, readyDisk{

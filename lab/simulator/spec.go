@@ -6,7 +6,8 @@ import (
 	"os"
 )
 
-// The resolved lab spec written by src/lab/lab.ts: the lab spec of SPEC section 7 with defaults filled in and,
+// The resolved lab spec written by src/lab/lab.ts: the lab spec of SPEC section 7 with every default filled in
+// (power, home datastore, disk mode: missing ones are refused, not defaulted here) and,
 // per datastore, the directory of the array volume it lives on and that volume's LUN canonical name.
 // The TypeScript side has validated it; this side checks only what it needs to stay safe.
 type labSpec struct {
@@ -66,21 +67,18 @@ func loadSpec(file string) (*labSpec, error) {
 				return nil, fmt.Errorf("datastore %s: the resolved spec needs path and lun", ds.Name)
 			}
 		}
-		for i := range dc.VMs {
-			vm := &dc.VMs[i]
+		for _, vm := range dc.VMs {
+			// Defaults are resolved on the TypeScript side only (src/lab/lab.ts resolveSpec): one source of truth.
 			if vm.Power == "" {
-				vm.Power = "poweredOn"
+				return nil, fmt.Errorf("vm %s: the resolved spec needs power", vm.Name)
 			}
 			if vm.Datastore == "" {
-				for _, d := range vm.Disks {
-					if !d.isRDM() {
-						vm.Datastore = d.Datastore
-						break
-					}
+				return nil, fmt.Errorf("vm %s: the resolved spec needs datastore (the home datastore)", vm.Name)
+			}
+			for i, d := range vm.Disks {
+				if !d.isRDM() && d.Mode == "" {
+					return nil, fmt.Errorf("vm %s: disk %d: the resolved spec needs mode", vm.Name, i)
 				}
-			}
-			if vm.Datastore == "" {
-				return nil, fmt.Errorf("vm %s: no home datastore", vm.Name)
 			}
 		}
 	}

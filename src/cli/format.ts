@@ -1,12 +1,31 @@
 import { ExitCode } from '../errors.js';
-import type { BackupRecord } from '../model/backup.js';
+import type { BackupRecord, Warning } from '../model/backup.js';
 import { table } from './table.js';
 
-/** SPEC 6: complete without warnings 0, complete with warnings 1, partial or failed 2. */
+/**
+ * Run-level warnings (record.warnings) followed by every VM's (vms[].warnings), each once (records written
+ * by older versions also copied the VM warnings into record.warnings).
+ */
+export function allWarnings(record: BackupRecord): Warning[] {
+  const seen = new Set<string>();
+  return [...record.warnings, ...record.vms.flatMap((vm) => vm.warnings)].filter((w) => {
+    const key = `${w.code}\0${w.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/**
+ * SPEC 6: complete without warnings 0, complete with warnings 1, partial or failed 2. A backup that left a VM
+ * held (RELEASE_FAILED: suspended, or with its VM snapshot) failed its guarantee: 2 as well.
+ */
 export function backupExitCode(record: BackupRecord): ExitCode {
   if (record.state === 'partial' || record.state === 'failed' || record.state === 'running')
     return ExitCode.failed;
-  return record.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok;
+  const warnings = allWarnings(record);
+  if (warnings.some((w) => w.code === 'RELEASE_FAILED')) return ExitCode.failed;
+  return warnings.length > 0 ? ExitCode.warnings : ExitCode.ok;
 }
 
 function seconds(ms: number | undefined): string {
@@ -54,8 +73,9 @@ export function formatBackup(record: BackupRecord): string {
     ),
   );
   if (diskLines.length > 0) lines.push('', 'disks:', ...diskLines);
-  if (record.warnings.length > 0) {
-    lines.push('', 'warnings:', ...record.warnings.map((w) => `  ${w.code}: ${w.message}`));
+  const warnings = allWarnings(record);
+  if (warnings.length > 0) {
+    lines.push('', 'warnings:', ...warnings.map((w) => `  ${w.code}: ${w.message}`));
   }
   return lines.join('\n');
 }
@@ -65,13 +85,16 @@ export function formatBackupList(records: BackupRecord[]): string {
   if (records.length === 0) return 'no backups';
   return table(
     ['ID', 'TASK', 'STATE', 'STARTED', 'VMS', 'WARNINGS'],
-    records.map((r) => [
-      r.id,
-      r.task,
-      r.state,
-      r.startedAt,
-      String(r.vms.length),
-      r.warnings.length === 0 ? '' : String(r.warnings.length),
-    ]),
+    records.map((r) => {
+      const warnings = allWarnings(r).length;
+      return [
+        r.id,
+        r.task,
+        r.state,
+        r.startedAt,
+        String(r.vms.length),
+        warnings === 0 ? '' : String(warnings),
+      ];
+    }),
   );
 }

@@ -20,7 +20,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
-      writeOut: (s) => process.stdout.write(s),
+      writeOut: (s) => {
+        // With --json, the version goes out as a JSON document (reportError); nothing else on stdout.
+        if (!(wantsJson && s.trim() === VERSION)) process.stdout.write(s);
+      },
       writeErr: (s) => {
         if (!wantsJson) process.stderr.write(s);
       },
@@ -55,13 +58,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 function reportError(err: unknown, json: boolean): number {
   if (err instanceof CommanderError) {
     // Help and version are successful exits; anything else commander rejects is a usage error.
-    if (
-      err.code === 'commander.helpDisplayed' ||
-      err.code === 'commander.version' ||
-      err.code === 'commander.help'
-    ) {
+    if (err.code === 'commander.version') {
+      if (json) process.stdout.write(`${JSON.stringify({ version: VERSION }, null, 2)}\n`);
       return ExitCode.ok;
     }
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return ExitCode.ok;
     if (json) {
       process.stdout.write(
         `${JSON.stringify({ error: { code: 'USAGE', message: err.message } }, null, 2)}\n`,

@@ -76,6 +76,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     password = value;
   }
 
+  // A pin only means something on HTTPS, and with insecure the certificate is not checked at all: either
+  // combination would silently drop the pin, so it is refused here.
+  if (raw.vcenter.thumbprint !== undefined) {
+    const why = raw.vcenter.url.toLowerCase().startsWith('http:')
+      ? `a pinned thumbprint needs an https:// url (${raw.vcenter.url} is plain HTTP)`
+      : raw.vcenter.insecure
+        ? 'a pinned thumbprint and insecure: true contradict each other (remove one)'
+        : undefined;
+    if (why !== undefined) {
+      throw new UsageError('CONFIG_INVALID', `invalid configuration ${file}:\n  vcenter.thumbprint: ${why}`);
+    }
+  }
+
   const names = new Set<string>();
   for (const [i, t] of raw.tasks.entries()) {
     if (names.has(t.name)) {

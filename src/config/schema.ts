@@ -28,9 +28,14 @@ const selectionLists = {
 };
 export const selectionSchema = z.object(selectionLists).strict();
 
+/** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
+export const RESERVED_TASK_NAME = 'adhoc';
+
 export const taskSchema = z
   .object({
-    name: safeName,
+    name: safeName.refine((n) => n !== RESERVED_TASK_NAME, {
+      message: `"${RESERVED_TASK_NAME}" is reserved for ad-hoc backups (backup --vm); choose another task name`,
+    }),
     description: z.string().optional(),
     select: selectionSchema,
     exclude: selectionSchema.optional(),

@@ -21,9 +21,8 @@ import {
   mountSteps,
   unmountOne,
 } from './mount.js';
-import { recover } from './recover.js';
-import { backupVm, checkName, datastorePlaces, isRdm, step } from './restore-common.js';
-import { runOperation } from './restore-undo.js';
+import { backupVm, catalogBackup, checkName, datastorePlaces, isRdm, step } from './restore-common.js';
+import { checkedOperation, runOperation } from './restore-undo.js';
 import { applyRule } from './rule-errors.js';
 
 /**
@@ -69,9 +68,13 @@ interface AttachData {
   ownsMount: boolean;
 }
 
-export async function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
+export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
+  return checkedOperation(() => attachOnce(ctx, request));
+}
+
+async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   checkName('VM name', request.to);
-  const { backup, vm } = backupVm(ctx, request.backupId, request.vm);
+  const { backup, vm } = backupVm(ctx, request.backupId, request.vm, 'attach');
   const unknown = (request.disks ?? []).filter((l) => !vm.disks.some((d) => d.label === l));
   if (unknown.length > 0) {
     throw new NotFoundError(
@@ -89,7 +92,6 @@ export async function runAttach(ctx: EngineContext, request: AttachRequest): Pro
     throw new UsageError('NOTHING_TO_ATTACH', `no standard disk of ${vm.name} to attach`);
 
   const session = await ctx.vcenter();
-  await recover(ctx, { onlyDeadOperations: true });
   const vc = asCaller(session);
   const inventory = await session.inventory();
   const target = inventory.vms.find((v) => v.name === request.to);
@@ -117,7 +119,11 @@ export async function runAttach(ctx: EngineContext, request: AttachRequest): Pro
   return runOperation(
     ctx,
     vc,
-    { kind: 'attach', subject: backup.id, locks: [`vm:${target.id}`, `mount:${backup.id}`] },
+    {
+      kind: 'attach',
+      subject: backup.id,
+      locks: [`vm:${target.id}`, `mount:${backup.id}`, `backup:${backup.id}`],
+    },
     async (opId) => {
       const mountId = existing?.id ?? `${opId}-mount`;
       const mount = existing
@@ -209,14 +215,19 @@ export interface DetachResult {
   detached: { attachId: string; backupId: string; targetVm: string; files: string[]; unmounted: boolean }[];
 }
 
-export async function runDetach(
+export function runDetach(
+  ctx: EngineContext,
+  request: { to: string; backupId?: string },
+): Promise<DetachResult> {
+  return checkedOperation(() => detachOnce(ctx, request));
+}
+
+async function detachOnce(
   ctx: EngineContext,
   request: { to: string; backupId?: string },
 ): Promise<DetachResult> {
   checkName('VM name', request.to);
-  if (request.backupId !== undefined && !ctx.catalog.findBackup(request.backupId)) {
-    throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${request.backupId} in the catalog`);
-  }
+  if (request.backupId !== undefined) catalogBackup(ctx, request.backupId);
   const attaches = ctx.catalog
     .listMounts()
     .filter(
@@ -231,9 +242,7 @@ export async function runDetach(
       `no disks of ${request.backupId === undefined ? 'any backup' : `backup ${request.backupId}`} are attached to ${request.to}`,
     );
   }
-  const session = await ctx.vcenter();
-  await recover(ctx, { onlyDeadOperations: true });
-  const vc = asCaller(session);
+  const vc = asCaller(await ctx.vcenter());
   const vmIds = [...new Set(attaches.map((a) => (a.data as unknown as AttachData).targetVmId))];
   return runOperation(
     ctx,
@@ -241,7 +250,10 @@ export async function runDetach(
     {
       kind: 'attach',
       subject: attaches[0]!.backupId,
-      locks: [...vmIds.map((id) => `vm:${id}`), ...new Set(attaches.map((a) => `mount:${a.backupId}`))],
+      locks: [
+        ...vmIds.map((id) => `vm:${id}`),
+        ...new Set(attaches.flatMap((a) => [`mount:${a.backupId}`, `backup:${a.backupId}`])),
+      ],
     },
     async (opId) => {
       const out: DetachResult = { detached: [] };

@@ -1,13 +1,15 @@
-import { errorMessage, UsageError } from '../errors.js';
+import { operationPidAlive } from '../catalog/index.js';
+import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
+import { isFault } from '../vsphere/index.js';
 import type { VcenterSession } from '../vsphere/session.js';
 import { crashPoint, type EngineContext } from './context.js';
-import { newBackupId, vmSnapshotName } from './ids.js';
+import { ADHOC_TASK, backupIdOfVmSnapshot, newBackupId, vmSnapshotName } from './ids.js';
 import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
-import { recover } from './recover.js';
+import { type RecoverReport, recover } from './recover.js';
 import { releaseVm } from './release.js';
 import { expireTask } from './retention.js';
 import { findTask } from './tasks.js';
@@ -22,8 +24,6 @@ export interface BackupRequest {
   /** Stops preparing further VMs; VMs already prepared are still released. */
   signal?: AbortSignal;
 }
-
-export const ADHOC_TASK = 'adhoc';
 
 /** Per-VM progress of one run, kept beside the record while it is being built. */
 interface VmRun {
@@ -40,14 +40,20 @@ interface VmRun {
 /**
  * One backup run: plan -> journal -> prepare VMs -> group snapshot -> release VMs -> record -> retention.
  * Every side effect is journaled in the catalog before it is made, so a crash at any point is repaired by
- * `recover` (which the next run calls first). A VM that cannot be prepared is released and reported; the
- * others complete and the backup is `partial`.
+ * `recover` (which the next run calls once its request is known to be valid). A VM that cannot be prepared
+ * is released and reported; the others complete and the backup is `partial`.
  */
 export async function runBackup(ctx: EngineContext, request: BackupRequest): Promise<BackupRecord> {
   const { config, catalog, events } = ctx;
   let taskName = ADHOC_TASK;
   let planRequest: Parameters<typeof planBackup>[3];
   let retention = config.defaults.retention;
+  if (request.taskName !== undefined && request.vmPatterns !== undefined) {
+    throw new UsageError(
+      'BACKUP_TASK_AND_VMS',
+      'a backup runs a task or backs up the VMs named, not both (--task and --vm)',
+    );
+  }
   if (request.taskName !== undefined) {
     const { task } = findTask(config, catalog, request.taskName);
     taskName = task.name;
@@ -73,12 +79,24 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
 
   events.phase('connect');
   const vc = await ctx.vcenter();
-  // A crashed earlier run may still hold VMs or snapshots: repair before touching anything.
-  await recover(ctx, { onlyDeadOperations: true });
 
+  // Validate first (selection, datastores on arrays, locks of live runs): a refused request changes nothing.
   events.phase('plan');
-  const inventory = await vc.inventory();
-  const plan = planBackup(config, inventory, await listArrayVolumes(ctx), planRequest);
+  const volumes = await listArrayVolumes(ctx);
+  let inventory = await vc.inventory();
+  let plan = planBackup(config, inventory, volumes, planRequest);
+  assertNotLockedByLiveRun(ctx, lockResources(plan));
+
+  // A crashed earlier run may still hold VMs or snapshots: repair before touching anything. What it
+  // repaired changes the VMs' state (a VM it had suspended is powered on again), so plan again from fresh
+  // state: the mode decisions depend on it.
+  if (catalog.unfinishedOperations().some((op) => !operationPidAlive(op))) {
+    const report = await recover(ctx, { onlyDeadOperations: true });
+    if (changedAnything(report)) {
+      inventory = await vc.inventory();
+      plan = planBackup(config, inventory, volumes, planRequest);
+    }
+  }
 
   const id = newBackupId(ctx.now());
   catalog.beginOperation({ id, kind: 'backup', subject: taskName });
@@ -104,6 +122,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
 
   let releaseFailed = false;
   try {
+    await removeStrayVmSnapshots(ctx, vc, plan, record);
     await prepareAll(ctx, vc, id, runs, request.signal);
     crashPoint('prepared');
 
@@ -133,32 +152,124 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   const okCount = runs.filter((r) => r.record.state === 'ok').length;
   record.state =
     record.error !== undefined || okCount === 0 ? 'failed' : okCount === runs.length ? 'complete' : 'partial';
-  if (record.state === 'failed') await deleteSnapshotsOf(ctx, id, record);
+  const cleanupFailed = record.state === 'failed' && !(await deleteSnapshotsOf(ctx, id, record));
   record.finishedAt = ctx.now().toISOString();
-  record.warnings = [...record.warnings, ...runs.flatMap((r) => r.record.warnings)];
+  // record.warnings holds run-level warnings only; each VM's stay in vms[].warnings.
   catalog.updateBackup(record);
   crashPoint('recorded');
 
   if (record.state !== 'failed') {
+    let errors: string[];
     try {
-      await expireTask(ctx, taskName, retention, { dryRun: false, keep: id });
+      errors = (await expireTask(ctx, taskName, retention, { dryRun: false, keep: id })).errors;
     } catch (err) {
-      record.warnings.push({
-        code: 'EXPIRE_FAILED',
-        message: `retention after backup failed: ${errorMessage(err)}`,
-      });
-      catalog.updateBackup(record);
+      errors = [errorMessage(err)];
     }
+    for (const e of errors) {
+      record.warnings.push({ code: 'EXPIRE_FAILED', message: `retention after backup failed: ${e}` });
+    }
+    if (errors.length > 0) catalog.updateBackup(record);
   }
 
-  if (releaseFailed) {
-    // The operation stays open: `recover` (or the next run) finds it, retries the release and closes it.
-    events.log(`some VMs could not be released; run snapkeeper recover`);
+  if (releaseFailed || cleanupFailed) {
+    // The operation stays open: `recover` (or the next run) finds it, retries the release or deletes the
+    // failed backup's array snapshots by label, and closes it.
+    events.log(
+      releaseFailed
+        ? 'some VMs could not be released; run snapkeeper recover'
+        : 'array snapshots of the failed backup could not be deleted; run snapkeeper recover',
+    );
   } else {
+    // Also frees the locks.
     catalog.finishOperation(id, 'done');
-    catalog.releaseLocks(id);
   }
   return record;
+}
+
+/**
+ * Refuses the run before anything changes when a live run holds one of its VMs or volumes. The lock itself
+ * is taken later (after the repair of dead runs, whose stale locks it takes over); this only makes a
+ * refusal happen before that repair.
+ */
+function assertNotLockedByLiveRun(ctx: EngineContext, resources: string[]): void {
+  const wanted = new Set(resources);
+  for (const op of ctx.catalog.unfinishedOperations()) {
+    if (!operationPidAlive(op)) continue;
+    const held = ctx.catalog.locksOf(op.id).filter((r) => wanted.has(r));
+    if (held.length === 0) continue;
+    const more = held.length > 1 ? ` (and ${held.length - 1} more resources)` : '';
+    throw new LockedError(
+      'RESOURCE_LOCKED',
+      `${held[0]} is locked by ${op.kind} operation ${op.id} (pid ${op.pid} on ${op.host}, started ${op.startedAt})${more}`,
+      {
+        details: {
+          conflicts: held.map((resource) => ({
+            resource,
+            operationId: op.id,
+            kind: op.kind,
+            pid: op.pid,
+            host: op.host,
+          })),
+        },
+      },
+    );
+  }
+}
+
+function changedAnything(report: RecoverReport): boolean {
+  return (
+    report.operations.length > 0 ||
+    report.stillOpen.length > 0 ||
+    report.removedVmSnapshots.length > 0 ||
+    report.poweredOnVms.length > 0 ||
+    report.deletedArraySnapshots.length > 0 ||
+    report.failedBackups.length > 0 ||
+    report.actions.length > 0
+  );
+}
+
+/**
+ * SPEC 2: the next run repairs leftovers. VM snapshots named `snapkeeper-<id>` on the selected VMs whose
+ * owner is not a live operation (a catalog restored from an older copy, a recovery that could not finish)
+ * are removed before this run prepares the VMs (it holds their locks now). Read from the inventory the
+ * plan was made from: no extra round trip per VM.
+ */
+async function removeStrayVmSnapshots(
+  ctx: EngineContext,
+  vc: VcenterSession,
+  plan: BackupPlan,
+  record: BackupRecord,
+): Promise<void> {
+  const live = new Set(
+    ctx.catalog
+      .unfinishedOperations()
+      .filter((op) => operationPidAlive(op))
+      .map((op) => op.id),
+  );
+  const removed: string[] = [];
+  for (const { vm } of plan.vms) {
+    for (const s of vm.snapshots) {
+      const owner = backupIdOfVmSnapshot(s.name);
+      if (owner === undefined || live.has(owner)) continue;
+      try {
+        await vc.removeVmSnapshot(s.id);
+        removed.push(`${vm.name}/${s.name}`);
+      } catch (err) {
+        if (isFault(err, 'ManagedObjectNotFound')) continue; // removed meanwhile
+        record.warnings.push({
+          code: 'CLEANUP_FAILED',
+          message: `${vm.name}: could not remove the stray VM snapshot ${s.name}: ${errorMessage(err)}; run snapkeeper recover`,
+        });
+      }
+    }
+  }
+  if (removed.length > 0) {
+    record.warnings.push({
+      code: 'STRAY_VM_SNAPSHOT_REMOVED',
+      message: `removed ${removed.length} VM snapshot(s) left by earlier runs: ${removed.join(', ')}`,
+    });
+    ctx.events.log(`removed ${removed.length} stray snapkeeper VM snapshot(s)`);
+  }
 }
 
 function lockResources(plan: BackupPlan): string[] {
@@ -389,8 +500,17 @@ function addPointInTimeWarnings(record: BackupRecord): void {
   }
 }
 
-/** Deletes this backup's array snapshots (journaled) — used when the backup failed and owns nothing. */
-async function deleteSnapshotsOf(ctx: EngineContext, backupId: string, record: BackupRecord): Promise<void> {
+/**
+ * Deletes this backup's array snapshots (journaled) — used when the backup failed and owns nothing. Returns
+ * false when one could not be deleted: the caller keeps the operation open, so `recover` (or the next run)
+ * deletes it by its label.
+ */
+async function deleteSnapshotsOf(
+  ctx: EngineContext,
+  backupId: string,
+  record: BackupRecord,
+): Promise<boolean> {
+  let clean = true;
   for (const s of record.snapshots) {
     const entry = ctx.catalog.journal(backupId, {
       action: 'delete-snapshot',
@@ -401,11 +521,13 @@ async function deleteSnapshotsOf(ctx: EngineContext, backupId: string, record: B
       await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
       ctx.catalog.completeJournal(entry);
     } catch (err) {
+      clean = false;
       record.warnings.push({
         code: 'CLEANUP_FAILED',
-        message: `could not delete snapshot ${s.snapshotId}: ${errorMessage(err)}; recover will retry`,
+        message: `could not delete snapshot ${s.array}/${s.snapshotId}: ${errorMessage(err)}; the next run or snapkeeper recover deletes it`,
       });
     }
   }
   record.snapshots = [];
+  return clean;
 }

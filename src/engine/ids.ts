@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { RESERVED_TASK_NAME } from '../config/schema.js';
+
+/** The task name of ad-hoc backups (`backup --vm`); reserved, so no configured task merges into it. */
+export const ADHOC_TASK = RESERVED_TASK_NAME;
 
 /** Backup ids sort by time and are safe in file names and snapshot labels: `20261125-081500-a1b2c3`. */
 export function newBackupId(now: Date): string {
@@ -10,7 +14,7 @@ export function newBackupId(now: Date): string {
 export const BACKUP_ID_PATTERN = /^\d{8}-\d{6}-[0-9a-f]{6}$/;
 
 /** The VM snapshot a backup creates is named after it, so recovery can find strays by name alone. */
-export const VM_SNAPSHOT_PREFIX = 'snapkeeper-';
+const VM_SNAPSHOT_PREFIX = 'snapkeeper-';
 
 export function vmSnapshotName(backupId: string): string {
   return `${VM_SNAPSHOT_PREFIX}${backupId}`;

@@ -3,24 +3,25 @@ import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
-import {
-  asCaller,
-  createDatastore,
-  detachDiskFiles,
-  removeDatastore,
-  type VsphereCaller,
-} from '../vsphere/vm-ops.js';
+import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
 import { crashPoint, type EngineContext } from './context.js';
-import { recover } from './recover.js';
-import { DATASTORE_PREFIX, type DatastorePlace, datastorePlaces, step } from './restore-common.js';
-import { runOperation } from './restore-undo.js';
+import {
+  catalogBackup,
+  type DatastorePlace,
+  datastorePlaces,
+  detachAllAndRemoveDatastore,
+  mountedDatastorePrefix,
+  step,
+} from './restore-common.js';
+import { checkedOperation, runOperation } from './restore-undo.js';
 
 /**
  * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
  * never written: each array snapshot is cloned (instant on btrfs and reflink) and the clone's volume
  * directories are mounted with CreateLocalDatastore, named `snapkeeper-<backup id>-<datastore>` (no VMFS
  * resignature in the simulator, SPEC 7). Mounts are recorded in the catalog, which pins the backup: it
- * cannot be deleted or expired while mounted. `unmount` removes the datastores and deletes the clones.
+ * cannot be deleted or expired while mounted; while the mount is being made, the operation's lock
+ * `backup:<id>` pins it. `unmount` removes the datastores and deletes the clones.
  */
 
 export interface MountedDatastore {
@@ -48,17 +49,7 @@ export interface MountResult extends MountData {
 }
 
 export function mountedDatastoreName(backupId: string, datastore: string): string {
-  return `${DATASTORE_PREFIX}${backupId}-${datastore}`;
-}
-
-/** The complete or partial backup, else exit 3. */
-export function restorableBackup(ctx: EngineContext, backupId: string): BackupRecord {
-  const backup = ctx.catalog.findBackup(backupId);
-  if (!backup) throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${backupId} in the catalog`);
-  if (backup.state !== 'complete' && backup.state !== 'partial') {
-    throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to mount`);
-  }
-  return backup;
+  return `${mountedDatastorePrefix(backupId)}${datastore}`;
 }
 
 /** The `datastore` mount of a backup, if it is mounted. */
@@ -140,12 +131,8 @@ export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: M
   const data = mount.data as unknown as MountData;
   const inventory = await (await ctx.vcenter()).inventory();
   for (const ds of data.datastores ?? []) {
-    for (const vm of inventory.vms) {
-      const files = vm.disks.filter((d) => d.datastore === ds.name).map((d) => d.file);
-      if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
-    }
     const live = inventory.datastores.find((d) => d.name === ds.name);
-    if (live) await removeDatastore(vc, data.hostId, live.id);
+    if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
   }
   for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
   if (ctx.catalog.listMounts().some((m) => m.id === mount.id)) ctx.catalog.removeMount(mount.id);
@@ -157,13 +144,16 @@ export interface MountRequest {
   host?: string;
 }
 
-export async function runMount(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
-  const backup = restorableBackup(ctx, request.backupId);
+export function runMount(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
+  return checkedOperation(() => mountOnce(ctx, request));
+}
+
+async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
+  const backup = catalogBackup(ctx, request.backupId, 'mount');
   if (datastoreMountOf(ctx, backup.id)) {
     throw new ConflictError('BACKUP_MOUNTED', `backup ${backup.id} is already mounted; unmount it first`);
   }
   const session = await ctx.vcenter();
-  await recover(ctx, { onlyDeadOperations: true });
   const vc = asCaller(session);
   const inventory = await session.inventory();
   const hostName = request.host ?? backup.vms[0]?.host ?? '';
@@ -174,7 +164,7 @@ export async function runMount(ctx: EngineContext, request: MountRequest): Promi
   return runOperation(
     ctx,
     vc,
-    { kind: 'mount', subject: backup.id, locks: [`mount:${backup.id}`] },
+    { kind: 'mount', subject: backup.id, locks: [`mount:${backup.id}`, `backup:${backup.id}`] },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
       ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
@@ -188,10 +178,12 @@ export interface UnmountResult {
   unmounted: { mountId: string; datastores: string[]; clones: number }[];
 }
 
-export async function runUnmount(ctx: EngineContext, request: { backupId: string }): Promise<UnmountResult> {
-  if (!ctx.catalog.findBackup(request.backupId)) {
-    throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${request.backupId} in the catalog`);
-  }
+export function runUnmount(ctx: EngineContext, request: { backupId: string }): Promise<UnmountResult> {
+  return checkedOperation(() => unmountOnce(ctx, request));
+}
+
+async function unmountOnce(ctx: EngineContext, request: { backupId: string }): Promise<UnmountResult> {
+  catalogBackup(ctx, request.backupId);
   const mounts = ctx.catalog.mountsOf(request.backupId);
   const datastoreMounts = mounts.filter((m) => m.kind === 'datastore');
   if (datastoreMounts.length === 0) {
@@ -204,13 +196,15 @@ export async function runUnmount(ctx: EngineContext, request: { backupId: string
       `disks of backup ${request.backupId} are attached to ${attached.map((a) => String(a.data.targetVm)).join(', ')}; detach them first`,
     );
   }
-  const session = await ctx.vcenter();
-  await recover(ctx, { onlyDeadOperations: true });
-  const vc = asCaller(session);
+  const vc = asCaller(await ctx.vcenter());
   return runOperation(
     ctx,
     vc,
-    { kind: 'mount', subject: request.backupId, locks: [`mount:${request.backupId}`] },
+    {
+      kind: 'mount',
+      subject: request.backupId,
+      locks: [`mount:${request.backupId}`, `backup:${request.backupId}`],
+    },
     async (opId) => {
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
       for (const m of datastoreMounts) {

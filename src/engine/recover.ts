@@ -1,7 +1,8 @@
 import { operationPidAlive } from '../catalog/index.js';
-import { errorMessage } from '../errors.js';
+import { ConflictError, errorMessage } from '../errors.js';
+import { isFault } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
-import { backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
+import { BACKUP_ID_PATTERN, backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
 import { releaseVm } from './release.js';
 import { extraSweeps, operationRecovery, type RecoveryStep } from './undo.js';
 
@@ -16,6 +17,8 @@ export interface RecoverReport {
   dryRun: boolean;
   /** Interrupted operations that were (or would be) closed. */
   operations: { id: string; kind: string }[];
+  /** Interrupted operations that could not be repaired completely: left open for the next recover. */
+  stillOpen: { id: string; kind: string }[];
   /** Operations still running in a live process: left alone. */
   running: { id: string; kind: string; pid: number }[];
   removedVmSnapshots: { vm: string; snapshot: string }[];
@@ -29,9 +32,10 @@ export interface RecoverReport {
 
 /**
  * Repairs whatever interrupted runs left behind, from their journals: removes snapkeeper VM snapshots,
- * powers on VMs that snapkeeper suspended, deletes array snapshots no complete backup owns, marks
- * interrupted backups failed and frees their locks. Operations of live processes are never touched.
- * Idempotent: running it twice is harmless.
+ * powers on VMs that snapkeeper suspended, deletes array snapshots labelled with a backup id that no backup
+ * owns, marks interrupted backups failed and closes their operations (which frees their locks). An operation
+ * whose repair fails stays open (`stillOpen`) for the next recover; the others are repaired all the same.
+ * Operations of live processes are never touched. Idempotent: running it twice is harmless.
  */
 export async function recover(ctx: EngineContext, options: RecoverOptions = {}): Promise<RecoverReport> {
   const { catalog } = ctx;
@@ -39,6 +43,7 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
   const report: RecoverReport = {
     dryRun,
     operations: [],
+    stillOpen: [],
     running: [],
     removedVmSnapshots: [],
     poweredOnVms: [],
@@ -59,16 +64,20 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
 
   const vc = await ctx.vcenter();
   for (const op of dead) {
-    report.operations.push({ id: op.id, kind: op.kind });
     const step: RecoveryStep = { ctx, vc, op, entries: catalog.journalEntries(op.id), report, dryRun };
     const handler = op.kind === 'backup' ? recoverBackupOperation : operationRecovery[op.kind];
     let clean = false;
-    if (handler) clean = await handler(step);
-    else report.errors.push(`operation ${op.id}: no recovery for operations of kind ${op.kind}`);
-    if (!dryRun && clean) {
-      catalog.finishOperation(op.id, 'failed');
-      catalog.releaseLocks(op.id);
+    try {
+      if (handler) clean = await handler(step);
+      else report.errors.push(`operation ${op.id}: no recovery for operations of kind ${op.kind}`);
+      // finishOperation also frees the operation's locks.
+      if (!dryRun && clean) finishRecovered(ctx, op.id);
+    } catch (err) {
+      // One operation's failure must not stop the repair of the others: it stays open for the next recover.
+      clean = false;
+      report.errors.push(`${op.kind} ${op.id}: ${errorMessage(err)}`);
     }
+    (clean ? report.operations : report.stillOpen).push({ id: op.id, kind: op.kind });
   }
 
   if (!options.onlyDeadOperations) {
@@ -76,6 +85,15 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
     for (const extra of extraSweeps) await extra(ctx, report);
   }
   return report;
+}
+
+/** Closes a repaired operation (and frees its locks); one a concurrent recover closed first is closed all the same. */
+function finishRecovered(ctx: EngineContext, id: string): void {
+  try {
+    ctx.catalog.finishOperation(id, 'failed');
+  } catch (err) {
+    if (!(err instanceof ConflictError && err.code === 'OPERATION_FINISHED')) throw err;
+  }
 }
 
 /** Undoes what a backup's journal says it did: VMs released first, then its array snapshots unless it finished. */
@@ -128,7 +146,7 @@ async function recoverBackupOperation({
     }
   }
 
-  const backup = op.kind === 'backup' ? catalog.findBackup(op.id) : undefined;
+  const backup = catalog.findBackup(op.id);
   const keepsSnapshots = backup !== undefined && (backup.state === 'complete' || backup.state === 'partial');
   if (!keepsSnapshots) {
     const arrays = new Set(entries.filter((e) => e.action === 'array-snapshot').map((e) => e.target));
@@ -161,8 +179,9 @@ async function recoverBackupOperation({
 
 /**
  * Catches what no journal names (a catalog restored from an older copy, a snapshot made by hand with our
- * name): VM snapshots named snapkeeper-<id> and array snapshots that no complete or partial backup owns,
- * unless a live operation is making them right now.
+ * name): VM snapshots named snapkeeper-<id> and array snapshots labelled with a backup id that no complete,
+ * partial or running backup owns, unless a live operation is making them right now. Snapshots with any
+ * other label (made by an admin or another tool) are never touched.
  */
 async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
   const vc = await ctx.vcenter();
@@ -184,9 +203,15 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
     }
   }
   for (const [name, array] of await ctx.arrays()) {
-    const snapshots = await array.listSnapshots();
-    const owned = ctx.catalog.ownedSnapshotIds(name);
+    const snapshots = (await array.listSnapshots()).filter((s) => BACKUP_ID_PATTERN.test(s.label));
+    // Listing, then live operations, then owners: a snapshot listed was made by an operation begun before the
+    // listing. If that operation is not live at the second read, it had finished (or died) before it, so
+    // its record's snapshots are in the catalog by the third read. Reading owners first would lose the
+    // snapshot of a backup that records it and finishes between the reads. Running backups count as owners
+    // too (a backup records its snapshot before it turns complete); the running records of dead operations
+    // were marked failed by the operation pass above.
     liveIds = liveOperationIds(ctx);
+    const owned = ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running']);
     for (const s of snapshots) {
       if (owned.has(s.id) || liveIds.has(s.label)) continue;
       if (report.deletedArraySnapshots.some((d) => d.array === name && d.snapshotId === s.id)) continue;
@@ -210,5 +235,5 @@ function liveOperationIds(ctx: EngineContext): Set<string> {
 }
 
 function isNotFound(err: unknown): boolean {
-  return (err as { faultType?: string }).faultType === 'ManagedObjectNotFound';
+  return isFault(err, 'ManagedObjectNotFound');
 }

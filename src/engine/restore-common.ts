@@ -1,12 +1,15 @@
-import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { layout } from '../arrays/fs/layout.js';
 import type { StorageArray } from '../arrays/types.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
 import { datastorePathToRelative } from '../rules/datastores.js';
+import { pathExists } from '../util/fs.js';
+import { detachDiskFiles, isGone, removeDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
+import { BACKUP_ID_PATTERN, newBackupId } from './ids.js';
 import { listArrayVolumes, mapConfiguredDatastores } from './placement.js';
 import { applyRule } from './rule-errors.js';
 
@@ -26,17 +29,76 @@ import { applyRule } from './rule-errors.js';
  *   vm.attach       { files }                            undo: detach those disk files
  *   mount.record    { mountId }                          undo: remove the catalog mount record
  *   commit          {}                                   everything is done: recovery only finalizes
- * The undo itself lives in undo.ts (restore-undo.ts), so that the operation's own failure path and
- * `recover` run the same, idempotent code.
+ * The undo itself is `undoJournal` in restore-undo.ts, which both the operation's own failure path
+ * (`runOperation`) and `recover` (through undo.ts) run: the same, idempotent code.
  */
 
 export const DATASTORE_PREFIX = 'snapkeeper-';
 
-/** A fresh operation id of `kind`, safe in file names and array labels: `restore-20261125-091500-a1b2c3`. */
-export function newOperationId(kind: string, now: Date): string {
-  const iso = now.toISOString();
-  const stamp = `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
-  return `${kind}-${stamp}-${randomBytes(3).toString('hex')}`;
+/** The kinds of journaled operation this module runs; their ids label array clones. */
+const OPERATION_KINDS = ['restore', 'mount', 'attach'] as const;
+
+/**
+ * A fresh operation id of `kind`, safe in file names and array labels: `restore-20261125-091500-a1b2c3`,
+ * i.e. the kind and a backup-id-shaped stamp (one timestamp format for backups and operations: ids.ts).
+ */
+export function newOperationId(kind: (typeof OPERATION_KINDS)[number], now: Date): string {
+  return `${kind}-${newBackupId(now)}`;
+}
+
+const OPERATION_ID_PATTERN = new RegExp(
+  `^(${OPERATION_KINDS.join('|')})-${BACKUP_ID_PATTERN.source.replace(/^\^|\$$/g, '')}$`,
+);
+
+/** True for an id `newOperationId` makes (what snapkeeper's restore, mount and attach label clones with). */
+export function isOperationId(id: string): boolean {
+  return OPERATION_ID_PATTERN.test(id);
+}
+
+/** How the datastores a mount of `backupId` makes are named: `snapkeeper-<backup id>-<datastore>`. */
+export function mountedDatastorePrefix(backupId: string): string {
+  return `${DATASTORE_PREFIX}${backupId}-`;
+}
+
+/**
+ * True when a datastore is one a mount made: named `snapkeeper-<backup id>-<datastore>` AND pointing into
+ * the clone directory of a configured array. A user's datastore that merely starts with `snapkeeper-` (say
+ * `snapkeeper-data`) is neither, and is never touched.
+ */
+export function isMountedDatastore(ctx: EngineContext, ds: { name: string; url: string }): boolean {
+  if (!ds.name.startsWith(DATASTORE_PREFIX)) return false;
+  const rest = ds.name.slice(DATASTORE_PREFIX.length);
+  // A backup id is 22 characters (`20261125-081500-a1b2c3`), then `-` and the backed-up datastore's name.
+  const id = rest.slice(0, 22);
+  if (!BACKUP_ID_PATTERN.test(id) || rest.length < 24 || rest[22] !== '-') return false;
+  const url = resolve(ds.url.replace(/^file:\/\//, ''));
+  return ctx.config.arrays.some((a) => {
+    const clones = resolve(layout.clones(a.path));
+    return url.startsWith(`${clones}${sep}`);
+  });
+}
+
+/**
+ * Detaches every disk a VM has on a datastore (the files stay), then removes the datastore from `hostId`.
+ * What unmount, the undo of a mount and recover's sweep all do: a disk still attached keeps it busy.
+ * A VM that disappears meanwhile has nothing left to detach.
+ */
+export async function detachAllAndRemoveDatastore(
+  vc: VsphereCaller,
+  inventory: Inventory,
+  datastore: { id: string; name: string },
+  hostId: string,
+): Promise<void> {
+  for (const vm of inventory.vms) {
+    const files = vm.disks.filter((d) => d.datastore === datastore.name).map((d) => d.file);
+    if (files.length === 0) continue;
+    try {
+      await detachDiskFiles(vc, vm.id, files);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+  }
+  await removeDatastore(vc, hostId, datastore.id);
 }
 
 /** The short suffix of an operation id, used to name staging directories and restored files. */
@@ -63,20 +125,27 @@ export function checkName(what: string, name: string): void {
   }
 }
 
+/**
+ * The backup of the catalog (BACKUP_NOT_FOUND, exit 3, when unknown). With `use` (what the caller wants to
+ * do with it: `restore`, `mount`, ...), it must also be complete or partial (BACKUP_NOT_RESTORABLE): only
+ * those own array snapshots.
+ */
+export function catalogBackup(ctx: EngineContext, backupId: string, use?: string): BackupRecord {
+  const backup = ctx.catalog.getBackup(backupId);
+  if (use !== undefined && backup.state !== 'complete' && backup.state !== 'partial') {
+    throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to ${use}`);
+  }
+  return backup;
+}
+
 /** The backup and its VM record, refused with exit 3 when either is unknown or not restorable. */
 export function backupVm(
   ctx: EngineContext,
   backupId: string,
   vmName: string,
+  use = 'restore',
 ): { backup: BackupRecord; vm: VmRecord } {
-  const backup = ctx.catalog.findBackup(backupId);
-  if (!backup) throw new NotFoundError('BACKUP_NOT_FOUND', `no backup ${backupId} in the catalog`);
-  if (backup.state !== 'complete' && backup.state !== 'partial') {
-    throw new UsageError(
-      'BACKUP_NOT_RESTORABLE',
-      `backup ${backupId} is ${backup.state}: nothing to restore`,
-    );
-  }
+  const backup = catalogBackup(ctx, backupId, use);
   const vm = backup.vms.find((v) => v.name === vmName);
   if (!vm) {
     throw new NotFoundError(
@@ -92,6 +161,24 @@ export function backupVm(
 
 export function isRdm(d: DiskRecord): boolean {
   return d.kind === 'rdm-physical' || d.kind === 'rdm-virtual';
+}
+
+/** A VM snapshot's delta disk (`name-000001.vmdk`): what a disk's file is while the VM has user snapshots. */
+const DELTA_DISK = /-\d{6}\.vmdk$/;
+
+/**
+ * Refuses (DELTA_DISK_NOT_SUPPORTED, exit 3, before any change) disks recorded as VM-snapshot deltas: the VM
+ * had user snapshots at backup time, so its disk file is a delta whose parent chain (parentFileNameHint)
+ * is not restored; restoring the delta alone would give a broken disk.
+ */
+export function checkNoDeltaDisks(vmName: string, disks: DiskRecord[]): void {
+  const deltas = disks.filter((d) => DELTA_DISK.test(d.file));
+  if (deltas.length === 0) return;
+  throw new UsageError(
+    'DELTA_DISK_NOT_SUPPORTED',
+    `VM ${vmName} had VM snapshots at backup time: ${deltas.map((d) => `${d.label} (${d.file})`).join(', ')} ${deltas.length === 1 ? 'is a snapshot delta' : 'are snapshot deltas'}, and restoring a delta without its parent disks is not supported`,
+    { details: { vm: vmName, disks: deltas.map((d) => ({ label: d.label, file: d.file })) } },
+  );
 }
 
 /** Where a datastore's files are on the array: its volume's path plus the datastore's directory in it. */
@@ -262,18 +349,9 @@ function extentName(stem: string, n: number, count: number): string {
   return count === 1 ? `${stem}-flat.vmdk` : `${stem}-f${String(n).padStart(3, '0')}.vmdk`;
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Makes `dir` unless it exists; returns whether it was made (then undo removes it whole). */
 export async function ensureDir(dir: string): Promise<boolean> {
-  if (await exists(dir)) return false;
+  if (await pathExists(dir)) return false;
   await mkdir(dir, { recursive: true });
   return true;
 }

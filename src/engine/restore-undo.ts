@@ -1,7 +1,9 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { rename, rm } from 'node:fs/promises';
-import type { JournalEntry } from '../catalog/index.js';
+import { type JournalEntry, operationPidAlive } from '../catalog/index.js';
 import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
+import { pathExists } from '../util/fs.js';
 import { fetchInventory } from '../vsphere/inventory.js';
 import {
   type CreateVmSpec,
@@ -12,12 +14,12 @@ import {
   powerOn,
   reconfigureDisks,
   registerVm,
-  removeDatastore,
   type VsphereCaller,
   vmDevices,
 } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
-import { exists, newOperationId, removePlaced } from './restore-common.js';
+import { recover } from './recover.js';
+import { detachAllAndRemoveDatastore, newOperationId, removePlaced } from './restore-common.js';
 
 /** What undoing (or finalizing) one restore, mount or attach operation did. */
 export interface UndoOutcome {
@@ -70,7 +72,7 @@ export async function undoJournal(
   if (entries.some((e) => e.action === 'commit')) {
     for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
       for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
-        if (await exists(p.aside))
+        if (await pathExists(p.aside))
           await act(`delete the replaced files ${p.aside}`, () =>
             rm(p.aside, { recursive: true, force: true }),
           );
@@ -120,14 +122,9 @@ export async function undoJournal(
         const ds = (await inv()).datastores.find((x) => x.name === name);
         if (ds) {
           const hostId = String(d.hostId);
-          await act(`remove datastore ${name}`, async () => {
-            // A disk some VM still uses on it would keep the datastore busy: detach it first.
-            for (const vm of (await inv()).vms) {
-              const files = vm.disks.filter((x) => x.datastore === name).map((x) => x.file);
-              if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
-            }
-            await removeDatastore(vc, hostId, ds.id);
-          });
+          await act(`remove datastore ${name}`, async () =>
+            detachAllAndRemoveDatastore(vc, await inv(), ds, hostId),
+          );
         }
         break;
       }
@@ -157,12 +154,12 @@ export async function undoJournal(
       }
       case 'dirs.swap': {
         for (const p of (d.pairs as SwapPair[] | undefined) ?? []) {
-          if (await exists(p.aside)) {
+          if (await pathExists(p.aside)) {
             await act(`put ${p.dir} back`, async () => {
               await rm(p.dir, { recursive: true, force: true });
               await rename(p.aside, p.dir);
             });
-          } else if (!p.hadDir && !(await exists(p.staged)) && (await exists(p.dir))) {
+          } else if (!p.hadDir && !(await pathExists(p.staged)) && (await pathExists(p.dir))) {
             await act(`remove restored directory ${p.dir}`, () =>
               rm(p.dir, { recursive: true, force: true }),
             );
@@ -207,10 +204,34 @@ export async function undoJournal(
   return out;
 }
 
+/** Set while an entry point runs its checks again after the recovery in `runOperation` changed things. */
+const revalidation = new AsyncLocalStorage<'first' | 'again'>();
+
+/** Thrown by `runOperation` when the checks made before it may be stale; `checkedOperation` runs them again. */
+class ChecksStale extends Error {}
+
 /**
- * Runs one journaled operation (restore, mount, attach): begins it, takes its locks, runs `body`; on
- * failure undoes what the journal says was done and closes the operation as failed (or leaves it open for
- * `recover` when undoing failed too), then rethrows with what happened.
+ * Runs an entry point (restore, mount, unmount, attach, detach: its checks, then `runOperation`). When the
+ * recovery `runOperation` does before it begins repaired interrupted operations, what was checked (the
+ * inventory, the mounts) may have changed: the entry point runs once more, checks first, on fresh state.
+ */
+export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await revalidation.run('first', fn);
+  } catch (err) {
+    if (!(err instanceof ChecksStale)) throw err;
+    return revalidation.run('again', fn);
+  }
+}
+
+/**
+ * Runs one journaled operation (restore, mount, attach): repairs what dead operations left (recover, only
+ * dead operations), begins it, takes its locks, runs `body`; on failure undoes what the journal says was
+ * done and closes the operation as failed (or leaves it open for `recover` when undoing failed too), then
+ * rethrows with what happened.
+ *
+ * Callers make every check (and return dry runs) before calling it: the recovery is the first change, so a
+ * dry run or a refused request (exit 3) changes nothing, not even a crashed backup's VMs.
  */
 export async function runOperation<T>(
   ctx: EngineContext,
@@ -218,6 +239,11 @@ export async function runOperation<T>(
   op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: string[] },
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
+  // What dead operations left is repaired first (only now: nothing before this point changes anything).
+  // Whatever the repair touched may be what the caller checked: then its checks run again.
+  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationPidAlive(o));
+  await recover(ctx, { onlyDeadOperations: true });
+  if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());
   ctx.catalog.beginOperation({ id: opId, kind: op.kind, subject: op.subject });
   try {

@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory, Vm } from '../model/inventory.js';
+import { pathExists } from '../util/fs.js';
 import type { CapturedDevice } from '../vsphere/inventory.js';
 import {
   asCaller,
@@ -18,23 +19,22 @@ import {
   vmDevices,
 } from '../vsphere/vm-ops.js';
 import { crashPoint, type EngineContext } from './context.js';
-import { recover } from './recover.js';
 import {
   backupVm,
   checkFreeSpace,
   checkName,
+  checkNoDeltaDisks,
   type DatastorePlace,
   datastorePlaces,
   diskSource,
   ensureDir,
-  exists,
   isRdm,
   opSuffix,
   placeDisk,
   step,
   targetPlace,
 } from './restore-common.js';
-import { runOperation, type SwapPair } from './restore-undo.js';
+import { checkedOperation, runOperation, type SwapPair } from './restore-undo.js';
 
 /**
  * Restore from a backup's array snapshot (SPEC 3): a whole VM as a new VM or to its original place, chosen
@@ -46,13 +46,22 @@ import { runOperation, type SwapPair } from './restore-undo.js';
  * registration, SPEC 7), with its restored standard disks; RDM disks are never restored (warning
  * RDM_NOT_RESTORED per disk).
  *
- * VM snapshot modes: the backup took a VM snapshot just before the array snapshot, so inside the array
- * snapshot the base disks (the files the backup record names) are frozen at the VM-snapshot instant and
- * every later write went to the delta files. Restoring the base disks, never the deltas, gives exactly the
- * state of that VM snapshot: the restored VM is "reverted to it, with the snapshot removed" (SPEC 3).
+ * VM snapshot modes, for a VM without user VM snapshots: the backup took a VM snapshot just before the
+ * array snapshot, so inside the array snapshot the base disks (the files the backup record names, captured
+ * before that snapshot) are frozen at the VM-snapshot instant and every later write went to the delta
+ * files. Restoring the base disks, never the deltas, gives exactly the state of that VM snapshot: the
+ * restored VM is "reverted to it, with the snapshot removed" (SPEC 3).
+ *
+ * That only holds when the VM had no snapshots of its own. With user VM snapshots, the file the record names
+ * is itself a delta (`name-00000N.vmdk`) whose descriptor points (parentFileNameHint) at parent disks that
+ * would not be restored: such a restore is refused before any change (DELTA_DISK_NOT_SUPPORTED, exit 3,
+ * checkNoDeltaDisks), naming the VM and its delta disks.
  *
  * Every side effect is journaled first (see restore-common.ts); a failure undoes what was done, a crash is
- * undone by `recover` (undo.ts). Everything the user can get wrong is checked before the first change.
+ * undone by `recover` (undo.ts). Everything the user can get wrong is checked before the first change; the
+ * repair of interrupted operations (recover) runs only then, inside runOperation, and never for a dry run.
+ * While a restore runs, its operation holds the lock `backup:<id>`, so the backup cannot be deleted or
+ * expired under it.
  */
 
 export interface RestoreRequest {
@@ -127,7 +136,11 @@ interface Prepared {
   signal?: AbortSignal;
 }
 
-export async function runRestore(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
+export function runRestore(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
+  return checkedOperation(() => restoreOnce(ctx, request));
+}
+
+async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
   const modes = [request.as !== undefined, request.original === true, request.disks !== undefined];
   if (modes.filter(Boolean).length !== 1) {
     throw new UsageError(
@@ -158,7 +171,6 @@ export async function runRestore(ctx: EngineContext, request: RestoreRequest): P
 
   ctx.events.phase('connect');
   const session = await ctx.vcenter();
-  await recover(ctx, { onlyDeadOperations: true });
   const vc = asCaller(session);
   const inventory = await session.inventory();
   const places = await datastorePlaces(ctx, inventory);
@@ -182,6 +194,7 @@ export async function runRestore(ctx: EngineContext, request: RestoreRequest): P
     });
   }
   disks = disks.filter((d) => !isRdm(d) && d.included);
+  checkNoDeltaDisks(vm.name, disks);
   const p: Prepared = {
     ctx,
     vc,
@@ -203,14 +216,22 @@ function findHost(inventory: Inventory, name: string, datacenter: string) {
   return inventory.hosts.find((h) => h.name === name && (datacenter === '' || h.datacenter === datacenter));
 }
 
-/** Runs the journaled body as a `restore` operation (restore-undo.ts runOperation). */
+/**
+ * Runs the journaled body as a `restore` operation (restore-undo.ts runOperation), holding `locks` and
+ * `backup:<id>`: the backup cannot be deleted or expired while its files are read.
+ */
 function inOperation<T>(
   p: Prepared,
   kind: 'restore',
   locks: string[],
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
-  return runOperation(p.ctx, p.vc, { kind, subject: `${p.backup.id}/${p.vm.name}`, locks }, body);
+  return runOperation(
+    p.ctx,
+    p.vc,
+    { kind, subject: `${p.backup.id}/${p.vm.name}`, locks: [...locks, `backup:${p.backup.id}`] },
+    body,
+  );
 }
 
 interface DiskPlan {
@@ -379,7 +400,7 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
   if (!dirs.has(homeDir)) dirs.set(homeDir, []);
   if (!original) {
     for (const dir of dirs.keys()) {
-      if (await exists(dir)) {
+      if (await pathExists(dir)) {
         throw new ConflictError('TARGET_EXISTS', `${dir} already exists: a VM named ${name} had files there`);
       }
     }
@@ -445,7 +466,7 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
           dir,
           staged: target,
           aside: `${dir}.snapkeeper-old-${suffix}`,
-          hadDir: await exists(dir),
+          hadDir: await pathExists(dir),
         });
       }
     }
@@ -469,7 +490,7 @@ async function restoreWholeVm(p: Prepared, request: RestoreRequest): Promise<Res
     if (original) {
       await step(ctx, opId, { action: 'dirs.swap', target: name, data: { pairs } }, async () => {
         for (const pair of pairs) {
-          if (await exists(pair.dir)) await rename(pair.dir, pair.aside);
+          if (await pathExists(pair.dir)) await rename(pair.dir, pair.aside);
           await rename(pair.staged, pair.dir);
         }
       });
@@ -592,7 +613,7 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
     const dirs = byDir(plans, dirOf, (pl) => stemOf(pl, suffix));
     const restored = new Map<DiskRecord, RestoredDisk>();
     for (const [dir, items] of dirs) {
-      const out = await placeDisks(p, opId, dir, items, !(await exists(dir)));
+      const out = await placeDisks(p, opId, dir, items, !(await pathExists(dir)));
       for (const [i, it] of items.entries()) restored.set(it.plan.disk, out[i]!);
     }
     crashPoint('restore-files-placed');
@@ -645,7 +666,7 @@ async function restoreFiles(p: Prepared, request: RestoreRequest): Promise<Resto
   const plans: DiskPlan[] = p.disks.map((disk) => ({ disk, index: vm.disks.indexOf(disk), place }));
   checkFreeSpace(spaceNeeds(plans));
   const dir = join(place.path, `${vm.name}-restore-${backup.id}`);
-  if (await exists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
+  if (await pathExists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
   const stemOf = (pl: DiskPlan) => `${vm.name}_${pl.index}`;
   if (request.dryRun)
     return planned(

@@ -1,8 +1,9 @@
 import type { Retention } from '../config/schema.js';
-import { ConflictError, errorMessage } from '../errors.js';
+import { ConflictError, errorMessage, NotFoundError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import { expiredBackups } from '../rules/index.js';
 import type { EngineContext } from './context.js';
+import { ADHOC_TASK } from './ids.js';
 import { applyRule } from './rule-errors.js';
 import { listTasks } from './tasks.js';
 
@@ -50,7 +51,8 @@ function describe(record: BackupRecord, reason: string): DeletedBackup {
 
 /**
  * Applies a task's retention (max versions, max age) and deletes what it expires. `keep` protects the
- * backup just made. Mounted backups are never expired.
+ * backup just made. Mounted backups are never expired. Ad-hoc backups (task `adhoc`) back up unrelated VMs:
+ * the policy applies to each set of VMs on its own, so backups of one VM never expire those of another.
  */
 export async function expireTask(
   ctx: EngineContext,
@@ -63,58 +65,76 @@ export async function expireTask(
   if (!retention || (retention.versions === undefined && retention.days === undefined))
     return { deleted, errors };
   const backups = ctx.catalog.listBackups({ task });
-  const expired = applyRule(() =>
-    expiredBackups(
-      backups.map((b) => ({
-        id: b.id,
-        task: b.task,
-        state: b.state,
-        startedAt: b.startedAt,
-        pinned: b.id === options.keep || ctx.catalog.mountsOf(b.id).length > 0,
-      })),
-      retention,
-      ctx.now(),
-    ),
-  );
-  for (const e of expired) {
-    try {
-      deleted.push(await deleteBackup(ctx, e.id, { dryRun: options.dryRun, reason: e.reason }));
-    } catch (err) {
-      errors.push(`${e.id}: ${errorMessage(err)}`);
+  const groups = new Map<string, BackupRecord[]>();
+  for (const b of backups) {
+    const key = task === ADHOC_TASK ? JSON.stringify([...new Set(b.vms.map((v) => v.name))].sort()) : '';
+    const group = groups.get(key);
+    if (group) group.push(b);
+    else groups.set(key, [b]);
+  }
+  for (const group of groups.values()) {
+    const expired = applyRule(() =>
+      expiredBackups(
+        group.map((b) => ({
+          id: b.id,
+          task: b.task,
+          state: b.state,
+          startedAt: b.startedAt,
+          pinned: b.id === options.keep || ctx.catalog.mountsOf(b.id).length > 0,
+        })),
+        retention,
+        ctx.now(),
+      ),
+    );
+    for (const e of expired) {
+      try {
+        deleted.push(await deleteBackup(ctx, e.id, { dryRun: options.dryRun, reason: e.reason }));
+      } catch (err) {
+        errors.push(`${e.id}: ${errorMessage(err)}`);
+      }
     }
   }
   return { deleted, errors };
 }
 
-/** Retention of every task (or one), as `snapkeeper expire` runs it. */
+/**
+ * Retention of every task (or one), as `snapkeeper expire` runs it. Backups of no known task (ad-hoc ones,
+ * those of deleted tasks) follow the default retention. A task name that is neither a task nor found on any
+ * backup is refused (NotFoundError TASK_NOT_FOUND).
+ */
 export async function expireAll(
   ctx: EngineContext,
   options: { dryRun: boolean; task?: string },
 ): Promise<{ deleted: DeletedBackup[]; errors: string[] }> {
   const deleted: DeletedBackup[] = [];
   const errors: string[] = [];
-  const tasks = listTasks(ctx.config, ctx.catalog)
-    .map((e) => e.task)
-    .filter((t) => options.task === undefined || t.name === options.task);
-  const taskNames = new Set(tasks.map((t) => t.name));
-  for (const t of tasks) {
-    const r = await expireTask(ctx, t.name, t.retention ?? ctx.config.defaults.retention, options);
-    deleted.push(...r.deleted);
-    errors.push(...r.errors);
-  }
-  // Ad-hoc backups (and those of deleted tasks) follow the default retention.
-  if (options.task === undefined) {
-    const orphanTasks = new Set(
+  const allTasks = listTasks(ctx.config, ctx.catalog).map((e) => e.task);
+  const taskNames = new Set(allTasks.map((t) => t.name));
+  const orphanTasks = [
+    ...new Set(
       ctx.catalog
         .listBackups()
         .map((b) => b.task)
         .filter((t) => !taskNames.has(t)),
+    ),
+  ].filter((t) => options.task === undefined || t === options.task);
+  const tasks = allTasks.filter((t) => options.task === undefined || t.name === options.task);
+  if (options.task !== undefined && tasks.length === 0 && orphanTasks.length === 0) {
+    throw new NotFoundError(
+      'TASK_NOT_FOUND',
+      `no task named ${options.task} and no backup of it (see snapkeeper task list)`,
     );
-    for (const t of orphanTasks) {
-      const r = await expireTask(ctx, t, ctx.config.defaults.retention, options);
-      deleted.push(...r.deleted);
-      errors.push(...r.errors);
-    }
+  }
+  const expireOptions = { dryRun: options.dryRun };
+  for (const t of tasks) {
+    const r = await expireTask(ctx, t.name, t.retention ?? ctx.config.defaults.retention, expireOptions);
+    deleted.push(...r.deleted);
+    errors.push(...r.errors);
+  }
+  for (const t of orphanTasks) {
+    const r = await expireTask(ctx, t, ctx.config.defaults.retention, expireOptions);
+    deleted.push(...r.deleted);
+    errors.push(...r.errors);
   }
   return { deleted, errors };
 }

@@ -6,13 +6,18 @@ import {
 } from '../catalog/index.js';
 import { errorMessage } from '../errors.js';
 import type { VcenterSession } from '../vsphere/session.js';
-import { asCaller, detachDiskFiles, removeDatastore } from '../vsphere/vm-ops.js';
+import { asCaller } from '../vsphere/vm-ops.js';
 import { detachOne } from './attach.js';
 import type { EngineContext } from './context.js';
 import type { MountData } from './mount.js';
 import { unmountOne } from './mount.js';
 import type { RecoverReport } from './recover.js';
-import { DATASTORE_PREFIX } from './restore-common.js';
+import {
+  detachAllAndRemoveDatastore,
+  isMountedDatastore,
+  isOperationId,
+  mountedDatastorePrefix,
+} from './restore-common.js';
 import { undoJournal } from './restore-undo.js';
 
 /** What recovering one interrupted operation gets: its journal, the report to fill, and whether to act. */
@@ -74,9 +79,12 @@ export const operationRecovery: Partial<Record<OperationKind, OperationRecovery>
 };
 
 /**
- * Mounted datastores (`snapkeeper-*`) and array clones that no mount record owns and no live operation is
- * making: what a crash left that no journal names (e.g. a catalog restored from an older copy). Disks a VM
- * still has on such a datastore are detached first (their files stay in the clone until it is deleted).
+ * Mounted datastores and array clones that no mount record owns and no live operation is making: what a
+ * crash left that no journal names (e.g. a catalog restored from an older copy). Only what snapkeeper makes
+ * is considered: datastores named `snapkeeper-<backup id>-<datastore>` that point into a configured array's
+ * clone directory (isMountedDatastore; a user's `snapkeeper-data` is left alone), and clones labelled with
+ * one of our operation ids. Disks a VM still has on such a datastore are detached first (their files stay
+ * in the clone until it is deleted).
  */
 async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<void> {
   const session = await ctx.vcenter();
@@ -105,17 +113,13 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   const verb = report.dryRun ? 'would ' : '';
 
   for (const ds of inventory.datastores) {
-    if (!ds.name.startsWith(DATASTORE_PREFIX) || ownedDatastores.has(ds.name)) continue;
-    if (liveSubjects.some((s) => s !== '' && ds.name.startsWith(`${DATASTORE_PREFIX}${s}-`))) continue;
+    if (!isMountedDatastore(ctx, ds) || ownedDatastores.has(ds.name)) continue;
+    if (liveSubjects.some((s) => s !== '' && ds.name.startsWith(mountedDatastorePrefix(s)))) continue;
     report.actions.push(`${verb}remove stray datastore ${ds.name}`);
     if (report.dryRun) continue;
     try {
-      for (const vm of inventory.vms) {
-        const files = vm.disks.filter((d) => d.datastore === ds.name).map((d) => d.file);
-        if (files.length > 0) await detachDiskFiles(vc, vm.id, files);
-      }
       const host = inventory.hosts.find((h) => h.name === ds.hosts[0]);
-      await removeDatastore(vc, host?.id ?? '', ds.id);
+      await detachAllAndRemoveDatastore(vc, inventory, ds, host?.id ?? '');
     } catch (err) {
       report.errors.push(`datastore ${ds.name}: ${errorMessage(err)}`);
     }
@@ -123,7 +127,8 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   for (const [arrayName, clones] of clonesByArray) {
     const array = await ctx.array(arrayName);
     for (const c of clones) {
-      if (ownedClones.has(`${arrayName}/${c.id}`) || liveIds.has(c.label)) continue;
+      if (!isOperationId(c.label) || ownedClones.has(`${arrayName}/${c.id}`) || liveIds.has(c.label))
+        continue;
       report.actions.push(`${verb}delete stray clone ${arrayName}/${c.id}`);
       if (report.dryRun) continue;
       try {

@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { initFsArray, isBtrfs, layout } from '../arrays/fs/layout.js';
+import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
 import { parseConfig } from '../config/load.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
-import { execFile } from '../util/exec.js';
-import { pathExists } from '../util/fs.js';
+import { durableTempPath, pathExists, writeFileDurable } from '../util/fs.js';
 import { fillLabDisk } from './diskdata.js';
 import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
 import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
@@ -33,6 +32,26 @@ export const labFiles = {
 // The catalog is written by snapkeeper runs against the lab, not by the lab, but it only describes snapshots
 // on the lab's array: it goes with the lab.
 const CATALOG_FILES = ['catalog.db', 'catalog.db-wal', 'catalog.db-shm', 'catalog.db-journal'];
+
+/** The simulator's temporary ready file (lab/simulator/main.go writeJSONAtomic). */
+const READY_TMP = `.${labFiles.ready}.tmp`;
+
+/**
+ * Files of DIR that `lab down` (and an undone `lab up`) deletes, besides the array, the image and lab.json.
+ * `lab up` refuses a DIR holding any of them, so that it never takes over, and later deletes, a user's file.
+ */
+const OWNED_FILES = [
+  labFiles.config,
+  durableTempPath(labFiles.config),
+  labFiles.password,
+  durableTempPath(labFiles.password),
+  labFiles.resolvedSpec,
+  durableTempPath(labFiles.resolvedSpec),
+  labFiles.ready,
+  READY_TMP,
+  labFiles.log,
+  ...CATALOG_FILES,
+];
 
 export interface LabVm {
   name: string;
@@ -96,32 +115,19 @@ export interface LabStatus {
   vmCount: number;
 }
 
-async function writeAtomic(file: string, text: string, mode = 0o644): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await rename(tmp, file);
-}
-
 /**
  * Starts a lab in `dir`: validates the spec (nothing is created for a bad one), makes the file-system array
  * with one volume per datastore (optionally on a loop-mounted btrfs image), starts the vCenter simulator with
  * the spec's inventory, fills every flat and independent disk with deterministic data and writes
- * DIR/snapkeeper.yaml and DIR/lab.json. Fails with UsageError if `dir` already holds a lab. Whatever fails
- * after creation started is undone.
+ * DIR/snapkeeper.yaml and DIR/lab.json. Fails with UsageError, changing nothing, if `dir` already holds a lab
+ * or any file a lab writes (see checkLabDir). Whatever fails after creation started is undone.
  */
 export async function labUp(options: LabUpOptions): Promise<LabState> {
   const progress = options.onProgress ?? (() => {});
   const specFile = resolve(options.specFile);
   const spec = await loadLabSpec(specFile);
   const dir = resolve(options.dir);
-  for (const name of [labFiles.state, labFiles.array, labFiles.image]) {
-    if (await pathExists(join(dir, name))) {
-      throw new UsageError(
-        'LAB_EXISTS',
-        `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`,
-      );
-    }
-  }
+  await checkLabDir(dir);
   if (options.btrfsImageBytes !== undefined) {
     if (!Number.isSafeInteger(options.btrfsImageBytes) || options.btrfsImageBytes < 128 * 1024 * 1024) {
       throw new UsageError('LAB_INVALID', 'the btrfs image must be at least 128 MiB');
@@ -159,7 +165,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     vms: [],
     starting: true,
   };
-  const saveState = (state: LabState) => writeAtomic(stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  const saveState = (state: LabState) => writeFileDurable(stateFile, `${JSON.stringify(state, null, 2)}\n`);
   try {
     await mkdir(dir, { recursive: true });
     await saveState(partial);
@@ -171,8 +177,8 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     const manifest = await initFsArray(arrayPath, datastoreNames(spec));
     const resolved = resolveSpec(spec, arrayPath, new Map(manifest.volumes.map((v) => [v.name, v.lun])));
     const specOut = join(dir, labFiles.resolvedSpec);
-    await writeAtomic(specOut, `${JSON.stringify(resolved, null, 2)}\n`);
-    await writeAtomic(passwordFile, `${randomBytes(18).toString('base64url')}\n`, 0o600);
+    await writeFileDurable(specOut, `${JSON.stringify(resolved, null, 2)}\n`);
+    await writeFileDurable(passwordFile, `${randomBytes(18).toString('base64url')}\n`, 0o600);
 
     progress('building the simulator');
     const binary = await simulatorBinary(options.env);
@@ -205,7 +211,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
 
     const yaml = labConfigYaml(ready.url, ready.thumbprint);
     parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
-    await writeAtomic(configFile, yaml);
+    await writeFileDurable(configFile, yaml);
 
     const state: LabState = {
       dir,
@@ -241,6 +247,32 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   }
 }
 
+/**
+ * Refuses (UsageError, nothing changed) a DIR that holds a lab (LAB_EXISTS) or any file a lab writes there
+ * (LAB_DIR_NOT_EMPTY): `lab up --dir .` in a working directory must not overwrite, and `lab down` must not
+ * delete, a configuration, password or catalog that is not the lab's.
+ */
+async function checkLabDir(dir: string): Promise<void> {
+  for (const name of [labFiles.state, durableTempPath(labFiles.state), labFiles.array, labFiles.image]) {
+    if (await pathExists(join(dir, name))) {
+      throw new UsageError(
+        'LAB_EXISTS',
+        `${dir} already holds a lab (found ${name}); run snapkeeper lab down --dir ${dir} first`,
+      );
+    }
+  }
+  const found: string[] = [];
+  for (const name of OWNED_FILES) if (await pathExists(join(dir, name))) found.push(name);
+  if (found.length > 0) {
+    throw new UsageError(
+      'LAB_DIR_NOT_EMPTY',
+      `${dir} already holds ${found.join(', ')}, which a lab would overwrite and lab down would delete; ` +
+        'choose another --dir',
+      { details: { dir, found } },
+    );
+  }
+}
+
 /** The resolved spec the simulator reads: defaults filled in, each datastore with its volume's path and LUN. */
 function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>): unknown {
   return {
@@ -251,7 +283,13 @@ function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>
         path: layout.volume(arrayPath, ds.name),
         lun: luns.get(ds.name),
       })),
-      vms: dc.vms.map((vm) => ({ ...vm, datastore: homeDatastore(vm) })),
+      // Every default is resolved here, the one place: the simulator refuses a VM without power or home
+      // datastore and a flat disk without mode.
+      vms: dc.vms.map((vm) => ({
+        ...vm, // power: the schema's default is already applied
+        datastore: homeDatastore(vm),
+        disks: vm.disks.map((d) => ('rdm' in d ? d : { ...d, mode: d.mode ?? 'persistent' })),
+      })),
     })),
   };
 }
@@ -347,17 +385,8 @@ async function teardown(
     );
   }
   await removeArray(parts.arrayPath);
-  const files = [
-    labFiles.config,
-    labFiles.password,
-    labFiles.resolvedSpec,
-    labFiles.ready,
-    `.${labFiles.ready}.tmp`,
-    labFiles.log,
-    ...CATALOG_FILES,
-  ];
-  for (const f of files) await rm(join(dir, f), { force: true });
-  for (const f of [labFiles.state, `${labFiles.state}.tmp`]) await rm(join(dir, f), { force: true });
+  for (const f of OWNED_FILES) await rm(join(dir, f), { force: true });
+  for (const f of [labFiles.state, durableTempPath(labFiles.state)]) await rm(join(dir, f), { force: true });
   if (parts.createdDir) {
     try {
       await rmdir(dir);
@@ -367,31 +396,18 @@ async function teardown(
   }
 }
 
-// btrfs keeps read-only snapshots and subvolumes that `rm -r` cannot remove; delete those first.
+/**
+ * Removes the lab's array whatever its driver made: the arrays' own removeTree deletes btrfs subvolumes
+ * (read-only snapshots included, which `rm -r` cannot remove) as such and plain trees after making them
+ * writable.
+ */
 async function removeArray(root: string): Promise<void> {
   if (!(await pathExists(root))) return;
-  if (await isBtrfs(root)) {
-    const candidates: string[] = [];
-    for (const parent of [layout.snapshots(root), layout.clones(root)]) {
-      let names: string[] = [];
-      try {
-        names = await readdir(parent);
-      } catch {
-        // no snapshots yet
-      }
-      candidates.push(...names.map((n) => join(parent, n)));
-    }
-    candidates.push(layout.pool(root));
-    for (const path of candidates) {
-      try {
-        const s = await stat(path);
-        // 256 is the inode number of every btrfs subvolume's root directory.
-        if (s.isDirectory() && s.ino === 256) await execFile('btrfs', ['subvolume', 'delete', path]);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
+  for (const parent of [layout.snapshots(root), layout.clones(root)]) {
+    const names = await readdir(parent).catch(() => [] as string[]);
+    for (const name of names) await removeTree(join(parent, name));
   }
+  await removeTree(layout.pool(root));
   await rm(root, { recursive: true, force: true });
 }
 

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SnapkeeperError } from '../errors.js';
@@ -107,6 +107,8 @@ export async function startSimulator(
   if (options.sessionIdleTimeoutSeconds !== undefined) {
     args.push('--session-idle-timeout', String(options.sessionIdleTimeoutSeconds));
   }
+  // A ready file left from an earlier run would be taken for this one's: its pid, URL and disks.
+  await rm(options.readyFile, { force: true });
   const log = await open(options.logFile, 'a');
   let child: ChildProcess;
   let exited: string | undefined;

@@ -24,7 +24,10 @@ export type DiskMode = (typeof DISK_MODES)[number];
 
 const lunName = z
   .string()
-  .regex(/^naa\.[0-9a-fA-F]{1,64}$/, 'must be an NAA canonical name: "naa." followed by hex digits');
+  .regex(
+    /^naa\.([0-9a-f]{16}|[0-9a-f]{32})$/i,
+    'must be an NAA canonical name: "naa." followed by 16 or 32 hex digits',
+  );
 const sizeMB = z
   .number()
   .int('must be a whole number of MB')
@@ -118,6 +121,8 @@ export const labSpecSchema = z
     // Datastores become array volumes and VMs directories: their names must be unique across the lab.
     const dsNames = seen('datastore');
     const vmNames = seen('VM');
+    // A LUN has one size, wherever it is mapped (the simulator would silently keep the first).
+    const lunSizes = new Map<string, { sizeMB: number; path: string }>();
     for (const [d, dc] of spec.datacenters.entries()) {
       const base = ['datacenters', d];
       dcNames(dc.name, [...base, 'name']);
@@ -139,6 +144,8 @@ export const labSpecSchema = z
         dsNames(ds.name, [...base, 'datastores', s, 'name']);
         datastores.add(ds.name);
       }
+      // Flat and independent disks of every VM per datastore; RDMs are LUNs of their own.
+      const usedMB = new Map<string, number>();
       if (dc.datastores.length > 0 && hosts.size === 0) {
         ctx.addIssue({
           code: 'custom',
@@ -166,21 +173,32 @@ export const labSpecSchema = z
         const luns = new Map<string, number>();
         for (const [k, disk] of vm.disks.entries()) {
           if ('rdm' in disk) {
-            const first = luns.get(disk.lun.toLowerCase());
+            const lun = disk.lun.toLowerCase();
+            const sized = lunSizes.get(lun);
+            if (sized === undefined) {
+              lunSizes.set(lun, { sizeMB: disk.sizeMB, path: formatPath([...vmPath, 'disks', k]) });
+            } else if (sized.sizeMB !== disk.sizeMB) {
+              ctx.addIssue({
+                code: 'custom',
+                path: [...vmPath, 'disks', k, 'sizeMB'],
+                message: `LUN ${disk.lun} is ${sized.sizeMB} MB at ${sized.path}: a LUN has one size`,
+              });
+            }
+            const first = luns.get(lun);
             if (first !== undefined) {
               ctx.addIssue({
                 code: 'custom',
                 path: [...vmPath, 'disks', k, 'lun'],
                 message: `LUN ${disk.lun} is already mapped by disks[${first}] of this VM`,
               });
-            } else luns.set(disk.lun.toLowerCase(), k);
+            } else luns.set(lun, k);
           } else if (!datastores.has(disk.datastore)) {
             ctx.addIssue({
               code: 'custom',
               path: [...vmPath, 'disks', k, 'datastore'],
               message: `datastore ${disk.datastore} is not defined in datacenter ${dc.name}`,
             });
-          }
+          } else usedMB.set(disk.datastore, (usedMB.get(disk.datastore) ?? 0) + disk.sizeMB);
         }
         if (vm.disks.length > 60) {
           ctx.addIssue({
@@ -194,6 +212,16 @@ export const labSpecSchema = z
             code: 'custom',
             path: vmPath,
             message: 'the VM needs a home datastore: set "datastore" or give it a disk on a datastore',
+          });
+        }
+      }
+      for (const [s, ds] of dc.datastores.entries()) {
+        const used = usedMB.get(ds.name) ?? 0;
+        if (used > ds.capacityGB * 1024) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...base, 'datastores', s, 'capacityGB'],
+            message: `the disks on datastore ${ds.name} add up to ${used} MB, more than its ${ds.capacityGB} GB (${ds.capacityGB * 1024} MB)`,
           });
         }
       }

@@ -120,4 +120,9 @@ export interface Inventory {
   folders: Folder[];
   datastores: Datastore[];
   vms: Vm[];
+  /**
+   * Names of VMs whose configuration could not be read (their disks and files are unknown; `vmxFile` is
+   * empty). They are still in `vms`; a backup must refuse them rather than capture an empty VM.
+   */
+  unreadableVms?: string[];
 }

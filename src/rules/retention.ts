@@ -34,9 +34,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  *   version, so the backups after it expire as they would without the pin;
  * - "successful" means `complete` or `partial`: a partial backup holds the VMs that worked and is a version;
  * - `versions` N: successful backups, newest first; those after the first N expire. Failed ones do not count;
- * - `days` D: a backup whose age (`now - startedAt`) is more than D days expires; exactly D days old is kept;
- * - the newest successful backup is never expired by `days`: a task that stopped running (a VM removed, a
- *   schedule disabled) keeps its last good backup until a newer one exists;
+ * - `days` D: a backup whose age (`now - startedAt`) is more than D days expires, the newest successful one
+ *   included (SPEC: "at most D days"); exactly D days old is kept. A task that stopped running thus loses its
+ *   last backup after D days: pin it, or set `versions` only, to keep it;
  * - a failed backup older than the newest successful one expires (it has nothing a newer backup lacks);
  *   failed backups newer than it are kept as evidence, until `days` expires them;
  * - with both `versions` and `days`, a backup expires when either rule says so;
@@ -96,7 +96,6 @@ export function expiredBackups(
   }
   if (days !== undefined) {
     for (const d of dated) {
-      if (d === newestSuccessful) continue;
       if (nowMs - d.ms > days * DAY_MS) add(d.backup.id, `older than ${days} day${days === 1 ? '' : 's'}`);
     }
   }

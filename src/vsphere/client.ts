@@ -11,8 +11,9 @@ import {
 import { fetchInventory, flattenSnapshots } from './inventory.js';
 import { type CallOptions, type Invoker, retrieveOne, type ServiceContent } from './property.js';
 import type { CreateVmSnapshotOptions, OperationOptions, VcenterSession } from './session.js';
-import { HttpTransport, type Transport, TransportError } from './transport.js';
+import { HttpTransport, retryIdempotentReads, type Transport, TransportError } from './transport.js';
 import {
+  asArray,
   asObject,
   el,
   envelope,
@@ -26,7 +27,10 @@ import {
 } from './xml.js';
 
 export interface ConnectOptions {
-  /** Wraps the HTTP transport (fault injection, logging, retry); applied once, around every request. */
+  /**
+   * Wraps the transport (fault injection, logging); applied once, around every request. It sits outside the
+   * built-in retry of read methods on a stale keep-alive socket (transport.ts retryIdempotentReads).
+   */
   transportWrapper?: (inner: Transport) => Transport;
   signal?: AbortSignal;
 }
@@ -34,6 +38,25 @@ export interface ConnectOptions {
 /** The API version we speak until the server tells us its own. */
 const INITIAL_API_VERSION = '6.5';
 const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
+const PROPERTY_READS = new Set(['RetrievePropertiesEx', 'ContinueRetrievePropertiesEx']);
+
+/**
+ * The simulator answers a property read on an expired session with a `missingSet` entry whose fault is
+ * NotAuthenticated instead of a SOAP fault (vCenter sends the fault). Treat both alike, so the transparent
+ * re-login happens and a VM is never reported missing merely because the session expired.
+ */
+function assertAuthenticatedRead(returnval: XmlNode | XmlNode[] | undefined, method: string): void {
+  const result = asObject(returnval);
+  for (const o of asArray(result?.objects)) {
+    for (const m of asArray(asObject(o)?.missingSet)) {
+      const faultType = asObject(asObject(asObject(m)?.fault)?.fault)?.$xsiType;
+      if (faultType === 'NotAuthenticated') {
+        throw new VsphereFault('NotAuthenticated', `vSphere fault NotAuthenticated (${method})`, undefined, method);
+      }
+    }
+  }
+}
+
 // Calls that must not trigger a transparent re-login: they are the login machinery itself.
 const NO_RELOGIN = new Set(['Login', 'Logout', 'RetrieveServiceContent', 'TerminateSession']);
 
@@ -84,11 +107,14 @@ export class Vcenter implements VcenterSession, Invoker {
   #serviceContent: ServiceContent | undefined;
   #loggedIn = false;
   #relogin: Promise<void> | undefined;
+  /** Successful logins so far: a call remembers it when sent, to tell whether a re-login came after. */
+  #logins = 0;
 
   constructor(config: VcenterConfig, http: HttpTransport, wrapper?: (inner: Transport) => Transport) {
     this.#config = config;
     this.#http = http;
-    this.#send = wrapper ? wrapper(http.send) : http.send;
+    const send = retryIdempotentReads(http.send);
+    this.#send = wrapper ? wrapper(send) : send;
   }
 
   /** The service content read at connect time. */
@@ -162,6 +188,7 @@ export class Vcenter implements VcenterSession, Invoker {
       throw err;
     }
     this.#loggedIn = true;
+    this.#logins++;
   }
 
   /**
@@ -175,15 +202,20 @@ export class Vcenter implements VcenterSession, Invoker {
     body = '',
     options: CallOptions = {},
   ): Promise<XmlNode | XmlNode[] | undefined> {
+    // The session this call goes out with: a NotAuthenticated answer about an older one needs no new login.
+    const sentWith = this.#logins;
     try {
       return await this.#callOnce(method, thisRef, body, options);
     } catch (err) {
       if (!isFault(err, 'NotAuthenticated') || !this.#loggedIn || NO_RELOGIN.has(method)) throw err;
-      // Concurrent calls that all hit the expired session share one new login.
-      this.#relogin ??= this.#login(options.signal).finally(() => {
-        this.#relogin = undefined;
-      });
-      await this.#relogin;
+      if (this.#logins === sentWith) {
+        // Concurrent calls that all hit the expired session share one new login. It runs without any
+        // caller's signal (one caller giving up must not fail the others), bounded by the request timeout.
+        this.#relogin ??= this.#login().finally(() => {
+          this.#relogin = undefined;
+        });
+        await abortable(this.#relogin, options.signal);
+      }
       return await this.#callOnce(method, thisRef, body, options);
     }
   }
@@ -221,6 +253,7 @@ export class Vcenter implements VcenterSession, Invoker {
       throw new SnapkeeperError('VCENTER_BAD_RESPONSE', `${method}: unexpected answer HTTP ${res.status}`);
     }
     const response = asObject(parsed[`${method}Response`]);
+    if (PROPERTY_READS.has(method)) assertAuthenticatedRead(response?.returnval, method);
     return response?.returnval;
   }
 
@@ -274,7 +307,9 @@ export class Vcenter implements VcenterSession, Invoker {
     const vm: MoRef = { type: 'VirtualMachine', value: vmId };
     const props = await retrieveOne(this, vm, ['runtime.powerState', 'snapshot'], options);
     if (!props.has('runtime.powerState')) {
-      // The property collector answers an unknown object with nothing rather than a fault.
+      // vCenter (and the simulator) answer an unknown object with a ManagedObjectNotFound fault, which
+      // retrieveOne lets through. A VM that answers without a power state (the property in missingSet, or
+      // the object gone between two calls) is reported with the same fault, so callers have one case.
       throw new VsphereFault(
         'ManagedObjectNotFound',
         `vSphere fault ManagedObjectNotFound: VirtualMachine:${vmId}`,
@@ -340,6 +375,26 @@ export class Vcenter implements VcenterSession, Invoker {
       this.#http.close();
     }
   }
+}
+
+/** Waits for `promise`, or rejects as soon as `signal` aborts (the promise itself goes on). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {

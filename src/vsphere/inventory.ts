@@ -208,23 +208,33 @@ export function mapInventory(
     mapDatastore(e.oc, e.named.name, nameOf, datacenterOf),
   );
 
+  const unreadableVms: string[] = [];
   const vms: Vm[] = of('VirtualMachine').map((e) => {
     const oc = e.oc;
     const host = moRef(oc.props.get('runtime.host'));
-    const vmxFile = text(oc.props.get('config.files.vmPathName')) ?? '';
+    // A VM whose configuration cannot be read (inaccessible, being created, a permission missing: `config`
+    // unset or in missingSet) would look like a VM without disks: it is listed so the engine can refuse it.
+    const configUnreadable =
+      !oc.props.has('config.files.vmPathName') ||
+      [...(oc.missing?.keys() ?? [])].some((p) => p === 'config' || p.startsWith('config.'));
+    if (configUnreadable) unreadableVms.push(e.named.name);
+    const vmxFile = configUnreadable ? '' : (text(oc.props.get('config.files.vmPathName')) ?? '');
     const homeDatastore = datastoreOfPath(vmxFile);
     const devices = propArray(oc, 'config.hardware.device').map((d) => asObject(d) ?? {});
     const disks = devices
       .filter((d) => d.$xsiType === 'VirtualDisk')
-      .map((d) => mapDisk(d, nameOf, lunByUuid));
+      .map((d) => parseVirtualDisk(d, nameOf, lunByUuid));
     // A VM can keep a reference to a datastore that no longer exists (the simulator does after a detach and
     // unmount): only datastores that are in the inventory count.
     const liveDatastoreRefs = propArray(oc, 'datastore')
       .map((r) => moRef(r))
       .filter((r) => r !== undefined && byId.has(r.value));
-    const datastoreNames = [homeDatastore, ...liveDatastoreRefs.map((r) => nameOf(r))];
-    for (const d of disks)
-      if (d.kind !== 'rdm-physical' && d.kind !== 'rdm-virtual') datastoreNames.push(d.datastore);
+    // Every datastore holding a file of the VM: home, the disks' files, and an RDM's mapping file too.
+    const datastoreNames = [
+      homeDatastore,
+      ...liveDatastoreRefs.map((r) => nameOf(r)),
+      ...disks.map((d) => d.datastore),
+    ];
     const cluster = host ? clusterOfHost.get(host.value) : undefined;
     const hardware = {
       numCpu: num(oc.props.get('config.hardware.numCPU')) ?? 0,
@@ -250,7 +260,15 @@ export function mapInventory(
     };
   });
 
-  return { datacenters, clusters, hosts, folders, datastores, vms };
+  return {
+    datacenters,
+    clusters,
+    hosts,
+    folders,
+    datastores,
+    vms,
+    ...(unreadableVms.length > 0 ? { unreadableVms } : {}),
+  };
 }
 
 function mapDatastore(
@@ -294,10 +312,15 @@ function diskKind(
   return diskMode.startsWith('independent') ? 'independent' : 'flat';
 }
 
-function mapDisk(
+/**
+ * One `VirtualDisk` device as the domain sees it (kind, capacity, file, datastore, mode, LUN, slot). The one
+ * place disks are parsed: the inventory and vm-ops.ts use it. `nameOf` names a datastore reference (default:
+ * the datastore in the file path); `lunByUuid` resolves RDM LUNs known only by UUID.
+ */
+export function parseVirtualDisk(
   d: XmlObject,
-  nameOf: (ref: MoRef | undefined) => string,
-  lunByUuid: Map<string, string>,
+  nameOf?: (ref: MoRef | undefined) => string,
+  lunByUuid: Map<string, string> = new Map(),
 ): VirtualDisk {
   const backing = asObject(d.backing) ?? {};
   const file = text(backing.fileName) ?? '';
@@ -313,7 +336,7 @@ function mapDisk(
     kind,
     capacityBytes,
     file,
-    datastore: dsRef ? nameOf(dsRef) : datastoreOfPath(file),
+    datastore: dsRef && nameOf ? nameOf(dsRef) : datastoreOfPath(file),
     diskMode,
     ...(controllerKey === undefined ? {} : { controllerKey }),
     ...(unitNumber === undefined ? {} : { unitNumber }),
@@ -324,6 +347,20 @@ function mapDisk(
     if (lun) disk.lun = lun;
   }
   return disk;
+}
+
+/** vim25 SCSI controller types: VirtualSCSIController and its subtypes (LSI Logic, LSI SAS, BusLogic, PVSCSI). */
+const SCSI_CONTROLLERS = new Set([
+  'VirtualSCSIController',
+  'ParaVirtualSCSIController',
+  'VirtualLsiLogicController',
+  'VirtualLsiLogicSASController',
+  'VirtualBusLogicController',
+]);
+
+/** True for a SCSI controller device type (the one test: vm-ops.ts uses it too). */
+export function isScsiController(type: string | undefined): boolean {
+  return type !== undefined && SCSI_CONTROLLERS.has(type);
 }
 
 function captureDevice(d: XmlObject): CapturedDevice | undefined {

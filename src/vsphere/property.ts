@@ -1,3 +1,4 @@
+import { TransportError } from './transport.js';
 import {
   asArray,
   asObject,
@@ -47,6 +48,8 @@ export interface Invoker {
 export interface ObjectContent {
   obj: MoRef;
   props: Map<string, XmlNode | XmlNode[]>;
+  /** Paths the server could not read (missingSet), with the fault type it gave; absent when none. */
+  missing?: Map<string, string>;
 }
 
 export interface PropertySpec {
@@ -74,7 +77,15 @@ function parseResult(node: XmlNode | XmlNode[] | undefined): { token?: string; o
       const name = text(po?.name);
       if (po && name !== undefined && po.val !== undefined) props.set(name, po.val);
     }
-    return { obj: moRef(oc.obj) ?? { type: '', value: '' }, props };
+    const missing = new Map<string, string>();
+    for (const m of asArray(oc.missingSet)) {
+      const mo = asObject(m);
+      const path = text(mo?.path);
+      if (path !== undefined)
+        missing.set(path, asObject(asObject(mo?.fault)?.fault)?.$xsiType ?? 'SystemError');
+    }
+    const obj = moRef(oc.obj) ?? { type: '', value: '' };
+    return missing.size > 0 ? { obj, props, missing } : { obj, props };
   });
   const token = text(r.token);
   return token ? { token, objects } : { objects };
@@ -97,14 +108,38 @@ async function retrieveAll(
   );
   const all = first.objects;
   let token = first.token;
-  while (token !== undefined) {
-    const next = parseResult(
-      await client.call('ContinueRetrievePropertiesEx', pc, el('token', token), options),
-    );
-    for (const o of next.objects) all.push(o);
-    token = next.token;
+  try {
+    while (token !== undefined) {
+      const next = parseResult(
+        await client.call('ContinueRetrievePropertiesEx', pc, el('token', token), options),
+      );
+      for (const o of next.objects) all.push(o);
+      token = next.token;
+    }
+  } catch (err) {
+    // Paging abandoned: free the server-side result set (best effort, bounded, never masks the error).
+    const open = token;
+    if (open !== undefined && worthCleaningUp(err, options)) {
+      await client
+        .call('CancelRetrievePropertiesEx', pc, el('token', open), {
+          signal: AbortSignal.timeout(CLEANUP_MS),
+        })
+        .catch(() => undefined);
+    }
+    throw err;
   }
   return all;
+}
+
+/** Bound on a clean-up call (DestroyView, CancelRetrievePropertiesEx) made after the real work. */
+const CLEANUP_MS = 5000;
+
+/**
+ * Whether a clean-up call is worth sending after `err`: not when vCenter did not answer (a connection
+ * failure or timeout would most likely repeat, doubling the wait) nor when the caller aborted.
+ */
+function worthCleaningUp(err: unknown, options: CallOptions): boolean {
+  return !(err instanceof TransportError) && options.signal?.aborted !== true;
 }
 
 /** Properties of one object; an unset property is absent from the map. */
@@ -141,6 +176,7 @@ export async function retrieveFromContainer(
     ),
   );
   if (!view) throw new Error('CreateContainerView returned no view');
+  let failure: { err: unknown } | undefined;
   try {
     const spec =
       propSetXml(specs) +
@@ -148,9 +184,17 @@ export async function retrieveFromContainer(
       `<selectSet xsi:type="TraversalSpec"><name>view</name>${el('type', 'ContainerView')}${el('path', 'view')}<skip>false</skip></selectSet>` +
       '</objectSet>';
     return await retrieveAll(client, spec, options);
+  } catch (err) {
+    failure = { err };
+    throw err;
   } finally {
-    // A view left behind costs vCenter memory until the session ends; best effort, never masks the result.
-    await client.call('DestroyView', view, '', {}).catch(() => undefined);
+    // A view left behind costs vCenter memory until the session ends; best effort, bounded, never masks the
+    // result. Skipped when vCenter did not answer or the caller aborted: the session's end frees it.
+    if (!failure || worthCleaningUp(failure.err, options)) {
+      await client
+        .call('DestroyView', view, '', { signal: AbortSignal.timeout(CLEANUP_MS) })
+        .catch(() => undefined);
+    }
   }
 }
 
@@ -161,7 +205,12 @@ export function propObject(oc: ObjectContent, prop: string): XmlObject | undefin
 
 /** A vim25 `ArrayOfX` property value as its elements. */
 export function propArray(oc: ObjectContent, prop: string): XmlNode[] {
-  const v = asObject(oc.props.get(prop));
+  return arrayValue(oc.props.get(prop));
+}
+
+/** The elements of a vim25 `ArrayOfX` value (e.g. `config.hardware.device`). */
+export function arrayValue(node: XmlNode | XmlNode[] | undefined): XmlNode[] {
+  const v = asObject(node);
   if (!v) return [];
   const key = Object.keys(v).find((k) => !k.startsWith('$'));
   return key === undefined ? [] : asArray(v[key]);

@@ -35,16 +35,54 @@ export interface SoapResponse {
  */
 export type Transport = (request: SoapRequest) => Promise<SoapResponse>;
 
-/** No HTTP answer: the connection failed, was dropped or timed out. `phase` tells whether anything was sent. */
+export type TransportErrorCode = 'VCENTER_CONNECTION_FAILED' | 'VCENTER_TIMEOUT';
+
+/** No HTTP answer: the connection failed, was dropped or timed out. */
 export class TransportError extends SnapkeeperError {
   constructor(
-    code: 'VCENTER_CONNECTION_FAILED' | 'VCENTER_TIMEOUT',
+    code: TransportErrorCode,
     message: string,
-    readonly connected: boolean,
+    /**
+     * The request went out on a kept-alive socket that had already carried an earlier answer. A connection
+     * failure on such a socket most often means the server closed it while idle, before or while the request
+     * was written: `retryIdempotentReads` sends read methods once more on a fresh socket.
+     */
+    readonly reusedSocket: boolean,
     options: { cause?: unknown } = {},
   ) {
     super(code, message, options);
   }
+}
+
+/** Read-only vim25 methods that may be sent twice: retried once after a stale keep-alive socket. */
+export const IDEMPOTENT_READS: ReadonlySet<string> = new Set([
+  'RetrievePropertiesEx',
+  'ContinueRetrievePropertiesEx',
+  'RetrieveServiceContent',
+]);
+
+/**
+ * A Transport wrapper: a read method (IDEMPOTENT_READS) that fails with VCENTER_CONNECTION_FAILED on a
+ * reused keep-alive socket is sent once more (the agent then opens a fresh socket if the pool has none
+ * left). Anything else (other methods, timeouts, fresh sockets, a second failure) surfaces unchanged.
+ */
+export function retryIdempotentReads(inner: Transport): Transport {
+  return async (request) => {
+    try {
+      return await inner(request);
+    } catch (err) {
+      if (
+        !(err instanceof TransportError) ||
+        err.code !== 'VCENTER_CONNECTION_FAILED' ||
+        !err.reusedSocket ||
+        !IDEMPOTENT_READS.has(request.method) ||
+        request.signal?.aborted === true
+      ) {
+        throw err;
+      }
+      return await inner(request);
+    }
+  };
 }
 
 export interface HttpTransportOptions {
@@ -106,10 +144,16 @@ type ConnCallback = (err: Error | null, socket?: Duplex) => void;
  * An https Agent that pins the server certificate: the socket is handed to the request only after the
  * fingerprint checked out, so nothing (least of all the Login body) is written to an unverified peer.
  * Chain validation is off because pinning is how self-signed vCenter certificates are trusted.
+ *
+ * Until the handshake ends the socket belongs to no request (a request that times out or is aborted cannot
+ * destroy it), so the agent bounds the handshake itself and keeps the pending sockets for `destroy()`.
  */
 class PinnedAgent extends https.Agent {
+  readonly #pending = new Set<tls.TLSSocket>();
+
   constructor(
     private readonly expected: string,
+    private readonly handshakeTimeoutMs: number,
     options: https.AgentOptions,
   ) {
     super(options);
@@ -117,18 +161,36 @@ class PinnedAgent extends https.Agent {
 
   override createConnection(options: tls.ConnectionOptions, callback: ConnCallback): undefined {
     const socket = tls.connect({ ...options, rejectUnauthorized: false });
+    this.#pending.add(socket);
     let settled = false;
     const settle = (err: Error | null) => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
+      this.#pending.delete(socket);
       socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
       if (err) {
         socket.destroy();
         callback(err);
       } else callback(null, socket);
     };
     const onError = (err: Error) => settle(err);
+    const onClose = () =>
+      settle(Object.assign(new Error('connection closed during the TLS handshake'), { code: 'ECONNRESET' }));
+    const timer = setTimeout(
+      () =>
+        settle(
+          new TransportError(
+            'VCENTER_TIMEOUT',
+            `vCenter ${options.host ?? ''}:${options.port ?? ''} did not complete the TLS handshake within ${this.handshakeTimeoutMs / 1000} s`,
+            false,
+          ),
+        ),
+      this.handshakeTimeoutMs,
+    );
     socket.once('error', onError);
+    socket.once('close', onClose);
     socket.once('secureConnect', () => {
       const raw = socket.getPeerX509Certificate?.() as X509Certificate | undefined;
       const sha256 = raw?.fingerprint256 ?? '';
@@ -144,6 +206,12 @@ class PinnedAgent extends https.Agent {
       );
     });
     return undefined;
+  }
+
+  /** Destroys the sockets still in their handshake too, then the pooled ones. */
+  override destroy(): void {
+    for (const socket of [...this.#pending]) socket.destroy();
+    super.destroy();
   }
 }
 
@@ -164,7 +232,11 @@ export class HttpTransport {
     if (this.#url.protocol === 'https:') {
       this.#module = https;
       if (options.thumbprint !== undefined) {
-        this.#agent = new PinnedAgent(normaliseFingerprint(options.thumbprint), agentOptions);
+        this.#agent = new PinnedAgent(
+          normaliseFingerprint(options.thumbprint),
+          options.timeoutMs,
+          agentOptions,
+        );
       } else {
         this.#agent = new https.Agent({ ...agentOptions, rejectUnauthorized: options.insecure !== true });
       }
@@ -191,7 +263,7 @@ export class HttpTransport {
     }
   };
 
-  /** Closes idle keep-alive sockets. */
+  /** Closes the keep-alive sockets and any still in their TLS handshake. */
   close(): void {
     this.#agent.destroy();
   }
@@ -205,7 +277,6 @@ export class HttpTransport {
         SOAPAction: request.action,
       };
       if (request.session !== undefined) headers.Cookie = `vmware_soap_session=${request.session}`;
-      let connected = false;
       let done = false;
       const fail = (err: Error) => {
         if (done) return;
@@ -218,12 +289,14 @@ export class HttpTransport {
       const req = this.#module.request(this.#url, { method: 'POST', agent: this.#agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => fail(this.#connectionError(request, e, true)));
-        res.on('aborted', () => fail(this.#connectionError(request, new Error('response aborted'), true)));
+        res.on('error', (e) => fail(this.#connectionError(request, e, req.reusedSocket)));
+        res.on('aborted', () =>
+          fail(this.#connectionError(request, new Error('response aborted'), req.reusedSocket)),
+        );
         res.on('end', () => {
           if (done) return;
           if (!res.complete)
-            return fail(this.#connectionError(request, new Error('response truncated'), true));
+            return fail(this.#connectionError(request, new Error('response truncated'), req.reusedSocket));
           done = true;
           clearTimeout(timer);
           request.signal?.removeEventListener('abort', onAbort);
@@ -235,13 +308,15 @@ export class HttpTransport {
           });
         });
       });
-      req.on('socket', (s) => {
-        if (!s.connecting) connected = true;
-        else s.once(this.#url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (connected = true));
-      });
       req.on('error', (e) => {
+        // The pinning agent's own errors (thumbprint mismatch, handshake timeout) come through here.
+        if (e instanceof TransportError) {
+          return fail(
+            new TransportError(e.code as TransportErrorCode, `${e.message} (${request.method})`, false),
+          );
+        }
         if (e instanceof SnapkeeperError) return fail(e);
-        fail(this.#connectionError(request, e, connected));
+        fail(this.#connectionError(request, e, req.reusedSocket));
       });
       const timer = setTimeout(
         () =>
@@ -249,7 +324,7 @@ export class HttpTransport {
             new TransportError(
               'VCENTER_TIMEOUT',
               `vCenter ${this.#url.host} did not answer ${request.method} within ${this.#timeoutMs / 1000} s`,
-              connected,
+              req.reusedSocket,
             ),
           ),
         this.#timeoutMs,
@@ -261,12 +336,12 @@ export class HttpTransport {
     });
   }
 
-  #connectionError(request: SoapRequest, cause: Error, connected: boolean): TransportError {
+  #connectionError(request: SoapRequest, cause: Error, reusedSocket: boolean): TransportError {
     const code = (cause as NodeJS.ErrnoException).code;
     return new TransportError(
       'VCENTER_CONNECTION_FAILED',
       `connection to vCenter ${this.#url.host} failed during ${request.method}: ${code ?? cause.message}`,
-      connected,
+      reusedSocket,
       { cause },
     );
   }

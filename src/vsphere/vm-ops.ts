@@ -1,21 +1,10 @@
 import { SnapkeeperError } from '../errors.js';
 import type { PowerState } from '../model/inventory.js';
 import { isFault } from './faults.js';
-import type { CapturedDevice } from './inventory.js';
-import { type CallOptions, type Invoker, retrieveOne } from './property.js';
+import { type CapturedDevice, isScsiController, parseVirtualDisk } from './inventory.js';
+import { arrayValue, type CallOptions, type Invoker, retrieveOne } from './property.js';
 import type { OperationOptions } from './session.js';
-import {
-  asArray,
-  asObject,
-  el,
-  type MoRef,
-  moRef,
-  moRefXml,
-  num,
-  text,
-  type XmlNode,
-  xmlEscape,
-} from './xml.js';
+import { asObject, el, type MoRef, moRef, moRefXml, num, text, type XmlNode, xmlEscape } from './xml.js';
 
 /**
  * The vSphere operations restore, mount and attach need, built on the client's low-level surface
@@ -89,7 +78,7 @@ export interface CreateVmSpec {
 const DEFAULT_CONTROLLERS = new Set(['VirtualIDEController', 'VirtualPS2Controller', 'VirtualSIOController']);
 
 function controllerXml(d: Extract<CapturedDevice, { kind: 'controller' }>): string {
-  const scsi = /SCSI|LsiLogic|BusLogic/.test(d.type);
+  const scsi = isScsiController(d.type);
   return (
     `<device xsi:type="${xmlEscape(d.type)}">${el('key', d.key)}${el('busNumber', d.busNumber)}` +
     (scsi ? el('sharedBus', d.sharedBus ?? 'noSharing') : '') +
@@ -232,25 +221,22 @@ export async function vmDevices(
     options,
   );
   if (!props.has('runtime.powerState')) throw vmGone(vmId);
-  const list = asObject(props.get('config.hardware.device'));
-  const key = list ? Object.keys(list).find((k) => !k.startsWith('$')) : undefined;
-  const devices = key === undefined ? [] : asArray(list?.[key]).map((d) => asObject(d) ?? {});
+  const devices = arrayValue(props.get('config.hardware.device')).map((d) => asObject(d) ?? {});
   const disks: VmDevices['disks'] = [];
   const scsiControllers: VmDevices['scsiControllers'] = [];
   for (const d of devices) {
-    const type = d.$xsiType ?? '';
-    if (type === 'VirtualDisk') {
-      const b = asObject(d.backing) ?? {};
+    if (d.$xsiType === 'VirtualDisk') {
+      const disk = parseVirtualDisk(d);
       disks.push({
-        key: num(d.key) ?? 0,
-        file: text(b.fileName) ?? '',
-        diskMode: text(b.diskMode) ?? 'persistent',
-        capacityBytes: num(d.capacityInBytes) ?? (num(d.capacityInKB) ?? 0) * 1024,
-        controllerKey: num(d.controllerKey) ?? 0,
-        unitNumber: num(d.unitNumber) ?? 0,
-        label: text(asObject(d.deviceInfo)?.label) ?? '',
+        key: disk.key,
+        file: disk.file,
+        diskMode: disk.diskMode,
+        capacityBytes: disk.capacityBytes,
+        controllerKey: disk.controllerKey ?? 0,
+        unitNumber: disk.unitNumber ?? 0,
+        label: disk.label,
       });
-    } else if (/SCSIController$|LsiLogic|BusLogic/.test(type) && num(d.busNumber) !== undefined) {
+    } else if (isScsiController(d.$xsiType) && num(d.busNumber) !== undefined) {
       scsiControllers.push({ key: num(d.key) ?? 0, busNumber: num(d.busNumber)! });
     }
   }
@@ -321,7 +307,17 @@ export async function reconfigureDisks(
   await vc.runTask('ReconfigVM_Task', vmRef(vmId), `<spec>${parts.join('')}</spec>`, options);
   if (!changes.add || changes.add.length === 0) return [];
   const now = await vmDevices(vc, vmId, options);
-  return changes.add.map((a) => now.disks.find((d) => d.file === a.file)?.key ?? 0);
+  return changes.add.map((a) => {
+    const found = now.disks.find((d) => d.file === a.file);
+    if (!found) {
+      throw new SnapkeeperError(
+        'VCENTER_BAD_RESPONSE',
+        `ReconfigVM_Task on ${vmId} succeeded but the added disk ${a.file} is not among its devices`,
+        { details: { vm: vmId, file: a.file } },
+      );
+    }
+    return found.key;
+  });
 }
 
 /** Removes every disk of the VM whose file is one of `files`, keeping the files. Returns how many. */
@@ -345,7 +341,7 @@ export async function powerOn(
   await vc.runTask('PowerOnVM_Task', vmRef(vmId), '', options);
 }
 
-/** Powers a VM off; a VM already off (or suspended, which counts as off for replacement) is left alone. */
+/** Powers a VM off; a VM already off is left alone, a suspended one is powered off too (its state is lost). */
 export async function powerOff(
   vc: VsphereCaller,
   vmId: string,

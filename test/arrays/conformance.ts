@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import {
   lstat,
   mkdir,
+  mkdtemp,
   open,
   readdir,
   readFile,
@@ -16,6 +17,7 @@ import {
   unlink,
   writeFile,
 } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { layout } from '../../src/arrays/fs/layout.js';
@@ -360,6 +362,64 @@ export function arrayConformance(
           array.restoreFile('none--20200101T000000-abcd', v0!.name, 'vm/disk-flat.vmdk', join(v1!.path, 'n')),
           NotFoundError,
         );
+      }));
+
+    test('restoreFile stays inside the snapshot volume, even through a linked directory', (t) =>
+      withArray(t, async ({ array, root }, [v0, v1]) => {
+        await mkdir(join(v0!.path, 'vm'));
+        await writeFile(join(v0!.path, 'vm/disk'), 'inside');
+        // A directory link out of the volume (to the array root) and one that stays inside it.
+        await symlink(root, join(v0!.path, 'escape'));
+        await symlink('vm', join(v0!.path, 'alias'));
+        const snap = await array.snapshotGroup([v0!.name], { label: 'links' });
+        const target = join(v1!.path, 'out');
+        await assert.rejects(
+          array.restoreFile(snap.id, v0!.name, 'escape/array.json', target),
+          (err: unknown) => err instanceof UsageError && err.code === 'ARRAY_INVALID_PATH',
+        );
+        await assert.rejects(lstat(target), { code: 'ENOENT' }, 'nothing was restored');
+        await array.restoreFile(snap.id, v0!.name, 'alias/disk', target);
+        assert.equal(await readFile(target, 'utf8'), 'inside');
+        // The last component must be a file itself, not a link to one.
+        await assert.rejects(
+          array.restoreFile(snap.id, v0!.name, 'alias', join(v1!.path, 'x')),
+          NotFoundError,
+        );
+      }));
+
+    test('restoreFile refuses a target outside the array pool', (t) =>
+      withArray(t, async ({ array, root }, [v0, v1]) => {
+        await writeFile(join(v0!.path, 'disk'), 'data');
+        const snap = await array.snapshotGroup([v0!.name], { label: 'targets' });
+        const outside = await mkdtemp(join(tmpdir(), 'restore-outside-'));
+        try {
+          // Outside the array, in the array root, directly in the pool, and inside a volume through a link
+          // that leads outside: all refused, and nothing is written.
+          await symlink(outside, join(v1!.path, 'link'));
+          const targets = [
+            join(outside, 'x'),
+            join(root, 'x'),
+            join(layout.pool(root), 'x'),
+            join(v1!.path, 'link', 'x'),
+            join(v1!.path, 'missing-dir', 'x'),
+          ];
+          for (const target of targets) {
+            await assert.rejects(
+              array.restoreFile(snap.id, v0!.name, 'disk', target),
+              (err: unknown) => err instanceof UsageError && err.code === 'ARRAY_INVALID_PATH',
+              target,
+            );
+          }
+          assert.deepEqual(await readdir(outside), []);
+          await assert.rejects(lstat(join(root, 'x')), { code: 'ENOENT' });
+          await assert.rejects(lstat(join(layout.pool(root), 'x')), { code: 'ENOENT' });
+          // A real directory inside a volume is fine.
+          await mkdir(join(v1!.path, 'dir'));
+          await array.restoreFile(snap.id, v0!.name, 'disk', join(v1!.path, 'dir', 'x'));
+          assert.equal(await readFile(join(v1!.path, 'dir', 'x'), 'utf8'), 'data');
+        } finally {
+          await rm(outside, { recursive: true, force: true });
+        }
       }));
 
     test('a group snapshot is one point in time across volumes', { timeout: 120_000 }, (t) =>

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { btrfsSupport, openFsArray } from '../../src/arrays/fs/index.js';
 import { isBtrfs } from '../../src/arrays/fs/layout.js';
 import { isSubvolume } from '../../src/arrays/fs/tree.js';
-import { UsageError } from '../../src/errors.js';
+import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { isMountPoint } from '../../src/lab/loop-btrfs.js';
+import { execFile } from '../../src/util/exec.js';
 import { canMountLoopBtrfs, type LoopBtrfs, mountTestBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
 import { requireCapability } from '../helpers/require.js';
 import { arrayConformance, treeDigest } from './conformance.js';
@@ -106,4 +107,108 @@ test('withLoopBtrfs mounts a btrfs for one test and removes it when the test end
   });
   assert.equal(await isMountPoint(mountPoint), false);
   await assert.rejects(stat(mountPoint), { code: 'ENOENT' });
+});
+
+test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a bare EXEC_FAILED', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  const snapshots = join(root, 'snapshots');
+  try {
+    const [v] = await array.listVolumes();
+    // An immutable directory refuses new entries, for root too: `btrfs subvolume snapshot` fails.
+    await execFile('chattr', ['+i', snapshots]);
+    await assert.rejects(array.snapshotGroup([v!.name], { label: 'immutable' }), (err: unknown) => {
+      assert.ok(err instanceof SnapkeeperError, String(err));
+      assert.equal(err.code, 'ARRAY_SNAPSHOT_FAILED');
+      assert.match(err.message, /^array "test-array" \(btrfs\): snapshot of vol-a failed: .*btrfs/);
+      assert.ok(!(err instanceof UsageError));
+      return true;
+    });
+    await execFile('chattr', ['-i', snapshots]);
+    assert.deepEqual(await array.listSnapshots(), [], 'nothing is left behind');
+  } finally {
+    await execFile('chattr', ['-i', snapshots]).catch(() => {});
+    await cleanup();
+  }
+});
+
+test('a failed btrfs delete is ARRAY_DELETE_FAILED naming the array', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  const snapshots = join(root, 'snapshots');
+  try {
+    const [v] = await array.listVolumes();
+    const snap = await array.snapshotGroup([v!.name], { label: 'keep' });
+    // The metadata goes first; then the immutable parent makes `btrfs subvolume delete` fail.
+    await rm(join(snapshots, `${snap.id}.json`));
+    await execFile('chattr', ['+i', snapshots]);
+    await assert.rejects(array.deleteSnapshot(snap.id), (err: unknown) => {
+      assert.ok(err instanceof SnapkeeperError, String(err));
+      assert.equal(err.code, 'ARRAY_DELETE_FAILED');
+      assert.match(
+        err.message,
+        new RegExp(`^array "test-array" \\(btrfs\\): deleting snapshot ${snap.id} failed`),
+      );
+      return true;
+    });
+  } finally {
+    await execFile('chattr', ['-i', snapshots]).catch(() => {});
+    await cleanup();
+  }
+});
+
+/** The pid of a running process whose arguments start with `args`, if any (read from /proc). */
+async function findProcess(args: string[]): Promise<number | undefined> {
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.startsWith(`${args.join('\0')}\0`)) return Number(name);
+  }
+  return undefined;
+}
+
+test('an abort while btrfs runs rejects with the signal reason, not EXEC_FAILED', async (t) => {
+  const cap = await capability;
+  if (!requireCapability(t, cap.ok, cap.reason)) return;
+  // A private file system: frozen, it holds `btrfs subvolume snapshot` until thawed, so the abort lands
+  // while the program runs.
+  const mnt = await withLoopBtrfs(t, 256 * 1024 * 1024);
+  const { array, root, cleanup } = await makeFsArray(mnt, 'btrfs');
+  let frozen = false;
+  let btrfsPid: number | undefined;
+  try {
+    const [v] = await array.listVolumes();
+    await execFile('fsfreeze', ['-f', mnt]);
+    frozen = true;
+    const controller = new AbortController();
+    const reason = new Error('stop now');
+    const run = array.snapshotGroup([v!.name], { label: 'aborted', signal: controller.signal });
+    run.catch(() => {}); // awaited below
+    // Wait (bounded) until the btrfs program is running: an abort before it would not test this path.
+    for (let i = 0; i < 2000 && btrfsPid === undefined; i++) {
+      btrfsPid =
+        (await findProcess(['btrfs', 'subvolume', 'snapshot', '-r', join(root, 'pool')])) ?? undefined;
+      if (btrfsPid === undefined) await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(btrfsPid !== undefined, 'btrfs subvolume snapshot started');
+    controller.abort(reason);
+    await execFile('fsfreeze', ['-u', mnt]);
+    frozen = false;
+    await assert.rejects(run, (err: unknown) => err === reason);
+  } finally {
+    if (frozen) await execFile('fsfreeze', ['-u', mnt]).catch(() => {});
+    // The killed program may still be finishing after the thaw: let it go before removing the array.
+    for (
+      let i = 0;
+      i < 2000 &&
+      btrfsPid !== undefined &&
+      (await findProcess(['btrfs', 'subvolume', 'snapshot', '-r', join(root, 'pool')])) !== undefined;
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await cleanup();
+  }
 });

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
+import { connect } from '../../src/vsphere/index.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
@@ -106,6 +110,228 @@ describe('SIGKILL in every phase, then recover', () => {
     try {
       assert.equal(catalog.getBackup(crashedId).state, 'failed');
     } finally {
+      catalog.close();
+    }
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('a refused backup changes nothing even after a crash; the next valid one repairs, re-plans and completes', async () => {
+    const config = loadConfig(lab.configPath);
+    const crashed = await runCli(
+      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
+      { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
+    );
+    assert.equal(crashed.signal, 'SIGKILL');
+    const crashedId = newestBackup(config.catalog.path).id;
+    assert.equal((await vmStates(config)).web01!.powerState, 'suspended');
+
+    // Bad input: exit 3 and nothing changed, not even the repair of the crashed run.
+    const refused = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'no-such-vm']);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.equal(refused.json.error.code, 'SELECTION_EMPTY');
+    assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
+
+    // A live run holds app01: a backup of web01 and app01 is refused before the repair too.
+    const appId = lab.state.vms.find((v) => v.name === 'app01')!.id;
+    const catalog = Catalog.open(config.catalog.path);
+    try {
+      catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
+      try {
+        catalog.acquireLocks('holder-op', [`vm:${appId}`]);
+        const locked = await runCli([
+          '--config',
+          lab.configPath,
+          '--json',
+          'backup',
+          '--vm',
+          'web01',
+          'app01',
+        ]);
+        assert.equal(locked.code, 2, locked.stdout + locked.stderr);
+        assert.equal(locked.json.error.code, 'RESOURCE_LOCKED');
+        assert.match(locked.json.error.message, /holder-op/);
+      } finally {
+        catalog.finishOperation('holder-op', 'done');
+      }
+      assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
+      assert.equal(catalog.getBackup(crashedId).state, 'running', 'the crashed record is untouched');
+      assert.ok(catalog.unfinishedOperations().some((o) => o.id === crashedId));
+    } finally {
+      catalog.close();
+    }
+
+    // A valid run repairs first, then plans from the repaired state: web01 is running again, so it is
+    // suspended (held) by this run, not recorded as "suspended, left as it is".
+    const next = await runCli([
+      '--config',
+      lab.configPath,
+      '--json',
+      'backup',
+      '--vm',
+      'web01',
+      '--mode',
+      'SUSPEND',
+    ]);
+    assert.equal(next.code, 0, next.stdout + next.stderr);
+    const record = next.json as BackupRecord;
+    assert.equal(record.state, 'complete');
+    const web = record.vms.find((v) => v.name === 'web01')!;
+    assert.equal(web.powerState, 'poweredOn');
+    assert.ok(web.quiesce !== undefined, 'web01 was held by this run');
+    const c2 = Catalog.open(config.catalog.path);
+    try {
+      assert.equal(c2.getBackup(crashedId).state, 'failed');
+    } finally {
+      c2.close();
+    }
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('the next backup removes stray snapkeeper VM snapshots of its VMs and says so', async () => {
+    const config = loadConfig(lab.configPath);
+    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const vc = await connect(config.vcenter);
+    try {
+      await vc.createVmSnapshot(webId, {
+        name: 'snapkeeper-20200101-000000-abcdef',
+        memory: false,
+        quiesce: false,
+      });
+    } finally {
+      await vc.logout();
+    }
+    assert.deepEqual((await vmStates(config)).web01!.snapshots, ['snapkeeper-20200101-000000-abcdef']);
+    const run = await runCli([
+      '--config',
+      lab.configPath,
+      '--json',
+      'backup',
+      '--vm',
+      'web01',
+      '--mode',
+      'SUSPEND',
+    ]);
+    const record = run.json as BackupRecord;
+    assert.equal(record.state, 'complete', run.stdout + run.stderr);
+    const stray = record.warnings.filter((w) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED');
+    assert.equal(stray.length, 1);
+    assert.match(stray[0]!.message, /snapkeeper-20200101-000000-abcdef/);
+    assert.equal(run.code, 1, 'completed with a warning');
+    assert.deepEqual((await vmStates(config)).web01!.snapshots, []);
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('recover deletes only unowned array snapshots labelled with a backup id', async () => {
+    const config = loadConfig(lab.configPath);
+    const arrayConfig = config.arrays[0]!;
+    const array = await openArray(arrayConfig);
+    const volume = (await array.listVolumes())[0]!.name;
+    const admin = await array.snapshotGroup([volume], { label: 'admin-before-upgrade' });
+    const orphan = await array.snapshotGroup([volume], { label: '20200101-000000-abcdef' });
+    // A backup still running (its record owns the snapshot) whose operation is not live.
+    const running = await array.snapshotGroup([volume], { label: '20200101-000001-abcdef' });
+    const catalog = Catalog.open(config.catalog.path);
+    try {
+      catalog.insertBackup({
+        id: '20200101-000001-abcdef',
+        task: 'adhoc',
+        state: 'running',
+        startedAt: '2020-01-01T00:00:01.000Z',
+        snapshots: [
+          {
+            array: arrayConfig.name,
+            snapshotId: running.id,
+            volumes: [volume],
+            pointInTime: running.pointInTime,
+            driver: running.driver,
+            datastores: {},
+          },
+        ],
+        vms: [],
+        warnings: [],
+      });
+      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+      assert.deepEqual(
+        rec.json.deletedArraySnapshots.map((d: { snapshotId: string }) => d.snapshotId),
+        [orphan.id],
+      );
+      const left = (await arraySnapshots(config)).map((s) => s.id);
+      assert.ok(left.includes(admin.id), 'a snapshot made by someone else is left alone');
+      assert.ok(left.includes(running.id), 'a running backup’s snapshot is left alone');
+      assert.ok(!left.includes(orphan.id));
+      catalog.deleteBackup('20200101-000001-abcdef');
+    } finally {
+      catalog.close();
+      await array.deleteSnapshot(admin.id);
+      await array.deleteSnapshot(running.id);
+    }
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('recover goes on past an operation it cannot repair, and reports it as still open', async () => {
+    const config = loadConfig(lab.configPath);
+    const crashed = await runCli(
+      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
+      { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
+    );
+    assert.equal(crashed.signal, 'SIGKILL');
+    const crashedId = newestBackup(config.catalog.path).id;
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const catalog = Catalog.open(config.catalog.path);
+    const broken = '20200101-000003-abcdef';
+    const unreachable = '20200101-000004-abcdef';
+    try {
+      // One whose record cannot be read (the handler throws), one naming an array that is not configured
+      // (the handler reports an error). Both dead, begun before the crashed run.
+      catalog.beginOperation({ id: broken, kind: 'backup', pid: deadPid });
+      catalog.insertBackup({
+        id: broken,
+        task: 'adhoc',
+        state: 'running',
+        startedAt: '2020-01-01T00:00:03.000Z',
+        snapshots: [],
+        vms: [],
+        warnings: [],
+      });
+      const db = new Database(config.catalog.path);
+      try {
+        db.prepare("UPDATE backups SET record = '{not json' WHERE id = ?").run(broken);
+      } finally {
+        db.close();
+      }
+      catalog.beginOperation({ id: unreachable, kind: 'backup', pid: deadPid });
+      catalog.journal(unreachable, { action: 'array-snapshot', target: 'no-such-array', data: {} });
+
+      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      assert.equal(rec.code, 2, 'errors: exit 2');
+      assert.deepEqual(
+        rec.json.operations.map((o: { id: string }) => o.id),
+        [crashedId],
+        'only the operation actually closed',
+      );
+      assert.deepEqual(rec.json.stillOpen.map((o: { id: string }) => o.id).sort(), [broken, unreachable]);
+      assert.ok(rec.json.errors.some((e: string) => e.includes(broken)));
+      assert.ok(rec.json.errors.some((e: string) => e.includes('no-such-array')));
+      assert.equal(
+        (await vmStates(config)).web01!.powerState,
+        'poweredOn',
+        'the repairable one was repaired',
+      );
+      const text = await runCli(['--config', lab.configPath, 'recover', '--dry-run']);
+      assert.match(text.stdout, /left open.*20200101-000003-abcdef/);
+      assert.deepEqual(
+        catalog
+          .unfinishedOperations()
+          .map((o) => o.id)
+          .sort(),
+        [broken, unreachable],
+      );
+    } finally {
+      for (const id of [broken, unreachable]) {
+        if (catalog.findOperation(id)?.state === 'running') catalog.finishOperation(id, 'failed');
+      }
+      catalog.deleteBackup(broken);
       catalog.close();
     }
     await assertClean(lab.configPath, clean);

@@ -7,8 +7,10 @@ import YAML from 'yaml';
 import { layout } from '../../src/arrays/fs/layout.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { releaseVm } from '../../src/engine/release.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
+import { connect } from '../../src/vsphere/index.js';
 import { CLI, runCli } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
@@ -134,8 +136,16 @@ describe('backup under injected faults', () => {
   ] as const) {
     it(`${method} failing every time: the run reports it, recover releases the VMs`, async () => {
       const { run, record } = await backup(mode, [{ method, action: 'fault' }]);
-      const unreleased = record.warnings.filter((w) => w.code === 'RELEASE_FAILED');
+      const unreleased = record.vms.flatMap((v) => v.warnings).filter((w) => w.code === 'RELEASE_FAILED');
       assert.ok(unreleased.length > 0, run.stdout + run.stderr);
+      // VM warnings live in vms[].warnings only, not copied into the run-level list.
+      assert.deepEqual(
+        record.warnings.filter((w) => w.code === 'RELEASE_FAILED'),
+        [],
+        'RELEASE_FAILED is not reported twice',
+      );
+      // A VM left held is a failed guarantee, not a warning: exit 2.
+      assert.equal(run.code, 2, 'a backup that could not release a VM exits 2');
       const held = await vmStates(loadConfig(lab.configPath));
       assert.notDeepEqual(held, clean, 'VMs are still held before recover');
       const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
@@ -154,6 +164,18 @@ describe('backup under injected faults', () => {
       }
     });
   }
+
+  it('releasing a VM that no longer exists is not retried and counts as released', async () => {
+    const vc = await connect(loadConfig(lab.configPath).vcenter);
+    try {
+      const before0 = vc.roundTrips;
+      const done = await releaseVm(vc, 'vm-424242', { snapshotName: 'snapkeeper-x', resume: true });
+      assert.deepEqual(done, { removedSnapshots: 0, poweredOn: false, gone: true });
+      assert.equal(vc.roundTrips - before0, 1, 'one state read, no retry');
+    } finally {
+      await vc.logout();
+    }
+  });
 
   it('Ctrl-C stops preparing more VMs, still releases the prepared ones, and reports partial', async () => {
     const doc = YAML.parse(await readFile(proxiedConfig, 'utf8'));

@@ -4,8 +4,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
+import { layout } from '../../src/arrays/fs/layout.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
+import { execFile } from '../../src/util/exec.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
@@ -172,6 +174,113 @@ describe('tasks, retention, delete and init from the CLI', () => {
     assert.equal(expireDry.code, 0);
     assert.equal(expireDry.json.dryRun, true);
     await assertClean(lab.configPath, clean);
+  });
+
+  it('ad-hoc backups keep their versions per set of VMs; expire --task adhoc applies the default retention', async () => {
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    const original = structuredClone(doc);
+    doc.defaults = { ...doc.defaults, retention: { versions: 1 } };
+    await writeFile(lab.configPath, YAML.stringify(doc));
+    try {
+      const ids: Record<string, string> = {};
+      for (const vms of [['off01'], ['susp01'], ['off01', 'susp01'], ['off01']]) {
+        const run = await cli('backup', '--vm', ...vms);
+        assert.equal((run.json as BackupRecord).state, 'complete', run.stdout + run.stderr);
+        ids[vms.join('+')] = (run.json as BackupRecord).id;
+      }
+      // The last off01 backup expired the first one, but not the only backup of susp01 nor of both.
+      const listed = await cli('inquire', '--task', 'adhoc');
+      assert.deepEqual(
+        listed.json.map((b: BackupRecord) => b.id).sort(),
+        [ids.off01, ids.susp01, ids['off01+susp01']].sort(),
+      );
+
+      // Both with a retention of one version per set: nothing more to expire.
+      const expired = await cli('expire', '--task', 'adhoc');
+      assert.equal(expired.code, 0, expired.stdout + expired.stderr);
+      assert.deepEqual(expired.json.deleted, []);
+      // A third susp01 backup made outside retention (days only) is expired by `expire --task adhoc`.
+      doc.defaults.retention = { days: 365 };
+      await writeFile(lab.configPath, YAML.stringify(doc));
+      const extra = await cli('backup', '--vm', 'susp01');
+      assert.equal(extra.code, 0, extra.stdout + extra.stderr);
+      doc.defaults.retention = { versions: 1 };
+      await writeFile(lab.configPath, YAML.stringify(doc));
+      const again = await cli('expire', '--task', 'adhoc');
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.deepEqual(
+        again.json.deleted.map((d: { id: string }) => d.id),
+        [ids.susp01],
+      );
+
+      const unknown = await cli('expire', '--task', 'NOSUCH');
+      assert.equal(unknown.code, 3);
+      assert.equal(unknown.json.error.code, 'TASK_NOT_FOUND');
+    } finally {
+      await writeFile(lab.configPath, YAML.stringify(original));
+    }
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('a retention error after a backup is a warning of the run (EXPIRE_FAILED), exit 1', async () => {
+    const config = loadConfig(lab.configPath);
+    const created = await cli('task', 'create', 'keep1', '--vm', 'off01', '--keep-versions', '1');
+    assert.equal(created.code, 0, created.stderr);
+    const first = await cli('backup', '--task', 'keep1');
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const firstRecord = first.json as BackupRecord;
+    const dir = layout.snapshot(config.arrays[0]!.path, firstRecord.snapshots[0]!.snapshotId);
+    // Immutable: the array cannot delete the expired backup's snapshot.
+    await execFile('chattr', ['+i', dir]);
+    let second: Awaited<ReturnType<typeof cli>>;
+    try {
+      second = await cli('backup', '--task', 'keep1');
+    } finally {
+      await execFile('chattr', ['-i', dir]);
+    }
+    const record = second.json as BackupRecord;
+    assert.equal(record.state, 'complete', second.stdout + second.stderr);
+    const expireFailed = record.warnings.filter((w) => w.code === 'EXPIRE_FAILED');
+    assert.equal(expireFailed.length, 1);
+    assert.match(expireFailed[0]!.message, new RegExp(firstRecord.id));
+    assert.equal(second.code, 1);
+    // The record went first; recover deletes the snapshot it left.
+    const rec = await cli('recover');
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    assert.equal((await cli('task', 'delete', 'keep1')).code, 0);
+    await assertClean(lab.configPath, clean);
+  });
+
+  it('the task name adhoc is reserved, in the catalog and in the configuration file', async () => {
+    const created = await cli('task', 'create', 'adhoc', '--vm', 'off01');
+    assert.equal(created.code, 3, created.stdout + created.stderr);
+    assert.match(created.json.error.message, /reserved/);
+    const bad = join(lab.dir, 'adhoc-task.yaml');
+    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
+    doc.tasks = [{ name: 'adhoc', select: { vms: ['off01'] } }];
+    await writeFile(bad, YAML.stringify(doc));
+    const run = await runCli(['--config', bad, 'task', 'list']);
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, /tasks\[0\]\.name/);
+    assert.match(run.stderr, /reserved/);
+  });
+
+  it('refuses contradictory options with exit 3; --json --version is JSON', async () => {
+    const both = await cli('backup', '--task', 'lab-all', '--vm', 'off01');
+    assert.equal(both.code, 3);
+    assert.match(both.json.error.message, /--task/);
+    assert.match(both.json.error.message, /--vm/);
+    const backups = await cli('inquire');
+    const id = backups.json[0]?.id ?? '20200101-000000-abcdef';
+    const filtered = await cli('inquire', '--backup', id, '--task', 'lab-all');
+    assert.equal(filtered.code, 3);
+    assert.match(filtered.json.error.message, /--task/);
+    const version = await runCli(['--json', '--version']);
+    assert.equal(version.code, 0);
+    assert.equal(typeof version.json.version, 'string');
+    assert.deepEqual(Object.keys(version.json), ['version']);
+    const plain = await runCli(['--version']);
+    assert.match(plain.stdout, /^\d+\.\d+\.\d+/);
   });
 
   it('init writes a working configuration, pinning the certificate; refuses to overwrite', async () => {

@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/lab.js';
+import { simulatorBinary, startSimulator } from '../../src/lab/simulator.js';
 import { pathExists } from '../../src/util/fs.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 
@@ -432,6 +433,57 @@ describe('lab lifecycle', () => {
           /exit code 1/.test(err.message),
       );
       assert.equal(await pathExists(dir), false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  test('the simulator refuses a resolved spec with a default left out, instead of applying its own', async () => {
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-resolved-'));
+    try {
+      const binary = await simulatorBinary();
+      await writeFile(join(root, 'password'), 'secret\n');
+      const ds = { name: 'ds', capacityGB: 1, path: root, lun: 'naa.6000000000000000000000000000000a' };
+      const vm = {
+        name: 'vm1',
+        host: 'esx',
+        power: 'poweredOn',
+        datastore: 'ds',
+        disks: [{ datastore: 'ds', sizeMB: 1, mode: 'persistent' }],
+      };
+      const cases: [string, object, RegExp][] = [
+        ['power', { ...vm, power: undefined }, /vm vm1: the resolved spec needs power/],
+        ['datastore', { ...vm, datastore: undefined }, /vm vm1: the resolved spec needs datastore/],
+        [
+          'mode',
+          { ...vm, disks: [{ datastore: 'ds', sizeMB: 1 }] },
+          /vm vm1: disk 0: the resolved spec needs mode/,
+        ],
+      ];
+      for (const [what, v, message] of cases) {
+        const specFile = join(root, `spec-${what}.json`);
+        await writeFile(
+          specFile,
+          JSON.stringify({ datacenters: [{ name: 'DC', hosts: ['esx'], datastores: [ds], vms: [v] }] }),
+        );
+        await assert.rejects(
+          startSimulator({
+            binary,
+            specFile,
+            readyFile: join(root, `ready-${what}.json`),
+            logFile: join(root, `log-${what}`),
+            user: 'u',
+            passwordFile: join(root, 'password'),
+            tls: false,
+          }),
+          (err: unknown) =>
+            err instanceof SnapkeeperError &&
+            err.code === 'LAB_SIMULATOR_FAILED' &&
+            message.test(err.message),
+          what,
+        );
+      }
     } finally {
       await rm(root, { recursive: true, force: true });
     }

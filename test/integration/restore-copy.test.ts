@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { checkNoDeltaDisks } from '../../src/engine/restore-common.js';
+import { SnapkeeperError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
-import type { BackupRecord } from '../../src/model/backup.js';
+import type { BackupRecord, DiskRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { runCli } from '../helpers/cli.js';
@@ -162,6 +164,67 @@ describe('restore on a copy-driver lab', () => {
     } finally {
       catalog.close();
     }
+  });
+
+  /**
+   * A VM with user VM snapshots at backup time has delta disks (`name-00000N.vmdk`) in its record, whose
+   * parents a restore would not bring along. The simulator (govmomi 0.24) never renames a disk's file when
+   * it takes a VM snapshot, so a real backup cannot produce such a record here: the rule is tested on its
+   * own, then end to end with a catalog record edited to name a delta, as vCenter would have captured it.
+   */
+  it('refuses to restore delta disks of a VM that had VM snapshots (exit 3, nothing changed)', async () => {
+    const disk = (file: string): DiskRecord => ({ ...sizes('web01')[0]!, file });
+    assert.doesNotThrow(() => checkNoDeltaDisks('web01', [disk('[ds-a] web01/web01_0.vmdk')]));
+    assert.doesNotThrow(() => checkNoDeltaDisks('web01', [disk('[ds-a] web01/web01_0-flat.vmdk')]));
+    assert.throws(
+      () => checkNoDeltaDisks('web01', [disk('[ds-a] web01/web01_0-000002.vmdk')]),
+      (err: unknown) =>
+        err instanceof SnapkeeperError &&
+        err.code === 'DELTA_DISK_NOT_SUPPORTED' &&
+        err.message.includes('web01') &&
+        err.message.includes(sizes('web01')[0]!.label),
+    );
+
+    const before0 = inventoryState(await inventoryOf(lab.configPath));
+    const files0 = await poolFiles(lab.state.arrayPath);
+    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
+    const edited: BackupRecord = structuredClone(backup);
+    edited.id = `${backup.id.slice(0, 16)}${backup.id.endsWith('d0d0d0') ? 'e0e0e0' : 'd0d0d0'}`;
+    const web = edited.vms.find((v) => v.name === 'web01')!;
+    web.disks[0]!.file = web.disks[0]!.file.replace(/\.vmdk$/, '-000001.vmdk');
+    catalog.insertBackup(edited);
+    try {
+      for (const args of [
+        ['--as', 'web01-delta'],
+        ['--as', 'web01-delta', '--dry-run'],
+        ['--disk', web.disks[0]!.label, '--files-only', '--datastore', 'ds-b'],
+      ]) {
+        const run = await cli('restore', '--backup', edited.id, '--vm', 'web01', ...args);
+        assert.equal(run.code, 3, `${args.join(' ')}: ${run.stdout}${run.stderr}`);
+        assert.equal(run.json.error.code, 'DELTA_DISK_NOT_SUPPORTED');
+        assert.match(run.json.error.message, /web01.*Hard disk 1.*-000001\.vmdk/);
+      }
+      // The other disk is a base disk: it restores as usual.
+      const ok = await cli(
+        'restore',
+        '--backup',
+        edited.id,
+        '--vm',
+        'web01',
+        '--disk',
+        web.disks[1]!.label,
+        '--files-only',
+        '--datastore',
+        'ds-b',
+        '--dry-run',
+      );
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    } finally {
+      catalog.deleteBackup(edited.id);
+      catalog.close();
+    }
+    assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
+    assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
   });
 
   it('restores a whole VM as a new VM with the bytes of backup time, the live VM untouched', async () => {

@@ -7,6 +7,8 @@ import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
+import { connect } from '../../src/vsphere/index.js';
+import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { runCli } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
@@ -14,7 +16,13 @@ import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
 
 const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
-/** VMs by name (ids change when a VM is registered again) and datastores; see restore-copy.test.ts. */
+/**
+ * User datastores whose names look like ours: `snapkeeper-data` (only the prefix) and one shaped exactly
+ * like a mounted datastore (`snapkeeper-<backup id>-<name>`) but on an array volume, not in a clone. A VM
+ * has a disk on each. Every `recover` below (a full one: it sweeps stray mounts) must leave them alone.
+ */
+const LOOKALIKES = ['snapkeeper-data', 'snapkeeper-20260101-000000-abcdef-x'];
+
 /**
  * Faults and crashes in the middle of restore, mount and attach: afterwards (and after `recover` for a
  * crash) there is no extra VM, no snapkeeper datastore, no clone, no stray file, no open operation and no
@@ -48,7 +56,16 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
   }
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const dc = spec.datacenters[0];
+    for (const name of LOOKALIKES) dc.datastores.push({ name, capacityGB: 1 });
+    dc.vms.push({
+      name: 'user01',
+      host: 'esx01',
+      power: 'poweredOff',
+      disks: LOOKALIKES.map((datastore) => ({ datastore, sizeMB: 1 })),
+    });
+    lab = await startLab(spec);
     proxy = await startFaultProxy(lab.state.url);
     const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
     doc.vcenter.url = proxy.url;
@@ -197,7 +214,13 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       const config = loadConfig(lab.configPath);
       const catalog = Catalog.open(config.catalog.path);
       try {
-        assert.equal(catalog.unfinishedOperations().length, 1, 'the crash left its operation open');
+        const open = catalog.unfinishedOperations();
+        assert.equal(open.length, 1, 'the crash left its operation open');
+        // The backup is pinned while its files are read: delete and expire take the same lock.
+        assert.ok(
+          catalog.locksOf(open[0]!.id).includes(`backup:${backup.id}`),
+          `${c.what} holds backup:${backup.id} (${catalog.locksOf(open[0]!.id).join(', ')})`,
+        );
       } finally {
         catalog.close();
       }
@@ -222,13 +245,134 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     } finally {
       catalog.close();
     }
+    // A clone someone else made on the array (not labelled with one of our operation ids) is not ours.
+    const array = await openArray(config.arrays[0]!);
+    const foreign = await array.cloneSnapshot(backup.snapshots[0]!.snapshotId, { label: 'someone-else' });
+    const datastores = (await inventoryOf(lab.configPath)).datastores.length;
+    // ds-a, ds-b and the look-alikes, each once as itself and once mounted from the backup.
+    assert.equal(datastores, 2 * (2 + LOOKALIKES.length));
     const dry = await runCli(['--config', lab.configPath, '--json', 'recover', '--dry-run']);
-    assert.equal(dry.json.actions.length, 3, JSON.stringify(dry.json.actions));
-    assert.equal((await inventoryOf(lab.configPath)).datastores.length, 4, 'the dry run removed nothing');
+    // The mounted datastores and the mount's clone; neither the look-alikes nor the foreign clone.
+    assert.equal(dry.json.actions.length, 2 + LOOKALIKES.length + 1, JSON.stringify(dry.json.actions));
+    assert.equal(
+      (await inventoryOf(lab.configPath)).datastores.length,
+      datastores,
+      'the dry run removed nothing',
+    );
     const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
     assert.equal(rec.code, 0, rec.stdout);
     assert.ok(rec.json.actions.some((a: string) => a.includes('stray datastore')));
     assert.ok(rec.json.actions.some((a: string) => a.includes('stray clone')));
+    assert.ok(
+      !rec.json.actions.some(
+        (a: string) => LOOKALIKES.some((l) => a.endsWith(`datastore ${l}`)) || a.includes(foreign.id),
+      ),
+      `only what snapkeeper made is swept: ${JSON.stringify(rec.json.actions)}`,
+    );
+    assert.deepEqual(
+      (await array.listClones()).map((c) => c.id),
+      [foreign.id],
+      'the foreign clone is left alone',
+    );
+    await array.deleteClone(foreign.id);
     await assertNothingLeft('sweep');
+  });
+
+  it('dry runs and refused requests leave a crashed SUSPEND backup alone; the next restore repairs it', async () => {
+    const config = loadConfig(lab.configPath);
+    const crashed = await runCli(
+      ['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
+      { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
+    );
+    assert.equal(crashed.signal, 'SIGKILL', crashed.stdout + crashed.stderr);
+    const web01 = async () => (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'web01')!;
+    const crashedBackup = () => {
+      const catalog = Catalog.open(config.catalog.path);
+      try {
+        return catalog.listBackups().find((b) => b.id !== backup.id)!;
+      } finally {
+        catalog.close();
+      }
+    };
+    assert.equal((await web01()).powerState, 'suspended', 'the crash left web01 suspended');
+    assert.equal(crashedBackup().state, 'running');
+
+    const cli = (...args: string[]) => runCli(['--config', lab.configPath, ...args]);
+    const dry = await cli('restore', '--backup', backup.id, '--vm', 'web01', '--original', '--dry-run');
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+    assert.match(dry.stdout, /dry run: nothing was changed/);
+    // Refused after vCenter was contacted (the inventory is needed to refuse them): still nothing changes.
+    const refused: [string[], string][] = [
+      [['restore', '--backup', backup.id, '--vm', 'web01', '--as', 'db01'], 'VM_EXISTS'],
+      [
+        ['restore', '--backup', backup.id, '--vm', 'web01', '--as', 'x1', '--host', 'nohost'],
+        'HOST_NOT_FOUND',
+      ],
+      [['mount', '--backup', backup.id, '--host', 'no-such-host'], 'HOST_NOT_FOUND'],
+      [['attach', '--backup', backup.id, '--vm', 'web01', '--to', 'off01'], 'VM_NOT_RUNNING'],
+    ];
+    for (const [args, code] of refused) {
+      const run = await cli('--json', ...args);
+      assert.equal(run.code, 3, `${args.join(' ')}: ${run.stdout}${run.stderr}`);
+      assert.equal(run.json.error.code, code);
+    }
+    assert.equal((await web01()).powerState, 'suspended', 'web01 is still suspended');
+    assert.equal(crashedBackup().state, 'running', 'the crashed backup is not touched either');
+
+    // A real restore repairs first (the crashed backup's VM is powered on), then restores.
+    const real = await cli('--json', 'restore', '--backup', backup.id, '--vm', 'off01', '--as', 'off01-r');
+    assert.equal(real.code, 0, real.stdout + real.stderr);
+    assert.equal((await web01()).powerState, 'poweredOn', 'the restore repaired the crashed backup');
+    assert.equal(crashedBackup().state, 'failed');
+    const vc = await connect(config.vcenter);
+    try {
+      await destroyVm(vc, real.json.targetVm.id);
+    } finally {
+      await vc.logout();
+    }
+    const catalog = Catalog.open(config.catalog.path);
+    try {
+      catalog.deleteBackup(crashedBackup().id);
+    } finally {
+      catalog.close();
+    }
+    await assertNothingLeft('after the repairing restore');
+  });
+  it('a restore after a crash checks again once the repair has run (the crashed restore had unregistered the VM)', async () => {
+    const args = ['restore', '--backup', backup.id, '--vm', 'web01', '--original', '--force', '--power-on'];
+    const crashed = await runCli(['--config', lab.configPath, '--json', ...args], {
+      env: { SNAPKEEPER_CRASH_AT: 'restore-unregistered' },
+    });
+    assert.equal(crashed.signal, 'SIGKILL', crashed.stdout + crashed.stderr);
+    assert.ok(
+      !(await inventoryOf(lab.configPath)).vms.some((v) => v.name === 'web01'),
+      'the crash left web01 unregistered',
+    );
+    // Checked before the repair, web01 looks deleted; the repair registers it again, so the restore must
+    // check again and replace the live VM (not restore over a registered VM's directory).
+    const run = await runCli(['--config', lab.configPath, '--json', ...args]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const inv = await inventoryOf(lab.configPath);
+    const web = inv.vms.filter((v) => v.name === 'web01');
+    assert.equal(web.length, 1, 'one web01, the restored one');
+    assert.equal(web[0]!.id, run.json.targetVm.id);
+    assert.equal(web[0]!.powerState, 'poweredOn');
+    assert.deepEqual(
+      (await poolFiles(lab.state.arrayPath)).filter((f) => f.includes('.snapkeeper-')),
+      [],
+      'no staging or replaced directory is left',
+    );
+    assert.deepEqual(
+      inventoryState(inv).vms.find((v) => v.name === 'web01'),
+      clean.inv.vms.find((v) => v.name === 'web01'),
+      'web01 is where and what it was',
+    );
+    const config = loadConfig(lab.configPath);
+    const catalog = Catalog.open(config.catalog.path);
+    try {
+      assert.deepEqual(catalog.unfinishedOperations(), [], 'no operation is left open');
+    } finally {
+      catalog.close();
+    }
   });
 });

@@ -143,6 +143,81 @@ describe('lab spec', () => {
     assertInvalid(u, /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.rdm:/);
   });
 
+  test('an RDM LUN name is "naa." and 16 or 32 hex digits', async () => {
+    for (const bad of [
+      'naa.1',
+      'naa.600a0980383030534a3f463045727a7',
+      'naa.600a0980383030534a3f463045727a711',
+      'naa.600a09803830305g',
+    ]) {
+      const s = await standard();
+      s.datacenters[0].vms[1].disks[1].lun = bad;
+      assertInvalid(
+        s,
+        /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.lun: must be an NAA canonical name: "naa\." followed by 16 or 32 hex digits/,
+      );
+    }
+    for (const good of ['naa.600A0980383030534A3F463045727A71', 'naa.5000c500a1b2c3d4']) {
+      const s = await standard();
+      s.datacenters[0].vms[1].disks[1].lun = good;
+      assert.equal(parseLabSpec(s, 'spec.json').datacenters[0]!.vms[1]!.disks.length, 3);
+    }
+  });
+
+  test('one LUN mapped by two VMs must have one size', async () => {
+    const s = await standard();
+    const lun = s.datacenters[0].vms[1].disks[1].lun;
+    s.datacenters[0].vms[0].disks.push({
+      rdm: 'virtual',
+      lun: lun.toUpperCase().replace('NAA.', 'naa.'),
+      sizeMB: 2048,
+    });
+    assertInvalid(
+      s,
+      /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.sizeMB: LUN naa\.\w+ is 2048 MB at datacenters\[0\]\.vms\[0\]\.disks\[2\]: a LUN has one size/,
+    );
+    // The same LUN with the same size in two VMs (a shared RDM) is fine.
+    const t = await standard();
+    t.datacenters[0].vms[0].disks.push({ ...t.datacenters[0].vms[1].disks[1] });
+    assert.equal(parseLabSpec(t, 'spec.json').datacenters[0]!.vms[0]!.disks.length, 3);
+  });
+
+  test('the disks on a datastore must fit in its capacity', async () => {
+    const s = await standard();
+    // ds-b is 20 GB (20480 MB); app01 and susp01 use 5 MB of it, so web01's disk on it may have 20475.
+    s.datacenters[0].vms[0].disks[1].sizeMB = 20 * 1024 - 5 + 1;
+    assertInvalid(
+      s,
+      /datacenters\[0\]\.datastores\[1\]\.capacityGB: the disks on datastore ds-b add up to 20481 MB, more than its 20 GB \(20480 MB\)/,
+    );
+    s.datacenters[0].vms[0].disks[1].sizeMB = 20 * 1024 - 5;
+    assert.equal(parseLabSpec(s, 'spec.json').datacenters[0]!.datastores.length, 2, 'exactly full is fine');
+    const t = {
+      datacenters: [
+        {
+          name: 'DC',
+          hosts: ['esx'],
+          datastores: [{ name: 'ds', capacityGB: 1 }],
+          vms: [
+            // RDMs are LUNs of their own: they do not count against the datastore.
+            {
+              name: 'vm1',
+              host: 'esx',
+              disks: [
+                { datastore: 'ds', sizeMB: 4096 },
+                { rdm: 'physical', lun: 'naa.600a0980383030534a3f463045727a71', sizeMB: 8192 },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    assertInvalid(
+      t,
+      /datacenters\[0\]\.datastores\[0\]\.capacityGB: the disks on datastore ds add up to 4096 MB/,
+    );
+  });
+
   test('a VM needs a home datastore', async () => {
     const s = await standard();
     s.datacenters[0].vms[1] = {

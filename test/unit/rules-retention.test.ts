@@ -79,14 +79,26 @@ describe('expiredBackups: table', () => {
       ['old'],
     ],
     [
-      'days alone never expires the newest successful backup',
+      'days expires the newest successful backup too (SPEC: at most D days)',
       [b('f', 'failed', 40 * DAY), b('p', 'partial', 50 * DAY), b('c', 'complete', 60 * DAY)],
       { days: 7 },
-      ['c', 'f'],
+      ['c', 'p', 'f'],
     ],
     [
-      'newest successful is partial: protected like a complete one',
-      [b('p', 'partial', 50 * DAY), b('c', 'complete', 60 * DAY)],
+      'days: a lone backup older than D expires; exactly D days old is kept',
+      [b('only', 'complete', 7 * DAY + 1)],
+      { days: 7 },
+      ['only'],
+    ],
+    [
+      'days: the newest backup exactly D days old is kept',
+      [b('only', 'complete', 7 * DAY), b('older', 'complete', 8 * DAY)],
+      { days: 7 },
+      ['older'],
+    ],
+    [
+      'days: pinned and running backups older than D survive, the rest expire',
+      [b('r', 'running', 100 * DAY), b('p', 'partial', 50 * DAY, true), b('c', 'complete', 60 * DAY)],
       { days: 7 },
       ['c'],
     ],
@@ -120,10 +132,10 @@ describe('expiredBackups: table', () => {
       ['c1', 'c2', 'c3'],
     ],
     [
-      'both set: versions keep nothing old beyond days, but the newest successful survives days',
+      'both set: versions do not keep anything older than days, the newest included',
       [b('c2', 'complete', 20 * DAY), b('c1', 'complete', 30 * DAY)],
       { versions: 5, days: 7 },
-      ['c1'],
+      ['c1', 'c2'],
     ],
     [
       'running is never expired, even ancient',

@@ -83,8 +83,5 @@ export async function selectDriver(name: string, root: string, choice: FsDriverC
       },
     );
   }
-  const driver = drivers[choice];
-  if (!driver)
-    throw new UsageError('ARRAY_DRIVER_UNKNOWN', `array "${name}": unknown driver ${JSON.stringify(choice)}`);
-  return driver;
+  return drivers[choice];
 }

@@ -1,7 +1,7 @@
-import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { lstat, mkdir, readdir, readFile, realpath, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
-import { pathExists } from '../../util/fs.js';
+import { durableTempPath, pathExists, writeJsonDurable } from '../../util/fs.js';
 import type {
   ArrayClone,
   ArraySnapshot,
@@ -14,7 +14,7 @@ import { type FsDriverChoice, selectDriver } from './detect.js';
 import type { FsDriver } from './drivers/driver.js';
 import { isId, makeId, parseId } from './ids.js';
 import { layout, readManifest } from './layout.js';
-import { removeTree, writeJsonDurable } from './tree.js';
+import { removeTree } from './tree.js';
 
 export interface FsArrayConfig {
   name: string;
@@ -235,18 +235,28 @@ export class FsArray implements StorageArray {
       );
     }
     const src = join(base, rel);
-    const s = await lstat(src).catch(() => undefined);
-    if (!s?.isFile()) {
+    // Every component is resolved, not just the last: a symbolic link to a directory inside the snapshot
+    // must not lead out of it.
+    const [baseReal, srcReal] = await Promise.all([realpath(base), realpath(src).catch(() => undefined)]);
+    if (srcReal !== undefined && !srcReal.startsWith(`${baseReal}${sep}`)) {
+      throw new UsageError(
+        'ARRAY_INVALID_PATH',
+        `array "${this.name}": ${JSON.stringify(relativePath)} leads out of volume ${volume} of snapshot ${snapshotId}`,
+      );
+    }
+    const s = srcReal === undefined ? undefined : await lstat(src).catch(() => undefined);
+    if (srcReal === undefined || !s?.isFile()) {
       throw new NotFoundError(
         'FILE_NOT_FOUND',
         `array "${this.name}": no file ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
       );
     }
+    await this.checkTarget(target);
     if (await pathExists(target)) {
       throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
     }
     try {
-      return await this.impl.restoreFile(src, target, options);
+      return await this.impl.restoreFile(srcReal, target, options);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`, { cause: err });
@@ -256,6 +266,18 @@ export class FsArray implements StorageArray {
         `restore of ${relativePath} from snapshot ${snapshotId} to ${target}`,
         err,
         options.signal,
+      );
+    }
+  }
+
+  /** A restore target must be in the array's pool, its directory resolved (links included). */
+  private async checkTarget(target: string): Promise<void> {
+    const pool = await realpath(layout.pool(this.root));
+    const dir = await realpath(dirname(target)).catch(() => undefined);
+    if (dir === undefined || !dir.startsWith(`${pool}${sep}`)) {
+      throw new UsageError(
+        'ARRAY_INVALID_PATH',
+        `array "${this.name}": restore target ${target} is not inside a volume of the array (${layout.pool(this.root)})`,
       );
     }
   }
@@ -308,13 +330,18 @@ export class FsArray implements StorageArray {
   /** Metadata first: an interruption leaves a directory without metadata, which is incomplete, so deleted again. */
   private async removeEntry(metaPath: string, dir: string): Promise<void> {
     await rm(metaPath, { force: true });
-    await rm(`${metaPath}.tmp`, { force: true });
+    await rm(durableTempPath(metaPath), { force: true });
     await removeTree(dir);
   }
 
-  /** Our errors and cancellations pass as they are; anything else gets a code and names the array. */
+  /**
+   * A cancellation rejects with the signal's reason, whatever the interrupted step threw (a killed `btrfs`
+   * is an EXEC_FAILED). Errors about the request (usage, not found, conflict) pass as they are; anything
+   * else, a failed program included, gets `code` and names the array.
+   */
   private failure(code: string, what: string, err: unknown, signal?: AbortSignal): unknown {
-    if (err instanceof SnapkeeperError || signal?.aborted) return err;
+    if (signal?.aborted) return signal.reason;
+    if (err instanceof UsageError || err instanceof NotFoundError || err instanceof ConflictError) return err;
     return new SnapkeeperError(
       code,
       `array "${this.name}" (${this.impl.name}): ${what} failed: ${errorMessage(err)}`,

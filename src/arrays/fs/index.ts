@@ -7,4 +7,5 @@ export {
 } from './detect.js';
 export { FsArray, type FsArrayClone, type FsArrayConfig, openFsArray } from './fs-array.js';
 export { isId, makeId, parseId, validateLabel } from './ids.js';
-export { type FsArrayManifest, initFsArray, layout, readManifest, volumeLun } from './layout.js';
+export { type FsArrayManifest, initFsArray, isBtrfs, layout, readManifest, volumeLun } from './layout.js';
+export { removeTree } from './tree.js';

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { execFile } from '../../util/exec.js';
+import { writeJsonDurable } from '../../util/fs.js';
 
 /**
  * On-disk layout of the file-system array (a contract: the lab lays datastores on it, the driver snapshots it).
@@ -84,10 +85,9 @@ export async function readManifest(root: string): Promise<FsArrayManifest> {
   return m as FsArrayManifest;
 }
 
+/** Durably (tmp, fsync, rename, fsync dir): array.json holds the LUN identities datastores are matched by. */
 async function writeManifest(root: string, manifest: FsArrayManifest): Promise<void> {
-  const tmp = `${layout.manifest(root)}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(manifest, null, 2)}\n`);
-  await rename(tmp, layout.manifest(root));
+  await writeJsonDurable(layout.manifest(root), manifest);
 }
 
 /**

@@ -9,13 +9,12 @@ import {
   open,
   readdir,
   readlink,
-  rename,
   rm,
   stat,
   symlink,
   utimes,
 } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { execFile } from '../../util/exec.js';
 import { isBtrfs } from './layout.js';
 
@@ -205,30 +204,6 @@ export async function removeTree(path: string): Promise<void> {
   }
   await makeDirsWritable(path);
   await rm(path, { recursive: true, force: true });
-}
-
-/** Writes JSON so that readers see either the old file or the whole new one, durably, even across a crash. */
-export async function writeJsonDurable(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await syncDir(dirname(path));
-}
-
-/** fsync of a directory, so that a rename or a new entry in it survives a crash. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Flushes the whole file system holding `path` (syncfs): cheaper than one fsync per copied file. */

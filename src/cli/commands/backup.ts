@@ -16,6 +16,12 @@ export function registerBackup(program: Command, run: Runner): void {
     .addOption(new Option('--mode <mode>', 'override the backup mode').choices(BACKUP_MODES))
     .action(
       run(async (ctx, opts: { task?: string; vm?: string[]; mode?: BackupMode }) => {
+        if (opts.task !== undefined && opts.vm !== undefined) {
+          throw new UsageError(
+            'USAGE',
+            '--task and --vm cannot be used together: back up a task (--task NAME) or the VMs named (--vm GLOB...)',
+          );
+        }
         const abort = new AbortController();
         // Ctrl-C stops preparing further VMs; those already prepared are still released before exit.
         const onSigint = () => abort.abort();
@@ -62,6 +68,15 @@ export function registerBackup(program: Command, run: Runner): void {
         ) =>
           withEngine(ctx, async (engine) => {
             if (opts.backup !== undefined) {
+              const others = (['task', 'vm', 'state', 'since', 'until', 'limit'] as const).filter(
+                (k) => opts[k] !== undefined,
+              );
+              if (others.length > 0) {
+                throw new UsageError(
+                  'USAGE',
+                  `--backup shows one backup and takes no filter; drop ${others.map((k) => `--${k}`).join(', ')}`,
+                );
+              }
               const record = engine.catalog.getBackup(opts.backup);
               return ok(record, formatBackup(record));
             }
@@ -110,6 +125,6 @@ function parseInquireFilter(opts: {
 }
 
 /** A bad option value: exit 3, naming the option. */
-export function badOption(flag: string, message: string): UsageError {
+function badOption(flag: string, message: string): UsageError {
   return new UsageError('USAGE', `${flag}: ${message}`);
 }

@@ -23,6 +23,11 @@ export function registerMaintenance(program: Command, run: Runner): void {
             `${verb}delete ${report.deletedArraySnapshots.length} orphan array snapshot(s)${report.deletedArraySnapshots.map((s) => `\n  ${s.array}/${s.snapshotId}`).join('')}`,
             `${verb}mark ${report.failedBackups.length} interrupted backup(s) failed`,
           ];
+          if (report.stillOpen.length > 0) {
+            lines.push(
+              `left open (not fully repaired; run recover again): ${report.stillOpen.map((o) => `${o.kind} ${o.id}`).join(', ')}`,
+            );
+          }
           lines.push(...report.actions);
           if (report.running.length > 0) {
             lines.push(

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseConfig } from '../../src/config/load.js';
+import { EngineContext } from '../../src/engine/context.js';
+import { expireAll, expireTask } from '../../src/engine/retention.js';
+import { NotFoundError } from '../../src/errors.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+
+const root = mkdtempSync(join(tmpdir(), 'snapkeeper-engine-retention-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+
+/** A context over a fresh real catalog; retention of records without array snapshots touches no array. */
+function context(retention: string): EngineContext {
+  const dir = join(root, String(n++));
+  const text = `
+vcenter: { url: https://vcenter.invalid/sdk, user: u, passwordEnv: SNAPKEEPER_TEST_PASSWORD }
+arrays: [{ name: a, type: fs, path: ${dir}/array }]
+catalog: { path: ${dir}/catalog.db }
+defaults: { retention: ${retention} }
+tasks: [{ name: nightly, select: { vms: [web01] } }]
+`;
+  const config = parseConfig(text, join(dir, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
+  return new EngineContext(config, undefined, () => new Date('2026-01-10T00:00:00Z'));
+}
+
+function backup(id: string, task: string, vms: string[], day: number): BackupRecord {
+  return {
+    id,
+    task,
+    state: 'complete',
+    startedAt: `2026-01-0${day}T00:00:00.000Z`,
+    snapshots: [],
+    vms: vms.map((name) => ({
+      id: `vm-${name}`,
+      name,
+      instanceUuid: `uuid-${name}`,
+      host: 'esx01',
+      folder: 'vm',
+      datacenter: 'DC1',
+      vmxFile: `[ds-a] ${name}/${name}.vmx`,
+      homeDatastore: 'ds-a',
+      datastores: ['ds-a'],
+      powerState: 'poweredOff',
+      requestedMode: 'ASIS',
+      effectiveMode: 'ASIS',
+      consistency: 'powered-off',
+      state: 'ok',
+      disks: [],
+      warnings: [],
+    })),
+    warnings: [],
+  };
+}
+
+describe('retention of ad-hoc backups', () => {
+  it('keeps versions per set of VMs, not across unrelated VMs', async () => {
+    const ctx = context('{ versions: 1 }');
+    try {
+      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
+      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['b'], 2));
+      ctx.catalog.insertBackup(backup('20260103-000000-cccccc', 'adhoc', ['b', 'a'], 3));
+      ctx.catalog.insertBackup(backup('20260104-000000-dddddd', 'adhoc', ['a', 'b'], 4));
+      ctx.catalog.insertBackup(backup('20260105-000000-eeeeee', 'adhoc', ['a'], 5));
+      const r = await expireTask(ctx, 'adhoc', { versions: 1 }, { dryRun: false });
+      assert.deepEqual(r.errors, []);
+      assert.deepEqual(r.deleted.map((d) => d.id).sort(), [
+        '20260101-000000-aaaaaa',
+        '20260103-000000-cccccc',
+      ]);
+      assert.deepEqual(
+        ctx.catalog
+          .listBackups()
+          .map((b) => b.id)
+          .sort(),
+        ['20260102-000000-bbbbbb', '20260104-000000-dddddd', '20260105-000000-eeeeee'],
+      );
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('a configured task still counts its backups together', async () => {
+    const ctx = context('{ versions: 1 }');
+    try {
+      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['b'], 2));
+      const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
+      assert.deepEqual(
+        r.deleted.map((d) => d.id),
+        ['20260101-000000-aaaaaa'],
+      );
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('expire --task: an unknown name is refused; adhoc follows the default retention', async () => {
+    const ctx = context('{ versions: 1 }');
+    try {
+      await assert.rejects(
+        expireAll(ctx, { dryRun: true, task: 'NOSUCH' }),
+        (err) => err instanceof NotFoundError && err.code === 'TASK_NOT_FOUND',
+      );
+      // A known task without backups is fine.
+      assert.deepEqual((await expireAll(ctx, { dryRun: true, task: 'nightly' })).deleted, []);
+      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
+      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['a'], 2));
+      const r = await expireAll(ctx, { dryRun: false, task: 'adhoc' });
+      assert.deepEqual(
+        r.deleted.map((d) => d.id),
+        ['20260101-000000-aaaaaa'],
+      );
+    } finally {
+      await ctx.close();
+    }
+  });
+});
