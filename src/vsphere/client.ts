@@ -51,7 +51,12 @@ function assertAuthenticatedRead(returnval: XmlNode | XmlNode[] | undefined, met
     for (const m of asArray(asObject(o)?.missingSet)) {
       const faultType = asObject(asObject(asObject(m)?.fault)?.fault)?.$xsiType;
       if (faultType === 'NotAuthenticated') {
-        throw new VsphereFault('NotAuthenticated', `vSphere fault NotAuthenticated (${method})`, undefined, method);
+        throw new VsphereFault(
+          'NotAuthenticated',
+          `vSphere fault NotAuthenticated (${method})`,
+          undefined,
+          method,
+        );
       }
     }
   }

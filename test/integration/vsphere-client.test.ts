@@ -170,6 +170,19 @@ describe('vSphere client against the lab simulator', () => {
     assert.notEqual(await vc.sessionKey(), key);
   });
 
+  test('a property read on a terminated session renews it too (the simulator answers with missingSet)', async (t) => {
+    const proxy = await startFaultProxy(config.vcenter.url);
+    t.after(() => proxy.close());
+    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
+    const vmId = (await vc.inventory()).vms.find((v) => v.name === 'web01')!.id;
+    const key = await vc.sessionKey();
+    const admin = await open();
+    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    const state = await vc.vmState(vmId);
+    assert.equal(state.powerState, 'poweredOn', 'not reported missing because the session expired');
+    assert.equal(proxy.methods().filter((m) => m === 'Login').length, 2);
+  });
+
   test('a read dropped once on a kept-alive connection is sent again; other drops surface', async (t) => {
     const proxy = await startFaultProxy(config.vcenter.url, {
       rules: [{ method: 'RetrievePropertiesEx', nth: 1, action: 'drop' }],
