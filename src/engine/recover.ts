@@ -1,6 +1,6 @@
 import { operationPidAlive } from '../catalog/index.js';
 import { ConflictError, errorMessage } from '../errors.js';
-import { isFault } from '../vsphere/index.js';
+import { isGone } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
 import { BACKUP_ID_PATTERN, backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
 import { releaseVm } from './release.js';
@@ -140,7 +140,7 @@ async function recoverBackupOperation({
       }
       if (done.poweredOn) report.poweredOnVms.push(t.name);
     } catch (err) {
-      if (isNotFound(err)) continue; // The VM is gone: nothing of ours is left on it.
+      if (isGone(err)) continue; // The VM is gone: nothing of ours is left on it.
       clean = false;
       report.errors.push(`${t.name}: ${errorMessage(err)}`);
     }
@@ -198,7 +198,7 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
         if (!report.dryRun) await vc.removeVmSnapshot(s.id);
         report.removedVmSnapshots.push({ vm: vm.name, snapshot: s.name });
       } catch (err) {
-        if (!isNotFound(err)) report.errors.push(`${vm.name}: ${errorMessage(err)}`);
+        if (!isGone(err)) report.errors.push(`${vm.name}: ${errorMessage(err)}`);
       }
     }
   }
@@ -232,8 +232,4 @@ function liveOperationIds(ctx: EngineContext): Set<string> {
       .filter((op) => operationPidAlive(op))
       .map((op) => op.id),
   );
-}
-
-function isNotFound(err: unknown): boolean {
-  return isFault(err, 'ManagedObjectNotFound');
 }

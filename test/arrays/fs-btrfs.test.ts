@@ -2,29 +2,23 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { btrfsSupport, openFsArray } from '../../src/arrays/fs/index.js';
 import { isBtrfs } from '../../src/arrays/fs/layout.js';
 import { isSubvolume } from '../../src/arrays/fs/tree.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { isMountPoint } from '../../src/lab/loop-btrfs.js';
 import { execFile } from '../../src/util/exec.js';
-import { canMountLoopBtrfs, type LoopBtrfs, mountTestBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
+import { fileBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
 import { requireCapability } from '../helpers/require.js';
 import { arrayConformance, treeDigest } from './conformance.js';
 import { makeFsArray, removeFsArray } from './fs-factory.js';
 
 // One loop-mounted btrfs for the file; every test makes its own array on it.
-let fs: LoopBtrfs | undefined;
-const capability = canMountLoopBtrfs();
-before(async () => {
-  if ((await capability).ok) fs = await mountTestBtrfs();
-});
-after(async () => {
-  await fs?.cleanup();
-});
+const btrfs = fileBtrfs();
+const capability = btrfs.capability;
 
-arrayConformance('fs (btrfs driver)', () => makeFsArray(fs!.mountPoint, 'btrfs'), {
+arrayConformance('fs (btrfs driver)', () => makeFsArray(btrfs.mountPoint(), 'btrfs'), {
   atomicGroups: true,
   instantClone: true,
   capability: () => capability,
@@ -33,7 +27,7 @@ arrayConformance('fs (btrfs driver)', () => makeFsArray(fs!.mountPoint, 'btrfs')
 test('btrfs snapshots and clones are subvolumes, and auto picks btrfs', async (t) => {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  const { array, root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'btrfs');
   try {
     assert.deepEqual(await btrfsSupport(root), { ok: true, reason: '' });
     const auto = await openFsArray({ name: 'auto', path: root, driver: 'auto' });
@@ -51,7 +45,7 @@ test('btrfs snapshots and clones are subvolumes, and auto picks btrfs', async (t
 test('on btrfs: a plain-directory pool gets reflink from auto and a clear refusal from btrfs', async (t) => {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const root = await mkdtemp(join(fs!.mountPoint, 'plain-'));
+  const root = await mkdtemp(join(btrfs.mountPoint(), 'plain-'));
   try {
     // An array whose pool is not a subvolume, as one made by hand or copied in would be.
     await mkdir(join(root, 'pool', 'vol-a'), { recursive: true });
@@ -73,7 +67,7 @@ test('on btrfs: a plain-directory pool gets reflink from auto and a clear refusa
 test('after a change of driver, btrfs clones and deletes snapshots the reflink driver made', async (t) => {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const { root, cleanup } = await makeFsArray(fs!.mountPoint, 'reflink');
+  const { root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'reflink');
   try {
     const before = await openFsArray({ name: 'a', path: root, driver: 'reflink' });
     const [v] = await before.listVolumes();
@@ -112,7 +106,7 @@ test('withLoopBtrfs mounts a btrfs for one test and removes it when the test end
 test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a bare EXEC_FAILED', async (t) => {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  const { array, root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'btrfs');
   const snapshots = join(root, 'snapshots');
   try {
     const [v] = await array.listVolumes();
@@ -136,7 +130,7 @@ test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a b
 test('a failed btrfs delete is ARRAY_DELETE_FAILED naming the array', async (t) => {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const { array, root, cleanup } = await makeFsArray(fs!.mountPoint, 'btrfs');
+  const { array, root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'btrfs');
   const snapshots = join(root, 'snapshots');
   try {
     const [v] = await array.listVolumes();

@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
+import { after, before } from 'node:test';
+import { canMountLoopBtrfs, mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 
-export { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
+export { canMountLoopBtrfs };
 
 /** 640 MiB sparse: above btrfs's ~120 MiB minimum with room for a few 32 MiB test files and their copies. */
 const DEFAULT_SIZE = 640 * 1024 * 1024;
@@ -50,4 +51,30 @@ export async function withLoopBtrfs(
   const fs = await mountTestBtrfs(sizeBytes);
   hooks.after(() => fs.cleanup());
   return fs.mountPoint;
+}
+
+/**
+ * One loop-mounted btrfs shared by every test of a file: mounted in `before` when this machine can, removed
+ * in `after`. `capability` says whether it can (tests pass it to requireCapability); `mountPoint()` is valid
+ * inside tests once `before` has run.
+ */
+export function fileBtrfs(): {
+  capability: Promise<{ ok: boolean; reason: string }>;
+  mountPoint(): string;
+} {
+  let fs: LoopBtrfs | undefined;
+  const capability = canMountLoopBtrfs();
+  before(async () => {
+    if ((await capability).ok) fs = await mountTestBtrfs();
+  });
+  after(async () => {
+    await fs?.cleanup();
+  });
+  return {
+    capability,
+    mountPoint() {
+      if (!fs) throw new Error('no btrfs mounted for this file (see capability)');
+      return fs.mountPoint;
+    },
+  };
 }

@@ -53,51 +53,41 @@ export function registerBackup(program: Command, run: Runner): void {
     .option('--until <time>', 'only backups started before this ISO time')
     .option('--limit <n>', 'at most this many', (v) => Number.parseInt(v, 10))
     .action(
-      run(
-        async (
-          ctx,
-          opts: {
-            backup?: string;
-            task?: string;
-            vm?: string;
-            state?: string[];
-            since?: string;
-            until?: string;
-            limit?: number;
-          },
-        ) =>
-          withEngine(ctx, async (engine) => {
-            if (opts.backup !== undefined) {
-              const others = (['task', 'vm', 'state', 'since', 'until', 'limit'] as const).filter(
-                (k) => opts[k] !== undefined,
+      run(async (ctx, opts: InquireOptions & { backup?: string }) =>
+        withEngine(ctx, async (engine) => {
+          if (opts.backup !== undefined) {
+            const others = (['task', 'vm', 'state', 'since', 'until', 'limit'] as const).filter(
+              (k) => opts[k] !== undefined,
+            );
+            if (others.length > 0) {
+              throw new UsageError(
+                'USAGE',
+                `--backup shows one backup and takes no filter; drop ${others.map((k) => `--${k}`).join(', ')}`,
               );
-              if (others.length > 0) {
-                throw new UsageError(
-                  'USAGE',
-                  `--backup shows one backup and takes no filter; drop ${others.map((k) => `--${k}`).join(', ')}`,
-                );
-              }
-              const record = engine.catalog.getBackup(opts.backup);
-              return ok(record, formatBackup(record));
             }
-            const filter = parseInquireFilter(opts);
-            const records = engine.catalog.listBackups(filter);
-            return ok(records, formatBackupList(records));
-          }),
+            const record = engine.catalog.getBackup(opts.backup);
+            return ok(record, formatBackup(record));
+          }
+          const filter = parseInquireFilter(opts);
+          const records = engine.catalog.listBackups(filter);
+          return ok(records, formatBackupList(records));
+        }),
       ),
     );
 }
 
 const STATES = ['running', 'complete', 'partial', 'failed'] as const;
 
-function parseInquireFilter(opts: {
+interface InquireOptions {
   task?: string;
   vm?: string;
   state?: string[];
   since?: string;
   until?: string;
   limit?: number;
-}) {
+}
+
+function parseInquireFilter(opts: InquireOptions) {
   for (const s of opts.state ?? []) {
     if (!(STATES as readonly string[]).includes(s)) {
       throw badOption('--state', `unknown state ${s} (one of ${STATES.join(', ')})`);
