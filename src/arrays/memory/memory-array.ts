@@ -228,7 +228,7 @@ export class MemoryArray implements StorageArray {
         `array "${this.name}": restore target ${target} is not inside a volume of the array (${this.root()})`,
       );
     }
-    const dir = lookup(place.tree, place.parts.slice(0, -1));
+    const dir = place.tree && lookup(place.tree, place.parts.slice(0, -1));
     if (dir?.kind !== 'directory') {
       throw new UsageError(
         'ARRAY_INVALID_PATH',
@@ -362,7 +362,8 @@ export class MemoryArray implements StorageArray {
         kind: 'volume' | 'clone' | 'snapshot';
         cloneId?: string;
         volume: string;
-        tree: MemDir;
+        /** Undefined for a clone that is gone. */
+        tree: MemDir | undefined;
         parts: string[];
       }
     | undefined {
@@ -381,7 +382,7 @@ export class MemoryArray implements StorageArray {
           : this.snapshots.get(second)?.trees.get(third);
       // A clone that is gone still names its volume: resolveExport must recognise it.
       return first === CLONES
-        ? { kind: 'clone', cloneId: second, volume: third, tree: tree ?? new MemDir(), parts: parts.slice(5) }
+        ? { kind: 'clone', cloneId: second, volume: third, tree, parts: parts.slice(5) }
         : tree && { kind: 'snapshot', volume: third, tree, parts: parts.slice(5) };
     }
     const volume = first === undefined ? undefined : this.volumes.get(first);
@@ -391,19 +392,18 @@ export class MemoryArray implements StorageArray {
 
   private nodeAt(path: string): MemNode | undefined {
     const place = this.locate(path);
-    return place && lookup(place.tree, place.parts);
+    return place?.tree && lookup(place.tree, place.parts);
   }
 
   private writablePlace(path: string): { tree: MemDir; parts: string[] } {
     const place = this.locate(path);
-    const live = place?.kind === 'volume' || (place?.kind === 'clone' && this.clones.has(place.cloneId!));
-    if (!place || !live) {
+    if (place?.tree === undefined || place.kind === 'snapshot') {
       throw new UsageError(
         'ARRAY_INVALID_PATH',
         `array "${this.name}": ${path} is not a writable export path`,
       );
     }
-    return place;
+    return { tree: place.tree, parts: place.parts };
   }
 
   private writableDir(place: { tree: MemDir }, parts: string[]): MemDir {
