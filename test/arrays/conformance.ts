@@ -479,6 +479,9 @@ export function arrayConformance(
         assert.ok(covered(size, size + grown), 'the growth is reported');
         const total = ranges.reduce((n, r) => n + r.length, 0);
         assert.ok(total < (size + grown) / 10, `${total} bytes reported for ${rewritten.size} blocks`);
+        t.diagnostic(
+          `${ranges.length} ranges, ${total} bytes for ${rewritten.size} blocks of ${block} and ${grown} grown`,
+        );
 
         // The proof: the base's bytes with the changed ranges of the new snapshot laid over them are the new file.
         const full = await readAll(array, next.id, v0!.name, 'vm/disk-flat.vmdk');
