@@ -8,6 +8,8 @@ need=()
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || need+=(golang-github-vmware-govmomi-dev)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+# filefrag (FIEMAP extent maps) for the changed ranges of the btrfs and reflink drivers
+{ command -v filefrag || [ -x /usr/sbin/filefrag ] || [ -x /sbin/filefrag ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2

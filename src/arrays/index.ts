@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { openFsArray } from './fs/index.js';
 import type { StorageArray } from './types.js';
 
+export { MemoryArray, type MemoryArrayOptions } from './memory/index.js';
 export type * from './types.js';
 
 /** Opens the storage array a configuration entry describes. Throws UsageError when it cannot be used. */

@@ -10,6 +10,7 @@ import { layout, openFsArray } from '../../src/arrays/fs/index.js';
 import { isRoot, requireCapability } from '../helpers/require.js';
 import { arrayConformance } from './conformance.js';
 import { makeFsArray, removeFsArray } from './fs-factory.js';
+import { fsArraySpecifics } from './fs-suite.js';
 
 // The copy driver works on any file system: a plain temporary directory, no root needed.
 let parent = '';
@@ -20,10 +21,9 @@ after(async () => {
   await rm(parent, { recursive: true, force: true });
 });
 
-arrayConformance('fs (copy driver)', () => makeFsArray(parent, 'copy'), {
-  atomicGroups: false,
-  instantClone: false,
-});
+const copyExpectations = { atomicGroups: false, instantClone: false, changedRanges: false };
+arrayConformance('fs (copy driver)', () => makeFsArray(parent, 'copy'), copyExpectations);
+fsArraySpecifics('fs (copy driver)', () => makeFsArray(parent, 'copy'), copyExpectations);
 
 const MiB = 1024 * 1024;
 

@@ -1,17 +1,24 @@
-import { lstat, mkdir, readdir, readFile, realpath, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { lstat, mkdir, open, readdir, readFile, realpath, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { addAbortSignal, Readable } from 'node:stream';
 import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
 import { durableTempPath, pathExists, writeJsonDurable } from '../../util/fs.js';
+import { byName, checkGroup, fileComponents, readRange, relativeComponents } from '../checks.js';
 import type {
   ArrayClone,
+  ArrayFileEntry,
   ArraySnapshot,
   ArrayVolume,
+  ByteRange,
+  ExportLocation,
   PointInTime,
+  ReadFileOptions,
   SnapshotOptions,
   StorageArray,
 } from '../types.js';
 import { type FsDriverChoice, selectDriver } from './detect.js';
 import type { FsDriver } from './drivers/driver.js';
+import { changedByExtents, readExtents } from './extents.js';
 import { isId, makeId, parseId } from './ids.js';
 import { layout, readManifest } from './layout.js';
 import { removeTree } from './tree.js';
@@ -67,6 +74,8 @@ export class FsArray implements StorageArray {
   readonly driver: string;
   readonly atomicGroups: boolean;
   readonly instantClone: boolean;
+  /** Present for drivers whose snapshots share extents with each other (btrfs, reflink): see extents.ts. */
+  readonly changedRanges?: StorageArray['changedRanges'];
 
   constructor(
     readonly name: string,
@@ -77,6 +86,7 @@ export class FsArray implements StorageArray {
     this.driver = impl.name;
     this.atomicGroups = impl.pointInTime === 'atomic';
     this.instantClone = impl.instantClone;
+    if (impl.instantClone) this.changedRanges = (...args) => this.changedRangesByExtents(...args);
   }
 
   /** Volumes of the manifest, read afresh each time (the lab may add volumes to an open array). */
@@ -176,7 +186,15 @@ export class FsArray implements StorageArray {
       await this.removeEntry(layout.cloneMeta(this.root, cloneId), dir).catch(() => {});
       throw this.failure('ARRAY_CLONE_FAILED', `clone of snapshot ${id}`, err, options.signal);
     }
-    return { ...meta, path: dir };
+    return this.withExports(meta, dir);
+  }
+
+  private withExports(meta: CloneMeta, path: string): ArrayClone {
+    return {
+      ...meta,
+      path,
+      volumeExports: Object.fromEntries(meta.volumes.map((v) => [v, join(path, v)])),
+    };
   }
 
   /** All clones, oldest first; those a crash left half made have `complete: false` and `snapshotId: ''`. */
@@ -187,19 +205,18 @@ export class FsArray implements StorageArray {
       const path = layout.clone(this.root, id);
       const meta = await readMeta(layout.cloneMeta(this.root, id), isCloneMeta);
       if (meta && hasDir && meta.id === id) {
-        out.push({ ...meta, path, complete: true });
+        out.push({ ...this.withExports(meta, path), complete: true });
         continue;
       }
       const parsed = parseId(id)!;
-      out.push({
+      const clone: CloneMeta = {
         id,
         label: parsed.label,
         snapshotId: meta?.snapshotId ?? '',
         createdAt: meta?.createdAt ?? parsed.createdAt,
-        path,
         volumes: meta?.volumes ?? (hasDir ? await subdirs(path) : []),
-        complete: false,
-      });
+      };
+      out.push({ ...this.withExports(clone, path), complete: false });
     }
     return out.sort(byCreation);
   }
@@ -220,37 +237,13 @@ export class FsArray implements StorageArray {
     target: string,
     options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
   ): Promise<{ cloned: boolean; bytes: number }> {
-    const base = await this.snapshotVolumePath(snapshotId, volume);
-    const rel = normalize(relativePath);
-    if (isAbsolute(relativePath) || rel === '..' || rel.startsWith(`..${sep}`) || rel === '.') {
-      throw new UsageError(
-        'ARRAY_INVALID_PATH',
-        `invalid path ${JSON.stringify(relativePath)} inside volume ${volume}`,
-      );
-    }
     if (!isAbsolute(target)) {
       throw new UsageError(
         'ARRAY_INVALID_PATH',
         `restore target must be an absolute path, got ${JSON.stringify(target)}`,
       );
     }
-    const src = join(base, rel);
-    // Every component is resolved, not just the last: a symbolic link to a directory inside the snapshot
-    // must not lead out of it.
-    const [baseReal, srcReal] = await Promise.all([realpath(base), realpath(src).catch(() => undefined)]);
-    if (srcReal !== undefined && !srcReal.startsWith(`${baseReal}${sep}`)) {
-      throw new UsageError(
-        'ARRAY_INVALID_PATH',
-        `array "${this.name}": ${JSON.stringify(relativePath)} leads out of volume ${volume} of snapshot ${snapshotId}`,
-      );
-    }
-    const s = srcReal === undefined ? undefined : await lstat(src).catch(() => undefined);
-    if (srcReal === undefined || !s?.isFile()) {
-      throw new NotFoundError(
-        'FILE_NOT_FOUND',
-        `array "${this.name}": no file ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
-      );
-    }
+    const srcReal = await this.snapshotEntry(snapshotId, volume, relativePath, 'file');
     await this.checkTarget(target);
     if (await pathExists(target)) {
       throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
@@ -270,6 +263,132 @@ export class FsArray implements StorageArray {
     }
   }
 
+  async statFile(snapshotId: string, volume: string, relativePath: string): Promise<{ size: number }> {
+    const path = await this.snapshotEntry(snapshotId, volume, relativePath, 'file');
+    return { size: (await lstat(path)).size };
+  }
+
+  async listFiles(snapshotId: string, volume: string, relativeDir: string): Promise<ArrayFileEntry[]> {
+    const dir = await this.snapshotEntry(snapshotId, volume, relativeDir, 'directory');
+    const out: ArrayFileEntry[] = [];
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) out.push({ name: e.name, type: 'directory', size: 0 });
+      else if (e.isFile())
+        out.push({ name: e.name, type: 'file', size: (await lstat(join(dir, e.name))).size });
+    }
+    return out.sort(byName);
+  }
+
+  async readFile(
+    snapshotId: string,
+    volume: string,
+    relativePath: string,
+    options: ReadFileOptions = {},
+  ): Promise<Readable> {
+    const path = await this.snapshotEntry(snapshotId, volume, relativePath, 'file');
+    // Opened before returning, so a file that cannot be read rejects here rather than in the stream.
+    const fh = await open(path, 'r');
+    let range: ByteRange;
+    try {
+      range = readRange(options, (await fh.stat()).size);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    let stream: Readable;
+    if (range.length === 0) {
+      await fh.close();
+      stream = Readable.from([]);
+    } else {
+      stream = fh.createReadStream({ start: range.offset, end: range.offset + range.length - 1 });
+    }
+    return options.signal ? addAbortSignal(options.signal, stream) : stream;
+  }
+
+  /**
+   * Compares the file's extent maps in the two snapshots (see extents.ts). Undefined when the file is not a
+   * regular file of the base, or when the extents cannot be read.
+   */
+  private async changedRangesByExtents(
+    baseSnapshotId: string,
+    snapshotId: string,
+    volume: string,
+    relativePath: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ByteRange[] | undefined> {
+    const nextPath = await this.snapshotEntry(snapshotId, volume, relativePath, 'file');
+    const basePath = await this.snapshotEntry(baseSnapshotId, volume, relativePath, 'file').catch((err) => {
+      if (err instanceof NotFoundError && err.code === 'FILE_NOT_FOUND') return undefined;
+      throw err;
+    });
+    if (basePath === undefined) return undefined;
+    const [baseSize, nextSize] = await Promise.all(
+      [basePath, nextPath].map(async (p) => (await lstat(p)).size),
+    );
+    const base = await readExtents(basePath, options.signal);
+    const next = base && (await readExtents(nextPath, options.signal));
+    if (!base || !next) return undefined;
+    return changedByExtents(base, baseSize!, next, nextSize!);
+  }
+
+  async resolveExport(path: string): Promise<ExportLocation | undefined> {
+    if (!isAbsolute(path)) return undefined;
+    const abs = resolve(path);
+    const volumes = new Set((await readManifest(this.root)).volumes.map((v) => v.name));
+    const below = (dir: string) => {
+      const rel = relative(dir, abs);
+      return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)
+        ? undefined
+        : rel.split(sep);
+    };
+    const inPool = below(layout.pool(this.root));
+    if (inPool && volumes.has(inPool[0]!)) {
+      return { kind: 'volume', volume: inPool[0]!, subPath: inPool.slice(1).join('/') };
+    }
+    const inClones = below(layout.clones(this.root));
+    if (inClones && inClones.length >= 2 && isId(inClones[0]!)) {
+      return {
+        kind: 'clone',
+        cloneId: inClones[0]!,
+        volume: inClones[1]!,
+        subPath: inClones.slice(2).join('/'),
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * The real path of a regular file (or a directory) of a complete snapshot. Every component is resolved,
+   * not just the last: a symbolic link to a directory inside the snapshot must not lead out of it. The
+   * last component must be the thing itself, not a link to it.
+   */
+  private async snapshotEntry(
+    snapshotId: string,
+    volume: string,
+    relativePath: string,
+    kind: 'file' | 'directory',
+  ): Promise<string> {
+    const parts =
+      kind === 'file' ? fileComponents(relativePath, volume) : relativeComponents(relativePath, volume);
+    const base = await this.snapshotVolumePath(snapshotId, volume);
+    const path = join(base, ...parts);
+    const [baseReal, real] = await Promise.all([realpath(base), realpath(path).catch(() => undefined)]);
+    if (real !== undefined && real !== baseReal && !real.startsWith(`${baseReal}${sep}`)) {
+      throw new UsageError(
+        'ARRAY_INVALID_PATH',
+        `array "${this.name}": ${JSON.stringify(relativePath)} leads out of volume ${volume} of snapshot ${snapshotId}`,
+      );
+    }
+    const s = real === undefined ? undefined : await lstat(path).catch(() => undefined);
+    if (real === undefined || !(kind === 'file' ? s?.isFile() : s?.isDirectory())) {
+      throw new NotFoundError(
+        'FILE_NOT_FOUND',
+        `array "${this.name}": no ${kind} ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
+      );
+    }
+    return real;
+  }
+
   /** A restore target must be in the array's pool, its directory resolved (links included). */
   private async checkTarget(target: string): Promise<void> {
     const pool = await realpath(layout.pool(this.root));
@@ -283,19 +402,7 @@ export class FsArray implements StorageArray {
   }
 
   private async checkVolumes(volumes: string[]): Promise<void> {
-    if (volumes.length === 0)
-      throw new UsageError('ARRAY_EMPTY_GROUP', `array "${this.name}": no volumes to snapshot`);
-    if (new Set(volumes).size !== volumes.length) {
-      throw new UsageError(
-        'ARRAY_DUPLICATE_VOLUME',
-        `array "${this.name}": a volume is named twice in ${volumes.join(', ')}`,
-      );
-    }
-    const known = new Set((await this.listVolumes()).map((v) => v.name));
-    for (const v of volumes) {
-      if (!known.has(v))
-        throw new NotFoundError('VOLUME_NOT_FOUND', `array "${this.name}" has no volume ${v}`);
-    }
+    checkGroup(this.name, volumes, new Set((await this.listVolumes()).map((v) => v.name)));
   }
 
   private async completeSnapshot(id: string): Promise<ArraySnapshot> {
