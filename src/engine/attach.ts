@@ -104,6 +104,16 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
   }
   const host = inventory.hosts.find((h) => h.name === target.host);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `the host of VM ${target.name} is not in vCenter`);
+  const twice = ctx.catalog
+    .mountsOf(backup.id)
+    .find((m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id);
+  if (twice) {
+    throw new ConflictError(
+      'ALREADY_ATTACHED',
+      `disks of backup ${backup.id} are already attached to ${target.name} (attach ${twice.id}); detach them first: snapkeeper detach --to ${target.name} --backup ${backup.id}`,
+      { details: { attachId: twice.id, backupId: backup.id, vm: target.name } },
+    );
+  }
   const existing = datastoreMountOf(ctx, backup.id);
   if (existing && (existing.data as unknown as MountData).hostId !== host.id) {
     throw new ConflictError(
@@ -125,7 +135,7 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
       locks: [`vm:${target.id}`, `mount:${backup.id}`, `backup:${backup.id}`],
     },
     async (opId) => {
-      const mountId = existing?.id ?? `${opId}-mount`;
+      const mountId = existing?.id ?? attachMountId(opId);
       const mount = existing
         ? (existing.data as unknown as MountData)
         : await mountSteps(ctx, vc, opId, mountId, backup, host, places);
@@ -190,8 +200,22 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
 }
 
 /**
- * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), its record, and the
- * mount it made once no other attach uses that mount.
+ * The id of the mount an attach makes when the backup is not mounted yet. The id itself says that an attach
+ * made it: whichever attach of that mount is detached last releases it, even when that is not the one that
+ * made it, while a mount the user made with `mount` (id `mount-...`) outlives every attach.
+ */
+function attachMountId(attachId: string): string {
+  return `${attachId}-mount`;
+}
+
+function madeByAttach(mountId: string): boolean {
+  return mountId.startsWith('attach-') && mountId.endsWith('-mount');
+}
+
+/**
+ * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), its record, and then
+ * the mount when an attach made it and no other attach still uses it (datastores removed, clones deleted).
+ * Returns whether it unmounted.
  */
 export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
   const data = attach.data as unknown as AttachData;
@@ -201,7 +225,7 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
     if (!isGone(err)) throw err;
   }
   if (ctx.catalog.listMounts().some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
-  if (!data.ownsMount) return false;
+  if (!madeByAttach(data.mountId)) return false;
   const others = ctx.catalog
     .listMounts()
     .filter((m) => m.kind === 'attach' && (m.data as unknown as AttachData).mountId === data.mountId);
