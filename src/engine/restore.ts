@@ -84,6 +84,8 @@ export interface RestoreRequest {
   to?: string;
   /** Replace the target VM's disk of the same label instead of adding one. */
   replace?: boolean;
+  /** Replace disks of a powered-on VM (`replace`): its guest loses the disk under it. */
+  force?: boolean;
   /** Only place the disk files on `datastore`. */
   filesOnly?: boolean;
   powerOn?: boolean;
@@ -576,6 +578,13 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
   );
   checkFreeSpace(spaceNeeds(plans));
   const devices = await vmDevices(vc, target.id);
+  if (request.replace && devices.powerState === 'poweredOn' && !request.force && !request.dryRun) {
+    throw new UsageError(
+      'CONFIRMATION_REQUIRED',
+      `VM ${target.name} is powered on: replacing its disks pulls them from under the running guest; power off the VM or pass --force`,
+      { details: { vm: target.name, powerState: devices.powerState } },
+    );
+  }
   const replaced = new Map<DiskRecord, DiskAttachment & { key: number }>();
   if (request.replace) {
     for (const pl of plans) {
@@ -632,11 +641,22 @@ async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promise<Rest
     });
     const removed = [...replaced.values()];
     ctx.events.phase('reconfigure the VM');
+    // Two journaled steps, not one reconfiguration: the replaced disks free their slots first, and whatever
+    // fails or dies after that, the undo (newest first) detaches what was added and re-adds the originals.
+    if (removed.length > 0) {
+      await step(
+        ctx,
+        opId,
+        { action: 'vm.reconfigure', target: target.id, data: { added: [], removed } },
+        () => reconfigureDisks(vc, target.id, { remove: removed }),
+      );
+      crashPoint('restore-disks-removed');
+    }
     await step(
       ctx,
       opId,
-      { action: 'vm.reconfigure', target: target.id, data: { added: add.map((a) => a.file), removed } },
-      () => reconfigureDisks(vc, target.id, { add, remove: removed }),
+      { action: 'vm.reconfigure', target: target.id, data: { added: add.map((a) => a.file), removed: [] } },
+      () => reconfigureDisks(vc, target.id, { add }),
     );
     crashPoint('restore-vm-reconfigured');
     plans.forEach((pl, i) => {
