@@ -43,8 +43,9 @@ export interface SwapPair {
 /**
  * Undoes an operation from its journal, newest step first, or finalizes it when it has a `commit` entry
  * (then only the replaced VM's old files are deleted). Idempotent: every step checks what is still there, so
- * it is safe after a crash at any point and when run twice. Used by the operation's own failure path and by
- * `recover` (undo.ts).
+ * it is safe after a crash at any point and when run twice. It stops at the first step it fails to undo
+ * (not clean: the operation stays open, the next recover starts again from the newest step). Used by the
+ * operation's own failure path and by `recover` (undo.ts).
  */
 export async function undoJournal(
   ctx: EngineContext,
@@ -82,6 +83,9 @@ export async function undoJournal(
   }
 
   for (const e of [...entries].reverse()) {
+    // Each step stands on the ones before it: once undoing one fails, the older ones stay as they are for
+    // the next recover (e.g. restored files are never deleted while a VM may still have them as a disk).
+    if (!out.clean) break;
     const d = e.data;
     switch (e.action) {
       case 'mount.record': {

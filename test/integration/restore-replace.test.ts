@@ -128,6 +128,31 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
     await assertOriginalBack('undo failed, then recover');
   });
 
+  it('the answer to the add is lost and the undo cannot detach the restored disk: its files stay until recover', async () => {
+    // The 2nd call (the add) is done but its answer lost; the second rule takes the undo's detach (3rd call).
+    proxy.rules = [
+      { method: 'ReconfigVM_Task', nth: 2, action: 'drop', when: 'after' },
+      { method: 'ReconfigVM_Task', nth: 2, action: 'fault' },
+    ];
+    const run = await runCli(['--config', proxied, '--json', ...replaceArgs()]);
+    proxy.rules = [];
+    assert.equal(proxy.seen.filter((s) => s.injected !== undefined).length, 2, 'both faults were injected');
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.match(run.json.error.message, /run snapkeeper recover/);
+    const off = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'off01')!;
+    assert.equal(off.disks.length, 1);
+    assert.match(off.disks[0]!.file, /^\[ds-a\] off01\/web01_0-restored-/, 'off01 has the restored disk');
+    const stem = `ds-a/${off.disks[0]!.file.slice('[ds-a] '.length).replace(/\.vmdk$/, '')}`;
+    assert.equal(
+      (await poolFiles(lab.state.arrayPath)).filter((f) => f.startsWith(stem)).length,
+      2,
+      'the restored descriptor and extent are kept while off01 has them as a disk',
+    );
+    const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    await assertOriginalBack('lost answer and failed detach, then recover');
+  });
+
   it('SIGKILL between removing the original and adding the restored disk, then recover', async () => {
     const run = await runCli(['--config', lab.configPath, '--json', ...replaceArgs()], {
       env: { SNAPKEEPER_CRASH_AT: 'restore-disks-removed' },
