@@ -1,5 +1,5 @@
 import { NotFoundError, UsageError } from '../errors.js';
-import type { Warning } from '../model/backup.js';
+import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import { asCaller } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
 import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
@@ -47,6 +47,42 @@ export function runRestore(ctx: EngineContext, request: RestoreRequest): Promise
 }
 
 async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
+  checkRequestShape(request);
+  // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
+  const { backup, vm } = backupVm(ctx, request.backupId, request.vm);
+  if (request.original && !request.confirmed && !request.dryRun) {
+    throw new UsageError(
+      'CONFIRMATION_REQUIRED',
+      `restoring ${vm.name} to its original place powers off and replaces the live VM: confirm with --force`,
+    );
+  }
+
+  ctx.events.phase('connect');
+  const session = await ctx.vcenter();
+  const vc = asCaller(session);
+  const inventory = await session.inventory();
+  const places = await datastorePlaces(ctx, inventory);
+  const { disks, warnings } = chosenDisks(backup, vm, request);
+  const p: Prepared = {
+    run: (locks, body) => inOperation(p, 'restore', locks, body),
+    ctx,
+    vc,
+    backup,
+    vm,
+    inventory,
+    places,
+    disks,
+    warnings,
+    ...(request.signal ? { signal: request.signal } : {}),
+  };
+  if (request.disks !== undefined) {
+    return request.filesOnly ? restoreFiles(p, request) : restoreIntoVm(p, request);
+  }
+  return restoreWholeVm(p, request);
+}
+
+/** Refuses (exit 3) requests that name no mode, several modes, or options their mode would ignore. */
+function checkRequestShape(request: RestoreRequest): void {
   const modes = [request.as !== undefined, request.original === true, request.disks !== undefined];
   if (modes.filter(Boolean).length !== 1) {
     throw new UsageError(
@@ -66,22 +102,14 @@ async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise
   if (request.as !== undefined) checkName('VM name', request.as);
   if (request.to !== undefined) checkName('VM name', request.to);
   for (const d of request.disks ?? []) if (d === '') throw new UsageError('RESTORE_MODE', 'empty disk label');
-  // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
-  const { backup, vm } = backupVm(ctx, request.backupId, request.vm);
-  if (request.original && !request.confirmed && !request.dryRun) {
-    throw new UsageError(
-      'CONFIRMATION_REQUIRED',
-      `restoring ${vm.name} to its original place powers off and replaces the live VM: confirm with --force`,
-    );
-  }
+}
 
-  ctx.events.phase('connect');
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
-  const places = await datastorePlaces(ctx, inventory);
-
-  const warnings: Warning[] = [];
+/** The disks to restore (all, or those asked for) without RDMs, which get a warning each. */
+function chosenDisks(
+  backup: BackupRecord,
+  vm: VmRecord,
+  request: RestoreRequest,
+): { disks: DiskRecord[]; warnings: Warning[] } {
   let disks = vm.disks;
   if (request.disks !== undefined) {
     const unknown = request.disks.filter((l) => !vm.disks.some((d) => d.label === l));
@@ -93,30 +121,13 @@ async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise
     }
     disks = vm.disks.filter((d) => request.disks!.includes(d.label));
   }
-  for (const d of disks.filter(isRdm)) {
-    warnings.push({
-      code: 'RDM_NOT_RESTORED',
-      message: `${vm.name} / ${d.label}: raw device mapping (${d.kind}) on LUN ${d.lun ?? '?'} is not in the backup and is not restored`,
-    });
-  }
+  const warnings: Warning[] = disks.filter(isRdm).map((d) => ({
+    code: 'RDM_NOT_RESTORED',
+    message: `${vm.name} / ${d.label}: raw device mapping (${d.kind}) on LUN ${d.lun ?? '?'} is not in the backup and is not restored`,
+  }));
   disks = disks.filter((d) => !isRdm(d) && d.included);
   checkNoDeltaDisks(vm.name, disks);
-  const p: Prepared = {
-    run: (locks, body) => inOperation(p, 'restore', locks, body),
-    ctx,
-    vc,
-    backup,
-    vm,
-    inventory,
-    places,
-    disks,
-    warnings,
-    ...(request.signal ? { signal: request.signal } : {}),
-  };
-  if (request.disks !== undefined) {
-    return request.filesOnly ? restoreFiles(p, request) : restoreIntoVm(p, request);
-  }
-  return restoreWholeVm(p, request);
+  return { disks, warnings };
 }
 
 /**
