@@ -255,9 +255,9 @@ function madeByAttach(mountId: string): boolean {
 }
 
 /**
- * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), its record, and then
- * the mount when an attach made it and no other attach still uses it (datastores removed, clones deleted).
- * Returns whether it unmounted.
+ * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), then the mount when an
+ * attach made it and no other attach still uses it (datastores removed, clones deleted), and only then its
+ * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
  */
 export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
   const data = attach.data as unknown as AttachData;
@@ -266,15 +266,17 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
   } catch (err) {
     if (!isGone(err)) throw err;
   }
-  if (ctx.catalog.listMounts().some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
-  if (!madeByAttach(data.mountId)) return false;
-  const others = ctx.catalog
-    .listMounts()
-    .filter((m) => m.kind === 'attach' && (m.data as unknown as AttachData).mountId === data.mountId);
-  const mount = ctx.catalog.listMounts().find((m) => m.id === data.mountId);
-  if (others.length > 0 || !mount) return false;
-  await unmountOne(ctx, vc, mount);
-  return true;
+  crashPoint('detach-disks-removed');
+  const mounts = ctx.catalog.listMounts();
+  const others = mounts.filter(
+    (m) =>
+      m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
+  );
+  const mount = mounts.find((m) => m.id === data.mountId);
+  const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
+  if (release) await unmountOne(ctx, vc, mount);
+  if (mounts.some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
+  return release;
 }
 
 export interface DetachResult {

@@ -168,4 +168,26 @@ describe('attach and detach on a copy-driver lab', () => {
     assert.equal(detach.code, 0, detach.stdout + detach.stderr);
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), clean, 'vCenter is as before');
   });
+
+  it('SIGKILL in a detach once the disks are off the VM: recover finishes it and nothing remains', async () => {
+    const run = await cli('attach', '--backup', backup.id, '--vm', 'web01', '--to', 'app01');
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const killed = await runCli(['--config', lab.configPath, '--json', 'detach', '--to', 'app01'], {
+      env: { SNAPKEEPER_CRASH_AT: 'detach-disks-removed' },
+    });
+    assert.equal(killed.signal, 'SIGKILL', killed.stdout + killed.stderr);
+    assert.equal((await mountRecords()).length, 2, 'the attach and the mount it made are still recorded');
+    const rec = await cli('recover');
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    assert.deepEqual(await snapkeeperDatastores(), [], 'no snapkeeper datastore is left');
+    assert.deepEqual(await clones(), [], 'no clone is left');
+    assert.deepEqual(await mountRecords(), [], 'no mount or attach record is left');
+    assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), clean, 'vCenter is as before');
+    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
+    try {
+      assert.deepEqual(catalog.unfinishedOperations(), [], 'no operation is left open');
+    } finally {
+      catalog.close();
+    }
+  });
 });
