@@ -38,8 +38,9 @@ import { applyRule } from './rule-errors.js';
  * Attach (SPEC 3): a backup's standard disks made visible to a running VM for file-level recovery, without
  * copying them. The backup is mounted on the target VM's host if it is not yet (mount.ts: a writable array
  * clone, so the backup never changes), and the disks are added to the VM from the mounted datastore on free
- * SCSI slots. RDM disks are never attached. `detach` removes them (the files stay in the clone) and releases
- * the mount when the attach made it.
+ * SCSI slots. RDM disks are never attached. A backup is attached at most once to a VM (ALREADY_ATTACHED,
+ * exit 3). `detach` removes the disks (the files stay in the clone) and then the mount when an attach made it
+ * and no other attach uses it, so nothing of an attach remains; a mount the user made with `mount` stays.
  */
 
 export interface AttachRequest {
@@ -73,8 +74,8 @@ interface AttachData {
   targetVm: string;
   targetVmId: string;
   files: string[];
+  /** The mount the disks are on; whether an attach made it is in its id (madeByAttach). */
   mountId: string;
-  ownsMount: boolean;
 }
 
 export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
@@ -196,7 +197,6 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
     targetVmId: target.id,
     files,
     mountId,
-    ownsMount: !existing,
   };
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId: opId } }, async () =>
     ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
