@@ -19,9 +19,10 @@ const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta
 
 /**
  * `restore --disk ... --replace`: the target VM keeps its own disk whatever fails. A failed add of the
- * restored disk, a failed re-add of the original during the undo (then `recover`), and a SIGKILL between
- * removing the original and adding the restored disk (then `recover`) all end with the VM holding its
- * original disk with its original bytes, no operation open and no lock held.
+ * restored disk, a failed re-add of the original during the undo (then `recover`), a lost answer with a
+ * failed detach (then `recover`), and a SIGKILL after removing the original or after adding the restored
+ * disk (then `recover`) all end with the VM holding its original disk with its original bytes, no operation
+ * open and no lock held.
  */
 describe('restore --disk --replace: undo gives the VM its disk back', () => {
   let lab: TestLab;
@@ -153,19 +154,30 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
     await assertOriginalBack('lost answer and failed detach, then recover');
   });
 
-  it('SIGKILL between removing the original and adding the restored disk, then recover', async () => {
-    const run = await runCli(['--config', lab.configPath, '--json', ...replaceArgs()], {
-      env: { SNAPKEEPER_CRASH_AT: 'restore-disks-removed' },
+  const crashes = [
+    {
+      point: 'restore-disks-removed',
+      what: 'between removing the original and adding the restored disk',
+      disks: 0,
+    },
+    { point: 'restore-vm-reconfigured', what: 'after adding the restored disk, before the commit', disks: 1 },
+  ];
+  for (const c of crashes) {
+    it(`SIGKILL ${c.what}, then recover`, async () => {
+      const run = await runCli(['--config', lab.configPath, '--json', ...replaceArgs()], {
+        env: { SNAPKEEPER_CRASH_AT: c.point },
+      });
+      assert.equal(run.signal, 'SIGKILL', run.stdout + run.stderr);
+      const off = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'off01')!;
+      assert.equal(off.disks.length, c.disks, `killed at ${c.point}`);
+      assert.ok(!off.disks.some((d) => d.file === '[ds-a] off01/off01_0.vmdk'), 'the original was removed');
+      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+      await assertOriginalBack(`SIGKILL at ${c.point}, then recover`);
+      const again = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      assert.deepEqual(again.json.actions, [], 'recover is idempotent');
     });
-    assert.equal(run.signal, 'SIGKILL', run.stdout + run.stderr);
-    const off = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'off01')!;
-    assert.deepEqual(off.disks, [], 'killed after the original was removed');
-    const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
-    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
-    await assertOriginalBack('SIGKILL, then recover');
-    const again = await runCli(['--config', lab.configPath, '--json', 'recover']);
-    assert.deepEqual(again.json.actions, [], 'recover is idempotent');
-  });
+  }
 
   it('a powered-on target needs force: refused with exit 3 and nothing changed, done with force', async () => {
     const config = loadConfig(lab.configPath);
