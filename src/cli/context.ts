@@ -1,5 +1,6 @@
 import { type Config, defaultConfigPath, loadConfig } from '../config/load.js';
 import { ExitCode } from '../errors.js';
+import type { Warning } from '../model/backup.js';
 import { Progress } from './progress.js';
 
 /** What every command gets: global options, lazily loaded configuration, and a progress display. */
@@ -7,6 +8,8 @@ export interface CliContext {
   json: boolean;
   configPath: string;
   config(): Config;
+  /** Warnings of the configuration, once it was loaded (none before). */
+  configWarnings(): Warning[];
   progress: Progress;
   env: NodeJS.ProcessEnv;
 }
@@ -39,6 +42,9 @@ export function createContext(
     config() {
       cached ??= loadConfig(configPath, env);
       return cached;
+    },
+    configWarnings() {
+      return cached?.warnings ?? [];
     },
     progress: new Progress({ enabled: !json && process.stderr.isTTY === true, stream: process.stderr }),
   };

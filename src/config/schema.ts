@@ -1,3 +1,4 @@
+import { Cron } from 'croner';
 import { z } from 'zod';
 import { BACKUP_MODES } from '../model/modes.js';
 
@@ -28,6 +29,44 @@ const selectionLists = {
 };
 export const selectionSchema = z.object(selectionLists).strict();
 
+/** A task's `select` must name something: an empty one would back up nothing, night after night. */
+const taskSelectionSchema = selectionSchema.refine(
+  (s) => Object.values(s).some((list) => list !== undefined && list.length > 0),
+  { message: 'is empty: name at least one VM, folder, host, cluster, datastore or datacenter' },
+);
+
+/** Checked with croner, the library `snapkeeper serve` schedules with, so what loads is what runs. */
+const cronSchedule = z
+  .string()
+  .min(1)
+  .superRefine((pattern, ctx) => {
+    try {
+      // Without a callback croner only parses the pattern; stop() makes sure no timer outlives the check.
+      new Cron(pattern).stop();
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid cron schedule ${JSON.stringify(pattern)}: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
+  });
+
+/** An IANA time zone name such as Europe/Berlin, as the platform's time zone database knows it. */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const timeZone = z
+  .string()
+  .refine(isTimeZone, {
+    error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (an IANA name such as Europe/Berlin)`,
+  });
+
 /** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
 export const RESERVED_TASK_NAME = 'adhoc';
 
@@ -37,12 +76,14 @@ export const taskSchema = z
       message: `"${RESERVED_TASK_NAME}" is reserved for ad-hoc backups (backup --vm); choose another task name`,
     }),
     description: z.string().optional(),
-    select: selectionSchema,
+    select: taskSelectionSchema,
     exclude: selectionSchema.optional(),
     mode: z.enum(BACKUP_MODES).optional(),
     retention: retention.optional(),
     offload: z.object({ repository: safeName }).strict().optional(),
-    schedule: z.string().min(1).optional(),
+    schedule: cronSchedule.optional(),
+    /** The time zone `schedule` is read in (default: the host's). */
+    timezone: timeZone.optional(),
   })
   .strict();
 
