@@ -61,11 +61,9 @@ export function isTimeZone(name: string): boolean {
   }
 }
 
-const timeZone = z
-  .string()
-  .refine(isTimeZone, {
-    error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (an IANA name such as Europe/Berlin)`,
-  });
+const timeZone = z.string().refine(isTimeZone, {
+  error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (an IANA name such as Europe/Berlin)`,
+});
 
 /** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
 export const RESERVED_TASK_NAME = 'adhoc';

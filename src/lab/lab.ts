@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
 import { parseConfig } from '../config/load.js';
@@ -12,6 +12,7 @@ import { fillLabDisk } from './diskdata.js';
 import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
 import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, homeDatastore, type LabSpec, loadLabSpec } from './spec.js';
+import { VIM25_METHODS } from './vim25-methods.js';
 
 /** The user the lab's vCenter accepts (with the random password in DIR/vcenter.password). */
 export const LAB_USER = 'administrator@vsphere.local';
@@ -115,6 +116,82 @@ export interface LabStatus {
   vmCount: number;
 }
 
+/** The known name nearest to `name` by edit distance (case-insensitive), for "did you mean" hints. */
+export function closestName(name: string, known: Iterable<string>): string {
+  let best = '';
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+const MIB = 1024 * 1024;
+const mib = (bytes: number) => `${Math.ceil(bytes / MIB)} MiB`;
+
+/** The bytes each volume (datastore) needs for the disks the lab fills: flat and independent, not RDMs. */
+export function diskBytesByDatastore(spec: LabSpec): Map<string, number> {
+  const bytes = new Map<string, number>(datastoreNames(spec).map((name) => [name, 0]));
+  for (const vm of spec.datacenters.flatMap((dc) => dc.vms)) {
+    for (const disk of vm.disks) {
+      if ('rdm' in disk) continue;
+      bytes.set(disk.datastore, (bytes.get(disk.datastore) ?? 0) + disk.sizeMB * MIB);
+    }
+  }
+  return bytes;
+}
+
+/** The free bytes of the file system `path` would be created on (its nearest existing ancestor). */
+async function freeBytesAt(path: string): Promise<{ at: string; free: number }> {
+  let at = path;
+  while (!(await pathExists(at)) && dirname(at) !== at) at = dirname(at);
+  const fs = await statfs(at);
+  return { at, free: fs.bavail * fs.bsize };
+}
+
+/**
+ * Refuses, before anything is written, a lab whose disks cannot fit the array: the btrfs image's size, or
+ * else the free space of the file system DIR is on. Disks are filled in full (not sparse), so this is what
+ * they will take; without the check the lab would write until a bare ENOSPC.
+ */
+async function checkDisksFit(spec: LabSpec, dir: string, btrfsImageBytes: number | undefined): Promise<void> {
+  const perVolume = [...diskBytesByDatastore(spec)].filter(([, bytes]) => bytes > 0);
+  const needed = perVolume.reduce((sum, [, bytes]) => sum + bytes, 0);
+  const room =
+    btrfsImageBytes !== undefined
+      ? { what: `the --btrfs-image size`, bytes: btrfsImageBytes }
+      : await freeBytesAt(dir).then(({ at, free }) => ({
+          what: `free on the file system of ${at}`,
+          bytes: free,
+        }));
+  if (needed <= room.bytes) return;
+  throw new UsageError(
+    'LAB_TOO_BIG',
+    `the lab's disks need ${mib(needed)} (${perVolume.map(([ds, bytes]) => `${ds} ${mib(bytes)}`).join(', ')}) but the array has ${mib(room.bytes)} (${room.what}); nothing was created`,
+    { details: { neededBytes: needed, availableBytes: room.bytes, volumes: Object.fromEntries(perVolume) } },
+  );
+}
+
 /**
  * Starts a lab in `dir`: validates the spec (nothing is created for a bad one), makes the file-system array
  * with one volume per datastore (optionally on a loop-mounted btrfs image), starts the vCenter simulator with
@@ -139,7 +216,16 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(method) || !Number.isSafeInteger(ms) || ms < 0) {
       throw new UsageError('LAB_INVALID', `invalid delay ${method}=${ms} (expected Method=milliseconds)`);
     }
+    // The simulator silently ignores a delay for a method it never sees: a typo would make a test pass
+    // without the delay it relies on.
+    if (!VIM25_METHODS.has(method)) {
+      throw new UsageError(
+        'LAB_INVALID',
+        `unknown SOAP method ${method} in --delay (did you mean ${closestName(method, VIM25_METHODS)}?)`,
+      );
+    }
   }
+  await checkDisksFit(spec, dir, options.btrfsImageBytes);
 
   const createdDir = !(await pathExists(dir));
   const arrayPath = join(dir, labFiles.array);

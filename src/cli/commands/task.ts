@@ -86,6 +86,9 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
     ...(opts.timezone ? { timezone: opts.timezone } : {}),
     ...(opts.description ? { description: opts.description } : {}),
   };
+  if (candidate.timezone !== undefined && candidate.schedule === undefined) {
+    throw new UsageError('TASK_INVALID', '--timezone applies to a schedule: add --schedule CRON');
+  }
   const parsed = taskSchema.safeParse(candidate);
   if (!parsed.success) {
     throw new UsageError(
