@@ -74,7 +74,7 @@ export const taskSchema = z
       message: `"${RESERVED_TASK_NAME}" is reserved for ad-hoc backups (backup --vm); choose another task name`,
     }),
     description: z.string().optional(),
-    select: taskSelectionSchema,
+    select: selectionSchema,
     exclude: selectionSchema.optional(),
     mode: z.enum(BACKUP_MODES).optional(),
     retention: retention.optional(),
@@ -84,6 +84,12 @@ export const taskSchema = z
     timezone: timeZone.optional(),
   })
   .strict();
+
+/**
+ * A task as written by a user (config file, `task create|edit`): as taskSchema, and its `select` must name
+ * something. The catalog reads stored tasks with taskSchema, so a task stored before this rule still loads.
+ */
+export const userTaskSchema = taskSchema.extend({ select: taskSelectionSchema });
 
 export const arraySchema = z
   .object({
@@ -145,7 +151,7 @@ export const configSchema = z
         mode: 'SNAPSHOT_EXCL_MEM',
         concurrency: { global: 16, perHost: 4 },
       }),
-    tasks: z.array(taskSchema).default([]),
+    tasks: z.array(userTaskSchema).default([]),
     repositories: z.array(z.record(z.string(), z.unknown())).default([]),
   })
   .strict();

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import YAML from 'yaml';
-import { type TaskConfig, taskSchema } from '../../config/schema.js';
+import { type TaskConfig, userTaskSchema } from '../../config/schema.js';
 import { assertEditable, findTask, listTasks } from '../../engine/tasks.js';
 import { UsageError } from '../../errors.js';
 import { BACKUP_MODES } from '../../model/modes.js';
@@ -89,7 +89,7 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
   if (candidate.timezone !== undefined && candidate.schedule === undefined) {
     throw new UsageError('TASK_INVALID', '--timezone applies to a schedule: add --schedule CRON');
   }
-  const parsed = taskSchema.safeParse(candidate);
+  const parsed = userTaskSchema.safeParse(candidate);
   if (!parsed.success) {
     throw new UsageError(
       'TASK_INVALID',
