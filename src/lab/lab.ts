@@ -116,12 +116,21 @@ export interface LabStatus {
   vmCount: number;
 }
 
-/** The known name nearest to `name` by edit distance (case-insensitive), for "did you mean" hints. */
+/**
+ * The known name nearest to `name`, for "did you mean" hints: the shortest one it begins (most typos leave out
+ * `_Task`), else the closest by edit distance; both case-insensitive.
+ */
 export function closestName(name: string, known: Iterable<string>): string {
+  const lower = name.toLowerCase();
+  const names = [...known];
+  const extended = names
+    .filter((candidate) => candidate.toLowerCase().startsWith(lower))
+    .sort((a, b) => a.length - b.length)[0];
+  if (extended !== undefined) return extended;
   let best = '';
   let bestDistance = Number.POSITIVE_INFINITY;
-  for (const candidate of known) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+  for (const candidate of names) {
+    const d = editDistance(lower, candidate.toLowerCase());
     if (d < bestDistance) {
       best = candidate;
       bestDistance = d;
