@@ -45,17 +45,15 @@ interface ConfigProblem {
 }
 
 /**
- * The path of an issue, with each task's name after its index (`tasks[2] (nightly).select`), so a message
- * about a task names it even when the problem is not in its name.
+ * The path of an issue, followed by the task's name for a path inside a task (`tasks[2].select (task
+ * nightly)`), so a message about a task names it even when the problem is not in its name.
  */
 function issuePath(path: readonly PropertyKey[], input: unknown): string {
   const text = formatIssuePath(path);
   if (path[0] !== 'tasks' || typeof path[1] !== 'number') return text;
   const task = (input as { tasks?: unknown[] } | undefined)?.tasks?.[path[1]];
   const name = (task as { name?: unknown } | undefined)?.name;
-  if (typeof name !== 'string') return text;
-  const prefix = `tasks[${path[1]}]`;
-  return `${prefix} (${name})${text.slice(prefix.length)}`;
+  return typeof name === 'string' ? `${text} (task ${name})` : text;
 }
 
 function configError(file: string, problems: readonly ConfigProblem[]): UsageError {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -6,11 +6,15 @@ import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
 import { parseConfig } from '../config/load.js';
+import { safeName } from '../config/schema.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
 import { durableTempPath, pathExists, writeFileDurable } from '../util/fs.js';
+import { Secret } from '../util/secret.js';
+import { connect } from '../vsphere/index.js';
+import { el } from '../vsphere/xml.js';
 import { fillLabDisk } from './diskdata.js';
 import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
-import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
+import { type SimulatorDisk, type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, homeDatastore, type LabSpec, loadLabSpec } from './spec.js';
 import { VIM25_METHODS } from './vim25-methods.js';
 
@@ -291,8 +295,10 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     });
     pid = ready.pid;
     await saveState({ ...partial, pid, url: ready.url });
+    const realNames = new Map([...simulatorVmNames(spec)].map(([real, standIn]) => [standIn, real]));
+    const vms = await renameVms(ready, passwordFile, realNames);
 
-    const disks = ready.vms.flatMap((vm) =>
+    const disks = vms.flatMap((vm) =>
       vm.disks
         .filter((d) => d.kind === 'flat' || d.kind === 'independent')
         .map((d) => ({ vm: vm.name, disk: d })),
@@ -319,9 +325,9 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       ...(image !== undefined && { btrfsImage: image }),
       configFile,
       createdAt: new Date().toISOString(),
-      vmCount: ready.vms.length,
+      vmCount: vms.length,
       createdDir,
-      vms: ready.vms,
+      vms,
     };
     await saveState(state);
     return state;
@@ -369,7 +375,61 @@ async function checkLabDir(dir: string): Promise<void> {
 }
 
 /** The resolved spec the simulator reads: defaults filled in, each datastore with its volume's path and LUN. */
+/**
+ * The name the simulator creates each VM under: its own when it is file-safe (the simulator makes it a
+ * directory and file names), else a stand-in derived from it, renamed to the real name once the simulator
+ * runs (as a VM renamed in vCenter keeps its directory).
+ */
+export function simulatorVmNames(spec: LabSpec): Map<string, string> {
+  const names = spec.datacenters.flatMap((dc) => dc.vms.map((vm) => vm.name));
+  const taken = new Set(names);
+  const out = new Map<string, string>();
+  for (const name of names) {
+    if (safeName.safeParse(name).success) {
+      out.set(name, name);
+      continue;
+    }
+    let standIn = `vm-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+    while (taken.has(standIn)) standIn = `${standIn}x`;
+    taken.add(standIn);
+    out.set(name, standIn);
+  }
+  return out;
+}
+
+/** Gives the VMs created under a stand-in their real names, through vCenter as a user would rename them. */
+async function renameVms(
+  ready: SimulatorReady,
+  passwordFile: string,
+  realNames: Map<string, string>,
+): Promise<SimulatorReady['vms']> {
+  const renames = ready.vms.filter((vm) => realNames.get(vm.name) !== vm.name);
+  if (renames.length === 0) return ready.vms;
+  const vc = await connect({
+    url: ready.url,
+    user: LAB_USER,
+    password: new Secret((await readFile(passwordFile, 'utf8')).trim()),
+    ...(ready.thumbprint !== undefined ? { thumbprint: ready.thumbprint } : {}),
+    insecure: false,
+    maxConcurrentRequests: 4,
+    timeoutSeconds: 60,
+  });
+  try {
+    for (const vm of renames) {
+      await vc.runTask(
+        'Rename_Task',
+        { type: 'VirtualMachine', value: vm.id },
+        el('newName', realNames.get(vm.name)!),
+      );
+    }
+  } finally {
+    await vc.logout();
+  }
+  return ready.vms.map((vm) => ({ ...vm, name: realNames.get(vm.name)! }));
+}
+
 function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>): unknown {
+  const simulatorNames = simulatorVmNames(spec);
   return {
     datacenters: spec.datacenters.map((dc) => ({
       ...dc,
@@ -382,6 +442,7 @@ function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>
       // datastore and a flat disk without mode.
       vms: dc.vms.map((vm) => ({
         ...vm, // power: the schema's default is already applied
+        name: simulatorNames.get(vm.name),
         datastore: homeDatastore(vm),
         disks: vm.disks.map((d) => ('rdm' in d ? d : { ...d, mode: d.mode ?? 'persistent' })),
       })),

@@ -104,7 +104,7 @@ describe('tasks', () => {
   for (const schedule of ['61 2 * * *', '0 2 * *', 'every night', '0 25 * * *', '* * * 13 *']) {
     it(`cron schedule ${JSON.stringify(schedule)} is refused at load, naming the task`, () => {
       const err = refused(config(task(`{ name: nightly, select: { vms: [a] }, schedule: "${schedule}" }`)));
-      assert.match(err.message, /tasks\[0\] \(nightly\)\.schedule: invalid cron schedule/);
+      assert.match(err.message, /tasks\[0\]\.schedule \(task nightly\): invalid cron schedule/);
     });
   }
 
@@ -112,18 +112,18 @@ describe('tasks', () => {
     const err = refused(
       config(task('{ name: nightly, select: { vms: [a] }, schedule: "0 2 * * *", timezone: Mars/Olympus }')),
     );
-    assert.match(err.message, /tasks\[0\] \(nightly\)\.timezone: unknown time zone "Mars\/Olympus"/);
+    assert.match(err.message, /tasks\[0\]\.timezone \(task nightly\): unknown time zone "Mars\/Olympus"/);
   });
 
   it('a time zone without a schedule is refused (it would be ignored)', () => {
     const err = refused(config(task('{ name: nightly, select: { vms: [a] }, timezone: UTC }')));
-    assert.match(err.message, /tasks\[0\] \(nightly\)\.timezone: a time zone needs a schedule/);
+    assert.match(err.message, /tasks\[0\]\.timezone \(task nightly\): a time zone needs a schedule/);
   });
 
   for (const select of ['{}', '{ vms: [] }', '{ vms: [], folders: [] }']) {
     it(`an empty select ${select} is refused, naming the task`, () => {
       const err = refused(config(task(`{ name: nightly, select: ${select} }`)));
-      assert.match(err.message, /tasks\[0\] \(nightly\)\.select: is empty/);
+      assert.match(err.message, /tasks\[0\]\.select \(task nightly\): is empty/);
     });
   }
 
@@ -140,9 +140,9 @@ describe('tasks', () => {
     );
     const lines = err.message.split('\n').slice(1);
     for (const expected of [
-      /tasks\[1\] \(nightly\)\.select: is empty/,
-      /tasks\[2\] \(weekly\)\.schedule: invalid cron schedule/,
-      /tasks\[3\] \(weekly\)\.mode: /,
+      /tasks\[1\]\.select \(task nightly\): is empty/,
+      /tasks\[2\]\.schedule \(task weekly\): invalid cron schedule/,
+      /tasks\[3\]\.mode \(task weekly\): /,
       /tasks\[1\]\.name: duplicate task name nightly/,
       /tasks\[3\]\.name: duplicate task name weekly/,
       /vcenter\.passwordEnv: environment variable VC_PASSWORD is not set/,
