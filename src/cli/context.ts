@@ -7,6 +7,8 @@ import { Progress } from './progress.js';
 export interface CliContext {
   json: boolean;
   configPath: string;
+  /** True when --config was given (not only the default or $SNAPKEEPER_CONFIG). */
+  configGiven: boolean;
   config(): Config;
   /** Warnings of the configuration, once it was loaded (none before). */
   configWarnings(): Warning[];
@@ -38,6 +40,7 @@ export function createContext(
   return {
     json,
     configPath,
+    configGiven: globals.config !== undefined,
     env,
     config() {
       cached ??= loadConfig(configPath, env);

@@ -226,6 +226,31 @@ describe('options a command would ignore are refused before anything is read', (
       /--replace/,
     ],
     [
+      'lab status with --config',
+      ['lab', 'status', '--dir', '/nonexistent-lab'],
+      /lab commands do not use --config/,
+    ],
+    [
+      'init with --password-file and --password-env',
+      ['init', '--url', 'https://vc/sdk', '--password-file', 'f', '--password-env', 'E'],
+      /one of --password-file and --password-env/,
+    ],
+    [
+      'init with --thumbprint and --trust-server-certificate',
+      ['init', '--url', 'https://vc/sdk', '--thumbprint', 'AA', '--trust-server-certificate'],
+      /one of --thumbprint and --trust-server-certificate/,
+    ],
+    [
+      'init with --output and --config',
+      ['init', '--output', '/nonexistent/x.yaml'],
+      /one of --output and --config/,
+    ],
+    [
+      'init --trust-server-certificate on plain HTTP',
+      ['init', '--url', 'http://vc/sdk', '--trust-server-certificate'],
+      /needs an https:\/\/ --url/,
+    ],
+    [
       'delete with --backup twice',
       ['delete', '--backup', 'a', '--backup', 'b'],
       /--backup was given more than once/,

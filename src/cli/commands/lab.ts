@@ -105,8 +105,18 @@ async function downCommand(ctx: CliContext, opts: { dir: string }): Promise<Comm
   return ok({ dir: opts.dir, removed: true }, `lab in ${opts.dir} stopped and removed`);
 }
 
-const action = (fn: (ctx: CliContext, opts: never) => Promise<CommandResult>) =>
-  fn as unknown as (ctx: CliContext, ...args: never[]) => Promise<CommandResult>;
+/** Lab commands work on DIR alone: a --config they would ignore is refused rather than silently dropped. */
+const action =
+  (fn: (ctx: CliContext, opts: never) => Promise<CommandResult>) =>
+  (ctx: CliContext, ...args: never[]): Promise<CommandResult> => {
+    if (ctx.configGiven) {
+      throw new UsageError(
+        'USAGE',
+        'lab commands do not use --config: the lab keeps its own configuration in DIR/snapkeeper.yaml',
+      );
+    }
+    return fn(ctx, args[0] as never);
+  };
 
 /** `snapkeeper lab up|status|down`: the embedded lab (SPEC section 7). */
 export function registerLab(program: Command, run: Runner): void {
