@@ -69,9 +69,17 @@ export function planBackup(
   request: PlanRequest,
 ): BackupPlan {
   const unmatched = unmatchedCriteria(inventory, request.select);
+  const what = describeUnmatched(unmatched);
+  const vms = selectVms(inventory, request.select, request.exclude);
+  if (vms.length === 0) {
+    throw new UsageError(
+      'SELECTION_EMPTY',
+      `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})${what === '' ? '' : `; no VM matches ${what}`}`,
+      { details: { unmatched } },
+    );
+  }
   const warnings: Warning[] = [];
   if (unmatched.length > 0) {
-    const what = describeUnmatched(unmatched);
     const unmatchedIsError =
       (request.unmatched ?? (request.taskName === ADHOC_TASK ? 'error' : 'warning')) === 'error';
     if (unmatchedIsError) {
@@ -83,13 +91,6 @@ export function planBackup(
       code: 'SELECTION_UNMATCHED',
       message: `the selection of ${request.taskName} names what matches no VM: ${what}`,
     });
-  }
-  const vms = selectVms(inventory, request.select, request.exclude);
-  if (vms.length === 0) {
-    throw new UsageError(
-      'SELECTION_EMPTY',
-      `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})`,
-    );
   }
   const mapping = mapConfiguredDatastores(config, inventory.datastores, volumesByArray);
   const group = consistencyGroup(vms, mapping);

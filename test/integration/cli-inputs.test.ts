@@ -55,9 +55,13 @@ describe('inputs checked by the CLI against the lab', () => {
     assert.deepEqual(await arraySnapshots(loadConfig(lab.configPath)), []);
     assert.deepEqual(await vmStates(loadConfig(lab.configPath)), clean);
 
-    const glob = await runCli(['--config', lab.configPath, 'backup', '--vm', 'zz*']);
+    const glob = await runCli(['--config', lab.configPath, 'backup', '--vm', 'web01', 'zz*']);
     assert.equal(glob.code, 3);
     assert.match(glob.stderr, /no VM matches vms zz\*/);
+    // Nothing at all selected keeps its own code, and names what matched nothing too.
+    const none = await runCli(['--config', lab.configPath, 'backup', '--vm', 'zz*']);
+    assert.equal(none.code, 3);
+    assert.match(none.stderr, /matches no VM .*; no VM matches vms zz\*/);
   });
 
   it('a task naming a VM that no longer exists backs up the rest with a warning (exit 1)', async () => {
