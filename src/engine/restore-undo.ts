@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { rename, rm } from 'node:fs/promises';
-import { type JournalEntry, operationPidAlive } from '../catalog/index.js';
+import { type JournalEntry, type LockRequest, operationAlive } from '../catalog/index.js';
 import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
 import { pathExists } from '../util/fs.js';
@@ -236,12 +236,12 @@ export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
 export async function runOperation<T>(
   ctx: EngineContext,
   vc: VsphereCaller,
-  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: string[] },
+  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: LockRequest[] },
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
   // What dead operations left is repaired first (only now: nothing before this point changes anything).
   // Whatever the repair touched may be what the caller checked: then its checks run again.
-  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationPidAlive(o));
+  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationAlive(o, ctx.now()));
   await recover(ctx, { onlyDeadOperations: true });
   if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Catalog } from '../../src/catalog/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { EngineContext } from '../../src/engine/context.js';
 import { expireAll, expireTask } from '../../src/engine/retention.js';
@@ -24,6 +25,7 @@ defaults: { retention: ${retention} }
 tasks: [{ name: nightly, select: { vms: [web01] } }]
 `;
   const config = parseConfig(text, join(dir, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
+  Catalog.create(config.catalog.path).close();
   return new EngineContext(config, undefined, () => new Date('2026-01-10T00:00:00Z'));
 }
 
