@@ -18,6 +18,7 @@ import {
   vmDevices,
 } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
+import { RunningOperation } from './operation.js';
 import { recover } from './recover.js';
 import { detachAllAndRemoveDatastore, newOperationId, removePlaced } from './restore-common.js';
 
@@ -245,21 +246,16 @@ export async function runOperation<T>(
   await recover(ctx, { onlyDeadOperations: true });
   if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());
-  ctx.catalog.beginOperation({ id: opId, kind: op.kind, subject: op.subject });
-  try {
-    ctx.catalog.acquireLocks(opId, op.locks);
-  } catch (err) {
-    ctx.catalog.finishOperation(opId, 'failed');
-    throw err;
-  }
+  const running = RunningOperation.begin(ctx.catalog, { id: opId, ...op });
   try {
     const value = await body(opId);
-    ctx.catalog.finishOperation(opId, 'done');
+    running.finish('done');
     return value;
   } catch (err) {
     ctx.events.phase('undo');
     const undo = await undoJournal(ctx, vc, ctx.catalog.journalEntries(opId), { dryRun: false });
-    if (undo.clean) ctx.catalog.finishOperation(opId, 'failed');
+    if (undo.clean) running.finish('failed', { repaired: true });
+    else running.abandon();
     const why = undo.clean
       ? 'everything it did was undone'
       : `undoing failed (${undo.errors.join('; ')}); run snapkeeper recover`;
