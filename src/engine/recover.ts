@@ -257,12 +257,14 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
     liveIds = liveOperationIds(ctx);
     const owned = ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running', 'lost']);
     for (const s of snapshots) {
+      // A backup of this catalog owns it (one recorded before catalog ids included): nothing to decide.
+      if (owned.has(s.id)) continue;
       const owner = ownershipOf(parseLabel(s.label), ctx.catalog);
       if (owner.owner === 'foreign') {
         reportForeign(report, { kind: 'array-snapshot', where: name, name: s.id, why: owner.why });
         continue;
       }
-      if (owner.owner !== 'ours' || owned.has(s.id) || liveIds.has(owner.operationId)) continue;
+      if (owner.owner !== 'ours' || liveIds.has(owner.operationId)) continue;
       if (report.deletedArraySnapshots.some((d) => d.array === name && d.snapshotId === s.id)) continue;
       try {
         if (!report.dryRun) await array.deleteSnapshot(s.id);

@@ -134,13 +134,13 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   for (const [arrayName, clones] of clonesByArray) {
     const array = await ctx.array(arrayName);
     for (const c of clones) {
+      if (ownedClones.has(`${arrayName}/${c.id}`)) continue;
       const owner = ownershipOf(parseLabel(c.label), ctx.catalog);
       if (owner.owner === 'foreign') {
         reportForeign(report, { kind: 'clone', where: arrayName, name: c.id, why: owner.why });
         continue;
       }
-      if (owner.owner !== 'ours' || ownedClones.has(`${arrayName}/${c.id}`) || liveIds.has(owner.operationId))
-        continue;
+      if (owner.owner !== 'ours' || liveIds.has(owner.operationId)) continue;
       report.actions.push(`${verb}delete stray clone ${arrayName}/${c.id}`);
       if (report.dryRun) continue;
       try {

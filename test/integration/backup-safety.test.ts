@@ -210,4 +210,43 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const again = await cli(lab.configPath, 'recover');
     assert.deepEqual(again.json.lostBackups, [], 'marked once');
   });
+
+  it('a backup recorded before catalog ids is not foreign to its catalog and expires normally', async () => {
+    const config = loadConfig(lab.configPath);
+    const array = await openArray(config.arrays[0]!);
+    const volume = (await array.listVolumes())[0]!.name;
+    const id = '20200101-000000-0a0b0c';
+    const old = await array.snapshotGroup([volume], { label: id });
+    const catalog = Catalog.open(config.catalog.path);
+    try {
+      catalog.insertBackup({
+        id,
+        task: 'adhoc',
+        state: 'complete',
+        startedAt: '2020-01-01T00:00:00.000Z',
+        snapshots: [
+          {
+            array: config.arrays[0]!.name,
+            snapshotId: old.id,
+            volumes: [volume],
+            pointInTime: old.pointInTime,
+            driver: old.driver,
+            datastores: {},
+          },
+        ],
+        vms: [],
+        warnings: [],
+      });
+    } finally {
+      catalog.close();
+    }
+    const rec = await cli(lab.configPath, 'recover');
+    assert.equal(rec.code, 0, rec.stdout);
+    assert.deepEqual(rec.json.deletedArraySnapshots, []);
+    assert.deepEqual(rec.json.lostBackups, []);
+    assert.ok(!rec.json.foreign.some((f: { name: string }) => f.name === old.id), 'its own record owns it');
+    const del = await cli(lab.configPath, 'delete', '--backup', id);
+    assert.equal(del.code, 0, del.stdout);
+    assert.ok(!(await arraySnapshots(config)).some((s) => s.id === old.id), 'its snapshot went with it');
+  });
 });
