@@ -6,8 +6,10 @@ import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
+import { requireCapability } from '../helpers/require.js';
 import { arraySnapshots, vmStates } from '../helpers/state.js';
 
 const SPEC = {
@@ -87,52 +89,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
   });
 
   it('two catalogs on one array: recover in either deletes nothing of the other, even mid-crash', async () => {
-    assert.equal((await cli(second, 'catalog', 'create')).code, 0);
-    const first = await cli(lab.configPath, 'backup', '--vm', 'web01');
-    assert.equal(first.json.state, 'complete', first.stderr);
-    const other = await cli(second, 'backup', '--vm', 'web01');
-    assert.equal(other.json.state, 'complete', other.stderr);
-    const config = loadConfig(lab.configPath);
-    const snaps = await arraySnapshots(config);
-    assert.equal(snaps.length, 2);
-
-    for (const [mine, theirs] of [
-      [second, first.json],
-      [lab.configPath, other.json],
-    ] as const) {
-      const rec = await cli(mine, 'recover');
-      assert.equal(rec.code, 0, rec.stdout);
-      assert.deepEqual(rec.json.deletedArraySnapshots, []);
-      assert.deepEqual(rec.json.lostBackups, []);
-      assert.ok(
-        rec.json.foreign.some(
-          (f: { kind: string; name: string }) =>
-            f.kind === 'array-snapshot' && f.name === theirs.snapshots[0].snapshotId,
-        ),
-        `the other catalog's snapshot is reported foreign: ${JSON.stringify(rec.json.foreign)}`,
-      );
-    }
-    assert.deepEqual(await arraySnapshots(config), snaps, 'both catalogs still have their snapshots');
-
-    // The first catalog's run dies holding a VM snapshot and an array snapshot; the second recovers meanwhile.
-    const crashed = await runCli(['--config', lab.configPath, 'backup', '--vm', 'web01'], {
-      env: { SNAPKEEPER_CRASH_AT: 'snapshotted' },
-    });
-    assert.equal(crashed.signal, 'SIGKILL');
-    const held = await vmStates(config);
-    const heldSnaps = await arraySnapshots(config);
-    assert.equal(held.web01!.snapshots.length, 1);
-    const rec2 = await cli(second, 'recover');
-    assert.equal(rec2.code, 0, rec2.stdout);
-    assert.deepEqual(rec2.json.removedVmSnapshots, []);
-    assert.ok(rec2.json.foreign.some((f: { kind: string }) => f.kind === 'vm-snapshot'));
-    assert.deepEqual(await vmStates(config), held, 'the other catalog left the VM snapshot alone');
-    assert.deepEqual(await arraySnapshots(config), heldSnaps);
-    const rec1 = await cli(lab.configPath, 'recover');
-    assert.equal(rec1.code, 0, rec1.stdout);
-    assert.equal(rec1.json.removedVmSnapshots.length, 1);
-    assert.equal(rec1.json.deletedArraySnapshots.length, 1);
-    assert.deepEqual(await arraySnapshots(config), snaps, 'its own crash is repaired, nothing else');
+    await twoCatalogs(lab.configPath, second);
   });
 
   it('delete refuses and expire skips a backup a running restore reads', async () => {
@@ -248,5 +205,81 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const del = await cli(lab.configPath, 'delete', '--backup', id);
     assert.equal(del.code, 0, del.stdout);
     assert.ok(!(await arraySnapshots(config)).some((s) => s.id === old.id), 'its snapshot went with it');
+  });
+});
+
+/**
+ * Two configurations of one lab, each with its own catalog: backups in both, recover in each deletes nothing
+ * of the other's (and reports it as foreign); a run of the first killed mid-way is left to the first.
+ */
+async function twoCatalogs(firstConfig: string, second: string): Promise<void> {
+  const cli = (config: string, ...args: string[]) => runCli(['--config', config, '--json', ...args]);
+  assert.equal((await cli(second, 'catalog', 'create')).code, 0);
+  const first = await cli(firstConfig, 'backup', '--vm', 'web01');
+  assert.equal(first.json.state, 'complete', first.stderr);
+  const other = await cli(second, 'backup', '--vm', 'web01');
+  assert.equal(other.json.state, 'complete', other.stderr);
+  const config = loadConfig(firstConfig);
+  const snaps = await arraySnapshots(config);
+  assert.equal(snaps.length, 2);
+
+  for (const [mine, theirs] of [
+    [second, first.json],
+    [firstConfig, other.json],
+  ] as const) {
+    const rec = await cli(mine, 'recover');
+    assert.equal(rec.code, 0, rec.stdout);
+    assert.deepEqual(rec.json.deletedArraySnapshots, []);
+    assert.deepEqual(rec.json.lostBackups, []);
+    assert.ok(
+      rec.json.foreign.some(
+        (f: { kind: string; name: string }) =>
+          f.kind === 'array-snapshot' && f.name === theirs.snapshots[0].snapshotId,
+      ),
+      `the other catalog's snapshot is reported foreign: ${JSON.stringify(rec.json.foreign)}`,
+    );
+  }
+  assert.deepEqual(await arraySnapshots(config), snaps, 'both catalogs still have their snapshots');
+
+  // The first catalog's run dies holding a VM snapshot and an array snapshot; the second recovers meanwhile.
+  const crashed = await runCli(['--config', firstConfig, 'backup', '--vm', 'web01'], {
+    env: { SNAPKEEPER_CRASH_AT: 'snapshotted' },
+  });
+  assert.equal(crashed.signal, 'SIGKILL');
+  const held = await vmStates(config);
+  const heldSnaps = await arraySnapshots(config);
+  assert.equal(held.web01!.snapshots.length, 1);
+  const rec2 = await cli(second, 'recover');
+  assert.equal(rec2.code, 0, rec2.stdout);
+  assert.deepEqual(rec2.json.removedVmSnapshots, []);
+  assert.ok(rec2.json.foreign.some((f: { kind: string }) => f.kind === 'vm-snapshot'));
+  assert.deepEqual(await vmStates(config), held, 'the other catalog left the VM snapshot alone');
+  assert.deepEqual(await arraySnapshots(config), heldSnaps);
+  const rec1 = await cli(firstConfig, 'recover');
+  assert.equal(rec1.code, 0, rec1.stdout);
+  assert.equal(rec1.json.removedVmSnapshots.length, 1);
+  assert.equal(rec1.json.deletedArraySnapshots.length, 1);
+  assert.deepEqual(await arraySnapshots(config), snaps, 'its own crash is repaired, nothing else');
+}
+
+/** The two-catalog case on an array whose snapshots are btrfs subvolumes (atomic, what production uses). */
+describe('two catalogs on one btrfs array', () => {
+  it('recover in either deletes nothing of the other', async (t) => {
+    const btrfs = await canMountLoopBtrfs();
+    if (!requireCapability(t, btrfs.ok, btrfs.reason)) return;
+    const lab = await startLab(SPEC, { btrfs: true });
+    try {
+      const root = resolve(lab.dir, '..');
+      const doc = YAML.parse(readFileSync(lab.configPath, 'utf8'));
+      doc.vcenter.passwordFile = resolve(lab.dir, doc.vcenter.passwordFile);
+      doc.arrays[0].path = resolve(lab.dir, doc.arrays[0].path);
+      doc.catalog.path = join(root, 'second.db');
+      const second = join(root, 'second.yaml');
+      writeFileSync(second, YAML.stringify(doc));
+      await twoCatalogs(lab.configPath, second);
+      assert.equal((await arraySnapshots(loadConfig(lab.configPath)))[0]?.label.includes('.'), true);
+    } finally {
+      await lab.stop();
+    }
   });
 });
