@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
-import { Catalog } from '../../src/catalog/index.js';
+import { Catalog, LEASE_MS } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { vmSnapshotName } from '../../src/engine/ids.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
+import { connect } from '../../src/vsphere/index.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
@@ -166,6 +169,63 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     assert.match(dry.json.error.message, /lost/);
     const again = await cli(lab.configPath, 'recover');
     assert.deepEqual(again.json.lostBackups, [], 'marked once');
+  });
+
+  it('liveness by lease: another host’s run is dead once its heartbeat is stale, alive while it is fresh', async () => {
+    const config = loadConfig(lab.configPath);
+    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const catalog = Catalog.open(config.catalog.path);
+    const stale = '20200102-000000-5a1e00';
+    const fresh = '20200102-000001-f1e500';
+    try {
+      for (const id of [stale, fresh]) {
+        catalog.beginOperation({ id, kind: 'backup', subject: 'elsewhere' });
+        catalog.acquireLocks(id, [`vm:${webId}-${id}`]);
+        catalog.journal(id, { action: 'vm-snapshot', target: webId, data: { vm: 'web01' } });
+      }
+      const vc = await connect(config.vcenter);
+      try {
+        await vc.createVmSnapshot(webId, {
+          name: vmSnapshotName(stale, catalog.id),
+          memory: false,
+          quiesce: false,
+        });
+      } finally {
+        await vc.logout();
+      }
+      // Both began on a host this one cannot probe; only the stale one stopped renewing its lease.
+      const db = new Database(config.catalog.path);
+      try {
+        db.prepare("UPDATE operations SET host = 'other-host', pid = 1 WHERE id IN (?, ?)").run(stale, fresh);
+        db.prepare('UPDATE operations SET heartbeat_at = ? WHERE id = ?').run(
+          new Date(Date.now() - LEASE_MS - 1000).toISOString(),
+          stale,
+        );
+      } finally {
+        db.close();
+      }
+      const rec = await cli(lab.configPath, 'recover');
+      assert.equal(rec.code, 0, rec.stdout);
+      assert.deepEqual(
+        rec.json.operations.map((o: { id: string }) => o.id),
+        [stale],
+      );
+      assert.deepEqual(
+        rec.json.running.map((o: { id: string }) => o.id),
+        [fresh],
+      );
+      assert.deepEqual(
+        (await vmStates(config)).web01!.snapshots,
+        [],
+        'the dead run’s VM snapshot is removed',
+      );
+      assert.equal(catalog.getOperation(stale).state, 'failed');
+      assert.deepEqual(catalog.locksOf(stale), [], 'no lock outlives its holder');
+      assert.equal(catalog.getOperation(fresh).state, 'running');
+    } finally {
+      if (catalog.findOperation(fresh)?.state === 'running') catalog.finishOperation(fresh, 'done');
+      catalog.close();
+    }
   });
 
   it('a backup recorded before catalog ids is not foreign to its catalog and expires normally', async () => {
