@@ -169,6 +169,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     assert.match(dry.json.error.message, /lost/);
     const again = await cli(lab.configPath, 'recover');
     assert.deepEqual(again.json.lostBackups, [], 'marked once');
+    assert.equal((await cli(lab.configPath, 'delete', '--backup', id)).code, 0, 'a lost record can go');
   });
 
   it('liveness by lease: another host’s run is dead once its heartbeat is stale, alive while it is fresh', async () => {
@@ -314,6 +315,13 @@ async function twoCatalogs(firstConfig: string, second: string): Promise<void> {
   assert.deepEqual(rec2.json.removedVmSnapshots, []);
   assert.ok(rec2.json.foreign.some((f: { kind: string }) => f.kind === 'vm-snapshot'));
   assert.deepEqual(await vmStates(config), held, 'the other catalog left the VM snapshot alone');
+  assert.deepEqual(await arraySnapshots(config), heldSnaps);
+  // Nor does the start-of-run repair of the other catalog's next backup of that VM.
+  const next = await cli(second, 'backup', '--vm', 'web01', '--mode', 'ASIS');
+  assert.equal(next.json.state, 'complete', next.stdout + next.stderr);
+  assert.ok(!next.json.warnings.some((w: { code: string }) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED'));
+  assert.deepEqual(await vmStates(config), held, 'the other catalog’s run left the VM snapshot alone');
+  assert.equal((await cli(second, 'delete', '--backup', next.json.id)).code, 0);
   assert.deepEqual(await arraySnapshots(config), heldSnaps);
   const rec1 = await cli(firstConfig, 'recover');
   assert.equal(rec1.code, 0, rec1.stdout);
