@@ -5,6 +5,7 @@ import { isGone } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
 import { ownedLabel, ownershipOf, parseLabel, parseVmSnapshotName, vmSnapshotName } from './ids.js';
 import { releaseVm } from './release.js';
+import { missingSnapshots, presentSnapshots, type SnapshotRef } from './snapshot-presence.js';
 import { extraSweeps, operationRecovery, type RecoveryStep } from './undo.js';
 
 export interface RecoverOptions {
@@ -306,18 +307,11 @@ async function markLostBackups(ctx: EngineContext, report: RecoverReport): Promi
   const { catalog } = ctx;
   const backups = catalog.listBackups({ state: ['complete', 'partial'] });
   if (backups.length === 0) return;
-  const present = new Map<string, Set<string>>();
-  for (const [name, array] of await ctx.arrays()) {
-    try {
-      present.set(name, new Set((await array.listSnapshots()).map((s) => s.id)));
-    } catch (err) {
-      report.errors.push(`array ${name}: cannot check which backups it still holds: ${errorMessage(err)}`);
-    }
-  }
+  const present = await presentSnapshots(ctx, (array, message) =>
+    report.errors.push(`array ${array}: cannot check which backups it still holds: ${message}`),
+  );
   for (const b of backups) {
-    const missing = b.snapshots
-      .filter((s) => present.get(s.array)?.has(s.snapshotId) === false)
-      .map((s) => ({ array: s.array, snapshotId: s.snapshotId }));
+    const missing = missingSnapshots(b, present);
     if (missing.length === 0) continue;
     if (!report.dryRun && !markLost(ctx, b, missing)) continue;
     report.lostBackups.push({ id: b.id, missing });
@@ -325,11 +319,7 @@ async function markLostBackups(ctx: EngineContext, report: RecoverReport): Promi
 }
 
 /** Marks one backup lost if it is still restorable when re-read; false when it changed meanwhile. */
-function markLost(
-  ctx: EngineContext,
-  listed: BackupRecord,
-  missing: { array: string; snapshotId: string }[],
-): boolean {
+function markLost(ctx: EngineContext, listed: BackupRecord, missing: SnapshotRef[]): boolean {
   const { catalog } = ctx;
   return catalog.transaction(() => {
     const current = catalog.findBackup(listed.id);

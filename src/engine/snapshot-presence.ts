@@ -1,30 +1,51 @@
-import { SnapkeeperError } from '../errors.js';
+import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { EngineContext } from './context.js';
 
+export interface SnapshotRef {
+  array: string;
+  snapshotId: string;
+}
+
 /**
- * The backup's array snapshots that the arrays no longer list. A record says what was made; only the array
- * says what still exists (an admin, another tool or a rebuilt array may have removed it since).
+ * The snapshot ids each configured array lists now. A record says what was made; only the array says what
+ * still exists (an admin, another tool or a rebuilt array may have removed it since). An array that cannot
+ * be listed is absent from the map, and `onError` hears why: it decides nothing.
  */
-export async function missingSnapshots(
+export async function presentSnapshots(
   ctx: EngineContext,
-  backup: BackupRecord,
-): Promise<{ array: string; snapshotId: string }[]> {
-  const missing: { array: string; snapshotId: string }[] = [];
-  for (const s of backup.snapshots) {
-    const listed = await (await ctx.array(s.array)).listSnapshots();
-    if (!listed.some((x) => x.id === s.snapshotId))
-      missing.push({ array: s.array, snapshotId: s.snapshotId });
+  onError: (array: string, message: string) => void,
+): Promise<Map<string, Set<string>>> {
+  const present = new Map<string, Set<string>>();
+  for (const [name, array] of await ctx.arrays()) {
+    try {
+      present.set(name, new Set((await array.listSnapshots()).map((s) => s.id)));
+    } catch (err) {
+      onError(name, errorMessage(err));
+    }
   }
-  return missing;
+  return present;
+}
+
+/** The backup's array snapshots that `present` (presentSnapshots) lacks, on arrays it could list. */
+export function missingSnapshots(backup: BackupRecord, present: Map<string, Set<string>>): SnapshotRef[] {
+  return backup.snapshots
+    .filter((s) => present.get(s.array)?.has(s.snapshotId) === false)
+    .map((s) => ({ array: s.array, snapshotId: s.snapshotId }));
 }
 
 /**
  * For dry runs of restore, mount and attach: "ok" must mean the data is there. SnapkeeperError
- * SNAPSHOT_MISSING (exit 2) names the missing snapshots; `recover` then marks the backup lost.
+ * SNAPSHOT_MISSING (exit 2) names the missing snapshots (`recover` then marks the backup lost); an array
+ * that cannot be listed is ARRAY_UNAVAILABLE.
  */
 export async function assertSnapshotsPresent(ctx: EngineContext, backup: BackupRecord): Promise<void> {
-  const missing = await missingSnapshots(ctx, backup);
+  const present = await presentSnapshots(ctx, (array, message) => {
+    if (backup.snapshots.some((s) => s.array === array)) {
+      throw new SnapkeeperError('ARRAY_UNAVAILABLE', `array ${array} cannot be listed: ${message}`);
+    }
+  });
+  const missing = missingSnapshots(backup, present);
   if (missing.length === 0) return;
   throw new SnapkeeperError(
     'SNAPSHOT_MISSING',
