@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -18,7 +18,10 @@ import type {
   BackupFilter,
   BackupStore,
   JournalEntry,
+  LockHolder,
   LockManager,
+  LockMode,
+  LockRequest,
   Mount,
   MountStore,
   Operation,
@@ -35,9 +38,15 @@ export interface CatalogOptions {
   busyTimeoutMs?: number;
   /** Clock for the times the catalog stamps itself (operations, journal, locks, tasks, mounts). */
   now?: () => Date;
+  /**
+   * Create the file (and its directory) when it does not exist. Only `init`, `lab up` and `catalog create`
+   * do: anywhere else a missing catalog is a mistyped path, and a new empty catalog there would make every
+   * existing backup look like garbage to recover.
+   */
+  create?: boolean;
 }
 
-const BACKUP_STATES: readonly BackupState[] = ['running', 'complete', 'partial', 'failed'];
+const BACKUP_STATES: readonly BackupState[] = ['running', 'complete', 'partial', 'failed', 'lost'];
 const OPERATION_KINDS: readonly OperationKind[] = [
   'backup',
   'restore',
@@ -91,6 +100,7 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
   readonly #db: Database.Database;
   readonly #now: () => Date;
   readonly #statements = new Map<string, Database.Statement>();
+  #id: string | undefined;
 
   private constructor(
     /** Absolute path of the catalog file. */
@@ -103,16 +113,20 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
   }
 
   /**
-   * Opens (creating the file and its parent directory if needed) and migrates the catalog.
-   * UsageError CATALOG_INVALID for a file that is not SQLite or not a catalog, CATALOG_TOO_NEW for a schema
-   * newer than this code, CATALOG_OPEN_FAILED when the file cannot be opened at all.
+   * Opens and migrates the catalog; with `create`, creates the file (and its parent directory) first when it
+   * does not exist. UsageError CATALOG_NOT_FOUND for a missing file without `create` (nothing is created),
+   * CATALOG_INVALID for an empty file, a file that is not SQLite or an SQLite file that is not a catalog
+   * (left untouched), CATALOG_TOO_NEW for a schema newer than this code, CATALOG_OPEN_FAILED when the file
+   * cannot be opened at all; SnapkeeperError CATALOG_CORRUPT for a damaged one.
    */
   static open(path: string, options: CatalogOptions = {}): Catalog {
     const file = path === ':memory:' ? path : resolve(path);
+    const create = options.create === true || file === ':memory:';
+    if (file !== ':memory:') checkCatalogFile(file, create);
     let db: Database.Database;
     try {
-      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-      db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
+      if (create && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+      db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: !create });
     } catch (err) {
       throw new UsageError('CATALOG_OPEN_FAILED', `cannot open catalog ${file}: ${errorMessage(err)}`, {
         cause: err,
@@ -121,26 +135,57 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
     }
     try {
       // Read the header before any PRAGMA that writes, so a foreign file is refused untouched.
-      db.prepare('SELECT count(*) FROM sqlite_master').get();
+      const tables = db
+        .prepare<[], { n: number }>(
+          "SELECT count(*) AS n FROM sqlite_master WHERE name = 'schema_migrations'",
+        )
+        .get();
+      if (!create && tables?.n === 0) {
+        // Not ours, or an empty SQLite file: migrating would turn it into a catalog behind the user's back.
+        throw new UsageError(
+          'CATALOG_INVALID',
+          `${file} is an SQLite database but not a snapkeeper catalog (no schema_migrations table); left untouched`,
+          { details: { file } },
+        );
+      }
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
-      db.pragma('foreign_keys = ON');
       applyMigrations(db, file);
+      db.pragma('foreign_keys = ON');
     } catch (err) {
       db.close();
       if (isSqliteError(err, 'SQLITE_NOTADB')) {
         throw new UsageError(
           'CATALOG_INVALID',
-          `${file} is not a snapkeeper catalog (not an SQLite database)`,
+          `${file} is not a snapkeeper catalog (not an SQLite database); left untouched`,
           {
             cause: err,
             details: { file },
           },
         );
       }
-      throw busyOr(err, file);
+      throw catalogError(err, file);
     }
     return new Catalog(file, db, options.now ?? (() => new Date()));
+  }
+
+  /** Creates the catalog at `path` (or opens the one there): what `init`, `lab up` and `catalog create` do. */
+  static create(path: string, options: Omit<CatalogOptions, 'create'> = {}): Catalog {
+    return Catalog.open(path, { ...options, create: true });
+  }
+
+  /**
+   * The catalog's identity, made once with it and never changed. Everything snapkeeper makes on an array
+   * or in vCenter carries it, so that clean-up tells its own leftovers from another catalog's.
+   */
+  get id(): string {
+    this.#id ??= this.#get<{ value: string }>("SELECT value FROM meta WHERE key = 'catalog_id'")?.value;
+    if (this.#id === undefined) {
+      throw new SnapkeeperError('CATALOG_CORRUPT', `catalog ${this.path} has no identity (meta.catalog_id)`, {
+        details: { file: this.path },
+      });
+    }
+    return this.#id;
   }
 
   /** Closes the connection. Safe to call twice. */
@@ -161,7 +206,7 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
     try {
       return this.#db.transaction(fn).immediate();
     } catch (err) {
-      throw busyOr(err, this.path);
+      throw catalogError(err, this.path);
     }
   }
 
@@ -350,13 +395,20 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
     });
   }
 
-  finishOperation(id: string, state: 'done' | 'failed'): void {
+  finishOperation(id: string, state: 'done' | 'failed', options: { repaired?: boolean } = {}): void {
     this.transaction(() => {
       const op = this.getOperation(id);
       if (op.state !== 'running') {
         throw new ConflictError('OPERATION_FINISHED', `operation ${id} has already finished (${op.state})`);
       }
-      this.#run('UPDATE operations SET state = ?, finished_at = ? WHERE id = ?', state, this.#stamp(), id);
+      const now = this.#stamp();
+      this.#run(
+        'UPDATE operations SET state = ?, finished_at = ?, recovered_at = ? WHERE id = ?',
+        state,
+        now,
+        state === 'failed' && options.repaired === true ? now : null,
+        id,
+      );
       this.#run('DELETE FROM locks WHERE operation_id = ?', id);
     });
   }
@@ -486,12 +538,21 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
 
   // ---- locks ---------------------------------------------------------------------------------------
 
-  acquireLocks(operationId: string, resources: string[]): void {
-    const wanted = [...new Set(resources)];
-    for (const r of wanted) {
-      if (typeof r !== 'string' || r.length === 0) {
+  acquireLocks(operationId: string, requests: LockRequest[]): void {
+    const wanted = new Map<string, LockMode>();
+    for (const r of requests) {
+      const { resource, mode } = typeof r === 'string' ? { resource: r, mode: 'exclusive' as const } : r;
+      if (typeof resource !== 'string' || resource.length === 0) {
         throw new UsageError('INVALID_RESOURCE', 'lock resource names must be non-empty strings');
       }
+      if (mode !== 'shared' && mode !== 'exclusive') {
+        throw new UsageError(
+          'INVALID_RESOURCE',
+          `lock mode must be shared or exclusive, got ${String(mode)}`,
+        );
+      }
+      // Asking for one resource twice: the stronger mode wins.
+      if (wanted.get(resource) !== 'exclusive') wanted.set(resource, mode);
     }
     this.transaction(() => {
       const op = this.getOperation(operationId);
@@ -501,49 +562,60 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
           `operation ${operationId} has finished (${op.state}) and cannot take locks`,
         );
       }
-      const conflicts: { resource: string; holder: Operation }[] = [];
-      for (const resource of wanted) {
-        const holder = this.#get<OperationRow>(
-          'SELECT o.* FROM locks l JOIN operations o ON o.id = l.operation_id WHERE l.resource = ?',
-          resource,
-        );
-        if (holder && holder.id !== operationId && holder.state === 'running') {
-          conflicts.push({ resource, holder: toOperation(holder) });
+      const conflicts: { resource: string; holder: LockHolder }[] = [];
+      for (const [resource, mode] of wanted) {
+        for (const holder of this.lockHolders(resource)) {
+          if (holder.operation.id === operationId) continue;
+          // Readers share; a writer excludes everyone and is excluded by everyone.
+          if (mode === 'exclusive' || holder.mode === 'exclusive') conflicts.push({ resource, holder });
         }
       }
       const first = conflicts[0];
       if (first) {
-        const h = first.holder;
-        const more = conflicts.length > 1 ? ` (and ${conflicts.length - 1} more resources)` : '';
+        const h = first.holder.operation;
+        const more = conflicts.length > 1 ? ` (and ${conflicts.length - 1} more)` : '';
         throw new LockedError(
           'RESOURCE_LOCKED',
-          `${first.resource} is locked by ${h.kind} operation ${h.id} (pid ${h.pid} on ${h.host}, started ${h.startedAt})${more}`,
+          `${first.resource} is ${first.holder.mode === 'shared' ? 'in use' : 'locked'} by ${h.kind} operation ${h.id} (pid ${h.pid} on ${h.host}, started ${h.startedAt})${more}`,
           {
             details: {
               conflicts: conflicts.map((c) => ({
                 resource: c.resource,
-                operationId: c.holder.id,
-                kind: c.holder.kind,
-                pid: c.holder.pid,
-                host: c.holder.host,
+                operationId: c.holder.operation.id,
+                kind: c.holder.operation.kind,
+                pid: c.holder.operation.pid,
+                host: c.holder.operation.host,
               })),
             },
           },
         );
       }
       const now = this.#stamp();
-      for (const resource of wanted) {
-        // Stale rows (holder no longer running) are taken over; our own rows keep their first time.
+      for (const [resource, mode] of wanted) {
+        // Rows of operations that are no longer running are stale: taken over.
         this.#run(
-          `INSERT INTO locks (resource, operation_id, acquired_at) VALUES (?, ?, ?)
-           ON CONFLICT (resource) DO UPDATE SET operation_id = excluded.operation_id, acquired_at = excluded.acquired_at
-           WHERE locks.operation_id != excluded.operation_id`,
+          `DELETE FROM locks WHERE resource = ? AND operation_id IN (SELECT id FROM operations WHERE state != 'running')`,
+          resource,
+        );
+        // Our own row keeps its first time; a shared lock asked again as exclusive is upgraded.
+        this.#run(
+          `INSERT INTO locks (resource, operation_id, mode, acquired_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (resource, operation_id) DO UPDATE SET mode = 'exclusive' WHERE excluded.mode = 'exclusive'`,
           resource,
           operationId,
+          mode,
           now,
         );
       }
     });
+  }
+
+  lockHolders(resource: string): LockHolder[] {
+    return this.#all<OperationRow & { lock_mode: LockMode }>(
+      `SELECT o.*, l.mode AS lock_mode FROM locks l JOIN operations o ON o.id = l.operation_id
+       WHERE l.resource = ? AND o.state = 'running' ORDER BY l.acquired_at, o.id`,
+      resource,
+    ).map((r) => ({ mode: r.lock_mode, operation: toOperation(r) }));
   }
 
   releaseLocks(operationId: string): void {
@@ -700,16 +772,28 @@ export class Catalog implements BackupStore, OperationJournal, LockManager, Task
   }
 
   #get<T>(sql: string, ...params: unknown[]): T | undefined {
-    return this.#statement(sql).get(...params) as T | undefined;
+    try {
+      return this.#statement(sql).get(...params) as T | undefined;
+    } catch (err) {
+      throw catalogError(err, this.path);
+    }
   }
 
   #all<T>(sql: string, ...params: unknown[]): T[] {
-    return this.#statement(sql).all(...params) as T[];
+    try {
+      return this.#statement(sql).all(...params) as T[];
+    } catch (err) {
+      throw catalogError(err, this.path);
+    }
   }
 
   /** Runs a write and returns the number of rows it changed. */
   #run(sql: string, ...params: unknown[]): number {
-    return this.#statement(sql).run(...params).changes;
+    try {
+      return this.#statement(sql).run(...params).changes;
+    } catch (err) {
+      throw catalogError(err, this.path);
+    }
   }
 
   #parse<T>(json: string, what: string): T {
@@ -784,12 +868,13 @@ function isSqliteError(err: unknown, code: string): boolean {
   return err instanceof Database.SqliteError && err.code === code;
 }
 
-/** Turns "another process kept the write lock past busy_timeout" into a LockedError naming the file. */
-function busyOr(err: unknown, file: string): unknown {
-  if (
-    err instanceof Database.SqliteError &&
-    (err.code === 'SQLITE_BUSY' || err.code.startsWith('SQLITE_BUSY_'))
-  ) {
+/**
+ * What SQLite says, in the catalog's words and naming its file: "another process kept the write lock past
+ * busy_timeout" becomes CATALOG_BUSY, "database disk image is malformed" CATALOG_CORRUPT.
+ */
+function catalogError(err: unknown, file: string): unknown {
+  if (!(err instanceof Database.SqliteError)) return err;
+  if (err.code === 'SQLITE_BUSY' || err.code.startsWith('SQLITE_BUSY_')) {
     return new LockedError(
       'CATALOG_BUSY',
       `catalog ${file} is busy: another process kept it locked too long`,
@@ -799,7 +884,57 @@ function busyOr(err: unknown, file: string): unknown {
       },
     );
   }
+  if (
+    err.code === 'SQLITE_CORRUPT' ||
+    err.code.startsWith('SQLITE_CORRUPT_') ||
+    err.code === 'SQLITE_NOTADB'
+  ) {
+    return new SnapkeeperError(
+      'CATALOG_CORRUPT',
+      `catalog ${file} is damaged (${err.message}): restore it from a copy; snapkeeper changed nothing`,
+      { cause: err, details: { file } },
+    );
+  }
   return err;
+}
+
+/**
+ * Refuses, before SQLite touches it, what cannot be the catalog: nothing at the path (unless creating), a
+ * directory, or an empty file (SQLite would take it for an empty database and make a new catalog of it).
+ */
+function checkCatalogFile(file: string, create: boolean): void {
+  let size: number;
+  let isFile: boolean;
+  try {
+    const st = statSync(file);
+    size = st.size;
+    isFile = st.isFile();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new UsageError('CATALOG_OPEN_FAILED', `cannot open catalog ${file}: ${errorMessage(err)}`, {
+        cause: err,
+        details: { file },
+      });
+    }
+    if (create) return;
+    throw new UsageError(
+      'CATALOG_NOT_FOUND',
+      `no catalog at ${file} (catalog.path): check the path, or create one with snapkeeper catalog create`,
+      { details: { file } },
+    );
+  }
+  if (!isFile) {
+    throw new UsageError('CATALOG_OPEN_FAILED', `cannot open catalog ${file}: not a file`, {
+      details: { file },
+    });
+  }
+  if (size === 0) {
+    throw new UsageError(
+      'CATALOG_INVALID',
+      `${file} is an empty file, not a snapkeeper catalog; left untouched (remove it and run snapkeeper catalog create for a new one)`,
+      { details: { file } },
+    );
+  }
 }
 
 function backupNotFound(id: string): NotFoundError {

@@ -23,6 +23,23 @@ export function applyMigrations(
 ): MigrationResult {
   checkOrder(migrations);
   const known = migrations[migrations.length - 1]?.version ?? 0;
+  // Rebuilding a referenced table (SQLite's way to change a constraint) must not cascade: foreign keys are
+  // off while migrating (the pragma cannot change inside a transaction) and checked before the commit.
+  const foreignKeys = db.pragma('foreign_keys', { simple: true }) === 1;
+  if (foreignKeys) db.pragma('foreign_keys = OFF');
+  try {
+    return migrate(db, file, migrations, known);
+  } finally {
+    if (foreignKeys) db.pragma('foreign_keys = ON');
+  }
+}
+
+function migrate(
+  db: Database.Database,
+  file: string,
+  migrations: readonly Migration[],
+  known: number,
+): MigrationResult {
   const run = db.transaction((): MigrationResult => {
     const from = currentVersion(db, file);
     if (from > known) {
@@ -39,6 +56,12 @@ export function applyMigrations(
       db.exec(m.up);
       record.run(m.version, m.name, new Date().toISOString());
       applied.push(m.version);
+    }
+    const broken = db.pragma('foreign_key_check') as unknown[];
+    if (broken.length > 0) {
+      throw new Error(
+        `catalog ${file}: migrating left ${broken.length} dangling reference(s); nothing was changed`,
+      );
     }
     return { from, to: Math.max(from, known), applied };
   });

@@ -101,6 +101,47 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mounts_backup ON mounts (backup_id, created_at);
     `,
   },
+  {
+    version: 4,
+    name: 'catalog identity, shared locks, lost backups',
+    // Runs with foreign_keys off (applyMigrations sees to it): rebuilding backups must not cascade into its
+    // index tables or trip the mounts' RESTRICT. Failed operations of earlier releases finished themselves
+    // after a clean undo (recover marked its own): none is left to repair.
+    up: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta (key, value) VALUES ('catalog_id', lower(hex(randomblob(6))));
+
+      CREATE TABLE locks_new (
+        resource     TEXT NOT NULL,
+        operation_id TEXT NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        mode         TEXT NOT NULL CHECK (mode IN ('shared', 'exclusive')),
+        acquired_at  TEXT NOT NULL,
+        PRIMARY KEY (resource, operation_id)
+      );
+      INSERT INTO locks_new (resource, operation_id, mode, acquired_at)
+        SELECT resource, operation_id, 'exclusive', acquired_at FROM locks;
+      DROP TABLE locks;
+      ALTER TABLE locks_new RENAME TO locks;
+      CREATE INDEX locks_operation ON locks (operation_id);
+
+      CREATE TABLE backups_new (
+        id          TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'partial', 'failed', 'lost')),
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        record      TEXT NOT NULL
+      );
+      INSERT INTO backups_new SELECT id, task, state, started_at, finished_at, record FROM backups;
+      DROP TABLE backups;
+      ALTER TABLE backups_new RENAME TO backups;
+      CREATE INDEX backups_started ON backups (started_at, id);
+      CREATE INDEX backups_task ON backups (task, started_at);
+
+      UPDATE operations SET recovered_at = coalesce(finished_at, started_at)
+        WHERE state = 'failed' AND recovered_at IS NULL;
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -100,11 +100,13 @@ export interface OperationJournal {
   /** State `running`, pid defaults to process.pid. ConflictError OPERATION_EXISTS when the id is taken. */
   beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): void;
   /**
-   * Ends a running operation and releases its locks in the same transaction. NotFoundError
+   * Ends a running operation and releases its locks in the same transaction. A failed operation whose
+   * effects are known to be undone (`repaired`) is marked recovered at once; any other failed one is for
+   * recover to repair and mark (`listOperations({ state: ['failed'], recovered: false })`). NotFoundError
    * OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when it already ended (a crashed run's operation
    * may be finished by recover while a late process tries too: the first one wins).
    */
-  finishOperation(id: string, state: 'done' | 'failed'): void;
+  finishOperation(id: string, state: 'done' | 'failed', options?: { repaired?: boolean }): void;
   /** NotFoundError OPERATION_NOT_FOUND. */
   getOperation(id: string): Operation;
   findOperation(id: string): Operation | undefined;
@@ -129,14 +131,31 @@ export interface OperationJournal {
   pruneOperations(before: string): number;
 }
 
+/**
+ * `shared`: any number of operations may hold it together (restore, mount and attach reading a backup);
+ * `exclusive`: one operation alone (delete and expire of that backup, a backup run on its VMs).
+ */
+export type LockMode = 'shared' | 'exclusive';
+
+/** A resource name alone asks for it exclusively. */
+export type LockRequest = string | { resource: string; mode: LockMode };
+
+export interface LockHolder {
+  mode: LockMode;
+  operation: Operation;
+}
+
 export interface LockManager {
   /**
-   * Takes every resource for the operation, or none: LockedError RESOURCE_LOCKED names the first resource
-   * held by another running operation, its id, kind and pid. A lock held by an operation that is no longer
-   * running is stale and taken over. Re-taking a lock the operation already holds is a no-op.
+   * Takes every resource for the operation, or none: LockedError RESOURCE_LOCKED names the first conflict
+   * (exclusive against anything, shared against exclusive) and the holder's id, kind, pid and host. A lock
+   * held by an operation that is no longer running is stale and taken over. Re-taking a lock the operation
+   * already holds is a no-op (shared asked again as exclusive is upgraded, if nobody else shares it).
    * NotFoundError OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when the operation is not running.
    */
-  acquireLocks(operationId: string, resources: string[]): void;
+  acquireLocks(operationId: string, resources: LockRequest[]): void;
+  /** The running operations holding `resource`, oldest lock first. */
+  lockHolders(resource: string): LockHolder[];
   releaseLocks(operationId: string): void;
   /** Resources the operation holds, sorted. */
   locksOf(operationId: string): string[];

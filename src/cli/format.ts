@@ -43,6 +43,7 @@ export function formatBackup(record: BackupRecord): string {
     );
   }
   if (record.error) lines.push(`  error: ${record.error}`);
+  if (record.lost) lines.push(`  LOST since ${record.lost.at}: ${record.lost.reason}; it cannot be restored`);
   lines.push('');
   lines.push(
     table(

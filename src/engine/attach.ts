@@ -106,7 +106,7 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
     {
       kind: 'attach',
       subject: backup.id,
-      locks: [`vm:${target.id}`, `mount:${backup.id}`, `backup:${backup.id}`],
+      locks: [`vm:${target.id}`, `mount:${backup.id}`, { resource: `backup:${backup.id}`, mode: 'shared' }],
     },
     (opId) => attachSteps(ctx, plan, opId),
   );
@@ -320,7 +320,11 @@ async function detachOnce(
       subject: attaches[0]!.backupId,
       locks: [
         ...vmIds.map((id) => `vm:${id}`),
-        ...new Set(attaches.flatMap((a) => [`mount:${a.backupId}`, `backup:${a.backupId}`])),
+        ...new Set(attaches.map((a) => `mount:${a.backupId}`)),
+        ...[...new Set(attaches.map((a) => a.backupId))].map((id) => ({
+          resource: `backup:${id}`,
+          mode: 'shared' as const,
+        })),
       ],
     },
     async (opId) => {

@@ -1,4 +1,4 @@
-import { operationPidAlive } from '../catalog/index.js';
+import { operationAlive } from '../catalog/index.js';
 import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
@@ -6,7 +6,15 @@ import { runLimited } from '../util/scheduler.js';
 import { isFault } from '../vsphere/index.js';
 import type { VcenterSession } from '../vsphere/session.js';
 import { crashPoint, type EngineContext } from './context.js';
-import { ADHOC_TASK, backupIdOfVmSnapshot, newBackupId, vmSnapshotName } from './ids.js';
+import {
+  ADHOC_TASK,
+  newBackupId,
+  ownedLabel,
+  ownershipOf,
+  parseVmSnapshotName,
+  vmSnapshotName,
+} from './ids.js';
+import { RunningOperation } from './operation.js';
 import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
 import { type RecoverReport, recover } from './recover.js';
@@ -35,6 +43,8 @@ interface VmRun {
   vmSnapshotId?: string;
   /** True once vCenter confirmed this run suspended the VM. */
   suspended?: boolean;
+  /** Preparing failed: the VM was never held in its mode's state, so it has no quiesce window. */
+  notPrepared?: boolean;
 }
 
 /**
@@ -90,7 +100,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   // A crashed earlier run may still hold VMs or snapshots: repair before touching anything. What it
   // repaired changes the VMs' state (a VM it had suspended is powered on again), so plan again from fresh
   // state: the mode decisions depend on it.
-  if (catalog.unfinishedOperations().some((op) => !operationPidAlive(op))) {
+  if (catalog.unfinishedOperations().some((op) => !operationAlive(op, ctx.now()))) {
     const report = await recover(ctx, { onlyDeadOperations: true });
     if (changedAnything(report)) {
       inventory = await vc.inventory();
@@ -99,15 +109,19 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   }
 
   const id = newBackupId(ctx.now());
-  catalog.beginOperation({ id, kind: 'backup', subject: taskName });
-  try {
-    catalog.acquireLocks(id, lockResources(plan));
-  } catch (err) {
-    catalog.finishOperation(id, 'failed');
-    throw err;
-  }
+  const operation = RunningOperation.begin(catalog, {
+    id,
+    kind: 'backup',
+    subject: taskName,
+    locks: lockResources(plan),
+  });
 
-  const runs: VmRun[] = plan.vms.map((p) => ({ plan: p, record: vmRecordOf(p, id), prepared: false }));
+  const snapshotName = vmSnapshotName(id, catalog.id);
+  const runs: VmRun[] = plan.vms.map((p) => ({
+    plan: p,
+    record: vmRecordOf(p, snapshotName),
+    prepared: false,
+  }));
   const record: BackupRecord = {
     id,
     task: taskName,
@@ -123,7 +137,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   let releaseFailed = false;
   try {
     await removeStrayVmSnapshots(ctx, vc, plan, record);
-    await prepareAll(ctx, vc, id, runs, request.signal);
+    await prepareAll(ctx, vc, id, snapshotName, runs, request.signal);
     crashPoint('prepared');
 
     const preparedCount = runs.filter((r) => r.prepared).length;
@@ -139,11 +153,11 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     }
     crashPoint('snapshotted');
 
-    releaseFailed = !(await releaseAll(ctx, vc, id, runs));
+    releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
     crashPoint('released');
   } catch (err) {
     // Unexpected failure (catalog, programming error): release what was prepared, then report.
-    releaseFailed = !(await releaseAll(ctx, vc, id, runs));
+    releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
     record.error = errorMessage(err);
     for (const r of runs) failVm(r, record.error);
   }
@@ -160,15 +174,19 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
 
   if (record.state !== 'failed') {
     let errors: string[];
+    let skipped: { id: string; reason: string }[] = [];
     try {
-      errors = (await expireTask(ctx, taskName, retention, { dryRun: false, keep: id })).errors;
+      ({ errors, skipped } = await expireTask(ctx, taskName, retention, { dryRun: false, keep: id }));
     } catch (err) {
       errors = [errorMessage(err)];
     }
     for (const e of errors) {
       record.warnings.push({ code: 'EXPIRE_FAILED', message: `retention after backup failed: ${e}` });
     }
-    if (errors.length > 0) catalog.updateBackup(record);
+    for (const s of skipped) {
+      record.warnings.push({ code: 'EXPIRE_SKIPPED', message: `backup ${s.id} not expired: ${s.reason}` });
+    }
+    if (errors.length > 0 || skipped.length > 0) catalog.updateBackup(record);
   }
 
   if (releaseFailed || cleanupFailed) {
@@ -179,9 +197,10 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
         ? 'some VMs could not be released; run snapkeeper recover'
         : 'array snapshots of the failed backup could not be deleted; run snapkeeper recover',
     );
+    operation.abandon();
   } else {
     // Also frees the locks.
-    catalog.finishOperation(id, 'done');
+    operation.finish('done');
   }
   return record;
 }
@@ -194,7 +213,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
 function assertNotLockedByLiveRun(ctx: EngineContext, resources: string[]): void {
   const wanted = new Set(resources);
   for (const op of ctx.catalog.unfinishedOperations()) {
-    if (!operationPidAlive(op)) continue;
+    if (!operationAlive(op, ctx.now())) continue;
     const held = ctx.catalog.locksOf(op.id).filter((r) => wanted.has(r));
     if (held.length === 0) continue;
     const more = held.length > 1 ? ` (and ${held.length - 1} more resources)` : '';
@@ -229,10 +248,11 @@ function changedAnything(report: RecoverReport): boolean {
 }
 
 /**
- * SPEC 2: the next run repairs leftovers. VM snapshots named `snapkeeper-<id>` on the selected VMs whose
- * owner is not a live operation (a catalog restored from an older copy, a recovery that could not finish)
- * are removed before this run prepares the VMs (it holds their locks now). Read from the inventory the
- * plan was made from: no extra round trip per VM.
+ * SPEC 2: the next run repairs leftovers. VM snapshots on the selected VMs that this catalog's backups made
+ * (ids.ts ownershipOf: its catalog id, an operation of its journal) and whose backup is no longer live (a
+ * recovery that could not finish) are removed before this run prepares the VMs (it holds their locks now).
+ * Another catalog's, or an earlier release's, are left alone. Read from the inventory the plan was made
+ * from: no extra round trip per VM.
  */
 async function removeStrayVmSnapshots(
   ctx: EngineContext,
@@ -243,14 +263,14 @@ async function removeStrayVmSnapshots(
   const live = new Set(
     ctx.catalog
       .unfinishedOperations()
-      .filter((op) => operationPidAlive(op))
+      .filter((op) => operationAlive(op, ctx.now()))
       .map((op) => op.id),
   );
   const removed: string[] = [];
   for (const { vm } of plan.vms) {
     for (const s of vm.snapshots) {
-      const owner = backupIdOfVmSnapshot(s.name);
-      if (owner === undefined || live.has(owner)) continue;
+      const owner = ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
+      if (owner.owner !== 'ours' || live.has(owner.operationId)) continue;
       try {
         await vc.removeVmSnapshot(s.id);
         removed.push(`${vm.name}/${s.name}`);
@@ -279,7 +299,7 @@ function lockResources(plan: BackupPlan): string[] {
   ];
 }
 
-function vmRecordOf(p: VmPlan, backupId: string): VmRecord {
+function vmRecordOf(p: VmPlan, snapshotName: string): VmRecord {
   const { vm, decision } = p;
   return {
     id: vm.id,
@@ -295,12 +315,24 @@ function vmRecordOf(p: VmPlan, backupId: string): VmRecord {
     requestedMode: p.requestedMode,
     effectiveMode: decision.effectiveMode,
     consistency: decision.consistency,
-    ...(decision.before?.kind === 'create-vm-snapshot' ? { vmSnapshot: vmSnapshotName(backupId) } : {}),
+    ...(decision.before?.kind === 'create-vm-snapshot' ? { vmSnapshot: snapshotName } : {}),
     state: 'ok',
     disks: p.disks,
     warnings: [...decision.warnings],
     ...(vm.hardware ? { hardware: vm.hardware } : {}),
   };
+}
+
+/**
+ * The VM was never held in its mode's state: its record says so (no consistency the mode promised, no VM
+ * snapshot inside the array snapshot, no quiesce window) instead of what the plan expected.
+ */
+function failPrepare(run: VmRun, message: string): void {
+  run.notPrepared = true;
+  run.record.consistency = 'not-prepared';
+  delete run.record.vmSnapshot;
+  delete run.record.quiesce;
+  failVm(run, message);
 }
 
 function failVm(run: VmRun, message: string): void {
@@ -318,6 +350,7 @@ async function prepareAll(
   ctx: EngineContext,
   vc: VcenterSession,
   backupId: string,
+  snapshotName: string,
   runs: VmRun[],
   signal: AbortSignal | undefined,
 ): Promise<void> {
@@ -332,7 +365,7 @@ async function prepareAll(
       catalog.journal(backupId, {
         action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
         target: run.plan.vm.id,
-        data: { vm: run.plan.vm.name, name: vmSnapshotName(backupId) },
+        data: { vm: run.plan.vm.name, name: snapshotName },
       });
     }
   });
@@ -344,7 +377,7 @@ async function prepareAll(
       const { vm, decision } = run.plan;
       run.quiesceStart = ctx.now();
       if (signal?.aborted) {
-        failVm(run, 'backup interrupted before this VM was prepared');
+        failPrepare(run, 'backup interrupted before this VM was prepared');
         return;
       }
       const action = decision.before;
@@ -352,7 +385,7 @@ async function prepareAll(
         if (action?.kind === 'create-vm-snapshot') {
           events.item(vm.name, 'creating VM snapshot');
           run.vmSnapshotId = await vc.createVmSnapshot(vm.id, {
-            name: vmSnapshotName(backupId),
+            name: snapshotName,
             description: `snapkeeper backup ${backupId}; removed right after the array snapshot`,
             memory: action.memory,
             quiesce: action.quiesce,
@@ -365,10 +398,10 @@ async function prepareAll(
         run.prepared = true;
         events.item(vm.name, 'prepared');
       } catch (err) {
-        failVm(run, `could not prepare (${decision.effectiveMode}): ${errorMessage(err)}`);
+        failPrepare(run, `could not prepare (${decision.effectiveMode}): ${errorMessage(err)}`);
         events.item(vm.name, `failed: ${errorMessage(err)}`);
         // Release at once: the call may have half-succeeded (a snapshot made before the connection dropped).
-        await releaseOne(ctx, vc, backupId, run);
+        await releaseOne(ctx, vc, snapshotName, run);
       }
     },
   );
@@ -379,15 +412,16 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
   events.phase('array snapshot');
   for (const group of plan.groups) {
     const array = await ctx.array(group.array);
+    const label = ownedLabel(backupId, catalog.id);
     const entry = catalog.journal(backupId, {
       action: 'array-snapshot',
       target: group.array,
-      data: { volumes: group.volumes, label: backupId },
+      data: { volumes: group.volumes, label },
     });
     crashPoint('array-snapshot');
     events.item(`array ${group.array}`, `snapshot of ${group.volumes.length} volume(s)`);
     const snapshot = await array.snapshotGroup(group.volumes, {
-      label: backupId,
+      label,
       onProgress: (done, total) =>
         events.item(`array ${group.array}`, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),
     });
@@ -407,7 +441,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
 async function releaseAll(
   ctx: EngineContext,
   vc: VcenterSession,
-  backupId: string,
+  snapshotName: string,
   runs: VmRun[],
 ): Promise<boolean> {
   ctx.events.phase('release');
@@ -416,7 +450,7 @@ async function releaseAll(
     toRelease,
     { global: ctx.config.defaults.concurrency.global, perKey: ctx.config.defaults.concurrency.perHost },
     hostKey,
-    (run) => releaseOne(ctx, vc, backupId, run),
+    (run) => releaseOne(ctx, vc, snapshotName, run),
   );
   return results.every((r) => r.status === 'fulfilled' && r.value);
 }
@@ -425,7 +459,7 @@ async function releaseAll(
 async function releaseOne(
   ctx: EngineContext,
   vc: VcenterSession,
-  backupId: string,
+  snapshotName: string,
   run: VmRun,
 ): Promise<boolean> {
   const { vm, decision } = run.plan;
@@ -441,7 +475,7 @@ async function releaseOne(
       // state first and retries with backoff.
       try {
         await releaseVm(vc, vm.id, {
-          snapshotName: vmSnapshotName(backupId),
+          snapshotName,
           resume: decision.before.kind === 'suspend',
         });
         ctx.events.item(vm.name, 'released');
@@ -454,7 +488,9 @@ async function releaseOne(
         ctx.events.item(vm.name, `release failed: ${errorMessage(err)}`);
       }
     }
-    // Only VMs that were held have a quiesce window; powered-off, suspended and ASIS VMs never wait.
+    // Only VMs that were held have a quiesce window; powered-off, suspended and ASIS VMs never wait, and
+    // one whose prepare failed was never held.
+    if (run.notPrepared) return released;
     const start = run.quiesceStart ?? ctx.now();
     const end = ctx.now();
     run.record.quiesce = {

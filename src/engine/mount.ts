@@ -5,6 +5,7 @@ import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
 import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
 import { crashPoint, type EngineContext } from './context.js';
+import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
   type DatastorePlace,
@@ -93,9 +94,9 @@ export async function mountSteps(
       {
         action: 'array.clone',
         target: s.array,
-        data: { array: s.array, snapshotId: s.snapshotId, label: opId },
+        data: { array: s.array, snapshotId: s.snapshotId, label: ownedLabel(opId, ctx.catalog.id) },
       },
-      () => array.cloneSnapshot(s.snapshotId, { label: opId }),
+      () => array.cloneSnapshot(s.snapshotId, { label: ownedLabel(opId, ctx.catalog.id) }),
       (c) => ({ cloneId: c.id }),
     );
     data.clones.push({ array: s.array, cloneId: clone.id });
@@ -164,7 +165,11 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   return runOperation(
     ctx,
     vc,
-    { kind: 'mount', subject: backup.id, locks: [`mount:${backup.id}`, `backup:${backup.id}`] },
+    {
+      kind: 'mount',
+      subject: backup.id,
+      locks: [`mount:${backup.id}`, { resource: `backup:${backup.id}`, mode: 'shared' }],
+    },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
       ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
@@ -203,7 +208,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
     {
       kind: 'mount',
       subject: request.backupId,
-      locks: [`mount:${request.backupId}`, `backup:${request.backupId}`],
+      locks: [`mount:${request.backupId}`, { resource: `backup:${request.backupId}`, mode: 'shared' }],
     },
     async (opId) => {
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };

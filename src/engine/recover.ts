@@ -1,9 +1,11 @@
-import { operationPidAlive } from '../catalog/index.js';
+import { type Operation, operationAlive } from '../catalog/index.js';
 import { ConflictError, errorMessage } from '../errors.js';
+import type { BackupRecord } from '../model/backup.js';
 import { isGone } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
-import { BACKUP_ID_PATTERN, backupIdOfVmSnapshot, vmSnapshotName } from './ids.js';
+import { ownedLabel, ownershipOf, parseLabel, parseVmSnapshotName, vmSnapshotName } from './ids.js';
 import { releaseVm } from './release.js';
+import { missingSnapshots, presentSnapshots, type SnapshotRef } from './snapshot-presence.js';
 import { extraSweeps, operationRecovery, type RecoveryStep } from './undo.js';
 
 export interface RecoverOptions {
@@ -15,9 +17,12 @@ export interface RecoverOptions {
 
 export interface RecoverReport {
   dryRun: boolean;
-  /** Interrupted operations that were (or would be) closed. */
+  /** Interrupted operations that were (or would be) closed and repaired. */
   operations: { id: string; kind: string }[];
-  /** Interrupted operations that could not be repaired completely: left open for the next recover. */
+  /**
+   * Interrupted operations that could not be repaired completely: closed all the same (no lock outlives its
+   * holder) and repaired again by every later recover until clean.
+   */
   stillOpen: { id: string; kind: string }[];
   /** Operations still running in a live process: left alone. */
   running: { id: string; kind: string; pid: number }[];
@@ -25,9 +30,24 @@ export interface RecoverReport {
   poweredOnVms: string[];
   deletedArraySnapshots: { array: string; snapshotId: string }[];
   failedBackups: string[];
+  /** Complete or partial backups whose array snapshot is gone: marked (or, dry, to be marked) `lost`. */
+  lostBackups: { id: string; missing: { array: string; snapshotId: string }[] }[];
+  /**
+   * Things that look like snapkeeper's but are not provably this catalog's (another catalog's, an earlier
+   * release's, or of an operation this catalog's journal does not have): left alone, never deleted.
+   */
+  foreign: ForeignThing[];
   /** What the recovery of other operation kinds (restore, mount, attach) did, one line each. */
   actions: string[];
   errors: string[];
+}
+
+export interface ForeignThing {
+  kind: 'vm-snapshot' | 'array-snapshot' | 'clone' | 'datastore';
+  /** The VM or array it is on. */
+  where: string;
+  name: string;
+  why: string;
 }
 
 /**
@@ -49,31 +69,45 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
     poweredOnVms: [],
     deletedArraySnapshots: [],
     failedBackups: [],
+    lostBackups: [],
+    foreign: [],
     actions: [],
     errors: [],
   };
 
+  const now = ctx.now();
   const unfinished = catalog.unfinishedOperations();
-  const dead = unfinished.filter((op) => !operationPidAlive(op));
+  const dead = unfinished.filter((op) => !operationAlive(op, now));
   for (const op of unfinished) {
-    if (operationPidAlive(op) && op.pid !== process.pid)
+    if (operationAlive(op, now) && op.pid !== process.pid)
       report.running.push({ id: op.id, kind: op.kind, pid: op.pid });
   }
+  // Closed by an earlier recover whose repair was incomplete: retried by every full recover until clean.
+  const unrepaired = options.onlyDeadOperations
+    ? []
+    : catalog.listOperations({ state: ['failed'], recovered: false }).reverse();
   if (options.onlyDeadOperations && dead.length === 0) return report;
   ctx.events.phase('recover');
 
   const vc = await ctx.vcenter();
-  for (const op of dead) {
+  for (const op of [...dead, ...unrepaired]) {
     const step: RecoveryStep = { ctx, vc, op, entries: catalog.journalEntries(op.id), report, dryRun };
     const handler = op.kind === 'backup' ? recoverBackupOperation : operationRecovery[op.kind];
     let clean = false;
     try {
       if (handler) clean = await handler(step);
+      else if (op.kind === 'delete' || op.kind === 'expire' || op.kind === 'recover') clean = true;
       else report.errors.push(`operation ${op.id}: no recovery for operations of kind ${op.kind}`);
-      // finishOperation also frees the operation's locks.
-      if (!dryRun && clean) finishRecovered(ctx, op.id);
     } catch (err) {
-      // One operation's failure must not stop the repair of the others: it stays open for the next recover.
+      // One operation's failure must not stop the repair of the others: it is retried by the next recover.
+      clean = false;
+      report.errors.push(`${op.kind} ${op.id}: ${errorMessage(err)}`);
+    }
+    try {
+      // Closed whatever the repair achieved (finishOperation also frees its locks): a lock must never
+      // outlive its holder. An incomplete repair stays listed as failed and unrecovered for the next recover.
+      if (!dryRun) closeRecovered(ctx, op, clean);
+    } catch (err) {
       clean = false;
       report.errors.push(`${op.kind} ${op.id}: ${errorMessage(err)}`);
     }
@@ -83,17 +117,21 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
   if (!options.onlyDeadOperations) {
     await sweep(ctx, report);
     for (const extra of extraSweeps) await extra(ctx, report);
+    await markLostBackups(ctx, report);
   }
   return report;
 }
 
-/** Closes a repaired operation (and frees its locks); one a concurrent recover closed first is closed all the same. */
-function finishRecovered(ctx: EngineContext, id: string): void {
-  try {
-    ctx.catalog.finishOperation(id, 'failed');
-  } catch (err) {
-    if (!(err instanceof ConflictError && err.code === 'OPERATION_FINISHED')) throw err;
+/** Closes a dead operation (a concurrent recover may have closed it first) and marks it repaired when it is. */
+function closeRecovered(ctx: EngineContext, op: Operation, clean: boolean): void {
+  if (op.state === 'running') {
+    try {
+      ctx.catalog.finishOperation(op.id, 'failed');
+    } catch (err) {
+      if (!(err instanceof ConflictError && err.code === 'OPERATION_FINISHED')) throw err;
+    }
   }
+  if (clean) ctx.catalog.markRecovered(op.id);
 }
 
 /** Undoes what a backup's journal says it did: VMs released first, then its array snapshots unless it finished. */
@@ -107,6 +145,8 @@ async function recoverBackupOperation({
 }: RecoveryStep): Promise<boolean> {
   const { catalog } = ctx;
   let clean = true;
+  const snapshotName = vmSnapshotName(op.id, catalog.id);
+  const label = ownedLabel(op.id, catalog.id);
 
   // VMs first: a suspended VM or a VM snapshot hurts production, a stray array snapshot only costs space.
   const vmTargets = new Map<string, { name: string; resume: boolean; snapshot: boolean }>();
@@ -125,18 +165,18 @@ async function recoverBackupOperation({
     try {
       if (dryRun) {
         const state = await vc.vmState(vmId);
-        if (t.snapshot && state.snapshots.some((s) => s.name === vmSnapshotName(op.id))) {
-          report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+        if (t.snapshot && state.snapshots.some((s) => s.name === snapshotName)) {
+          report.removedVmSnapshots.push({ vm: t.name, snapshot: snapshotName });
         }
         if (t.resume && state.powerState === 'suspended') report.poweredOnVms.push(t.name);
         continue;
       }
       const done = await releaseVm(vc, vmId, {
-        ...(t.snapshot ? { snapshotName: vmSnapshotName(op.id) } : {}),
+        ...(t.snapshot ? { snapshotName } : {}),
         resume: t.resume,
       });
       for (let i = 0; i < done.removedSnapshots; i++) {
-        report.removedVmSnapshots.push({ vm: t.name, snapshot: vmSnapshotName(op.id) });
+        report.removedVmSnapshots.push({ vm: t.name, snapshot: snapshotName });
       }
       if (done.poweredOn) report.poweredOnVms.push(t.name);
     } catch (err) {
@@ -154,7 +194,7 @@ async function recoverBackupOperation({
       try {
         const array = await ctx.array(arrayName);
         for (const s of await array.listSnapshots()) {
-          if (s.label !== op.id) continue;
+          if (s.label !== label) continue;
           if (!dryRun) await array.deleteSnapshot(s.id);
           report.deletedArraySnapshots.push({ array: arrayName, snapshotId: s.id });
         }
@@ -178,10 +218,11 @@ async function recoverBackupOperation({
 }
 
 /**
- * Catches what no journal names (a catalog restored from an older copy, a snapshot made by hand with our
- * name): VM snapshots named snapkeeper-<id> and array snapshots labelled with a backup id that no complete,
- * partial or running backup owns, unless a live operation is making them right now. Snapshots with any
- * other label (made by an admin or another tool) are never touched.
+ * Catches what no journal step names (an operation whose repair was lost, a catalog restored from an older
+ * copy): VM snapshots and array snapshots this catalog's operations made (ids.ts `ownershipOf`: its catalog
+ * id and an operation of its journal) that no complete, partial or running backup owns, unless a live
+ * operation is making them right now. What looks like snapkeeper's but is not provably this catalog's is
+ * reported as foreign and left alone; anything else (an admin's, another tool's) is not even reported.
  */
 async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
   const vc = await ctx.vcenter();
@@ -191,8 +232,12 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
   let liveIds = liveOperationIds(ctx);
   for (const vm of inventory.vms) {
     for (const s of vm.snapshots) {
-      const owner = backupIdOfVmSnapshot(s.name);
-      if (owner === undefined || liveIds.has(owner)) continue;
+      const owner = ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
+      if (owner.owner === 'foreign') {
+        reportForeign(report, { kind: 'vm-snapshot', where: vm.name, name: s.name, why: owner.why });
+        continue;
+      }
+      if (owner.owner !== 'ours' || liveIds.has(owner.operationId)) continue;
       if (report.removedVmSnapshots.some((r) => r.vm === vm.name && r.snapshot === s.name)) continue;
       try {
         if (!report.dryRun) await vc.removeVmSnapshot(s.id);
@@ -203,7 +248,7 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
     }
   }
   for (const [name, array] of await ctx.arrays()) {
-    const snapshots = (await array.listSnapshots()).filter((s) => BACKUP_ID_PATTERN.test(s.label));
+    const snapshots = await array.listSnapshots();
     // Listing, then live operations, then owners: a snapshot listed was made by an operation begun before the
     // listing. If that operation is not live at the second read, it had finished (or died) before it, so
     // its record's snapshots are in the catalog by the third read. Reading owners first would lose the
@@ -211,9 +256,16 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
     // too (a backup records its snapshot before it turns complete); the running records of dead operations
     // were marked failed by the operation pass above.
     liveIds = liveOperationIds(ctx);
-    const owned = ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running']);
+    const owned = ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running', 'lost']);
     for (const s of snapshots) {
-      if (owned.has(s.id) || liveIds.has(s.label)) continue;
+      // A backup of this catalog owns it (one recorded before catalog ids included): nothing to decide.
+      if (owned.has(s.id)) continue;
+      const owner = ownershipOf(parseLabel(s.label), ctx.catalog);
+      if (owner.owner === 'foreign') {
+        reportForeign(report, { kind: 'array-snapshot', where: name, name: s.id, why: owner.why });
+        continue;
+      }
+      if (owner.owner !== 'ours' || liveIds.has(owner.operationId)) continue;
       if (report.deletedArraySnapshots.some((d) => d.array === name && d.snapshotId === s.id)) continue;
       try {
         if (!report.dryRun) await array.deleteSnapshot(s.id);
@@ -225,11 +277,58 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
   }
 }
 
-function liveOperationIds(ctx: EngineContext): Set<string> {
+/** Adds a foreign find to the report once (the journal pass and the sweeps may both come across it). */
+export function reportForeign(report: RecoverReport, thing: ForeignThing): void {
+  if (report.foreign.some((f) => f.kind === thing.kind && f.where === thing.where && f.name === thing.name))
+    return;
+  report.foreign.push(thing);
+}
+
+/** Ids of the operations that are running and alive now (their lease is fresh, their pid exists here). */
+export function liveOperationIds(ctx: EngineContext): Set<string> {
+  const now = ctx.now();
   return new Set(
     ctx.catalog
       .unfinishedOperations()
-      .filter((op) => operationPidAlive(op))
+      .filter((op) => operationAlive(op, now))
       .map((op) => op.id),
   );
+}
+
+/**
+ * SPEC: the catalog never promises a backup the arrays no longer hold. A complete or partial backup one of
+ * whose array snapshots is gone (deleted by hand, by another tool, an array rebuilt) is marked `lost`, with
+ * when and which, and is never offered as restorable again. Records are read before the arrays are listed:
+ * a snapshot of a backup recorded complete existed before the listing, so missing from it means deleted;
+ * a backup deleted meanwhile (record first, then snapshot) is found gone when it is re-read, and skipped.
+ * An array that cannot be listed decides nothing.
+ */
+async function markLostBackups(ctx: EngineContext, report: RecoverReport): Promise<void> {
+  const { catalog } = ctx;
+  const backups = catalog.listBackups({ state: ['complete', 'partial'] });
+  if (backups.length === 0) return;
+  const present = await presentSnapshots(ctx, (array, message) =>
+    report.errors.push(`array ${array}: cannot check which backups it still holds: ${message}`),
+  );
+  for (const b of backups) {
+    const missing = missingSnapshots(b, present);
+    if (missing.length === 0) continue;
+    if (!report.dryRun && !markLost(ctx, b, missing)) continue;
+    report.lostBackups.push({ id: b.id, missing });
+  }
+}
+
+/** Marks one backup lost if it is still restorable when re-read; false when it changed meanwhile. */
+function markLost(ctx: EngineContext, listed: BackupRecord, missing: SnapshotRef[]): boolean {
+  const { catalog } = ctx;
+  return catalog.transaction(() => {
+    const current = catalog.findBackup(listed.id);
+    if (!current || (current.state !== 'complete' && current.state !== 'partial')) return false;
+    const reason = `array snapshot${missing.length > 1 ? 's' : ''} ${missing.map((m) => `${m.array}/${m.snapshotId}`).join(', ')} no longer exist${missing.length > 1 ? '' : 's'}`;
+    current.lost = { at: ctx.now().toISOString(), reason, previousState: current.state };
+    current.state = 'lost';
+    current.warnings.push({ code: 'BACKUP_LOST', message: `backup ${current.id} is lost: ${reason}` });
+    catalog.updateBackup(current);
+    return true;
+  });
 }

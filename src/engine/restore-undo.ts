@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { rename, rm } from 'node:fs/promises';
-import { type JournalEntry, operationPidAlive } from '../catalog/index.js';
+import { type JournalEntry, type LockRequest, operationAlive } from '../catalog/index.js';
 import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
 import { pathExists } from '../util/fs.js';
@@ -19,6 +19,7 @@ import {
   vmDevices,
 } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
+import { RunningOperation } from './operation.js';
 import { recover } from './recover.js';
 import { detachAllAndRemoveDatastore, newOperationId, removePlaced } from './restore-common.js';
 
@@ -252,30 +253,25 @@ export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
 export async function runOperation<T>(
   ctx: EngineContext,
   vc: VsphereCaller,
-  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: string[] },
+  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: LockRequest[] },
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
   // What dead operations left is repaired first (only now: nothing before this point changes anything).
   // Whatever the repair touched may be what the caller checked: then its checks run again.
-  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationPidAlive(o));
+  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationAlive(o, ctx.now()));
   await recover(ctx, { onlyDeadOperations: true });
   if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());
-  ctx.catalog.beginOperation({ id: opId, kind: op.kind, subject: op.subject });
-  try {
-    ctx.catalog.acquireLocks(opId, op.locks);
-  } catch (err) {
-    ctx.catalog.finishOperation(opId, 'failed');
-    throw err;
-  }
+  const running = RunningOperation.begin(ctx.catalog, { id: opId, ...op });
   try {
     const value = await body(opId);
-    ctx.catalog.finishOperation(opId, 'done');
+    running.finish('done');
     return value;
   } catch (err) {
     ctx.events.phase('undo');
     const undo = await undoJournal(ctx, vc, ctx.catalog.journalEntries(opId), { dryRun: false });
-    if (undo.clean) ctx.catalog.finishOperation(opId, 'failed');
+    if (undo.clean) running.finish('failed', { repaired: true });
+    else running.abandon();
     const why = undo.clean
       ? 'everything it did was undone'
       : `undoing failed (${undo.errors.join('; ')}); run snapkeeper recover`;

@@ -143,7 +143,11 @@ function inOperation<T>(
   return runOperation(
     p.ctx,
     p.vc,
-    { kind, subject: `${p.backup.id}/${p.vm.name}`, locks: [...locks, `backup:${p.backup.id}`] },
+    {
+      kind,
+      subject: `${p.backup.id}/${p.vm.name}`,
+      locks: [...locks, { resource: `backup:${p.backup.id}`, mode: 'shared' }],
+    },
     body,
   );
 }

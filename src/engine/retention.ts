@@ -1,9 +1,10 @@
 import type { Retention } from '../config/schema.js';
-import { ConflictError, errorMessage, NotFoundError } from '../errors.js';
+import { ConflictError, errorMessage, LockedError, NotFoundError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import { expiredBackups } from '../rules/index.js';
 import type { EngineContext } from './context.js';
-import { ADHOC_TASK } from './ids.js';
+import { ADHOC_TASK, newOperationId } from './ids.js';
+import { withOperation } from './operation.js';
 import { applyRule } from './rule-errors.js';
 import { listTasks } from './tasks.js';
 
@@ -14,10 +15,17 @@ export interface DeletedBackup {
   snapshots: { array: string; snapshotId: string }[];
 }
 
+/** A backup retention left alone because an operation reads it now; the next expire deletes it. */
+export interface SkippedBackup {
+  id: string;
+  reason: string;
+}
+
 /**
  * Deletes one backup: its catalog record first, then its array snapshots. In that order a crash leaves at
  * worst an unowned snapshot, which recover deletes; never a record that points to a missing snapshot.
- * A mounted backup is refused.
+ * A mounted backup is refused; so is one an operation holds (a restore, mount or attach reading it holds
+ * `backup:<id>` shared, and deleting needs it exclusively): ConflictError BACKUP_IN_USE naming the holder.
  */
 export async function deleteBackup(
   ctx: EngineContext,
@@ -32,12 +40,44 @@ export async function deleteBackup(
     throw new ConflictError('BACKUP_MOUNTED', `backup ${id} is mounted; unmount it before deleting it`);
   }
   const result = describe(record, options.reason ?? 'deleted on request');
-  if (options.dryRun) return result;
-  ctx.catalog.deleteBackup(id);
-  for (const s of record.snapshots) {
-    await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
+  const hold = { resource: `backup:${id}`, mode: 'exclusive' as const };
+  if (options.dryRun) {
+    const holder = ctx.catalog.lockHolders(hold.resource)[0];
+    if (holder) throw inUse(id, `${hold.resource} is in use by ${describeHolder(holder.operation)}`);
+    return result;
+  }
+  try {
+    await withOperation(
+      ctx.catalog,
+      { id: newOperationId('delete', ctx.now()), kind: 'delete', subject: id, locks: [hold] },
+      async () => {
+        ctx.catalog.deleteBackup(id);
+        for (const s of record.snapshots) {
+          await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
+        }
+      },
+    );
+  } catch (err) {
+    if (err instanceof LockedError && err.code === 'RESOURCE_LOCKED') throw inUse(id, err.message);
+    throw err;
   }
   return result;
+}
+
+function describeHolder(op: {
+  kind: string;
+  id: string;
+  pid: number;
+  host: string;
+  startedAt: string;
+}): string {
+  return `${op.kind} operation ${op.id} (pid ${op.pid} on ${op.host}, started ${op.startedAt})`;
+}
+
+function inUse(id: string, why: string): ConflictError {
+  return new ConflictError('BACKUP_IN_USE', `backup ${id} is in use and was not deleted: ${why}`, {
+    details: { backupId: id },
+  });
 }
 
 function describe(record: BackupRecord, reason: string): DeletedBackup {
@@ -59,11 +99,12 @@ export async function expireTask(
   task: string,
   retention: Retention | undefined,
   options: { dryRun: boolean; keep?: string },
-): Promise<{ deleted: DeletedBackup[]; errors: string[] }> {
+): Promise<ExpireResult> {
   const deleted: DeletedBackup[] = [];
   const errors: string[] = [];
+  const skipped: SkippedBackup[] = [];
   if (!retention || (retention.versions === undefined && retention.days === undefined))
-    return { deleted, errors };
+    return { deleted, errors, skipped };
   const backups = ctx.catalog.listBackups({ task });
   const groups = new Map<string, BackupRecord[]>();
   for (const b of backups) {
@@ -90,11 +131,22 @@ export async function expireTask(
       try {
         deleted.push(await deleteBackup(ctx, e.id, { dryRun: options.dryRun, reason: e.reason }));
       } catch (err) {
-        errors.push(`${e.id}: ${errorMessage(err)}`);
+        if (err instanceof ConflictError && err.code === 'BACKUP_IN_USE') {
+          skipped.push({ id: e.id, reason: `${e.reason}, but ${errorMessage(err)}` });
+        } else {
+          errors.push(`${e.id}: ${errorMessage(err)}`);
+        }
       }
     }
   }
-  return { deleted, errors };
+  return { deleted, errors, skipped };
+}
+
+export interface ExpireResult {
+  deleted: DeletedBackup[];
+  errors: string[];
+  /** Expired but in use: kept this time (a warning, exit 1). */
+  skipped: SkippedBackup[];
 }
 
 /**
@@ -105,9 +157,10 @@ export async function expireTask(
 export async function expireAll(
   ctx: EngineContext,
   options: { dryRun: boolean; task?: string },
-): Promise<{ deleted: DeletedBackup[]; errors: string[] }> {
+): Promise<ExpireResult> {
   const deleted: DeletedBackup[] = [];
   const errors: string[] = [];
+  const skipped: SkippedBackup[] = [];
   const allTasks = listTasks(ctx.config, ctx.catalog).map((e) => e.task);
   const taskNames = new Set(allTasks.map((t) => t.name));
   const orphanTasks = [
@@ -130,11 +183,13 @@ export async function expireAll(
     const r = await expireTask(ctx, t.name, t.retention ?? ctx.config.defaults.retention, expireOptions);
     deleted.push(...r.deleted);
     errors.push(...r.errors);
+    skipped.push(...r.skipped);
   }
   for (const t of orphanTasks) {
     const r = await expireTask(ctx, t, ctx.config.defaults.retention, expireOptions);
     deleted.push(...r.deleted);
     errors.push(...r.errors);
+    skipped.push(...r.skipped);
   }
-  return { deleted, errors };
+  return { deleted, errors, skipped };
 }

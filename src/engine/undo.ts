@@ -1,23 +1,15 @@
-import {
-  type JournalEntry,
-  type Operation,
-  type OperationKind,
-  operationPidAlive,
-} from '../catalog/index.js';
+import { resolve, sep } from 'node:path';
+import type { JournalEntry, Operation, OperationKind } from '../catalog/index.js';
 import { errorMessage } from '../errors.js';
 import type { VcenterSession } from '../vsphere/session.js';
 import { asCaller } from '../vsphere/vm-ops.js';
 import { detachOne } from './attach.js';
 import type { EngineContext } from './context.js';
+import { ownershipOf, parseLabel } from './ids.js';
 import type { MountData } from './mount.js';
 import { unmountOne } from './mount.js';
-import type { RecoverReport } from './recover.js';
-import {
-  detachAllAndRemoveDatastore,
-  isMountedDatastore,
-  isOperationId,
-  mountedDatastorePrefix,
-} from './restore-common.js';
+import { liveOperationIds, type RecoverReport, reportForeign } from './recover.js';
+import { detachAllAndRemoveDatastore, isMountedDatastore, mountedDatastorePrefix } from './restore-common.js';
 import { undoJournal } from './restore-undo.js';
 
 /** What recovering one interrupted operation gets: its journal, the report to fill, and whether to act. */
@@ -80,11 +72,12 @@ export const operationRecovery: Partial<Record<OperationKind, OperationRecovery>
 
 /**
  * Mounted datastores and array clones that no mount record owns and no live operation is making: what a
- * crash left that no journal names (e.g. a catalog restored from an older copy). Only what snapkeeper makes
- * is considered: datastores named `snapkeeper-<backup id>-<datastore>` that point into a configured array's
- * clone directory (isMountedDatastore; a user's `snapkeeper-data` is left alone), and clones labelled with
- * one of our operation ids. Disks a VM still has on such a datastore are detached first (their files stay
- * in the clone until it is deleted).
+ * crash left that no journal step names. Only what this catalog made is touched: clones whose label carries
+ * its catalog id and an operation of its journal (ids.ts `ownershipOf`), and datastores named
+ * `snapkeeper-<backup id>-<datastore>` (isMountedDatastore; a user's `snapkeeper-data` is left alone) that
+ * point into such a clone. Another catalog's (or an earlier release's) are reported as foreign and left
+ * alone. Disks a VM still has on a stray datastore are detached first (their files stay in the clone until
+ * it is deleted).
  */
 async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<void> {
   const session = await ctx.vcenter();
@@ -96,10 +89,10 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
     Awaited<ReturnType<Awaited<ReturnType<EngineContext['array']>>['listClones']>>
   >();
   for (const [name, array] of await ctx.arrays()) clonesByArray.set(name, await array.listClones());
-  const liveOps = ctx.catalog.unfinishedOperations().filter((op) => operationPidAlive(op));
-  const liveIds = new Set(liveOps.map((op) => op.id));
-  const liveSubjects = liveOps
-    .filter((op) => op.kind === 'mount' || op.kind === 'attach')
+  const liveIds = liveOperationIds(ctx);
+  const liveSubjects = ctx.catalog
+    .unfinishedOperations()
+    .filter((op) => liveIds.has(op.id) && (op.kind === 'mount' || op.kind === 'attach'))
     .map((op) => op.subject ?? '');
   const mounts = ctx.catalog.listMounts().filter((m) => m.kind === 'datastore');
   const ownedDatastores = new Set(
@@ -112,8 +105,22 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   );
   const verb = report.dryRun ? 'would ' : '';
 
+  const cloneOwner = (url: string) => {
+    const path = resolve(url.replace(/^file:\/\//, ''));
+    for (const clones of clonesByArray.values()) {
+      const c = clones.find((x) => path === resolve(x.path) || path.startsWith(`${resolve(x.path)}${sep}`));
+      if (c) return ownershipOf(parseLabel(c.label), ctx.catalog);
+    }
+    return { owner: 'foreign', why: 'it points into no clone of a configured array' } as const;
+  };
   for (const ds of inventory.datastores) {
     if (!isMountedDatastore(ctx, ds) || ownedDatastores.has(ds.name)) continue;
+    const owner = cloneOwner(ds.url);
+    if (owner.owner !== 'ours') {
+      const why = owner.owner === 'foreign' ? owner.why : 'its clone is not one snapkeeper made';
+      reportForeign(report, { kind: 'datastore', where: ds.hosts[0] ?? '', name: ds.name, why });
+      continue;
+    }
     if (liveSubjects.some((s) => s !== '' && ds.name.startsWith(mountedDatastorePrefix(s)))) continue;
     report.actions.push(`${verb}remove stray datastore ${ds.name}`);
     if (report.dryRun) continue;
@@ -127,8 +134,13 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   for (const [arrayName, clones] of clonesByArray) {
     const array = await ctx.array(arrayName);
     for (const c of clones) {
-      if (!isOperationId(c.label) || ownedClones.has(`${arrayName}/${c.id}`) || liveIds.has(c.label))
+      if (ownedClones.has(`${arrayName}/${c.id}`)) continue;
+      const owner = ownershipOf(parseLabel(c.label), ctx.catalog);
+      if (owner.owner === 'foreign') {
+        reportForeign(report, { kind: 'clone', where: arrayName, name: c.id, why: owner.why });
         continue;
+      }
+      if (owner.owner !== 'ours' || liveIds.has(owner.operationId)) continue;
       report.actions.push(`${verb}delete stray clone ${arrayName}/${c.id}`);
       if (report.dryRun) continue;
       try {

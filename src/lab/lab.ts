@@ -5,6 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
+import { Catalog } from '../catalog/index.js';
 import { parseConfig } from '../config/load.js';
 import { safeName } from '../config/schema.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
@@ -313,6 +314,8 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     const yaml = labConfigYaml(ready.url, ready.thumbprint);
     parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
     await writeFileDurable(configFile, yaml);
+    // The lab's catalog is made with it: no other command creates one (a mistyped path must not).
+    Catalog.create(join(dir, labFiles.catalog)).close();
 
     const state: LabState = {
       dir,

@@ -3,9 +3,20 @@ import type { BackupMode } from './modes.js';
 
 /** SPEC section 6: the backup record, as `backup --json` and `inquire --backup ID --json` return it. */
 
-export type BackupState = 'running' | 'complete' | 'partial' | 'failed';
+/** `lost`: it was complete or partial, but its array snapshot is gone (see `BackupRecord.lost`). */
+export type BackupState = 'running' | 'complete' | 'partial' | 'failed' | 'lost';
 
-export type Consistency = 'running-state' | 'file-system' | 'suspended' | 'crash' | 'powered-off';
+/**
+ * `not-prepared`: the VM could not be brought into its mode's state (vCenter unreachable, a fault): nothing
+ * of it is in the backup as a consistent image, whatever the mode promised.
+ */
+export type Consistency =
+  | 'running-state'
+  | 'file-system'
+  | 'suspended'
+  | 'crash'
+  | 'powered-off'
+  | 'not-prepared';
 
 export interface Warning {
   code: string;
@@ -77,4 +88,6 @@ export interface BackupRecord {
   vms: VmRecord[];
   warnings: Warning[];
   error?: string;
+  /** Set when the backup turned `lost`: when recover found its array snapshot gone, and which. */
+  lost?: { at: string; reason: string; previousState: 'complete' | 'partial' };
 }

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { ownedLabel, vmSnapshotName } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { runCli } from '../helpers/cli.js';
@@ -55,11 +56,16 @@ describe('SIGKILL in every phase, then recover', () => {
         const states = await vmStates(config);
         if (p.vmsHeld) {
           if (mode === 'SUSPEND') assert.equal(states.web01!.powerState, 'suspended');
-          else assert.deepEqual(states.web01!.snapshots, [`snapkeeper-${id.id}`]);
+          else
+            assert.deepEqual(states.web01!.snapshots, [
+              vmSnapshotName(id.id, catalogId(config.catalog.path)),
+            ]);
         } else {
           assert.deepEqual(states, clean);
         }
-        const snaps = (await arraySnapshots(config)).filter((s) => s.label === id.id);
+        const snaps = (await arraySnapshots(config)).filter(
+          (s) => s.label === ownedLabel(id.id, catalogId(config.catalog.path)),
+        );
         assert.equal(snaps.length, p.snapshot ? 1 : 0);
 
         const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
@@ -190,17 +196,19 @@ describe('SIGKILL in every phase, then recover', () => {
   it('the next backup removes stray snapkeeper VM snapshots of its VMs and says so', async () => {
     const config = loadConfig(lab.configPath);
     const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    // A stray of this catalog: named with its id, made by an operation its journal has (closed, repaired).
+    const stray = vmSnapshotName('20200101-000000-abcdef', catalogId(config.catalog.path));
+    const c = Catalog.open(config.catalog.path);
+    c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
+    c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
+    c.close();
     const vc = await connect(config.vcenter);
     try {
-      await vc.createVmSnapshot(webId, {
-        name: 'snapkeeper-20200101-000000-abcdef',
-        memory: false,
-        quiesce: false,
-      });
+      await vc.createVmSnapshot(webId, { name: stray, memory: false, quiesce: false });
     } finally {
       await vc.logout();
     }
-    assert.deepEqual((await vmStates(config)).web01!.snapshots, ['snapkeeper-20200101-000000-abcdef']);
+    assert.deepEqual((await vmStates(config)).web01!.snapshots, [stray]);
     const run = await runCli([
       '--config',
       lab.configPath,
@@ -213,25 +221,33 @@ describe('SIGKILL in every phase, then recover', () => {
     ]);
     const record = run.json as BackupRecord;
     assert.equal(record.state, 'complete', run.stdout + run.stderr);
-    const stray = record.warnings.filter((w) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED');
-    assert.equal(stray.length, 1);
-    assert.match(stray[0]!.message, /snapkeeper-20200101-000000-abcdef/);
+    const removed = record.warnings.filter((w) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED');
+    assert.equal(removed.length, 1);
+    assert.ok(removed[0]!.message.includes(stray));
     assert.equal(run.code, 1, 'completed with a warning');
     assert.deepEqual((await vmStates(config)).web01!.snapshots, []);
     await assertClean(lab.configPath, clean);
   });
 
-  it('recover deletes only unowned array snapshots labelled with a backup id', async () => {
+  it('recover deletes only unowned array snapshots this catalog labelled', async () => {
     const config = loadConfig(lab.configPath);
     const arrayConfig = config.arrays[0]!;
     const array = await openArray(arrayConfig);
     const volume = (await array.listVolumes())[0]!.name;
+    const ours = (id: string) => ownedLabel(id, catalogId(config.catalog.path));
     const admin = await array.snapshotGroup([volume], { label: 'admin-before-upgrade' });
-    const orphan = await array.snapshotGroup([volume], { label: '20200101-000000-abcdef' });
+    // Of an earlier release (no catalog id): foreign, left alone and reported.
+    const legacy = await array.snapshotGroup([volume], { label: '20200101-000009-abcdef' });
+    const orphan = await array.snapshotGroup([volume], { label: ours('20200101-000000-abcdef') });
     // A backup still running (its record owns the snapshot) whose operation is not live.
-    const running = await array.snapshotGroup([volume], { label: '20200101-000001-abcdef' });
+    const running = await array.snapshotGroup([volume], { label: ours('20200101-000001-abcdef') });
     const catalog = Catalog.open(config.catalog.path);
     try {
+      // The orphan's operation is in this catalog's journal (begun and closed), so it is provably ours.
+      if (!catalog.findOperation('20200101-000000-abcdef')) {
+        catalog.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
+        catalog.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
+      }
       catalog.insertBackup({
         id: '20200101-000001-abcdef',
         task: 'adhoc',
@@ -258,18 +274,21 @@ describe('SIGKILL in every phase, then recover', () => {
       );
       const left = (await arraySnapshots(config)).map((s) => s.id);
       assert.ok(left.includes(admin.id), 'a snapshot made by someone else is left alone');
+      assert.ok(left.includes(legacy.id), 'one without this catalog id is left alone');
+      assert.ok(rec.json.foreign.some((f: { name: string }) => f.name === legacy.id));
       assert.ok(left.includes(running.id), 'a running backup’s snapshot is left alone');
       assert.ok(!left.includes(orphan.id));
       catalog.deleteBackup('20200101-000001-abcdef');
     } finally {
       catalog.close();
       await array.deleteSnapshot(admin.id);
+      await array.deleteSnapshot(legacy.id);
       await array.deleteSnapshot(running.id);
     }
     await assertClean(lab.configPath, clean);
   });
 
-  it('recover goes on past an operation it cannot repair, and reports it as still open', async () => {
+  it('recover goes on past an operation it cannot repair, closes it and retries it later', async () => {
     const config = loadConfig(lab.configPath);
     const crashed = await runCli(
       ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
@@ -320,9 +339,11 @@ describe('SIGKILL in every phase, then recover', () => {
       );
       const text = await runCli(['--config', lab.configPath, 'recover', '--dry-run']);
       assert.match(text.stdout, /left open.*20200101-000003-abcdef/);
+      // Closed all the same (no lock outlives its holder), and left for later recovers to repair.
+      assert.deepEqual(catalog.unfinishedOperations(), []);
       assert.deepEqual(
         catalog
-          .unfinishedOperations()
+          .listOperations({ state: ['failed'], recovered: false })
           .map((o) => o.id)
           .sort(),
         [broken, unreachable],
@@ -330,6 +351,7 @@ describe('SIGKILL in every phase, then recover', () => {
     } finally {
       for (const id of [broken, unreachable]) {
         if (catalog.findOperation(id)?.state === 'running') catalog.finishOperation(id, 'failed');
+        catalog.markRecovered(id);
       }
       catalog.deleteBackup(broken);
       catalog.close();
@@ -373,6 +395,15 @@ function newestBackup(catalogPath: string): BackupRecord {
   const c = Catalog.open(catalogPath);
   try {
     return c.listBackups({ limit: 1 })[0]!;
+  } finally {
+    c.close();
+  }
+}
+
+function catalogId(catalogPath: string): string {
+  const c = Catalog.open(catalogPath);
+  try {
+    return c.id;
   } finally {
     c.close();
   }

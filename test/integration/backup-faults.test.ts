@@ -125,6 +125,11 @@ describe('backup under injected faults', () => {
         const failed = record.vms.filter((v) => v.state === 'failed').map((v) => v.name);
         assert.deepEqual(failed, [c.failedVm]);
         assert.equal(run.code, 2, 'partial backups exit 2');
+        // Recorded as what happened: never held, so no consistency the mode promised and no quiesce window.
+        const vm = record.vms.find((v) => v.name === c.failedVm)!;
+        assert.equal(vm.consistency, 'not-prepared');
+        assert.equal(vm.quiesce, undefined);
+        assert.equal(vm.vmSnapshot, undefined);
       }
       await assertClean(lab.configPath, clean);
     });

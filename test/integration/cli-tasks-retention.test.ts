@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { layout } from '../../src/arrays/fs/layout.js';
 import { loadConfig } from '../../src/config/load.js';
+import { parseLabel } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
 import { runCli } from '../helpers/cli.js';
@@ -131,7 +132,9 @@ describe('tasks, retention, delete and init from the CLI', () => {
       listed.json.map((b: BackupRecord) => b.id),
       [ids[2], ids[1]],
     );
-    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map((s) => s.label);
+    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map(
+      (s) => parseLabel(s.label)?.operationId,
+    );
     assert.ok(!labels.includes(ids[0]!), 'the expired backup’s array snapshot is deleted');
     assert.ok(labels.includes(ids[1]!) && labels.includes(ids[2]!));
     await assertClean(lab.configPath, clean);
@@ -167,7 +170,9 @@ describe('tasks, retention, delete and init from the CLI', () => {
     const real = await cli('delete', '--backup', secondId);
     assert.equal(real.code, 0);
     assert.equal((await cli('inquire', '--backup', secondId)).code, 3);
-    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map((s) => s.label);
+    const labels = (await arraySnapshots(loadConfig(lab.configPath))).map(
+      (s) => parseLabel(s.label)?.operationId,
+    );
     assert.ok(!labels.includes(secondId));
 
     const expireDry = await cli('expire', '--dry-run');

@@ -262,7 +262,10 @@ describe('restore on a copy-driver lab', () => {
     );
     assert.equal(vm.hardware?.numCpu, backup.vms.find((v) => v.name === 'web01')!.hardware?.numCpu);
     // The backup held web01 with a VM snapshot: the base disks are its state, and no snapshot comes along.
-    assert.equal(backup.vms.find((v) => v.name === 'web01')!.vmSnapshot, `snapkeeper-${backup.id}`);
+    assert.match(
+      backup.vms.find((v) => v.name === 'web01')!.vmSnapshot!,
+      new RegExp(`^snapkeeper-${backup.id}\\.[0-9a-f]{12}$`),
+    );
     assert.deepEqual(vm.snapshots, []);
     assert.ok(
       r.disks.every((d: { source: string }) => !/-\d{6}\.vmdk$/.test(d.source)),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -353,6 +353,8 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('CLI: inventory --json and table; wrong password exits 3 without showing it', async () => {
+    // lab up makes a catalog; without one, inventory still works and makes none.
+    rmSync(loadConfig(lab.configPath).catalog.path, { force: true });
     const json = await runCli(['--config', lab.configPath, 'inventory', '--json'], {
       env: { SNAPKEEPER_STATS: '1' },
     });

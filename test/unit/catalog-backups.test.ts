@@ -72,7 +72,7 @@ function backup(
 let catalog: Catalog;
 beforeEach(() => {
   catalog?.close();
-  catalog = Catalog.open(join(root, `c${++n}.db`));
+  catalog = Catalog.create(join(root, `c${++n}.db`));
 });
 after(() => catalog?.close());
 

@@ -33,7 +33,7 @@ function backup(id: string): BackupRecord {
 describe('Catalog.open', () => {
   it('creates the parent directory and the file, in WAL mode with foreign keys on', () => {
     const file = fresh('deep/er/catalog.db');
-    const catalog = Catalog.open(file);
+    const catalog = Catalog.create(file);
     try {
       assert.ok(existsSync(file));
       assert.equal(catalog.path, file);
@@ -56,7 +56,7 @@ describe('Catalog.open', () => {
 
   it('keeps data across close and reopen, and migrates nothing the second time', () => {
     const file = fresh();
-    const first = Catalog.open(file);
+    const first = Catalog.create(file);
     first.insertBackup(backup('b-1'));
     first.close();
     first.close(); // twice is harmless
@@ -106,7 +106,7 @@ describe('Catalog.open', () => {
 
   it('refuses a catalog with a newer schema, naming the file and both versions', () => {
     const file = fresh();
-    Catalog.open(file).close();
+    Catalog.create(file).close();
     const db = new Database(file);
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
       LATEST_SCHEMA_VERSION + 1,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { Catalog, operationPidAlive, pidAlive } from '../../src/catalog/index.js';
+import { Catalog, LEASE_MS, operationAlive, pidAlive } from '../../src/catalog/index.js';
 import { ConflictError, LockedError, NotFoundError } from '../../src/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-ops-'));
@@ -34,13 +34,13 @@ beforeEach(() => {
   for (const c of others.splice(0)) c.close();
   file = join(root, `c${++n}.db`);
   clock = manualClock();
-  catalog = Catalog.open(file, { now: clock.now });
+  catalog = Catalog.create(file, { now: clock.now });
 });
 after(() => catalog?.close());
 
 /** A second connection to the same file, as another snapkeeper process would have. */
 function second(): Catalog {
-  const c = Catalog.open(file, { now: clock.now });
+  const c = Catalog.create(file, { now: clock.now });
   others.push(c);
   return c;
 }
@@ -287,7 +287,7 @@ describe('catalog locks', () => {
       catalog.beginOperation({ id: 'op-parent', kind: 'restore' });
       const holder = catalog.getOperation('op-child');
       assert.equal(holder.pid, child.pid);
-      assert.equal(operationPidAlive(holder), true);
+      assert.equal(operationAlive(holder, new Date()), true);
       assert.throws(
         () => catalog.acquireLocks('op-parent', ['vm:vm-1']),
         (e: unknown) => {
@@ -315,7 +315,7 @@ describe('catalog locks', () => {
     assert.equal(op.state, 'running');
     assert.equal(op.pid, result.pid);
     assert.equal(pidAlive(op.pid), false);
-    assert.equal(operationPidAlive(op), false);
+    assert.equal(operationAlive(op, new Date()), false);
     // The dead run still blocks until recover finishes it: the catalog does not guess liveness itself.
     catalog.beginOperation({ id: 'op-recover', kind: 'recover' });
     assert.throws(() => catalog.acquireLocks('op-recover', ['vm:vm-1']), { code: 'RESOURCE_LOCKED' });
@@ -338,9 +338,23 @@ describe('catalog locks', () => {
     assert.ok(catalog.getOperation('op-child').recoveredAt);
   });
 
-  it('operationPidAlive counts an operation of another host as alive', () => {
-    assert.equal(operationPidAlive({ pid: 999_999_999, host: `not-${hostname()}` }), true);
-    assert.equal(operationPidAlive({ pid: process.pid, host: hostname() }), true);
+  it('operationAlive: another host counts by its lease alone; on this host a dead pid is dead at once', () => {
+    const now = new Date('2026-11-01T12:00:00.000Z');
+    const at = (ms: number) => new Date(now.getTime() - ms).toISOString();
+    const op = { state: 'running' as const, startedAt: at(10 * LEASE_MS) };
+    const elsewhere = { ...op, pid: 999_999_999, host: `not-${hostname()}` };
+    assert.equal(operationAlive({ ...elsewhere, heartbeatAt: at(LEASE_MS - 1) }, now), true);
+    assert.equal(
+      operationAlive({ ...elsewhere, heartbeatAt: at(LEASE_MS + 1) }, now),
+      false,
+      'lease ran out',
+    );
+    // A daemon running many operations in one live process: a stuck one is dead by its lease.
+    const here = { ...op, pid: process.pid, host: hostname() };
+    assert.equal(operationAlive({ ...here, heartbeatAt: at(1000) }, now), true);
+    assert.equal(operationAlive({ ...here, heartbeatAt: at(LEASE_MS + 1) }, now), false);
+    assert.equal(operationAlive({ ...here, pid: 999_999_999, heartbeatAt: at(0) }, now), false, 'pid gone');
+    assert.equal(operationAlive({ ...here, state: 'done', heartbeatAt: at(0) }, now), false, 'finished');
     assert.equal(pidAlive(0), false);
     assert.equal(pidAlive(-1), false);
   });

@@ -15,7 +15,7 @@ let n = 0;
 let catalog: Catalog;
 beforeEach(() => {
   catalog?.close();
-  catalog = Catalog.open(join(root, `c${++n}.db`));
+  catalog = Catalog.create(join(root, `c${++n}.db`));
 });
 after(() => catalog?.close());
 

@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Catalog } from '../../src/catalog/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { EngineContext } from '../../src/engine/context.js';
-import { expireAll, expireTask } from '../../src/engine/retention.js';
-import { NotFoundError } from '../../src/errors.js';
+import { deleteBackup, expireAll, expireTask } from '../../src/engine/retention.js';
+import { ConflictError, NotFoundError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-engine-retention-'));
@@ -24,6 +25,7 @@ defaults: { retention: ${retention} }
 tasks: [{ name: nightly, select: { vms: [web01] } }]
 `;
   const config = parseConfig(text, join(dir, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
+  Catalog.create(config.catalog.path).close();
   return new EngineContext(config, undefined, () => new Date('2026-01-10T00:00:00Z'));
 }
 
@@ -110,6 +112,56 @@ describe('retention of ad-hoc backups', () => {
       ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
       ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['a'], 2));
       const r = await expireAll(ctx, { dryRun: false, task: 'adhoc' });
+      assert.deepEqual(
+        r.deleted.map((d) => d.id),
+        ['20260101-000000-aaaaaa'],
+      );
+    } finally {
+      await ctx.close();
+    }
+  });
+});
+
+describe('retention and backups that are lost or in use', () => {
+  it('a lost backup is never counted as a kept version', async () => {
+    const ctx = context('{ versions: 1 }');
+    try {
+      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      ctx.catalog.insertBackup({ ...backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2), state: 'lost' });
+      const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
+      assert.deepEqual(r.deleted, [], 'the only restorable backup is the kept version');
+      assert.ok(ctx.catalog.findBackup('20260101-000000-aaaaaa'));
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('a held backup is skipped by expire and refused by delete, naming the holder', async () => {
+    const ctx = context('{ versions: 1 }');
+    try {
+      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2));
+      ctx.catalog.beginOperation({ id: 'restore-x', kind: 'restore' });
+      ctx.catalog.acquireLocks('restore-x', [{ resource: 'backup:20260101-000000-aaaaaa', mode: 'shared' }]);
+      for (const dryRun of [true, false]) {
+        const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun });
+        assert.deepEqual(r.deleted, []);
+        assert.deepEqual(
+          r.skipped.map((s) => s.id),
+          ['20260101-000000-aaaaaa'],
+        );
+        assert.match(r.skipped[0]!.reason, /restore operation restore-x \(pid \d+ on /);
+      }
+      await assert.rejects(deleteBackup(ctx, '20260101-000000-aaaaaa', { dryRun: false }), (err: unknown) => {
+        assert.ok(err instanceof ConflictError);
+        assert.equal(err.code, 'BACKUP_IN_USE');
+        assert.equal(err.exitCode, 3);
+        assert.match(err.message, /restore operation restore-x/);
+        return true;
+      });
+      assert.ok(ctx.catalog.findBackup('20260101-000000-aaaaaa'), 'nothing was deleted');
+      ctx.catalog.finishOperation('restore-x', 'done');
+      const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
       assert.deepEqual(
         r.deleted.map((d) => d.id),
         ['20260101-000000-aaaaaa'],

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { Catalog } from '../../catalog/index.js';
 import { recover } from '../../engine/recover.js';
 import { deleteBackup, expireAll } from '../../engine/retention.js';
 import { ExitCode } from '../../errors.js';
@@ -7,6 +8,23 @@ import { withEngine } from '../engine.js';
 import type { Runner } from './index.js';
 
 export function registerMaintenance(program: Command, run: Runner): void {
+  program
+    .command('catalog')
+    .description('the catalog file')
+    .command('create')
+    .description('create the catalog at the configured catalog.path (other commands never create one)')
+    .action(
+      run(async (ctx) => {
+        const path = ctx.config().catalog.path;
+        const catalog = Catalog.create(path);
+        try {
+          return ok({ path: catalog.path, id: catalog.id }, `catalog ${catalog.path} (id ${catalog.id})`);
+        } finally {
+          catalog.close();
+        }
+      }),
+    );
+
   program
     .command('recover')
     .description('repair what interrupted runs left: VM snapshots, suspended VMs, orphan array snapshots')
@@ -28,6 +46,16 @@ export function registerMaintenance(program: Command, run: Runner): void {
               `left open (not fully repaired; run recover again): ${report.stillOpen.map((o) => `${o.kind} ${o.id}`).join(', ')}`,
             );
           }
+          for (const b of report.lostBackups) {
+            lines.push(
+              `warning: backup ${b.id} ${verb}${report.dryRun ? 'be ' : 'is '}marked lost: ${b.missing.map((m) => `${m.array}/${m.snapshotId}`).join(', ')} no longer on the array`,
+            );
+          }
+          if (report.foreign.length > 0) {
+            lines.push(
+              `left alone (not made by this catalog): ${report.foreign.length}${report.foreign.map((f) => `\n  ${f.kind} ${f.where}/${f.name}: ${f.why}`).join('')}`,
+            );
+          }
           lines.push(...report.actions);
           if (report.running.length > 0) {
             lines.push(
@@ -35,7 +63,13 @@ export function registerMaintenance(program: Command, run: Runner): void {
             );
           }
           if (report.errors.length > 0) lines.push('errors:', ...report.errors.map((e) => `  ${e}`));
-          return ok(report, lines.join('\n'), report.errors.length > 0 ? ExitCode.failed : ExitCode.ok);
+          const exitCode =
+            report.errors.length > 0
+              ? ExitCode.failed
+              : report.lostBackups.length > 0
+                ? ExitCode.warnings
+                : ExitCode.ok;
+          return ok(report, lines.join('\n'), exitCode);
         }),
       ),
     );
@@ -72,13 +106,16 @@ export function registerMaintenance(program: Command, run: Runner): void {
           const lines = [
             `${verb} ${result.deleted.length} backup(s)`,
             ...result.deleted.map((d) => `  ${d.id} (${d.task}): ${d.reason}`),
+            ...result.skipped.map((s) => `warning: skipped ${s.id}: ${s.reason}`),
             ...result.errors.map((e) => `error: ${e}`),
           ];
-          return ok(
-            { dryRun, ...result },
-            lines.join('\n'),
-            result.errors.length > 0 ? ExitCode.failed : ExitCode.ok,
-          );
+          const exitCode =
+            result.errors.length > 0
+              ? ExitCode.failed
+              : result.skipped.length > 0
+                ? ExitCode.warnings
+                : ExitCode.ok;
+          return ok({ dryRun, ...result }, lines.join('\n'), exitCode);
         }),
       ),
     );

@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { LockedError, SnapkeeperError, UsageError } from '../../src/errors.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+
+const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-safety-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const fresh = (name = 'catalog.db') => join(root, `case-${++n}`, name);
+
+function backup(id: string, state: BackupRecord['state'] = 'complete'): BackupRecord {
+  return {
+    id,
+    task: 'nightly',
+    state,
+    startedAt: '2026-11-01T01:00:00.000Z',
+    snapshots: [],
+    vms: [],
+    warnings: [],
+  };
+}
+
+describe('catalog files: only init, lab up and catalog create make one', () => {
+  it('a missing file is refused naming the path, and neither file nor directory is created', () => {
+    const file = fresh();
+    assert.throws(
+      () => Catalog.open(file),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.equal(err.code, 'CATALOG_NOT_FOUND');
+        assert.ok(err.message.includes(file));
+        return true;
+      },
+    );
+    assert.equal(existsSync(join(file, '..')), false, 'no directory either');
+    Catalog.create(file).close();
+    assert.ok(existsSync(file));
+    Catalog.open(file).close();
+  });
+
+  it('an empty file is refused, even by create, and left as it was', () => {
+    const file = fresh();
+    Catalog.create(file).close();
+    writeFileSync(file, '');
+    for (const openIt of [() => Catalog.open(file), () => Catalog.create(file)]) {
+      assert.throws(openIt, (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.equal(err.code, 'CATALOG_INVALID');
+        assert.ok(err.message.includes(file));
+        return true;
+      });
+    }
+    assert.equal(statSync(file).size, 0);
+  });
+
+  it('an empty SQLite database is not a catalog unless created as one', () => {
+    const file = fresh();
+    Catalog.create(join(file, '..', 'other.db')).close();
+    const db = new Database(file);
+    db.pragma('user_version = 7'); // a valid SQLite file without tables
+    db.close();
+    const before = readFileSync(file);
+    assert.throws(() => Catalog.open(file), { code: 'CATALOG_INVALID' });
+    assert.deepEqual(readFileSync(file), before, 'left untouched');
+  });
+
+  it('a damaged file is CATALOG_CORRUPT naming it, not an internal error', async () => {
+    const file = fresh();
+    const c = Catalog.create(file);
+    for (let i = 0; i < 50; i++) c.insertBackup(backup(`b-${i}`));
+    c.close();
+    // Keep the header page, scribble over every other page.
+    const f = await open(file, 'r+');
+    const size = (await f.stat()).size;
+    await f.write(Buffer.alloc(size - 4096, 0x5a), 0, size - 4096, 4096);
+    await f.close();
+    assert.throws(
+      () => Catalog.open(file).listBackups(),
+      (err: unknown) => {
+        assert.ok(err instanceof SnapkeeperError);
+        assert.equal(err.code, 'CATALOG_CORRUPT');
+        assert.ok(err.message.includes(file), err.message);
+        return true;
+      },
+    );
+  });
+});
+
+describe('catalog identity and the migration that brings it', () => {
+  it('every catalog has an id of its own, kept across opens', () => {
+    const a = Catalog.create(fresh());
+    const b = Catalog.create(fresh());
+    try {
+      assert.match(a.id, /^[0-9a-f]{12}$/);
+      assert.notEqual(a.id, b.id);
+      const again = Catalog.open(a.path);
+      assert.equal(again.id, a.id);
+      again.close();
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('an old catalog gets an id, keeps its locks (exclusive), its backups and their index rows', () => {
+    const file = fresh();
+    rmSync(join(file, '..'), { recursive: true, force: true });
+    Catalog.create(join(file, '..', 'seed.db')).close();
+    const old = new Database(file);
+    old.pragma('foreign_keys = ON');
+    applyMigrations(old, file, MIGRATIONS.slice(0, 3));
+    const record = backup('b-old');
+    old
+      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
+      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
+    old
+      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
+      .run('b-old', 'vm-1', 'web01');
+    old
+      .prepare(
+        "INSERT INTO operations (id, kind, pid, host, state, started_at) VALUES ('op-1', 'restore', 1, 'h', 'running', '2026-01-01T00:00:00.000Z')",
+      )
+      .run();
+    old
+      .prepare(
+        "INSERT INTO operations (id, kind, pid, host, state, started_at, finished_at) VALUES ('op-2', 'backup', 1, 'h', 'failed', '2026-01-01T00:00:00.000Z', '2026-01-01T00:01:00.000Z')",
+      )
+      .run();
+    old
+      .prepare("INSERT INTO locks (resource, operation_id, acquired_at) VALUES ('backup:b-old', 'op-1', 'x')")
+      .run();
+    old
+      .prepare(
+        "INSERT INTO mounts (id, backup_id, kind, data, created_at) VALUES ('m', 'b-old', 'datastore', '{}', 'x')",
+      )
+      .run();
+    old.close();
+
+    const c = Catalog.open(file);
+    try {
+      assert.equal(c.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.match(c.id, /^[0-9a-f]{12}$/);
+      assert.deepEqual(c.getBackup('b-old'), record);
+      assert.deepEqual(
+        c.listBackups({ vm: 'web01' }).map((b) => b.id),
+        ['b-old'],
+      );
+      assert.equal(c.mountsOf('b-old').length, 1, 'the mount still points at its backup');
+      assert.deepEqual(
+        c.lockHolders('backup:b-old').map((h) => [h.mode, h.operation.id]),
+        [['exclusive', 'op-1']],
+      );
+      // A failed operation of the old release finished itself after a clean undo: nothing to repair.
+      assert.deepEqual(c.listOperations({ state: ['failed'], recovered: false }), []);
+      // The new state is accepted.
+      c.updateBackup({ ...record, state: 'lost' });
+      assert.equal(c.getBackup('b-old').state, 'lost');
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('shared and exclusive holds', () => {
+  it('readers share, a writer excludes and is excluded, stale holders are taken over', () => {
+    const c = Catalog.create(fresh());
+    const other = Catalog.open(c.path);
+    try {
+      for (const id of ['restore-1', 'restore-2', 'delete-1']) c.beginOperation({ id, kind: 'restore' });
+      const shared = { resource: 'backup:b1', mode: 'shared' as const };
+      c.acquireLocks('restore-1', [shared]);
+      other.acquireLocks('restore-2', [shared, 'vm:vm-9']);
+      assert.deepEqual(
+        c.lockHolders('backup:b1').map((h) => [h.mode, h.operation.id]),
+        [
+          ['shared', 'restore-1'],
+          ['shared', 'restore-2'],
+        ],
+      );
+      assert.throws(
+        () => c.acquireLocks('delete-1', [{ resource: 'backup:b1', mode: 'exclusive' }]),
+        (err: unknown) => {
+          assert.ok(err instanceof LockedError);
+          assert.match(err.message, /backup:b1 is in use by restore operation restore-1 \(pid \d+ on /);
+          return true;
+        },
+      );
+      c.finishOperation('restore-1', 'done');
+      assert.throws(() => c.acquireLocks('delete-1', ['backup:b1']), { code: 'RESOURCE_LOCKED' });
+      other.finishOperation('restore-2', 'failed');
+      c.acquireLocks('delete-1', ['backup:b1']);
+      assert.deepEqual(
+        c.lockHolders('backup:b1').map((h) => [h.mode, h.operation.id]),
+        [['exclusive', 'delete-1']],
+      );
+      c.beginOperation({ id: 'restore-3', kind: 'restore' });
+      assert.throws(() => c.acquireLocks('restore-3', [shared]), { code: 'RESOURCE_LOCKED' });
+      assert.deepEqual(c.locksOf('restore-3'), [], 'all or nothing');
+    } finally {
+      other.close();
+      c.close();
+    }
+  });
+
+  it('a failed operation closed as repaired is never revisited; one closed otherwise is', () => {
+    const c = Catalog.create(fresh());
+    try {
+      c.beginOperation({ id: 'a', kind: 'backup' });
+      c.beginOperation({ id: 'b', kind: 'backup' });
+      c.finishOperation('a', 'failed', { repaired: true });
+      c.finishOperation('b', 'failed');
+      assert.deepEqual(
+        c.listOperations({ state: ['failed'], recovered: false }).map((o) => o.id),
+        ['b'],
+      );
+    } finally {
+      c.close();
+    }
+  });
+});
