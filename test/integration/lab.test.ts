@@ -381,7 +381,9 @@ describe('lab lifecycle', () => {
       await labDown(lab.dir);
       assert.equal(await pathExists(lab.dir), false, 'the lab directory is gone');
       assert.equal(await pathExists(arrayPath), false);
-      assert.throws(() => process.kill(pid, 0), /ESRCH/);
+      // The test process started the simulator, so until Node reaps it the exited process is a zombie.
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      assert.ok(stat === '' || /^\d+ \(.*\) Z/.test(stat), `the simulator still runs: ${stat}`);
       assert.equal(await answersSoap(url, thumbprint), false);
       await assert.rejects(
         labDown(lab.dir),
