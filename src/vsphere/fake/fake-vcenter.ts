@@ -757,9 +757,11 @@ export class FakeVcenter implements VcenterSession {
   }
 
   reconfigureDisks(vmId: string, changes: DiskChanges, options: OperationOptions = {}): Promise<number[]> {
-    return this.#run('reconfigureDisks', options, () =>
-      this.#reconfigure(this.#vm(vmId, 'ReconfigVM_Task'), changes, 'ReconfigVM_Task'),
-    );
+    return this.#run('reconfigureDisks', options, () => {
+      // As the client: no change, no ReconfigVM_Task (so no lookup of the VM either).
+      if ((changes.add?.length ?? 0) + (changes.remove?.length ?? 0) === 0) return [];
+      return this.#reconfigure(this.#vm(vmId, 'ReconfigVM_Task'), changes, 'ReconfigVM_Task');
+    });
   }
 
   detachDiskFiles(vmId: string, files: string[], options: OperationOptions = {}): Promise<number> {
