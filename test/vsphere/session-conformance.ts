@@ -283,6 +283,37 @@ export function sessionConformance(
       assert.equal((await vc.vmState(id)).powerState, 'poweredOn', 'snapshots leave the power state alone');
     });
 
+    test("removing snapkeeper's snapshot keeps the user's one below it; the next snapshot goes under the parent", async () => {
+      const id = vmId('snap01');
+      const user = await vc.createVmSnapshot(id, { name: 'before upgrade', memory: false, quiesce: false });
+      const ours = await vc.createVmSnapshot(id, { name: 'snapkeeper-2', memory: false, quiesce: true });
+      await vc.removeVmSnapshot(ours);
+      assert.deepEqual(
+        (await vc.vmState(id)).snapshots.map((s) => [s.id, s.name]),
+        [[user, 'before upgrade']],
+      );
+      // The removed snapshot was the current one: its parent is current again, and takes the next child.
+      const next = await vc.createVmSnapshot(id, { name: 'snapkeeper-3', memory: false, quiesce: false });
+      await vc.removeVmSnapshot(user);
+      assert.deepEqual(
+        (await vc.vmState(id)).snapshots.map((s) => s.id),
+        [next],
+        'the child of a removed root becomes a root',
+      );
+      await vc.removeVmSnapshot(next);
+      assert.deepEqual((await vc.vmState(id)).snapshots, []);
+    });
+
+    test('an aborted signal: the operation rejects and changes nothing', async () => {
+      const id = vmId('snap01');
+      const signal = AbortSignal.abort(new Error('operator gave up'));
+      await assert.rejects(
+        vc.createVmSnapshot(id, { name: 'snapkeeper-aborted', memory: false, quiesce: false, signal }),
+      );
+      await assert.rejects(vc.suspendVm(id, { signal }));
+      assert.deepEqual(await vc.vmState(id), { powerState: 'poweredOn', snapshots: [] });
+    });
+
     test('snapshots of powered-off and suspended VMs, memory and quiesce asked, leave them as they are', async () => {
       for (const [name, power] of [
         ['off01', 'poweredOff'],
