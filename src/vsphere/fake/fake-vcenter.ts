@@ -388,8 +388,17 @@ export class FakeVcenter implements VcenterSession {
     this.#roundTrips++;
     options.signal?.throwIfAborted();
     const ms = this.#delays.get(method);
-    if (ms !== undefined) await sleep(ms, undefined, options.signal ? { signal: options.signal } : {});
-    else await Promise.resolve();
+    if (ms !== undefined) {
+      try {
+        await sleep(ms, undefined, options.signal ? { signal: options.signal } : {});
+      } catch (err) {
+        // As the client: an abort rejects with the signal's reason, not a generic AbortError.
+        throw options.signal?.aborted ? options.signal.reason : err;
+      }
+    } else {
+      // Never act synchronously inside the call: a real vCenter acts after the caller has moved on.
+      await Promise.resolve();
+    }
     if (this.#loggedOut && method !== 'logout') {
       throw fault('NotAuthenticated', 'the session is logged out', undefined, method);
     }
