@@ -99,6 +99,11 @@ export interface SessionExpectations {
    * VMs it saw powered on), so this is declared rather than relied upon.
    */
   suspendNeedsPoweredOn: boolean;
+  /**
+   * vCenter keeps VM names unique within a folder (DuplicateName); the simulator accepts a second VM of the
+   * same name. The engine checks names against the inventory before it creates a VM.
+   */
+  uniqueVmNamesPerFolder: boolean;
 }
 
 const UNKNOWN_VM = 'vm-987654';
@@ -489,6 +494,10 @@ export function sessionConformance(
         source.disks.map((d) => d.file),
         'a disk outside the destroyed VM home stays with its owner',
       );
+      const twin = vc.createVm({ ...spec, name: 'src01', vmxFile: '[ds-a] twin01/twin01.vmx', disks: [] });
+      if (expectations.uniqueVmNamesPerFolder) await assert.rejects(twin, assertFault('DuplicateName'));
+      else await vc.destroyVm(await twin); // the simulator's difference (see SessionExpectations)
+
       // Its home directory went with it: the same .vmx can be created again.
       const again = await vc.createVm({ ...spec, disks: [] });
       await vc.destroyVm(again);

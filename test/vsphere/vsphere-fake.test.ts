@@ -19,7 +19,7 @@ sessionConformance(
       cleanup: () => session.logout(),
     };
   },
-  { suspendNeedsPoweredOn: true },
+  { suspendNeedsPoweredOn: true, uniqueVmNamesPerFolder: true },
 );
 
 const SPEC: FakeSpec = {

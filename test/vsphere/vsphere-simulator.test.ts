@@ -26,5 +26,5 @@ sessionConformance(
       throw err;
     }
   },
-  { suspendNeedsPoweredOn: false },
+  { suspendNeedsPoweredOn: false, uniqueVmNamesPerFolder: false },
 );

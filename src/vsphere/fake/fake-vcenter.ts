@@ -366,7 +366,9 @@ export class FakeVcenter implements VcenterSession {
   /** A snapshot's recorded facts (for assertions on memory and quiesce); undefined when there is none. */
   snapshot(id: string): Readonly<Omit<FakeSnapshot, 'children'>> | undefined {
     const s = this.#snapshots.get(id);
-    return s && { ...s };
+    if (!s) return undefined;
+    const { children: _children, ...facts } = s;
+    return facts;
   }
 
   /** Whether a file (datastore path `[ds] dir/file`) exists as far as this vCenter knows. */
@@ -504,7 +506,7 @@ export class FakeVcenter implements VcenterSession {
     options: OperationOptions = {},
   ): Promise<{ powerState: PowerState; snapshots: VmSnapshotRef[] }> {
     return this.#run('vmState', options, () => {
-      const vm = this.#vm(vmId, 'vmState');
+      const vm = this.#vm(vmId, 'RetrievePropertiesEx');
       return { powerState: vm.powerState, snapshots: this.#snapshotList(vm) };
     });
   }
@@ -588,10 +590,24 @@ export class FakeVcenter implements VcenterSession {
     );
   }
 
-  /** Checks the folder, the host and that the host mounts the .vmx's datastore; returns the datacenter. */
+  /**
+   * Checks the folder (and that no VM there has the name: vCenter keeps VM names unique per folder), the host
+   * and that the host mounts the .vmx's datastore; returns the datacenter.
+   */
   #placement(spec: CreateVmSpec, method: string): string {
     const folder = this.#folders.get(spec.folderId);
     if (!folder) throw notFound('Folder', spec.folderId, method);
+    const same = [...this.#vms.values()].find(
+      (v) => v.folderId === spec.folderId && v.config.name === spec.name,
+    );
+    if (same) {
+      throw fault(
+        'DuplicateName',
+        `a VM named ${spec.name} exists in folder ${folder.path || '/'}`,
+        `VirtualMachine:${same.id}`,
+        method,
+      );
+    }
     const host = this.#hosts.get(spec.hostId);
     if (!host) throw notFound('HostSystem', spec.hostId, method);
     const ds = this.#datastoreByName(folder.datacenter, datastoreOf(spec.vmxFile));
@@ -606,8 +622,7 @@ export class FakeVcenter implements VcenterSession {
     return folder.datacenter;
   }
 
-  #register(datacenter: string, spec: CreateVmSpec, config: VmConfig): string {
-    const id = this.#id('vm');
+  #register(id: string, datacenter: string, spec: CreateVmSpec, config: VmConfig): string {
     this.#vms.set(id, {
       id,
       datacenter,
@@ -689,27 +704,28 @@ export class FakeVcenter implements VcenterSession {
       if (this.#files.has(spec.vmxFile)) {
         throw fault('FileAlreadyExists', `${spec.vmxFile} exists`, undefined, method);
       }
-      const nextId = `vm-${this.#nextId}`;
-      const config = this.#configOf(spec, nextId);
+      const id = this.#id('vm');
+      const config = this.#configOf(spec, id);
       this.#files.add(spec.vmxFile);
-      return this.#register(datacenter, spec, config);
+      return this.#register(id, datacenter, spec, config);
     });
   }
 
   registerVm(spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
     return this.#run('registerVm', options, () => {
       const method = 'RegisterVM_Task';
-      const datacenter = this.#placement(spec, method);
       if ([...this.#vms.values()].some((v) => v.config.vmxFile === spec.vmxFile)) {
         throw fault('AlreadyExists', `${spec.vmxFile} is registered already`, undefined, method);
       }
+      const datacenter = this.#placement(spec, method);
       if (!this.#files.has(spec.vmxFile))
         throw fault('NotFound', `${spec.vmxFile} does not exist`, undefined, method);
       // vCenter reads the .vmx: the VM comes back as it was unregistered, under its new name.
       const kept = this.#vmxConfigs.get(spec.vmxFile);
-      const config = kept ? { ...kept, name: spec.name } : this.#configOf(spec, `vm-${this.#nextId}`);
+      const id = this.#id('vm');
+      const config = kept ? { ...kept, name: spec.name } : this.#configOf(spec, id);
       this.#vmxConfigs.delete(spec.vmxFile);
-      return this.#register(datacenter, spec, config);
+      return this.#register(id, datacenter, spec, config);
     });
   }
 
@@ -736,7 +752,7 @@ export class FakeVcenter implements VcenterSession {
   }
 
   vmDevices(vmId: string, options: OperationOptions = {}): Promise<VmDevices> {
-    return this.#run('vmDevices', options, () => this.#devices(this.#vm(vmId, 'vmDevices')));
+    return this.#run('vmDevices', options, () => this.#devices(this.#vm(vmId, 'RetrievePropertiesEx')));
   }
 
   /** Applies removals then additions atomically: on a fault nothing changes, as one ReconfigVM_Task. */
