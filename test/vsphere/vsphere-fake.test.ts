@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { MemoryArray } from '../../src/arrays/index.js';
 import { UsageError } from '../../src/errors.js';
 import { parseLabSpec } from '../../src/lab/spec.js';
+import { mapDatastoresToVolumes } from '../../src/rules/datastores.js';
 import { type FakeSpec, FakeVcenter } from '../../src/vsphere/fake/index.js';
 import { isFault } from '../../src/vsphere/faults.js';
 import type { CreateVmSpec } from '../../src/vsphere/session.js';
@@ -263,4 +265,44 @@ test('after logout every operation is NotAuthenticated; logout twice is fine', a
   await vc.logout();
   await assert.rejects(vc.vmState(id('web01')), (err: unknown) => isFault(err, 'NotAuthenticated'));
   assert.equal(vc.calls('logout'), 1);
+});
+
+test('pairs with the memory array: datastores map onto its volumes, and a clone of a snapshot mounts as a datastore', async () => {
+  const array = new MemoryArray({
+    name: 'mem',
+    volumes: [
+      { name: 'ds-a', lun: 'naa.6aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' },
+      { name: 'ds-b', lun: 'naa.6bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' },
+    ],
+  });
+  const volumes = await array.listVolumes();
+  const vc = FakeVcenter.fromLabSpec(SPEC, {
+    datastores: Object.fromEntries(volumes.map((v) => [v.name, { url: v.path, lun: v.lun }])),
+    pathExists: (path) => array.statPath(path)?.type === 'directory',
+  });
+  const inv = await vc.inventory();
+  const mapping = mapDatastoresToVolumes(inv.datastores, [{ name: array.name, volumes }]);
+  assert.deepEqual(mapping.unmapped, []);
+  assert.deepEqual(
+    [...mapping.mapped].map(([ds, loc]) => [ds, loc.volumes]),
+    [
+      ['ds-a', ['ds-a']],
+      ['ds-b', ['ds-b']],
+    ],
+  );
+
+  array.writeFile('ds-a', 'web01/web01_0.vmdk', 'disk data');
+  const snap = await array.snapshotGroup(['ds-a'], { label: 'b1' });
+  const clone = await array.cloneSnapshot(snap.id, { label: 'mount-b1' });
+  const esx01 = inv.hosts.find((h) => h.name === 'esx01')!.id;
+  const mounted = await vc.createDatastore(esx01, 'snap-ds-a', clone.volumeExports['ds-a']!);
+  assert.equal(
+    (await vc.inventory()).datastores.find((d) => d.id === mounted)?.url,
+    clone.volumeExports['ds-a'],
+  );
+  await vc.removeDatastore(esx01, mounted);
+  await array.deleteClone(clone.id);
+  await assert.rejects(vc.createDatastore(esx01, 'snap-ds-a', clone.volumeExports['ds-a']!), (err: unknown) =>
+    isFault(err, 'NotFound'),
+  );
 });
