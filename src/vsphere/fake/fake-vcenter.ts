@@ -14,7 +14,7 @@ import type {
   VmDevices,
 } from '../session.js';
 import { TransportError } from '../transport.js';
-import type { FakeDiskSpec, FakeSpec } from './spec.js';
+import type { FakeDiskSpec, FakeSpec, FakeVmSpec } from './spec.js';
 
 /** The operations whose calls are counted and which `failNext` and `delay` can target. */
 export type FaultableMethod = Exclude<keyof VcenterSession, 'roundTrips'>;
@@ -231,73 +231,80 @@ export class FakeVcenter implements VcenterSession {
         hosts: new Set(hostIds.values()),
       });
     }
-    for (const spec of dc.vms ?? []) {
-      const hostId = hostIds.get(spec.host);
-      if (hostId === undefined) throw bad(`VM ${spec.name}: host ${spec.host} is not defined`);
-      const home = spec.datastore ?? spec.disks.flatMap((d) => ('datastore' in d ? [d.datastore] : []))[0];
-      if (home === undefined) throw bad(`VM ${spec.name} has no home datastore`);
-      for (const name of [home, ...spec.disks.flatMap((d) => ('datastore' in d ? [d.datastore] : []))]) {
+    for (const vm of dc.vms ?? []) {
+      const hostId = hostIds.get(vm.host);
+      if (hostId === undefined) throw bad(`VM ${vm.name}: host ${vm.host} is not defined`);
+      const onDatastores = vm.disks.flatMap((d) => ('datastore' in d ? [d.datastore] : []));
+      const home = vm.datastore ?? onDatastores[0];
+      if (home === undefined) throw bad(`VM ${vm.name} has no home datastore`);
+      for (const name of [home, ...onDatastores]) {
         if (!this.#datastoreByName(dc.name, name))
-          throw bad(`VM ${spec.name}: datastore ${name} is not defined`);
+          throw bad(`VM ${vm.name}: datastore ${name} is not defined`);
       }
-      const vmxFile = `[${home}] ${spec.name}/${spec.name}.vmx`;
-      const config: VmConfig = {
-        name: spec.name,
-        instanceUuid: uuidOf(`vm:${dc.name}/${spec.name}`),
-        numCpu: 1,
-        memoryMB: 256,
-        guestId: 'otherGuest64',
-        vmxFile,
-        devices: [...DEFAULT_CONTROLLERS],
-        disks: [],
-        nextKey: FIRST_DEVICE_KEY,
-      };
-      spec.disks.forEach((d: FakeDiskSpec, index) => {
-        const bus = Math.floor(index / DISKS_PER_BUS);
-        const controllerKey = FIRST_SCSI_KEY + bus;
-        if (!config.devices.some((c) => c.key === controllerKey)) {
-          config.devices.push({
-            kind: 'controller',
-            type: 'ParaVirtualSCSIController',
-            key: controllerKey,
-            busNumber: bus,
-            sharedBus: 'noSharing',
-          });
-        }
-        const unit = index % DISKS_PER_BUS;
-        const rdm = 'rdm' in d;
-        const file = `[${rdm ? home : d.datastore}] ${spec.name}/${spec.name}_${index}.vmdk`;
-        config.disks.push({
-          key: config.nextKey++,
-          label: `Hard disk ${index + 1}`,
-          file,
-          capacityBytes: d.sizeMB * MiB,
-          // vCenter keeps physical-mode RDMs out of snapshots by making them independent.
-          diskMode: rdm
-            ? d.rdm === 'physical'
-              ? 'independent_persistent'
-              : 'persistent'
-            : (d.mode ?? 'persistent'),
-          controllerKey,
-          unitNumber: unit >= 7 ? unit + 1 : unit,
-          ...(rdm ? { rdm: { compatibility: d.rdm, lun: d.lun } } : {}),
-        });
-        this.#files.add(file);
-      });
-      this.#files.add(vmxFile);
-      const vmId = this.#id('vm');
-      this.#vms.set(vmId, {
-        id: vmId,
-        datacenter: dc.name,
-        hostId,
-        folderId: this.#folderFor(dc.name, rootFolder, spec.folder ?? ''),
-        powerState: spec.power ?? 'poweredOn',
-        tools: spec.tools ?? true,
-        config,
-        rootSnapshots: [],
-        currentSnapshot: undefined,
-      });
+      this.#addVm(vm, { datacenter: dc.name, hostId, home, rootFolder });
     }
+  }
+
+  /** A VM of the spec as the lab makes it: PVSCSI controllers of 15 disks, the lab's file names. */
+  #addVm(
+    spec: FakeVmSpec,
+    where: { datacenter: string; hostId: string; home: string; rootFolder: string },
+  ): void {
+    const { datacenter, hostId, home, rootFolder } = where;
+    const vmxFile = `[${home}] ${spec.name}/${spec.name}.vmx`;
+    const config: VmConfig = {
+      name: spec.name,
+      instanceUuid: uuidOf(`vm:${datacenter}/${spec.name}`),
+      numCpu: 1,
+      memoryMB: 256,
+      guestId: 'otherGuest64',
+      vmxFile,
+      devices: [...DEFAULT_CONTROLLERS],
+      disks: [],
+      nextKey: FIRST_DEVICE_KEY,
+    };
+    spec.disks.forEach((d: FakeDiskSpec, index) => {
+      const bus = Math.floor(index / DISKS_PER_BUS);
+      const controllerKey = FIRST_SCSI_KEY + bus;
+      if (!config.devices.some((c) => c.key === controllerKey)) {
+        config.devices.push({
+          kind: 'controller',
+          type: 'ParaVirtualSCSIController',
+          key: controllerKey,
+          busNumber: bus,
+          sharedBus: 'noSharing',
+        });
+      }
+      const unit = index % DISKS_PER_BUS;
+      const rdm = 'rdm' in d;
+      const file = `[${rdm ? home : d.datastore}] ${spec.name}/${spec.name}_${index}.vmdk`;
+      // vCenter keeps physical-mode RDMs out of snapshots by making them independent.
+      const rdmMode = rdm && d.rdm === 'physical' ? 'independent_persistent' : 'persistent';
+      config.disks.push({
+        key: config.nextKey++,
+        label: `Hard disk ${index + 1}`,
+        file,
+        capacityBytes: d.sizeMB * MiB,
+        diskMode: rdm ? rdmMode : (d.mode ?? 'persistent'),
+        controllerKey,
+        unitNumber: unit >= 7 ? unit + 1 : unit,
+        ...(rdm ? { rdm: { compatibility: d.rdm, lun: d.lun } } : {}),
+      });
+      this.#files.add(file);
+    });
+    this.#files.add(vmxFile);
+    const vmId = this.#id('vm');
+    this.#vms.set(vmId, {
+      id: vmId,
+      datacenter,
+      hostId,
+      folderId: this.#folderFor(datacenter, rootFolder, spec.folder ?? ''),
+      powerState: spec.power ?? 'poweredOn',
+      tools: spec.tools ?? true,
+      config,
+      rootSnapshots: [],
+      currentSnapshot: undefined,
+    });
   }
 
   /** The folder at `path` below a datacenter's VM folder, made (with its parents) when missing. */
