@@ -306,3 +306,17 @@ test('pairs with the memory array: datastores map onto its volumes, and a clone 
     isFault(err, 'NotFound'),
   );
 });
+
+test('one task at a time per VM: a second task while a delayed one runs is TaskInProgress, other VMs are free', async () => {
+  const { vc, id } = fake();
+  vc.delay('createVmSnapshot', 60_000);
+  const controller = new AbortController();
+  const slow = vc.createVmSnapshot(id('web01'), { ...snapshotOptions, signal: controller.signal });
+  await assert.rejects(vc.suspendVm(id('web01')), (err: unknown) => isFault(err, 'TaskInProgress'));
+  assert.equal((await vc.vmState(id('web01'))).powerState, 'poweredOn', 'reads are not tasks');
+  await vc.suspendVm(id('notools'));
+  controller.abort(new Error('enough'));
+  await assert.rejects(slow, /enough/);
+  await vc.suspendVm(id('web01'));
+  assert.equal((await vc.vmState(id('web01'))).powerState, 'suspended', 'the VM is free again');
+});

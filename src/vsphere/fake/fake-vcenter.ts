@@ -178,6 +178,8 @@ export class FakeVcenter implements VcenterSession {
   readonly #faults = new Map<FaultableMethod, Injected[]>();
   readonly #delays = new Map<FaultableMethod, number>();
   readonly #calls = new Map<FaultableMethod, number>();
+  /** VMs with a task running (only ever seen while a delayed operation waits). */
+  readonly #busyVms = new Set<string>();
 
   constructor(options: FakeVcenterOptions = {}) {
     this.#options = options;
@@ -392,10 +394,34 @@ export class FakeVcenter implements VcenterSession {
    * Counts the call, waits for an injected delay, and throws an injected failure; after `effect`, throws a
    * failure injected `after`. Every operation goes through here once.
    */
-  async #run<T>(method: FaultableMethod, options: OperationOptions, effect: () => T): Promise<T> {
+  async #run<T>(
+    method: FaultableMethod,
+    options: OperationOptions,
+    effect: () => T,
+    taskOnVm?: string,
+  ): Promise<T> {
     this.#calls.set(method, this.calls(method) + 1);
     this.#roundTrips++;
     options.signal?.throwIfAborted();
+    if (taskOnVm === undefined) return this.#act(method, options, effect);
+    // vCenter runs one task at a time on a VM: a second one while the first runs is TaskInProgress.
+    if (this.#busyVms.has(taskOnVm)) {
+      throw fault(
+        'TaskInProgress',
+        `another task is in progress on ${taskOnVm}`,
+        `VirtualMachine:${taskOnVm}`,
+        method,
+      );
+    }
+    this.#busyVms.add(taskOnVm);
+    try {
+      return await this.#act(method, options, effect);
+    } finally {
+      this.#busyVms.delete(taskOnVm);
+    }
+  }
+
+  async #act<T>(method: FaultableMethod, options: OperationOptions, effect: () => T): Promise<T> {
     const ms = this.#delays.get(method);
     if (ms !== undefined) {
       try {
@@ -519,51 +545,61 @@ export class FakeVcenter implements VcenterSession {
   }
 
   createVmSnapshot(vmId: string, options: CreateVmSnapshotOptions): Promise<string> {
-    return this.#run('createVmSnapshot', options, () => {
-      const method = 'CreateSnapshot_Task';
-      const vm = this.#vm(vmId, method);
-      const running = vm.powerState === 'poweredOn';
-      if (running && options.quiesce && !vm.tools) {
-        throw fault(
-          'ToolsUnavailable',
-          `VMware Tools are not running in ${vm.config.name}`,
-          `VirtualMachine:${vmId}`,
-          method,
-        );
-      }
-      const id = this.#id('snapshot');
-      const parent = vm.currentSnapshot;
-      this.#snapshots.set(id, {
-        id,
-        vmId,
-        name: options.name,
-        description: options.description,
-        createdAt: (this.#options.now?.() ?? new Date()).toISOString(),
-        parent,
-        children: [],
-        // vCenter ignores memory and quiesce unless the VM runs.
-        memory: options.memory && running,
-        quiesced: options.quiesce && running,
-        powerState: vm.powerState,
-      });
-      if (parent === undefined) vm.rootSnapshots.push(id);
-      else this.#snapshots.get(parent)!.children.push(id);
-      vm.currentSnapshot = id;
-      return id;
-    });
+    return this.#run(
+      'createVmSnapshot',
+      options,
+      () => {
+        const method = 'CreateSnapshot_Task';
+        const vm = this.#vm(vmId, method);
+        const running = vm.powerState === 'poweredOn';
+        if (running && options.quiesce && !vm.tools) {
+          throw fault(
+            'ToolsUnavailable',
+            `VMware Tools are not running in ${vm.config.name}`,
+            `VirtualMachine:${vmId}`,
+            method,
+          );
+        }
+        const id = this.#id('snapshot');
+        const parent = vm.currentSnapshot;
+        this.#snapshots.set(id, {
+          id,
+          vmId,
+          name: options.name,
+          description: options.description,
+          createdAt: (this.#options.now?.() ?? new Date()).toISOString(),
+          parent,
+          children: [],
+          // vCenter ignores memory and quiesce unless the VM runs.
+          memory: options.memory && running,
+          quiesced: options.quiesce && running,
+          powerState: vm.powerState,
+        });
+        if (parent === undefined) vm.rootSnapshots.push(id);
+        else this.#snapshots.get(parent)!.children.push(id);
+        vm.currentSnapshot = id;
+        return id;
+      },
+      vmId,
+    );
   }
 
   removeVmSnapshot(snapshotId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('removeVmSnapshot', options, () => {
-      const s = this.#snapshots.get(snapshotId);
-      if (!s) throw notFound('VirtualMachineSnapshot', snapshotId, 'RemoveSnapshot_Task');
-      const vm = this.#vms.get(s.vmId)!;
-      const siblings = s.parent === undefined ? vm.rootSnapshots : this.#snapshots.get(s.parent)!.children;
-      siblings.splice(siblings.indexOf(snapshotId), 1, ...s.children);
-      for (const child of s.children) this.#snapshots.get(child)!.parent = s.parent;
-      if (vm.currentSnapshot === snapshotId) vm.currentSnapshot = s.parent;
-      this.#snapshots.delete(snapshotId);
-    });
+    return this.#run(
+      'removeVmSnapshot',
+      options,
+      () => {
+        const s = this.#snapshots.get(snapshotId);
+        if (!s) throw notFound('VirtualMachineSnapshot', snapshotId, 'RemoveSnapshot_Task');
+        const vm = this.#vms.get(s.vmId)!;
+        const siblings = s.parent === undefined ? vm.rootSnapshots : this.#snapshots.get(s.parent)!.children;
+        siblings.splice(siblings.indexOf(snapshotId), 1, ...s.children);
+        for (const child of s.children) this.#snapshots.get(child)!.parent = s.parent;
+        if (vm.currentSnapshot === snapshotId) vm.currentSnapshot = s.parent;
+        this.#snapshots.delete(snapshotId);
+      },
+      this.#snapshots.get(snapshotId)?.vmId,
+    );
   }
 
   #setPower(vmId: string, method: string, from: PowerState[], to: PowerState): void {
@@ -580,20 +616,29 @@ export class FakeVcenter implements VcenterSession {
   }
 
   suspendVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('suspendVm', options, () =>
-      this.#setPower(vmId, 'SuspendVM_Task', ['poweredOn'], 'suspended'),
+    return this.#run(
+      'suspendVm',
+      options,
+      () => this.#setPower(vmId, 'SuspendVM_Task', ['poweredOn'], 'suspended'),
+      vmId,
     );
   }
 
   powerOnVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('powerOnVm', options, () =>
-      this.#setPower(vmId, 'PowerOnVM_Task', ['poweredOff', 'suspended'], 'poweredOn'),
+    return this.#run(
+      'powerOnVm',
+      options,
+      () => this.#setPower(vmId, 'PowerOnVM_Task', ['poweredOff', 'suspended'], 'poweredOn'),
+      vmId,
     );
   }
 
   powerOffVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('powerOffVm', options, () =>
-      this.#setPower(vmId, 'PowerOffVM_Task', ['poweredOn', 'suspended'], 'poweredOff'),
+    return this.#run(
+      'powerOffVm',
+      options,
+      () => this.#setPower(vmId, 'PowerOffVM_Task', ['poweredOn', 'suspended'], 'poweredOff'),
+      vmId,
     );
   }
 
@@ -789,20 +834,30 @@ export class FakeVcenter implements VcenterSession {
   }
 
   reconfigureDisks(vmId: string, changes: DiskChanges, options: OperationOptions = {}): Promise<number[]> {
-    return this.#run('reconfigureDisks', options, () => {
-      // As the client: no change, no ReconfigVM_Task (so no lookup of the VM either).
-      if ((changes.add?.length ?? 0) + (changes.remove?.length ?? 0) === 0) return [];
-      return this.#reconfigure(this.#vm(vmId, 'ReconfigVM_Task'), changes, 'ReconfigVM_Task');
-    });
+    return this.#run(
+      'reconfigureDisks',
+      options,
+      () => {
+        // As the client: no change, no ReconfigVM_Task (so no lookup of the VM either).
+        if ((changes.add?.length ?? 0) + (changes.remove?.length ?? 0) === 0) return [];
+        return this.#reconfigure(this.#vm(vmId, 'ReconfigVM_Task'), changes, 'ReconfigVM_Task');
+      },
+      vmId,
+    );
   }
 
   detachDiskFiles(vmId: string, files: string[], options: OperationOptions = {}): Promise<number> {
-    return this.#run('detachDiskFiles', options, () => {
-      const vm = this.#vm(vmId, 'ReconfigVM_Task');
-      const remove = this.#devices(vm).disks.filter((d) => files.includes(d.file));
-      this.#reconfigure(vm, { remove }, 'ReconfigVM_Task');
-      return remove.length;
-    });
+    return this.#run(
+      'detachDiskFiles',
+      options,
+      () => {
+        const vm = this.#vm(vmId, 'ReconfigVM_Task');
+        const remove = this.#devices(vm).disks.filter((d) => files.includes(d.file));
+        this.#reconfigure(vm, { remove }, 'ReconfigVM_Task');
+        return remove.length;
+      },
+      vmId,
+    );
   }
 
   #unregister(vm: FakeVm): void {
@@ -811,30 +866,40 @@ export class FakeVcenter implements VcenterSession {
   }
 
   unregisterVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('unregisterVm', options, () => {
-      const vm = this.#vm(vmId, 'UnregisterVM');
-      if (vm.powerState === 'poweredOn') {
-        throw fault(
-          'InvalidPowerState',
-          `${vm.config.name} is powered on`,
-          `VirtualMachine:${vmId}`,
-          'UnregisterVM',
-        );
-      }
-      this.#vmxConfigs.set(vm.config.vmxFile, vm.config);
-      this.#unregister(vm);
-    });
+    return this.#run(
+      'unregisterVm',
+      options,
+      () => {
+        const vm = this.#vm(vmId, 'UnregisterVM');
+        if (vm.powerState === 'poweredOn') {
+          throw fault(
+            'InvalidPowerState',
+            `${vm.config.name} is powered on`,
+            `VirtualMachine:${vmId}`,
+            'UnregisterVM',
+          );
+        }
+        this.#vmxConfigs.set(vm.config.vmxFile, vm.config);
+        this.#unregister(vm);
+      },
+      vmId,
+    );
   }
 
   destroyVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run('destroyVm', options, () => {
-      const vm = this.#vms.get(vmId);
-      if (!vm) return;
-      // Destroy_Task deletes the VM's home directory; disks elsewhere stay.
-      const home = homeDirOf(vm.config.vmxFile);
-      for (const f of [...this.#files]) if (f.startsWith(home)) this.#files.delete(f);
-      this.#unregister(vm);
-    });
+    return this.#run(
+      'destroyVm',
+      options,
+      () => {
+        const vm = this.#vms.get(vmId);
+        if (!vm) return;
+        // Destroy_Task deletes the VM's home directory; disks elsewhere stay.
+        const home = homeDirOf(vm.config.vmxFile);
+        for (const f of [...this.#files]) if (f.startsWith(home)) this.#files.delete(f);
+        this.#unregister(vm);
+      },
+      vmId,
+    );
   }
 
   createDatastore(
