@@ -10,18 +10,23 @@ import type { CreateVmSpec } from '../../src/vsphere/session.js';
 import { TransportError } from '../../src/vsphere/transport.js';
 import { CONFORMANCE_SPEC, sessionConformance } from './session-conformance.js';
 
-let mounts = 0;
 sessionConformance(
   'FakeVcenter',
   async () => {
-    const session = FakeVcenter.fromLabSpec(CONFORMANCE_SPEC);
+    // What the hosts can see, as an array's exports would show it.
+    const hostPaths = new Set<string>();
+    const session = FakeVcenter.fromLabSpec(CONFORMANCE_SPEC, { pathExists: (path) => hostPaths.has(path) });
     return {
       session,
-      newDatastorePath: async () => `/memory/mounts/${++mounts}`,
+      async newDatastorePath(files = []) {
+        const dir = `/memory/mounts/${hostPaths.size}`;
+        for (const path of [dir, ...files.map((f) => `${dir}/${f}`)]) hostPaths.add(path);
+        return dir;
+      },
       cleanup: () => session.logout(),
     };
   },
-  { suspendNeedsPoweredOn: true, uniqueVmNamesPerFolder: true },
+  { suspendNeedsPoweredOn: true, uniqueVmNamesPerFolder: true, datastoreRemovalAsVcenter: true },
 );
 
 const SPEC: FakeSpec = {
@@ -278,7 +283,7 @@ test('pairs with the memory array: datastores map onto its volumes, and a clone 
   const volumes = await array.listVolumes();
   const vc = FakeVcenter.fromLabSpec(SPEC, {
     datastores: Object.fromEntries(volumes.map((v) => [v.name, { url: v.path, lun: v.lun }])),
-    pathExists: (path) => array.statPath(path)?.type === 'directory',
+    pathExists: (path) => array.statPath(path) !== undefined,
   });
   const inv = await vc.inventory();
   const mapping = mapDatastoresToVolumes(inv.datastores, [{ name: array.name, volumes }]);

@@ -1,5 +1,5 @@
-import { mkdtemp } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { connect } from '../../src/vsphere/client.js';
 import { startLab } from '../helpers/lab.js';
@@ -15,7 +15,14 @@ sessionConformance(
       return {
         session,
         // The simulator mounts a local directory: any directory of the lab will do.
-        newDatastorePath: () => mkdtemp(join(lab.dir, 'mount-')),
+        async newDatastorePath(files = []) {
+          const dir = await mkdtemp(join(lab.dir, 'mount-'));
+          for (const f of files) {
+            await mkdir(dirname(join(dir, f)), { recursive: true });
+            await writeFile(join(dir, f), '');
+          }
+          return dir;
+        },
         async cleanup() {
           await session.logout();
           await lab.stop();
@@ -26,5 +33,5 @@ sessionConformance(
       throw err;
     }
   },
-  { suspendNeedsPoweredOn: false, uniqueVmNamesPerFolder: false },
+  { suspendNeedsPoweredOn: false, uniqueVmNamesPerFolder: false, datastoreRemovalAsVcenter: false },
 );

@@ -23,8 +23,10 @@ export interface FakeVcenterOptions {
   /** Per datastore name: URL and LUN to use instead of the defaults (e.g. a memory array's volumes). */
   datastores?: Record<string, { url?: string; lun?: string }>;
   /**
-   * Whether a host can reach a directory (createDatastore). vCenter fails with NotFound when it cannot; without
-   * this hook every path is taken to exist.
+   * Whether a host path exists: the directory of createDatastore, a file below a datastore's URL (disks and
+   * .vmx files of createVm, registerVm, reconfigureDisks). With it the fake fails as vCenter does (NotFound,
+   * FileNotFound, FileAlreadyExists); without it only the files the fake made itself are known, and disk files
+   * it does not know are taken to exist.
    */
   pathExists?: (path: string) => boolean;
   /** Clock for snapshot creation times; default the system clock. */
@@ -690,7 +692,7 @@ export class FakeVcenter implements VcenterSession {
   }
 
   /** The controllers, NICs and disks of a captured configuration, as vCenter would key them. */
-  #configOf(spec: CreateVmSpec, vmId: string): VmConfig {
+  #configOf(spec: CreateVmSpec, vmId: string, datacenter: string, method: string): VmConfig {
     const config: VmConfig = {
       name: spec.name,
       instanceUuid: spec.instanceUuid ?? uuidOf(`instance:${vmId}`),
@@ -713,14 +715,30 @@ export class FakeVcenter implements VcenterSession {
         config.devices.push({ ...d, key, ...(mac === undefined ? {} : { macAddress: mac }) });
       }
     }
-    this.#addDisks(config, spec.disks, 'CreateVM_Task');
+    this.#addDisks(datacenter, config, spec.disks, method);
     return config;
   }
 
+  /**
+   * Whether a datastore file (`[ds] dir/file`) exists: known to the fake, or found by the `pathExists` hook
+   * below the datastore's URL; undefined when the fake cannot tell (no hook).
+   */
+  #exists(datacenter: string, file: string): boolean | undefined {
+    if (this.#files.has(file)) return true;
+    const hostPathExists = this.#options.pathExists;
+    if (!hostPathExists) return undefined;
+    const ds = this.#datastoreByName(datacenter, datastoreOf(file));
+    const relative = file.replace(/^\[[^\]]*\]\s*/, '');
+    return ds !== undefined && hostPathExists(`${ds.url.replace(/\/+$/, '')}/${relative}`);
+  }
+
   /** Adds disk devices (existing files) to a configuration; returns their keys. */
-  #addDisks(config: VmConfig, disks: DiskAttachment[], method: string): number[] {
+  #addDisks(datacenter: string, config: VmConfig, disks: DiskAttachment[], method: string): number[] {
     const keys: number[] = [];
     for (const d of disks) {
+      if (this.#exists(datacenter, d.file) === false) {
+        throw fault('FileNotFound', `file ${d.file} was not found`, undefined, method);
+      }
       const controller = config.devices.find((c) => c.kind === 'controller' && c.key === d.controllerKey);
       const taken = config.disks.some(
         (x) => x.controllerKey === d.controllerKey && x.unitNumber === d.unitNumber,
@@ -753,11 +771,11 @@ export class FakeVcenter implements VcenterSession {
     return this.#run('createVm', options, () => {
       const method = 'CreateVM_Task';
       const datacenter = this.#placement(spec, method);
-      if (this.#files.has(spec.vmxFile)) {
+      if (this.#exists(datacenter, spec.vmxFile) === true) {
         throw fault('FileAlreadyExists', `${spec.vmxFile} exists`, undefined, method);
       }
       const id = this.#id('vm');
-      const config = this.#configOf(spec, id);
+      const config = this.#configOf(spec, id, datacenter, method);
       this.#files.add(spec.vmxFile);
       return this.#register(id, datacenter, spec, config);
     });
@@ -770,12 +788,13 @@ export class FakeVcenter implements VcenterSession {
         throw fault('AlreadyExists', `${spec.vmxFile} is registered already`, undefined, method);
       }
       const datacenter = this.#placement(spec, method);
-      if (!this.#files.has(spec.vmxFile))
+      if (this.#exists(datacenter, spec.vmxFile) !== true) {
         throw fault('NotFound', `${spec.vmxFile} does not exist`, undefined, method);
+      }
       // vCenter reads the .vmx: the VM comes back as it was unregistered, under its new name.
       const kept = this.#vmxConfigs.get(spec.vmxFile);
       const id = this.#id('vm');
-      const config = kept ? { ...kept, name: spec.name } : this.#configOf(spec, id);
+      const config = kept ? { ...kept, name: spec.name } : this.#configOf(spec, id, datacenter, method);
       this.#vmxConfigs.delete(spec.vmxFile);
       return this.#register(id, datacenter, spec, config);
     });
@@ -828,7 +847,7 @@ export class FakeVcenter implements VcenterSession {
         );
       }
     }
-    const keys = this.#addDisks(draft, changes.add ?? [], method);
+    const keys = this.#addDisks(vm.datacenter, draft, changes.add ?? [], method);
     vm.config = draft;
     return keys;
   }
