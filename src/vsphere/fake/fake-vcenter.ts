@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UsageError } from '../../errors.js';
 import type { DiskKind, Inventory, PowerState, Vm, VmSnapshotRef } from '../../model/inventory.js';
 import { VsphereFault } from '../faults.js';
-import type { CapturedDevice } from '../inventory.js';
+import { type CapturedDevice, datastoreOfPath, isScsiController } from '../inventory.js';
 import type {
   CreateVmSnapshotOptions,
   CreateVmSpec,
@@ -121,17 +121,9 @@ function uuidOf(seed: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-function datastoreOf(path: string): string {
-  return /^\[([^\]]*)\]/.exec(path)?.[1] ?? '';
-}
-
 /** `[ds] dir/` of a .vmx path: everything below it is the VM's home directory. */
 function homeDirOf(vmxFile: string): string {
   return vmxFile.slice(0, vmxFile.lastIndexOf('/') + 1);
-}
-
-function isScsi(type: string): boolean {
-  return /SCSIController$|^VirtualLsiLogic/.test(type);
 }
 
 function kindOf(disk: FakeDisk): DiskKind {
@@ -473,7 +465,7 @@ export class FakeVcenter implements VcenterSession {
     let used = 0;
     for (const vm of this.#vms.values()) {
       for (const d of vm.config.disks)
-        if (!d.rdm && datastoreOf(d.file) === datastore) used += d.capacityBytes;
+        if (!d.rdm && datastoreOfPath(d.file) === datastore) used += d.capacityBytes;
     }
     return used;
   }
@@ -481,7 +473,7 @@ export class FakeVcenter implements VcenterSession {
   #inventoryVm(vm: FakeVm): Vm {
     const host = this.#hosts.get(vm.hostId);
     const c = vm.config;
-    const homeDatastore = datastoreOf(c.vmxFile);
+    const homeDatastore = datastoreOfPath(c.vmxFile);
     return {
       id: vm.id,
       name: c.name,
@@ -493,14 +485,14 @@ export class FakeVcenter implements VcenterSession {
       folder: this.#folders.get(vm.folderId)?.path ?? '',
       vmxFile: c.vmxFile,
       homeDatastore,
-      datastores: [...new Set([homeDatastore, ...c.disks.map((d) => datastoreOf(d.file))])],
+      datastores: [...new Set([homeDatastore, ...c.disks.map((d) => datastoreOfPath(d.file))])],
       disks: c.disks.map((d) => ({
         key: d.key,
         label: d.label,
         kind: kindOf(d),
         capacityBytes: d.capacityBytes,
         file: d.file,
-        datastore: datastoreOf(d.file),
+        datastore: datastoreOfPath(d.file),
         diskMode: d.diskMode,
         ...(d.rdm ? { lun: d.rdm.lun } : {}),
         controllerKey: d.controllerKey,
@@ -664,7 +656,7 @@ export class FakeVcenter implements VcenterSession {
     }
     const host = this.#hosts.get(spec.hostId);
     if (!host) throw notFound('HostSystem', spec.hostId, method);
-    const ds = this.#datastoreByName(folder.datacenter, datastoreOf(spec.vmxFile));
+    const ds = this.#datastoreByName(folder.datacenter, datastoreOfPath(spec.vmxFile));
     if (!ds?.hosts.has(spec.hostId)) {
       throw fault(
         'InvalidDatastore',
@@ -727,7 +719,7 @@ export class FakeVcenter implements VcenterSession {
     if (this.#files.has(file)) return true;
     const hostPathExists = this.#options.pathExists;
     if (!hostPathExists) return undefined;
-    const ds = this.#datastoreByName(datacenter, datastoreOf(file));
+    const ds = this.#datastoreByName(datacenter, datastoreOfPath(file));
     const relative = file.replace(/^\[[^\]]*\]\s*/, '');
     return ds !== undefined && hostPathExists(`${ds.url.replace(/\/+$/, '')}/${relative}`);
   }
@@ -816,7 +808,7 @@ export class FakeVcenter implements VcenterSession {
         label: d.label,
       })),
       scsiControllers: c.devices
-        .filter((d) => d.kind === 'controller' && isScsi(d.type))
+        .filter((d) => d.kind === 'controller' && isScsiController(d.type))
         .map((d) => ({ key: d.key, busNumber: (d as { busNumber: number }).busNumber }))
         .sort((a, b) => a.busNumber - b.busNumber),
     };
@@ -837,7 +829,7 @@ export class FakeVcenter implements VcenterSession {
     }
     const host = vm.hostId;
     for (const a of changes.add ?? []) {
-      const ds = this.#datastoreByName(vm.datacenter, datastoreOf(a.file));
+      const ds = this.#datastoreByName(vm.datacenter, datastoreOfPath(a.file));
       if (!ds?.hosts.has(host)) {
         throw fault(
           'InvalidDatastore',
@@ -965,7 +957,9 @@ export class FakeVcenter implements VcenterSession {
       const user = [...this.#vms.values()].find(
         (vm) =>
           vm.datacenter === ds.datacenter &&
-          [vm.config.vmxFile, ...vm.config.disks.map((d) => d.file)].some((f) => datastoreOf(f) === ds.name),
+          [vm.config.vmxFile, ...vm.config.disks.map((d) => d.file)].some(
+            (f) => datastoreOfPath(f) === ds.name,
+          ),
       );
       if (user) {
         throw fault(
