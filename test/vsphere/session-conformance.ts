@@ -319,6 +319,23 @@ export function sessionConformance(
       assert.deepEqual((await vc.vmState(id)).snapshots, []);
     });
 
+    test('snapshots of several VMs at once (the engine prepares VMs in parallel) land on their own VMs', async () => {
+      const names = ['snap01', 'off01', 'susp01'];
+      const ids = await Promise.all(
+        names.map((name) =>
+          vc.createVmSnapshot(vmId(name), { name: `par-${name}`, memory: false, quiesce: false }),
+        ),
+      );
+      assert.equal(new Set(ids).size, names.length);
+      const states = await Promise.all(names.map((name) => vc.vmState(vmId(name))));
+      assert.deepEqual(
+        states.map((st) => st.snapshots.map((x) => [x.id, x.name])),
+        names.map((name, i) => [[ids[i], `par-${name}`]]),
+      );
+      await Promise.all(ids.map((id) => vc.removeVmSnapshot(id)));
+      for (const name of names) assert.deepEqual((await vc.vmState(vmId(name))).snapshots, []);
+    });
+
     test('an aborted signal: the operation rejects and changes nothing', async () => {
       const id = vmId('snap01');
       const signal = AbortSignal.abort(new Error('operator gave up'));
