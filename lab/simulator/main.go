@@ -161,7 +161,8 @@ func run(specFile, listen string, useTLS bool, user, passwordFile string, idle i
 	server := model.Service.NewServer()
 	// The guard strips injected RDM disks around the few calls whose simulator code assumes flat backings.
 	// Set before the ready file exists, so no client can have connected yet.
-	server.Config.Handler = b.rdm.guard(server.Config.Handler)
+	// The datastore guard makes datastore removal behave as vCenter's (datastores.go).
+	server.Config.Handler = datastoreRemovalGuard(b.rdm.guard(server.Config.Handler))
 
 	u := *server.URL
 	u.User = nil

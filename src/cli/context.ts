@@ -1,12 +1,17 @@
 import { type Config, defaultConfigPath, loadConfig } from '../config/load.js';
 import { ExitCode } from '../errors.js';
+import type { Warning } from '../model/backup.js';
 import { Progress } from './progress.js';
 
 /** What every command gets: global options, lazily loaded configuration, and a progress display. */
 export interface CliContext {
   json: boolean;
   configPath: string;
+  /** True when --config was given (not only the default or $SNAPKEEPER_CONFIG). */
+  configGiven: boolean;
   config(): Config;
+  /** Warnings of the configuration, once it was loaded (none before). */
+  configWarnings(): Warning[];
   progress: Progress;
   env: NodeJS.ProcessEnv;
 }
@@ -35,10 +40,14 @@ export function createContext(
   return {
     json,
     configPath,
+    configGiven: globals.config !== undefined,
     env,
     config() {
       cached ??= loadConfig(configPath, env);
       return cached;
+    },
+    configWarnings() {
+      return cached?.warnings ?? [];
     },
     progress: new Progress({ enabled: !json && process.stderr.isTTY === true, stream: process.stderr }),
   };

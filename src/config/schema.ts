@@ -1,3 +1,4 @@
+import { Cron } from 'croner';
 import { z } from 'zod';
 import { BACKUP_MODES } from '../model/modes.js';
 
@@ -28,6 +29,42 @@ const selectionLists = {
 };
 export const selectionSchema = z.object(selectionLists).strict();
 
+/** A task's `select` must name something: an empty one would back up nothing, night after night. */
+const taskSelectionSchema = selectionSchema.refine(
+  (s) => Object.values(s).some((list) => list !== undefined && list.length > 0),
+  { message: 'is empty: name at least one VM, folder, host, cluster, datastore or datacenter' },
+);
+
+/** Checked with croner, the library `snapkeeper serve` schedules with, so what loads is what runs. */
+const cronSchedule = z
+  .string()
+  .min(1)
+  .superRefine((pattern, ctx) => {
+    try {
+      // Without a callback croner only parses the pattern; stop() makes sure no timer outlives the check.
+      new Cron(pattern).stop();
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid cron schedule ${JSON.stringify(pattern)}: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
+  });
+
+/** An IANA time zone name such as Europe/Berlin, as the platform's time zone database knows it. */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const timeZone = z.string().refine(isTimeZone, {
+  error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (an IANA name such as Europe/Berlin)`,
+});
+
 /** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
 export const RESERVED_TASK_NAME = 'adhoc';
 
@@ -42,9 +79,17 @@ export const taskSchema = z
     mode: z.enum(BACKUP_MODES).optional(),
     retention: retention.optional(),
     offload: z.object({ repository: safeName }).strict().optional(),
-    schedule: z.string().min(1).optional(),
+    schedule: cronSchedule.optional(),
+    /** The time zone `schedule` is read in (default: the host's). */
+    timezone: timeZone.optional(),
   })
   .strict();
+
+/**
+ * A task as written by a user (config file, `task create|edit`): as taskSchema, and its `select` must name
+ * something. The catalog reads stored tasks with taskSchema, so a task stored before this rule still loads.
+ */
+export const userTaskSchema = taskSchema.extend({ select: taskSelectionSchema });
 
 export const arraySchema = z
   .object({
@@ -106,7 +151,7 @@ export const configSchema = z
         mode: 'SNAPSHOT_EXCL_MEM',
         concurrency: { global: 16, perHost: 4 },
       }),
-    tasks: z.array(taskSchema).default([]),
+    tasks: z.array(userTaskSchema).default([]),
     repositories: z.array(z.record(z.string(), z.unknown())).default([]),
   })
   .strict();

@@ -1,6 +1,7 @@
 import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
-import type { Warning } from '../model/backup.js';
+import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
+import type { Host, Vm } from '../model/inventory.js';
 import { datastorePathToRelative } from '../rules/datastores.js';
 import {
   asCaller,
@@ -21,7 +22,15 @@ import {
   mountSteps,
   unmountOne,
 } from './mount.js';
-import { backupVm, catalogBackup, checkName, datastorePlaces, isRdm, step } from './restore-common.js';
+import {
+  backupVm,
+  catalogBackup,
+  checkName,
+  type DatastorePlace,
+  datastorePlaces,
+  isRdm,
+  step,
+} from './restore-common.js';
 import { checkedOperation, runOperation } from './restore-undo.js';
 import { applyRule } from './rule-errors.js';
 
@@ -29,8 +38,9 @@ import { applyRule } from './rule-errors.js';
  * Attach (SPEC 3): a backup's standard disks made visible to a running VM for file-level recovery, without
  * copying them. The backup is mounted on the target VM's host if it is not yet (mount.ts: a writable array
  * clone, so the backup never changes), and the disks are added to the VM from the mounted datastore on free
- * SCSI slots. RDM disks are never attached. `detach` removes them (the files stay in the clone) and releases
- * the mount when the attach made it.
+ * SCSI slots. RDM disks are never attached. A backup is attached at most once to a VM (ALREADY_ATTACHED,
+ * exit 3). `detach` removes the disks (the files stay in the clone) and then the mount when an attach made it
+ * and no other attach uses it, so nothing of an attach remains; a mount the user made with `mount` stays.
  */
 
 export interface AttachRequest {
@@ -64,33 +74,50 @@ interface AttachData {
   targetVm: string;
   targetVmId: string;
   files: string[];
+  /** The mount the disks are on; whether an attach made it is in its id (madeByAttach). */
   mountId: string;
-  ownsMount: boolean;
 }
 
 export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   return checkedOperation(() => attachOnce(ctx, request));
 }
 
-async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
-  checkName('VM name', request.to);
-  const { backup, vm } = backupVm(ctx, request.backupId, request.vm, 'attach');
-  const unknown = (request.disks ?? []).filter((l) => !vm.disks.some((d) => d.label === l));
-  if (unknown.length > 0) {
-    throw new NotFoundError(
-      'DISK_NOT_IN_BACKUP',
-      `VM ${vm.name} in backup ${backup.id} has no disk ${unknown.join(', ')}`,
-    );
-  }
-  const chosen = request.disks ? vm.disks.filter((d) => request.disks!.includes(d.label)) : vm.disks;
-  const warnings: Warning[] = chosen.filter(isRdm).map((d) => ({
-    code: 'RDM_NOT_ATTACHED',
-    message: `${vm.name} / ${d.label}: raw device mapping disks are not in the backup and are not attached`,
-  }));
-  const disks = chosen.filter((d) => !isRdm(d) && d.included);
-  if (disks.length === 0)
-    throw new UsageError('NOTHING_TO_ATTACH', `no standard disk of ${vm.name} to attach`);
+/** An attach checked before any change: what is attached to which VM, and the mount it uses or makes. */
+interface AttachPlan {
+  vc: VsphereCaller;
+  backup: BackupRecord;
+  vm: VmRecord;
+  disks: DiskRecord[];
+  warnings: Warning[];
+  target: Vm;
+  host: Host;
+  /** The backup's datastore mount when it is mounted already (then it is used, not made). */
+  existing: Mount | undefined;
+  slots: { controllerKey: number; unitNumber: number }[];
+  places: Map<string, DatastorePlace>;
+}
 
+async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
+  const plan = await attachPlan(ctx, request);
+  const { backup, target, vc } = plan;
+  return runOperation(
+    ctx,
+    vc,
+    {
+      kind: 'attach',
+      subject: backup.id,
+      locks: [`vm:${target.id}`, `mount:${backup.id}`, `backup:${backup.id}`],
+    },
+    (opId) => attachSteps(ctx, plan, opId),
+  );
+}
+
+/** Every check of an attach, in order, before anything changes (exit 3 for what the user can fix). */
+async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<AttachPlan> {
+  checkName('VM name', request.to);
+  // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
+  const { backup, vm } = backupVm(ctx, request.backupId, request.vm, 'attach');
+  const { disks, warnings } = chosenDisks(backup, vm, request.disks);
   const session = await ctx.vcenter();
   const vc = asCaller(session);
   const inventory = await session.inventory();
@@ -104,6 +131,16 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
   }
   const host = inventory.hosts.find((h) => h.name === target.host);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `the host of VM ${target.name} is not in vCenter`);
+  const twice = ctx.catalog
+    .mountsOf(backup.id)
+    .find((m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id);
+  if (twice) {
+    throw new ConflictError(
+      'ALREADY_ATTACHED',
+      `disks of backup ${backup.id} are already attached to ${target.name} (attach ${twice.id}); detach them first: snapkeeper detach --to ${target.name} --backup ${backup.id}`,
+      { details: { attachId: twice.id, backupId: backup.id, vm: target.name } },
+    );
+  }
   const existing = datastoreMountOf(ctx, backup.id);
   if (existing && (existing.data as unknown as MountData).hostId !== host.id) {
     throw new ConflictError(
@@ -112,86 +149,115 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
     );
   }
   if (!existing) checkMountable(backup, inventory);
-  const devices = await vmDevices(vc, target.id);
-  const slots = freeScsiSlots(devices, disks.length);
+  const slots = freeScsiSlots(await vmDevices(vc, target.id), disks.length);
   const places = await datastorePlaces(ctx, inventory);
+  return { vc, backup, vm, disks, warnings, target, host, existing, slots, places };
+}
 
-  return runOperation(
-    ctx,
-    vc,
-    {
-      kind: 'attach',
-      subject: backup.id,
-      locks: [`vm:${target.id}`, `mount:${backup.id}`, `backup:${backup.id}`],
-    },
-    async (opId) => {
-      const mountId = existing?.id ?? `${opId}-mount`;
-      const mount = existing
-        ? (existing.data as unknown as MountData)
-        : await mountSteps(ctx, vc, opId, mountId, backup, host, places);
-      const add: (DiskAttachment & { label: string })[] = disks.map((d, i) => {
-        const rel = applyRule(() => datastorePathToRelative(d.file));
-        return {
-          label: d.label,
-          file: `[${mountedDatastoreName(backup.id, rel.datastore)}] ${rel.path}`,
-          capacityBytes: d.capacityBytes,
-          diskMode: 'persistent',
-          controllerKey: slots[i]!.controllerKey,
-          unitNumber: slots[i]!.unitNumber,
-        };
-      });
-      for (const a of add) {
-        const ds = a.file.slice(1, a.file.indexOf(']'));
-        if (!mount.datastores.some((m) => m.name === ds)) {
-          throw new NotFoundError(
-            'DISK_NOT_IN_SNAPSHOT',
-            `disk ${a.label} is on no mounted datastore (${ds})`,
-          );
-        }
-      }
-      ctx.events.phase(`attach to ${target.name}`);
-      const files = add.map((a) => a.file);
-      const keys = await step(ctx, opId, { action: 'vm.attach', target: target.id, data: { files } }, () =>
-        reconfigureDisks(vc, target.id, { add: add.map(({ label: _label, ...a }) => a) }),
-      );
-      crashPoint('attach-disks-added');
-      const data: AttachData = {
-        targetVm: target.name,
-        targetVmId: target.id,
-        files,
-        mountId,
-        ownsMount: !existing,
-      };
-      await step(
-        ctx,
-        opId,
-        { action: 'mount.record', target: backup.id, data: { mountId: opId } },
-        async () =>
-          ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
-      );
-      ctx.catalog.journal(opId, { action: 'commit', target: target.id });
-      return {
-        attachId: opId,
-        backupId: backup.id,
-        vm: vm.name,
-        targetVm: { name: target.name, id: target.id },
-        mount: { id: mountId, created: !existing, datastores: mount.datastores.map((d) => d.name) },
-        disks: add.map((a, i) => ({
-          label: a.label,
-          file: a.file,
-          key: keys[i] ?? 0,
-          controllerKey: a.controllerKey,
-          unitNumber: a.unitNumber,
-        })),
-        warnings,
-      };
-    },
+/** The standard disks asked for (default: all); RDM disks are left out with a warning each. */
+function chosenDisks(
+  backup: BackupRecord,
+  vm: VmRecord,
+  labels: string[] | undefined,
+): { disks: DiskRecord[]; warnings: Warning[] } {
+  const unknown = (labels ?? []).filter((l) => !vm.disks.some((d) => d.label === l));
+  if (unknown.length > 0) {
+    throw new NotFoundError(
+      'DISK_NOT_IN_BACKUP',
+      `VM ${vm.name} in backup ${backup.id} has no disk ${unknown.join(', ')}`,
+    );
+  }
+  const chosen = labels ? vm.disks.filter((d) => labels.includes(d.label)) : vm.disks;
+  const warnings: Warning[] = chosen.filter(isRdm).map((d) => ({
+    code: 'RDM_NOT_ATTACHED',
+    message: `${vm.name} / ${d.label}: raw device mapping disks are not in the backup and are not attached`,
+  }));
+  const disks = chosen.filter((d) => !isRdm(d) && d.included);
+  if (disks.length === 0)
+    throw new UsageError('NOTHING_TO_ATTACH', `no standard disk of ${vm.name} to attach`);
+  return { disks, warnings };
+}
+
+/** The journaled steps of an attach: mount the backup unless it is, add its disks, record the attach. */
+async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): Promise<AttachResult> {
+  const { vc, backup, target, existing } = plan;
+  const mountId = existing?.id ?? attachMountId(opId);
+  const mount = existing
+    ? (existing.data as unknown as MountData)
+    : await mountSteps(ctx, vc, opId, mountId, backup, plan.host, plan.places);
+  const add = diskAttachments(plan, mount);
+  ctx.events.phase(`attach to ${target.name}`);
+  const files = add.map((a) => a.file);
+  const keys = await step(ctx, opId, { action: 'vm.attach', target: target.id, data: { files } }, () =>
+    reconfigureDisks(vc, target.id, { add: add.map(({ label: _label, ...a }) => a) }),
   );
+  crashPoint('attach-disks-added');
+  const data: AttachData = {
+    targetVm: target.name,
+    targetVmId: target.id,
+    files,
+    mountId,
+  };
+  await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId: opId } }, async () =>
+    ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
+  );
+  ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+  return {
+    attachId: opId,
+    backupId: backup.id,
+    vm: plan.vm.name,
+    targetVm: { name: target.name, id: target.id },
+    mount: { id: mountId, created: !existing, datastores: mount.datastores.map((d) => d.name) },
+    disks: add.map((a, i) => ({
+      label: a.label,
+      file: a.file,
+      key: keys[i] ?? 0,
+      controllerKey: a.controllerKey,
+      unitNumber: a.unitNumber,
+    })),
+    warnings: plan.warnings,
+  };
+}
+
+/** Each disk as it is added: its file on the mounted datastore, on the next free slot. */
+function diskAttachments(plan: AttachPlan, mount: MountData): (DiskAttachment & { label: string })[] {
+  return plan.disks.map((d, i) => {
+    const rel = applyRule(() => datastorePathToRelative(d.file));
+    const datastore = mountedDatastoreName(plan.backup.id, rel.datastore);
+    if (!mount.datastores.some((m) => m.name === datastore)) {
+      throw new NotFoundError(
+        'DISK_NOT_IN_SNAPSHOT',
+        `disk ${d.label} is on no mounted datastore (${datastore})`,
+      );
+    }
+    return {
+      label: d.label,
+      file: `[${datastore}] ${rel.path}`,
+      capacityBytes: d.capacityBytes,
+      diskMode: 'persistent',
+      controllerKey: plan.slots[i]!.controllerKey,
+      unitNumber: plan.slots[i]!.unitNumber,
+    };
+  });
 }
 
 /**
- * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), its record, and the
- * mount it made once no other attach uses that mount.
+ * The id of the mount an attach makes when the backup is not mounted yet. The id itself says that an attach
+ * made it: whichever attach of that mount is detached last releases it, even when that is not the one that
+ * made it, while a mount the user made with `mount` (id `mount-...`) outlives every attach.
+ */
+function attachMountId(attachId: string): string {
+  return `${attachId}-mount`;
+}
+
+function madeByAttach(mountId: string): boolean {
+  return mountId.startsWith('attach-') && mountId.endsWith('-mount');
+}
+
+/**
+ * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), then the mount when an
+ * attach made it and no other attach still uses it (datastores removed, clones deleted), and only then its
+ * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
  */
 export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
   const data = attach.data as unknown as AttachData;
@@ -200,15 +266,17 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
   } catch (err) {
     if (!isGone(err)) throw err;
   }
-  if (ctx.catalog.listMounts().some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
-  if (!data.ownsMount) return false;
-  const others = ctx.catalog
-    .listMounts()
-    .filter((m) => m.kind === 'attach' && (m.data as unknown as AttachData).mountId === data.mountId);
-  const mount = ctx.catalog.listMounts().find((m) => m.id === data.mountId);
-  if (others.length > 0 || !mount) return false;
-  await unmountOne(ctx, vc, mount);
-  return true;
+  crashPoint('detach-disks-removed');
+  const mounts = ctx.catalog.listMounts();
+  const others = mounts.filter(
+    (m) =>
+      m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
+  );
+  const mount = mounts.find((m) => m.id === data.mountId);
+  const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
+  if (release) await unmountOne(ctx, vc, mount);
+  if (mounts.some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
+  return release;
 }
 
 export interface DetachResult {

@@ -116,7 +116,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     requestedMode: plan.vms[0]!.requestedMode,
     snapshots: [],
     vms: runs.map((r) => r.record),
-    warnings: [],
+    warnings: [...plan.warnings],
   };
   catalog.insertBackup(record);
 

@@ -1,18 +1,21 @@
 import type { Config } from '../config/load.js';
 import type { Selection } from '../config/schema.js';
 import { UsageError } from '../errors.js';
-import type { DiskRecord } from '../model/backup.js';
+import type { DiskRecord, Warning } from '../model/backup.js';
 import type { Inventory, Vm } from '../model/inventory.js';
 import type { BackupMode } from '../model/modes.js';
 import {
   classifyDisks,
   consistencyGroup,
   decideMode,
+  describeUnmatched,
   hasRdm,
   type ModeDecision,
   resolveRequestedMode,
   selectVms,
+  unmatchedCriteria,
 } from '../rules/index.js';
+import { ADHOC_TASK } from './ids.js';
 import { mapConfiguredDatastores, type VolumesByArray } from './placement.js';
 
 export interface VmPlan {
@@ -35,6 +38,8 @@ export interface BackupPlan {
   groups: ArrayGroup[];
   /** Where each datastore of the backup lives: array, volumes and the datastore's path below the volume. */
   datastoreLocations: Map<string, { array: string; volumes: string[]; subPath: string }>;
+  /** Run-level warnings the plan found (SELECTION_UNMATCHED), for the backup record. */
+  warnings: Warning[];
 }
 
 export interface PlanRequest {
@@ -44,11 +49,18 @@ export interface PlanRequest {
   taskMode?: BackupMode;
   modeOverride?: BackupMode;
   followedByOffload: boolean;
+  /**
+   * What a selection pattern matching no VM is: an `error` for names typed on the command line (a typo must
+   * not shrink the backup silently), a `warning` for a task, so a nightly run still protects the VMs that
+   * remain. Default: error for ad-hoc backups, warning for tasks.
+   */
+  unmatched?: 'error' | 'warning';
 }
 
 /**
  * Pure planning over fetched state: which VMs, in which mode, and which volumes form the consistency group.
- * Throws UsageError (nothing changed yet) for an empty selection or datastores no array can snapshot.
+ * Throws UsageError (nothing changed yet) for an empty selection, a command-line pattern matching no VM, or
+ * datastores no array can snapshot.
  */
 export function planBackup(
   config: Config,
@@ -56,12 +68,29 @@ export function planBackup(
   volumesByArray: VolumesByArray,
   request: PlanRequest,
 ): BackupPlan {
+  const unmatched = unmatchedCriteria(inventory, request.select);
+  const what = describeUnmatched(unmatched);
   const vms = selectVms(inventory, request.select, request.exclude);
   if (vms.length === 0) {
     throw new UsageError(
       'SELECTION_EMPTY',
-      `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})`,
+      `the selection of ${request.taskName} matches no VM (${JSON.stringify(request.select)})${what === '' ? '' : `; no VM matches ${what}`}`,
+      { details: { unmatched } },
     );
+  }
+  const warnings: Warning[] = [];
+  if (unmatched.length > 0) {
+    const unmatchedIsError =
+      (request.unmatched ?? (request.taskName === ADHOC_TASK ? 'error' : 'warning')) === 'error';
+    if (unmatchedIsError) {
+      throw new UsageError('SELECTION_UNMATCHED', `no VM matches ${what}; nothing was backed up`, {
+        details: { unmatched },
+      });
+    }
+    warnings.push({
+      code: 'SELECTION_UNMATCHED',
+      message: `the selection of ${request.taskName} names what matches no VM: ${what}`,
+    });
   }
   const mapping = mapConfiguredDatastores(config, inventory.datastores, volumesByArray);
   const group = consistencyGroup(vms, mapping);
@@ -104,5 +133,5 @@ export function planBackup(
     return { array, volumes, datastores };
   });
 
-  return { taskName: request.taskName, vms: vmPlans, groups, datastoreLocations };
+  return { taskName: request.taskName, vms: vmPlans, groups, datastoreLocations, warnings };
 }

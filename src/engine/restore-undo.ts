@@ -14,6 +14,7 @@ import {
   powerOn,
   reconfigureDisks,
   registerVm,
+  type VmDevices,
   type VsphereCaller,
   vmDevices,
 } from '../vsphere/vm-ops.js';
@@ -40,11 +41,140 @@ export interface SwapPair {
   hadDir: boolean;
 }
 
+/** One undo in progress: what every step's undo needs, and where it reports. */
+interface UndoRun {
+  ctx: EngineContext;
+  vc: VsphereCaller;
+  out: UndoOutcome;
+  /** Records `what` and does it (unless a dry run); a failure makes the outcome unclean. */
+  act(what: string, fn: () => Promise<unknown>): Promise<void>;
+  fail(what: string, err: unknown): void;
+  /** The inventory, read once and again after a step that changed the VMs. */
+  inventory(): Promise<Inventory>;
+  inventoryChanged(): void;
+}
+
+/** How each journaled step is undone. Steps without an entry (vm.power-on, commit, ...) need nothing. */
+const stepUndos: Record<string, (u: UndoRun, e: JournalEntry) => Promise<void>> = {
+  'mount.record': async (u, e) => {
+    const id = String(e.data.mountId);
+    if (u.ctx.catalog.listMounts().some((m) => m.id === id)) {
+      await u.act(`remove mount record ${id}`, async () => u.ctx.catalog.removeMount(id));
+    }
+  },
+  'vm.attach': undoDiskChanges,
+  'vm.reconfigure': undoDiskChanges,
+  'datastore.create': async (u, e) => {
+    const name = String(e.data.name);
+    const ds = (await u.inventory()).datastores.find((x) => x.name === name);
+    if (!ds) return;
+    const hostId = String(e.data.hostId);
+    await u.act(`remove datastore ${name}`, async () =>
+      detachAllAndRemoveDatastore(u.vc, await u.inventory(), ds, hostId),
+    );
+  },
+  'array.clone': async (u, e) => {
+    const arrayName = String(e.data.array);
+    try {
+      const array = await u.ctx.array(arrayName);
+      for (const c of await array.listClones()) {
+        if (c.id === e.data.cloneId || c.label === e.data.label) {
+          await u.act(`delete clone ${arrayName}/${c.id}`, () => array.deleteClone(c.id));
+        }
+      }
+    } catch (err) {
+      u.fail(`array ${arrayName}`, err);
+    }
+  },
+  'vm.create': async (u, e) => {
+    const vmxFile = String(e.data.vmxFile);
+    const vm = (await u.inventory()).vms.find(
+      (v) => (e.data.vmId !== undefined && v.id === e.data.vmId) || v.vmxFile === vmxFile,
+    );
+    if (vm) await u.act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => destroyVm(u.vc, vm.id));
+    u.inventoryChanged();
+  },
+  'dirs.swap': async (u, e) => {
+    for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
+      if (await pathExists(p.aside)) {
+        await u.act(`put ${p.dir} back`, async () => {
+          await rm(p.dir, { recursive: true, force: true });
+          await rename(p.aside, p.dir);
+        });
+      } else if (!p.hadDir && !(await pathExists(p.staged)) && (await pathExists(p.dir))) {
+        await u.act(`remove restored directory ${p.dir}`, () => rm(p.dir, { recursive: true, force: true }));
+      }
+    }
+  },
+  'vm.unregister': async (u, e) => {
+    const spec = e.data.spec as CreateVmSpec;
+    if ((await u.inventory()).vms.some((v) => v.vmxFile === spec.vmxFile)) return;
+    await u.act(`register the replaced VM ${spec.name} again`, async () => {
+      const id = await registerVm(u.vc, spec);
+      if (e.data.wasOn === true) await powerOn(u.vc, id);
+    });
+    u.inventoryChanged();
+  },
+  'vm.power-off': async (u, e) => {
+    if (e.data.wasOn !== true) return;
+    try {
+      const dev = await vmDevices(u.vc, e.target);
+      if (dev.powerState !== 'poweredOn')
+        await u.act(`power VM ${dev.name} on again`, () => powerOn(u.vc, e.target));
+    } catch (err) {
+      if (!isGone(err)) u.fail(`VM ${e.target}`, err);
+    }
+  },
+  'files.place': (u, e) =>
+    u.act(`delete restored files in ${String(e.data.dir)}`, () => removePlaced(e.data)),
+};
+
+/** Detaches the disk files a step added and re-attaches the disks it removed (a VM that is gone: nothing). */
+async function undoDiskChanges(u: UndoRun, e: JournalEntry): Promise<void> {
+  const files = ((e.data.files ?? e.data.added) as string[] | undefined) ?? [];
+  const removed = (e.data.removed as (DiskAttachment & { key: number })[] | undefined) ?? [];
+  let devices: VmDevices;
+  try {
+    devices = await vmDevices(u.vc, e.target);
+  } catch (err) {
+    if (!isGone(err)) u.fail(`VM ${e.target}`, err);
+    return;
+  }
+  if (devices.disks.some((x) => files.includes(x.file))) {
+    await u.act(`detach ${files.join(', ')} from VM ${devices.name}`, () =>
+      detachDiskFiles(u.vc, e.target, files),
+    );
+  }
+  // A slot is freed by the detach above; re-adding into a slot still taken would fail, so not after a failure.
+  if (!u.out.clean) return;
+  const missing = removed.filter((r) => !devices.disks.some((x) => x.file === r.file));
+  if (missing.length > 0) {
+    await u.act(`re-attach ${missing.map((m) => m.file).join(', ')} to VM ${devices.name}`, () =>
+      reconfigureDisks(u.vc, e.target, { add: missing }),
+    );
+  }
+}
+
+/** After a `commit` only the replaced VM's old directories are left to delete. */
+async function finalizeCommitted(u: UndoRun, entries: JournalEntry[]): Promise<void> {
+  for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
+    for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
+      if (await pathExists(p.aside)) {
+        await u.act(`delete the replaced files ${p.aside}`, () =>
+          rm(p.aside, { recursive: true, force: true }),
+        );
+      }
+    }
+  }
+}
+
 /**
  * Undoes an operation from its journal, newest step first, or finalizes it when it has a `commit` entry
  * (then only the replaced VM's old files are deleted). Idempotent: every step checks what is still there, so
- * it is safe after a crash at any point and when run twice. Used by the operation's own failure path and by
- * `recover` (undo.ts).
+ * it is safe after a crash at any point and when run twice. It stops at the first step it fails to undo
+ * (not clean: the operation stays open, the next recover starts again from the newest step): each step
+ * stands on the ones before it, e.g. restored files are never deleted while a VM may still have them as a
+ * disk. Used by the operation's own failure path and by `recover` (undo.ts).
  */
 export async function undoJournal(
   ctx: EngineContext,
@@ -53,153 +183,39 @@ export async function undoJournal(
   options: { dryRun: boolean },
 ): Promise<UndoOutcome> {
   const out: UndoOutcome = { clean: true, actions: [], errors: [] };
-  const act = async (what: string, fn: () => Promise<unknown>) => {
-    out.actions.push(`${options.dryRun ? 'would ' : ''}${what}`);
-    if (options.dryRun) return;
-    try {
-      await fn();
-    } catch (err) {
+  let inventory: Inventory | undefined;
+  const u: UndoRun = {
+    ctx,
+    vc,
+    out,
+    fail(what, err) {
       out.clean = false;
       out.errors.push(`${what}: ${errorMessage(err)}`);
-    }
-  };
-  let inventory: Inventory | undefined;
-  const inv = async () => {
-    inventory ??= await fetchInventory(vc);
-    return inventory;
-  };
-
-  if (entries.some((e) => e.action === 'commit')) {
-    for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
-      for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
-        if (await pathExists(p.aside))
-          await act(`delete the replaced files ${p.aside}`, () =>
-            rm(p.aside, { recursive: true, force: true }),
-          );
+    },
+    async act(what, fn) {
+      out.actions.push(`${options.dryRun ? 'would ' : ''}${what}`);
+      if (options.dryRun) return;
+      try {
+        await fn();
+      } catch (err) {
+        u.fail(what, err);
       }
-    }
+    },
+    async inventory() {
+      inventory ??= await fetchInventory(vc);
+      return inventory;
+    },
+    inventoryChanged() {
+      inventory = undefined;
+    },
+  };
+  if (entries.some((e) => e.action === 'commit')) {
+    await finalizeCommitted(u, entries);
     return out;
   }
-
   for (const e of [...entries].reverse()) {
-    const d = e.data;
-    switch (e.action) {
-      case 'mount.record': {
-        const id = String(d.mountId);
-        if (ctx.catalog.listMounts().some((m) => m.id === id)) {
-          await act(`remove mount record ${id}`, async () => ctx.catalog.removeMount(id));
-        }
-        break;
-      }
-      case 'vm.attach':
-      case 'vm.reconfigure': {
-        const files = ((d.files ?? d.added) as string[] | undefined) ?? [];
-        const removed = (d.removed as (DiskAttachment & { key: number })[] | undefined) ?? [];
-        let devices: Awaited<ReturnType<typeof vmDevices>> | undefined;
-        try {
-          devices = await vmDevices(vc, e.target);
-        } catch (err) {
-          if (isGone(err)) break;
-          out.clean = false;
-          out.errors.push(`VM ${e.target}: ${errorMessage(err)}`);
-          break;
-        }
-        if (devices.disks.some((x) => files.includes(x.file))) {
-          await act(`detach ${files.join(', ')} from VM ${devices.name}`, () =>
-            detachDiskFiles(vc, e.target, files),
-          );
-        }
-        const missing = removed.filter((r) => !devices.disks.some((x) => x.file === r.file));
-        if (missing.length > 0) {
-          await act(`re-attach ${missing.map((m) => m.file).join(', ')} to VM ${devices.name}`, () =>
-            reconfigureDisks(vc, e.target, { add: missing }),
-          );
-        }
-        break;
-      }
-      case 'datastore.create': {
-        const name = String(d.name);
-        const ds = (await inv()).datastores.find((x) => x.name === name);
-        if (ds) {
-          const hostId = String(d.hostId);
-          await act(`remove datastore ${name}`, async () =>
-            detachAllAndRemoveDatastore(vc, await inv(), ds, hostId),
-          );
-        }
-        break;
-      }
-      case 'array.clone': {
-        const arrayName = String(d.array);
-        try {
-          const array = await ctx.array(arrayName);
-          for (const c of await array.listClones()) {
-            if (c.id === d.cloneId || c.label === d.label) {
-              await act(`delete clone ${arrayName}/${c.id}`, () => array.deleteClone(c.id));
-            }
-          }
-        } catch (err) {
-          out.clean = false;
-          out.errors.push(`array ${arrayName}: ${errorMessage(err)}`);
-        }
-        break;
-      }
-      case 'vm.create': {
-        const vmxFile = String(d.vmxFile);
-        const vm = (await inv()).vms.find(
-          (v) => (d.vmId !== undefined && v.id === d.vmId) || v.vmxFile === vmxFile,
-        );
-        if (vm) await act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => destroyVm(vc, vm.id));
-        inventory = undefined;
-        break;
-      }
-      case 'dirs.swap': {
-        for (const p of (d.pairs as SwapPair[] | undefined) ?? []) {
-          if (await pathExists(p.aside)) {
-            await act(`put ${p.dir} back`, async () => {
-              await rm(p.dir, { recursive: true, force: true });
-              await rename(p.aside, p.dir);
-            });
-          } else if (!p.hadDir && !(await pathExists(p.staged)) && (await pathExists(p.dir))) {
-            await act(`remove restored directory ${p.dir}`, () =>
-              rm(p.dir, { recursive: true, force: true }),
-            );
-          }
-        }
-        break;
-      }
-      case 'vm.unregister': {
-        const spec = d.spec as CreateVmSpec;
-        const present = (await inv()).vms.some((v) => v.vmxFile === spec.vmxFile);
-        if (!present) {
-          await act(`register the replaced VM ${spec.name} again`, async () => {
-            const id = await registerVm(vc, spec);
-            if (d.wasOn === true) await powerOn(vc, id);
-          });
-          inventory = undefined;
-        }
-        break;
-      }
-      case 'vm.power-off': {
-        if (d.wasOn !== true) break;
-        try {
-          const dev = await vmDevices(vc, e.target);
-          if (dev.powerState !== 'poweredOn')
-            await act(`power VM ${dev.name} on again`, () => powerOn(vc, e.target));
-        } catch (err) {
-          if (!isGone(err)) {
-            out.clean = false;
-            out.errors.push(`VM ${e.target}: ${errorMessage(err)}`);
-          }
-        }
-        break;
-      }
-      case 'files.place': {
-        await act(`delete restored files in ${String(d.dir)}`, () => removePlaced(d));
-        break;
-      }
-      default:
-        break;
-    }
+    if (!out.clean) break;
+    if (Object.hasOwn(stepUndos, e.action)) await stepUndos[e.action]!(u, e);
   }
   return out;
 }

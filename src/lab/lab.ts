@@ -1,17 +1,22 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
 import { parseConfig } from '../config/load.js';
+import { safeName } from '../config/schema.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
 import { durableTempPath, pathExists, writeFileDurable } from '../util/fs.js';
+import { Secret } from '../util/secret.js';
+import { connect } from '../vsphere/index.js';
+import { el } from '../vsphere/xml.js';
 import { fillLabDisk } from './diskdata.js';
 import { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
-import { type SimulatorDisk, simulatorBinary, startSimulator } from './simulator.js';
+import { type SimulatorDisk, type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, homeDatastore, type LabSpec, loadLabSpec } from './spec.js';
+import { VIM25_METHODS } from './vim25-methods.js';
 
 /** The user the lab's vCenter accepts (with the random password in DIR/vcenter.password). */
 export const LAB_USER = 'administrator@vsphere.local';
@@ -116,6 +121,91 @@ export interface LabStatus {
 }
 
 /**
+ * The known name nearest to `name`, for "did you mean" hints: the shortest one it begins (most typos leave out
+ * `_Task`), else the closest by edit distance; both case-insensitive.
+ */
+export function closestName(name: string, known: Iterable<string>): string {
+  const lower = name.toLowerCase();
+  const names = [...known];
+  const extended = names
+    .filter((candidate) => candidate.toLowerCase().startsWith(lower))
+    .sort((a, b) => a.length - b.length)[0];
+  if (extended !== undefined) return extended;
+  let best = '';
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of names) {
+    const d = editDistance(lower, candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+const MIB = 1024 * 1024;
+const mib = (bytes: number) => `${Math.ceil(bytes / MIB)} MiB`;
+
+/** The bytes each volume (datastore) needs for the disks the lab fills: flat and independent, not RDMs. */
+export function diskBytesByDatastore(spec: LabSpec): Map<string, number> {
+  const bytes = new Map<string, number>(datastoreNames(spec).map((name) => [name, 0]));
+  for (const vm of spec.datacenters.flatMap((dc) => dc.vms)) {
+    for (const disk of vm.disks) {
+      if ('rdm' in disk) continue;
+      bytes.set(disk.datastore, (bytes.get(disk.datastore) ?? 0) + disk.sizeMB * MIB);
+    }
+  }
+  return bytes;
+}
+
+/** The free bytes of the file system `path` would be created on (its nearest existing ancestor). */
+async function freeBytesAt(path: string): Promise<{ at: string; free: number }> {
+  let at = path;
+  while (!(await pathExists(at)) && dirname(at) !== at) at = dirname(at);
+  const fs = await statfs(at);
+  return { at, free: fs.bavail * fs.bsize };
+}
+
+/**
+ * Refuses, before anything is written, a lab whose disks cannot fit the array: the btrfs image's size, or
+ * else the free space of the file system DIR is on. Disks are filled in full (not sparse), so this is what
+ * they will take; without the check the lab would write until a bare ENOSPC.
+ */
+async function checkDisksFit(spec: LabSpec, dir: string, btrfsImageBytes: number | undefined): Promise<void> {
+  const perVolume = [...diskBytesByDatastore(spec)].filter(([, bytes]) => bytes > 0);
+  const needed = perVolume.reduce((sum, [, bytes]) => sum + bytes, 0);
+  const room =
+    btrfsImageBytes !== undefined
+      ? { what: `the --btrfs-image size`, bytes: btrfsImageBytes }
+      : await freeBytesAt(dir).then(({ at, free }) => ({
+          what: `free on the file system of ${at}`,
+          bytes: free,
+        }));
+  if (needed <= room.bytes) return;
+  throw new UsageError(
+    'LAB_TOO_BIG',
+    `the lab's disks need ${mib(needed)} (${perVolume.map(([ds, bytes]) => `${ds} ${mib(bytes)}`).join(', ')}) but the array has ${mib(room.bytes)} (${room.what}); nothing was created`,
+    { details: { neededBytes: needed, availableBytes: room.bytes, volumes: Object.fromEntries(perVolume) } },
+  );
+}
+
+/**
  * Starts a lab in `dir`: validates the spec (nothing is created for a bad one), makes the file-system array
  * with one volume per datastore (optionally on a loop-mounted btrfs image), starts the vCenter simulator with
  * the spec's inventory, fills every flat and independent disk with deterministic data and writes
@@ -139,7 +229,16 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(method) || !Number.isSafeInteger(ms) || ms < 0) {
       throw new UsageError('LAB_INVALID', `invalid delay ${method}=${ms} (expected Method=milliseconds)`);
     }
+    // The simulator silently ignores a delay for a method it never sees: a typo would make a test pass
+    // without the delay it relies on.
+    if (!VIM25_METHODS.has(method)) {
+      throw new UsageError(
+        'LAB_INVALID',
+        `unknown SOAP method ${method} in --delay (did you mean ${closestName(method, VIM25_METHODS)}?)`,
+      );
+    }
   }
+  await checkDisksFit(spec, dir, options.btrfsImageBytes);
 
   const createdDir = !(await pathExists(dir));
   const arrayPath = join(dir, labFiles.array);
@@ -196,8 +295,10 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     });
     pid = ready.pid;
     await saveState({ ...partial, pid, url: ready.url });
+    const realNames = new Map([...simulatorVmNames(spec)].map(([real, standIn]) => [standIn, real]));
+    const vms = await renameVms(ready, passwordFile, realNames);
 
-    const disks = ready.vms.flatMap((vm) =>
+    const disks = vms.flatMap((vm) =>
       vm.disks
         .filter((d) => d.kind === 'flat' || d.kind === 'independent')
         .map((d) => ({ vm: vm.name, disk: d })),
@@ -224,9 +325,9 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       ...(image !== undefined && { btrfsImage: image }),
       configFile,
       createdAt: new Date().toISOString(),
-      vmCount: ready.vms.length,
+      vmCount: vms.length,
       createdDir,
-      vms: ready.vms,
+      vms,
     };
     await saveState(state);
     return state;
@@ -274,7 +375,61 @@ async function checkLabDir(dir: string): Promise<void> {
 }
 
 /** The resolved spec the simulator reads: defaults filled in, each datastore with its volume's path and LUN. */
+/**
+ * The name the simulator creates each VM under: its own when it is file-safe (the simulator makes it a
+ * directory and file names), else a stand-in derived from it, renamed to the real name once the simulator
+ * runs (as a VM renamed in vCenter keeps its directory).
+ */
+export function simulatorVmNames(spec: LabSpec): Map<string, string> {
+  const names = spec.datacenters.flatMap((dc) => dc.vms.map((vm) => vm.name));
+  const taken = new Set(names);
+  const out = new Map<string, string>();
+  for (const name of names) {
+    if (safeName.safeParse(name).success) {
+      out.set(name, name);
+      continue;
+    }
+    let standIn = `vm-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+    while (taken.has(standIn)) standIn = `${standIn}x`;
+    taken.add(standIn);
+    out.set(name, standIn);
+  }
+  return out;
+}
+
+/** Gives the VMs created under a stand-in their real names, through vCenter as a user would rename them. */
+async function renameVms(
+  ready: SimulatorReady,
+  passwordFile: string,
+  realNames: Map<string, string>,
+): Promise<SimulatorReady['vms']> {
+  const renames = ready.vms.filter((vm) => realNames.get(vm.name) !== vm.name);
+  if (renames.length === 0) return ready.vms;
+  const vc = await connect({
+    url: ready.url,
+    user: LAB_USER,
+    password: new Secret((await readFile(passwordFile, 'utf8')).trim()),
+    ...(ready.thumbprint !== undefined ? { thumbprint: ready.thumbprint } : {}),
+    insecure: false,
+    maxConcurrentRequests: 4,
+    timeoutSeconds: 60,
+  });
+  try {
+    for (const vm of renames) {
+      await vc.runTask(
+        'Rename_Task',
+        { type: 'VirtualMachine', value: vm.id },
+        el('newName', realNames.get(vm.name)!),
+      );
+    }
+  } finally {
+    await vc.logout();
+  }
+  return ready.vms.map((vm) => ({ ...vm, name: realNames.get(vm.name)! }));
+}
+
 function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>): unknown {
+  const simulatorNames = simulatorVmNames(spec);
   return {
     datacenters: spec.datacenters.map((dc) => ({
       ...dc,
@@ -287,6 +442,7 @@ function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, string>
       // datastore and a flat disk without mode.
       vms: dc.vms.map((vm) => ({
         ...vm, // power: the schema's default is already applied
+        name: simulatorNames.get(vm.name),
         datastore: homeDatastore(vm),
         disks: vm.disks.map((d) => ('rdm' in d ? d : { ...d, mode: d.mode ?? 'persistent' })),
       })),

@@ -67,9 +67,21 @@ const diskSchema = z.unknown().transform((value, ctx): LabDisk => {
   return parsed.data;
 });
 
+/**
+ * A VM name as vCenter takes it: up to 80 characters, any but control characters (spaces, `/`, `%`, `..` and a
+ * leading dot included, so the lab can hold the names that trip up name handling). The simulator gets a
+ * file-safe stand-in and the lab renames the VM once it runs.
+ */
+const vmName = z
+  .string()
+  .min(1)
+  .max(80)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
+
 const vmSchema = z
   .object({
-    name: safeName,
+    name: vmName,
     host: safeName,
     power: z.enum(POWER_STATES).default('poweredOn'),
     datastore: safeName.optional(),

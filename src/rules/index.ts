@@ -39,4 +39,14 @@ export {
   type RetentionCandidate,
   type RetentionPolicy,
 } from './retention.js';
-export { describeSelection, matchesPattern, matchGlob, selectVms, vmMatches } from './selection.js';
+export {
+  describeSelection,
+  describeUnmatched,
+  matchesPattern,
+  matchGlob,
+  type SelectionCriterion,
+  selectVms,
+  type UnmatchedCriterion,
+  unmatchedCriteria,
+  vmMatches,
+} from './selection.js';

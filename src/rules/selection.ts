@@ -8,27 +8,56 @@ import type { Inventory, Vm } from '../model/inventory.js';
  */
 const GLOB_OPTIONS: picomatch.PicomatchOptions = { dot: true, windows: false };
 
-const matcherCache = new Map<string, (name: string) => boolean>();
+/**
+ * VM, host, cluster, datastore and datacenter names are not paths: a `/` in them (vCenter shows it as `%2f`,
+ * but a caller may pass it decoded) is an ordinary character, and so are names made only of dots. picomatch
+ * treats `/` as a separator and never lets `*` match `.` or `..`, so both are swapped for private-use
+ * characters in the name and the pattern alike before matching; a literal `/` or `.` in a pattern still only
+ * matches itself.
+ */
+const SLASH_STANDIN = '\uE000';
+const DOT_STANDIN = '\uE001';
+const ONLY_DOTS = /^\.+$/;
 
-function matcher(pattern: string): (name: string) => boolean {
-  let m = matcherCache.get(pattern);
+const nameMatchers = new Map<string, (name: string) => boolean>();
+const pathMatchers = new Map<string, (path: string) => boolean>();
+
+function nameMatcher(pattern: string): (name: string) => boolean {
+  let m = nameMatchers.get(pattern);
   if (m === undefined) {
-    const glob = picomatch(pattern, GLOB_OPTIONS);
+    const glob = picomatch(pattern.replaceAll('/', SLASH_STANDIN), GLOB_OPTIONS);
     // A literal name always matches itself, even one with glob characters such as `web[1]` or `db(old)`.
-    m = (name: string) => name === pattern || glob(name);
-    matcherCache.set(pattern, m);
+    m = (name: string) =>
+      name === pattern ||
+      glob(name.replaceAll('/', SLASH_STANDIN)) ||
+      (ONLY_DOTS.test(name) && glob(name.replaceAll('.', DOT_STANDIN)));
+    nameMatchers.set(pattern, m);
   }
   return m;
 }
 
-/** True when `name` equals `pattern` or matches it as a case-sensitive glob (picomatch; `*` matches all). */
+/** Folder paths keep `/` as their separator: `prod/*` is one level below prod. */
+function pathMatcher(pattern: string): (path: string) => boolean {
+  let m = pathMatchers.get(pattern);
+  if (m === undefined) {
+    const glob = picomatch(pattern, GLOB_OPTIONS);
+    m = (path: string) => path === pattern || glob(path);
+    pathMatchers.set(pattern, m);
+  }
+  return m;
+}
+
+/**
+ * True when `name` equals `pattern` or matches it as a case-sensitive glob (picomatch; `*` matches every name,
+ * whatever characters it holds).
+ */
 export function matchesPattern(name: string, pattern: string): boolean {
-  return matcher(pattern)(name);
+  return nameMatcher(pattern)(name);
 }
 
 /** The names matching `pattern`, in input order, without duplicates (for the CLI's `--vm GLOB`). */
 export function matchGlob(names: readonly string[], pattern: string): string[] {
-  const m = matcher(pattern);
+  const m = nameMatcher(pattern);
   return [...new Set(names)].filter((n) => m(n));
 }
 
@@ -51,7 +80,7 @@ function folderAndAncestors(path: string): string[] {
 function matchesFolder(vmFolder: string, pattern: string): boolean {
   const p = normalizeFolder(pattern);
   if (p === '') return true; // the root VM folder holds everything
-  const m = matcher(p);
+  const m = pathMatcher(p);
   return folderAndAncestors(vmFolder).some((f) => f !== '' && m(f));
 }
 
@@ -64,20 +93,64 @@ function vmCluster(vm: Vm, inventory: Inventory): string | undefined {
   return inventory.hosts.find((h) => h.name === vm.host && h.datacenter === vm.datacenter)?.cluster;
 }
 
-function anyMatch(values: readonly string[], patterns: readonly string[] | undefined): boolean {
-  if (patterns === undefined || patterns.length === 0) return false;
-  return patterns.some((p) => values.some((v) => matchesPattern(v, p)));
+const CRITERIA = ['vms', 'folders', 'hosts', 'clusters', 'datastores', 'datacenters'] as const;
+export type SelectionCriterion = (typeof CRITERIA)[number];
+
+/** Whether one pattern of one criterion holds for a VM. */
+function criterionMatches(
+  criterion: SelectionCriterion,
+  pattern: string,
+  vm: Vm,
+  inventory: Inventory,
+): boolean {
+  switch (criterion) {
+    case 'vms':
+      return matchesPattern(vm.name, pattern);
+    case 'folders':
+      return matchesFolder(vm.folder, pattern);
+    case 'hosts':
+      return matchesPattern(vm.host, pattern);
+    case 'clusters': {
+      const cluster = vmCluster(vm, inventory);
+      return cluster !== undefined && matchesPattern(cluster, pattern);
+    }
+    case 'datastores':
+      return vmDatastores(vm).some((d) => matchesPattern(d, pattern));
+    case 'datacenters':
+      return matchesPattern(vm.datacenter, pattern);
+  }
 }
 
 /** True when the VM meets any criterion of the selection; an empty selection matches nothing. */
 export function vmMatches(vm: Vm, select: Selection, inventory: Inventory): boolean {
-  if (anyMatch([vm.name], select.vms)) return true;
-  if (select.folders?.some((p) => matchesFolder(vm.folder, p))) return true;
-  if (anyMatch([vm.host], select.hosts)) return true;
-  const cluster = vmCluster(vm, inventory);
-  if (cluster !== undefined && anyMatch([cluster], select.clusters)) return true;
-  if (anyMatch(vmDatastores(vm), select.datastores)) return true;
-  return anyMatch([vm.datacenter], select.datacenters);
+  return CRITERIA.some((c) => (select[c] ?? []).some((p) => criterionMatches(c, p, vm, inventory)));
+}
+
+/** A pattern of a selection that holds for no VM of the inventory. */
+export interface UnmatchedCriterion {
+  criterion: SelectionCriterion;
+  pattern: string;
+}
+
+/**
+ * Every pattern of `select` that matches no VM at all (exclusions aside: a name that exists but is excluded
+ * did match), in criterion order then pattern order, each once. A mistyped name shows up here instead of
+ * silently shrinking the backup; whether it is an error or a warning is the caller's decision.
+ */
+export function unmatchedCriteria(inventory: Inventory, select: Selection): UnmatchedCriterion[] {
+  return CRITERIA.flatMap((criterion) =>
+    [...new Set(select[criterion] ?? [])]
+      .filter((pattern) => !inventory.vms.some((vm) => criterionMatches(criterion, pattern, vm, inventory)))
+      .map((pattern) => ({ criterion, pattern })),
+  );
+}
+
+/** One line for messages: `vms webO1, db02; hosts esx9`. */
+export function describeUnmatched(unmatched: readonly UnmatchedCriterion[]): string {
+  return CRITERIA.flatMap((c) => {
+    const patterns = unmatched.filter((u) => u.criterion === c).map((u) => u.pattern);
+    return patterns.length === 0 ? [] : [`${c} ${patterns.join(', ')}`];
+  }).join('; ');
 }
 
 /**
@@ -104,8 +177,6 @@ export function selectVms(inventory: Inventory, select: Selection, exclude?: Sel
       compareStrings(a.id, b.id),
   );
 }
-
-const CRITERIA = ['vms', 'folders', 'hosts', 'clusters', 'datastores', 'datacenters'] as const;
 
 /** One line for messages: `vms web*, db01; folders prod; excluding hosts esx02`. */
 export function describeSelection(select: Selection, exclude?: Selection): string {

@@ -17,6 +17,8 @@ import { asObject, el, type MoRef, moRef, moRefXml, num, text, type XmlNode, xml
  * - Destroy_Task on a VM removes its home directory (all of it, in the simulator; disks elsewhere stay).
  * - The simulator has no HostDatastoreSystem.RemoveDatastore: `removeDatastore` falls back to Destroy_Task
  *   on the datastore, which the simulator implements.
+ * - vCenter refuses to remove a datastore a VM still has a disk on (ResourceInUse), and so does the lab (it
+ *   guards the simulator's Destroy_Task, lab/simulator/datastores.go): callers detach such disks first.
  * - A datastore a VM's host does not mount makes the simulator fail the request: callers check hosts first.
  */
 

@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Selection } from '../../src/config/schema.js';
 import type { Inventory, Vm } from '../../src/model/inventory.js';
-import { describeSelection, matchesPattern, matchGlob, selectVms } from '../../src/rules/selection.js';
+import {
+  describeSelection,
+  describeUnmatched,
+  matchesPattern,
+  matchGlob,
+  selectVms,
+  unmatchedCriteria,
+} from '../../src/rules/selection.js';
 
 interface VmSpec {
   dc?: string;
@@ -161,7 +168,8 @@ describe('matchGlob / matchesPattern', () => {
   const all = ['web01', 'web02', 'db01', 'web01', '.x', 'a/b'];
   const rows: [string, string[]][] = [
     ['web*', ['web01', 'web02']],
-    ['*', ['web01', 'web02', 'db01', '.x']],
+    // `*` matches every VM name, `/` included (issue 7: names are not paths).
+    ['*', ['web01', 'web02', 'db01', '.x', 'a/b']],
     ['db01', ['db01']],
     ['WEB*', []],
     ['a/b', ['a/b']],
@@ -194,4 +202,86 @@ describe('describeSelection', () => {
   for (const [select, exclude, expected] of rows) {
     it(expected, () => assert.equal(describeSelection(select, exclude), expected));
   }
+});
+
+describe('names that are not paths: * matches them all', () => {
+  const odd = [
+    'a b',
+    'a/b',
+    '..',
+    '.',
+    '.hidden',
+    'x/../y',
+    'web%2f01',
+    '100%',
+    'a\\b',
+    ' lead',
+    '-dash',
+    '*',
+    '[x]',
+  ];
+  const inv: Inventory = { ...INVENTORY, vms: odd.map((n) => makeVm(n, { host: 'esx03', home: 'ds-e' })) };
+  it('* selects every VM whatever its name', () => {
+    assert.deepEqual(
+      selectVms(inv, { vms: ['*'] }).map((v) => v.name),
+      [...odd].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+  });
+  const rows: [string, string, boolean][] = [
+    ['a/b', 'a/*', true],
+    ['a/b', 'a?b', true],
+    ['a/b', 'a/b', true],
+    ['axb', 'a/b', false],
+    ['..', '?.', true],
+    ['x/../y', 'x*y', true],
+    ['web%2f01', 'web*', true],
+    ['.hidden', '?hidden', true],
+    ['a b', 'a*', true],
+    ['ab', '.*', false],
+  ];
+  for (const [name, pattern, expected] of rows) {
+    it(`${JSON.stringify(name)} ${expected ? 'matches' : 'does not match'} ${pattern}`, () =>
+      assert.equal(matchesPattern(name, pattern), expected));
+  }
+  it('folder globs keep / as the separator', () => {
+    assert.deepEqual(names(selectVms(INVENTORY, { folders: ['prod/w*'] })), ['dev01@DC2', 'web01', 'web02']);
+    assert.deepEqual(names(selectVms(INVENTORY, { folders: ['p*b'] })), []);
+  });
+});
+
+describe('unmatchedCriteria', () => {
+  const rows: [string, Selection, string][] = [
+    ['everything matches', { vms: ['web01', 'db*'], hosts: ['esx01'] }, ''],
+    ['a typo among names', { vms: ['web01', 'webO1-typo'] }, 'vms webO1-typo'],
+    ['a glob matching nothing', { vms: ['zz*', 'web*'] }, 'vms zz*'],
+    ['a name given twice is reported once', { vms: ['nope', 'nope'] }, 'vms nope'],
+    [
+      'every criterion',
+      {
+        vms: ['x'],
+        folders: ['prod/nope'],
+        hosts: ['esx9'],
+        clusters: ['Nope'],
+        datastores: ['ds-q'],
+        datacenters: ['DC9'],
+      },
+      'vms x; folders prod/nope; hosts esx9; clusters Nope; datastores ds-q; datacenters DC9',
+    ],
+    ['the root folder always matches', { folders: ['/'] }, ''],
+    ['cluster through the host', { clusters: ['Prod'] }, ''],
+    ['empty selection', {}, ''],
+  ];
+  for (const [title, select, expected] of rows) {
+    it(title, () => assert.equal(describeUnmatched(unmatchedCriteria(INVENTORY, select)), expected));
+  }
+  it('an excluded VM still counts as matched: the name exists', () => {
+    assert.deepEqual(unmatchedCriteria(INVENTORY, { vms: ['web01'] }), []);
+    assert.deepEqual(selectVms(INVENTORY, { vms: ['web01'] }, { vms: ['web01'] }), []);
+  });
+  it('names each unmatched pattern with its criterion', () => {
+    assert.deepEqual(unmatchedCriteria(INVENTORY, { vms: ['web01', 'b'], hosts: ['h'] }), [
+      { criterion: 'vms', pattern: 'b' },
+      { criterion: 'hosts', pattern: 'h' },
+    ]);
+  });
 });

@@ -101,6 +101,13 @@ function parseInquireFilter(opts: InquireOptions) {
       throw badOption(flag, `not a date/time: ${value}`);
     }
   }
+  if (
+    opts.since !== undefined &&
+    opts.until !== undefined &&
+    Date.parse(opts.since) > Date.parse(opts.until)
+  ) {
+    throw badOption('--since', `${opts.since} is later than --until ${opts.until}: no backup can match`);
+  }
   if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) {
     throw badOption('--limit', 'must be a positive whole number');
   }

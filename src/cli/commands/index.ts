@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliContext, CommandResult } from '../context.js';
+import { refuseRepeatedOptions } from '../options.js';
 import { registerBackup } from './backup.js';
 import { registerInit } from './init.js';
 import { registerInventory } from './inventory.js';
@@ -22,4 +23,5 @@ export function registerCommands(program: Command, run: Runner): void {
   registerMaintenance(program, run);
   registerLab(program, run);
   registerRestore(program, run);
+  refuseRepeatedOptions(program);
 }

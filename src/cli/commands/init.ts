@@ -69,6 +69,32 @@ async function ask(ctx: CliContext, flag: string, question: string, fallback?: s
   }
 }
 
+/** Pairs of init options where one would silently win over the other: both given is a usage error. */
+function refuseIgnoredInitOptions(ctx: CliContext, opts: InitOptions): void {
+  const conflicts: [boolean, string][] = [
+    [opts.passwordFile !== undefined && opts.passwordEnv !== undefined, '--password-file and --password-env'],
+    [
+      opts.thumbprint !== undefined && opts.trustServerCertificate === true,
+      '--thumbprint and --trust-server-certificate',
+    ],
+    [
+      opts.insecure === true && opts.trustServerCertificate === true,
+      '--insecure and --trust-server-certificate',
+    ],
+    [opts.output !== undefined && ctx.configGiven, '--output and --config'],
+  ];
+  const both = conflicts.filter(([given]) => given).map(([, flags]) => flags);
+  if (both.length > 0) {
+    throw new UsageError('USAGE', `init takes one of ${both.join('; one of ')}: the other would be ignored`);
+  }
+  if (opts.url?.toLowerCase().startsWith('http:') && opts.trustServerCertificate) {
+    throw new UsageError(
+      'USAGE',
+      `--trust-server-certificate needs an https:// --url (${opts.url} is plain HTTP)`,
+    );
+  }
+}
+
 export function registerInit(program: Command, run: Runner): void {
   program
     .command('init')
@@ -87,6 +113,7 @@ export function registerInit(program: Command, run: Runner): void {
     .option('--force', 'overwrite an existing configuration file')
     .action(
       run(async (ctx, opts: InitOptions) => {
+        refuseIgnoredInitOptions(ctx, opts);
         const output = resolve(opts.output ?? ctx.configPath);
         if (existsSync(output) && !opts.force) {
           throw new ConflictError('CONFIG_EXISTS', `${output} already exists (use --force to overwrite)`);

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import picomatch from 'picomatch';
 import { datastoreVolumeNames } from '../../engine/placement.js';
+import { UsageError } from '../../errors.js';
 import type { Datastore, DiskKind, Inventory, Vm } from '../../model/inventory.js';
+import { matchesPattern } from '../../rules/index.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { formatBytes } from '../progress.js';
@@ -92,8 +93,14 @@ async function inventoryCommand(ctx: CliContext, opts: { vm?: string }): Promise
   return withEngine(ctx, async (engine) => {
     const inv = await (await engine.vcenter()).inventory();
     const volumes = await datastoreVolumeNames(engine, inv.datastores);
-    const match = opts.vm === undefined ? () => true : picomatch(opts.vm);
-    const vms = inv.vms.filter((vm) => match(vm.name)).sort((a, b) => a.name.localeCompare(b.name));
+    const pattern = opts.vm;
+    const vms = inv.vms
+      .filter((vm) => pattern === undefined || matchesPattern(vm.name, pattern))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    // The same rule as backup --vm: a name typed on the command line that matches nothing is a typo to show.
+    if (pattern !== undefined && vms.length === 0) {
+      throw new UsageError('SELECTION_UNMATCHED', `no VM matches vms ${pattern}`);
+    }
     return ok(inventoryJson(inv, vms, volumes), inventoryText(inv, vms, volumes));
   });
 }

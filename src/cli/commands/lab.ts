@@ -3,6 +3,7 @@ import { ExitCode, UsageError } from '../../errors.js';
 import { labDown, labStatus, labUp } from '../../lab/lab.js';
 import { verifyLabVm } from '../../lab/verify.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
+import { collect } from '../options.js';
 import type { Runner } from './index.js';
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
@@ -104,9 +105,18 @@ async function downCommand(ctx: CliContext, opts: { dir: string }): Promise<Comm
   return ok({ dir: opts.dir, removed: true }, `lab in ${opts.dir} stopped and removed`);
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-const action = (fn: (ctx: CliContext, opts: never) => Promise<CommandResult>) =>
-  fn as unknown as (ctx: CliContext, ...args: never[]) => Promise<CommandResult>;
+/** Lab commands work on DIR alone: a --config they would ignore is refused rather than silently dropped. */
+const action =
+  (fn: (ctx: CliContext, opts: never) => Promise<CommandResult>) =>
+  (ctx: CliContext, ...args: never[]): Promise<CommandResult> => {
+    if (ctx.configGiven) {
+      throw new UsageError(
+        'USAGE',
+        'lab commands do not use --config: the lab keeps its own configuration in DIR/snapkeeper.yaml',
+      );
+    }
+    return fn(ctx, args[0] as never);
+  };
 
 /** `snapkeeper lab up|status|down`: the embedded lab (SPEC section 7). */
 export function registerLab(program: Command, run: Runner): void {

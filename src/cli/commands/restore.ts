@@ -6,6 +6,7 @@ import { type RestoreResult, runRestore } from '../../engine/restore.js';
 import { ExitCode } from '../../errors.js';
 import { type CliContext, ok } from '../context.js';
 import { withEngine } from '../engine.js';
+import { refuseIgnoredOptions } from '../options.js';
 import { formatBytes } from '../progress.js';
 import type { Runner } from './index.js';
 
@@ -26,19 +27,76 @@ interface RestoreOptions {
   dryRun?: boolean;
 }
 
-/** `--original` replaces a live VM: only with --force, or a typed "yes" on an interactive terminal. */
+/** What restore does to the live VM, by form, when it replaces something: the question to confirm. */
+function replacementQuestion(opts: RestoreOptions): string | undefined {
+  if (opts.original) {
+    return `Restore ${opts.vm} from backup ${opts.backup} to its original place? The live VM is powered off and replaced.`;
+  }
+  if (opts.disk !== undefined && opts.replace) {
+    return `Replace disk(s) ${opts.disk.join(', ')} of VM ${opts.to} with those of ${opts.vm} from backup ${opts.backup}? A powered-on VM's disks change under it.`;
+  }
+  return undefined;
+}
+
+/**
+ * `--original` and `--disk --replace` replace what a VM is using: only with --force, or a typed "yes" on an
+ * interactive terminal. The engine decides whether the target needs it (a powered-off VM does not for
+ * --replace); this only gathers the answer.
+ */
 async function confirmed(ctx: CliContext, opts: RestoreOptions): Promise<boolean> {
-  if (!opts.original || opts.force || opts.dryRun) return true;
+  const question = replacementQuestion(opts);
+  if (question === undefined || opts.force || opts.dryRun) return true;
   if (ctx.json || !process.stdin.isTTY || !process.stderr.isTTY) return false;
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await rl.question(
-      `Restore ${opts.vm} from backup ${opts.backup} to its original place? The live VM is powered off and replaced. Type yes: `,
-    );
+    const answer = await rl.question(`${question} Type yes: `);
     return answer.trim().toLowerCase() === 'yes';
   } finally {
     rl.close();
   }
+}
+
+/** The flags each form of restore uses; any other given is refused rather than silently ignored. */
+const RESTORE_FORMS = {
+  '--as': ['--as', '--datastore', '--host', '--folder', '--power-on', '--dry-run'],
+  '--original': ['--original', '--force', '--power-on', '--dry-run'],
+  '--disk --to': ['--disk', '--to', '--replace', '--datastore', '--dry-run'],
+  '--disk --to --replace': ['--disk', '--to', '--replace', '--force', '--datastore', '--dry-run'],
+  '--disk --files-only': ['--disk', '--files-only', '--datastore', '--dry-run'],
+} as const;
+
+function restoreForm(opts: RestoreOptions): keyof typeof RESTORE_FORMS | undefined {
+  const forms = [opts.as !== undefined, opts.original === true, opts.disk !== undefined];
+  // Zero or several forms: the engine's RESTORE_MODE error says what to choose.
+  if (forms.filter(Boolean).length !== 1) return undefined;
+  if (opts.as !== undefined) return '--as';
+  if (opts.original) return '--original';
+  if ((opts.to !== undefined) === (opts.filesOnly === true)) return undefined;
+  if (opts.filesOnly) return '--disk --files-only';
+  return opts.replace ? '--disk --to --replace' : '--disk --to';
+}
+
+function refuseIgnoredRestoreOptions(opts: RestoreOptions): void {
+  const form = restoreForm(opts);
+  if (form === undefined) return;
+  refuseIgnoredOptions(
+    `restore ${form}`,
+    {
+      '--as': opts.as !== undefined,
+      '--original': opts.original === true,
+      '--force': opts.force === true,
+      '--datastore': opts.datastore !== undefined,
+      '--host': opts.host !== undefined,
+      '--folder': opts.folder !== undefined,
+      '--disk': opts.disk !== undefined,
+      '--to': opts.to !== undefined,
+      '--replace': opts.replace === true,
+      '--files-only': opts.filesOnly === true,
+      '--power-on': opts.powerOn === true,
+      '--dry-run': opts.dryRun === true,
+    },
+    RESTORE_FORMS[form],
+  );
 }
 
 function formatRestore(r: RestoreResult): string {
@@ -75,7 +133,7 @@ export function registerRestore(program: Command, run: Runner): void {
     .requiredOption('--vm <name>', 'the VM in that backup')
     .option('--as <name>', 'restore the whole VM as a new VM with this name')
     .option('--original', 'restore the whole VM to its original place, replacing the live VM')
-    .option('--force', 'do not ask before replacing the live VM (--original)')
+    .option('--force', 'do not ask before replacing the live VM (--original) or its disks (--disk --replace)')
     .option('--datastore <name>', 'put the restored files on this datastore (default: the original ones)')
     .option('--host <name>', 'register the new VM on this host (default: the original host)')
     .option('--folder <path>', 'create the new VM in this folder (default: the original folder)')
@@ -87,6 +145,7 @@ export function registerRestore(program: Command, run: Runner): void {
     .option('--dry-run', 'check everything and show what would be restored where; change nothing')
     .action(
       run(async (ctx, opts: RestoreOptions) => {
+        refuseIgnoredRestoreOptions(opts);
         const yes = await confirmed(ctx, opts);
         // Ctrl-C stops a copy in progress; what the restore did so far is undone before the exit.
         const abort = new AbortController();
@@ -103,7 +162,7 @@ export function registerRestore(program: Command, run: Runner): void {
             ...(opts.folder !== undefined ? { folder: opts.folder.replace(/^\/+|\/+$/g, '') } : {}),
             ...(opts.disk !== undefined ? { disks: opts.disk } : {}),
             ...(opts.to !== undefined ? { to: opts.to } : {}),
-            ...(opts.replace ? { replace: true } : {}),
+            ...(opts.replace ? { replace: true, ...(yes ? { force: true } : {}) } : {}),
             ...(opts.filesOnly ? { filesOnly: true } : {}),
             ...(opts.powerOn ? { powerOn: true } : {}),
             ...(opts.dryRun ? { dryRun: true } : {}),

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import YAML from 'yaml';
-import { type TaskConfig, taskSchema } from '../../config/schema.js';
+import { type TaskConfig, userTaskSchema } from '../../config/schema.js';
 import { assertEditable, findTask, listTasks } from '../../engine/tasks.js';
 import { UsageError } from '../../errors.js';
 import { BACKUP_MODES } from '../../model/modes.js';
@@ -21,6 +21,7 @@ interface TaskOptions {
   keepVersions?: string;
   keepDays?: string;
   schedule?: string;
+  timezone?: string;
   description?: string;
 }
 
@@ -39,6 +40,7 @@ function withTaskOptions(cmd: Command): Command {
     .option('--keep-versions <n>', 'retention: keep at most N backups')
     .option('--keep-days <d>', 'retention: keep backups at most D days')
     .option('--schedule <cron>', 'schedule (cron expression) for snapkeeper serve')
+    .option('--timezone <iana>', 'the time zone of --schedule, e.g. Europe/Berlin (default: the host’s)')
     .option('--description <text>', 'free text');
 }
 
@@ -81,19 +83,17 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
     ...(opts.mode ? { mode: opts.mode } : {}),
     ...(retention ? { retention } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
+    ...(opts.timezone ? { timezone: opts.timezone } : {}),
     ...(opts.description ? { description: opts.description } : {}),
   };
-  const parsed = taskSchema.safeParse(candidate);
+  if (candidate.timezone !== undefined && candidate.schedule === undefined) {
+    throw new UsageError('TASK_INVALID', '--timezone applies to a schedule: add --schedule CRON');
+  }
+  const parsed = userTaskSchema.safeParse(candidate);
   if (!parsed.success) {
     throw new UsageError(
       'TASK_INVALID',
       `invalid task: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  }
-  if (Object.values(parsed.data.select).every((v) => v === undefined || v.length === 0)) {
-    throw new UsageError(
-      'TASK_INVALID',
-      'a task needs a selection: --vm, --folder, --host, --cluster, --datastore or --datacenter',
     );
   }
   return parsed.data;
