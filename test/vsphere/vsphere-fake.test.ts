@@ -26,7 +26,7 @@ sessionConformance(
       cleanup: () => session.logout(),
     };
   },
-  { suspendNeedsPoweredOn: true, uniqueVmNamesPerFolder: true, datastoreRemovalAsVcenter: true },
+  { suspendNeedsPoweredOn: true, uniqueVmNamesPerFolder: true },
 );
 
 const SPEC: FakeSpec = {

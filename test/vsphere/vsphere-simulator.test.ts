@@ -33,5 +33,5 @@ sessionConformance(
       throw err;
     }
   },
-  { suspendNeedsPoweredOn: false, uniqueVmNamesPerFolder: false, datastoreRemovalAsVcenter: false },
+  { suspendNeedsPoweredOn: false, uniqueVmNamesPerFolder: false },
 );
