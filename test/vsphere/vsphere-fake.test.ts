@@ -325,3 +325,27 @@ test('one task at a time per VM: a second task while a delayed one runs is TaskI
   await vc.suspendVm(id('web01'));
   assert.equal((await vc.vmState(id('web01'))).powerState, 'suspended', 'the VM is free again');
 });
+
+test('VM names vCenter accepts but file systems do not are escaped in file names as vCenter does', async () => {
+  const name = 'odd/name 100% ..';
+  const vc = FakeVcenter.fromLabSpec({
+    datacenters: [
+      {
+        name: 'DC1',
+        hosts: ['esx01'],
+        datastores: [{ name: 'ds-a', capacityGB: 1 }],
+        vms: [{ name, host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 1 }] }],
+      },
+    ],
+  });
+  const vm = vc.vm(name)!;
+  assert.equal(vm.name, name);
+  assert.equal(vm.vmxFile, '[ds-a] odd%2fname 100%25 ../odd%2fname 100%25 ...vmx');
+  assert.deepEqual(
+    vm.disks.map((d) => d.file),
+    ['[ds-a] odd%2fname 100%25 ../odd%2fname 100%25 .._0.vmdk'],
+  );
+  await vc.powerOffVm(vm.id);
+  await vc.destroyVm(vm.id);
+  assert.equal(vc.fileExists(vm.vmxFile), false, 'destroy removes its own home directory');
+});

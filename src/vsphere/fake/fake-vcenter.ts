@@ -121,6 +121,11 @@ function uuidOf(seed: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/** A VM name as vCenter writes it into directory and file names: `%`, `/` and `\` escaped. */
+function fileNameOf(vmName: string): string {
+  return vmName.replace(/%/g, '%25').replace(/\//g, '%2f').replace(/\\/g, '%5c');
+}
+
 /** `[ds] dir/` of a .vmx path: everything below it is the VM's home directory. */
 function homeDirOf(vmxFile: string): string {
   return vmxFile.slice(0, vmxFile.lastIndexOf('/') + 1);
@@ -247,7 +252,8 @@ export class FakeVcenter implements VcenterSession {
     where: { datacenter: string; hostId: string; home: string; rootFolder: string },
   ): void {
     const { datacenter, hostId, home, rootFolder } = where;
-    const vmxFile = `[${home}] ${spec.name}/${spec.name}.vmx`;
+    const base = fileNameOf(spec.name);
+    const vmxFile = `[${home}] ${base}/${base}.vmx`;
     const config: VmConfig = {
       name: spec.name,
       instanceUuid: uuidOf(`vm:${datacenter}/${spec.name}`),
@@ -273,7 +279,7 @@ export class FakeVcenter implements VcenterSession {
       }
       const unit = index % DISKS_PER_BUS;
       const rdm = 'rdm' in d;
-      const file = `[${rdm ? home : d.datastore}] ${spec.name}/${spec.name}_${index}.vmdk`;
+      const file = `[${rdm ? home : d.datastore}] ${base}/${base}_${index}.vmdk`;
       // vCenter keeps physical-mode RDMs out of snapshots by making them independent.
       const rdmMode = rdm && d.rdm === 'physical' ? 'independent_persistent' : 'persistent';
       config.disks.push({
