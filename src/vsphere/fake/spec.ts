@@ -44,3 +44,17 @@ export interface FakeVmSpec {
   /** Whether VMware Tools run in the guest (quiesced snapshots need them); default true. */
   tools?: boolean;
 }
+
+export interface FakeVcenterOptions {
+  /** Per datastore name: URL and LUN to use instead of the defaults (e.g. a memory array's volumes). */
+  datastores?: Record<string, { url?: string; lun?: string }>;
+  /**
+   * Whether a host path exists: the directory of createDatastore, a file below a datastore's URL (disks and
+   * .vmx files of createVm, registerVm, reconfigureDisks). With it the fake fails as vCenter does (NotFound,
+   * FileNotFound, FileAlreadyExists); without it only the files the fake made itself are known, and disk files
+   * it does not know are taken to exist.
+   */
+  pathExists?: (path: string) => boolean;
+  /** Clock for snapshot creation times; default the system clock. */
+  now?: () => Date;
+}
