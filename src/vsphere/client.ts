@@ -10,8 +10,9 @@ import {
 } from './faults.js';
 import { fetchInventory, flattenSnapshots } from './inventory.js';
 import { type CallOptions, type Invoker, retrieveOne, type ServiceContent } from './property.js';
-import type { CreateVmSnapshotOptions, OperationOptions, VcenterSession } from './session.js';
+import type { CreateVmSnapshotOptions, DiskChanges, OperationOptions, VcenterSession } from './session.js';
 import { HttpTransport, retryIdempotentReads, type Transport, TransportError } from './transport.js';
+import * as vmOps from './vm-ops.js';
 import {
   asArray,
   asObject,
@@ -361,6 +362,50 @@ export class Vcenter implements VcenterSession, Invoker {
 
   async powerOffVm(vmId: string, options: OperationOptions = {}): Promise<void> {
     await this.runTask('PowerOffVM_Task', { type: 'VirtualMachine', value: vmId }, '', options);
+  }
+
+  // The VM and datastore operations restore, mount and attach need: vm-ops.ts holds their SOAP, with this
+  // session as the caller.
+
+  createVm(spec: vmOps.CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+    return vmOps.createVm(this, spec, options);
+  }
+
+  registerVm(spec: vmOps.CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+    return vmOps.registerVm(this, spec, options);
+  }
+
+  vmDevices(vmId: string, options: OperationOptions = {}): Promise<vmOps.VmDevices> {
+    return vmOps.vmDevices(this, vmId, options);
+  }
+
+  reconfigureDisks(vmId: string, changes: DiskChanges, options: OperationOptions = {}): Promise<number[]> {
+    return vmOps.reconfigureDisks(this, vmId, changes, options);
+  }
+
+  detachDiskFiles(vmId: string, files: string[], options: OperationOptions = {}): Promise<number> {
+    return vmOps.detachDiskFiles(this, vmId, files, options);
+  }
+
+  unregisterVm(vmId: string, options: OperationOptions = {}): Promise<void> {
+    return vmOps.unregisterVm(this, vmId, options);
+  }
+
+  destroyVm(vmId: string, options: OperationOptions = {}): Promise<void> {
+    return vmOps.destroyVm(this, vmId, options);
+  }
+
+  createDatastore(
+    hostId: string,
+    name: string,
+    path: string,
+    options: OperationOptions = {},
+  ): Promise<string> {
+    return vmOps.createDatastore(this, hostId, name, path, options);
+  }
+
+  removeDatastore(hostId: string, datastoreId: string, options: OperationOptions = {}): Promise<void> {
+    return vmOps.removeDatastore(this, hostId, datastoreId, options);
   }
 
   /** The key of this session (SessionManager.currentSession.key), e.g. to terminate it from another one. */

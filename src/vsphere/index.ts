@@ -1,10 +1,19 @@
 /** Public surface of the vSphere layer; see README.md. */
 export { type ConnectOptions, connect, Vcenter } from './client.js';
+export { type FakeSpec, FakeVcenter, type FakeVcenterOptions, type FaultableMethod } from './fake/index.js';
 export { isFault, VcenterUnreachableError, VsphereFault } from './faults.js';
 export { type CapturedDevice, fetchInventory } from './inventory.js';
 export type { CallOptions, Invoker, ObjectContent, PropertySpec, ServiceContent } from './property.js';
 export { retrieveFromContainer, retrieveOne } from './property.js';
-export type { CreateVmSnapshotOptions, OperationOptions, VcenterSession } from './session.js';
+export type {
+  CreateVmSnapshotOptions,
+  CreateVmSpec,
+  DiskAttachment,
+  DiskChanges,
+  OperationOptions,
+  VcenterSession,
+  VmDevices,
+} from './session.js';
 export {
   HttpTransport,
   type SoapRequest,
@@ -12,6 +21,7 @@ export {
   type Transport,
   TransportError,
 } from './transport.js';
+export { freeScsiSlots, isGone } from './vm-ops.js';
 export {
   asArray,
   el,
