@@ -37,13 +37,13 @@ export async function isSimulatorProcess(pid: number, dir: string): Promise<bool
  */
 export async function stopSimulatorProcess(pid: number, dir: string): Promise<void> {
   if (!(await isSimulatorProcess(pid, dir))) return;
-  if (!signal(pid, 'SIGTERM') || (await waitGone(pid, 15_000))) return;
-  if (!signal(pid, 'SIGKILL') || (await waitGone(pid, 5_000))) return;
+  if (!sendSignal(pid, 'SIGTERM') || (await waitGone(pid, 15_000))) return;
+  if (!sendSignal(pid, 'SIGKILL') || (await waitGone(pid, 5_000))) return;
   throw new SnapkeeperError('LAB_DOWN_FAILED', `the simulator (pid ${pid}) did not stop`);
 }
 
 /** Sends `name` to `pid`; false when the process is already gone. */
-function signal(pid: number, name: NodeJS.Signals): boolean {
+export function sendSignal(pid: number, name: NodeJS.Signals): boolean {
   try {
     process.kill(pid, name);
     return true;
