@@ -1,6 +1,6 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initFsArray, layout, removeTree } from '../arrays/fs/index.js';
+import { initFsArray, layout, removeTree } from '../arrays/index.js';
 import { SnapkeeperError } from '../errors.js';
 import { pathExists } from '../util/fs.js';
 import { isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';

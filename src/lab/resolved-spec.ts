@@ -1,4 +1,4 @@
-import { layout } from '../arrays/fs/index.js';
+import { layout } from '../arrays/index.js';
 import { homeDatastore, type LabSpec } from './spec.js';
 import { simulatorVmNames } from './vm-names.js';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { safeName } from '../config/schema.js';
-import { el } from '../vsphere/xml.js';
+import { el } from '../vsphere/index.js';
 import type { SimulatorReady } from './simulator.js';
 import type { LabSpec } from './spec.js';
 import { connectToLab } from './vcenter.js';
