@@ -84,7 +84,10 @@ function startingState(dir: string, createdDir: boolean, onBtrfsImage: boolean):
   };
 }
 
-/** Makes the lab step by step, recording in `made` what an undo must remove beyond lab.json's own record. */
+/**
+ * Makes the lab step by step. The simulator's pid goes into `made` as soon as it runs, so that the undo of any
+ * later failure stops it.
+ */
 async function buildLab(
   spec: LabSpec,
   starting: LabState,
