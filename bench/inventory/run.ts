@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { labDown, labUp } from '../../src/lab/lab.js';
+import { labDown, labUp } from '../../src/lab/index.js';
 import { parseStatsLine } from '../../src/util/stats.js';
 import { runCli } from '../../test/helpers/cli.js';
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
-import { labDown, labUp } from '../../src/lab/lab.js';
+import { labDown, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { idealMakespan } from '../../src/rules/index.js';

@@ -6,8 +6,8 @@ import (
 	"os"
 )
 
-// The resolved lab spec written by src/lab/lab.ts: the lab spec of SPEC section 7 with every default filled in
-// (power, home datastore, disk mode: missing ones are refused, not defaulted here) and,
+// The resolved lab spec written by src/lab/resolved-spec.ts: the lab spec of SPEC section 7 with every
+// default filled in (power, home datastore, disk mode: missing ones are refused, not defaulted here) and,
 // per datastore, the directory of the array volume it lives on and that volume's LUN canonical name.
 // The TypeScript side has validated it; this side checks only what it needs to stay safe.
 type labSpec struct {
@@ -68,7 +68,7 @@ func loadSpec(file string) (*labSpec, error) {
 			}
 		}
 		for _, vm := range dc.VMs {
-			// Defaults are resolved on the TypeScript side only (src/lab/lab.ts resolveSpec): one source of truth.
+			// Defaults are resolved on the TypeScript side only (src/lab/resolved-spec.ts): one source of truth.
 			if vm.Power == "" {
 				return nil, fmt.Errorf("vm %s: the resolved spec needs power", vm.Name)
 			}

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SnapkeeperError } from '../errors.js';
 import { execFile } from '../util/exec.js';
+import { sendSignal } from './process.js';
 
 /** What the simulator writes to its ready file once the whole inventory is built (see lab/simulator). */
 export interface SimulatorReady {
@@ -90,23 +91,7 @@ export async function simulatorBinary(env: NodeJS.ProcessEnv = process.env): Pro
 export async function startSimulator(
   options: SimulatorOptions,
 ): Promise<{ child: ChildProcess; ready: SimulatorReady }> {
-  const args = [
-    '--spec',
-    options.specFile,
-    '--listen',
-    '127.0.0.1:0',
-    '--user',
-    options.user,
-    '--password-file',
-    options.passwordFile,
-    '--ready-file',
-    options.readyFile,
-  ];
-  if (options.tls) args.push('--tls');
-  for (const [method, ms] of Object.entries(options.delays ?? {})) args.push('--delay', `${method}=${ms}`);
-  if (options.sessionIdleTimeoutSeconds !== undefined) {
-    args.push('--session-idle-timeout', String(options.sessionIdleTimeoutSeconds));
-  }
+  const args = simulatorArgs(options);
   // A ready file left from an earlier run would be taken for this one's: its pid, URL and disks.
   await rm(options.readyFile, { force: true });
   const log = await open(options.logFile, 'a');
@@ -131,13 +116,7 @@ export async function startSimulator(
     if (ready !== undefined) return { child, ready };
     if (exited !== undefined || Date.now() > deadline) {
       const why = exited !== undefined ? `exited before it was ready (${exited})` : 'was not ready in time';
-      if (exited === undefined && child.pid !== undefined) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      if (exited === undefined && child.pid !== undefined) sendSignal(child.pid, 'SIGKILL');
       throw new SnapkeeperError(
         'LAB_SIMULATOR_FAILED',
         `the simulator ${why}; log tail:\n${await logTail(options.logFile)}`,
@@ -146,6 +125,28 @@ export async function startSimulator(
     // Polling a file the child renames into place: no portable event tells us about it reliably.
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The command line of lab/simulator's main for `options`. */
+function simulatorArgs(options: SimulatorOptions): string[] {
+  const args = [
+    '--spec',
+    options.specFile,
+    '--listen',
+    '127.0.0.1:0',
+    '--user',
+    options.user,
+    '--password-file',
+    options.passwordFile,
+    '--ready-file',
+    options.readyFile,
+  ];
+  if (options.tls) args.push('--tls');
+  for (const [method, ms] of Object.entries(options.delays ?? {})) args.push('--delay', `${method}=${ms}`);
+  if (options.sessionIdleTimeoutSeconds !== undefined) {
+    args.push('--session-idle-timeout', String(options.sessionIdleTimeoutSeconds));
+  }
+  return args;
 }
 
 async function readReady(file: string): Promise<SimulatorReady | undefined> {

@@ -111,134 +111,156 @@ const datacenterSchema = z
   })
   .strict();
 
-export const labSpecSchema = z
-  .object({ datacenters: z.array(datacenterSchema).min(1) })
-  .strict()
-  .superRefine((spec, ctx) => {
-    const seen = (kind: string) => {
-      const names = new Map<string, string>();
-      return (name: string, path: (string | number)[]) => {
-        const where = names.get(name);
-        if (where !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path,
-            message: `duplicate ${kind} name ${name} (first at ${where})`,
-          });
-        } else names.set(name, formatPath(path));
-      };
-    };
-    const dcNames = seen('datacenter');
-    const hostNames = seen('host');
-    // Datastores become array volumes and VMs directories: their names must be unique across the lab.
-    const dsNames = seen('datastore');
-    const vmNames = seen('VM');
-    // A LUN has one size, wherever it is mapped (the simulator would silently keep the first).
-    const lunSizes = new Map<string, { sizeMB: number; path: string }>();
-    for (const [d, dc] of spec.datacenters.entries()) {
-      const base = ['datacenters', d];
-      dcNames(dc.name, [...base, 'name']);
-      const clusterNames = seen('cluster');
-      const hosts = new Set<string>();
-      for (const [c, cluster] of dc.clusters.entries()) {
-        clusterNames(cluster.name, [...base, 'clusters', c, 'name']);
-        for (const [h, host] of cluster.hosts.entries()) {
-          hostNames(host, [...base, 'clusters', c, 'hosts', h]);
-          hosts.add(host);
-        }
-      }
-      for (const [h, host] of dc.hosts.entries()) {
-        hostNames(host, [...base, 'hosts', h]);
-        hosts.add(host);
-      }
-      const datastores = new Set<string>();
-      for (const [s, ds] of dc.datastores.entries()) {
-        dsNames(ds.name, [...base, 'datastores', s, 'name']);
-        datastores.add(ds.name);
-      }
-      // Flat and independent disks of every VM per datastore; RDMs are LUNs of their own.
-      const usedMB = new Map<string, number>();
-      if (dc.datastores.length > 0 && hosts.size === 0) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [...base, 'hosts'],
-          message: 'datastores need at least one host to be mounted on',
-        });
-      }
-      for (const [v, vm] of dc.vms.entries()) {
-        const vmPath = [...base, 'vms', v];
-        vmNames(vm.name, [...vmPath, 'name']);
-        if (!hosts.has(vm.host)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [...vmPath, 'host'],
-            message: `host ${vm.host} is not defined in datacenter ${dc.name}`,
-          });
-        }
-        if (vm.datastore !== undefined && !datastores.has(vm.datastore)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [...vmPath, 'datastore'],
-            message: `datastore ${vm.datastore} is not defined in datacenter ${dc.name}`,
-          });
-        }
-        const luns = new Map<string, number>();
-        for (const [k, disk] of vm.disks.entries()) {
-          if ('rdm' in disk) {
-            const lun = disk.lun.toLowerCase();
-            const sized = lunSizes.get(lun);
-            if (sized === undefined) {
-              lunSizes.set(lun, { sizeMB: disk.sizeMB, path: formatPath([...vmPath, 'disks', k]) });
-            } else if (sized.sizeMB !== disk.sizeMB) {
-              ctx.addIssue({
-                code: 'custom',
-                path: [...vmPath, 'disks', k, 'sizeMB'],
-                message: `LUN ${disk.lun} is ${sized.sizeMB} MB at ${sized.path}: a LUN has one size`,
-              });
-            }
-            const first = luns.get(lun);
-            if (first !== undefined) {
-              ctx.addIssue({
-                code: 'custom',
-                path: [...vmPath, 'disks', k, 'lun'],
-                message: `LUN ${disk.lun} is already mapped by disks[${first}] of this VM`,
-              });
-            } else luns.set(lun, k);
-          } else if (!datastores.has(disk.datastore)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: [...vmPath, 'disks', k, 'datastore'],
-              message: `datastore ${disk.datastore} is not defined in datacenter ${dc.name}`,
-            });
-          } else usedMB.set(disk.datastore, (usedMB.get(disk.datastore) ?? 0) + disk.sizeMB);
-        }
-        if (vm.disks.length > 60) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [...vmPath, 'disks'],
-            message: 'at most 60 disks per VM (4 SCSI controllers)',
-          });
-        }
-        if (vm.datastore === undefined && !vm.disks.some((disk) => !('rdm' in disk))) {
-          ctx.addIssue({
-            code: 'custom',
-            path: vmPath,
-            message: 'the VM needs a home datastore: set "datastore" or give it a disk on a datastore',
-          });
-        }
-      }
-      for (const [s, ds] of dc.datastores.entries()) {
-        const used = usedMB.get(ds.name) ?? 0;
-        if (used > ds.capacityGB * 1024) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [...base, 'datastores', s, 'capacityGB'],
-            message: `the disks on datastore ${ds.name} add up to ${used} MB, more than its ${ds.capacityGB} GB (${ds.capacityGB * 1024} MB)`,
-          });
-        }
-      }
+const labSpecShape = z.object({ datacenters: z.array(datacenterSchema).min(1) }).strict();
+
+export const labSpecSchema = labSpecShape.superRefine((spec, ctx) =>
+  checkReferences(spec, (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+);
+
+type SpecPath = (string | number)[];
+type ReportIssue = (path: SpecPath, message: string) => void;
+type ShapedSpec = z.infer<typeof labSpecShape>;
+type ShapedDatacenter = ShapedSpec['datacenters'][number];
+type ShapedVm = ShapedDatacenter['vms'][number];
+
+/** Reports a name seen before at another path, naming that first path. */
+type NameRegister = (name: string, path: SpecPath) => void;
+
+function uniqueNames(kind: string, report: ReportIssue): NameRegister {
+  const names = new Map<string, string>();
+  return (name, path) => {
+    const where = names.get(name);
+    if (where !== undefined) report(path, `duplicate ${kind} name ${name} (first at ${where})`);
+    else names.set(name, formatPath(path));
+  };
+}
+
+/** What the checks of one datacenter share with those of the whole lab. */
+interface LabWide {
+  report: ReportIssue;
+  datacenterNames: NameRegister;
+  hostNames: NameRegister;
+  // Datastores become array volumes and VMs directories: their names must be unique across the lab.
+  datastoreNames: NameRegister;
+  vmNames: NameRegister;
+  // A LUN has one size, wherever it is mapped (the simulator would silently keep the first).
+  lunSizes: Map<string, { sizeMB: number; path: string }>;
+}
+
+/** What the checks of one VM need to know of its datacenter. */
+interface InDatacenter {
+  name: string;
+  hosts: Set<string>;
+  datastores: Set<string>;
+  /** Flat and independent disks of every VM per datastore; RDMs are LUNs of their own. */
+  usedMB: Map<string, number>;
+}
+
+/** The checks zod cannot express: unique names, references that resolve, sizes that fit. */
+function checkReferences(spec: ShapedSpec, report: ReportIssue): void {
+  const lab: LabWide = {
+    report,
+    datacenterNames: uniqueNames('datacenter', report),
+    hostNames: uniqueNames('host', report),
+    datastoreNames: uniqueNames('datastore', report),
+    vmNames: uniqueNames('VM', report),
+    lunSizes: new Map(),
+  };
+  for (const [d, dc] of spec.datacenters.entries()) checkDatacenter(dc, ['datacenters', d], lab);
+}
+
+function checkDatacenter(dc: ShapedDatacenter, base: SpecPath, lab: LabWide): void {
+  lab.datacenterNames(dc.name, [...base, 'name']);
+  const inDc: InDatacenter = {
+    name: dc.name,
+    hosts: datacenterHosts(dc, base, lab),
+    datastores: new Set<string>(),
+    usedMB: new Map(),
+  };
+  for (const [s, ds] of dc.datastores.entries()) {
+    lab.datastoreNames(ds.name, [...base, 'datastores', s, 'name']);
+    inDc.datastores.add(ds.name);
+  }
+  if (dc.datastores.length > 0 && inDc.hosts.size === 0) {
+    lab.report([...base, 'hosts'], 'datastores need at least one host to be mounted on');
+  }
+  for (const [v, vm] of dc.vms.entries()) checkVm(vm, [...base, 'vms', v], inDc, lab);
+  for (const [s, ds] of dc.datastores.entries()) {
+    const used = inDc.usedMB.get(ds.name) ?? 0;
+    if (used > ds.capacityGB * 1024) {
+      lab.report(
+        [...base, 'datastores', s, 'capacityGB'],
+        `the disks on datastore ${ds.name} add up to ${used} MB, more than its ${ds.capacityGB} GB (${ds.capacityGB * 1024} MB)`,
+      );
     }
-  });
+  }
+}
+
+/** The hosts of a datacenter, in its clusters and standalone, checking cluster and host names. */
+function datacenterHosts(dc: ShapedDatacenter, base: SpecPath, lab: LabWide): Set<string> {
+  const clusterNames = uniqueNames('cluster', lab.report);
+  const hosts = new Set<string>();
+  for (const [c, cluster] of dc.clusters.entries()) {
+    clusterNames(cluster.name, [...base, 'clusters', c, 'name']);
+    for (const [h, host] of cluster.hosts.entries()) {
+      lab.hostNames(host, [...base, 'clusters', c, 'hosts', h]);
+      hosts.add(host);
+    }
+  }
+  for (const [h, host] of dc.hosts.entries()) {
+    lab.hostNames(host, [...base, 'hosts', h]);
+    hosts.add(host);
+  }
+  return hosts;
+}
+
+function checkVm(vm: ShapedVm, vmPath: SpecPath, dc: InDatacenter, lab: LabWide): void {
+  lab.vmNames(vm.name, [...vmPath, 'name']);
+  if (!dc.hosts.has(vm.host)) {
+    lab.report([...vmPath, 'host'], `host ${vm.host} is not defined in datacenter ${dc.name}`);
+  }
+  if (vm.datastore !== undefined && !dc.datastores.has(vm.datastore)) {
+    lab.report([...vmPath, 'datastore'], `datastore ${vm.datastore} is not defined in datacenter ${dc.name}`);
+  }
+  const lunsOfVm = new Map<string, number>();
+  for (const [k, disk] of vm.disks.entries()) {
+    const diskPath = [...vmPath, 'disks', k];
+    if ('rdm' in disk) checkRdm(disk, k, diskPath, lunsOfVm, lab);
+    else if (!dc.datastores.has(disk.datastore)) {
+      lab.report(
+        [...diskPath, 'datastore'],
+        `datastore ${disk.datastore} is not defined in datacenter ${dc.name}`,
+      );
+    } else dc.usedMB.set(disk.datastore, (dc.usedMB.get(disk.datastore) ?? 0) + disk.sizeMB);
+  }
+  if (vm.disks.length > 60) lab.report([...vmPath, 'disks'], 'at most 60 disks per VM (4 SCSI controllers)');
+  if (vm.datastore === undefined && !vm.disks.some((disk) => !('rdm' in disk))) {
+    lab.report(vmPath, 'the VM needs a home datastore: set "datastore" or give it a disk on a datastore');
+  }
+}
+
+/** An RDM's LUN has one size across the lab and is mapped at most once per VM (`lunsOfVm`: LUN -> disk index). */
+function checkRdm(
+  disk: LabRdmDisk,
+  index: number,
+  diskPath: SpecPath,
+  lunsOfVm: Map<string, number>,
+  lab: LabWide,
+): void {
+  const lun = disk.lun.toLowerCase();
+  const sized = lab.lunSizes.get(lun);
+  if (sized === undefined) lab.lunSizes.set(lun, { sizeMB: disk.sizeMB, path: formatPath(diskPath) });
+  else if (sized.sizeMB !== disk.sizeMB) {
+    lab.report(
+      [...diskPath, 'sizeMB'],
+      `LUN ${disk.lun} is ${sized.sizeMB} MB at ${sized.path}: a LUN has one size`,
+    );
+  }
+  const first = lunsOfVm.get(lun);
+  if (first !== undefined) {
+    lab.report([...diskPath, 'lun'], `LUN ${disk.lun} is already mapped by disks[${first}] of this VM`);
+  } else lunsOfVm.set(lun, index);
+}
 
 export type LabSpec = z.infer<typeof labSpecSchema>;
 export type LabVmSpec = LabSpec['datacenters'][number]['vms'][number];

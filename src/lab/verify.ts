@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { NotFoundError } from '../errors.js';
 import { connect } from '../vsphere/index.js';
 import { labDiskChunk } from './diskdata.js';
-import { readLabState } from './lab.js';
+import { readLabState } from './state.js';
 
 export interface VerifiedDisk {
   label: string;

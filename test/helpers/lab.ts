@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../../src/errors.js';
-import { type LabState, labDown, labUp } from '../../src/lab/lab.js';
+import { type LabState, labDown, labUp } from '../../src/lab/index.js';
 
 /** A lab started for a test, in its own temporary directory. */
 export interface TestLab {

@@ -46,7 +46,7 @@ test('on a btrfs array directory (no loop image of its own) lab down removes rea
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const { mountLoopBtrfs, unmountLoopBtrfs } = await import('../../src/lab/loop-btrfs.js');
-  const { labDown, labUp } = await import('../../src/lab/lab.js');
+  const { labDown, labUp } = await import('../../src/lab/index.js');
   const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-outer-'));
   const image = join(root, 'outer.img');
   const mnt = join(root, 'mnt');

@@ -12,7 +12,7 @@ import { layout, readManifest } from '../../src/arrays/fs/layout.js';
 import { loadConfig } from '../../src/config/load.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
-import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/lab.js';
+import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/index.js';
 import { simulatorBinary, startSimulator } from '../../src/lab/simulator.js';
 import { pathExists } from '../../src/util/fs.js';
 import { startLab, type TestLab } from '../helpers/lab.js';

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { openArray } from '../../src/arrays/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
-import { type LabState, labDown, labUp } from '../../src/lab/lab.js';
+import { type LabState, labDown, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { runCli } from '../helpers/cli.js';

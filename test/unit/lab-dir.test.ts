@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
-import { labFiles, labUp } from '../../src/lab/lab.js';
+import { labFiles, labUp } from '../../src/lab/index.js';
 import { startSimulator } from '../../src/lab/simulator.js';
 
 const STANDARD = fileURLToPath(new URL('../../../test/fixtures/lab/standard.json', import.meta.url));

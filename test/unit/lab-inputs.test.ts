@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../src/errors.js';
-import { closestName, diskBytesByDatastore, labUp } from '../../src/lab/lab.js';
+import { closestName, diskBytesByDatastore, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import { parseLabSpec } from '../../src/lab/spec.js';
 import { VIM25_METHODS } from '../../src/lab/vim25-methods.js';

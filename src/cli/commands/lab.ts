@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
-import { labDown, labStatus, labUp } from '../../lab/lab.js';
-import { verifyLabVm } from '../../lab/verify.js';
+import { labDown, labStatus, labUp, verifyLabVm } from '../../lab/index.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
 import { collect } from '../options.js';
 import type { Runner } from './index.js';

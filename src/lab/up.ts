@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { errorMessage, SnapkeeperError } from '../errors.js';
+import { pathExists, writeFileDurable } from '../util/fs.js';
+import { createLabArray } from './array.js';
+import { writeLabConfig } from './config-file.js';
+import { type LabParts, removeLab } from './down.js';
+import { fillLabDisks } from './fill-disks.js';
+import { type LabPaths, labPaths } from './lab-dir.js';
+import { checkLabUp } from './preflight.js';
+import { resolveSpec } from './resolved-spec.js';
+import { type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
+import { datastoreNames, type LabSpec, loadLabSpec } from './spec.js';
+import { type LabState, type LabVm, writeLabState } from './state.js';
+import { LAB_USER } from './vcenter.js';
+import { renameToRealNames } from './vm-names.js';
+
+export interface LabUpOptions {
+  specFile: string;
+  dir: string;
+  /** Put the array on a loop-mounted btrfs image of this size (needs root and btrfs-progs). */
+  btrfsImageBytes?: number;
+  /** Per SOAP method delays in ms, e.g. `{ CreateSnapshot_Task: 500 }`. */
+  delays?: Record<string, number>;
+  /** Serve HTTPS with a fresh self-signed certificate pinned by thumbprint (default true). */
+  tls?: boolean;
+  sessionIdleTimeoutSeconds?: number;
+  /** Called with a short description of each step. */
+  onProgress?: (step: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+type Progress = (step: string) => void;
+
+/**
+ * Starts a lab in `dir`: validates the spec (nothing is created for a bad one), makes the file-system array
+ * with one volume per datastore (optionally on a loop-mounted btrfs image), starts the vCenter simulator with
+ * the spec's inventory, fills every flat and independent disk with deterministic data and writes
+ * DIR/snapkeeper.yaml and DIR/lab.json. Fails with UsageError, changing nothing, if `dir` already holds a lab
+ * or any file a lab writes (see checkLabDir). Whatever fails after creation started is undone.
+ */
+export async function labUp(options: LabUpOptions): Promise<LabState> {
+  const progress = options.onProgress ?? (() => {});
+  const spec = await loadLabSpec(resolve(options.specFile));
+  const dir = resolve(options.dir);
+  await checkLabUp(spec, dir, options);
+  const starting = startingState(dir, !(await pathExists(dir)), options.btrfsImageBytes !== undefined);
+  const made: LabParts = {
+    pid: undefined,
+    image: starting.btrfsImage,
+    arrayPath: starting.arrayPath,
+    createdDir: starting.createdDir,
+  };
+  try {
+    return await buildLab(spec, starting, made, options, progress);
+  } catch (err) {
+    progress('undoing');
+    await undoLabUp(err, dir, made);
+    throw err;
+  }
+}
+
+/**
+ * The lab.json written before anything is made and updated as things are, so that an interrupted `lab up`
+ * (Ctrl-C, crash) leaves a lab that `lab down` can remove instead of an orphaned simulator and array.
+ */
+function startingState(dir: string, createdDir: boolean, onBtrfsImage: boolean): LabState {
+  const paths = labPaths(dir);
+  return {
+    dir,
+    pid: 0,
+    url: '',
+    user: LAB_USER,
+    passwordFile: paths.password,
+    arrayPath: paths.array,
+    ...(onBtrfsImage && { btrfsImage: paths.image }),
+    configFile: paths.config,
+    createdAt: new Date().toISOString(),
+    vmCount: 0,
+    createdDir,
+    vms: [],
+    starting: true,
+  };
+}
+
+/**
+ * Makes the lab step by step. The simulator's pid goes into `made` as soon as it runs, so that the undo of any
+ * later failure stops it.
+ */
+async function buildLab(
+  spec: LabSpec,
+  starting: LabState,
+  made: LabParts,
+  options: LabUpOptions,
+  progress: Progress,
+): Promise<LabState> {
+  const paths = labPaths(starting.dir);
+  await mkdir(starting.dir, { recursive: true });
+  await writeLabState(starting);
+  const image =
+    options.btrfsImageBytes !== undefined ? { file: paths.image, bytes: options.btrfsImageBytes } : undefined;
+  const luns = await createLabArray({ path: paths.array, image }, datastoreNames(spec), progress);
+  const resolved = resolveSpec(spec, paths.array, luns);
+  await writeFileDurable(paths.resolvedSpec, `${JSON.stringify(resolved, null, 2)}\n`);
+  await writeFileDurable(paths.password, `${randomBytes(18).toString('base64url')}\n`, 0o600);
+
+  const ready = await startLabSimulator(paths, options, progress);
+  made.pid = ready.pid;
+  await writeLabState({ ...starting, pid: ready.pid, url: ready.url });
+  const vms = await renameToRealNames(spec, ready, paths.password);
+  await fillLabDisks(vms, progress);
+  await writeLabConfig(starting.dir, ready.url, ready.thumbprint);
+
+  const state = completeState(starting, ready, vms);
+  await writeLabState(state);
+  return state;
+}
+
+async function startLabSimulator(
+  paths: LabPaths,
+  options: LabUpOptions,
+  progress: Progress,
+): Promise<SimulatorReady> {
+  progress('building the simulator');
+  const binary = await simulatorBinary(options.env);
+  progress('starting the simulator');
+  const { ready } = await startSimulator({
+    binary,
+    specFile: paths.resolvedSpec,
+    readyFile: paths.ready,
+    logFile: paths.log,
+    user: LAB_USER,
+    passwordFile: paths.password,
+    tls: options.tls ?? true,
+    delays: options.delays,
+    sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
+  });
+  return ready;
+}
+
+/** The lab.json of a complete lab: no longer `starting`. */
+function completeState(starting: LabState, ready: SimulatorReady, vms: LabVm[]): LabState {
+  return {
+    dir: starting.dir,
+    pid: ready.pid,
+    url: ready.url,
+    user: LAB_USER,
+    passwordFile: starting.passwordFile,
+    ...(ready.thumbprint !== undefined && { thumbprint: ready.thumbprint }),
+    arrayPath: starting.arrayPath,
+    ...(starting.btrfsImage !== undefined && { btrfsImage: starting.btrfsImage }),
+    configFile: starting.configFile,
+    createdAt: new Date().toISOString(),
+    vmCount: vms.length,
+    createdDir: starting.createdDir,
+    vms,
+  };
+}
+
+/** Removes what a failed `lab up` made; if that fails too, the error says both (LAB_UP_FAILED). */
+async function undoLabUp(err: unknown, dir: string, made: LabParts): Promise<void> {
+  try {
+    await removeLab(dir, made);
+  } catch (undoErr) {
+    throw new SnapkeeperError(
+      'LAB_UP_FAILED',
+      `${errorMessage(err)} (and undoing failed: ${errorMessage(undoErr)})`,
+      { cause: err },
+    );
+  }
+}
