@@ -215,7 +215,12 @@ export interface Mount {
 
 export interface MountStore {
   /** NotFoundError BACKUP_NOT_FOUND; ConflictError MOUNT_EXISTS. Returns the stored mount. */
-  addMount(mount: { id: string; backupId: string; kind: string; data?: Record<string, unknown> }): Promise<Mount>;
+  addMount(mount: {
+    id: string;
+    backupId: string;
+    kind: string;
+    data?: Record<string, unknown>;
+  }): Promise<Mount>;
   /** NotFoundError MOUNT_NOT_FOUND. */
   removeMount(id: string): Promise<void>;
   /** NotFoundError MOUNT_NOT_FOUND. */

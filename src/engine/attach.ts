@@ -132,7 +132,8 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   const host = inventory.hosts.find((h) => h.name === target.host);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `the host of VM ${target.name} is not in vCenter`);
   const twice = (await ctx.catalog.mountsOf(backup.id)).find(
-    (m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id);
+    (m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id,
+  );
   if (twice) {
     throw new ConflictError(
       'ALREADY_ATTACHED',
@@ -296,11 +297,11 @@ async function detachOnce(
   checkName('VM name', request.to);
   if (request.backupId !== undefined) await catalogBackup(ctx, request.backupId);
   const attaches = (await ctx.catalog.listMounts()).filter(
-      (m) =>
-        m.kind === 'attach' &&
-        (m.data as unknown as AttachData).targetVm === request.to &&
-        (request.backupId === undefined || m.backupId === request.backupId),
-    );
+    (m) =>
+      m.kind === 'attach' &&
+      (m.data as unknown as AttachData).targetVm === request.to &&
+      (request.backupId === undefined || m.backupId === request.backupId),
+  );
   if (attaches.length === 0) {
     throw new UsageError(
       'NOT_ATTACHED',
@@ -328,7 +329,11 @@ async function detachOnce(
       const out: DetachResult = { detached: [] };
       for (const a of attaches) {
         // A roll-forward step: once begun, recover finishes the detach rather than undo it.
-        await ctx.catalog.journal(opId, { action: 'detach.begin', target: a.backupId, data: { attachId: a.id } });
+        await ctx.catalog.journal(opId, {
+          action: 'detach.begin',
+          target: a.backupId,
+          data: { attachId: a.id },
+        });
         ctx.events.phase(`detach ${a.id}`);
         const unmounted = await detachOne(ctx, vc, a);
         const data = a.data as unknown as AttachData;

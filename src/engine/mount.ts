@@ -136,7 +136,8 @@ export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: M
     if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
   }
   for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
-  if ((await ctx.catalog.listMounts()).some((m) => m.id === mount.id)) await ctx.catalog.removeMount(mount.id);
+  if ((await ctx.catalog.listMounts()).some((m) => m.id === mount.id))
+    await ctx.catalog.removeMount(mount.id);
 }
 
 export interface MountRequest {

@@ -33,7 +33,10 @@ export class RunningOperation {
    * Begins the operation and takes its locks; when they are refused (LockedError RESOURCE_LOCKED naming the
    * holder) the operation is closed as failed with nothing to repair, and the error is rethrown.
    */
-  static async begin(catalog: OperationJournal & LockManager, spec: OperationSpec): Promise<RunningOperation> {
+  static async begin(
+    catalog: OperationJournal & LockManager,
+    spec: OperationSpec,
+  ): Promise<RunningOperation> {
     await catalog.beginOperation({
       id: spec.id,
       kind: spec.kind,

@@ -288,9 +288,7 @@ export function reportForeign(report: RecoverReport, thing: ForeignThing): void 
 export async function liveOperationIds(ctx: EngineContext): Promise<Set<string>> {
   const now = ctx.now();
   return new Set(
-    (await ctx.catalog.unfinishedOperations())
-      .filter((op) => operationAlive(op, now))
-      .map((op) => op.id),
+    (await ctx.catalog.unfinishedOperations()).filter((op) => operationAlive(op, now)).map((op) => op.id),
   );
 }
 

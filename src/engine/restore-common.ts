@@ -130,7 +130,11 @@ export function checkName(what: string, name: string): void {
  * do with it: `restore`, `mount`, ...), it must also be complete or partial (BACKUP_NOT_RESTORABLE): only
  * those own array snapshots.
  */
-export async function catalogBackup(ctx: EngineContext, backupId: string, use?: string): Promise<BackupRecord> {
+export async function catalogBackup(
+  ctx: EngineContext,
+  backupId: string,
+  use?: string,
+): Promise<BackupRecord> {
   const backup = await ctx.catalog.getBackup(backupId);
   if (use !== undefined && backup.state !== 'complete' && backup.state !== 'partial') {
     throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to ${use}`);

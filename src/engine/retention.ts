@@ -165,11 +165,7 @@ export async function expireAll(
   const allTasks = (await listTasks(ctx.config, ctx.catalog)).map((e) => e.task);
   const taskNames = new Set(allTasks.map((t) => t.name));
   const orphanTasks = [
-    ...new Set(
-      (await ctx.catalog.listBackups())
-        .map((b) => b.task)
-        .filter((t) => !taskNames.has(t)),
-    ),
+    ...new Set((await ctx.catalog.listBackups()).map((b) => b.task).filter((t) => !taskNames.has(t))),
   ].filter((t) => options.task === undefined || t === options.task);
   const tasks = allTasks.filter((t) => options.task === undefined || t.name === options.task);
   if (options.task !== undefined && tasks.length === 0 && orphanTasks.length === 0) {

@@ -185,7 +185,12 @@ export class Catalog
     return this.#tasks.listTasks();
   }
 
-  addMount(mount: { id: string; backupId: string; kind: string; data?: Record<string, unknown> }): Promise<Mount> {
+  addMount(mount: {
+    id: string;
+    backupId: string;
+    kind: string;
+    data?: Record<string, unknown>;
+  }): Promise<Mount> {
     return this.#mounts.addMount(mount);
   }
   removeMount(id: string): Promise<void> {

@@ -190,10 +190,14 @@ export class SqliteDatabase {
 function catalogError(err: unknown, file: string): unknown {
   if (!(err instanceof Database.SqliteError)) return err;
   if (err.code === 'SQLITE_BUSY' || err.code.startsWith('SQLITE_BUSY_')) {
-    return new LockedError('CATALOG_BUSY', `catalog ${file} is busy: another process kept it locked too long`, {
-      cause: err,
-      details: { file },
-    });
+    return new LockedError(
+      'CATALOG_BUSY',
+      `catalog ${file} is busy: another process kept it locked too long`,
+      {
+        cause: err,
+        details: { file },
+      },
+    );
   }
   if (
     err.code === 'SQLITE_CORRUPT' ||

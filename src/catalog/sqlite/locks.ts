@@ -76,7 +76,10 @@ export class SqliteLockManager implements LockManager {
 
   async locksOf(operationId: string): Promise<string[]> {
     return this.db
-      .all<{ resource: string }>('SELECT resource FROM locks WHERE operation_id = ? ORDER BY resource', operationId)
+      .all<{ resource: string }>(
+        'SELECT resource FROM locks WHERE operation_id = ? ORDER BY resource',
+        operationId,
+      )
       .map((r) => r.resource);
   }
 

@@ -40,7 +40,12 @@ interface JournalRow {
 export class SqliteOperationJournal implements OperationJournal {
   constructor(readonly db: SqliteDatabase) {}
 
-  async beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): Promise<void> {
+  async beginOperation(op: {
+    id: string;
+    kind: OperationKind;
+    subject?: string;
+    pid?: number;
+  }): Promise<void> {
     checkOperationKind(op.kind);
     this.db.write(() => {
       if (findOperation(this.db, op.id)) {
