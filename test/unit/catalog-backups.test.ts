@@ -79,7 +79,7 @@ after(() => catalog?.close());
 const ids = (records: BackupRecord[]) => records.map((r) => r.id);
 
 describe('catalog backups', () => {
-  it('round-trips a full record exactly', () => {
+  it('round-trips a full record exactly', async () => {
     const record: BackupRecord = {
       ...backup('b-full', { at: '2026-11-02T03:04:05.678Z', vms: ['web01'], snaps: ['arr1/snap-1'] }),
       finishedAt: '2026-11-02T03:05:00.000Z',
@@ -114,31 +114,31 @@ describe('catalog backups', () => {
     };
     v.warnings.push({ code: 'INDEPENDENT_DISK', message: 'Hard disk 2 is crash consistent' });
     const copy = structuredClone(record);
-    catalog.insertBackup(record);
-    assert.deepEqual(catalog.getBackup('b-full'), copy);
-    assert.deepEqual(catalog.findBackup('b-full'), copy);
+    await catalog.insertBackup(record);
+    assert.deepEqual(await catalog.getBackup('b-full'), copy);
+    assert.deepEqual(await catalog.findBackup('b-full'), copy);
     // A second connection (another process) reads the same bytes.
     const other = Catalog.open(catalog.path);
     try {
-      assert.deepEqual(other.getBackup('b-full'), copy);
+      assert.deepEqual(await other.getBackup('b-full'), copy);
     } finally {
       other.close();
     }
   });
 
-  it('refuses a duplicate id and reports unknown ids with stable codes', () => {
-    catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' }));
-    assert.throws(
-      () => catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' })),
+  it('refuses a duplicate id and reports unknown ids with stable codes', async () => {
+    await catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' }));
+    await assert.rejects(
+      async () => catalog.insertBackup(backup('b-1', { at: '2026-11-01T00:00:00Z' })),
       (e: unknown) => {
         assert.ok(e instanceof ConflictError);
         assert.equal(e.code, 'BACKUP_EXISTS');
         return true;
       },
     );
-    assert.equal(catalog.findBackup('nope'), undefined);
-    assert.throws(
-      () => catalog.getBackup('nope'),
+    assert.equal(await catalog.findBackup('nope'), undefined);
+    await assert.rejects(
+      async () => catalog.getBackup('nope'),
       (e: unknown) => {
         assert.ok(e instanceof NotFoundError);
         assert.equal(e.code, 'BACKUP_NOT_FOUND');
@@ -146,136 +146,175 @@ describe('catalog backups', () => {
         return true;
       },
     );
-    assert.throws(() => catalog.updateBackup(backup('nope', { at: '2026-11-01T00:00:00Z' })), {
+    await assert.rejects(async () => catalog.updateBackup(backup('nope', { at: '2026-11-01T00:00:00Z' })), {
       code: 'BACKUP_NOT_FOUND',
     });
-    assert.throws(() => catalog.deleteBackup('nope'), { code: 'BACKUP_NOT_FOUND' });
-    assert.throws(() => catalog.insertBackup(backup('b-bad', { at: 'yesterday-ish' })), {
+    await assert.rejects(async () => catalog.deleteBackup('nope'), { code: 'BACKUP_NOT_FOUND' });
+    await assert.rejects(async () => catalog.insertBackup(backup('b-bad', { at: 'yesterday-ish' })), {
       code: 'INVALID_TIME',
     });
-    assert.throws(
-      () =>
+    await assert.rejects(
+      async () =>
         catalog.insertBackup({
           ...backup('b-bad', { at: '2026-11-01T00:00:00Z' }),
           state: 'weird' as BackupState,
         }),
       (e: unknown) => e instanceof UsageError && e.code === 'BACKUP_INVALID',
     );
-    assert.equal(catalog.findBackup('b-bad'), undefined);
+    assert.equal(await catalog.findBackup('b-bad'), undefined);
   });
 
-  it('lists newest first and filters by task, state, time and limit', () => {
-    catalog.insertBackup(backup('a1', { task: 'a', at: '2026-11-01T01:00:00.000Z', state: 'complete' }));
-    catalog.insertBackup(backup('b1', { task: 'b', at: '2026-11-02T01:00:00.000Z', state: 'failed' }));
-    catalog.insertBackup(backup('a2', { task: 'a', at: '2026-11-03T01:00:00.000Z', state: 'partial' }));
+  it('lists newest first and filters by task, state, time and limit', async () => {
+    await catalog.insertBackup(
+      backup('a1', { task: 'a', at: '2026-11-01T01:00:00.000Z', state: 'complete' }),
+    );
+    await catalog.insertBackup(backup('b1', { task: 'b', at: '2026-11-02T01:00:00.000Z', state: 'failed' }));
+    await catalog.insertBackup(backup('a2', { task: 'a', at: '2026-11-03T01:00:00.000Z', state: 'partial' }));
     // Offsets are compared as instants: 04:00+02:00 is 02:00Z, after a2.
-    catalog.insertBackup(backup('a3', { task: 'a', at: '2026-11-03T04:00:00+02:00', state: 'running' }));
+    await catalog.insertBackup(
+      backup('a3', { task: 'a', at: '2026-11-03T04:00:00+02:00', state: 'running' }),
+    );
 
-    assert.deepEqual(ids(catalog.listBackups()), ['a3', 'a2', 'b1', 'a1']);
-    assert.deepEqual(ids(catalog.listBackups({ task: 'a' })), ['a3', 'a2', 'a1']);
-    assert.deepEqual(ids(catalog.listBackups({ task: 'zzz' })), []);
-    assert.deepEqual(ids(catalog.listBackups({ state: ['complete', 'partial'] })), ['a2', 'a1']);
-    assert.deepEqual(ids(catalog.listBackups({ state: [] })), ['a3', 'a2', 'b1', 'a1']);
-    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02' })), ['a3', 'a2', 'b1']);
-    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02T01:00:00.000Z' })), ['a3', 'a2', 'b1']);
-    assert.deepEqual(ids(catalog.listBackups({ until: '2026-11-02T01:00:00.000Z' })), ['a1']);
-    assert.deepEqual(ids(catalog.listBackups({ since: '2026-11-02', until: '2026-11-03T01:30:00Z' })), [
+    assert.deepEqual(ids(await catalog.listBackups()), ['a3', 'a2', 'b1', 'a1']);
+    assert.deepEqual(ids(await catalog.listBackups({ task: 'a' })), ['a3', 'a2', 'a1']);
+    assert.deepEqual(ids(await catalog.listBackups({ task: 'zzz' })), []);
+    assert.deepEqual(ids(await catalog.listBackups({ state: ['complete', 'partial'] })), ['a2', 'a1']);
+    assert.deepEqual(ids(await catalog.listBackups({ state: [] })), ['a3', 'a2', 'b1', 'a1']);
+    assert.deepEqual(ids(await catalog.listBackups({ since: '2026-11-02' })), ['a3', 'a2', 'b1']);
+    assert.deepEqual(ids(await catalog.listBackups({ since: '2026-11-02T01:00:00.000Z' })), [
+      'a3',
       'a2',
       'b1',
     ]);
-    assert.deepEqual(ids(catalog.listBackups({ limit: 2 })), ['a3', 'a2']);
-    assert.deepEqual(ids(catalog.listBackups({ task: 'a', state: ['complete', 'partial'], limit: 1 })), [
+    assert.deepEqual(ids(await catalog.listBackups({ until: '2026-11-02T01:00:00.000Z' })), ['a1']);
+    assert.deepEqual(ids(await catalog.listBackups({ since: '2026-11-02', until: '2026-11-03T01:30:00Z' })), [
       'a2',
+      'b1',
     ]);
-    assert.deepEqual(ids(catalog.listBackups({ limit: 0 })), []);
-    assert.throws(() => catalog.listBackups({ limit: -1 }), { code: 'INVALID_LIMIT' });
-    assert.throws(() => catalog.listBackups({ since: 'last tuesday' }), { code: 'INVALID_TIME' });
+    assert.deepEqual(ids(await catalog.listBackups({ limit: 2 })), ['a3', 'a2']);
+    assert.deepEqual(
+      ids(await catalog.listBackups({ task: 'a', state: ['complete', 'partial'], limit: 1 })),
+      ['a2'],
+    );
+    assert.deepEqual(ids(await catalog.listBackups({ limit: 0 })), []);
+    await assert.rejects(async () => catalog.listBackups({ limit: -1 }), { code: 'INVALID_LIMIT' });
+    await assert.rejects(async () => catalog.listBackups({ since: 'last tuesday' }), {
+      code: 'INVALID_TIME',
+    });
     // The record keeps the time as the engine wrote it; only the query column is normalised.
-    assert.equal(catalog.getBackup('a3').startedAt, '2026-11-03T04:00:00+02:00');
+    assert.equal((await catalog.getBackup('a3')).startedAt, '2026-11-03T04:00:00+02:00');
   });
 
-  it('filters by VM name, exact or glob', () => {
-    catalog.insertBackup(backup('x1', { at: '2026-11-01T00:00:00Z', vms: ['web01', 'db01'] }));
-    catalog.insertBackup(backup('x2', { at: '2026-11-02T00:00:00Z', vms: ['web02'] }));
-    catalog.insertBackup(backup('x3', { at: '2026-11-03T00:00:00Z', vms: ['app (old)', 'db01'] }));
+  it('filters by VM name, exact or glob', async () => {
+    await catalog.insertBackup(backup('x1', { at: '2026-11-01T00:00:00Z', vms: ['web01', 'db01'] }));
+    await catalog.insertBackup(backup('x2', { at: '2026-11-02T00:00:00Z', vms: ['web02'] }));
+    await catalog.insertBackup(backup('x3', { at: '2026-11-03T00:00:00Z', vms: ['app (old)', 'db01'] }));
 
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01' })), ['x3', 'x1']);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'web*' })), ['x2', 'x1']);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'web0?' })), ['x2', 'x1']);
-    assert.deepEqual(ids(catalog.listBackups({ vm: '*' })), ['x3', 'x2', 'x1']);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'app (old)' })), ['x3']);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'web' })), []);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01', since: '2026-11-02' })), ['x3']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'db01' })), ['x3', 'x1']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'web*' })), ['x2', 'x1']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'web0?' })), ['x2', 'x1']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: '*' })), ['x3', 'x2', 'x1']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'app (old)' })), ['x3']);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'web' })), []);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'db01', since: '2026-11-02' })), ['x3']);
   });
 
-  it('update replaces the record and its VM and snapshot index', () => {
+  it('update replaces the record and its VM and snapshot index', async () => {
     const running = backup('u1', {
       at: '2026-11-01T00:00:00Z',
       state: 'running',
       vms: ['web01'],
       snaps: ['arr1/s-1'],
     });
-    catalog.insertBackup(running);
-    assert.deepEqual(ids(catalog.listBackups({ state: ['running'] })), ['u1']);
+    await catalog.insertBackup(running);
+    assert.deepEqual(ids(await catalog.listBackups({ state: ['running'] })), ['u1']);
 
     const done: BackupRecord = {
       ...backup('u1', { at: '2026-11-01T00:00:00Z', state: 'complete', vms: ['db01'], snaps: ['arr2/s-9'] }),
       finishedAt: '2026-11-01T00:10:00Z',
     };
-    catalog.updateBackup(done);
-    assert.deepEqual(catalog.getBackup('u1'), done);
-    assert.deepEqual(ids(catalog.listBackups({ state: ['running'] })), []);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'web01' })), []);
-    assert.deepEqual(ids(catalog.listBackups({ vm: 'db01' })), ['u1']);
-    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), []);
-    assert.deepEqual(catalog.snapshotOwners('arr2', 's-9'), [{ backupId: 'u1', state: 'complete' }]);
+    await catalog.updateBackup(done);
+    assert.deepEqual(await catalog.getBackup('u1'), done);
+    assert.deepEqual(ids(await catalog.listBackups({ state: ['running'] })), []);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'web01' })), []);
+    assert.deepEqual(ids(await catalog.listBackups({ vm: 'db01' })), ['u1']);
+    assert.deepEqual(await catalog.snapshotOwners('arr1', 's-1'), []);
+    assert.deepEqual(await catalog.snapshotOwners('arr2', 's-9'), [{ backupId: 'u1', state: 'complete' }]);
   });
 
-  it('answers snapshot ownership from the snapshots of the records', () => {
-    catalog.insertBackup(
+  it('answers snapshot ownership from the snapshots of the records', async () => {
+    await catalog.insertBackup(
       backup('o1', { at: '2026-11-01T00:00:00Z', state: 'complete', snaps: ['arr1/s-1', 'arr2/s-1'] }),
     );
-    catalog.insertBackup(backup('o2', { at: '2026-11-02T00:00:00Z', state: 'partial', snaps: ['arr1/s-2'] }));
-    catalog.insertBackup(backup('o3', { at: '2026-11-03T00:00:00Z', state: 'failed', snaps: ['arr1/s-3'] }));
-    catalog.insertBackup(backup('o4', { at: '2026-11-04T00:00:00Z', state: 'running', snaps: ['arr1/s-4'] }));
+    await catalog.insertBackup(
+      backup('o2', { at: '2026-11-02T00:00:00Z', state: 'partial', snaps: ['arr1/s-2'] }),
+    );
+    await catalog.insertBackup(
+      backup('o3', { at: '2026-11-03T00:00:00Z', state: 'failed', snaps: ['arr1/s-3'] }),
+    );
+    await catalog.insertBackup(
+      backup('o4', { at: '2026-11-04T00:00:00Z', state: 'running', snaps: ['arr1/s-4'] }),
+    );
     // Two records naming one snapshot (e.g. a re-run that adopted it) are both owners.
-    catalog.insertBackup(backup('o5', { at: '2026-11-05T00:00:00Z', state: 'failed', snaps: ['arr1/s-2'] }));
+    await catalog.insertBackup(
+      backup('o5', { at: '2026-11-05T00:00:00Z', state: 'failed', snaps: ['arr1/s-2'] }),
+    );
 
-    assert.deepEqual(catalog.snapshotOwners('arr1', 's-2'), [
+    assert.deepEqual(await catalog.snapshotOwners('arr1', 's-2'), [
       { backupId: 'o2', state: 'partial' },
       { backupId: 'o5', state: 'failed' },
     ]);
-    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), [{ backupId: 'o1', state: 'complete' }]);
-    assert.deepEqual(catalog.snapshotOwners('arr3', 's-1'), []);
-    assert.deepEqual(catalog.ownedSnapshotIds('arr1'), new Set(['s-1', 's-2']));
-    assert.deepEqual(catalog.ownedSnapshotIds('arr2'), new Set(['s-1']));
+    assert.deepEqual(await catalog.snapshotOwners('arr1', 's-1'), [{ backupId: 'o1', state: 'complete' }]);
+    assert.deepEqual(await catalog.snapshotOwners('arr3', 's-1'), []);
+    assert.deepEqual(await catalog.ownedSnapshotIds('arr1'), new Set(['s-1', 's-2']));
+    assert.deepEqual(await catalog.ownedSnapshotIds('arr2'), new Set(['s-1']));
     assert.deepEqual(
-      catalog.ownedSnapshotIds('arr1', ['complete', 'partial', 'running']),
+      await catalog.ownedSnapshotIds('arr1', ['complete', 'partial', 'running']),
       new Set(['s-1', 's-2', 's-4']),
     );
-    assert.deepEqual(catalog.ownedSnapshotIds('nothing-here'), new Set());
+    assert.deepEqual(await catalog.ownedSnapshotIds('nothing-here'), new Set());
 
-    catalog.deleteBackup('o1');
-    assert.deepEqual(catalog.snapshotOwners('arr1', 's-1'), []);
-    assert.deepEqual(catalog.ownedSnapshotIds('arr1'), new Set(['s-2']));
-    assert.equal(catalog.findBackup('o1'), undefined);
-    assert.deepEqual(ids(catalog.listBackups()), ['o5', 'o4', 'o3', 'o2']);
+    await catalog.deleteBackup('o1');
+    assert.deepEqual(await catalog.snapshotOwners('arr1', 's-1'), []);
+    assert.deepEqual(await catalog.ownedSnapshotIds('arr1'), new Set(['s-2']));
+    assert.equal(await catalog.findBackup('o1'), undefined);
+    assert.deepEqual(ids(await catalog.listBackups()), ['o5', 'o4', 'o3', 'o2']);
   });
 
-  it('commits several writes together or not at all in transaction()', () => {
-    assert.throws(
-      () =>
-        catalog.transaction(() => {
-          catalog.insertBackup(backup('t1', { at: '2026-11-01T00:00:00Z' }));
-          catalog.insertBackup(backup('t1', { at: '2026-11-01T00:00:00Z' }));
-        }),
-      { code: 'BACKUP_EXISTS' },
-    );
-    assert.equal(catalog.findBackup('t1'), undefined);
-    catalog.transaction(() => {
-      catalog.insertBackup(backup('t2', { at: '2026-11-01T00:00:00Z' }));
-      catalog.insertBackup(backup('t3', { at: '2026-11-02T00:00:00Z' }));
+  it('marks a backup lost in one write, only while it is still restorable', async () => {
+    await catalog.insertBackup(backup('l1', { at: '2026-11-01T00:00:00Z', snaps: ['arr1/s-1'] }));
+    await catalog.insertBackup(backup('l2', { at: '2026-11-02T00:00:00Z', state: 'failed' }));
+    const lost = await catalog.markBackupLost('l1', {
+      at: '2026-11-05T00:00:00.000Z',
+      reason: 'arr1/s-1 is gone',
     });
-    assert.deepEqual(ids(catalog.listBackups()), ['t3', 't2']);
+    assert.equal(lost?.state, 'lost');
+    const stored = await catalog.getBackup('l1');
+    assert.deepEqual(stored, lost);
+    assert.deepEqual(stored.lost, {
+      at: '2026-11-05T00:00:00.000Z',
+      reason: 'arr1/s-1 is gone',
+      previousState: 'complete',
+    });
+    assert.deepEqual(stored.warnings, [
+      { code: 'BACKUP_LOST', message: 'backup l1 is lost: arr1/s-1 is gone' },
+    ]);
+    assert.deepEqual(ids(await catalog.listBackups({ state: ['lost'] })), ['l1']);
+    assert.deepEqual(await catalog.ownedSnapshotIds('arr1'), new Set(), 'a lost backup is not restorable');
+    // Changed meanwhile (already lost, failed, deleted): nothing is written.
+    assert.equal(
+      await catalog.markBackupLost('l1', { at: '2026-11-06T00:00:00.000Z', reason: 'again' }),
+      undefined,
+    );
+    assert.deepEqual(await catalog.getBackup('l1'), stored);
+    assert.equal(
+      await catalog.markBackupLost('l2', { at: '2026-11-06T00:00:00.000Z', reason: 'x' }),
+      undefined,
+    );
+    assert.equal((await catalog.getBackup('l2')).state, 'failed');
+    assert.equal(
+      await catalog.markBackupLost('ghost', { at: '2026-11-06T00:00:00.000Z', reason: 'x' }),
+      undefined,
+    );
   });
 });
