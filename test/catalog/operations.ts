@@ -130,6 +130,28 @@ export function operationCases(factory: CatalogFactory): void {
       assert.deepEqual(await reader.journalEntries('ghost'), []);
     });
 
+    it('journals several steps in one write: ids in order, all or none', async () => {
+      await t.catalog.beginOperation({ id: 'op-1', kind: 'backup' });
+      const ids = await t.catalog.journalSteps('op-1', [
+        { action: 'suspend', target: 'vm-1', data: { vm: 'web01' } },
+        { action: 'vm-snapshot', target: 'vm-2' },
+      ]);
+      assert.equal(ids.length, 2);
+      assert.ok(ids[0]! < ids[1]!);
+      assert.deepEqual(
+        (await t.catalog.journalEntries('op-1')).map((e) => [e.id, e.action, e.target, e.data]),
+        [
+          [ids[0], 'suspend', 'vm-1', { vm: 'web01' }],
+          [ids[1], 'vm-snapshot', 'vm-2', {}],
+        ],
+      );
+      assert.deepEqual(await t.catalog.journalSteps('op-1', []), []);
+      await assert.rejects(async () => t.catalog.journalSteps('ghost', [{ action: 'x', target: 'y' }]), {
+        code: 'OPERATION_NOT_FOUND',
+      });
+      assert.deepEqual(await t.catalog.journalEntries('ghost'), []);
+    });
+
     it('marks failed operations recovered, lists them by filter, and prunes only what needs no recovery', async () => {
       await t.catalog.beginOperation({ id: 'done-old', kind: 'backup' });
       await t.catalog.beginOperation({ id: 'failed-old', kind: 'backup' });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { SqliteDatabase } from '../../src/catalog/sqlite/database.js';
 import { UsageError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
@@ -170,5 +171,24 @@ describe('Catalog.open', () => {
     const db = new Database(':memory:');
     assert.throws(() => applyMigrations(db, ':memory:', [MIGRATIONS[1]!]), /numbered/);
     db.close();
+  });
+
+  it('runs a write transaction only with a synchronous callback: an async one is refused and commits nothing', async () => {
+    const db = SqliteDatabase.open(fresh(), { create: true });
+    try {
+      const insert = () => db.run("INSERT INTO meta (key, value) VALUES ('probe', 'x')");
+      assert.throws(
+        () =>
+          db.write(async () => {
+            insert();
+          }),
+        /cannot run an async callback/,
+      );
+      assert.equal(db.get("SELECT value FROM meta WHERE key = 'probe'"), undefined, 'rolled back');
+      assert.equal(db.write(insert), 1);
+      assert.deepEqual(db.get("SELECT value FROM meta WHERE key = 'probe'"), { value: 'x' });
+    } finally {
+      db.close();
+    }
   });
 });
