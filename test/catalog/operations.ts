@@ -242,4 +242,56 @@ export function operationCases(factory: CatalogFactory): void {
       await assert.rejects(async () => a.acquireLocks('op-c', ['']), { code: 'INVALID_RESOURCE' });
     });
   });
+
+  describe('shared and exclusive holds', () => {
+    it('readers share, a writer excludes and is excluded, stale holders are taken over', async () => {
+      const c = t.catalog;
+      const other = await t.connect();
+      for (const id of ['restore-1', 'restore-2', 'delete-1'])
+        await c.beginOperation({ id, kind: 'restore' });
+      const shared = { resource: 'backup:b1', mode: 'shared' as const };
+      await c.acquireLocks('restore-1', [shared]);
+      await other.acquireLocks('restore-2', [shared, 'vm:vm-9']);
+      assert.deepEqual(
+        (await c.lockHolders('backup:b1')).map((h) => [h.mode, h.operation.id]),
+        [
+          ['shared', 'restore-1'],
+          ['shared', 'restore-2'],
+        ],
+      );
+      await assert.rejects(
+        async () => c.acquireLocks('delete-1', [{ resource: 'backup:b1', mode: 'exclusive' }]),
+        (err: unknown) => {
+          assert.ok(err instanceof LockedError);
+          assert.match(err.message, /backup:b1 is in use by restore operation restore-1 \(pid \d+ on /);
+          return true;
+        },
+      );
+      await c.finishOperation('restore-1', 'done');
+      await assert.rejects(async () => c.acquireLocks('delete-1', ['backup:b1']), {
+        code: 'RESOURCE_LOCKED',
+      });
+      await other.finishOperation('restore-2', 'failed');
+      await c.acquireLocks('delete-1', ['backup:b1']);
+      assert.deepEqual(
+        (await c.lockHolders('backup:b1')).map((h) => [h.mode, h.operation.id]),
+        [['exclusive', 'delete-1']],
+      );
+      await c.beginOperation({ id: 'restore-3', kind: 'restore' });
+      await assert.rejects(async () => c.acquireLocks('restore-3', [shared]), { code: 'RESOURCE_LOCKED' });
+      assert.deepEqual(await c.locksOf('restore-3'), [], 'all or nothing');
+    });
+
+    it('a failed operation closed as repaired is never revisited; one closed otherwise is', async () => {
+      const c = t.catalog;
+      await c.beginOperation({ id: 'a', kind: 'backup' });
+      await c.beginOperation({ id: 'b', kind: 'backup' });
+      await c.finishOperation('a', 'failed', { repaired: true });
+      await c.finishOperation('b', 'failed');
+      assert.deepEqual(
+        (await c.listOperations({ state: ['failed'], recovered: false })).map((o) => o.id),
+        ['b'],
+      );
+    });
+  });
 }
