@@ -130,6 +130,26 @@ export function operationCases(factory: CatalogFactory): void {
       assert.deepEqual(await reader.journalEntries('ghost'), []);
     });
 
+    it('reports every error as a rejected Promise, never as a synchronous throw', async () => {
+      // A caller that awaits must see the error where it awaits, whatever the implementation checks first.
+      const calls: [string, () => Promise<unknown>][] = [
+        ['beginOperation', () => t.catalog.beginOperation({ id: 'x', kind: 'dance' as 'backup' })],
+        ['acquireLocks', () => t.catalog.acquireLocks('ghost', [''])],
+        ['listBackups', () => t.catalog.listBackups({ limit: -1 })],
+        ['pruneOperations', () => t.catalog.pruneOperations('not a time')],
+        ['createTask', () => t.catalog.createTask({ name: '', select: {} })],
+        ['getMount', () => t.catalog.getMount('ghost')],
+      ];
+      for (const [name, call] of calls) {
+        let result: Promise<unknown> | undefined;
+        assert.doesNotThrow(() => {
+          result = call();
+        }, name);
+        assert.ok(result instanceof Promise, name);
+        await assert.rejects(result, name);
+      }
+    });
+
     it('journals several steps in one write: ids in order, all or none', async () => {
       await t.catalog.beginOperation({ id: 'op-1', kind: 'backup' });
       const ids = await t.catalog.journalSteps('op-1', [
