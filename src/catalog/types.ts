@@ -4,9 +4,21 @@ import type { BackupRecord, BackupState } from '../model/backup.js';
 /**
  * The catalog seam, split by role so that callers take the narrowest one they need (expire needs
  * `BackupStore`, recover needs `OperationJournal` and `LockManager`, the CLI's task commands `TaskStore`).
- * `Catalog` (catalog.ts) implements all of them on one SQLite file. Every method is synchronous: one
- * statement or one transaction, committed (and synced to disk) when the method returns.
+ * `Catalog` (sqlite/catalog.ts) implements all of them on one SQLite file.
+ *
+ * Every member returns a Promise, so that an implementation on a database server (several daemons and
+ * workers on one catalog) stands behind the same interfaces; await every call. A method is one statement or
+ * one transaction, committed (and synced to disk) when its Promise resolves; a rejected one changed nothing.
+ * There is no general transaction for callers: an async callback cannot run inside a synchronous SQLite
+ * transaction, and one held across awaits on a server would hold its locks for as long as vCenter takes.
+ * Writes that must commit together get a role method that does them in one transaction (`journalSteps`,
+ * `markBackupLost`).
  */
+
+/** The catalog's identity (12 hex digits), made once with it and read when it is opened. */
+export interface CatalogIdentity {
+  readonly id: string;
+}
 
 export interface BackupFilter {
   /** Exact task name. */
@@ -30,23 +42,30 @@ export interface SnapshotOwner {
 
 export interface BackupStore {
   /** Stores a new record. ConflictError BACKUP_EXISTS when the id is taken. */
-  insertBackup(record: BackupRecord): void;
+  insertBackup(record: BackupRecord): Promise<void>;
   /** Replaces the whole stored record (and its VM and snapshot index rows). NotFoundError BACKUP_NOT_FOUND. */
-  updateBackup(record: BackupRecord): void;
+  updateBackup(record: BackupRecord): Promise<void>;
   /** The record exactly as stored (JSON round trip: properties whose value is undefined are dropped). */
-  getBackup(id: string): BackupRecord;
-  findBackup(id: string): BackupRecord | undefined;
+  getBackup(id: string): Promise<BackupRecord>;
+  findBackup(id: string): Promise<BackupRecord | undefined>;
   /** Newest first (by startedAt, then id). */
-  listBackups(filter?: BackupFilter): BackupRecord[];
+  listBackups(filter?: BackupFilter): Promise<BackupRecord[]>;
+  /**
+   * Marks a complete or partial backup `lost` (its array snapshot is gone): sets `lost` (when, why and the
+   * state it had), the state and a BACKUP_LOST warning in one transaction, and returns the new record.
+   * Undefined, changing nothing, when the backup is gone or no longer complete or partial (it changed since
+   * the caller read it).
+   */
+  markBackupLost(id: string, lost: { at: string; reason: string }): Promise<BackupRecord | undefined>;
   /** Removes the record. NotFoundError BACKUP_NOT_FOUND; ConflictError BACKUP_MOUNTED while mounts exist. */
-  deleteBackup(id: string): void;
+  deleteBackup(id: string): Promise<void>;
   /** Every backup whose record lists this array snapshot, whatever its state. */
-  snapshotOwners(array: string, snapshotId: string): SnapshotOwner[];
+  snapshotOwners(array: string, snapshotId: string): Promise<SnapshotOwner[]>;
   /**
    * Snapshot ids of `array` owned by backups in one of `states` (default complete and partial: the backups
    * that can be restored). A garbage collector that must spare running backups passes their state too.
    */
-  ownedSnapshotIds(array: string, states?: BackupState[]): Set<string>;
+  ownedSnapshotIds(array: string, states?: BackupState[]): Promise<Set<string>>;
 }
 
 export type OperationKind = 'backup' | 'restore' | 'mount' | 'attach' | 'recover' | 'expire' | 'delete';
@@ -82,6 +101,13 @@ export interface JournalEntry {
   completedAt?: string;
 }
 
+/** What a journal entry announces. */
+export interface JournalStep {
+  action: string;
+  target: string;
+  data?: Record<string, unknown>;
+}
+
 export interface OperationFilter {
   state?: OperationState[];
   kind?: OperationKind[];
@@ -98,7 +124,7 @@ export interface OperationFilter {
  */
 export interface OperationJournal {
   /** State `running`, pid defaults to process.pid. ConflictError OPERATION_EXISTS when the id is taken. */
-  beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): void;
+  beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): Promise<void>;
   /**
    * Ends a running operation and releases its locks in the same transaction. A failed operation whose
    * effects are known to be undone (`repaired`) is marked recovered at once; any other failed one is for
@@ -106,29 +132,31 @@ export interface OperationJournal {
    * OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when it already ended (a crashed run's operation
    * may be finished by recover while a late process tries too: the first one wins).
    */
-  finishOperation(id: string, state: 'done' | 'failed', options?: { repaired?: boolean }): void;
+  finishOperation(id: string, state: 'done' | 'failed', options?: { repaired?: boolean }): Promise<void>;
   /** NotFoundError OPERATION_NOT_FOUND. */
-  getOperation(id: string): Operation;
-  findOperation(id: string): Operation | undefined;
+  getOperation(id: string): Promise<Operation>;
+  findOperation(id: string): Promise<Operation | undefined>;
   /** Operations in state running, oldest first: crashed ones among them are for recover. */
-  unfinishedOperations(): Operation[];
+  unfinishedOperations(): Promise<Operation[]>;
   /** Newest first. */
-  listOperations(filter?: OperationFilter): Operation[];
+  listOperations(filter?: OperationFilter): Promise<Operation[]>;
   /** Records that the operation's process is alive. NotFoundError OPERATION_NOT_FOUND. */
-  heartbeat(id: string): void;
+  heartbeat(id: string): Promise<void>;
   /** Appends an intent entry and returns its id; committed before it returns. NotFoundError OPERATION_NOT_FOUND. */
-  journal(
-    operationId: string,
-    entry: { action: string; target: string; data?: Record<string, unknown> },
-  ): number;
+  journal(operationId: string, entry: JournalStep): Promise<number>;
+  /**
+   * Appends several intent entries in one transaction (one sync to disk, not one per entry) and returns
+   * their ids in order: all are committed, or none. NotFoundError OPERATION_NOT_FOUND.
+   */
+  journalSteps(operationId: string, entries: JournalStep[]): Promise<number[]>;
   /** Marks the step done; `data` (e.g. the created snapshot id) is merged into the entry's data. Idempotent. */
-  completeJournal(entryId: number, data?: Record<string, unknown>): void;
+  completeJournal(entryId: number, data?: Record<string, unknown>): Promise<void>;
   /** In the order they were written. */
-  journalEntries(operationId: string): JournalEntry[];
+  journalEntries(operationId: string): Promise<JournalEntry[]>;
   /** NotFoundError OPERATION_NOT_FOUND; ConflictError OPERATION_RUNNING if it is still running. */
-  markRecovered(operationId: string): void;
+  markRecovered(operationId: string): Promise<void>;
   /** Deletes finished operations (and their journals) that ended before `before` and need no recovery. */
-  pruneOperations(before: string): number;
+  pruneOperations(before: string): Promise<number>;
 }
 
 /**
@@ -153,26 +181,26 @@ export interface LockManager {
    * already holds is a no-op (shared asked again as exclusive is upgraded, if nobody else shares it).
    * NotFoundError OPERATION_NOT_FOUND; ConflictError OPERATION_FINISHED when the operation is not running.
    */
-  acquireLocks(operationId: string, resources: LockRequest[]): void;
+  acquireLocks(operationId: string, resources: LockRequest[]): Promise<void>;
   /** The running operations holding `resource`, oldest lock first. */
-  lockHolders(resource: string): LockHolder[];
-  releaseLocks(operationId: string): void;
+  lockHolders(resource: string): Promise<LockHolder[]>;
+  releaseLocks(operationId: string): Promise<void>;
   /** Resources the operation holds, sorted. */
-  locksOf(operationId: string): string[];
+  locksOf(operationId: string): Promise<string[]>;
 }
 
 export interface TaskStore {
   /** UsageError TASK_INVALID when taskSchema refuses it; ConflictError TASK_EXISTS. */
-  createTask(task: TaskConfig): void;
+  createTask(task: TaskConfig): Promise<void>;
   /** UsageError TASK_INVALID; NotFoundError TASK_NOT_FOUND. */
-  updateTask(task: TaskConfig): void;
+  updateTask(task: TaskConfig): Promise<void>;
   /** NotFoundError TASK_NOT_FOUND. */
-  deleteTask(name: string): void;
+  deleteTask(name: string): Promise<void>;
   /** NotFoundError TASK_NOT_FOUND. */
-  getTask(name: string): TaskConfig;
-  findTask(name: string): TaskConfig | undefined;
+  getTask(name: string): Promise<TaskConfig>;
+  findTask(name: string): Promise<TaskConfig | undefined>;
   /** Sorted by name. */
-  listTasks(): TaskConfig[];
+  listTasks(): Promise<TaskConfig[]>;
 }
 
 export interface Mount {
@@ -187,13 +215,18 @@ export interface Mount {
 
 export interface MountStore {
   /** NotFoundError BACKUP_NOT_FOUND; ConflictError MOUNT_EXISTS. Returns the stored mount. */
-  addMount(mount: { id: string; backupId: string; kind: string; data?: Record<string, unknown> }): Mount;
+  addMount(mount: {
+    id: string;
+    backupId: string;
+    kind: string;
+    data?: Record<string, unknown>;
+  }): Promise<Mount>;
   /** NotFoundError MOUNT_NOT_FOUND. */
-  removeMount(id: string): void;
+  removeMount(id: string): Promise<void>;
   /** NotFoundError MOUNT_NOT_FOUND. */
-  getMount(id: string): Mount;
+  getMount(id: string): Promise<Mount>;
   /** Oldest first. */
-  mountsOf(backupId: string): Mount[];
+  mountsOf(backupId: string): Promise<Mount[]>;
   /** Oldest first. */
-  listMounts(): Mount[];
+  listMounts(): Promise<Mount[]>;
 }

@@ -116,7 +116,7 @@ async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<A
 async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<AttachPlan> {
   checkName('VM name', request.to);
   // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
-  const { backup, vm } = backupVm(ctx, request.backupId, request.vm, 'attach');
+  const { backup, vm } = await backupVm(ctx, request.backupId, request.vm, 'attach');
   const { disks, warnings } = chosenDisks(backup, vm, request.disks);
   const session = await ctx.vcenter();
   const vc = asCaller(session);
@@ -131,9 +131,9 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   }
   const host = inventory.hosts.find((h) => h.name === target.host);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `the host of VM ${target.name} is not in vCenter`);
-  const twice = ctx.catalog
-    .mountsOf(backup.id)
-    .find((m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id);
+  const twice = (await ctx.catalog.mountsOf(backup.id)).find(
+    (m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id,
+  );
   if (twice) {
     throw new ConflictError(
       'ALREADY_ATTACHED',
@@ -141,7 +141,7 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
       { details: { attachId: twice.id, backupId: backup.id, vm: target.name } },
     );
   }
-  const existing = datastoreMountOf(ctx, backup.id);
+  const existing = await datastoreMountOf(ctx, backup.id);
   if (existing && (existing.data as unknown as MountData).hostId !== host.id) {
     throw new ConflictError(
       'MOUNTED_ELSEWHERE',
@@ -201,7 +201,7 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId: opId } }, async () =>
     ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
   );
-  ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+  await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
   return {
     attachId: opId,
     backupId: backup.id,
@@ -267,7 +267,7 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
     if (!isGone(err)) throw err;
   }
   crashPoint('detach-disks-removed');
-  const mounts = ctx.catalog.listMounts();
+  const mounts = await ctx.catalog.listMounts();
   const others = mounts.filter(
     (m) =>
       m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
@@ -275,7 +275,7 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
   const mount = mounts.find((m) => m.id === data.mountId);
   const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
   if (release) await unmountOne(ctx, vc, mount);
-  if (mounts.some((m) => m.id === attach.id)) ctx.catalog.removeMount(attach.id);
+  if (mounts.some((m) => m.id === attach.id)) await ctx.catalog.removeMount(attach.id);
   return release;
 }
 
@@ -295,15 +295,13 @@ async function detachOnce(
   request: { to: string; backupId?: string },
 ): Promise<DetachResult> {
   checkName('VM name', request.to);
-  if (request.backupId !== undefined) catalogBackup(ctx, request.backupId);
-  const attaches = ctx.catalog
-    .listMounts()
-    .filter(
-      (m) =>
-        m.kind === 'attach' &&
-        (m.data as unknown as AttachData).targetVm === request.to &&
-        (request.backupId === undefined || m.backupId === request.backupId),
-    );
+  if (request.backupId !== undefined) await catalogBackup(ctx, request.backupId);
+  const attaches = (await ctx.catalog.listMounts()).filter(
+    (m) =>
+      m.kind === 'attach' &&
+      (m.data as unknown as AttachData).targetVm === request.to &&
+      (request.backupId === undefined || m.backupId === request.backupId),
+  );
   if (attaches.length === 0) {
     throw new UsageError(
       'NOT_ATTACHED',
@@ -331,7 +329,11 @@ async function detachOnce(
       const out: DetachResult = { detached: [] };
       for (const a of attaches) {
         // A roll-forward step: once begun, recover finishes the detach rather than undo it.
-        ctx.catalog.journal(opId, { action: 'detach.begin', target: a.backupId, data: { attachId: a.id } });
+        await ctx.catalog.journal(opId, {
+          action: 'detach.begin',
+          target: a.backupId,
+          data: { attachId: a.id },
+        });
         ctx.events.phase(`detach ${a.id}`);
         const unmounted = await detachOne(ctx, vc, a);
         const data = a.data as unknown as AttachData;
@@ -343,7 +345,7 @@ async function detachOnce(
           unmounted,
         });
       }
-      ctx.catalog.journal(opId, { action: 'commit', target: request.to });
+      await ctx.catalog.journal(opId, { action: 'commit', target: request.to });
       return out;
     },
   );

@@ -65,7 +65,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     );
   }
   if (request.taskName !== undefined) {
-    const { task } = findTask(config, catalog, request.taskName);
+    const { task } = await findTask(config, catalog, request.taskName);
     taskName = task.name;
     retention = task.retention ?? retention;
     planRequest = {
@@ -95,12 +95,12 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   const volumes = await listArrayVolumes(ctx);
   let inventory = await vc.inventory();
   let plan = planBackup(config, inventory, volumes, planRequest);
-  assertNotLockedByLiveRun(ctx, lockResources(plan));
+  await assertNotLockedByLiveRun(ctx, lockResources(plan));
 
   // A crashed earlier run may still hold VMs or snapshots: repair before touching anything. What it
   // repaired changes the VMs' state (a VM it had suspended is powered on again), so plan again from fresh
   // state: the mode decisions depend on it.
-  if (catalog.unfinishedOperations().some((op) => !operationAlive(op, ctx.now()))) {
+  if ((await catalog.unfinishedOperations()).some((op) => !operationAlive(op, ctx.now()))) {
     const report = await recover(ctx, { onlyDeadOperations: true });
     if (changedAnything(report)) {
       inventory = await vc.inventory();
@@ -109,7 +109,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   }
 
   const id = newBackupId(ctx.now());
-  const operation = RunningOperation.begin(catalog, {
+  const operation = await RunningOperation.begin(catalog, {
     id,
     kind: 'backup',
     subject: taskName,
@@ -132,7 +132,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     vms: runs.map((r) => r.record),
     warnings: [...plan.warnings],
   };
-  catalog.insertBackup(record);
+  await catalog.insertBackup(record);
 
   let releaseFailed = false;
   try {
@@ -145,7 +145,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
       try {
         await snapshotGroups(ctx, id, plan, record);
         record.snapshotAt = ctx.now().toISOString();
-        catalog.updateBackup(record);
+        await catalog.updateBackup(record);
       } catch (err) {
         for (const r of runs) failVm(r, `array snapshot failed: ${errorMessage(err)}`);
         record.error = `array snapshot failed: ${errorMessage(err)}`;
@@ -169,7 +169,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   const cleanupFailed = record.state === 'failed' && !(await deleteSnapshotsOf(ctx, id, record));
   record.finishedAt = ctx.now().toISOString();
   // record.warnings holds run-level warnings only; each VM's stay in vms[].warnings.
-  catalog.updateBackup(record);
+  await catalog.updateBackup(record);
   crashPoint('recorded');
 
   if (record.state !== 'failed') {
@@ -186,7 +186,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     for (const s of skipped) {
       record.warnings.push({ code: 'EXPIRE_SKIPPED', message: `backup ${s.id} not expired: ${s.reason}` });
     }
-    if (errors.length > 0 || skipped.length > 0) catalog.updateBackup(record);
+    if (errors.length > 0 || skipped.length > 0) await catalog.updateBackup(record);
   }
 
   if (releaseFailed || cleanupFailed) {
@@ -200,7 +200,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     operation.abandon();
   } else {
     // Also frees the locks.
-    operation.finish('done');
+    await operation.finish('done');
   }
   return record;
 }
@@ -210,11 +210,11 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
  * is taken later (after the repair of dead runs, whose stale locks it takes over); this only makes a
  * refusal happen before that repair.
  */
-function assertNotLockedByLiveRun(ctx: EngineContext, resources: string[]): void {
+async function assertNotLockedByLiveRun(ctx: EngineContext, resources: string[]): Promise<void> {
   const wanted = new Set(resources);
-  for (const op of ctx.catalog.unfinishedOperations()) {
+  for (const op of await ctx.catalog.unfinishedOperations()) {
     if (!operationAlive(op, ctx.now())) continue;
-    const held = ctx.catalog.locksOf(op.id).filter((r) => wanted.has(r));
+    const held = (await ctx.catalog.locksOf(op.id)).filter((r) => wanted.has(r));
     if (held.length === 0) continue;
     const more = held.length > 1 ? ` (and ${held.length - 1} more resources)` : '';
     throw new LockedError(
@@ -261,15 +261,14 @@ async function removeStrayVmSnapshots(
   record: BackupRecord,
 ): Promise<void> {
   const live = new Set(
-    ctx.catalog
-      .unfinishedOperations()
+    (await ctx.catalog.unfinishedOperations())
       .filter((op) => operationAlive(op, ctx.now()))
       .map((op) => op.id),
   );
   const removed: string[] = [];
   for (const { vm } of plan.vms) {
     for (const s of vm.snapshots) {
-      const owner = ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
+      const owner = await ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
       if (owner.owner !== 'ours' || live.has(owner.operationId)) continue;
       try {
         await vc.removeVmSnapshot(s.id);
@@ -358,17 +357,20 @@ async function prepareAll(
   events.phase('prepare');
   // Write-ahead intent for every VM about to be held, in one transaction (one sync, not one per VM):
   // recovery re-reads each named VM's live state, so no per-VM completion record is needed.
-  catalog.transaction(() => {
-    for (const run of runs) {
+  await catalog.journalSteps(
+    backupId,
+    runs.flatMap((run) => {
       const action = run.plan.decision.before;
-      if (action === null) continue;
-      catalog.journal(backupId, {
-        action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
-        target: run.plan.vm.id,
-        data: { vm: run.plan.vm.name, name: snapshotName },
-      });
-    }
-  });
+      if (action === null) return [];
+      return [
+        {
+          action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
+          target: run.plan.vm.id,
+          data: { vm: run.plan.vm.name, name: snapshotName },
+        },
+      ];
+    }),
+  );
   await runLimited(
     runs,
     { global: config.defaults.concurrency.global, perKey: config.defaults.concurrency.perHost },
@@ -413,7 +415,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
   for (const group of plan.groups) {
     const array = await ctx.array(group.array);
     const label = ownedLabel(backupId, catalog.id);
-    const entry = catalog.journal(backupId, {
+    const entry = await catalog.journal(backupId, {
       action: 'array-snapshot',
       target: group.array,
       data: { volumes: group.volumes, label },
@@ -425,7 +427,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
       onProgress: (done, total) =>
         events.item(`array ${group.array}`, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),
     });
-    catalog.completeJournal(entry, { snapshotId: snapshot.id });
+    await catalog.completeJournal(entry, { snapshotId: snapshot.id });
     record.snapshots.push({
       array: group.array,
       snapshotId: snapshot.id,
@@ -548,14 +550,14 @@ async function deleteSnapshotsOf(
 ): Promise<boolean> {
   let clean = true;
   for (const s of record.snapshots) {
-    const entry = ctx.catalog.journal(backupId, {
+    const entry = await ctx.catalog.journal(backupId, {
       action: 'delete-snapshot',
       target: s.array,
       data: { snapshotId: s.snapshotId },
     });
     try {
       await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
-      ctx.catalog.completeJournal(entry);
+      await ctx.catalog.completeJournal(entry);
     } catch (err) {
       clean = false;
       record.warnings.push({

@@ -60,7 +60,7 @@ export class EngineContext {
   }
 
   async close(): Promise<void> {
-    if (this.#vcenter) {
+    if (this.#vcenter !== undefined) {
       try {
         await (await this.#vcenter).logout();
       } catch {

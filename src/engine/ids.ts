@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { CatalogIdentity, OperationJournal } from '../catalog/index.js';
 import { RESERVED_TASK_NAME } from '../config/schema.js';
 
 /**
@@ -81,16 +82,16 @@ export type Ownership =
   | { owner: 'foreign'; why: string }
   | { owner: 'unrelated' };
 
-export function ownershipOf(
+export async function ownershipOf(
   name: MakerName | undefined,
-  catalog: { readonly id: string; findOperation(id: string): unknown },
-): Ownership {
+  catalog: CatalogIdentity & Pick<OperationJournal, 'findOperation'>,
+): Promise<Ownership> {
   if (name === undefined) return { owner: 'unrelated' };
   if (name.catalogId === undefined) {
     return { owner: 'foreign', why: 'named by an earlier snapkeeper without a catalog id' };
   }
   if (name.catalogId !== catalog.id) return { owner: 'foreign', why: `made by catalog ${name.catalogId}` };
-  if (catalog.findOperation(name.operationId) === undefined) {
+  if ((await catalog.findOperation(name.operationId)) === undefined) {
     return { owner: 'foreign', why: `operation ${name.operationId} is not in this catalog's journal` };
   }
   return { owner: 'ours', operationId: name.operationId };

@@ -54,8 +54,8 @@ export function mountedDatastoreName(backupId: string, datastore: string): strin
 }
 
 /** The `datastore` mount of a backup, if it is mounted. */
-export function datastoreMountOf(ctx: EngineContext, backupId: string): Mount | undefined {
-  return ctx.catalog.mountsOf(backupId).find((m) => m.kind === 'datastore');
+export async function datastoreMountOf(ctx: EngineContext, backupId: string): Promise<Mount | undefined> {
+  return (await ctx.catalog.mountsOf(backupId)).find((m) => m.kind === 'datastore');
 }
 
 /** Checks made before any change: nothing of that name is mounted already. */
@@ -136,7 +136,8 @@ export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: M
     if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
   }
   for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
-  if (ctx.catalog.listMounts().some((m) => m.id === mount.id)) ctx.catalog.removeMount(mount.id);
+  if ((await ctx.catalog.listMounts()).some((m) => m.id === mount.id))
+    await ctx.catalog.removeMount(mount.id);
 }
 
 export interface MountRequest {
@@ -150,8 +151,8 @@ export function runMount(ctx: EngineContext, request: MountRequest): Promise<Mou
 }
 
 async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
-  const backup = catalogBackup(ctx, request.backupId, 'mount');
-  if (datastoreMountOf(ctx, backup.id)) {
+  const backup = await catalogBackup(ctx, request.backupId, 'mount');
+  if (await datastoreMountOf(ctx, backup.id)) {
     throw new ConflictError('BACKUP_MOUNTED', `backup ${backup.id} is already mounted; unmount it first`);
   }
   const session = await ctx.vcenter();
@@ -172,7 +173,7 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
     },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
-      ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
+      await ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
       return { mountId: opId, backupId: backup.id, ...data };
     },
   );
@@ -188,8 +189,8 @@ export function runUnmount(ctx: EngineContext, request: { backupId: string }): P
 }
 
 async function unmountOnce(ctx: EngineContext, request: { backupId: string }): Promise<UnmountResult> {
-  catalogBackup(ctx, request.backupId);
-  const mounts = ctx.catalog.mountsOf(request.backupId);
+  await catalogBackup(ctx, request.backupId);
+  const mounts = await ctx.catalog.mountsOf(request.backupId);
   const datastoreMounts = mounts.filter((m) => m.kind === 'datastore');
   if (datastoreMounts.length === 0) {
     throw new UsageError('NOT_MOUNTED', `backup ${request.backupId} is not mounted`);
@@ -214,7 +215,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
       for (const m of datastoreMounts) {
         // Journaled as a roll-forward step: once begun, recover finishes the unmount rather than undo it.
-        ctx.catalog.journal(opId, {
+        await ctx.catalog.journal(opId, {
           action: 'unmount.begin',
           target: request.backupId,
           data: { mountId: m.id },
@@ -229,7 +230,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
           clones: (data.clones ?? []).length,
         });
       }
-      ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
+      await ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
       return out;
     },
   );

@@ -33,16 +33,19 @@ export class RunningOperation {
    * Begins the operation and takes its locks; when they are refused (LockedError RESOURCE_LOCKED naming the
    * holder) the operation is closed as failed with nothing to repair, and the error is rethrown.
    */
-  static begin(catalog: OperationJournal & LockManager, spec: OperationSpec): RunningOperation {
-    catalog.beginOperation({
+  static async begin(
+    catalog: OperationJournal & LockManager,
+    spec: OperationSpec,
+  ): Promise<RunningOperation> {
+    await catalog.beginOperation({
       id: spec.id,
       kind: spec.kind,
       ...(spec.subject !== undefined ? { subject: spec.subject } : {}),
     });
     try {
-      catalog.acquireLocks(spec.id, spec.locks);
+      await catalog.acquireLocks(spec.id, spec.locks);
     } catch (err) {
-      catalog.finishOperation(spec.id, 'failed', { repaired: true });
+      await catalog.finishOperation(spec.id, 'failed', { repaired: true });
       throw err;
     }
     const op = new RunningOperation(spec.id, spec.kind, catalog);
@@ -52,20 +55,18 @@ export class RunningOperation {
   }
 
   #renew(): void {
-    try {
-      this.catalog.heartbeat(this.id);
-    } catch {
+    this.catalog.heartbeat(this.id).catch(() => {
       // A busy catalog misses one renewal; the lease allows for many before anyone counts the run dead.
-    }
+    });
   }
 
   /**
    * Ends the operation (its locks are freed with it). `repaired`: a failed operation that left nothing to
    * undo, which recover therefore never needs to revisit.
    */
-  finish(state: 'done' | 'failed', options: { repaired?: boolean } = {}): void {
+  async finish(state: 'done' | 'failed', options: { repaired?: boolean } = {}): Promise<void> {
     this.#stop();
-    this.catalog.finishOperation(this.id, state, options);
+    await this.catalog.finishOperation(this.id, state, options);
   }
 
   /**
@@ -92,14 +93,14 @@ export async function withOperation<T>(
   spec: OperationSpec,
   body: (op: RunningOperation) => Promise<T>,
 ): Promise<T> {
-  const op = RunningOperation.begin(catalog, spec);
+  const op = await RunningOperation.begin(catalog, spec);
   let value: T;
   try {
     value = await body(op);
   } catch (err) {
-    op.finish('failed', { repaired: true });
+    await op.finish('failed', { repaired: true });
     throw err;
   }
-  op.finish('done');
+  await op.finish('done');
   return value;
 }

@@ -76,7 +76,7 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
   };
 
   const now = ctx.now();
-  const unfinished = catalog.unfinishedOperations();
+  const unfinished = await catalog.unfinishedOperations();
   const dead = unfinished.filter((op) => !operationAlive(op, now));
   for (const op of unfinished) {
     if (operationAlive(op, now) && op.pid !== process.pid)
@@ -85,13 +85,13 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
   // Closed by an earlier recover whose repair was incomplete: retried by every full recover until clean.
   const unrepaired = options.onlyDeadOperations
     ? []
-    : catalog.listOperations({ state: ['failed'], recovered: false }).reverse();
+    : (await catalog.listOperations({ state: ['failed'], recovered: false })).reverse();
   if (options.onlyDeadOperations && dead.length === 0) return report;
   ctx.events.phase('recover');
 
   const vc = await ctx.vcenter();
   for (const op of [...dead, ...unrepaired]) {
-    const step: RecoveryStep = { ctx, vc, op, entries: catalog.journalEntries(op.id), report, dryRun };
+    const step: RecoveryStep = { ctx, vc, op, entries: await catalog.journalEntries(op.id), report, dryRun };
     const handler = op.kind === 'backup' ? recoverBackupOperation : operationRecovery[op.kind];
     let clean = false;
     try {
@@ -106,7 +106,7 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
     try {
       // Closed whatever the repair achieved (finishOperation also frees its locks): a lock must never
       // outlive its holder. An incomplete repair stays listed as failed and unrecovered for the next recover.
-      if (!dryRun) closeRecovered(ctx, op, clean);
+      if (!dryRun) await closeRecovered(ctx, op, clean);
     } catch (err) {
       clean = false;
       report.errors.push(`${op.kind} ${op.id}: ${errorMessage(err)}`);
@@ -123,15 +123,15 @@ export async function recover(ctx: EngineContext, options: RecoverOptions = {}):
 }
 
 /** Closes a dead operation (a concurrent recover may have closed it first) and marks it repaired when it is. */
-function closeRecovered(ctx: EngineContext, op: Operation, clean: boolean): void {
+async function closeRecovered(ctx: EngineContext, op: Operation, clean: boolean): Promise<void> {
   if (op.state === 'running') {
     try {
-      ctx.catalog.finishOperation(op.id, 'failed');
+      await ctx.catalog.finishOperation(op.id, 'failed');
     } catch (err) {
       if (!(err instanceof ConflictError && err.code === 'OPERATION_FINISHED')) throw err;
     }
   }
-  if (clean) ctx.catalog.markRecovered(op.id);
+  if (clean) await ctx.catalog.markRecovered(op.id);
 }
 
 /** Undoes what a backup's journal says it did: VMs released first, then its array snapshots unless it finished. */
@@ -186,7 +186,7 @@ async function recoverBackupOperation({
     }
   }
 
-  const backup = catalog.findBackup(op.id);
+  const backup = await catalog.findBackup(op.id);
   const keepsSnapshots = backup !== undefined && (backup.state === 'complete' || backup.state === 'partial');
   if (!keepsSnapshots) {
     const arrays = new Set(entries.filter((e) => e.action === 'array-snapshot').map((e) => e.target));
@@ -211,7 +211,7 @@ async function recoverBackupOperation({
       backup.error = 'interrupted: the process ended before the backup finished; repaired by recover';
       backup.finishedAt ??= ctx.now().toISOString();
       backup.snapshots = [];
-      catalog.updateBackup(backup);
+      await catalog.updateBackup(backup);
     }
   }
   return clean;
@@ -229,10 +229,10 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
   // State first, then the set of live operations: an operation that made something we listed began before
   // it, so it is in the set (or has finished and owns it) — no race with a backup starting meanwhile.
   const inventory = await vc.inventory();
-  let liveIds = liveOperationIds(ctx);
+  let liveIds = await liveOperationIds(ctx);
   for (const vm of inventory.vms) {
     for (const s of vm.snapshots) {
-      const owner = ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
+      const owner = await ownershipOf(parseVmSnapshotName(s.name), ctx.catalog);
       if (owner.owner === 'foreign') {
         reportForeign(report, { kind: 'vm-snapshot', where: vm.name, name: s.name, why: owner.why });
         continue;
@@ -255,12 +255,12 @@ async function sweep(ctx: EngineContext, report: RecoverReport): Promise<void> {
     // snapshot of a backup that records it and finishes between the reads. Running backups count as owners
     // too (a backup records its snapshot before it turns complete); the running records of dead operations
     // were marked failed by the operation pass above.
-    liveIds = liveOperationIds(ctx);
-    const owned = ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running', 'lost']);
+    liveIds = await liveOperationIds(ctx);
+    const owned = await ctx.catalog.ownedSnapshotIds(name, ['complete', 'partial', 'running', 'lost']);
     for (const s of snapshots) {
       // A backup of this catalog owns it (one recorded before catalog ids included): nothing to decide.
       if (owned.has(s.id)) continue;
-      const owner = ownershipOf(parseLabel(s.label), ctx.catalog);
+      const owner = await ownershipOf(parseLabel(s.label), ctx.catalog);
       if (owner.owner === 'foreign') {
         reportForeign(report, { kind: 'array-snapshot', where: name, name: s.id, why: owner.why });
         continue;
@@ -285,13 +285,10 @@ export function reportForeign(report: RecoverReport, thing: ForeignThing): void 
 }
 
 /** Ids of the operations that are running and alive now (their lease is fresh, their pid exists here). */
-export function liveOperationIds(ctx: EngineContext): Set<string> {
+export async function liveOperationIds(ctx: EngineContext): Promise<Set<string>> {
   const now = ctx.now();
   return new Set(
-    ctx.catalog
-      .unfinishedOperations()
-      .filter((op) => operationAlive(op, now))
-      .map((op) => op.id),
+    (await ctx.catalog.unfinishedOperations()).filter((op) => operationAlive(op, now)).map((op) => op.id),
   );
 }
 
@@ -305,7 +302,7 @@ export function liveOperationIds(ctx: EngineContext): Set<string> {
  */
 async function markLostBackups(ctx: EngineContext, report: RecoverReport): Promise<void> {
   const { catalog } = ctx;
-  const backups = catalog.listBackups({ state: ['complete', 'partial'] });
+  const backups = await catalog.listBackups({ state: ['complete', 'partial'] });
   if (backups.length === 0) return;
   const present = await presentSnapshots(ctx, (array, message) =>
     report.errors.push(`array ${array}: cannot check which backups it still holds: ${message}`),
@@ -313,22 +310,13 @@ async function markLostBackups(ctx: EngineContext, report: RecoverReport): Promi
   for (const b of backups) {
     const missing = missingSnapshots(b, present);
     if (missing.length === 0) continue;
-    if (!report.dryRun && !markLost(ctx, b, missing)) continue;
+    if (!report.dryRun && !(await markLost(ctx, b, missing))) continue;
     report.lostBackups.push({ id: b.id, missing });
   }
 }
 
 /** Marks one backup lost if it is still restorable when re-read; false when it changed meanwhile. */
-function markLost(ctx: EngineContext, listed: BackupRecord, missing: SnapshotRef[]): boolean {
-  const { catalog } = ctx;
-  return catalog.transaction(() => {
-    const current = catalog.findBackup(listed.id);
-    if (!current || (current.state !== 'complete' && current.state !== 'partial')) return false;
-    const reason = `array snapshot${missing.length > 1 ? 's' : ''} ${missing.map((m) => `${m.array}/${m.snapshotId}`).join(', ')} no longer exist${missing.length > 1 ? '' : 's'}`;
-    current.lost = { at: ctx.now().toISOString(), reason, previousState: current.state };
-    current.state = 'lost';
-    current.warnings.push({ code: 'BACKUP_LOST', message: `backup ${current.id} is lost: ${reason}` });
-    catalog.updateBackup(current);
-    return true;
-  });
+async function markLost(ctx: EngineContext, listed: BackupRecord, missing: SnapshotRef[]): Promise<boolean> {
+  const reason = `array snapshot${missing.length > 1 ? 's' : ''} ${missing.map((m) => `${m.array}/${m.snapshotId}`).join(', ')} no longer exist${missing.length > 1 ? '' : 's'}`;
+  return (await ctx.catalog.markBackupLost(listed.id, { at: ctx.now().toISOString(), reason })) !== undefined;
 }

@@ -130,8 +130,12 @@ export function checkName(what: string, name: string): void {
  * do with it: `restore`, `mount`, ...), it must also be complete or partial (BACKUP_NOT_RESTORABLE): only
  * those own array snapshots.
  */
-export function catalogBackup(ctx: EngineContext, backupId: string, use?: string): BackupRecord {
-  const backup = ctx.catalog.getBackup(backupId);
+export async function catalogBackup(
+  ctx: EngineContext,
+  backupId: string,
+  use?: string,
+): Promise<BackupRecord> {
+  const backup = await ctx.catalog.getBackup(backupId);
   if (use !== undefined && backup.state !== 'complete' && backup.state !== 'partial') {
     throw new UsageError('BACKUP_NOT_RESTORABLE', `backup ${backupId} is ${backup.state}: nothing to ${use}`);
   }
@@ -139,13 +143,13 @@ export function catalogBackup(ctx: EngineContext, backupId: string, use?: string
 }
 
 /** The backup and its VM record, refused with exit 3 when either is unknown or not restorable. */
-export function backupVm(
+export async function backupVm(
   ctx: EngineContext,
   backupId: string,
   vmName: string,
   use = 'restore',
-): { backup: BackupRecord; vm: VmRecord } {
-  const backup = catalogBackup(ctx, backupId, use);
+): Promise<{ backup: BackupRecord; vm: VmRecord }> {
+  const backup = await catalogBackup(ctx, backupId, use);
   const vm = backup.vms.find((v) => v.name === vmName);
   if (!vm) {
     throw new NotFoundError(
@@ -402,8 +406,8 @@ export async function step<T>(
   fn: (entryId: number) => Promise<T>,
   resultData?: (value: T) => Record<string, unknown>,
 ): Promise<T> {
-  const id = ctx.catalog.journal(operationId, entry);
+  const id = await ctx.catalog.journal(operationId, entry);
   const value = await fn(id);
-  ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
+  await ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
   return value;
 }

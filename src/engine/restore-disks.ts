@@ -80,7 +80,7 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
     crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);
     await attachRestored(p, opId, target.id, plans, disks, slots, replaced);
-    ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+    await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
     return { ...result(p, opId, 'disks', disks), targetVm };
   });
 }

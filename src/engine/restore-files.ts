@@ -39,7 +39,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
     const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
     crashPoint('restore-files-placed');
-    ctx.catalog.journal(opId, { action: 'commit', target: dir });
+    await ctx.catalog.journal(opId, { action: 'commit', target: dir });
     return result(p, opId, 'files', disks);
   });
 }

@@ -59,7 +59,7 @@ interface UndoRun {
 const stepUndos: Record<string, (u: UndoRun, e: JournalEntry) => Promise<void>> = {
   'mount.record': async (u, e) => {
     const id = String(e.data.mountId);
-    if (u.ctx.catalog.listMounts().some((m) => m.id === id)) {
+    if ((await u.ctx.catalog.listMounts()).some((m) => m.id === id)) {
       await u.act(`remove mount record ${id}`, async () => u.ctx.catalog.removeMount(id));
     }
   },
@@ -258,19 +258,19 @@ export async function runOperation<T>(
 ): Promise<T> {
   // What dead operations left is repaired first (only now: nothing before this point changes anything).
   // Whatever the repair touched may be what the caller checked: then its checks run again.
-  const dead = ctx.catalog.unfinishedOperations().some((o) => !operationAlive(o, ctx.now()));
+  const dead = (await ctx.catalog.unfinishedOperations()).some((o) => !operationAlive(o, ctx.now()));
   await recover(ctx, { onlyDeadOperations: true });
   if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());
-  const running = RunningOperation.begin(ctx.catalog, { id: opId, ...op });
+  const running = await RunningOperation.begin(ctx.catalog, { id: opId, ...op });
   try {
     const value = await body(opId);
-    running.finish('done');
+    await running.finish('done');
     return value;
   } catch (err) {
     ctx.events.phase('undo');
-    const undo = await undoJournal(ctx, vc, ctx.catalog.journalEntries(opId), { dryRun: false });
-    if (undo.clean) running.finish('failed', { repaired: true });
+    const undo = await undoJournal(ctx, vc, await ctx.catalog.journalEntries(opId), { dryRun: false });
+    if (undo.clean) await running.finish('failed', { repaired: true });
     else running.abandon();
     const why = undo.clean
       ? 'everything it did was undone'

@@ -81,7 +81,7 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
     if (request.powerOn) {
       await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => powerOn(p.vc, vmId));
     }
-    p.ctx.catalog.journal(opId, { action: 'commit', target: t.name });
+    await p.ctx.catalog.journal(opId, { action: 'commit', target: t.name });
     // The replaced VM's old files go only now that its replacement exists.
     for (const pair of pairs) await rm(pair.aside, { recursive: true, force: true });
     return {

@@ -49,7 +49,7 @@ export function runRestore(ctx: EngineContext, request: RestoreRequest): Promise
 async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
   checkRequestShape(request);
   // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
-  const { backup, vm } = backupVm(ctx, request.backupId, request.vm);
+  const { backup, vm } = await backupVm(ctx, request.backupId, request.vm);
   if (request.original && !request.confirmed && !request.dryRun) {
     throw new UsageError(
       'CONFIRMATION_REQUIRED',

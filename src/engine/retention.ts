@@ -32,17 +32,17 @@ export async function deleteBackup(
   id: string,
   options: { dryRun: boolean; reason?: string },
 ): Promise<DeletedBackup> {
-  const record = ctx.catalog.getBackup(id);
+  const record = await ctx.catalog.getBackup(id);
   if (record.state === 'running') {
     throw new ConflictError('BACKUP_RUNNING', `backup ${id} is still running; it cannot be deleted`);
   }
-  if (ctx.catalog.mountsOf(id).length > 0) {
+  if ((await ctx.catalog.mountsOf(id)).length > 0) {
     throw new ConflictError('BACKUP_MOUNTED', `backup ${id} is mounted; unmount it before deleting it`);
   }
   const result = describe(record, options.reason ?? 'deleted on request');
   const hold = { resource: `backup:${id}`, mode: 'exclusive' as const };
   if (options.dryRun) {
-    const holder = ctx.catalog.lockHolders(hold.resource)[0];
+    const [holder] = await ctx.catalog.lockHolders(hold.resource);
     if (holder) throw inUse(id, `${hold.resource} is in use by ${describeHolder(holder.operation)}`);
     return result;
   }
@@ -51,7 +51,7 @@ export async function deleteBackup(
       ctx.catalog,
       { id: newOperationId('delete', ctx.now()), kind: 'delete', subject: id, locks: [hold] },
       async () => {
-        ctx.catalog.deleteBackup(id);
+        await ctx.catalog.deleteBackup(id);
         for (const s of record.snapshots) {
           await (await ctx.array(s.array)).deleteSnapshot(s.snapshotId);
         }
@@ -105,7 +105,8 @@ export async function expireTask(
   const skipped: SkippedBackup[] = [];
   if (!retention || (retention.versions === undefined && retention.days === undefined))
     return { deleted, errors, skipped };
-  const backups = ctx.catalog.listBackups({ task });
+  const backups = await ctx.catalog.listBackups({ task });
+  const mounted = new Set((await ctx.catalog.listMounts()).map((m) => m.backupId));
   const groups = new Map<string, BackupRecord[]>();
   for (const b of backups) {
     const key = task === ADHOC_TASK ? JSON.stringify([...new Set(b.vms.map((v) => v.name))].sort()) : '';
@@ -121,7 +122,7 @@ export async function expireTask(
           task: b.task,
           state: b.state,
           startedAt: b.startedAt,
-          pinned: b.id === options.keep || ctx.catalog.mountsOf(b.id).length > 0,
+          pinned: b.id === options.keep || mounted.has(b.id),
         })),
         retention,
         ctx.now(),
@@ -161,15 +162,10 @@ export async function expireAll(
   const deleted: DeletedBackup[] = [];
   const errors: string[] = [];
   const skipped: SkippedBackup[] = [];
-  const allTasks = listTasks(ctx.config, ctx.catalog).map((e) => e.task);
+  const allTasks = (await listTasks(ctx.config, ctx.catalog)).map((e) => e.task);
   const taskNames = new Set(allTasks.map((t) => t.name));
   const orphanTasks = [
-    ...new Set(
-      ctx.catalog
-        .listBackups()
-        .map((b) => b.task)
-        .filter((t) => !taskNames.has(t)),
-    ),
+    ...new Set((await ctx.catalog.listBackups()).map((b) => b.task).filter((t) => !taskNames.has(t))),
   ].filter((t) => options.task === undefined || t === options.task);
   const tasks = allTasks.filter((t) => options.task === undefined || t.name === options.task);
   if (options.task !== undefined && tasks.length === 0 && orphanTasks.length === 0) {

@@ -1,4 +1,4 @@
-import type { Catalog } from '../catalog/index.js';
+import type { TaskStore } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import type { TaskConfig } from '../config/schema.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -11,18 +11,17 @@ export interface TaskEntry {
 }
 
 /** Tasks from the configuration file (read-only) and those created from the CLI or API (in the catalog). */
-export function listTasks(config: Config, catalog: Catalog): TaskEntry[] {
+export async function listTasks(config: Config, catalog: TaskStore): Promise<TaskEntry[]> {
   const fromConfig = config.tasks.map((task) => ({ task, source: 'config' as const }));
   const names = new Set(config.tasks.map((t) => t.name));
-  const fromCatalog = catalog
-    .listTasks()
+  const fromCatalog = (await catalog.listTasks())
     .filter((t) => !names.has(t.name))
     .map((task) => ({ task, source: 'catalog' as const }));
   return [...fromConfig, ...fromCatalog].sort((a, b) => a.task.name.localeCompare(b.task.name));
 }
 
-export function findTask(config: Config, catalog: Catalog, name: string): TaskEntry {
-  const entry = listTasks(config, catalog).find((e) => e.task.name === name);
+export async function findTask(config: Config, catalog: TaskStore, name: string): Promise<TaskEntry> {
+  const entry = (await listTasks(config, catalog)).find((e) => e.task.name === name);
   if (!entry) throw new NotFoundError('TASK_NOT_FOUND', `no task named ${name} (see snapkeeper task list)`);
   return entry;
 }

@@ -5,7 +5,7 @@ import type { VcenterSession } from '../vsphere/session.js';
 import { asCaller } from '../vsphere/vm-ops.js';
 import { detachOne } from './attach.js';
 import type { EngineContext } from './context.js';
-import { ownershipOf, parseLabel } from './ids.js';
+import { type Ownership, ownershipOf, parseLabel } from './ids.js';
 import type { MountData } from './mount.js';
 import { unmountOne } from './mount.js';
 import { liveOperationIds, type RecoverReport, reportForeign } from './recover.js';
@@ -42,7 +42,7 @@ async function recoverJournaled({ ctx, vc, op, entries, report, dryRun }: Recove
   if (!committed && forward.length > 0) {
     for (const e of forward) {
       const id = String(e.data.mountId ?? e.data.attachId);
-      const record = ctx.catalog.listMounts().find((m) => m.id === id);
+      const record = (await ctx.catalog.listMounts()).find((m) => m.id === id);
       if (!record) continue;
       const what = `${op.kind} ${op.id}: ${e.action === 'unmount.begin' ? 'finish unmounting' : 'finish detaching'} ${id}`;
       report.actions.push(`${dryRun ? 'would ' : ''}${what}`);
@@ -89,12 +89,11 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
     Awaited<ReturnType<Awaited<ReturnType<EngineContext['array']>>['listClones']>>
   >();
   for (const [name, array] of await ctx.arrays()) clonesByArray.set(name, await array.listClones());
-  const liveIds = liveOperationIds(ctx);
-  const liveSubjects = ctx.catalog
-    .unfinishedOperations()
+  const liveIds = await liveOperationIds(ctx);
+  const liveSubjects = (await ctx.catalog.unfinishedOperations())
     .filter((op) => liveIds.has(op.id) && (op.kind === 'mount' || op.kind === 'attach'))
     .map((op) => op.subject ?? '');
-  const mounts = ctx.catalog.listMounts().filter((m) => m.kind === 'datastore');
+  const mounts = (await ctx.catalog.listMounts()).filter((m) => m.kind === 'datastore');
   const ownedDatastores = new Set(
     mounts.flatMap((m) => ((m.data as unknown as MountData).datastores ?? []).map((d) => d.name)),
   );
@@ -105,17 +104,17 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   );
   const verb = report.dryRun ? 'would ' : '';
 
-  const cloneOwner = (url: string) => {
+  const cloneOwner = async (url: string): Promise<Ownership> => {
     const path = resolve(url.replace(/^file:\/\//, ''));
     for (const clones of clonesByArray.values()) {
       const c = clones.find((x) => path === resolve(x.path) || path.startsWith(`${resolve(x.path)}${sep}`));
-      if (c) return ownershipOf(parseLabel(c.label), ctx.catalog);
+      if (c) return await ownershipOf(parseLabel(c.label), ctx.catalog);
     }
-    return { owner: 'foreign', why: 'it points into no clone of a configured array' } as const;
+    return { owner: 'foreign', why: 'it points into no clone of a configured array' };
   };
   for (const ds of inventory.datastores) {
     if (!isMountedDatastore(ctx, ds) || ownedDatastores.has(ds.name)) continue;
-    const owner = cloneOwner(ds.url);
+    const owner = await cloneOwner(ds.url);
     if (owner.owner !== 'ours') {
       const why = owner.owner === 'foreign' ? owner.why : 'its clone is not one snapkeeper made';
       reportForeign(report, { kind: 'datastore', where: ds.hosts[0] ?? '', name: ds.name, why });
@@ -135,7 +134,7 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
     const array = await ctx.array(arrayName);
     for (const c of clones) {
       if (ownedClones.has(`${arrayName}/${c.id}`)) continue;
-      const owner = ownershipOf(parseLabel(c.label), ctx.catalog);
+      const owner = await ownershipOf(parseLabel(c.label), ctx.catalog);
       if (owner.owner === 'foreign') {
         reportForeign(report, { kind: 'clone', where: arrayName, name: c.id, why: owner.why });
         continue;

@@ -57,12 +57,12 @@ export async function assertClean(
   try {
     for (const s of snaps) {
       assert.ok(
-        catalog.ownedSnapshotIds(s.array).has(s.id),
+        (await catalog.ownedSnapshotIds(s.array)).has(s.id),
         `array snapshot ${s.array}/${s.id} is owned by a complete or partial backup`,
       );
       assert.equal(s.complete, true, `array snapshot ${s.id} is complete`);
     }
-    for (const b of catalog.listBackups()) {
+    for (const b of await catalog.listBackups()) {
       assert.notEqual(b.state, 'running', `backup ${b.id} is not left running`);
       for (const s of b.snapshots) {
         assert.ok(
@@ -72,7 +72,7 @@ export async function assertClean(
       }
     }
     assert.deepEqual(
-      catalog.unfinishedOperations().map((o) => o.id),
+      (await catalog.unfinishedOperations()).map((o) => o.id),
       [],
       'no operation is left open',
     );

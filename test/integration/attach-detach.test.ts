@@ -26,7 +26,7 @@ describe('attach and detach on a copy-driver lab', () => {
   async function mountRecords(): Promise<{ id: string; kind: string }[]> {
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {
-      return catalog.listMounts().map((m) => ({ id: m.id, kind: m.kind }));
+      return (await catalog.listMounts()).map((m) => ({ id: m.id, kind: m.kind }));
     } finally {
       catalog.close();
     }
@@ -185,7 +185,7 @@ describe('attach and detach on a copy-driver lab', () => {
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), clean, 'vCenter is as before');
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {
-      assert.deepEqual(catalog.unfinishedOperations(), [], 'no operation is left open');
+      assert.deepEqual(await catalog.unfinishedOperations(), [], 'no operation is left open');
     } finally {
       catalog.close();
     }

@@ -40,7 +40,7 @@ describe('SIGKILL in every phase, then recover', () => {
     for (const p of POINTS) {
       it(`${mode}, killed at ${p.point}: recover leaves no held VM, stray snapshot or orphan`, async () => {
         const config = loadConfig(lab.configPath);
-        const backupsBefore = countBackups(config.catalog.path);
+        const backupsBefore = await countBackups(config.catalog.path);
         const run = await runCli(
           ['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', 'app01', '--mode', mode],
           {
@@ -50,8 +50,8 @@ describe('SIGKILL in every phase, then recover', () => {
         assert.equal(run.signal, 'SIGKILL', `the run was killed at ${p.point}: ${run.stderr}`);
 
         // The crash really left the state of that phase behind.
-        const id = newestBackup(config.catalog.path);
-        assert.equal(countBackups(config.catalog.path), backupsBefore + 1);
+        const id = await newestBackup(config.catalog.path);
+        assert.equal(await countBackups(config.catalog.path), backupsBefore + 1);
         assert.equal(id.state, p.recordState);
         const states = await vmStates(config);
         if (p.vmsHeld) {
@@ -74,7 +74,7 @@ describe('SIGKILL in every phase, then recover', () => {
           rec.json.operations.map((o: { id: string }) => o.id),
           [id.id],
         );
-        const after = newestBackup(config.catalog.path);
+        const after = await newestBackup(config.catalog.path);
         assert.equal(after.state, p.recordState === 'complete' ? 'complete' : 'failed');
         await assertClean(lab.configPath, clean);
 
@@ -97,7 +97,7 @@ describe('SIGKILL in every phase, then recover', () => {
       },
     );
     assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = newestBackup(config.catalog.path).id;
+    const crashedId = (await newestBackup(config.catalog.path)).id;
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended');
 
     const next = await runCli([
@@ -114,7 +114,7 @@ describe('SIGKILL in every phase, then recover', () => {
     assert.equal((next.json as BackupRecord).state, 'complete');
     const catalog = Catalog.open(config.catalog.path);
     try {
-      assert.equal(catalog.getBackup(crashedId).state, 'failed');
+      assert.equal((await catalog.getBackup(crashedId)).state, 'failed');
     } finally {
       catalog.close();
     }
@@ -128,7 +128,7 @@ describe('SIGKILL in every phase, then recover', () => {
       { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
     );
     assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = newestBackup(config.catalog.path).id;
+    const crashedId = (await newestBackup(config.catalog.path)).id;
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended');
 
     // Bad input: exit 3 and nothing changed, not even the repair of the crashed run.
@@ -141,9 +141,9 @@ describe('SIGKILL in every phase, then recover', () => {
     const appId = lab.state.vms.find((v) => v.name === 'app01')!.id;
     const catalog = Catalog.open(config.catalog.path);
     try {
-      catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
+      await catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
       try {
-        catalog.acquireLocks('holder-op', [`vm:${appId}`]);
+        await catalog.acquireLocks('holder-op', [`vm:${appId}`]);
         const locked = await runCli([
           '--config',
           lab.configPath,
@@ -157,11 +157,11 @@ describe('SIGKILL in every phase, then recover', () => {
         assert.equal(locked.json.error.code, 'RESOURCE_LOCKED');
         assert.match(locked.json.error.message, /holder-op/);
       } finally {
-        catalog.finishOperation('holder-op', 'done');
+        await catalog.finishOperation('holder-op', 'done');
       }
       assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
-      assert.equal(catalog.getBackup(crashedId).state, 'running', 'the crashed record is untouched');
-      assert.ok(catalog.unfinishedOperations().some((o) => o.id === crashedId));
+      assert.equal((await catalog.getBackup(crashedId)).state, 'running', 'the crashed record is untouched');
+      assert.ok((await catalog.unfinishedOperations()).some((o) => o.id === crashedId));
     } finally {
       catalog.close();
     }
@@ -186,7 +186,7 @@ describe('SIGKILL in every phase, then recover', () => {
     assert.ok(web.quiesce !== undefined, 'web01 was held by this run');
     const c2 = Catalog.open(config.catalog.path);
     try {
-      assert.equal(c2.getBackup(crashedId).state, 'failed');
+      assert.equal((await c2.getBackup(crashedId)).state, 'failed');
     } finally {
       c2.close();
     }
@@ -199,8 +199,8 @@ describe('SIGKILL in every phase, then recover', () => {
     // A stray of this catalog: named with its id, made by an operation its journal has (closed, repaired).
     const stray = vmSnapshotName('20200101-000000-abcdef', catalogId(config.catalog.path));
     const c = Catalog.open(config.catalog.path);
-    c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
-    c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
+    await c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
+    await c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
     c.close();
     const vc = await connect(config.vcenter);
     try {
@@ -244,11 +244,11 @@ describe('SIGKILL in every phase, then recover', () => {
     const catalog = Catalog.open(config.catalog.path);
     try {
       // The orphan's operation is in this catalog's journal (begun and closed), so it is provably ours.
-      if (!catalog.findOperation('20200101-000000-abcdef')) {
-        catalog.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
-        catalog.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
+      if (await !catalog.findOperation('20200101-000000-abcdef')) {
+        await catalog.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
+        await catalog.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
       }
-      catalog.insertBackup({
+      await catalog.insertBackup({
         id: '20200101-000001-abcdef',
         task: 'adhoc',
         state: 'running',
@@ -278,7 +278,7 @@ describe('SIGKILL in every phase, then recover', () => {
       assert.ok(rec.json.foreign.some((f: { name: string }) => f.name === legacy.id));
       assert.ok(left.includes(running.id), 'a running backup’s snapshot is left alone');
       assert.ok(!left.includes(orphan.id));
-      catalog.deleteBackup('20200101-000001-abcdef');
+      await catalog.deleteBackup('20200101-000001-abcdef');
     } finally {
       catalog.close();
       await array.deleteSnapshot(admin.id);
@@ -295,7 +295,7 @@ describe('SIGKILL in every phase, then recover', () => {
       { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
     );
     assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = newestBackup(config.catalog.path).id;
+    const crashedId = (await newestBackup(config.catalog.path)).id;
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
     const catalog = Catalog.open(config.catalog.path);
     const broken = '20200101-000003-abcdef';
@@ -303,8 +303,8 @@ describe('SIGKILL in every phase, then recover', () => {
     try {
       // One whose record cannot be read (the handler throws), one naming an array that is not configured
       // (the handler reports an error). Both dead, begun before the crashed run.
-      catalog.beginOperation({ id: broken, kind: 'backup', pid: deadPid });
-      catalog.insertBackup({
+      await catalog.beginOperation({ id: broken, kind: 'backup', pid: deadPid });
+      await catalog.insertBackup({
         id: broken,
         task: 'adhoc',
         state: 'running',
@@ -319,8 +319,8 @@ describe('SIGKILL in every phase, then recover', () => {
       } finally {
         db.close();
       }
-      catalog.beginOperation({ id: unreachable, kind: 'backup', pid: deadPid });
-      catalog.journal(unreachable, { action: 'array-snapshot', target: 'no-such-array', data: {} });
+      await catalog.beginOperation({ id: unreachable, kind: 'backup', pid: deadPid });
+      await catalog.journal(unreachable, { action: 'array-snapshot', target: 'no-such-array', data: {} });
 
       const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
       assert.equal(rec.code, 2, 'errors: exit 2');
@@ -340,20 +340,18 @@ describe('SIGKILL in every phase, then recover', () => {
       const text = await runCli(['--config', lab.configPath, 'recover', '--dry-run']);
       assert.match(text.stdout, /left open.*20200101-000003-abcdef/);
       // Closed all the same (no lock outlives its holder), and left for later recovers to repair.
-      assert.deepEqual(catalog.unfinishedOperations(), []);
+      assert.deepEqual(await catalog.unfinishedOperations(), []);
       assert.deepEqual(
-        catalog
-          .listOperations({ state: ['failed'], recovered: false })
-          .map((o) => o.id)
-          .sort(),
+        (await catalog.listOperations({ state: ['failed'], recovered: false })).map((o) => o.id).sort(),
         [broken, unreachable],
       );
     } finally {
       for (const id of [broken, unreachable]) {
-        if (catalog.findOperation(id)?.state === 'running') catalog.finishOperation(id, 'failed');
-        catalog.markRecovered(id);
+        if ((await catalog.findOperation(id))?.state === 'running')
+          await catalog.finishOperation(id, 'failed');
+        await catalog.markRecovered(id);
       }
-      catalog.deleteBackup(broken);
+      await catalog.deleteBackup(broken);
       catalog.close();
     }
     await assertClean(lab.configPath, clean);
@@ -382,19 +380,19 @@ describe('SIGKILL in every phase, then recover', () => {
   });
 });
 
-function countBackups(catalogPath: string): number {
+async function countBackups(catalogPath: string): Promise<number> {
   const c = Catalog.open(catalogPath);
   try {
-    return c.listBackups().length;
+    return (await c.listBackups()).length;
   } finally {
     c.close();
   }
 }
 
-function newestBackup(catalogPath: string): BackupRecord {
+async function newestBackup(catalogPath: string): Promise<BackupRecord> {
   const c = Catalog.open(catalogPath);
   try {
-    return c.listBackups({ limit: 1 })[0]!;
+    return (await c.listBackups({ limit: 1 }))[0]!;
   } finally {
     c.close();
   }

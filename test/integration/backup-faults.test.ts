@@ -163,7 +163,7 @@ describe('backup under injected faults', () => {
       // The data was captured before the release failed: the backup itself stays usable.
       const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
       try {
-        assert.equal(catalog.getBackup(record.id).state, 'complete');
+        assert.equal((await catalog.getBackup(record.id)).state, 'complete');
       } finally {
         catalog.close();
       }
@@ -235,8 +235,8 @@ describe('backup under injected faults', () => {
     const config = loadConfig(lab.configPath);
     const catalog = Catalog.open(config.catalog.path);
     // A live operation of this very process holds web01, as a concurrent backup would.
-    catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
-    catalog.acquireLocks('holder-op', [`vm:${id('web01')}`]);
+    await catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
+    await catalog.acquireLocks('holder-op', [`vm:${id('web01')}`]);
     try {
       const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', 'app01']);
       assert.equal(run.code, 2);
@@ -244,7 +244,7 @@ describe('backup under injected faults', () => {
       assert.match(run.json.error.message, /holder-op/);
       assert.deepEqual(await vmStates(config), clean, 'the refused run touched no VM');
     } finally {
-      catalog.finishOperation('holder-op', 'done');
+      await catalog.finishOperation('holder-op', 'done');
       catalog.close();
     }
     const retry = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01']);
@@ -258,19 +258,19 @@ describe('backup under injected faults', () => {
     delete doc.vcenter.thumbprint;
     const bad = join(lab.dir, 'unreachable.yaml');
     await writeFile(bad, YAML.stringify(doc));
-    const before0 = loadCatalogCount(loadConfig(lab.configPath).catalog.path);
+    const before0 = await loadCatalogCount(loadConfig(lab.configPath).catalog.path);
     const run = await runCli(['--config', bad, 'backup', '--vm', 'web01']);
     assert.equal(run.code, 3);
     assert.match(run.stderr, /127\.0\.0\.1:9/);
     assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
-    assert.equal(loadCatalogCount(loadConfig(lab.configPath).catalog.path), before0);
+    assert.equal(await loadCatalogCount(loadConfig(lab.configPath).catalog.path), before0);
   });
 });
 
-function loadCatalogCount(path: string): number {
+async function loadCatalogCount(path: string): Promise<number> {
   const c = Catalog.open(path);
   try {
-    return c.listBackups().length;
+    return (await c.listBackups()).length;
   } finally {
     c.close();
   }

@@ -105,11 +105,11 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     try {
       // Wait for the restore to hold the backup (a condition, not a guess at a time).
       const deadline = Date.now() + 60_000;
-      while (catalog.lockHolders(`backup:${id}`).length === 0) {
+      while ((await catalog.lockHolders(`backup:${id}`)).length === 0) {
         assert.ok(Date.now() < deadline, 'the restore took its hold');
         await new Promise((r) => setTimeout(r, 50));
       }
-      const holder = catalog.lockHolders(`backup:${id}`)[0]!;
+      const holder = (await catalog.lockHolders(`backup:${id}`))[0]!;
       assert.equal(holder.mode, 'shared');
       const del = await cli(lab.configPath, 'delete', '--backup', id);
       assert.equal(del.code, 3, del.stdout);
@@ -126,10 +126,10 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         [id],
       );
       assert.ok(!exp.json.deleted.some((d: { id: string }) => d.id === id));
-      assert.ok(catalog.findBackup(id), 'the held backup is still there');
+      assert.ok(await catalog.findBackup(id), 'the held backup is still there');
       const restored = await restore;
       assert.ok(restored.code === 0 || restored.code === 1, restored.stdout + restored.stderr);
-      assert.equal(catalog.lockHolders(`backup:${id}`).length, 0, 'the hold ends with the restore');
+      assert.equal((await catalog.lockHolders(`backup:${id}`)).length, 0, 'the hold ends with the restore');
     } finally {
       catalog.close();
       await restore;
@@ -180,9 +180,9 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const fresh = '20200102-000001-f1e500';
     try {
       for (const id of [stale, fresh]) {
-        catalog.beginOperation({ id, kind: 'backup', subject: 'elsewhere' });
-        catalog.acquireLocks(id, [`vm:${webId}-${id}`]);
-        catalog.journal(id, { action: 'vm-snapshot', target: webId, data: { vm: 'web01' } });
+        await catalog.beginOperation({ id, kind: 'backup', subject: 'elsewhere' });
+        await catalog.acquireLocks(id, [`vm:${webId}-${id}`]);
+        await catalog.journal(id, { action: 'vm-snapshot', target: webId, data: { vm: 'web01' } });
       }
       const vc = await connect(config.vcenter);
       try {
@@ -220,11 +220,12 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         [],
         'the dead run’s VM snapshot is removed',
       );
-      assert.equal(catalog.getOperation(stale).state, 'failed');
-      assert.deepEqual(catalog.locksOf(stale), [], 'no lock outlives its holder');
-      assert.equal(catalog.getOperation(fresh).state, 'running');
+      assert.equal((await catalog.getOperation(stale)).state, 'failed');
+      assert.deepEqual(await catalog.locksOf(stale), [], 'no lock outlives its holder');
+      assert.equal((await catalog.getOperation(fresh)).state, 'running');
     } finally {
-      if (catalog.findOperation(fresh)?.state === 'running') catalog.finishOperation(fresh, 'done');
+      if ((await catalog.findOperation(fresh))?.state === 'running')
+        await catalog.finishOperation(fresh, 'done');
       catalog.close();
     }
   });
@@ -237,7 +238,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const old = await array.snapshotGroup([volume], { label: id });
     const catalog = Catalog.open(config.catalog.path);
     try {
-      catalog.insertBackup({
+      await catalog.insertBackup({
         id,
         task: 'adhoc',
         state: 'complete',

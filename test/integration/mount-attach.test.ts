@@ -108,7 +108,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
     assert.deepEqual(await array.listClones(), [], 'the clone is deleted');
     const catalog = Catalog.open(config.catalog.path);
     try {
-      assert.deepEqual(catalog.listMounts(), []);
+      assert.deepEqual(await catalog.listMounts(), []);
     } finally {
       catalog.close();
     }

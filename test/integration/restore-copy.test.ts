@@ -155,9 +155,9 @@ describe('restore on a copy-driver lab', () => {
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {
-      assert.deepEqual(catalog.unfinishedOperations(), []);
+      assert.deepEqual(await catalog.unfinishedOperations(), []);
       assert.equal(
-        catalog.listOperations({ kind: ['restore', 'mount', 'attach'] }).length,
+        (await catalog.listOperations({ kind: ['restore', 'mount', 'attach'] })).length,
         0,
         'no operation began',
       );
@@ -192,7 +192,7 @@ describe('restore on a copy-driver lab', () => {
     edited.id = `${backup.id.slice(0, 16)}${backup.id.endsWith('d0d0d0') ? 'e0e0e0' : 'd0d0d0'}`;
     const web = edited.vms.find((v) => v.name === 'web01')!;
     web.disks[0]!.file = web.disks[0]!.file.replace(/\.vmdk$/, '-000001.vmdk');
-    catalog.insertBackup(edited);
+    await catalog.insertBackup(edited);
     try {
       for (const args of [
         ['--as', 'web01-delta'],
@@ -220,7 +220,7 @@ describe('restore on a copy-driver lab', () => {
       );
       assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     } finally {
-      catalog.deleteBackup(edited.id);
+      await catalog.deleteBackup(edited.id);
       catalog.close();
     }
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');

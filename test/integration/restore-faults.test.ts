@@ -47,9 +47,9 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     assert.deepEqual(await array.listClones(), [], `${what}: no clone left`);
     const catalog = Catalog.open(config.catalog.path);
     try {
-      assert.deepEqual(catalog.unfinishedOperations(), [], `${what}: no open operation`);
-      assert.deepEqual(catalog.listMounts(), [], `${what}: no mount record`);
-      assert.equal(catalog.getBackup(backup.id).state, 'complete');
+      assert.deepEqual(await catalog.unfinishedOperations(), [], `${what}: no open operation`);
+      assert.deepEqual(await catalog.listMounts(), [], `${what}: no mount record`);
+      assert.equal((await catalog.getBackup(backup.id)).state, 'complete');
     } finally {
       catalog.close();
     }
@@ -214,12 +214,12 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       const config = loadConfig(lab.configPath);
       const catalog = Catalog.open(config.catalog.path);
       try {
-        const open = catalog.unfinishedOperations();
+        const open = await catalog.unfinishedOperations();
         assert.equal(open.length, 1, 'the crash left its operation open');
         // The backup is pinned while its files are read: delete and expire take the same lock.
         assert.ok(
-          catalog.locksOf(open[0]!.id).includes(`backup:${backup.id}`),
-          `${c.what} holds backup:${backup.id} (${catalog.locksOf(open[0]!.id).join(', ')})`,
+          (await catalog.locksOf(open[0]!.id)).includes(`backup:${backup.id}`),
+          `${c.what} holds backup:${backup.id} (${(await catalog.locksOf(open[0]!.id)).join(', ')})`,
         );
       } finally {
         catalog.close();
@@ -241,7 +241,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     const config = loadConfig(lab.configPath);
     const catalog = Catalog.open(config.catalog.path);
     try {
-      catalog.removeMount(run.json.mountId);
+      await catalog.removeMount(run.json.mountId);
     } finally {
       catalog.close();
     }
@@ -286,16 +286,16 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     );
     assert.equal(crashed.signal, 'SIGKILL', crashed.stdout + crashed.stderr);
     const web01 = async () => (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'web01')!;
-    const crashedBackup = () => {
+    const crashedBackup = async () => {
       const catalog = Catalog.open(config.catalog.path);
       try {
-        return catalog.listBackups().find((b) => b.id !== backup.id)!;
+        return (await catalog.listBackups()).find((b) => b.id !== backup.id)!;
       } finally {
         catalog.close();
       }
     };
     assert.equal((await web01()).powerState, 'suspended', 'the crash left web01 suspended');
-    assert.equal(crashedBackup().state, 'running');
+    assert.equal((await crashedBackup()).state, 'running');
 
     const cli = (...args: string[]) => runCli(['--config', lab.configPath, ...args]);
     const dry = await cli('restore', '--backup', backup.id, '--vm', 'web01', '--original', '--dry-run');
@@ -317,13 +317,13 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       assert.equal(run.json.error.code, code);
     }
     assert.equal((await web01()).powerState, 'suspended', 'web01 is still suspended');
-    assert.equal(crashedBackup().state, 'running', 'the crashed backup is not touched either');
+    assert.equal((await crashedBackup()).state, 'running', 'the crashed backup is not touched either');
 
     // A real restore repairs first (the crashed backup's VM is powered on), then restores.
     const real = await cli('--json', 'restore', '--backup', backup.id, '--vm', 'off01', '--as', 'off01-r');
     assert.equal(real.code, 0, real.stdout + real.stderr);
     assert.equal((await web01()).powerState, 'poweredOn', 'the restore repaired the crashed backup');
-    assert.equal(crashedBackup().state, 'failed');
+    assert.equal((await crashedBackup()).state, 'failed');
     const vc = await connect(config.vcenter);
     try {
       await destroyVm(vc, real.json.targetVm.id);
@@ -332,7 +332,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     }
     const catalog = Catalog.open(config.catalog.path);
     try {
-      catalog.deleteBackup(crashedBackup().id);
+      await catalog.deleteBackup((await crashedBackup()).id);
     } finally {
       catalog.close();
     }
@@ -370,7 +370,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     const config = loadConfig(lab.configPath);
     const catalog = Catalog.open(config.catalog.path);
     try {
-      assert.deepEqual(catalog.unfinishedOperations(), [], 'no operation is left open');
+      assert.deepEqual(await catalog.unfinishedOperations(), [], 'no operation is left open');
     } finally {
       catalog.close();
     }

@@ -61,9 +61,9 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
     assert.deepEqual(await poolFiles(lab.state.arrayPath), clean.files, `${what}: no restored file left`);
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {
-      assert.deepEqual(catalog.unfinishedOperations(), [], `${what}: no operation left running`);
-      for (const op of catalog.listOperations()) {
-        assert.deepEqual(catalog.locksOf(op.id), [], `${what}: ${op.id} holds no lock`);
+      assert.deepEqual(await catalog.unfinishedOperations(), [], `${what}: no operation left running`);
+      for (const op of await catalog.listOperations()) {
+        assert.deepEqual(await catalog.locksOf(op.id), [], `${what}: ${op.id} holds no lock`);
       }
     } finally {
       catalog.close();
@@ -204,9 +204,9 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
         'refused: vCenter unchanged',
       );
       assert.deepEqual(await poolFiles(lab.state.arrayPath), clean.files, 'refused: no file written');
-      const operations = ctx.catalog.listOperations().length;
+      const operations = (await ctx.catalog.listOperations()).length;
       const forced = await runRestore(ctx, { ...request, force: true });
-      assert.equal(ctx.catalog.listOperations().length, operations + 1, 'the forced restore ran');
+      assert.equal((await ctx.catalog.listOperations()).length, operations + 1, 'the forced restore ran');
       const app = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'app01')!;
       assert.equal(app.powerState, 'poweredOn');
       assert.equal(app.disks.find((d) => d.label === 'Hard disk 1')!.file, forced.disks[0]!.target);

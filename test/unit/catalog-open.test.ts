@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { SqliteDatabase } from '../../src/catalog/sqlite/database.js';
 import { UsageError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
@@ -31,7 +32,7 @@ function backup(id: string): BackupRecord {
 }
 
 describe('Catalog.open', () => {
-  it('creates the parent directory and the file, in WAL mode with foreign keys on', () => {
+  it('creates the parent directory and the file, in WAL mode with foreign keys on', async () => {
     const file = fresh('deep/er/catalog.db');
     const catalog = Catalog.create(file);
     try {
@@ -54,10 +55,10 @@ describe('Catalog.open', () => {
     }
   });
 
-  it('keeps data across close and reopen, and migrates nothing the second time', () => {
+  it('keeps data across close and reopen, and migrates nothing the second time', async () => {
     const file = fresh();
     const first = Catalog.create(file);
-    first.insertBackup(backup('b-1'));
+    await first.insertBackup(backup('b-1'));
     first.close();
     first.close(); // twice is harmless
     const db = new Database(file);
@@ -66,13 +67,13 @@ describe('Catalog.open', () => {
     assert.deepEqual(result, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] });
     const second = Catalog.open(file);
     try {
-      assert.equal(second.getBackup('b-1').id, 'b-1');
+      assert.equal((await second.getBackup('b-1')).id, 'b-1');
     } finally {
       second.close();
     }
   });
 
-  it('upgrades a catalog left by an older release and keeps its data', () => {
+  it('upgrades a catalog left by an older release and keeps its data', async () => {
     const file = fresh();
     // What release 1 would have left: only migration 1 applied, with a backup and a journaled operation.
     const old = new Database(file);
@@ -90,21 +91,21 @@ describe('Catalog.open', () => {
     const catalog = Catalog.open(file);
     try {
       assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
-      assert.deepEqual(catalog.getBackup('b-old'), record);
+      assert.deepEqual(await catalog.getBackup('b-old'), record);
       assert.deepEqual(
-        catalog.listBackups({ vm: 'web*' }).map((b) => b.id),
+        (await catalog.listBackups({ vm: 'web*' })).map((b) => b.id),
         ['b-old'],
       );
       // Tables of the later migrations work on the upgraded file.
-      catalog.createTask({ name: 'later', select: { vms: ['x'] } });
-      catalog.addMount({ id: 'm-1', backupId: 'b-old', kind: 'datastore' });
-      assert.equal(catalog.mountsOf('b-old').length, 1);
+      await catalog.createTask({ name: 'later', select: { vms: ['x'] } });
+      await catalog.addMount({ id: 'm-1', backupId: 'b-old', kind: 'datastore' });
+      assert.equal((await catalog.mountsOf('b-old')).length, 1);
     } finally {
       catalog.close();
     }
   });
 
-  it('refuses a catalog with a newer schema, naming the file and both versions', () => {
+  it('refuses a catalog with a newer schema, naming the file and both versions', async () => {
     const file = fresh();
     Catalog.create(file).close();
     const db = new Database(file);
@@ -127,7 +128,7 @@ describe('Catalog.open', () => {
     );
   });
 
-  it('refuses a file that is not SQLite, naming it and leaving it untouched', () => {
+  it('refuses a file that is not SQLite, naming it and leaving it untouched', async () => {
     const file = fresh();
     const content = 'vcenter:\n  url: https://vc.example\n'.repeat(200);
     writeFileSync(file, content);
@@ -144,7 +145,7 @@ describe('Catalog.open', () => {
     assert.equal(existsSync(`${file}-wal`), false);
   });
 
-  it('refuses an SQLite database of some other program', () => {
+  it('refuses an SQLite database of some other program', async () => {
     const file = fresh();
     const db = new Database(file);
     db.exec('CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)');
@@ -156,12 +157,12 @@ describe('Catalog.open', () => {
     assert.deepEqual(tables, [{ name: 'photos' }]);
   });
 
-  it('refuses a path that cannot be a file', () => {
+  it('refuses a path that cannot be a file', async () => {
     const dir = join(fresh(), '..');
     assert.throws(() => Catalog.open(dir), { code: 'CATALOG_OPEN_FAILED' });
   });
 
-  it('has migrations numbered 1, 2, 3, ... with SQL', () => {
+  it('has migrations numbered 1, 2, 3, ... with SQL', async () => {
     MIGRATIONS.forEach((m, i) => {
       assert.equal(m.version, i + 1);
       assert.ok(m.name.length > 0 && m.up.trim().length > 0);
@@ -170,5 +171,24 @@ describe('Catalog.open', () => {
     const db = new Database(':memory:');
     assert.throws(() => applyMigrations(db, ':memory:', [MIGRATIONS[1]!]), /numbered/);
     db.close();
+  });
+
+  it('runs a write transaction only with a synchronous callback: an async one is refused and commits nothing', async () => {
+    const db = SqliteDatabase.open(fresh(), { create: true });
+    try {
+      const insert = () => db.run("INSERT INTO meta (key, value) VALUES ('probe', 'x')");
+      assert.throws(
+        () =>
+          db.write(async () => {
+            insert();
+          }),
+        /cannot run an async callback/,
+      );
+      assert.equal(db.get("SELECT value FROM meta WHERE key = 'probe'"), undefined, 'rolled back');
+      assert.equal(db.write(insert), 1);
+      assert.deepEqual(db.get("SELECT value FROM meta WHERE key = 'probe'"), { value: 'x' });
+    } finally {
+      db.close();
+    }
   });
 });

