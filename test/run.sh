@@ -3,6 +3,8 @@
 # dist/test (unit tests, simulator tests, btrfs tests as root). Extra arguments go to node --test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A clean build: a test file deleted from test/ must not keep running from an old dist/.
+rm -rf dist
 npm run --silent build
 bash lab/simulator/build.sh >/dev/null
 npx biome check src test bench
