@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
-import { pathExists } from '../util/fs.js';
 import { crashPoint } from './context.js';
 import { checkFreeSpace, targetPlace } from './restore-common.js';
 import {
@@ -26,7 +25,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
   const plans: DiskPlan[] = p.disks.map((disk) => ({ disk, index: vm.disks.indexOf(disk), place }));
   checkFreeSpace(spaceNeeds(plans));
   const dir = join(place.path, `${vm.name}-restore-${backup.id}`);
-  if (await pathExists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
+  if (await ctx.files.exists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
   const stemOf = (pl: DiskPlan) => `${vm.name}_${pl.index}`;
   if (request.dryRun)
     return planned(
