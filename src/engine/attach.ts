@@ -5,7 +5,7 @@ import type { Host, Vm } from '../model/inventory.js';
 import { datastorePathToRelative } from '../rules/datastores.js';
 import { freeScsiSlots, isGone } from '../vsphere/index.js';
 import type { DiskAttachment, VcenterSession } from '../vsphere/session.js';
-import { crashPoint, type EngineContext } from './context.js';
+import type { EngineContext } from './context.js';
 import {
   checkMountable,
   datastoreMountOf,
@@ -182,7 +182,7 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   const keys = await step(ctx, opId, { action: 'vm.attach', target: target.id, data: { files } }, () =>
     vc.reconfigureDisks(target.id, { add: add.map(({ label: _label, ...a }) => a) }),
   );
-  crashPoint('attach-disks-added');
+  await ctx.crashPoint('attach-disks-added');
   const data: AttachData = {
     targetVm: target.name,
     targetVmId: target.id,
@@ -257,7 +257,7 @@ export async function detachOne(ctx: EngineContext, vc: VcenterSession, attach: 
   } catch (err) {
     if (!isGone(err)) throw err;
   }
-  crashPoint('detach-disks-removed');
+  await ctx.crashPoint('detach-disks-removed');
   const mounts = ctx.catalog.listMounts();
   const others = mounts.filter(
     (m) =>

@@ -28,6 +28,11 @@ export interface EngineParts {
   files?: ExportFiles;
   events?: EngineEvents;
   now?: () => Date;
+  /**
+   * Test hook: called at each crash point an operation passes; returning true stops that operation there for
+   * good (it never resumes, as if its process had died), leaving the catalog as a crash would.
+   */
+  crashAt?: (point: string) => boolean;
 }
 
 /** The real openers of a configuration: the SQLite catalog, the vCenter of `config`, its arrays. */
@@ -62,6 +67,7 @@ export class EngineContext {
   readonly #openCatalog: () => Catalog;
   readonly #openVcenter: () => VcenterSession | Promise<VcenterSession>;
   readonly #openArrays: () => Map<string, StorageArray> | Promise<Map<string, StorageArray>>;
+  readonly #crashAt: ((point: string) => boolean) | undefined;
   #catalog: Catalog | undefined;
   #vcenter: Promise<VcenterSession> | undefined;
   #arrays: Promise<Map<string, StorageArray>> | undefined;
@@ -72,6 +78,7 @@ export class EngineContext {
     this.events = parts.events ?? silentEvents;
     this.now = parts.now ?? (() => new Date());
     this.files = parts.files ?? hostExportFiles;
+    this.#crashAt = parts.crashAt;
     this.#openCatalog = opener(parts.catalog ?? configured.catalog);
     this.#openVcenter = opener(parts.vcenter ?? configured.vcenter);
     this.#openArrays = opener(parts.arrays ?? configured.arrays);
@@ -97,6 +104,15 @@ export class EngineContext {
     const found = (await this.arrays()).get(name);
     if (!found) throw new Error(`array ${name} is not configured`);
     return found;
+  }
+
+  /**
+   * A point where recovery tests stop an operation: the process kills itself when `SNAPKEEPER_CRASH_AT` names
+   * it (crashPoint below), and an operation of a context whose `crashAt` hook says so never goes on.
+   */
+  async crashPoint(point: string): Promise<void> {
+    crashPoint(point);
+    if (this.#crashAt?.(point)) await new Promise<never>(() => {});
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@ import { ConflictError, NotFoundError, SnapkeeperError, UsageError } from '../er
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
 import type { VcenterSession } from '../vsphere/session.js';
-import { crashPoint, type EngineContext } from './context.js';
+import type { EngineContext } from './context.js';
 import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
@@ -100,7 +100,7 @@ export async function mountSteps(
       (c) => ({ cloneId: c.id }),
     );
     data.clones.push({ array: s.array, cloneId: clone.id });
-    crashPoint('mount-cloned');
+    await ctx.crashPoint('mount-cloned');
     for (const [source, volumes] of Object.entries(s.datastores)) {
       if (volumes.length !== 1) continue; // a datastore over several volumes cannot be one directory
       const subPath = places.get(source)?.subPath ?? '';
@@ -122,7 +122,7 @@ export async function mountSteps(
         (dsId) => ({ datastoreId: dsId }),
       );
       data.datastores.push({ name, id, source, path, array: s.array, cloneId: clone.id });
-      crashPoint('mount-datastore-created');
+      await ctx.crashPoint('mount-datastore-created');
     }
   }
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId } }, async () =>
@@ -227,7 +227,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
         });
         ctx.events.phase(`unmount ${m.id}`);
         await unmountOne(ctx, vc, m);
-        crashPoint('unmount-done');
+        await ctx.crashPoint('unmount-done');
         const data = m.data as unknown as MountData;
         out.unmounted.push({
           mountId: m.id,

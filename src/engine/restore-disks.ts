@@ -3,7 +3,6 @@ import { NotFoundError, UsageError } from '../errors.js';
 import type { DiskRecord } from '../model/backup.js';
 import { freeScsiSlots } from '../vsphere/index.js';
 import type { DiskAttachment, VmDevices } from '../vsphere/session.js';
-import { crashPoint } from './context.js';
 import { checkFreeSpace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -71,7 +70,7 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
       const out = await placeDisks(p, opId, dir, items, !(await p.ctx.files.exists(dir)));
       for (const [i, it] of items.entries()) restored.set(it.plan.disk, out[i]!);
     }
-    crashPoint('restore-files-placed');
+    await ctx.crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);
     await attachRestored(p, opId, target.id, plans, disks, slots, replaced);
     ctx.catalog.journal(opId, { action: 'commit', target: target.id });
@@ -141,7 +140,7 @@ async function attachRestored(
     await step(p.ctx, opId, { action: 'vm.reconfigure', target: vmId, data: { added: [], removed } }, () =>
       p.vc.reconfigureDisks(vmId, { remove: removed }),
     );
-    crashPoint('restore-disks-removed');
+    await p.ctx.crashPoint('restore-disks-removed');
   }
   await step(
     p.ctx,
@@ -149,7 +148,7 @@ async function attachRestored(
     { action: 'vm.reconfigure', target: vmId, data: { added: add.map((a) => a.file), removed: [] } },
     () => p.vc.reconfigureDisks(vmId, { add }),
   );
-  crashPoint('restore-vm-reconfigured');
+  await p.ctx.crashPoint('restore-vm-reconfigured');
   plans.forEach((pl, i) => {
     const old = replaced?.get(pl.disk);
     if (old) disks[i]!.replaced = old.file;

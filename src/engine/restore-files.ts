@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
-import { crashPoint } from './context.js';
 import { checkFreeSpace, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -37,7 +36,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
     ctx.events.phase('restore disk files');
     const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
-    crashPoint('restore-files-placed');
+    await ctx.crashPoint('restore-files-placed');
     ctx.catalog.journal(opId, { action: 'commit', target: dir });
     return result(p, opId, 'files', disks);
   });

@@ -4,7 +4,6 @@ import type { DiskRecord, VmRecord } from '../model/backup.js';
 import type { Folder, Host, Inventory, Vm } from '../model/inventory.js';
 import type { CapturedDevice } from '../vsphere/inventory.js';
 import type { CreateVmSpec } from '../vsphere/session.js';
-import { crashPoint } from './context.js';
 import { checkFreeSpace, type DatastorePlace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -56,7 +55,7 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
   }
   return p.run(locks, async (opId) => {
     const { disks, pairs } = await placeWholeVmDisks(p, t, opId);
-    crashPoint('restore-files-placed');
+    await p.ctx.crashPoint('restore-files-placed');
     if (t.original && t.live) await unregisterLive(p, t.live, opId);
     if (t.original) {
       await step(p.ctx, opId, { action: 'dirs.swap', target: t.name, data: { pairs } }, async () => {
@@ -75,7 +74,7 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
       () => p.vc.createVm(createSpec),
       (id) => ({ vmId: id }),
     );
-    crashPoint('restore-vm-created');
+    await p.ctx.crashPoint('restore-vm-created');
     if (request.powerOn) {
       await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => p.vc.powerOnVm(vmId));
     }
@@ -204,7 +203,7 @@ async function unregisterLive(p: Prepared, live: Vm, opId: string): Promise<void
     { action: 'vm.unregister', target: live.id, data: { wasOn, spec: liveSpec(live, p.inventory) } },
     () => p.vc.unregisterVm(live.id),
   );
-  crashPoint('restore-unregistered');
+  await p.ctx.crashPoint('restore-unregistered');
 }
 
 /** The restored VM's configuration: as captured at backup time, with the restored disks. */
