@@ -78,7 +78,11 @@ export async function engineLab(
     datastores: Object.fromEntries(
       datastores.map((name) => [name, { url: volumes.get(name)!.path, lun: lunOf(name) }]),
     ),
-    pathExists: (path) => array.statPath(path) !== undefined,
+    hostFiles: {
+      exists: (path) => array.statPath(path) !== undefined,
+      write: (path, text) => array.writePath(path, text),
+      remove: (path) => array.removePath(path),
+    },
   });
   for (const vm of (await vc.inventory()).vms) {
     const vmx = datastorePathToRelative(vm.vmxFile);
@@ -163,3 +167,34 @@ export async function crashedAt(
 
 /** Two minutes later, in another process: the crashed run's lease has run out. */
 export const LATER = { laterMs: 120_000 };
+
+/** Every file below a host path of the memory array, recursively, with sizes. */
+function filesBelow(array: MemoryArray, path: string): string[] {
+  const out: string[] = [];
+  for (const e of array.listPath(path)) {
+    const full = `${path}/${e.name}`;
+    if (e.type === 'directory') out.push(`${full}/`, ...filesBelow(array, full));
+    else out.push(`${full} ${e.size}`);
+  }
+  return out;
+}
+
+/**
+ * What the peers and the catalog hold, by name (ids of re-registered VMs change): VMs with their power
+ * state, .vmx and disks; datastores; every file of every volume; clones; array snapshots; mounts and open
+ * operations. Equal before and after an operation that failed means its undo left nothing behind.
+ */
+export async function world(l: EngineLab): Promise<unknown> {
+  const inventory = await l.vc.inventory();
+  return {
+    vms: inventory.vms
+      .map((v) => ({ name: v.name, power: v.powerState, vmx: v.vmxFile, disks: v.disks.map((d) => d.file) }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    datastores: inventory.datastores.map((d) => d.name).sort(),
+    files: (await l.array.listVolumes()).flatMap((v) => filesBelow(l.array, v.path)),
+    clones: (await l.array.listClones()).map((c) => c.id),
+    snapshots: (await l.array.listSnapshots()).map((s) => s.id),
+    mounts: l.ctx.catalog.listMounts().map((m) => m.id),
+    open: l.ctx.catalog.unfinishedOperations().map((o) => o.id),
+  };
+}
