@@ -1,4 +1,3 @@
-import { resolve, sep } from 'node:path';
 import type { JournalEntry, Operation, OperationKind } from '../catalog/index.js';
 import { errorMessage } from '../errors.js';
 import type { VcenterSession } from '../vsphere/session.js';
@@ -102,17 +101,18 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   );
   const verb = report.dryRun ? 'would ' : '';
 
-  const cloneOwner = (url: string) => {
-    const path = resolve(url.replace(/^file:\/\//, ''));
-    for (const clones of clonesByArray.values()) {
-      const c = clones.find((x) => path === resolve(x.path) || path.startsWith(`${resolve(x.path)}${sep}`));
+  const cloneOwner = async (url: string) => {
+    const path = url.replace(/^file:\/\//, '');
+    for (const [arrayName, clones] of clonesByArray) {
+      const where = await (await ctx.array(arrayName)).resolveExport(path);
+      const c = where?.kind === 'clone' ? clones.find((x) => x.id === where.cloneId) : undefined;
       if (c) return ownershipOf(parseLabel(c.label), ctx.catalog);
     }
     return { owner: 'foreign', why: 'it points into no clone of a configured array' } as const;
   };
   for (const ds of inventory.datastores) {
     if (!(await isMountedDatastore(ctx, ds)) || ownedDatastores.has(ds.name)) continue;
-    const owner = cloneOwner(ds.url);
+    const owner = await cloneOwner(ds.url);
     if (owner.owner !== 'ours') {
       const why = owner.owner === 'foreign' ? owner.why : 'its clone is not one snapkeeper made';
       reportForeign(report, { kind: 'datastore', where: ds.hosts[0] ?? '', name: ds.name, why });
