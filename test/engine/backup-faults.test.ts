@@ -18,7 +18,7 @@ describe('backup on the fakes: a failure at every step', () => {
     inject();
     const record = await runBackup(l.ctx, { vmPatterns: vms, mode });
     await assertReleased(l, BEFORE);
-    assert.deepEqual(l.ctx.catalog.getBackup(record.id), record);
+    assert.deepEqual(await l.ctx.catalog.getBackup(record.id), record);
     return record;
   }
 
@@ -62,7 +62,7 @@ describe('backup on the fakes: a failure at every step', () => {
     assert.match(record.error ?? '', /array snapshot failed/);
     assert.ok(record.vms.every((v) => v.state === 'failed'));
     assert.deepEqual(await arraySnapshotIds(l), []);
-    assert.deepEqual(l.ctx.catalog.unfinishedOperations(), []);
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
   });
 
   it('removeVmSnapshot fails once: the release retries, the backup completes', async () => {
@@ -94,7 +94,7 @@ describe('backup on the fakes: a failure at every step', () => {
       JSON.stringify(second.warnings),
     );
     // The record goes first, so the failed delete leaves a snapshot no backup owns, which recover deletes.
-    assert.throws(() => ctx.catalog.getBackup(first.id));
+    await assert.rejects(async () => ctx.catalog.getBackup(first.id));
     const orphan = first.snapshots[0]!.snapshotId;
     assert.deepEqual(await arraySnapshotIds(l), [orphan, second.snapshots[0]!.snapshotId]);
     const report = await recover(l.context(LATER));

@@ -46,7 +46,7 @@ describe('backup on the fakes: every mode', () => {
       const bytes = await text(await l.array.readFile(snap.snapshotId, 'ds-b', flat));
       assert.equal(bytes, diskBytes(disk.file).toString());
       // The record in the catalog is the one returned.
-      assert.deepEqual(l.ctx.catalog.getBackup(record.id).state, 'complete');
+      assert.deepEqual((await l.ctx.catalog.getBackup(record.id)).state, 'complete');
     });
   }
 

@@ -11,14 +11,14 @@ describe('recover on the fakes after a backup stopped at each crash point', () =
       it(`${mode}, stopped at ${point}: recover releases every VM and closes the run`, async () => {
         const l = await start();
         await crashedAt(l, point, (ctx) => runBackup(ctx, { vmPatterns: ['web01', 'db01'], mode }));
-        const open = l.ctx.catalog.unfinishedOperations();
+        const open = await l.ctx.catalog.unfinishedOperations();
         assert.equal(open.length, 1, 'the crashed run is left open');
         const id = open[0]!.id;
         const report = await recover(l.context(LATER));
         assert.deepEqual(report.errors, []);
         await assertReleased(l, BEFORE);
-        assert.deepEqual(l.ctx.catalog.unfinishedOperations(), []);
-        const record = l.ctx.catalog.getBackup(id);
+        assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
+        const record = await l.ctx.catalog.getBackup(id);
         if (point === 'recorded') {
           // The record was complete before the crash: recover keeps it and its snapshot.
           assert.equal(record.state, 'complete');

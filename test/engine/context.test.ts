@@ -32,7 +32,7 @@ describe('EngineContext', () => {
         return new Map([['array1', new MemoryArray({ name: 'array1', volumes: [] })]]);
       },
     });
-    assert.deepEqual(ctx.catalog.listMounts(), []);
+    assert.deepEqual(await ctx.catalog.listMounts(), []);
     assert.deepEqual(opened, { catalog: 1, vcenter: 0, arrays: 0 });
     const [a, b] = await Promise.all([ctx.vcenter(), ctx.vcenter()]);
     assert.equal(a, vc);

@@ -78,7 +78,7 @@ describe('restore on the fakes', () => {
     );
     const source = l.vc.vm('web01')!.disks;
     for (const [i, d] of r.disks.entries()) assertBytes(l, d.path, source[i]!.file);
-    assert.deepEqual(l.ctx.catalog.unfinishedOperations(), []);
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
   });
 
   it('single disk into an existing VM: added on a free slot, the VM keeps its own disks', async () => {
