@@ -183,14 +183,20 @@ function filesBelow(array: MemoryArray, path: string): string[] {
 
 /**
  * What the peers and the catalog hold, by name (ids of re-registered VMs change): VMs with their power
- * state, .vmx and disks; datastores; every file of every volume; clones; array snapshots; mounts and open
+ * state, .vmx and disks (slot, label, file); datastores; every file of every volume; clones; array snapshots; mounts and open
  * operations. Equal before and after an operation that failed means its undo left nothing behind.
  */
 export async function world(l: EngineLab): Promise<unknown> {
   const inventory = await l.vc.inventory();
   return {
     vms: inventory.vms
-      .map((v) => ({ name: v.name, power: v.powerState, vmx: v.vmxFile, disks: v.disks.map((d) => d.file) }))
+      .map((v) => ({
+        name: v.name,
+        power: v.powerState,
+        vmx: v.vmxFile,
+        // By slot, not by device key: a disk given back gets a new key, as in vCenter, in its old slot.
+        disks: v.disks.map((d) => `${d.controllerKey}:${d.unitNumber} ${d.label} ${d.file}`).sort(),
+      }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     datastores: inventory.datastores.map((d) => d.name).sort(),
     files: (await l.array.listVolumes()).flatMap((v) => filesBelow(l.array, v.path)),

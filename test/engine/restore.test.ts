@@ -124,6 +124,87 @@ describe('restore on the fakes', () => {
   });
 });
 
+describe('restore --disk --replace on the fakes: the VM always ends with a disk in that slot', () => {
+  const replace = (backupId: string): RestoreRequest => ({
+    backupId,
+    vm: 'web01',
+    disks: ['Hard disk 1'],
+    to: 'web01',
+    replace: true,
+    force: true,
+  });
+
+  it('replaces the disk: the restored file in the same slot, the replaced file kept', async () => {
+    const { l, backupId } = await backedUp();
+    const old = l.vc.vm('web01')!.disks[0]!;
+    const r = await runRestore(l.ctx, replace(backupId));
+    const now = l.vc.vm('web01')!.disks.find((d) => d.label === 'Hard disk 1')!;
+    assert.equal(now.file, r.disks[0]!.target);
+    assert.notEqual(now.file, old.file);
+    assert.equal(r.disks[0]!.replaced, old.file);
+    assert.equal(l.array.statPath('/memory/array1/ds-a/web01/web01_0.vmdk')?.type, 'file');
+  });
+
+  it('the add fails after the remove: the undo gives the VM its own disk back', async () => {
+    const { l, backupId } = await backedUp();
+    const before = await world(l);
+    let calls = 0;
+    const original = l.vc.reconfigureDisks.bind(l.vc);
+    l.vc.reconfigureDisks = (...args) => {
+      if (++calls === 2) l.vc.failNext('reconfigureDisks');
+      return original(...args);
+    };
+    await assert.rejects(runRestore(l.ctx, replace(backupId)), /restore failed/);
+    assert.deepEqual(await world(l), before);
+  });
+
+  for (const point of ['restore-disks-removed', 'restore-vm-reconfigured']) {
+    it(`stopped at ${point}: recover gives the VM its own disk back`, async () => {
+      const { l, backupId } = await backedUp();
+      const before = await world(l);
+      await crashedAt(l, point, (ctx) => runRestore(ctx, replace(backupId)));
+      const report = await recover(l.context(LATER));
+      assert.deepEqual(report.errors, []);
+      assert.deepEqual(await world(l), before);
+    });
+  }
+});
+
+describe('restore on the fakes from a copying array', () => {
+  async function copying(): Promise<{ l: EngineLab; backupId: string }> {
+    lab = await engineLab(SPEC, { instantClone: false });
+    const record = await runBackup(lab.ctx, { vmPatterns: ['web01'], mode: 'ASIS' });
+    return { l: lab, backupId: record.id };
+  }
+
+  it('copies the disks (not cloned), byte for byte', async () => {
+    const { l, backupId } = await copying();
+    const r = await runRestore(l.ctx, { backupId, vm: 'web01', as: 'web01-r' });
+    assert.equal(r.cloned, false);
+    assert.ok(r.bytes >= 2 * 8192, `copied ${r.bytes} bytes`);
+    const source = l.vc.vm('web01')!.disks;
+    for (const [i, d] of r.disks.entries()) assertBytes(l, d.path, source[i]!.file);
+  });
+
+  it('an abort while copying undoes everything placed so far', async () => {
+    const { l, backupId } = await copying();
+    const before = await world(l);
+    const abort = new AbortController();
+    let calls = 0;
+    const original = l.array.restoreFile.bind(l.array);
+    l.array.restoreFile = (...args) => {
+      // The second extent is being copied when the user presses Ctrl-C.
+      if (++calls === 2) abort.abort(new Error('interrupted by the user'));
+      return original(...args);
+    };
+    await assert.rejects(
+      runRestore(l.ctx, { backupId, vm: 'web01', as: 'web01-r', signal: abort.signal }),
+      /interrupted by the user/,
+    );
+    assert.deepEqual(await world(l), before);
+  });
+});
+
 describe('restore on the fakes: a failure at every step is undone', () => {
   const asNew = (backupId: string): RestoreRequest => ({
     backupId,
