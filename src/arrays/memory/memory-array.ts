@@ -48,7 +48,8 @@ const SNAPSHOTS = '.snapshots';
  * conformance suite as the fs array. Its exports are virtual absolute paths: live volumes at
  * `/memory/<array>/<volume>`, clone volumes at `/memory/<array>/.clones/<clone id>/<volume>`. Tests (and a
  * fake vCenter) reach the files behind those paths through the host methods below (`writeFile`,
- * `readVolumeFile`, `writePath` ...), and can make any method fail once with `failNext`.
+ * `readVolumeFile`, `writePath`, `movePath` ...), which are also what an engine test gives the engine as the
+ * files behind its datastores, and can make any method fail once with `failNext`.
  */
 export class MemoryArray implements StorageArray {
   readonly name: string;
