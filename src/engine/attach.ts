@@ -3,17 +3,9 @@ import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Host, Vm } from '../model/inventory.js';
 import { datastorePathToRelative } from '../rules/datastores.js';
-import {
-  asCaller,
-  type DiskAttachment,
-  detachDiskFiles,
-  freeScsiSlots,
-  isGone,
-  reconfigureDisks,
-  type VsphereCaller,
-  vmDevices,
-} from '../vsphere/vm-ops.js';
-import { crashPoint, type EngineContext } from './context.js';
+import { freeScsiSlots, isGone } from '../vsphere/index.js';
+import type { DiskAttachment, VcenterSession } from '../vsphere/session.js';
+import type { EngineContext } from './context.js';
 import {
   checkMountable,
   datastoreMountOf,
@@ -84,7 +76,7 @@ export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<A
 
 /** An attach checked before any change: what is attached to which VM, and the mount it uses or makes. */
 interface AttachPlan {
-  vc: VsphereCaller;
+  vc: VcenterSession;
   backup: BackupRecord;
   vm: VmRecord;
   disks: DiskRecord[];
@@ -118,9 +110,8 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
   const { backup, vm } = await backupVm(ctx, request.backupId, request.vm, 'attach');
   const { disks, warnings } = chosenDisks(backup, vm, request.disks);
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const target = inventory.vms.find((v) => v.name === request.to);
   if (!target) throw new NotFoundError('VM_NOT_FOUND', `no VM ${request.to} in vCenter`);
   if (target.powerState !== 'poweredOn') {
@@ -149,7 +140,7 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
     );
   }
   if (!existing) checkMountable(backup, inventory);
-  const slots = freeScsiSlots(await vmDevices(vc, target.id), disks.length);
+  const slots = freeScsiSlots(await vc.vmDevices(target.id), disks.length);
   const places = await datastorePlaces(ctx, inventory);
   return { vc, backup, vm, disks, warnings, target, host, existing, slots, places };
 }
@@ -189,9 +180,9 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   ctx.events.phase(`attach to ${target.name}`);
   const files = add.map((a) => a.file);
   const keys = await step(ctx, opId, { action: 'vm.attach', target: target.id, data: { files } }, () =>
-    reconfigureDisks(vc, target.id, { add: add.map(({ label: _label, ...a }) => a) }),
+    vc.reconfigureDisks(target.id, { add: add.map(({ label: _label, ...a }) => a) }),
   );
-  crashPoint('attach-disks-added');
+  await ctx.crashPoint('attach-disks-added');
   const data: AttachData = {
     targetVm: target.name,
     targetVmId: target.id,
@@ -259,14 +250,14 @@ function madeByAttach(mountId: string): boolean {
  * attach made it and no other attach still uses it (datastores removed, clones deleted), and only then its
  * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
  */
-export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
+export async function detachOne(ctx: EngineContext, vc: VcenterSession, attach: Mount): Promise<boolean> {
   const data = attach.data as unknown as AttachData;
   try {
-    await detachDiskFiles(vc, data.targetVmId, data.files ?? []);
+    await vc.detachDiskFiles(data.targetVmId, data.files ?? []);
   } catch (err) {
     if (!isGone(err)) throw err;
   }
-  crashPoint('detach-disks-removed');
+  await ctx.crashPoint('detach-disks-removed');
   const mounts = await ctx.catalog.listMounts();
   const others = mounts.filter(
     (m) =>
@@ -308,7 +299,7 @@ async function detachOnce(
       `no disks of ${request.backupId === undefined ? 'any backup' : `backup ${request.backupId}`} are attached to ${request.to}`,
     );
   }
-  const vc = asCaller(await ctx.vcenter());
+  const vc = await ctx.vcenter();
   const vmIds = [...new Set(attaches.map((a) => (a.data as unknown as AttachData).targetVmId))];
   return runOperation(
     ctx,

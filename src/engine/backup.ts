@@ -5,7 +5,7 @@ import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
 import { isFault } from '../vsphere/index.js';
 import type { VcenterSession } from '../vsphere/session.js';
-import { crashPoint, type EngineContext } from './context.js';
+import type { EngineContext } from './context.js';
 import {
   ADHOC_TASK,
   newBackupId,
@@ -138,7 +138,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   try {
     await removeStrayVmSnapshots(ctx, vc, plan, record);
     await prepareAll(ctx, vc, id, snapshotName, runs, request.signal);
-    crashPoint('prepared');
+    await ctx.crashPoint('prepared');
 
     const preparedCount = runs.filter((r) => r.prepared).length;
     if (preparedCount > 0) {
@@ -151,10 +151,10 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
         record.error = `array snapshot failed: ${errorMessage(err)}`;
       }
     }
-    crashPoint('snapshotted');
+    await ctx.crashPoint('snapshotted');
 
     releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
-    crashPoint('released');
+    await ctx.crashPoint('released');
   } catch (err) {
     // Unexpected failure (catalog, programming error): release what was prepared, then report.
     releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
@@ -170,7 +170,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   record.finishedAt = ctx.now().toISOString();
   // record.warnings holds run-level warnings only; each VM's stay in vms[].warnings.
   await catalog.updateBackup(record);
-  crashPoint('recorded');
+  await ctx.crashPoint('recorded');
 
   if (record.state !== 'failed') {
     let errors: string[];
@@ -420,7 +420,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
       target: group.array,
       data: { volumes: group.volumes, label },
     });
-    crashPoint('array-snapshot');
+    await ctx.crashPoint('array-snapshot');
     events.item(`array ${group.array}`, `snapshot of ${group.volumes.length} volume(s)`);
     const snapshot = await array.snapshotGroup(group.volumes, {
       label,

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import type { Mount } from '../catalog/index.js';
-import { ConflictError, NotFoundError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
-import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
-import { crashPoint, type EngineContext } from './context.js';
+import type { VcenterSession } from '../vsphere/session.js';
+import type { EngineContext } from './context.js';
 import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
@@ -76,7 +76,7 @@ export function checkMountable(backup: BackupRecord, inventory: Inventory): void
  */
 export async function mountSteps(
   ctx: EngineContext,
-  vc: VsphereCaller,
+  vc: VcenterSession,
   opId: string,
   mountId: string,
   backup: BackupRecord,
@@ -100,22 +100,29 @@ export async function mountSteps(
       (c) => ({ cloneId: c.id }),
     );
     data.clones.push({ array: s.array, cloneId: clone.id });
-    crashPoint('mount-cloned');
+    await ctx.crashPoint('mount-cloned');
     for (const [source, volumes] of Object.entries(s.datastores)) {
       if (volumes.length !== 1) continue; // a datastore over several volumes cannot be one directory
       const subPath = places.get(source)?.subPath ?? '';
-      const path = subPath === '' ? join(clone.path, volumes[0]!) : join(clone.path, volumes[0]!, subPath);
+      const volumeExport = clone.volumeExports[volumes[0]!];
+      if (volumeExport === undefined) {
+        throw new SnapkeeperError(
+          'CLONE_VOLUME_MISSING',
+          `clone ${clone.id} of array ${s.array} does not export volume ${volumes[0]}`,
+        );
+      }
+      const path = subPath === '' ? volumeExport : join(volumeExport, subPath);
       const name = mountedDatastoreName(backup.id, source);
       ctx.events.item(name, `mounting on ${host.name}`);
       const id = await step(
         ctx,
         opId,
         { action: 'datastore.create', target: name, data: { hostId: host.id, name, path } },
-        () => createDatastore(vc, host.id, name, path),
+        () => vc.createDatastore(host.id, name, path),
         (dsId) => ({ datastoreId: dsId }),
       );
       data.datastores.push({ name, id, source, path, array: s.array, cloneId: clone.id });
-      crashPoint('mount-datastore-created');
+      await ctx.crashPoint('mount-datastore-created');
     }
   }
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId } }, async () =>
@@ -128,9 +135,9 @@ export async function mountSteps(
  * Removes a datastore mount: detaches any disk a VM still has on its datastores (a crashed attach), removes
  * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
  */
-export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: Mount): Promise<void> {
+export async function unmountOne(ctx: EngineContext, vc: VcenterSession, mount: Mount): Promise<void> {
   const data = mount.data as unknown as MountData;
-  const inventory = await (await ctx.vcenter()).inventory();
+  const inventory = await vc.inventory();
   for (const ds of data.datastores ?? []) {
     const live = inventory.datastores.find((d) => d.name === ds.name);
     if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
@@ -155,9 +162,8 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   if (await datastoreMountOf(ctx, backup.id)) {
     throw new ConflictError('BACKUP_MOUNTED', `backup ${backup.id} is already mounted; unmount it first`);
   }
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const hostName = request.host ?? backup.vms[0]?.host ?? '';
   const host = inventory.hosts.find((h) => h.name === hostName);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `no host ${hostName} in vCenter`);
@@ -202,7 +208,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       `disks of backup ${request.backupId} are attached to ${attached.map((a) => String(a.data.targetVm)).join(', ')}; detach them first`,
     );
   }
-  const vc = asCaller(await ctx.vcenter());
+  const vc = await ctx.vcenter();
   return runOperation(
     ctx,
     vc,
@@ -222,7 +228,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
         });
         ctx.events.phase(`unmount ${m.id}`);
         await unmountOne(ctx, vc, m);
-        crashPoint('unmount-done');
+        await ctx.crashPoint('unmount-done');
         const data = m.data as unknown as MountData;
         out.unmounted.push({
           mountId: m.id,

@@ -1,23 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { rename, rm } from 'node:fs/promises';
 import { type JournalEntry, type LockRequest, operationAlive } from '../catalog/index.js';
 import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
-import { pathExists } from '../util/fs.js';
-import { fetchInventory } from '../vsphere/inventory.js';
-import {
-  type CreateVmSpec,
-  type DiskAttachment,
-  destroyVm,
-  detachDiskFiles,
-  isGone,
-  powerOn,
-  reconfigureDisks,
-  registerVm,
-  type VmDevices,
-  type VsphereCaller,
-  vmDevices,
-} from '../vsphere/vm-ops.js';
+import { isGone } from '../vsphere/index.js';
+import type { CreateVmSpec, DiskAttachment, VcenterSession, VmDevices } from '../vsphere/session.js';
 import type { EngineContext } from './context.js';
 import { RunningOperation } from './operation.js';
 import { recover } from './recover.js';
@@ -45,7 +31,7 @@ export interface SwapPair {
 /** One undo in progress: what every step's undo needs, and where it reports. */
 interface UndoRun {
   ctx: EngineContext;
-  vc: VsphereCaller;
+  vc: VcenterSession;
   out: UndoOutcome;
   /** Records `what` and does it (unless a dry run); a failure makes the outcome unclean. */
   act(what: string, fn: () => Promise<unknown>): Promise<void>;
@@ -92,18 +78,18 @@ const stepUndos: Record<string, (u: UndoRun, e: JournalEntry) => Promise<void>> 
     const vm = (await u.inventory()).vms.find(
       (v) => (e.data.vmId !== undefined && v.id === e.data.vmId) || v.vmxFile === vmxFile,
     );
-    if (vm) await u.act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => destroyVm(u.vc, vm.id));
+    if (vm) await u.act(`destroy the half-restored VM ${vm.name} (${vm.id})`, () => u.vc.destroyVm(vm.id));
     u.inventoryChanged();
   },
   'dirs.swap': async (u, e) => {
     for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
-      if (await pathExists(p.aside)) {
+      if (await u.ctx.files.exists(p.aside)) {
         await u.act(`put ${p.dir} back`, async () => {
-          await rm(p.dir, { recursive: true, force: true });
-          await rename(p.aside, p.dir);
+          await u.ctx.files.remove(p.dir);
+          await u.ctx.files.move(p.aside, p.dir);
         });
-      } else if (!p.hadDir && !(await pathExists(p.staged)) && (await pathExists(p.dir))) {
-        await u.act(`remove restored directory ${p.dir}`, () => rm(p.dir, { recursive: true, force: true }));
+      } else if (!p.hadDir && !(await u.ctx.files.exists(p.staged)) && (await u.ctx.files.exists(p.dir))) {
+        await u.act(`remove restored directory ${p.dir}`, () => u.ctx.files.remove(p.dir));
       }
     }
   },
@@ -111,23 +97,23 @@ const stepUndos: Record<string, (u: UndoRun, e: JournalEntry) => Promise<void>> 
     const spec = e.data.spec as CreateVmSpec;
     if ((await u.inventory()).vms.some((v) => v.vmxFile === spec.vmxFile)) return;
     await u.act(`register the replaced VM ${spec.name} again`, async () => {
-      const id = await registerVm(u.vc, spec);
-      if (e.data.wasOn === true) await powerOn(u.vc, id);
+      const id = await u.vc.registerVm(spec);
+      if (e.data.wasOn === true) await u.vc.powerOnVm(id);
     });
     u.inventoryChanged();
   },
   'vm.power-off': async (u, e) => {
     if (e.data.wasOn !== true) return;
     try {
-      const dev = await vmDevices(u.vc, e.target);
+      const dev = await u.vc.vmDevices(e.target);
       if (dev.powerState !== 'poweredOn')
-        await u.act(`power VM ${dev.name} on again`, () => powerOn(u.vc, e.target));
+        await u.act(`power VM ${dev.name} on again`, () => u.vc.powerOnVm(e.target));
     } catch (err) {
       if (!isGone(err)) u.fail(`VM ${e.target}`, err);
     }
   },
   'files.place': (u, e) =>
-    u.act(`delete restored files in ${String(e.data.dir)}`, () => removePlaced(e.data)),
+    u.act(`delete restored files in ${String(e.data.dir)}`, () => removePlaced(u.ctx.files, e.data)),
 };
 
 /** Detaches the disk files a step added and re-attaches the disks it removed (a VM that is gone: nothing). */
@@ -136,14 +122,14 @@ async function undoDiskChanges(u: UndoRun, e: JournalEntry): Promise<void> {
   const removed = (e.data.removed as (DiskAttachment & { key: number })[] | undefined) ?? [];
   let devices: VmDevices;
   try {
-    devices = await vmDevices(u.vc, e.target);
+    devices = await u.vc.vmDevices(e.target);
   } catch (err) {
     if (!isGone(err)) u.fail(`VM ${e.target}`, err);
     return;
   }
   if (devices.disks.some((x) => files.includes(x.file))) {
     await u.act(`detach ${files.join(', ')} from VM ${devices.name}`, () =>
-      detachDiskFiles(u.vc, e.target, files),
+      u.vc.detachDiskFiles(e.target, files),
     );
   }
   // A slot is freed by the detach above; re-adding into a slot still taken would fail, so not after a failure.
@@ -151,7 +137,7 @@ async function undoDiskChanges(u: UndoRun, e: JournalEntry): Promise<void> {
   const missing = removed.filter((r) => !devices.disks.some((x) => x.file === r.file));
   if (missing.length > 0) {
     await u.act(`re-attach ${missing.map((m) => m.file).join(', ')} to VM ${devices.name}`, () =>
-      reconfigureDisks(u.vc, e.target, { add: missing }),
+      u.vc.reconfigureDisks(e.target, { add: missing }),
     );
   }
 }
@@ -160,10 +146,8 @@ async function undoDiskChanges(u: UndoRun, e: JournalEntry): Promise<void> {
 async function finalizeCommitted(u: UndoRun, entries: JournalEntry[]): Promise<void> {
   for (const e of entries.filter((x) => x.action === 'dirs.swap')) {
     for (const p of (e.data.pairs as SwapPair[] | undefined) ?? []) {
-      if (await pathExists(p.aside)) {
-        await u.act(`delete the replaced files ${p.aside}`, () =>
-          rm(p.aside, { recursive: true, force: true }),
-        );
+      if (await u.ctx.files.exists(p.aside)) {
+        await u.act(`delete the replaced files ${p.aside}`, () => u.ctx.files.remove(p.aside));
       }
     }
   }
@@ -179,7 +163,7 @@ async function finalizeCommitted(u: UndoRun, entries: JournalEntry[]): Promise<v
  */
 export async function undoJournal(
   ctx: EngineContext,
-  vc: VsphereCaller,
+  vc: VcenterSession,
   entries: JournalEntry[],
   options: { dryRun: boolean },
 ): Promise<UndoOutcome> {
@@ -203,7 +187,7 @@ export async function undoJournal(
       }
     },
     async inventory() {
-      inventory ??= await fetchInventory(vc);
+      inventory ??= await vc.inventory();
       return inventory;
     },
     inventoryChanged() {
@@ -252,7 +236,7 @@ export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
  */
 export async function runOperation<T>(
   ctx: EngineContext,
-  vc: VsphereCaller,
+  vc: VcenterSession,
   op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: LockRequest[] },
   body: (opId: string) => Promise<T>,
 ): Promise<T> {

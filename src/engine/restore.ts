@@ -1,6 +1,5 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
-import { asCaller } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
 import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
@@ -58,9 +57,8 @@ async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise
   }
 
   ctx.events.phase('connect');
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const places = await datastorePlaces(ctx, inventory);
   const { disks, warnings } = chosenDisks(backup, vm, request);
   const p: Prepared = {

@@ -1,8 +1,6 @@
-import { resolve, sep } from 'node:path';
 import type { JournalEntry, Operation, OperationKind } from '../catalog/index.js';
 import { errorMessage } from '../errors.js';
 import type { VcenterSession } from '../vsphere/session.js';
-import { asCaller } from '../vsphere/vm-ops.js';
 import { detachOne } from './attach.js';
 import type { EngineContext } from './context.js';
 import { type Ownership, ownershipOf, parseLabel } from './ids.js';
@@ -35,7 +33,6 @@ export type OperationRecovery = (step: RecoveryStep) => Promise<boolean>;
  * path runs.
  */
 async function recoverJournaled({ ctx, vc, op, entries, report, dryRun }: RecoveryStep): Promise<boolean> {
-  const caller = asCaller(vc);
   const committed = entries.some((e) => e.action === 'commit');
   const forward = entries.filter((e) => e.action === 'unmount.begin' || e.action === 'detach.begin');
   let clean = true;
@@ -48,8 +45,8 @@ async function recoverJournaled({ ctx, vc, op, entries, report, dryRun }: Recove
       report.actions.push(`${dryRun ? 'would ' : ''}${what}`);
       if (dryRun) continue;
       try {
-        if (e.action === 'unmount.begin') await unmountOne(ctx, caller, record);
-        else await detachOne(ctx, caller, record);
+        if (e.action === 'unmount.begin') await unmountOne(ctx, vc, record);
+        else await detachOne(ctx, vc, record);
       } catch (err) {
         clean = false;
         report.errors.push(`${what}: ${errorMessage(err)}`);
@@ -57,7 +54,7 @@ async function recoverJournaled({ ctx, vc, op, entries, report, dryRun }: Recove
     }
     return clean;
   }
-  const outcome = await undoJournal(ctx, caller, entries, { dryRun });
+  const outcome = await undoJournal(ctx, vc, entries, { dryRun });
   report.actions.push(...outcome.actions.map((a) => `${op.kind} ${op.id}: ${a}`));
   report.errors.push(...outcome.errors.map((a) => `${op.kind} ${op.id}: ${a}`));
   return outcome.clean;
@@ -80,10 +77,9 @@ export const operationRecovery: Partial<Record<OperationKind, OperationRecovery>
  * it is deleted).
  */
 async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<void> {
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
+  const vc = await ctx.vcenter();
   // State first, then the live operations: anything a live operation made is listed after it began.
-  const inventory = await session.inventory();
+  const inventory = await vc.inventory();
   const clonesByArray = new Map<
     string,
     Awaited<ReturnType<Awaited<ReturnType<EngineContext['array']>>['listClones']>>
@@ -105,15 +101,16 @@ async function sweepMounts(ctx: EngineContext, report: RecoverReport): Promise<v
   const verb = report.dryRun ? 'would ' : '';
 
   const cloneOwner = async (url: string): Promise<Ownership> => {
-    const path = resolve(url.replace(/^file:\/\//, ''));
-    for (const clones of clonesByArray.values()) {
-      const c = clones.find((x) => path === resolve(x.path) || path.startsWith(`${resolve(x.path)}${sep}`));
+    const path = url.replace(/^file:\/\//, '');
+    for (const [arrayName, clones] of clonesByArray) {
+      const where = await (await ctx.array(arrayName)).resolveExport(path);
+      const c = where?.kind === 'clone' ? clones.find((x) => x.id === where.cloneId) : undefined;
       if (c) return await ownershipOf(parseLabel(c.label), ctx.catalog);
     }
     return { owner: 'foreign', why: 'it points into no clone of a configured array' };
   };
   for (const ds of inventory.datastores) {
-    if (!isMountedDatastore(ctx, ds) || ownedDatastores.has(ds.name)) continue;
+    if (!(await isMountedDatastore(ctx, ds)) || ownedDatastores.has(ds.name)) continue;
     const owner = await cloneOwner(ds.url);
     if (owner.owner !== 'ours') {
       const why = owner.owner === 'foreign' ? owner.why : 'its clone is not one snapkeeper made';
