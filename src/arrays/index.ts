@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { openFsArray } from './fs/index.js';
 import type { StorageArray } from './types.js';
 
+export { initFsArray, layout, removeTree } from './fs/index.js';
 export { MemoryArray, type MemoryArrayOptions } from './memory/index.js';
 export type * from './types.js';
 

@@ -1,4 +1,4 @@
-import { EngineContext } from '../engine/context.js';
+import { EngineContext } from '../engine/index.js';
 import type { CliContext } from './context.js';
 
 /** Opens the engine for one command, with its progress drawn on the terminal, and always closes it. */

@@ -3,8 +3,8 @@ import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
+import type { VcenterSession } from '../vsphere/index.js';
 import { isFault } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
 import { crashPoint, type EngineContext } from './context.js';
 import {
   ADHOC_TASK,
@@ -14,6 +14,7 @@ import {
   parseVmSnapshotName,
   vmSnapshotName,
 } from './ids.js';
+import { journal } from './journal/write.js';
 import { RunningOperation } from './operation.js';
 import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
@@ -362,7 +363,7 @@ async function prepareAll(
     for (const run of runs) {
       const action = run.plan.decision.before;
       if (action === null) continue;
-      catalog.journal(backupId, {
+      journal(catalog, backupId, {
         action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
         target: run.plan.vm.id,
         data: { vm: run.plan.vm.name, name: snapshotName },
@@ -413,7 +414,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
   for (const group of plan.groups) {
     const array = await ctx.array(group.array);
     const label = ownedLabel(backupId, catalog.id);
-    const entry = catalog.journal(backupId, {
+    const entry = journal(catalog, backupId, {
       action: 'array-snapshot',
       target: group.array,
       data: { volumes: group.volumes, label },
@@ -548,7 +549,7 @@ async function deleteSnapshotsOf(
 ): Promise<boolean> {
   let clean = true;
   for (const s of record.snapshots) {
-    const entry = ctx.catalog.journal(backupId, {
+    const entry = journal(ctx.catalog, backupId, {
       action: 'delete-snapshot',
       target: s.array,
       data: { snapshotId: s.snapshotId },

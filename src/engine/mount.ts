@@ -3,18 +3,22 @@ import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
-import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
+import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/index.js';
 import { crashPoint, type EngineContext } from './context.js';
 import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
   type DatastorePlace,
   datastorePlaces,
-  detachAllAndRemoveDatastore,
   mountedDatastorePrefix,
   step,
 } from './restore-common.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
+import { type MountData, unmountOne } from './steps/mounts.js';
+
+export type { MountData, MountedDatastore } from './steps/mounts.js';
+
+import { journal } from './journal/write.js';
+import { checkedOperation, runOperation } from './operation.js';
 
 /**
  * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
@@ -24,25 +28,6 @@ import { checkedOperation, runOperation } from './restore-undo.js';
  * cannot be deleted or expired while mounted; while the mount is being made, the operation's lock
  * `backup:<id>` pins it. `unmount` removes the datastores and deletes the clones.
  */
-
-export interface MountedDatastore {
-  /** Name of the mounted datastore (`snapkeeper-<backup>-<source>`). */
-  name: string;
-  id: string;
-  /** The backed-up datastore it shows. */
-  source: string;
-  path: string;
-  array: string;
-  cloneId: string;
-}
-
-/** What a `datastore` mount record holds (Mount.data). */
-export interface MountData {
-  host: string;
-  hostId: string;
-  datastores: MountedDatastore[];
-  clones: { array: string; cloneId: string }[];
-}
 
 export interface MountResult extends MountData {
   mountId: string;
@@ -124,21 +109,6 @@ export async function mountSteps(
   return data;
 }
 
-/**
- * Removes a datastore mount: detaches any disk a VM still has on its datastores (a crashed attach), removes
- * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
- */
-export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: Mount): Promise<void> {
-  const data = mount.data as unknown as MountData;
-  const inventory = await (await ctx.vcenter()).inventory();
-  for (const ds of data.datastores ?? []) {
-    const live = inventory.datastores.find((d) => d.name === ds.name);
-    if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
-  }
-  for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
-  if (ctx.catalog.listMounts().some((m) => m.id === mount.id)) ctx.catalog.removeMount(mount.id);
-}
-
 export interface MountRequest {
   backupId: string;
   /** Host to mount on (default: the host of the backup's first VM). */
@@ -164,7 +134,6 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   const places = await datastorePlaces(ctx, inventory);
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: backup.id,
@@ -172,7 +141,7 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
     },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
-      ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
+      journal(ctx.catalog, opId, { action: 'commit', target: backup.id });
       return { mountId: opId, backupId: backup.id, ...data };
     },
   );
@@ -204,7 +173,6 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
   const vc = asCaller(await ctx.vcenter());
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: request.backupId,
@@ -214,7 +182,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
       for (const m of datastoreMounts) {
         // Journaled as a roll-forward step: once begun, recover finishes the unmount rather than undo it.
-        ctx.catalog.journal(opId, {
+        journal(ctx.catalog, opId, {
           action: 'unmount.begin',
           target: request.backupId,
           data: { mountId: m.id },
@@ -229,7 +197,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
           clones: (data.clones ?? []).length,
         });
       }
-      ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
+      journal(ctx.catalog, opId, { action: 'commit', target: request.backupId });
       return out;
     },
   );

@@ -1,6 +1,6 @@
 import { withRetry } from '../util/retry.js';
+import type { VcenterSession } from '../vsphere/index.js';
 import { isFault } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
 
 export interface ReleaseResult {
   removedSnapshots: number;

@@ -1,13 +1,12 @@
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { layout } from '../arrays/fs/layout.js';
-import type { StorageArray } from '../arrays/types.js';
+import { layout, type StorageArray } from '../arrays/index.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import { datastorePathToRelative } from '../rules/datastores.js';
+import { datastorePathToRelative } from '../rules/index.js';
 import { pathExists } from '../util/fs.js';
-import { detachDiskFiles, isGone, removeDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
+import { detachDiskFiles, isGone, removeDatastore, type VsphereCaller } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { BACKUP_ID_PATTERN, newBackupId } from './ids.js';
 import { listArrayVolumes, mapConfiguredDatastores } from './placement.js';
@@ -394,16 +393,5 @@ export function checkFreeSpace(needs: Map<Datastore, number>): void {
   }
 }
 
-/** Journals one step, runs it, completes the entry with its result data. */
-export async function step<T>(
-  ctx: EngineContext,
-  operationId: string,
-  entry: { action: string; target: string; data?: Record<string, unknown> },
-  fn: (entryId: number) => Promise<T>,
-  resultData?: (value: T) => Record<string, unknown>,
-): Promise<T> {
-  const id = ctx.catalog.journal(operationId, entry);
-  const value = await fn(id);
-  ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
-  return value;
-}
+/** Journals one step through the typed registry (journal/write.ts), runs it, completes it. */
+export { journalStep as step } from './journal/write.js';

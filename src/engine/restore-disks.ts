@@ -8,8 +8,9 @@ import {
   reconfigureDisks,
   type VmDevices,
   vmDevices,
-} from '../vsphere/vm-ops.js';
+} from '../vsphere/index.js';
 import { crashPoint } from './context.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -80,7 +81,7 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
     crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);
     await attachRestored(p, opId, target.id, plans, disks, slots, replaced);
-    ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+    journal(ctx.catalog, opId, { action: 'commit', target: target.id });
     return { ...result(p, opId, 'disks', disks), targetVm };
   });
 }

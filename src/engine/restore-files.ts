@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
 import { pathExists } from '../util/fs.js';
 import { crashPoint } from './context.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -39,7 +40,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
     const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
     crashPoint('restore-files-placed');
-    ctx.catalog.journal(opId, { action: 'commit', target: dir });
+    journal(ctx.catalog, opId, { action: 'commit', target: dir });
     return result(p, opId, 'files', disks);
   });
 }

@@ -4,9 +4,17 @@ import { ConflictError, NotFoundError } from '../errors.js';
 import type { DiskRecord, VmRecord } from '../model/backup.js';
 import type { Folder, Host, Inventory, Vm } from '../model/inventory.js';
 import { pathExists } from '../util/fs.js';
-import type { CapturedDevice } from '../vsphere/inventory.js';
-import { type CreateVmSpec, createVm, powerOff, powerOn, unregisterVm } from '../vsphere/vm-ops.js';
+import {
+  type CapturedDevice,
+  type CreateVmSpec,
+  createVm,
+  powerOff,
+  powerOn,
+  unregisterVm,
+} from '../vsphere/index.js';
 import { crashPoint } from './context.js';
+import type { SwapPair } from './journal/actions.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, type DatastorePlace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -22,7 +30,6 @@ import {
   result,
   spaceNeeds,
 } from './restore-plan.js';
-import type { SwapPair } from './restore-undo.js';
 
 /**
  * A whole VM restored as a new VM (`--as`) or to its original place (`--original`: the live VM is powered
@@ -81,7 +88,7 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
     if (request.powerOn) {
       await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => powerOn(p.vc, vmId));
     }
-    p.ctx.catalog.journal(opId, { action: 'commit', target: t.name });
+    journal(p.ctx.catalog, opId, { action: 'commit', target: t.name });
     // The replaced VM's old files go only now that its replacement exists.
     for (const pair of pairs) await rm(pair.aside, { recursive: true, force: true });
     return {

@@ -1,12 +1,12 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
-import { asCaller } from '../vsphere/vm-ops.js';
+import { asCaller } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
+import { checkedOperation, runOperation } from './operation.js';
 import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
 import type { Prepared, RestoreRequest, RestoreResult } from './restore-plan.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
 import { restoreWholeVm } from './restore-vm.js';
 
 export type { RestoredDisk, RestoreRequest, RestoreResult } from './restore-plan.js';
@@ -142,7 +142,6 @@ function inOperation<T>(
 ): Promise<T> {
   return runOperation(
     p.ctx,
-    p.vc,
     {
       kind,
       subject: `${p.backup.id}/${p.vm.name}`,

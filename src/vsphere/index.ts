@@ -21,7 +21,23 @@ export {
   type Transport,
   TransportError,
 } from './transport.js';
-export { freeScsiSlots, isGone } from './vm-ops.js';
+export {
+  asCaller,
+  createDatastore,
+  createVm,
+  destroyVm,
+  detachDiskFiles,
+  freeScsiSlots,
+  isGone,
+  powerOff,
+  powerOn,
+  reconfigureDisks,
+  registerVm,
+  removeDatastore,
+  unregisterVm,
+  type VsphereCaller,
+  vmDevices,
+} from './vm-ops.js';
 export {
   asArray,
   el,

@@ -26,7 +26,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   arrays: ['base', 'model', 'util', 'config'],
   catalog: ['base', 'model', 'util', 'config'],
   engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog'],
-  lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules'],
+  // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
+  lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog'],
   cli: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'engine', 'lab'],
 };
 
