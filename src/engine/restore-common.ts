@@ -14,22 +14,9 @@ import { applyRule } from './rule-errors.js';
 
 /**
  * What restore, mount and attach share: finding a backup's VM and where its disk files are inside the array
- * snapshot, placing restored files on a datastore's volume, and the operation journal with its undo.
- *
- * Journal actions (every one written before its side effect, completed after it):
- *   files.place     { dir, createdDir, stems }          undo: delete those files (or the directory we made)
- *   vm.create       { name, vmxFile } -> { vmId }         undo: destroy that VM (powered off first)
- *   vm.power-off    { wasOn }                            undo: power the VM on again if it still exists
- *   vm.unregister   { spec, wasOn }                      undo: re-create the VM from its captured spec
- *   dirs.swap       { pairs: [{ dir, aside, staged, hadDir }] }  undo: put the old directory back
- *   vm.reconfigure  { added: files, removed: disks }     undo: detach the added, re-add the removed disks
- *   array.clone     { array, snapshotId, label } -> { cloneId }  undo: delete the clone
- *   datastore.create { hostId, name, path } -> { datastoreId }   undo: remove the datastore
- *   vm.attach       { files }                            undo: detach those disk files
- *   mount.record    { mountId }                          undo: remove the catalog mount record
- *   commit          {}                                   everything is done: recovery only finalizes
- * The undo itself is `undoJournal` in restore-undo.ts, which both the operation's own failure path
- * (`runOperation`) and `recover` (through undo.ts) run: the same, idempotent code.
+ * snapshot, placing restored files on a datastore's volume, and the journaled `step`. Every journal action,
+ * its data and its undo or roll-forward are in the registry (journal/actions.ts, journal/recovery.ts),
+ * which both the operation's own failure path (operation.ts `runOperation`) and `recover` run.
  */
 
 export const DATASTORE_PREFIX = 'snapkeeper-';
