@@ -3,8 +3,7 @@ import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
-import type { VcenterSession } from '../vsphere/index.js';
-import { isFault } from '../vsphere/index.js';
+import { isFault, type VcenterSession } from '../vsphere/index.js';
 import { crashPoint, type EngineContext } from './context.js';
 import {
   ADHOC_TASK,

@@ -1,6 +1,5 @@
 import { withRetry } from '../util/retry.js';
-import type { VcenterSession } from '../vsphere/index.js';
-import { isFault } from '../vsphere/index.js';
+import { isFault, type VcenterSession } from '../vsphere/index.js';
 
 export interface ReleaseResult {
   removedSnapshots: number;
