@@ -8,7 +8,7 @@ import { ownershipOf, parseLabel, parseVmSnapshotName } from './ids.js';
 import type { ForeignThing, RecoverReport } from './journal/recovery.js';
 import { detachAllAndRemoveDatastore, isMountedDatastore, mountedDatastorePrefix } from './restore-common.js';
 import { missingSnapshots, presentSnapshots, type SnapshotRef } from './snapshot-presence.js';
-import type { MountData } from './steps/mounts.js';
+import { type MountData, mountDataOf } from './steps/mounts.js';
 
 /**
  * The sweeps of a full `recover`, after the journals: what no journal step names (VM snapshots, array
@@ -156,15 +156,16 @@ export async function sweepMounts(ctx: EngineContext, report: RecoverReport): Pr
     .unfinishedOperations()
     .filter((op) => liveIds.has(op.id) && (op.kind === 'mount' || op.kind === 'attach'))
     .map((op) => op.subject ?? '');
-  const mounts = ctx.catalog.listMounts().filter((m) => m.kind === 'datastore');
-  const ownedDatastores = new Set(
-    mounts.flatMap((m) => ((m.data as unknown as MountData).datastores ?? []).map((d) => d.name)),
-  );
-  const ownedClones = new Set(
-    mounts.flatMap((m) =>
-      ((m.data as unknown as MountData).clones ?? []).map((c) => `${c.array}/${c.cloneId}`),
-    ),
-  );
+  let mounts: MountData[];
+  try {
+    mounts = (await ctx.catalog.listMounts()).filter((m) => m.kind === 'datastore').map(mountDataOf);
+  } catch (err) {
+    // A record that cannot be read might own anything: nothing is swept until it is repaired.
+    report.errors.push(`mounted datastores and clones not swept: ${errorMessage(err)}`);
+    return;
+  }
+  const ownedDatastores = new Set(mounts.flatMap((m) => m.datastores.map((d) => d.name)));
+  const ownedClones = new Set(mounts.flatMap((m) => m.clones.map((c) => `${c.array}/${c.cloneId}`)));
   const verb = report.dryRun ? 'would ' : '';
 
   const cloneOwner = (url: string) => {

@@ -8,6 +8,7 @@ import { Catalog } from '../../src/catalog/index.js';
 import { JOURNAL_SHAPES, type JournalAction } from '../../src/engine/journal/actions.js';
 import { BACKUP_ACTIONS, backupRecovery, journaledRecovery } from '../../src/engine/journal/recovery.js';
 import { journal, journalStep, parseEntry, readJournal } from '../../src/engine/journal/write.js';
+import { attachDataOf, mountDataOf } from '../../src/engine/steps/mounts.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const engineSrc = join(repo, 'src', 'engine');
@@ -162,5 +163,32 @@ describe('journal entries read back from a catalog', () => {
     } finally {
       c.close();
     }
+  });
+});
+
+describe('mount and attach records read back', () => {
+  const record = (data: Record<string, unknown>) => ({
+    id: 'mount-20261125-081500-a1b2c3',
+    backupId: '20261125-081500-a1b2c3',
+    kind: 'datastore',
+    data,
+    createdAt: '2026-11-25T08:15:00.000Z',
+  });
+
+  it('parse as written, lists an earlier release left out read as empty', () => {
+    const data = mountDataOf(record({ host: 'esx01', hostId: 'host-1' }));
+    assert.deepEqual([data.host, data.hostId, data.datastores, data.clones], ['esx01', 'host-1', [], []]);
+  });
+
+  it('are refused, naming the record and the field, when damaged', () => {
+    assert.throws(
+      () => mountDataOf(record({ host: 'esx01', clones: [{ array: 'a1' }] })),
+      (err: Error & { code?: string }) =>
+        err.code === 'MOUNT_RECORD_INVALID' &&
+        err.message.includes('mount-20261125-081500-a1b2c3') &&
+        err.message.includes('hostId') &&
+        err.message.includes('clones.0.cloneId'),
+    );
+    assert.throws(() => attachDataOf({ ...record({ targetVm: 'web01' }), kind: 'attach' }), /targetVmId/);
   });
 });

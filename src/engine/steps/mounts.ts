@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import type { Mount } from '../../catalog/index.js';
+import { SnapkeeperError } from '../../errors.js';
 import { detachDiskFiles, isGone, type VsphereCaller } from '../../vsphere/index.js';
 import { crashPoint, type EngineContext } from '../context.js';
 import { detachAllAndRemoveDatastore } from '../restore-common.js';
@@ -8,32 +10,54 @@ import { detachAllAndRemoveDatastore } from '../restore-common.js';
  * (roll forward) when one of them was interrupted. Below both, so recovery never imports an entry point.
  */
 
-export interface MountedDatastore {
+const mountedDatastore = z.looseObject({
   /** Name of the mounted datastore (`snapkeeper-<backup>-<source>`). */
-  name: string;
-  id: string;
+  name: z.string(),
+  id: z.string(),
   /** The backed-up datastore it shows. */
-  source: string;
-  path: string;
-  array: string;
-  cloneId: string;
-}
+  source: z.string(),
+  path: z.string(),
+  array: z.string(),
+  cloneId: z.string(),
+});
+export type MountedDatastore = z.infer<typeof mountedDatastore>;
 
 /** What a `datastore` mount record holds (Mount.data). */
-export interface MountData {
-  host: string;
-  hostId: string;
-  datastores: MountedDatastore[];
-  clones: { array: string; cloneId: string }[];
-}
+const mountData = z.looseObject({
+  host: z.string(),
+  hostId: z.string(),
+  datastores: z.array(mountedDatastore).default([]),
+  clones: z.array(z.looseObject({ array: z.string(), cloneId: z.string() })).default([]),
+});
+export type MountData = z.infer<typeof mountData>;
 
 /** What an `attach` mount record holds (Mount.data). */
-export interface AttachData {
-  targetVm: string;
-  targetVmId: string;
-  files: string[];
+const attachData = z.looseObject({
+  targetVm: z.string(),
+  targetVmId: z.string(),
+  files: z.array(z.string()).default([]),
   /** The mount the disks are on; whether an attach made it is in its id (madeByAttach). */
-  mountId: string;
+  mountId: z.string(),
+});
+export type AttachData = z.infer<typeof attachData>;
+
+/** A mount record's data, checked: the catalog is input, and an unmount acts on what it says. */
+export function mountDataOf(mount: Mount): MountData {
+  return parseRecord(mountData, mount);
+}
+
+export function attachDataOf(attach: Mount): AttachData {
+  return parseRecord(attachData, attach);
+}
+
+function parseRecord<T>(schema: z.ZodType<T>, record: Mount): T {
+  const parsed = schema.safeParse(record.data);
+  if (parsed.success) return parsed.data;
+  const what = parsed.error.issues.map((i) => `${i.path.join('.') || 'data'}: ${i.message}`).join('; ');
+  throw new SnapkeeperError(
+    'MOUNT_RECORD_INVALID',
+    `${record.kind} record ${record.id} in the catalog: ${what}`,
+  );
 }
 
 /**
@@ -41,7 +65,7 @@ export interface AttachData {
  * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
  */
 export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: Mount): Promise<void> {
-  const data = mount.data as unknown as MountData;
+  const data = mountDataOf(mount);
   const inventory = await (await ctx.vcenter()).inventory();
   for (const ds of data.datastores ?? []) {
     const live = inventory.datastores.find((d) => d.name === ds.name);
@@ -61,7 +85,7 @@ function madeByAttach(mountId: string): boolean {
  * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
  */
 export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
-  const data = attach.data as unknown as AttachData;
+  const data = attachDataOf(attach);
   try {
     await detachDiskFiles(vc, data.targetVmId, data.files ?? []);
   } catch (err) {
@@ -70,8 +94,7 @@ export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: M
   crashPoint('detach-disks-removed');
   const mounts = ctx.catalog.listMounts();
   const others = mounts.filter(
-    (m) =>
-      m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
+    (m) => m.kind === 'attach' && m.id !== attach.id && attachDataOf(m).mountId === data.mountId,
   );
   const mount = mounts.find((m) => m.id === data.mountId);
   const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
