@@ -124,4 +124,38 @@ describe('layers', () => {
       .map((e) => `${e.from} -> ${e.to}`);
     assert.deepEqual(backDoors, []);
   });
+
+  it('inside the engine: steps, then the journal registry, then the runner, then the entry points', () => {
+    const inEngine = all.filter((e) => e.fromLayer === 'engine' && e.toLayer === 'engine');
+    assert.ok(
+      inEngine.some((e) => e.from === join('engine', 'operation.ts')),
+      'the runner imports something',
+    );
+    const wrong = inEngine
+      .filter((e) => engineRank(e.to) > engineRank(e.from))
+      .map((e) => `${e.from} (${engineRank(e.from)}) -> ${e.to} (${engineRank(e.to)})`);
+    assert.deepEqual(wrong, []);
+  });
 });
+
+/**
+ * The layers inside src/engine (its README): a file imports only files of its own rank or below. Any file not
+ * named is an entry point; naming a new file below the entry points is part of adding it.
+ */
+const ENGINE_RANKS: [number, string[]][] = [
+  [0, ['context.ts', 'ids.ts', 'rule-errors.ts']],
+  [1, ['journal/actions.ts', 'journal/write.ts']],
+  [
+    2,
+    ['restore-common.ts', 'steps/mounts.ts', 'release.ts', 'placement.ts', 'plan.ts', 'snapshot-presence.ts'],
+  ],
+  [3, ['journal/recovery.ts']],
+  [4, ['operation.ts']],
+];
+const ENTRY_POINT_RANK = 5;
+
+function engineRank(file: string): number {
+  const name = relative('engine', file).split(sep).join('/');
+  if (name === 'index.ts') return ENTRY_POINT_RANK + 1;
+  return ENGINE_RANKS.find(([, files]) => files.includes(name))?.[0] ?? ENTRY_POINT_RANK;
+}
