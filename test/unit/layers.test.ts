@@ -149,7 +149,7 @@ const ENGINE_RANKS: [number, string[]][] = [
     2,
     ['restore-common.ts', 'steps/mounts.ts', 'release.ts', 'placement.ts', 'plan.ts', 'snapshot-presence.ts'],
   ],
-  [3, ['journal/recovery.ts']],
+  [3, ['journal/report.ts', 'journal/backup-recovery.ts', 'journal/undo.ts', 'journal/recovery.ts']],
   [4, ['operation.ts']],
 ];
 const ENTRY_POINT_RANK = 5;
