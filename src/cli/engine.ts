@@ -1,4 +1,4 @@
-import { configuredParts, EngineContext } from '../engine/context.js';
+import { configuredParts, EngineContext } from '../engine/index.js';
 import type { CliContext } from './context.js';
 
 /**

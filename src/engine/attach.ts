@@ -2,18 +2,12 @@ import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Host, Vm } from '../model/inventory.js';
-import { datastorePathToRelative } from '../rules/datastores.js';
-import { freeScsiSlots, isGone } from '../vsphere/index.js';
-import type { DiskAttachment, VcenterSession } from '../vsphere/session.js';
+import { datastorePathToRelative } from '../rules/index.js';
+import { type DiskAttachment, freeScsiSlots, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
-import {
-  checkMountable,
-  datastoreMountOf,
-  type MountData,
-  mountedDatastoreName,
-  mountSteps,
-  unmountOne,
-} from './mount.js';
+import { journal } from './journal/write.js';
+import { checkMountable, datastoreMountOf, mountedDatastoreName, mountSteps } from './mount.js';
+import { checkedOperation, runOperation } from './operation.js';
 import {
   backupVm,
   catalogBackup,
@@ -23,8 +17,8 @@ import {
   isRdm,
   step,
 } from './restore-common.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
 import { applyRule } from './rule-errors.js';
+import { type AttachData, detachOne, type MountData } from './steps/mounts.js';
 
 /**
  * Attach (SPEC 3): a backup's standard disks made visible to a running VM for file-level recovery, without
@@ -61,15 +55,6 @@ export interface AttachResult {
   warnings: Warning[];
 }
 
-/** What an `attach` mount record holds. */
-interface AttachData {
-  targetVm: string;
-  targetVmId: string;
-  files: string[];
-  /** The mount the disks are on; whether an attach made it is in its id (madeByAttach). */
-  mountId: string;
-}
-
 export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   return checkedOperation(() => attachOnce(ctx, request));
 }
@@ -91,10 +76,9 @@ interface AttachPlan {
 
 async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   const plan = await attachPlan(ctx, request);
-  const { backup, target, vc } = plan;
+  const { backup, target } = plan;
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'attach',
       subject: backup.id,
@@ -192,7 +176,7 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId: opId } }, async () =>
     ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
   );
-  await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+  await journal(ctx.catalog, opId, { action: 'commit', target: target.id });
   return {
     attachId: opId,
     backupId: backup.id,
@@ -241,35 +225,6 @@ function attachMountId(attachId: string): string {
   return `${attachId}-mount`;
 }
 
-function madeByAttach(mountId: string): boolean {
-  return mountId.startsWith('attach-') && mountId.endsWith('-mount');
-}
-
-/**
- * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), then the mount when an
- * attach made it and no other attach still uses it (datastores removed, clones deleted), and only then its
- * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
- */
-export async function detachOne(ctx: EngineContext, vc: VcenterSession, attach: Mount): Promise<boolean> {
-  const data = attach.data as unknown as AttachData;
-  try {
-    await vc.detachDiskFiles(data.targetVmId, data.files ?? []);
-  } catch (err) {
-    if (!isGone(err)) throw err;
-  }
-  await ctx.crashPoint('detach-disks-removed');
-  const mounts = await ctx.catalog.listMounts();
-  const others = mounts.filter(
-    (m) =>
-      m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
-  );
-  const mount = mounts.find((m) => m.id === data.mountId);
-  const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
-  if (release) await unmountOne(ctx, vc, mount);
-  if (mounts.some((m) => m.id === attach.id)) await ctx.catalog.removeMount(attach.id);
-  return release;
-}
-
 export interface DetachResult {
   detached: { attachId: string; backupId: string; targetVm: string; files: string[]; unmounted: boolean }[];
 }
@@ -303,7 +258,6 @@ async function detachOnce(
   const vmIds = [...new Set(attaches.map((a) => (a.data as unknown as AttachData).targetVmId))];
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'attach',
       subject: attaches[0]!.backupId,
@@ -320,7 +274,7 @@ async function detachOnce(
       const out: DetachResult = { detached: [] };
       for (const a of attaches) {
         // A roll-forward step: once begun, recover finishes the detach rather than undo it.
-        await ctx.catalog.journal(opId, {
+        await journal(ctx.catalog, opId, {
           action: 'detach.begin',
           target: a.backupId,
           data: { attachId: a.id },
@@ -336,7 +290,7 @@ async function detachOnce(
           unmounted,
         });
       }
-      await ctx.catalog.journal(opId, { action: 'commit', target: request.to });
+      await journal(ctx.catalog, opId, { action: 'commit', target: request.to });
       return out;
     },
   );

@@ -3,8 +3,7 @@ import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
-import { isFault } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import { isFault, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import {
   ADHOC_TASK,
@@ -14,6 +13,7 @@ import {
   parseVmSnapshotName,
   vmSnapshotName,
 } from './ids.js';
+import { journal, journalAll } from './journal/write.js';
 import { RunningOperation } from './operation.js';
 import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
@@ -357,7 +357,8 @@ async function prepareAll(
   events.phase('prepare');
   // Write-ahead intent for every VM about to be held, in one transaction (one sync, not one per VM):
   // recovery re-reads each named VM's live state, so no per-VM completion record is needed.
-  await catalog.journalSteps(
+  await journalAll(
+    catalog,
     backupId,
     runs.flatMap((run) => {
       const action = run.plan.decision.before;
@@ -367,7 +368,7 @@ async function prepareAll(
           action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
           target: run.plan.vm.id,
           data: { vm: run.plan.vm.name, name: snapshotName },
-        },
+        } as const,
       ];
     }),
   );
@@ -415,7 +416,7 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
   for (const group of plan.groups) {
     const array = await ctx.array(group.array);
     const label = ownedLabel(backupId, catalog.id);
-    const entry = await catalog.journal(backupId, {
+    const entry = await journal(catalog, backupId, {
       action: 'array-snapshot',
       target: group.array,
       data: { volumes: group.volumes, label },
@@ -550,7 +551,7 @@ async function deleteSnapshotsOf(
 ): Promise<boolean> {
   let clean = true;
   for (const s of record.snapshots) {
-    const entry = await ctx.catalog.journal(backupId, {
+    const entry = await journal(ctx.catalog, backupId, {
       action: 'delete-snapshot',
       target: s.array,
       data: { snapshotId: s.snapshotId },

@@ -1,9 +1,7 @@
-import { openArray } from '../arrays/index.js';
-import type { StorageArray } from '../arrays/types.js';
+import { openArray, type StorageArray } from '../arrays/index.js';
 import { Catalog } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
-import { connect } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import { connect, type VcenterSession } from '../vsphere/index.js';
 import { type ExportFiles, hostExportFiles } from './export-files.js';
 
 /** Progress reports from long operations; the CLI draws them, the server will stream them. */

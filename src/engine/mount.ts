@@ -3,18 +3,22 @@ import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
   type DatastorePlace,
   datastorePlaces,
-  detachAllAndRemoveDatastore,
   mountedDatastorePrefix,
   step,
 } from './restore-common.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
+import { type MountData, unmountOne } from './steps/mounts.js';
+
+export type { MountData, MountedDatastore } from './steps/mounts.js';
+
+import { journal } from './journal/write.js';
+import { checkedOperation, runOperation } from './operation.js';
 
 /**
  * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
@@ -24,25 +28,6 @@ import { checkedOperation, runOperation } from './restore-undo.js';
  * cannot be deleted or expired while mounted; while the mount is being made, the operation's lock
  * `backup:<id>` pins it. `unmount` removes the datastores and deletes the clones.
  */
-
-export interface MountedDatastore {
-  /** Name of the mounted datastore (`snapkeeper-<backup>-<source>`). */
-  name: string;
-  id: string;
-  /** The backed-up datastore it shows. */
-  source: string;
-  path: string;
-  array: string;
-  cloneId: string;
-}
-
-/** What a `datastore` mount record holds (Mount.data). */
-export interface MountData {
-  host: string;
-  hostId: string;
-  datastores: MountedDatastore[];
-  clones: { array: string; cloneId: string }[];
-}
 
 export interface MountResult extends MountData {
   mountId: string;
@@ -131,22 +116,6 @@ export async function mountSteps(
   return data;
 }
 
-/**
- * Removes a datastore mount: detaches any disk a VM still has on its datastores (a crashed attach), removes
- * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
- */
-export async function unmountOne(ctx: EngineContext, vc: VcenterSession, mount: Mount): Promise<void> {
-  const data = mount.data as unknown as MountData;
-  const inventory = await vc.inventory();
-  for (const ds of data.datastores ?? []) {
-    const live = inventory.datastores.find((d) => d.name === ds.name);
-    if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
-  }
-  for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
-  if ((await ctx.catalog.listMounts()).some((m) => m.id === mount.id))
-    await ctx.catalog.removeMount(mount.id);
-}
-
 export interface MountRequest {
   backupId: string;
   /** Host to mount on (default: the host of the backup's first VM). */
@@ -171,7 +140,6 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   const places = await datastorePlaces(ctx, inventory);
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: backup.id,
@@ -179,7 +147,7 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
     },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
-      await ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
+      await journal(ctx.catalog, opId, { action: 'commit', target: backup.id });
       return { mountId: opId, backupId: backup.id, ...data };
     },
   );
@@ -211,7 +179,6 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
   const vc = await ctx.vcenter();
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: request.backupId,
@@ -221,7 +188,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
       for (const m of datastoreMounts) {
         // Journaled as a roll-forward step: once begun, recover finishes the unmount rather than undo it.
-        await ctx.catalog.journal(opId, {
+        await journal(ctx.catalog, opId, {
           action: 'unmount.begin',
           target: request.backupId,
           data: { mountId: m.id },
@@ -236,7 +203,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
           clones: (data.clones ?? []).length,
         });
       }
-      await ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
+      await journal(ctx.catalog, opId, { action: 'commit', target: request.backupId });
       return out;
     },
   );

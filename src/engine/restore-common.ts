@@ -1,12 +1,11 @@
 import { basename, dirname, join } from 'node:path';
 import { text } from 'node:stream/consumers';
-import type { StorageArray } from '../arrays/types.js';
+import type { StorageArray } from '../arrays/index.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import { datastorePathToRelative } from '../rules/datastores.js';
-import { isGone } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import { datastorePathToRelative } from '../rules/index.js';
+import { isGone, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import type { ExportFiles } from './export-files.js';
 import { BACKUP_ID_PATTERN, newBackupId } from './ids.js';
@@ -15,22 +14,9 @@ import { applyRule } from './rule-errors.js';
 
 /**
  * What restore, mount and attach share: finding a backup's VM and where its disk files are inside the array
- * snapshot, placing restored files on a datastore's volume, and the operation journal with its undo.
- *
- * Journal actions (every one written before its side effect, completed after it):
- *   files.place     { dir, createdDir, stems }          undo: delete those files (or the directory we made)
- *   vm.create       { name, vmxFile } -> { vmId }         undo: destroy that VM (powered off first)
- *   vm.power-off    { wasOn }                            undo: power the VM on again if it still exists
- *   vm.unregister   { spec, wasOn }                      undo: re-create the VM from its captured spec
- *   dirs.swap       { pairs: [{ dir, aside, staged, hadDir }] }  undo: put the old directory back
- *   vm.reconfigure  { added: files, removed: disks }     undo: detach the added, re-add the removed disks
- *   array.clone     { array, snapshotId, label } -> { cloneId }  undo: delete the clone
- *   datastore.create { hostId, name, path } -> { datastoreId }   undo: remove the datastore
- *   vm.attach       { files }                            undo: detach those disk files
- *   mount.record    { mountId }                          undo: remove the catalog mount record
- *   commit          {}                                   everything is done: recovery only finalizes
- * The undo itself is `undoJournal` in restore-undo.ts, which both the operation's own failure path
- * (`runOperation`) and `recover` (through undo.ts) run: the same, idempotent code.
+ * snapshot, placing restored files on a datastore's volume, and the journaled `step`. Every journal action,
+ * its data and its undo or roll-forward are in the registry (journal/actions.ts, journal/recovery.ts),
+ * which both the operation's own failure path (operation.ts `runOperation`) and `recover` run.
  */
 
 export const DATASTORE_PREFIX = 'snapkeeper-';
@@ -403,16 +389,5 @@ export function checkFreeSpace(needs: Map<Datastore, number>): void {
   }
 }
 
-/** Journals one step, runs it, completes the entry with its result data. */
-export async function step<T>(
-  ctx: EngineContext,
-  operationId: string,
-  entry: { action: string; target: string; data?: Record<string, unknown> },
-  fn: (entryId: number) => Promise<T>,
-  resultData?: (value: T) => Record<string, unknown>,
-): Promise<T> {
-  const id = await ctx.catalog.journal(operationId, entry);
-  const value = await fn(id);
-  await ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
-  return value;
-}
+/** Journals one step through the typed registry (journal/write.ts), runs it, completes it. */
+export { journalStep as step } from './journal/write.js';

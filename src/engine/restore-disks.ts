@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { NotFoundError, UsageError } from '../errors.js';
 import type { DiskRecord } from '../model/backup.js';
-import { freeScsiSlots } from '../vsphere/index.js';
-import type { DiskAttachment, VmDevices } from '../vsphere/session.js';
+import { type DiskAttachment, freeScsiSlots, type VmDevices } from '../vsphere/index.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -73,7 +73,7 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
     await ctx.crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);
     await attachRestored(p, opId, target.id, plans, disks, slots, replaced);
-    await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+    await journal(ctx.catalog, opId, { action: 'commit', target: target.id });
     return { ...result(p, opId, 'disks', disks), targetVm };
   });
 }

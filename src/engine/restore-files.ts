@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -37,7 +38,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
     const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
     await ctx.crashPoint('restore-files-placed');
-    await ctx.catalog.journal(opId, { action: 'commit', target: dir });
+    await journal(ctx.catalog, opId, { action: 'commit', target: dir });
     return result(p, opId, 'files', disks);
   });
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { type DatastorePlace, diskSource, ensureDir, placeDisk, step } from './restore-common.js';
 

@@ -2,8 +2,9 @@ import { basename, join } from 'node:path';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { DiskRecord, VmRecord } from '../model/backup.js';
 import type { Folder, Host, Inventory, Vm } from '../model/inventory.js';
-import type { CapturedDevice } from '../vsphere/inventory.js';
-import type { CreateVmSpec } from '../vsphere/session.js';
+import type { CapturedDevice, CreateVmSpec } from '../vsphere/index.js';
+import type { SwapPair } from './journal/actions.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, type DatastorePlace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -19,7 +20,6 @@ import {
   result,
   spaceNeeds,
 } from './restore-plan.js';
-import type { SwapPair } from './restore-undo.js';
 
 /**
  * A whole VM restored as a new VM (`--as`) or to its original place (`--original`: the live VM is powered
@@ -78,7 +78,7 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
     if (request.powerOn) {
       await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => p.vc.powerOnVm(vmId));
     }
-    await p.ctx.catalog.journal(opId, { action: 'commit', target: t.name });
+    await journal(p.ctx.catalog, opId, { action: 'commit', target: t.name });
     // The replaced VM's old files go only now that its replacement exists.
     for (const pair of pairs) await p.ctx.files.remove(pair.aside);
     return {

@@ -1,11 +1,11 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { EngineContext } from './context.js';
+import { checkedOperation, runOperation } from './operation.js';
 import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
 import type { Prepared, RestoreRequest, RestoreResult } from './restore-plan.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
 import { restoreWholeVm } from './restore-vm.js';
 
 export type { RestoredDisk, RestoreRequest, RestoreResult } from './restore-plan.js';
@@ -129,7 +129,7 @@ function chosenDisks(
 }
 
 /**
- * Runs the journaled body as a `restore` operation (restore-undo.ts runOperation), holding `locks` and
+ * Runs the journaled body as a `restore` operation (operation.ts runOperation), holding `locks` and
  * `backup:<id>`: the backup cannot be deleted or expired while its files are read.
  */
 function inOperation<T>(
@@ -140,7 +140,6 @@ function inOperation<T>(
 ): Promise<T> {
   return runOperation(
     p.ctx,
-    p.vc,
     {
       kind,
       subject: `${p.backup.id}/${p.vm.name}`,
