@@ -13,6 +13,7 @@ import {
   parseVmSnapshotName,
   vmSnapshotName,
 } from './ids.js';
+import type { JournalWrite } from './journal/actions.js';
 import { journal, journalAll } from './journal/write.js';
 import { RunningOperation } from './operation.js';
 import { listArrayVolumes } from './placement.js';
@@ -360,7 +361,7 @@ async function prepareAll(
   await journalAll(
     catalog,
     backupId,
-    runs.flatMap((run) => {
+    runs.flatMap((run): JournalWrite[] => {
       const action = run.plan.decision.before;
       if (action === null) return [];
       return [
@@ -368,7 +369,7 @@ async function prepareAll(
           action: action.kind === 'suspend' ? 'suspend' : 'vm-snapshot',
           target: run.plan.vm.id,
           data: { vm: run.plan.vm.name, name: snapshotName },
-        } as const,
+        },
       ];
     }),
   );

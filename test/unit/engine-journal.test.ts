@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Catalog } from '../../src/catalog/index.js';
 import { JOURNAL_SHAPES, type JournalAction } from '../../src/engine/journal/actions.js';
 import { BACKUP_ACTIONS, backupRecovery, journaledRecovery } from '../../src/engine/journal/recovery.js';
-import { journal, journalStep, parseEntry, readJournal } from '../../src/engine/journal/write.js';
+import { journal, journalAll, journalStep, parseEntry, readJournal } from '../../src/engine/journal/write.js';
 import { attachDataOf, mountDataOf } from '../../src/engine/steps/mounts.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -107,6 +107,8 @@ describe('the journal registry', () => {
       void journal(c, 'op', { action: 'vm.destroy', target: 'vm-1' });
       // @ts-expect-error vm.create needs the vmxFile its undo finds the VM by
       void journal(c, 'op', { action: 'vm.create', target: 'vm-1', data: { name: 'x' } });
+      // @ts-expect-error a batch entry is checked like a single one
+      void journalAll(c, 'op', [{ action: 'vm.teleport', target: 'vm-1' }]);
     };
     assert.equal(typeof refused, 'function');
   });
@@ -139,6 +141,30 @@ describe('journal entries read back from a catalog', () => {
       assert.equal(created.data.vmId, 'vm-42');
       assert.equal(created.data.vmxFile, '[ds-a] web01/web01.vmx');
       assert.ok(created.completedAt !== undefined, 'the step was completed');
+    } finally {
+      c.close();
+    }
+  });
+
+  it("written as one batch (a backup's prepare phase) read back in order, typed", async () => {
+    const c = Catalog.create(join(root, `c${++n}.db`));
+    try {
+      const op = '20261125-081500-0b1c2d';
+      await c.beginOperation({ id: op, kind: 'backup' });
+      const ids = await journalAll(c, op, [
+        { action: 'vm-snapshot', target: 'vm-1', data: { vm: 'web01', name: 'snapkeeper-x' } },
+        { action: 'suspend', target: 'vm-2', data: { vm: 'db01', name: 'snapkeeper-x' } },
+      ]);
+      assert.equal(ids.length, 2);
+      const read = readJournal(await c.journalEntries(op));
+      assert.deepEqual(read.problems, []);
+      assert.deepEqual(
+        read.entries.map((e) => [e.id, e.action, e.target, e.data.vm]),
+        [
+          [ids[0], 'vm-snapshot', 'vm-1', 'web01'],
+          [ids[1], 'suspend', 'vm-2', 'db01'],
+        ],
+      );
     } finally {
       c.close();
     }
