@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { openFsArray } from '../../src/arrays/fs/index.js';
 import { initFsArray, layout } from '../../src/arrays/fs/layout.js';
+import { hostExportFiles } from '../../src/engine/export-files.js';
 import { placeDisk } from '../../src/engine/restore-common.js';
 import { fillLabDisk } from '../../src/lab/diskdata.js';
 import { canMountLoopBtrfs, mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
         const restore = await timed(() =>
           placeDisk(
             array,
+            hostExportFiles,
             {
               array: 'bench',
               snapshotId: snap.value.id,

@@ -1,12 +1,20 @@
-import { EngineContext } from '../engine/context.js';
+import { configuredParts, EngineContext } from '../engine/index.js';
 import type { CliContext } from './context.js';
 
-/** Opens the engine for one command, with its progress drawn on the terminal, and always closes it. */
+/**
+ * Opens the engine for one command, with its progress drawn on the terminal, and always closes it. The
+ * catalog, vCenter and arrays of the configuration are opened only when the command first needs them.
+ */
 export async function withEngine<T>(ctx: CliContext, fn: (engine: EngineContext) => Promise<T>): Promise<T> {
-  const engine = new EngineContext(ctx.config(), {
-    phase: (name) => ctx.progress.update('phase', name),
-    item: (key, status) => ctx.progress.update(key, status),
-    log: (message) => ctx.progress.log(message),
+  const config = ctx.config();
+  const engine = new EngineContext({
+    config,
+    ...configuredParts(config),
+    events: {
+      phase: (name) => ctx.progress.update('phase', name),
+      item: (key, status) => ctx.progress.update(key, status),
+      log: (message) => ctx.progress.log(message),
+    },
   });
   try {
     return await fn(engine);

@@ -2,26 +2,12 @@ import type { Mount } from '../catalog/index.js';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Host, Vm } from '../model/inventory.js';
-import { datastorePathToRelative } from '../rules/datastores.js';
-import {
-  asCaller,
-  type DiskAttachment,
-  detachDiskFiles,
-  freeScsiSlots,
-  isGone,
-  reconfigureDisks,
-  type VsphereCaller,
-  vmDevices,
-} from '../vsphere/vm-ops.js';
-import { crashPoint, type EngineContext } from './context.js';
-import {
-  checkMountable,
-  datastoreMountOf,
-  type MountData,
-  mountedDatastoreName,
-  mountSteps,
-  unmountOne,
-} from './mount.js';
+import { datastorePathToRelative } from '../rules/index.js';
+import { type DiskAttachment, freeScsiSlots, type VcenterSession } from '../vsphere/index.js';
+import type { EngineContext } from './context.js';
+import { journal } from './journal/write.js';
+import { checkMountable, datastoreMountOf, mountedDatastoreName, mountSteps } from './mount.js';
+import { checkedOperation, runOperation } from './operation.js';
 import {
   backupVm,
   catalogBackup,
@@ -31,8 +17,8 @@ import {
   isRdm,
   step,
 } from './restore-common.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
 import { applyRule } from './rule-errors.js';
+import { type AttachData, detachOne, type MountData } from './steps/mounts.js';
 
 /**
  * Attach (SPEC 3): a backup's standard disks made visible to a running VM for file-level recovery, without
@@ -69,22 +55,13 @@ export interface AttachResult {
   warnings: Warning[];
 }
 
-/** What an `attach` mount record holds. */
-interface AttachData {
-  targetVm: string;
-  targetVmId: string;
-  files: string[];
-  /** The mount the disks are on; whether an attach made it is in its id (madeByAttach). */
-  mountId: string;
-}
-
 export function runAttach(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   return checkedOperation(() => attachOnce(ctx, request));
 }
 
 /** An attach checked before any change: what is attached to which VM, and the mount it uses or makes. */
 interface AttachPlan {
-  vc: VsphereCaller;
+  vc: VcenterSession;
   backup: BackupRecord;
   vm: VmRecord;
   disks: DiskRecord[];
@@ -99,10 +76,9 @@ interface AttachPlan {
 
 async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   const plan = await attachPlan(ctx, request);
-  const { backup, target, vc } = plan;
+  const { backup, target } = plan;
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'attach',
       subject: backup.id,
@@ -118,9 +94,8 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
   const { backup, vm } = await backupVm(ctx, request.backupId, request.vm, 'attach');
   const { disks, warnings } = chosenDisks(backup, vm, request.disks);
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const target = inventory.vms.find((v) => v.name === request.to);
   if (!target) throw new NotFoundError('VM_NOT_FOUND', `no VM ${request.to} in vCenter`);
   if (target.powerState !== 'poweredOn') {
@@ -149,7 +124,7 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
     );
   }
   if (!existing) checkMountable(backup, inventory);
-  const slots = freeScsiSlots(await vmDevices(vc, target.id), disks.length);
+  const slots = freeScsiSlots(await vc.vmDevices(target.id), disks.length);
   const places = await datastorePlaces(ctx, inventory);
   return { vc, backup, vm, disks, warnings, target, host, existing, slots, places };
 }
@@ -189,9 +164,9 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   ctx.events.phase(`attach to ${target.name}`);
   const files = add.map((a) => a.file);
   const keys = await step(ctx, opId, { action: 'vm.attach', target: target.id, data: { files } }, () =>
-    reconfigureDisks(vc, target.id, { add: add.map(({ label: _label, ...a }) => a) }),
+    vc.reconfigureDisks(target.id, { add: add.map(({ label: _label, ...a }) => a) }),
   );
-  crashPoint('attach-disks-added');
+  await ctx.crashPoint('attach-disks-added');
   const data: AttachData = {
     targetVm: target.name,
     targetVmId: target.id,
@@ -201,7 +176,7 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId: opId } }, async () =>
     ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
   );
-  await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+  await journal(ctx.catalog, opId, { action: 'commit', target: target.id });
   return {
     attachId: opId,
     backupId: backup.id,
@@ -250,35 +225,6 @@ function attachMountId(attachId: string): string {
   return `${attachId}-mount`;
 }
 
-function madeByAttach(mountId: string): boolean {
-  return mountId.startsWith('attach-') && mountId.endsWith('-mount');
-}
-
-/**
- * Detaches one attach (idempotent): removes its disks from the VM (keeping the files), then the mount when an
- * attach made it and no other attach still uses it (datastores removed, clones deleted), and only then its
- * record: a crash anywhere leaves the record, so `recover` finishes the detach. Returns whether it unmounted.
- */
-export async function detachOne(ctx: EngineContext, vc: VsphereCaller, attach: Mount): Promise<boolean> {
-  const data = attach.data as unknown as AttachData;
-  try {
-    await detachDiskFiles(vc, data.targetVmId, data.files ?? []);
-  } catch (err) {
-    if (!isGone(err)) throw err;
-  }
-  crashPoint('detach-disks-removed');
-  const mounts = await ctx.catalog.listMounts();
-  const others = mounts.filter(
-    (m) =>
-      m.kind === 'attach' && m.id !== attach.id && (m.data as unknown as AttachData).mountId === data.mountId,
-  );
-  const mount = mounts.find((m) => m.id === data.mountId);
-  const release = mount !== undefined && others.length === 0 && madeByAttach(data.mountId);
-  if (release) await unmountOne(ctx, vc, mount);
-  if (mounts.some((m) => m.id === attach.id)) await ctx.catalog.removeMount(attach.id);
-  return release;
-}
-
 export interface DetachResult {
   detached: { attachId: string; backupId: string; targetVm: string; files: string[]; unmounted: boolean }[];
 }
@@ -308,11 +254,10 @@ async function detachOnce(
       `no disks of ${request.backupId === undefined ? 'any backup' : `backup ${request.backupId}`} are attached to ${request.to}`,
     );
   }
-  const vc = asCaller(await ctx.vcenter());
+  const vc = await ctx.vcenter();
   const vmIds = [...new Set(attaches.map((a) => (a.data as unknown as AttachData).targetVmId))];
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'attach',
       subject: attaches[0]!.backupId,
@@ -329,7 +274,7 @@ async function detachOnce(
       const out: DetachResult = { detached: [] };
       for (const a of attaches) {
         // A roll-forward step: once begun, recover finishes the detach rather than undo it.
-        await ctx.catalog.journal(opId, {
+        await journal(ctx.catalog, opId, {
           action: 'detach.begin',
           target: a.backupId,
           data: { attachId: a.id },
@@ -345,7 +290,7 @@ async function detachOnce(
           unmounted,
         });
       }
-      await ctx.catalog.journal(opId, { action: 'commit', target: request.to });
+      await journal(ctx.catalog, opId, { action: 'commit', target: request.to });
       return out;
     },
   );

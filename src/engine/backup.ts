@@ -3,9 +3,8 @@ import { errorMessage, LockedError, UsageError } from '../errors.js';
 import type { BackupRecord, VmRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
 import { runLimited } from '../util/scheduler.js';
-import { isFault } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
-import { crashPoint, type EngineContext } from './context.js';
+import { isFault, type VcenterSession } from '../vsphere/index.js';
+import type { EngineContext } from './context.js';
 import {
   ADHOC_TASK,
   newBackupId,
@@ -14,6 +13,8 @@ import {
   parseVmSnapshotName,
   vmSnapshotName,
 } from './ids.js';
+import type { JournalWrite } from './journal/actions.js';
+import { journal, journalAll } from './journal/write.js';
 import { RunningOperation } from './operation.js';
 import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, planBackup, type VmPlan } from './plan.js';
@@ -138,7 +139,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   try {
     await removeStrayVmSnapshots(ctx, vc, plan, record);
     await prepareAll(ctx, vc, id, snapshotName, runs, request.signal);
-    crashPoint('prepared');
+    await ctx.crashPoint('prepared');
 
     const preparedCount = runs.filter((r) => r.prepared).length;
     if (preparedCount > 0) {
@@ -151,10 +152,10 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
         record.error = `array snapshot failed: ${errorMessage(err)}`;
       }
     }
-    crashPoint('snapshotted');
+    await ctx.crashPoint('snapshotted');
 
     releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
-    crashPoint('released');
+    await ctx.crashPoint('released');
   } catch (err) {
     // Unexpected failure (catalog, programming error): release what was prepared, then report.
     releaseFailed = !(await releaseAll(ctx, vc, snapshotName, runs));
@@ -170,7 +171,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   record.finishedAt = ctx.now().toISOString();
   // record.warnings holds run-level warnings only; each VM's stay in vms[].warnings.
   await catalog.updateBackup(record);
-  crashPoint('recorded');
+  await ctx.crashPoint('recorded');
 
   if (record.state !== 'failed') {
     let errors: string[];
@@ -357,9 +358,10 @@ async function prepareAll(
   events.phase('prepare');
   // Write-ahead intent for every VM about to be held, in one transaction (one sync, not one per VM):
   // recovery re-reads each named VM's live state, so no per-VM completion record is needed.
-  await catalog.journalSteps(
+  await journalAll(
+    catalog,
     backupId,
-    runs.flatMap((run) => {
+    runs.flatMap((run): JournalWrite[] => {
       const action = run.plan.decision.before;
       if (action === null) return [];
       return [
@@ -415,12 +417,12 @@ async function snapshotGroups(ctx: EngineContext, backupId: string, plan: Backup
   for (const group of plan.groups) {
     const array = await ctx.array(group.array);
     const label = ownedLabel(backupId, catalog.id);
-    const entry = await catalog.journal(backupId, {
+    const entry = await journal(catalog, backupId, {
       action: 'array-snapshot',
       target: group.array,
       data: { volumes: group.volumes, label },
     });
-    crashPoint('array-snapshot');
+    await ctx.crashPoint('array-snapshot');
     events.item(`array ${group.array}`, `snapshot of ${group.volumes.length} volume(s)`);
     const snapshot = await array.snapshotGroup(group.volumes, {
       label,
@@ -550,7 +552,7 @@ async function deleteSnapshotsOf(
 ): Promise<boolean> {
   let clean = true;
   for (const s of record.snapshots) {
-    const entry = await ctx.catalog.journal(backupId, {
+    const entry = await journal(ctx.catalog, backupId, {
       action: 'delete-snapshot',
       target: s.array,
       data: { snapshotId: s.snapshotId },

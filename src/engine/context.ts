@@ -1,9 +1,8 @@
-import { openArray } from '../arrays/index.js';
-import type { StorageArray } from '../arrays/types.js';
+import { openArray, type StorageArray } from '../arrays/index.js';
 import { Catalog } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
-import { connect } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import { connect, type VcenterSession } from '../vsphere/index.js';
+import { type ExportFiles, hostExportFiles } from './export-files.js';
 
 /** Progress reports from long operations; the CLI draws them, the server will stream them. */
 export interface EngineEvents {
@@ -14,43 +13,89 @@ export interface EngineEvents {
 
 export const silentEvents: EngineEvents = { phase() {}, item() {}, log() {} };
 
+/** A part of the context given ready-made (tests: fakes) or as an opener called on first use (the CLI). */
+export type Part<T> = T | (() => T);
+
+/** What an EngineContext is made of. Absent parts are opened from `config` (see `configuredParts`). */
+export interface EngineParts {
+  config: Config;
+  catalog?: Part<Catalog>;
+  vcenter?: Part<VcenterSession | Promise<VcenterSession>>;
+  arrays?: Part<Map<string, StorageArray> | Promise<Map<string, StorageArray>>>;
+  /** The files behind the datastores (default: the host's file system). */
+  files?: ExportFiles;
+  events?: EngineEvents;
+  now?: () => Date;
+  /**
+   * Test hook: called at each crash point an operation passes; returning true stops that operation there for
+   * good (it never resumes, as if its process had died), leaving the catalog as a crash would.
+   */
+  crashAt?: (point: string) => boolean;
+}
+
+/** The real openers of a configuration: the SQLite catalog, the vCenter of `config`, its arrays. */
+export function configuredParts(
+  config: Config,
+): Required<Pick<EngineParts, 'catalog' | 'vcenter' | 'arrays'>> {
+  return {
+    catalog: () => Catalog.open(config.catalog.path),
+    vcenter: () => connect(config.vcenter),
+    arrays: async () => {
+      const map = new Map<string, StorageArray>();
+      for (const a of config.arrays) map.set(a.name, await openArray(a));
+      return map;
+    },
+  };
+}
+
+function opener<T>(part: Part<T>): () => T {
+  return typeof part === 'function' ? (part as () => T) : () => part;
+}
+
 /**
- * Everything an engine operation needs, opened lazily and closed once. The vCenter session and arrays are
- * only opened when an operation needs them, so catalog-only commands work without vCenter.
+ * Everything an engine operation needs: catalog, vCenter session and arrays come from the caller, each
+ * opened on first use and closed once. The vCenter session and arrays are only opened when an operation
+ * needs them, so catalog-only commands work without vCenter.
  */
 export class EngineContext {
+  readonly config: Config;
+  readonly events: EngineEvents;
+  readonly now: () => Date;
+  readonly files: ExportFiles;
+  readonly #openCatalog: () => Catalog;
+  readonly #openVcenter: () => VcenterSession | Promise<VcenterSession>;
+  readonly #openArrays: () => Map<string, StorageArray> | Promise<Map<string, StorageArray>>;
+  readonly #crashAt: ((point: string) => boolean) | undefined;
   #catalog: Catalog | undefined;
   #vcenter: Promise<VcenterSession> | undefined;
   #arrays: Promise<Map<string, StorageArray>> | undefined;
 
-  constructor(
-    readonly config: Config,
-    readonly events: EngineEvents = silentEvents,
-    readonly now: () => Date = () => new Date(),
-  ) {}
+  constructor(parts: EngineParts) {
+    const configured = configuredParts(parts.config);
+    this.config = parts.config;
+    this.events = parts.events ?? silentEvents;
+    this.now = parts.now ?? (() => new Date());
+    this.files = parts.files ?? hostExportFiles;
+    this.#crashAt = parts.crashAt;
+    this.#openCatalog = opener(parts.catalog ?? configured.catalog);
+    this.#openVcenter = opener(parts.vcenter ?? configured.vcenter);
+    this.#openArrays = opener(parts.arrays ?? configured.arrays);
+  }
 
   /** Opened on first use: commands that only read vCenter never create a catalog file. */
   get catalog(): Catalog {
-    this.#catalog ??= Catalog.open(this.config.catalog.path);
+    this.#catalog ??= this.#openCatalog();
     return this.#catalog;
   }
 
   vcenter(): Promise<VcenterSession> {
-    const session = this.#vcenter ?? connect(this.config.vcenter);
-    this.#vcenter = session;
-    return session;
+    this.#vcenter ??= (async () => this.#openVcenter())();
+    return this.#vcenter;
   }
 
   arrays(): Promise<Map<string, StorageArray>> {
-    const arrays =
-      this.#arrays ??
-      (async () => {
-        const map = new Map<string, StorageArray>();
-        for (const a of this.config.arrays) map.set(a.name, await openArray(a));
-        return map;
-      })();
-    this.#arrays = arrays;
-    return arrays;
+    this.#arrays ??= (async () => this.#openArrays())();
+    return this.#arrays;
   }
 
   async array(name: string): Promise<StorageArray> {
@@ -59,12 +104,21 @@ export class EngineContext {
     return found;
   }
 
+  /**
+   * A point where recovery tests stop an operation: the process kills itself when `SNAPKEEPER_CRASH_AT` names
+   * it (crashPoint below), and an operation of a context whose `crashAt` hook says so never goes on.
+   */
+  async crashPoint(point: string): Promise<void> {
+    crashPoint(point);
+    if (this.#crashAt?.(point)) await new Promise<never>(() => {});
+  }
+
   async close(): Promise<void> {
     if (this.#vcenter !== undefined) {
       try {
         await (await this.#vcenter).logout();
       } catch {
-        // A failed logout leaves a session that vCenter expires on its own; nothing to undo.
+        // A failed logout (or connect) leaves a session that vCenter expires on its own; nothing to undo.
       }
     }
     this.#catalog?.close();

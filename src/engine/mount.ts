@@ -1,20 +1,24 @@
 import { join } from 'node:path';
 import type { Mount } from '../catalog/index.js';
-import { ConflictError, NotFoundError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { Host, Inventory } from '../model/inventory.js';
-import { asCaller, createDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
-import { crashPoint, type EngineContext } from './context.js';
+import type { VcenterSession } from '../vsphere/index.js';
+import type { EngineContext } from './context.js';
 import { ownedLabel } from './ids.js';
 import {
   catalogBackup,
   type DatastorePlace,
   datastorePlaces,
-  detachAllAndRemoveDatastore,
   mountedDatastorePrefix,
   step,
 } from './restore-common.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
+import { type MountData, unmountOne } from './steps/mounts.js';
+
+export type { MountData, MountedDatastore } from './steps/mounts.js';
+
+import { journal } from './journal/write.js';
+import { checkedOperation, runOperation } from './operation.js';
 
 /**
  * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
@@ -24,25 +28,6 @@ import { checkedOperation, runOperation } from './restore-undo.js';
  * cannot be deleted or expired while mounted; while the mount is being made, the operation's lock
  * `backup:<id>` pins it. `unmount` removes the datastores and deletes the clones.
  */
-
-export interface MountedDatastore {
-  /** Name of the mounted datastore (`snapkeeper-<backup>-<source>`). */
-  name: string;
-  id: string;
-  /** The backed-up datastore it shows. */
-  source: string;
-  path: string;
-  array: string;
-  cloneId: string;
-}
-
-/** What a `datastore` mount record holds (Mount.data). */
-export interface MountData {
-  host: string;
-  hostId: string;
-  datastores: MountedDatastore[];
-  clones: { array: string; cloneId: string }[];
-}
 
 export interface MountResult extends MountData {
   mountId: string;
@@ -76,7 +61,7 @@ export function checkMountable(backup: BackupRecord, inventory: Inventory): void
  */
 export async function mountSteps(
   ctx: EngineContext,
-  vc: VsphereCaller,
+  vc: VcenterSession,
   opId: string,
   mountId: string,
   backup: BackupRecord,
@@ -100,44 +85,35 @@ export async function mountSteps(
       (c) => ({ cloneId: c.id }),
     );
     data.clones.push({ array: s.array, cloneId: clone.id });
-    crashPoint('mount-cloned');
+    await ctx.crashPoint('mount-cloned');
     for (const [source, volumes] of Object.entries(s.datastores)) {
       if (volumes.length !== 1) continue; // a datastore over several volumes cannot be one directory
       const subPath = places.get(source)?.subPath ?? '';
-      const path = subPath === '' ? join(clone.path, volumes[0]!) : join(clone.path, volumes[0]!, subPath);
+      const volumeExport = clone.volumeExports[volumes[0]!];
+      if (volumeExport === undefined) {
+        throw new SnapkeeperError(
+          'CLONE_VOLUME_MISSING',
+          `clone ${clone.id} of array ${s.array} does not export volume ${volumes[0]}`,
+        );
+      }
+      const path = subPath === '' ? volumeExport : join(volumeExport, subPath);
       const name = mountedDatastoreName(backup.id, source);
       ctx.events.item(name, `mounting on ${host.name}`);
       const id = await step(
         ctx,
         opId,
         { action: 'datastore.create', target: name, data: { hostId: host.id, name, path } },
-        () => createDatastore(vc, host.id, name, path),
+        () => vc.createDatastore(host.id, name, path),
         (dsId) => ({ datastoreId: dsId }),
       );
       data.datastores.push({ name, id, source, path, array: s.array, cloneId: clone.id });
-      crashPoint('mount-datastore-created');
+      await ctx.crashPoint('mount-datastore-created');
     }
   }
   await step(ctx, opId, { action: 'mount.record', target: backup.id, data: { mountId } }, async () =>
     ctx.catalog.addMount({ id: mountId, backupId: backup.id, kind: 'datastore', data: { ...data } }),
   );
   return data;
-}
-
-/**
- * Removes a datastore mount: detaches any disk a VM still has on its datastores (a crashed attach), removes
- * the datastores, deletes the clones, then the record. Idempotent: safe to repeat after a crash.
- */
-export async function unmountOne(ctx: EngineContext, vc: VsphereCaller, mount: Mount): Promise<void> {
-  const data = mount.data as unknown as MountData;
-  const inventory = await (await ctx.vcenter()).inventory();
-  for (const ds of data.datastores ?? []) {
-    const live = inventory.datastores.find((d) => d.name === ds.name);
-    if (live) await detachAllAndRemoveDatastore(vc, inventory, live, data.hostId);
-  }
-  for (const c of data.clones ?? []) await (await ctx.array(c.array)).deleteClone(c.cloneId);
-  if ((await ctx.catalog.listMounts()).some((m) => m.id === mount.id))
-    await ctx.catalog.removeMount(mount.id);
 }
 
 export interface MountRequest {
@@ -155,9 +131,8 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   if (await datastoreMountOf(ctx, backup.id)) {
     throw new ConflictError('BACKUP_MOUNTED', `backup ${backup.id} is already mounted; unmount it first`);
   }
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const hostName = request.host ?? backup.vms[0]?.host ?? '';
   const host = inventory.hosts.find((h) => h.name === hostName);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `no host ${hostName} in vCenter`);
@@ -165,7 +140,6 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   const places = await datastorePlaces(ctx, inventory);
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: backup.id,
@@ -173,7 +147,7 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
     },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
-      await ctx.catalog.journal(opId, { action: 'commit', target: backup.id });
+      await journal(ctx.catalog, opId, { action: 'commit', target: backup.id });
       return { mountId: opId, backupId: backup.id, ...data };
     },
   );
@@ -202,10 +176,9 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       `disks of backup ${request.backupId} are attached to ${attached.map((a) => String(a.data.targetVm)).join(', ')}; detach them first`,
     );
   }
-  const vc = asCaller(await ctx.vcenter());
+  const vc = await ctx.vcenter();
   return runOperation(
     ctx,
-    vc,
     {
       kind: 'mount',
       subject: request.backupId,
@@ -215,14 +188,14 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
       const out: UnmountResult = { backupId: request.backupId, unmounted: [] };
       for (const m of datastoreMounts) {
         // Journaled as a roll-forward step: once begun, recover finishes the unmount rather than undo it.
-        await ctx.catalog.journal(opId, {
+        await journal(ctx.catalog, opId, {
           action: 'unmount.begin',
           target: request.backupId,
           data: { mountId: m.id },
         });
         ctx.events.phase(`unmount ${m.id}`);
         await unmountOne(ctx, vc, m);
-        crashPoint('unmount-done');
+        await ctx.crashPoint('unmount-done');
         const data = m.data as unknown as MountData;
         out.unmounted.push({
           mountId: m.id,
@@ -230,7 +203,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
           clones: (data.clones ?? []).length,
         });
       }
-      await ctx.catalog.journal(opId, { action: 'commit', target: request.backupId });
+      await journal(ctx.catalog, opId, { action: 'commit', target: request.backupId });
       return out;
     },
   );

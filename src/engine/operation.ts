@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   HEARTBEAT_INTERVAL_MS,
   type LockManager,
@@ -5,6 +6,17 @@ import {
   type OperationJournal,
   type OperationKind,
 } from '../catalog/index.js';
+import { errorMessage, SnapkeeperError } from '../errors.js';
+import type { EngineContext } from './context.js';
+import { newOperationId } from './ids.js';
+import { anyDeadOperation, emptyReport, repairOperations, undoJournal } from './journal/recovery.js';
+import { readJournal } from './journal/write.js';
+
+/**
+ * The operation runner: begin, locks, lease, finish; and for journaled operations (restore, mount, attach)
+ * the repair of dead operations first and the undo of its own journal when it fails. It stands on the
+ * recovery registry (journal/recovery.ts) and below every entry point.
+ */
 
 export interface OperationSpec {
   id: string;
@@ -103,4 +115,71 @@ export async function withOperation<T>(
   }
   await op.finish('done');
   return value;
+}
+
+/** Set while an entry point runs its checks again after the repair in `runOperation` changed things. */
+const revalidation = new AsyncLocalStorage<'first' | 'again'>();
+
+/** Thrown by `runOperation` when the checks made before it may be stale; `checkedOperation` runs them again. */
+class ChecksStale extends Error {}
+
+/**
+ * Runs an entry point (restore, mount, unmount, attach, detach: its checks, then `runOperation`). When the
+ * repair `runOperation` does before it begins repaired interrupted operations, what was checked (the
+ * inventory, the mounts) may have changed: the entry point runs once more, checks first, on fresh state.
+ */
+export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await revalidation.run('first', fn);
+  } catch (err) {
+    if (!(err instanceof ChecksStale)) throw err;
+    return revalidation.run('again', fn);
+  }
+}
+
+/**
+ * Runs one journaled operation (restore, mount, attach): repairs what dead operations left, begins it,
+ * takes its locks, runs `body`; on failure undoes what the journal says was done and closes the operation
+ * as failed (or leaves it open for `recover` when undoing failed too), then rethrows with what happened.
+ *
+ * Callers make every check (and return dry runs) before calling it: the repair is the first change, so a
+ * dry run or a refused request (exit 3) changes nothing, not even a crashed backup's VMs.
+ */
+export async function runOperation<T>(
+  ctx: EngineContext,
+  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: LockRequest[] },
+  body: (opId: string) => Promise<T>,
+): Promise<T> {
+  // What dead operations left is repaired first (only now: nothing before this point changes anything).
+  // Whatever the repair touched may be what the caller checked: then its checks run again.
+  const dead = await anyDeadOperation(ctx);
+  await repairOperations(ctx, emptyReport(false), { onlyDead: true });
+  if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
+  const opId = newOperationId(op.kind, ctx.now());
+  const running = await RunningOperation.begin(ctx.catalog, { id: opId, ...op });
+  try {
+    const value = await body(opId);
+    await running.finish('done');
+    return value;
+  } catch (err) {
+    ctx.events.phase('undo');
+    const undo = await undoOwnJournal(ctx, opId);
+    if (undo.clean) await running.finish('failed', { repaired: true });
+    else running.abandon();
+    const why = undo.clean
+      ? 'everything it did was undone'
+      : `undoing failed (${undo.errors.join('; ')}); run snapkeeper recover`;
+    const code = err instanceof SnapkeeperError ? err.code : `${op.kind.toUpperCase()}_FAILED`;
+    throw new SnapkeeperError(code, `${op.kind} failed: ${errorMessage(err)}; ${why}`, {
+      cause: err,
+      details: { ...(err instanceof SnapkeeperError ? err.details : {}), operation: opId, undo },
+    });
+  }
+}
+
+/** Undoes what a failed operation of this process journaled; a journal that does not read back is not guessed at. */
+async function undoOwnJournal(ctx: EngineContext, opId: string) {
+  const { entries, problems } = readJournal(await ctx.catalog.journalEntries(opId));
+  if (problems.length > 0) return { clean: false, actions: [], errors: problems };
+  return undoJournal(ctx, await ctx.vcenter(), entries, { dryRun: false });
 }

@@ -1,4 +1,4 @@
-import type { ArrayVolume } from '../arrays/types.js';
+import type { ArrayVolume } from '../arrays/index.js';
 import type { Config } from '../config/load.js';
 import type { Datastore } from '../model/inventory.js';
 import { type DatastoreMapping, mapDatastoresToVolumes } from '../rules/index.js';

@@ -1,6 +1,5 @@
 import { withRetry } from '../util/retry.js';
-import { isFault } from '../vsphere/index.js';
-import type { VcenterSession } from '../vsphere/session.js';
+import { isFault, type VcenterSession } from '../vsphere/index.js';
 
 export interface ReleaseResult {
   removedSnapshots: number;

@@ -1,36 +1,22 @@
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
-import { layout } from '../arrays/fs/layout.js';
-import type { StorageArray } from '../arrays/types.js';
+import { basename, dirname, join } from 'node:path';
+import { text } from 'node:stream/consumers';
+import type { StorageArray } from '../arrays/index.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import { datastorePathToRelative } from '../rules/datastores.js';
-import { pathExists } from '../util/fs.js';
-import { detachDiskFiles, isGone, removeDatastore, type VsphereCaller } from '../vsphere/vm-ops.js';
+import { datastorePathToRelative } from '../rules/index.js';
+import { isGone, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
+import type { ExportFiles } from './export-files.js';
 import { BACKUP_ID_PATTERN, newBackupId } from './ids.js';
 import { listArrayVolumes, mapConfiguredDatastores } from './placement.js';
 import { applyRule } from './rule-errors.js';
 
 /**
  * What restore, mount and attach share: finding a backup's VM and where its disk files are inside the array
- * snapshot, placing restored files on a datastore's volume, and the operation journal with its undo.
- *
- * Journal actions (every one written before its side effect, completed after it):
- *   files.place     { dir, createdDir, stems }          undo: delete those files (or the directory we made)
- *   vm.create       { name, vmxFile } -> { vmId }         undo: destroy that VM (powered off first)
- *   vm.power-off    { wasOn }                            undo: power the VM on again if it still exists
- *   vm.unregister   { spec, wasOn }                      undo: re-create the VM from its captured spec
- *   dirs.swap       { pairs: [{ dir, aside, staged, hadDir }] }  undo: put the old directory back
- *   vm.reconfigure  { added: files, removed: disks }     undo: detach the added, re-add the removed disks
- *   array.clone     { array, snapshotId, label } -> { cloneId }  undo: delete the clone
- *   datastore.create { hostId, name, path } -> { datastoreId }   undo: remove the datastore
- *   vm.attach       { files }                            undo: detach those disk files
- *   mount.record    { mountId }                          undo: remove the catalog mount record
- *   commit          {}                                   everything is done: recovery only finalizes
- * The undo itself is `undoJournal` in restore-undo.ts, which both the operation's own failure path
- * (`runOperation`) and `recover` (through undo.ts) run: the same, idempotent code.
+ * snapshot, placing restored files on a datastore's volume, and the journaled `step`. Every journal action,
+ * its data and its undo or roll-forward are in the registry (journal/actions.ts, journal/recovery.ts),
+ * which both the operation's own failure path (operation.ts `runOperation`) and `recover` run.
  */
 
 export const DATASTORE_PREFIX = 'snapkeeper-';
@@ -62,20 +48,23 @@ export function mountedDatastorePrefix(backupId: string): string {
 
 /**
  * True when a datastore is one a mount made: named `snapkeeper-<backup id>-<datastore>` AND pointing into
- * the clone directory of a configured array. A user's datastore that merely starts with `snapkeeper-` (say
- * `snapkeeper-data`) is neither, and is never touched.
+ * a clone of a configured array (the array says so: `resolveExport`). A user's datastore that merely starts
+ * with `snapkeeper-` (say `snapkeeper-data`) is neither, and is never touched.
  */
-export function isMountedDatastore(ctx: EngineContext, ds: { name: string; url: string }): boolean {
+export async function isMountedDatastore(
+  ctx: EngineContext,
+  ds: { name: string; url: string },
+): Promise<boolean> {
   if (!ds.name.startsWith(DATASTORE_PREFIX)) return false;
   const rest = ds.name.slice(DATASTORE_PREFIX.length);
   // A backup id is 22 characters (`20261125-081500-a1b2c3`), then `-` and the backed-up datastore's name.
   const id = rest.slice(0, 22);
   if (!BACKUP_ID_PATTERN.test(id) || rest.length < 24 || rest[22] !== '-') return false;
-  const url = resolve(ds.url.replace(/^file:\/\//, ''));
-  return ctx.config.arrays.some((a) => {
-    const clones = resolve(layout.clones(a.path));
-    return url.startsWith(`${clones}${sep}`);
-  });
+  const path = ds.url.replace(/^file:\/\//, '');
+  for (const array of (await ctx.arrays()).values()) {
+    if ((await array.resolveExport(path))?.kind === 'clone') return true;
+  }
+  return false;
 }
 
 /**
@@ -84,7 +73,7 @@ export function isMountedDatastore(ctx: EngineContext, ds: { name: string; url: 
  * A VM that disappears meanwhile has nothing left to detach.
  */
 export async function detachAllAndRemoveDatastore(
-  vc: VsphereCaller,
+  vc: VcenterSession,
   inventory: Inventory,
   datastore: { id: string; name: string },
   hostId: string,
@@ -93,12 +82,12 @@ export async function detachAllAndRemoveDatastore(
     const files = vm.disks.filter((d) => d.datastore === datastore.name).map((d) => d.file);
     if (files.length === 0) continue;
     try {
-      await detachDiskFiles(vc, vm.id, files);
+      await vc.detachDiskFiles(vm.id, files);
     } catch (err) {
       if (!isGone(err)) throw err;
     }
   }
-  await removeDatastore(vc, hostId, datastore.id);
+  await vc.removeDatastore(hostId, datastore.id);
 }
 
 /** The short suffix of an operation id, used to name staging directories and restored files. */
@@ -289,20 +278,21 @@ const EXTENT = /^(RW|RDONLY|NOACCESS)(\s+\d+\s+\S+\s+)"([^"]+)"(.*)$/;
 /**
  * Restores one disk from the snapshot into `targetDir` as `<stem>.vmdk` (descriptor) with its extents
  * (`<stem>-flat.vmdk`, ...). Extents go through StorageArray.restoreFile: a clone on btrfs and reflink (no
- * data copied), a copy with progress on the copy driver. The small text descriptor is rewritten so that it
- * names the new extent files.
+ * data copied), a copy with progress on the copy driver. The small text descriptor is read from the
+ * snapshot and written rewritten so that it names the new extent files.
  */
 export async function placeDisk(
   array: StorageArray,
+  files: ExportFiles,
   source: DiskSource,
   targetDir: string,
   stem: string,
   options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<PlacedDisk> {
-  const volumeRoot = await array.snapshotVolumePath(source.snapshotId, source.volume);
-  const descriptorPath = join(volumeRoot, source.relativePath);
-  const s = await lstat(descriptorPath).catch(() => undefined);
-  if (!s?.isFile()) {
+  const s = await array
+    .statFile(source.snapshotId, source.volume, source.relativePath)
+    .catch(() => undefined);
+  if (!s) {
     throw new NotFoundError(
       'FILE_NOT_FOUND',
       `the array snapshot holds no file ${source.relativePath} on volume ${source.volume}`,
@@ -311,10 +301,17 @@ export async function placeDisk(
   const out: PlacedDisk = { descriptor: join(targetDir, `${stem}.vmdk`), files: [], cloned: true, bytes: 0 };
   const relDir = dirname(source.relativePath);
   // A descriptor is a small text file; anything large is a single-file disk restored as it is.
-  const text = s.size < 64 * 1024 ? await readFile(descriptorPath, 'utf8') : '';
-  const lines = text.split('\n');
+  const descriptor =
+    s.size < 64 * 1024
+      ? await text(
+          await array.readFile(source.snapshotId, source.volume, source.relativePath, {
+            signal: options.signal,
+          }),
+        )
+      : '';
+  const lines = descriptor.split('\n');
   const extents = lines.map((l) => EXTENT.exec(l)).filter((m) => m !== null);
-  if (extents.length === 0 || text.includes('\0')) {
+  if (extents.length === 0 || descriptor.includes('\0')) {
     const r = await array.restoreFile(
       source.snapshotId,
       source.volume,
@@ -344,7 +341,7 @@ export async function placeDisk(
     out.cloned &&= r.cloned;
     out.bytes += r.bytes;
   }
-  await writeFile(out.descriptor, rewritten.join('\n'), { flag: 'wx' });
+  await files.writeNewFile(out.descriptor, rewritten.join('\n'));
   out.files.push(out.descriptor);
   return out;
 }
@@ -354,9 +351,9 @@ function extentName(stem: string, n: number, count: number): string {
 }
 
 /** Makes `dir` unless it exists; returns whether it was made (then undo removes it whole). */
-export async function ensureDir(dir: string): Promise<boolean> {
-  if (await pathExists(dir)) return false;
-  await mkdir(dir, { recursive: true });
+export async function ensureDir(files: ExportFiles, dir: string): Promise<boolean> {
+  if (await files.exists(dir)) return false;
+  await files.makeDirectory(dir);
   return true;
 }
 
@@ -364,23 +361,17 @@ export async function ensureDir(dir: string): Promise<boolean> {
  * Removes what a `files.place` step wrote: the whole directory when the step made it, else the files named
  * after its stems (`<stem>.vmdk`, `<stem>-flat.vmdk`, ...). Idempotent.
  */
-export async function removePlaced(data: Record<string, unknown>): Promise<void> {
+export async function removePlaced(files: ExportFiles, data: Record<string, unknown>): Promise<void> {
   const dir = String(data.dir ?? '');
   if (dir === '' || basename(dir) === '') return;
   if (data.createdDir === true) {
-    await rm(dir, { recursive: true, force: true });
+    await files.remove(dir);
     return;
   }
   const stems = (data.stems as string[] | undefined) ?? [];
-  let names: string[] = [];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
+  for (const n of await files.list(dir)) {
     if (stems.some((s) => n === `${s}.vmdk` || (n.startsWith(`${s}-`) && n.endsWith('.vmdk')))) {
-      await rm(join(dir, n), { force: true });
+      await files.remove(join(dir, n));
     }
   }
 }
@@ -398,16 +389,5 @@ export function checkFreeSpace(needs: Map<Datastore, number>): void {
   }
 }
 
-/** Journals one step, runs it, completes the entry with its result data. */
-export async function step<T>(
-  ctx: EngineContext,
-  operationId: string,
-  entry: { action: string; target: string; data?: Record<string, unknown> },
-  fn: (entryId: number) => Promise<T>,
-  resultData?: (value: T) => Record<string, unknown>,
-): Promise<T> {
-  const id = await ctx.catalog.journal(operationId, entry);
-  const value = await fn(id);
-  await ctx.catalog.completeJournal(id, resultData ? resultData(value) : undefined);
-  return value;
-}
+/** Journals one step through the typed registry (journal/write.ts), runs it, completes it. */
+export { journalStep as step } from './journal/write.js';

@@ -1,15 +1,8 @@
 import { join } from 'node:path';
 import { NotFoundError, UsageError } from '../errors.js';
 import type { DiskRecord } from '../model/backup.js';
-import { pathExists } from '../util/fs.js';
-import {
-  type DiskAttachment,
-  freeScsiSlots,
-  reconfigureDisks,
-  type VmDevices,
-  vmDevices,
-} from '../vsphere/vm-ops.js';
-import { crashPoint } from './context.js';
+import { type DiskAttachment, freeScsiSlots, type VmDevices } from '../vsphere/index.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -47,7 +40,7 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
     plans.map((pl) => pl.place),
   );
   checkFreeSpace(spaceNeeds(plans));
-  const devices = await vmDevices(p.vc, target.id);
+  const devices = await p.vc.vmDevices(target.id);
   const replaced = request.replace ? replacedDisks(target.name, devices, plans, request) : undefined;
   const slots = replaced ? plans.map((pl) => replaced.get(pl.disk)!) : freeScsiSlots(devices, plans.length);
   const stemOf = (pl: DiskPlan, suffix: string) => `${vm.name}_${pl.index}-restored-${suffix}`;
@@ -74,13 +67,13 @@ export async function restoreIntoVm(p: Prepared, request: RestoreRequest): Promi
     const dirs = byDir(plans, dirOf, (pl) => stemOf(pl, suffix));
     const restored = new Map<DiskRecord, RestoredDisk>();
     for (const [dir, items] of dirs) {
-      const out = await placeDisks(p, opId, dir, items, !(await pathExists(dir)));
+      const out = await placeDisks(p, opId, dir, items, !(await p.ctx.files.exists(dir)));
       for (const [i, it] of items.entries()) restored.set(it.plan.disk, out[i]!);
     }
-    crashPoint('restore-files-placed');
+    await ctx.crashPoint('restore-files-placed');
     const disks = plans.map((pl) => restored.get(pl.disk)!);
     await attachRestored(p, opId, target.id, plans, disks, slots, replaced);
-    await ctx.catalog.journal(opId, { action: 'commit', target: target.id });
+    await journal(ctx.catalog, opId, { action: 'commit', target: target.id });
     return { ...result(p, opId, 'disks', disks), targetVm };
   });
 }
@@ -145,17 +138,17 @@ async function attachRestored(
   p.ctx.events.phase('reconfigure the VM');
   if (removed.length > 0) {
     await step(p.ctx, opId, { action: 'vm.reconfigure', target: vmId, data: { added: [], removed } }, () =>
-      reconfigureDisks(p.vc, vmId, { remove: removed }),
+      p.vc.reconfigureDisks(vmId, { remove: removed }),
     );
-    crashPoint('restore-disks-removed');
+    await p.ctx.crashPoint('restore-disks-removed');
   }
   await step(
     p.ctx,
     opId,
     { action: 'vm.reconfigure', target: vmId, data: { added: add.map((a) => a.file), removed: [] } },
-    () => reconfigureDisks(p.vc, vmId, { add }),
+    () => p.vc.reconfigureDisks(vmId, { add }),
   );
-  crashPoint('restore-vm-reconfigured');
+  await p.ctx.crashPoint('restore-vm-reconfigured');
   plans.forEach((pl, i) => {
     const old = replaced?.get(pl.disk);
     if (old) disks[i]!.replaced = old.file;

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { ConflictError, UsageError } from '../errors.js';
-import { pathExists } from '../util/fs.js';
-import { crashPoint } from './context.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -26,7 +25,7 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
   const plans: DiskPlan[] = p.disks.map((disk) => ({ disk, index: vm.disks.indexOf(disk), place }));
   checkFreeSpace(spaceNeeds(plans));
   const dir = join(place.path, `${vm.name}-restore-${backup.id}`);
-  if (await pathExists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
+  if (await ctx.files.exists(dir)) throw new ConflictError('TARGET_EXISTS', `${dir} already exists`);
   const stemOf = (pl: DiskPlan) => `${vm.name}_${pl.index}`;
   if (request.dryRun)
     return planned(
@@ -38,8 +37,8 @@ export async function restoreFiles(p: Prepared, request: RestoreRequest): Promis
     ctx.events.phase('restore disk files');
     const items = plans.map((pl) => ({ plan: pl, stem: stemOf(pl) }));
     const disks = items.length > 0 ? await placeDisks(p, opId, dir, items, true) : [];
-    crashPoint('restore-files-placed');
-    await ctx.catalog.journal(opId, { action: 'commit', target: dir });
+    await ctx.crashPoint('restore-files-placed');
+    await journal(ctx.catalog, opId, { action: 'commit', target: dir });
     return result(p, opId, 'files', disks);
   });
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
-import type { VsphereCaller } from '../vsphere/vm-ops.js';
+import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { type DatastorePlace, diskSource, ensureDir, placeDisk, step } from './restore-common.js';
 
@@ -75,7 +75,7 @@ export interface RestoreResult {
 /** A checked restore request: what every mode starts from. */
 export interface Prepared {
   ctx: EngineContext;
-  vc: VsphereCaller;
+  vc: VcenterSession;
   backup: BackupRecord;
   vm: VmRecord;
   inventory: Inventory;
@@ -108,13 +108,13 @@ export async function placeDisks(
     opId,
     { action: 'files.place', target: dir, data: { dir, createdDir, stems: items.map((i) => i.stem) } },
     async () => {
-      await ensureDir(dir);
+      await ensureDir(ctx.files, dir);
       const out: RestoredDisk[] = [];
       for (const { plan, stem } of items) {
         const src = diskSource(p.backup, plan.disk, p.places);
         const array = await ctx.array(src.array);
         ctx.events.item(plan.disk.label, array.instantClone ? 'cloning' : 'copying');
-        const placed = await placeDisk(array, src, dir, stem, {
+        const placed = await placeDisk(array, ctx.files, src, dir, stem, {
           ...(p.signal ? { signal: p.signal } : {}),
           onProgress: (done, total) =>
             ctx.events.item(plan.disk.label, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),

@@ -1,12 +1,10 @@
-import { rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { DiskRecord, VmRecord } from '../model/backup.js';
 import type { Folder, Host, Inventory, Vm } from '../model/inventory.js';
-import { pathExists } from '../util/fs.js';
-import type { CapturedDevice } from '../vsphere/inventory.js';
-import { type CreateVmSpec, createVm, powerOff, powerOn, unregisterVm } from '../vsphere/vm-ops.js';
-import { crashPoint } from './context.js';
+import type { CapturedDevice, CreateVmSpec } from '../vsphere/index.js';
+import type { SwapPair } from './journal/actions.js';
+import { journal } from './journal/write.js';
 import { checkFreeSpace, type DatastorePlace, opSuffix, step, targetPlace } from './restore-common.js';
 import {
   byDir,
@@ -22,7 +20,6 @@ import {
   result,
   spaceNeeds,
 } from './restore-plan.js';
-import type { SwapPair } from './restore-undo.js';
 
 /**
  * A whole VM restored as a new VM (`--as`) or to its original place (`--original`: the live VM is powered
@@ -58,13 +55,13 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
   }
   return p.run(locks, async (opId) => {
     const { disks, pairs } = await placeWholeVmDisks(p, t, opId);
-    crashPoint('restore-files-placed');
+    await p.ctx.crashPoint('restore-files-placed');
     if (t.original && t.live) await unregisterLive(p, t.live, opId);
     if (t.original) {
       await step(p.ctx, opId, { action: 'dirs.swap', target: t.name, data: { pairs } }, async () => {
         for (const pair of pairs) {
-          if (await pathExists(pair.dir)) await rename(pair.dir, pair.aside);
-          await rename(pair.staged, pair.dir);
+          if (await p.ctx.files.exists(pair.dir)) await p.ctx.files.move(pair.dir, pair.aside);
+          await p.ctx.files.move(pair.staged, pair.dir);
         }
       });
     }
@@ -74,16 +71,16 @@ export async function restoreWholeVm(p: Prepared, request: RestoreRequest): Prom
       p.ctx,
       opId,
       { action: 'vm.create', target: t.name, data: { name: t.name, vmxFile: createSpec.vmxFile } },
-      () => createVm(p.vc, createSpec),
+      () => p.vc.createVm(createSpec),
       (id) => ({ vmId: id }),
     );
-    crashPoint('restore-vm-created');
+    await p.ctx.crashPoint('restore-vm-created');
     if (request.powerOn) {
-      await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => powerOn(p.vc, vmId));
+      await step(p.ctx, opId, { action: 'vm.power-on', target: vmId }, () => p.vc.powerOnVm(vmId));
     }
-    await p.ctx.catalog.journal(opId, { action: 'commit', target: t.name });
+    await journal(p.ctx.catalog, opId, { action: 'commit', target: t.name });
     // The replaced VM's old files go only now that its replacement exists.
-    for (const pair of pairs) await rm(pair.aside, { recursive: true, force: true });
+    for (const pair of pairs) await p.ctx.files.remove(pair.aside);
     return {
       ...result(p, opId, t.original ? 'original' : 'new', disks),
       targetVm: {
@@ -127,7 +124,7 @@ async function wholeVmTarget(p: Prepared, request: RestoreRequest): Promise<Whol
   if (!dirs.has(homeDir)) dirs.set(homeDir, []);
   if (!original) {
     for (const dir of dirs.keys()) {
-      if (await pathExists(dir)) {
+      if (await p.ctx.files.exists(dir)) {
         throw new ConflictError('TARGET_EXISTS', `${dir} already exists: a VM named ${name} had files there`);
       }
     }
@@ -185,7 +182,7 @@ async function placeWholeVmDisks(
         dir,
         staged: target,
         aside: `${dir}.snapkeeper-old-${suffix}`,
-        hadDir: await pathExists(dir),
+        hadDir: await p.ctx.files.exists(dir),
       });
     }
   }
@@ -196,16 +193,17 @@ async function placeWholeVmDisks(
 async function unregisterLive(p: Prepared, live: Vm, opId: string): Promise<void> {
   p.ctx.events.phase('replace the live VM');
   const wasOn = live.powerState === 'poweredOn';
-  await step(p.ctx, opId, { action: 'vm.power-off', target: live.id, data: { wasOn } }, () =>
-    powerOff(p.vc, live.id),
-  );
+  await step(p.ctx, opId, { action: 'vm.power-off', target: live.id, data: { wasOn } }, async () => {
+    // Already off (a retry after a crash, or a VM that was never on) is what this step wants.
+    if ((await p.vc.vmDevices(live.id)).powerState !== 'poweredOff') await p.vc.powerOffVm(live.id);
+  });
   await step(
     p.ctx,
     opId,
     { action: 'vm.unregister', target: live.id, data: { wasOn, spec: liveSpec(live, p.inventory) } },
-    () => unregisterVm(p.vc, live.id),
+    () => p.vc.unregisterVm(live.id),
   );
-  crashPoint('restore-unregistered');
+  await p.ctx.crashPoint('restore-unregistered');
 }
 
 /** The restored VM's configuration: as captured at backup time, with the restored disks. */

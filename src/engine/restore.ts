@@ -1,12 +1,11 @@
 import { NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
-import { asCaller } from '../vsphere/vm-ops.js';
 import type { EngineContext } from './context.js';
+import { checkedOperation, runOperation } from './operation.js';
 import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
 import type { Prepared, RestoreRequest, RestoreResult } from './restore-plan.js';
-import { checkedOperation, runOperation } from './restore-undo.js';
 import { restoreWholeVm } from './restore-vm.js';
 
 export type { RestoredDisk, RestoreRequest, RestoreResult } from './restore-plan.js';
@@ -58,9 +57,8 @@ async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise
   }
 
   ctx.events.phase('connect');
-  const session = await ctx.vcenter();
-  const vc = asCaller(session);
-  const inventory = await session.inventory();
+  const vc = await ctx.vcenter();
+  const inventory = await vc.inventory();
   const places = await datastorePlaces(ctx, inventory);
   const { disks, warnings } = chosenDisks(backup, vm, request);
   const p: Prepared = {
@@ -131,7 +129,7 @@ function chosenDisks(
 }
 
 /**
- * Runs the journaled body as a `restore` operation (restore-undo.ts runOperation), holding `locks` and
+ * Runs the journaled body as a `restore` operation (operation.ts runOperation), holding `locks` and
  * `backup:<id>`: the backup cannot be deleted or expired while its files are read.
  */
 function inOperation<T>(
@@ -142,7 +140,6 @@ function inOperation<T>(
 ): Promise<T> {
   return runOperation(
     p.ctx,
-    p.vc,
     {
       kind,
       subject: `${p.backup.id}/${p.vm.name}`,

@@ -10,7 +10,14 @@ import {
 } from './faults.js';
 import { fetchInventory, flattenSnapshots } from './inventory.js';
 import { type CallOptions, type Invoker, retrieveOne, type ServiceContent } from './property.js';
-import type { CreateVmSnapshotOptions, DiskChanges, OperationOptions, VcenterSession } from './session.js';
+import type {
+  CreateVmSnapshotOptions,
+  CreateVmSpec,
+  DiskChanges,
+  OperationOptions,
+  VcenterSession,
+  VmDevices,
+} from './session.js';
 import { HttpTransport, retryIdempotentReads, type Transport, TransportError } from './transport.js';
 import * as vmOps from './vm-ops.js';
 import {
@@ -367,15 +374,15 @@ export class Vcenter implements VcenterSession, Invoker {
   // The VM and datastore operations restore, mount and attach need: vm-ops.ts holds their SOAP, with this
   // session as the caller.
 
-  createVm(spec: vmOps.CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+  createVm(spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
     return vmOps.createVm(this, spec, options);
   }
 
-  registerVm(spec: vmOps.CreateVmSpec, options: OperationOptions = {}): Promise<string> {
+  registerVm(spec: CreateVmSpec, options: OperationOptions = {}): Promise<string> {
     return vmOps.registerVm(this, spec, options);
   }
 
-  vmDevices(vmId: string, options: OperationOptions = {}): Promise<vmOps.VmDevices> {
+  vmDevices(vmId: string, options: OperationOptions = {}): Promise<VmDevices> {
     return vmOps.vmDevices(this, vmId, options);
   }
 

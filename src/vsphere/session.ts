@@ -1,9 +1,5 @@
 import type { Inventory, PowerState, VmSnapshotRef } from '../model/inventory.js';
-import type { CreateVmSpec, DiskAttachment, VmDevices } from './vm-ops.js';
-
-// The value types of the VM operations are defined next to the SOAP code that builds them (vm-ops.ts); they
-// are part of this contract and exported from it, so callers never import vm-ops.ts.
-export type { CreateVmSpec, DiskAttachment, VmDevices };
+import type { CapturedDevice } from './inventory.js';
 
 /**
  * What the layers above the vSphere client use: domain operations on VMs and datastores, addressed by the
@@ -25,6 +21,47 @@ export interface CreateVmSnapshotOptions extends OperationOptions {
   memory: boolean;
   /** Quiesce the guest file systems through VMware Tools. Ignored by vCenter for a VM not powered on. */
   quiesce: boolean;
+}
+
+/** One virtual disk as attached to a VM: an existing file, never created or destroyed by these calls. */
+export interface DiskAttachment {
+  /** Datastore path of the descriptor, `[ds] dir/file.vmdk`. */
+  file: string;
+  capacityBytes: number;
+  /** vSphere disk mode (`persistent`, `independent_persistent`, ...). */
+  diskMode: string;
+  controllerKey: number;
+  unitNumber: number;
+  /** Device label to keep (e.g. `Hard disk 1`); vCenter chooses one when absent. */
+  label?: string;
+}
+
+export interface CreateVmSpec {
+  name: string;
+  /** Folder id (from the inventory) the VM is created in. */
+  folderId: string;
+  hostId: string;
+  /** Datastore path of the .vmx, `[ds] dir/name.vmx`; it must not exist. */
+  vmxFile: string;
+  numCpu: number;
+  memoryMB: number;
+  guestId: string;
+  /** Keep this instance UUID (restore to the original place); vCenter assigns one when absent. */
+  instanceUuid?: string;
+  /** Controllers and NICs as captured at backup time (inventory.ts CapturedDevice). */
+  devices: CapturedDevice[];
+  /** Keep the NICs' MAC addresses (original place); new ones are generated otherwise. */
+  keepMacAddresses: boolean;
+  disks: DiskAttachment[];
+}
+
+export interface VmDevices {
+  powerState: PowerState;
+  name: string;
+  vmxFile: string;
+  disks: (DiskAttachment & { key: number })[];
+  /** Keys of the SCSI controllers, with their bus numbers. */
+  scsiControllers: { key: number; busNumber: number }[];
 }
 
 /** Disks to add (existing files) and to remove (by device key, files kept) in one reconfiguration. */

@@ -3,7 +3,7 @@ import type { PowerState } from '../model/inventory.js';
 import { isFault } from './faults.js';
 import { type CapturedDevice, isScsiController, parseVirtualDisk } from './inventory.js';
 import { arrayValue, type CallOptions, type Invoker, retrieveOne } from './property.js';
-import type { OperationOptions } from './session.js';
+import type { CreateVmSpec, DiskAttachment, OperationOptions, VmDevices } from './session.js';
 import { asObject, el, type MoRef, moRef, moRefXml, num, text, type XmlNode, xmlEscape } from './xml.js';
 
 /**
@@ -22,7 +22,7 @@ import { asObject, el, type MoRef, moRef, moRefXml, num, text, type XmlNode, xml
  * - A datastore a VM's host does not mount makes the simulator fail the request: callers check hosts first.
  */
 
-/** What these operations need from a session: `Vcenter` (client.ts) provides it. */
+/** The low-level surface these operations are built on: `Vcenter` (client.ts) passes itself. */
 export interface VsphereCaller extends Invoker {
   runTask(
     method: string,
@@ -32,49 +32,8 @@ export interface VsphereCaller extends Invoker {
   ): Promise<XmlNode | XmlNode[] | undefined>;
 }
 
-/** The session as a caller of these operations; a session that cannot do low-level calls is a bug. */
-export function asCaller(session: unknown): VsphereCaller {
-  const s = session as Partial<VsphereCaller>;
-  if (typeof s?.call !== 'function' || typeof s.runTask !== 'function') {
-    throw new SnapkeeperError('VCENTER_NO_LOW_LEVEL', 'the vCenter session does not offer call/runTask');
-  }
-  return s as VsphereCaller;
-}
-
 const vmRef = (id: string): MoRef => ({ type: 'VirtualMachine', value: id });
 const hostRef = (id: string): MoRef => ({ type: 'HostSystem', value: id });
-
-/** One virtual disk as attached to a VM: an existing file, never created or destroyed by these calls. */
-export interface DiskAttachment {
-  /** Datastore path of the descriptor, `[ds] dir/file.vmdk`. */
-  file: string;
-  capacityBytes: number;
-  /** vSphere disk mode (`persistent`, `independent_persistent`, ...). */
-  diskMode: string;
-  controllerKey: number;
-  unitNumber: number;
-  /** Device label to keep (e.g. `Hard disk 1`); vCenter chooses one when absent. */
-  label?: string;
-}
-
-export interface CreateVmSpec {
-  name: string;
-  /** Folder id (from the inventory) the VM is created in. */
-  folderId: string;
-  hostId: string;
-  /** Datastore path of the .vmx, `[ds] dir/name.vmx`; it must not exist. */
-  vmxFile: string;
-  numCpu: number;
-  memoryMB: number;
-  guestId: string;
-  /** Keep this instance UUID (restore to the original place); vCenter assigns one when absent. */
-  instanceUuid?: string;
-  /** Controllers and NICs as captured at backup time (inventory.ts CapturedDevice). */
-  devices: CapturedDevice[];
-  /** Keep the NICs' MAC addresses (original place); new ones are generated otherwise. */
-  keepMacAddresses: boolean;
-  disks: DiskAttachment[];
-}
 
 /** Controllers every new VM gets by default (vCenter and the simulator): never added again. */
 const DEFAULT_CONTROLLERS = new Set(['VirtualIDEController', 'VirtualPS2Controller', 'VirtualSIOController']);
@@ -199,15 +158,6 @@ export async function registerVm(
     await vc.runTask('ReconfigVM_Task', vmRef(result.value), `<spec>${config}</spec>`, options);
   }
   return result.value;
-}
-
-export interface VmDevices {
-  powerState: PowerState;
-  name: string;
-  vmxFile: string;
-  disks: (DiskAttachment & { key: number })[];
-  /** Keys of the SCSI controllers, with their bus numbers. */
-  scsiControllers: { key: number; busNumber: number }[];
 }
 
 /** The VM's power state and current disks and SCSI controllers. NotFound when the VM is gone. */
@@ -335,25 +285,6 @@ export async function detachDiskFiles(
   return remove.length;
 }
 
-export async function powerOn(
-  vc: VsphereCaller,
-  vmId: string,
-  options: OperationOptions = {},
-): Promise<void> {
-  await vc.runTask('PowerOnVM_Task', vmRef(vmId), '', options);
-}
-
-/** Powers a VM off; a VM already off is left alone, a suspended one is powered off too (its state is lost). */
-export async function powerOff(
-  vc: VsphereCaller,
-  vmId: string,
-  options: OperationOptions = {},
-): Promise<void> {
-  const state = (await vmDevices(vc, vmId, options)).powerState;
-  if (state === 'poweredOff') return;
-  await vc.runTask('PowerOffVM_Task', vmRef(vmId), '', options);
-}
-
 /** Removes a VM from the inventory, keeping its files. The VM must be off. */
 export async function unregisterVm(
   vc: VsphereCaller,
@@ -363,6 +294,13 @@ export async function unregisterVm(
   await vc.call('UnregisterVM', vmRef(vmId), '', options);
 }
 
+/** Powers a VM off unless it is off already. */
+async function powerOffIfOn(vc: VsphereCaller, vmId: string, options: OperationOptions): Promise<void> {
+  const state = (await vmDevices(vc, vmId, options)).powerState;
+  if (state === 'poweredOff') return;
+  await vc.runTask('PowerOffVM_Task', vmRef(vmId), '', options);
+}
+
 /** Powers off (if needed) and destroys a VM with its home directory. Idempotent: a missing VM is done. */
 export async function destroyVm(
   vc: VsphereCaller,
@@ -370,7 +308,7 @@ export async function destroyVm(
   options: OperationOptions = {},
 ): Promise<void> {
   try {
-    await powerOff(vc, vmId, options);
+    await powerOffIfOn(vc, vmId, options);
     await vc.runTask('Destroy_Task', vmRef(vmId), '', options);
   } catch (err) {
     if (isGone(err)) return;

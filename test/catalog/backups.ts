@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConflictError, NotFoundError, UsageError } from '../../src/errors.js';
 import type { BackupRecord, BackupState, VmRecord } from '../../src/model/backup.js';
-import { type CatalogFactory, catalogPerCase } from './conformance.js';
+import { type CatalogFactory, catalogPerCase } from './harness.js';
 
 function vm(name: string, id = `vm-${name}`): VmRecord {
   return {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { ConflictError, LockedError, NotFoundError } from '../../src/errors.js';
-import { type CatalogFactory, catalogPerCase } from './conformance.js';
+import { type CatalogFactory, catalogPerCase } from './harness.js';
 
 export function operationCases(factory: CatalogFactory): void {
   const t = catalogPerCase(factory);

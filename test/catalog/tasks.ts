@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { TaskConfig } from '../../src/config/schema.js';
 import { ConflictError, NotFoundError, UsageError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { type CatalogFactory, catalogPerCase } from './conformance.js';
+import { type CatalogFactory, catalogPerCase } from './harness.js';
 
 /** A task using every field; the SQLite-only task tests damage it in the file. */
 export const web: TaskConfig = {

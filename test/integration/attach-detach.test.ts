@@ -6,7 +6,6 @@ import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
-import { asCaller, removeDatastore } from '../../src/vsphere/vm-ops.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
@@ -159,7 +158,7 @@ describe('attach and detach on a copy-driver lab', () => {
     const host = inv.hosts.find((h) => h.name === ds.hosts[0])!;
     const session = await connect(loadConfig(lab.configPath).vcenter);
     try {
-      await assert.rejects(removeDatastore(asCaller(session), host.id, ds.id), /in use/);
+      await assert.rejects(session.removeDatastore(host.id, ds.id), /in use/);
     } finally {
       await session.logout();
     }

@@ -188,7 +188,7 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
       to: 'app01',
       replace: true,
     };
-    const ctx = new EngineContext(config);
+    const ctx = new EngineContext({ config });
     try {
       await assert.rejects(runRestore(ctx, request), (err: unknown) => {
         assert.ok(err instanceof UsageError, String(err));

@@ -26,7 +26,7 @@ tasks: [{ name: nightly, select: { vms: [web01] } }]
 `;
   const config = parseConfig(text, join(dir, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
   Catalog.create(config.catalog.path).close();
-  return new EngineContext(config, undefined, () => new Date('2026-01-10T00:00:00Z'));
+  return new EngineContext({ config, now: () => new Date('2026-01-10T00:00:00Z') });
 }
 
 function backup(id: string, task: string, vms: string[], day: number): BackupRecord {

@@ -24,7 +24,7 @@ catalog: { path: ${root}/catalog.db }
 `;
     const config = parseConfig(text, join(root, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
     Catalog.create(config.catalog.path).close();
-    const ctx = new EngineContext(config);
+    const ctx = new EngineContext({ config });
     try {
       const array = await ctx.array('a');
       const snap = await array.snapshotGroup(['vol1'], { label: '20260101-000000-aaaaaa.0123456789ab' });

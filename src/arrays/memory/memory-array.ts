@@ -48,7 +48,8 @@ const SNAPSHOTS = '.snapshots';
  * conformance suite as the fs array. Its exports are virtual absolute paths: live volumes at
  * `/memory/<array>/<volume>`, clone volumes at `/memory/<array>/.clones/<clone id>/<volume>`. Tests (and a
  * fake vCenter) reach the files behind those paths through the host methods below (`writeFile`,
- * `readVolumeFile`, `writePath` ...), and can make any method fail once with `failNext`.
+ * `readVolumeFile`, `writePath`, `movePath` ...), which are also what an engine test gives the engine as the
+ * files behind its datastores, and can make any method fail once with `failNext`.
  */
 export class MemoryArray implements StorageArray {
   readonly name: string;
@@ -326,6 +327,32 @@ export class MemoryArray implements StorageArray {
     const node = this.nodeAt(path);
     if (node === undefined) return undefined;
     return node.kind === 'file' ? { type: 'file', size: node.size } : { type: 'directory', size: 0 };
+  }
+
+  /**
+   * Renames a file or directory tree within one export (as `rename(2)`: the target's directory must exist,
+   * the target must not; a move across exports is refused, as across file systems).
+   */
+  movePath(from: string, to: string): void {
+    const source = this.writablePlace(from);
+    const target = this.writablePlace(to);
+    if (source.tree !== target.tree || source.parts.length === 0 || target.parts.length === 0) {
+      throw new UsageError('ARRAY_INVALID_PATH', `array "${this.name}": cannot move ${from} to ${to}`);
+    }
+    const sourceDir = lookup(source.tree, source.parts.slice(0, -1));
+    const node = sourceDir?.kind === 'directory' ? sourceDir.entries.get(source.parts.at(-1)!) : undefined;
+    if (sourceDir?.kind !== 'directory' || node === undefined) {
+      throw new NotFoundError('FILE_NOT_FOUND', `array "${this.name}": no file or directory ${from}`);
+    }
+    const targetDir = lookup(target.tree, target.parts.slice(0, -1));
+    if (targetDir?.kind !== 'directory') {
+      throw new NotFoundError('FILE_NOT_FOUND', `array "${this.name}": no directory for ${to}`);
+    }
+    if (targetDir.entries.has(target.parts.at(-1)!)) {
+      throw new ConflictError('TARGET_EXISTS', `array "${this.name}": ${to} already exists`);
+    }
+    sourceDir.entries.delete(source.parts.at(-1)!);
+    targetDir.entries.set(target.parts.at(-1)!, node);
   }
 
   /** Removes a file or a directory tree (not a volume's root); missing is fine. */

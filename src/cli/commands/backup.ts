@@ -1,11 +1,11 @@
 import { type Command, Option } from 'commander';
-import { runBackup } from '../../engine/backup.js';
+import { runBackup } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
 import { BACKUP_MODES, type BackupMode } from '../../model/modes.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { backupExitCode, formatBackup, formatBackupList } from '../format.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 export function registerBackup(program: Command, run: Runner): void {
   program

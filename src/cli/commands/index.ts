@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { CliContext, CommandResult } from '../context.js';
 import { refuseRepeatedOptions } from '../options.js';
 import { registerBackup } from './backup.js';
 import { registerInit } from './init.js';
@@ -7,12 +6,10 @@ import { registerInventory } from './inventory.js';
 import { registerLab } from './lab.js';
 import { registerMaintenance } from './maintenance.js';
 import { registerRestore } from './restore.js';
+import type { Runner } from './runner.js';
 import { registerTask } from './task.js';
 
-/** Wraps a command implementation so main can print its result; see main.ts. */
-export type Runner = (
-  fn: (ctx: CliContext, ...args: never[]) => Promise<CommandResult>,
-) => (...args: unknown[]) => Promise<void>;
+export type { Runner } from './runner.js';
 
 /** Each command family lives in its own file and registers itself here. */
 export function registerCommands(program: Command, run: Runner): void {

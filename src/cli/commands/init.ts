@@ -8,14 +8,14 @@ import YAML from 'yaml';
 import { openArray } from '../../arrays/index.js';
 import { Catalog } from '../../catalog/index.js';
 import { parseConfig } from '../../config/load.js';
-import { applyRule } from '../../engine/rule-errors.js';
+import { applyRule } from '../../engine/index.js';
 import { ConflictError, UsageError } from '../../errors.js';
 import { BACKUP_MODES, type BackupMode } from '../../model/modes.js';
 import { mapDatastoresToVolumes } from '../../rules/index.js';
 import { connect } from '../../vsphere/index.js';
 import { type CliContext, ok } from '../context.js';
 import { table } from '../table.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 interface InitOptions {
   url?: string;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { datastoreVolumeNames } from '../../engine/placement.js';
+import { datastoreVolumeNames } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
 import type { Datastore, DiskKind, Inventory, Vm } from '../../model/inventory.js';
 import { matchesPattern } from '../../rules/index.js';
@@ -7,7 +7,7 @@ import { type CliContext, type CommandResult, ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { formatBytes } from '../progress.js';
 import { table } from '../table.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 const KIND_ORDER: DiskKind[] = ['flat', 'independent', 'rdm-physical', 'rdm-virtual'];
 

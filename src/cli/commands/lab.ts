@@ -3,7 +3,7 @@ import { ExitCode, UsageError } from '../../errors.js';
 import { labDown, labStatus, labUp, verifyLabVm } from '../../lab/index.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
 import { collect } from '../options.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 

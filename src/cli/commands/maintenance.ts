@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { Catalog } from '../../catalog/index.js';
-import { recover } from '../../engine/recover.js';
-import { deleteBackup, expireAll } from '../../engine/retention.js';
+import { deleteBackup, expireAll, recover } from '../../engine/index.js';
 import { ExitCode } from '../../errors.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 export function registerMaintenance(program: Command, run: Runner): void {
   program

@@ -1,14 +1,19 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { runAttach, runDetach } from '../../engine/attach.js';
-import { runMount, runUnmount } from '../../engine/mount.js';
-import { type RestoreResult, runRestore } from '../../engine/restore.js';
+import {
+  type RestoreResult,
+  runAttach,
+  runDetach,
+  runMount,
+  runRestore,
+  runUnmount,
+} from '../../engine/index.js';
 import { ExitCode } from '../../errors.js';
 import { type CliContext, ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { refuseIgnoredOptions } from '../options.js';
 import { formatBytes } from '../progress.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 interface RestoreOptions {
   backup: string;

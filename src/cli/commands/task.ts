@@ -1,13 +1,13 @@
 import { type Command, Option } from 'commander';
 import YAML from 'yaml';
 import { type TaskConfig, userTaskSchema } from '../../config/schema.js';
-import { assertEditable, findTask, listTasks } from '../../engine/tasks.js';
+import { assertEditable, findTask, listTasks } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
 import { BACKUP_MODES } from '../../model/modes.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { table } from '../table.js';
-import type { Runner } from './index.js';
+import type { Runner } from './runner.js';
 
 interface TaskOptions {
   vm?: string[];

@@ -430,6 +430,9 @@ export class FakeVcenter implements VcenterSession {
       const id = this.#state.id('vm');
       const config = this.#configOf(spec, id, datacenter, method);
       this.#state.files.add(spec.vmxFile);
+      const vmxHostPath = this.#state.hostPathOf(datacenter, spec.vmxFile);
+      if (vmxHostPath !== undefined)
+        this.#state.options.hostFiles?.write(vmxHostPath, `displayName = "${spec.name}"\n`);
       return this.#register(id, datacenter, spec, config);
     });
   }
@@ -546,6 +549,8 @@ export class FakeVcenter implements VcenterSession {
         // Destroy_Task deletes the VM's home directory; disks elsewhere stay.
         const home = homeDirOf(vm.config.vmxFile);
         for (const f of [...this.#state.files]) if (f.startsWith(home)) this.#state.files.delete(f);
+        const homeHostPath = this.#state.hostPathOf(vm.datacenter, home);
+        if (homeHostPath !== undefined) this.#state.options.hostFiles?.remove(homeHostPath);
         this.#unregister(vm);
       },
       vmId,
@@ -566,7 +571,8 @@ export class FakeVcenter implements VcenterSession {
       if (same && (same.hosts.has(hostId) || same.url !== path)) {
         throw fault('DuplicateName', `a datastore named ${name} exists`, `Datastore:${same.id}`, method);
       }
-      if (this.#state.options.pathExists && !this.#state.options.pathExists(path)) {
+      const pathExists = this.#state.options.hostFiles?.exists ?? this.#state.options.pathExists;
+      if (pathExists && !pathExists(path)) {
         throw fault('NotFound', `${path} does not exist on host ${host.name}`, undefined, method);
       }
       if (same) {

@@ -55,6 +55,17 @@ export interface FakeVcenterOptions {
    * it does not know are taken to exist.
    */
   pathExists?: (path: string) => boolean;
+  /**
+   * The host's files below the datastores' URLs, when the fake is paired with an array whose exports they
+   * are (e.g. a memory array): then they are the only truth about datastore files, as for vCenter. CreateVM
+   * writes the .vmx there, Destroy_Task removes the VM's home directory, and a file someone moved or deleted
+   * behind vCenter's back (a restore swapping VM directories) is gone for the fake too. Implies `pathExists`.
+   */
+  hostFiles?: {
+    exists(path: string): boolean;
+    write(path: string, text: string): void;
+    remove(path: string): void;
+  };
   /** Clock for snapshot creation times; default the system clock. */
   now?: () => Date;
 }

@@ -162,12 +162,19 @@ export class FakeState {
    * below the datastore's URL; undefined when the fake cannot tell (no hook).
    */
   exists(datacenter: string, file: string): boolean | undefined {
+    const host = this.hostPathOf(datacenter, file);
+    if (this.options.hostFiles) return host !== undefined && this.options.hostFiles.exists(host);
     if (this.files.has(file)) return true;
     const hostPathExists = this.options.pathExists;
     if (!hostPathExists) return undefined;
+    return host !== undefined && hostPathExists(host);
+  }
+
+  /** Where a datastore file (`[ds] dir/file`) is on the host, below its datastore's URL. */
+  hostPathOf(datacenter: string, file: string): string | undefined {
     const ds = this.datastoreByName(datacenter, datastoreOfPath(file));
-    const relative = file.replace(/^\[[^\]]*\]\s*/, '');
-    return ds !== undefined && hostPathExists(`${ds.url.replace(/\/+$/, '')}/${relative}`);
+    const relative = file.replace(/^\[[^\]]*\]\s*/, '').replace(/\/+$/, '');
+    return ds && `${ds.url.replace(/^file:\/\//, '').replace(/\/+$/, '')}/${relative}`;
   }
 
   usedBytes(datastore: string): number {
