@@ -6,7 +6,7 @@ import { datastorePathToRelative } from '../rules/index.js';
 import { type DiskAttachment, freeScsiSlots, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { journal } from './journal/write.js';
-import { checkMountable, datastoreMountOf, mountedDatastoreName, mountSteps } from './mount.js';
+import { checkMountable, datastoreMountOf, mountedDatastoreName, mountSteps, plannedMount } from './mount.js';
 import { checkedOperation, runOperation } from './operation.js';
 import {
   backupVm,
@@ -18,7 +18,8 @@ import {
   step,
 } from './restore-common.js';
 import { applyRule } from './rule-errors.js';
-import { type AttachData, detachOne, type MountData } from './steps/mounts.js';
+import { assertSnapshotsPresent } from './snapshot-presence.js';
+import { type AttachData, attachDataOf, detachOne, type MountData, mountDataOf } from './steps/mounts.js';
 
 /**
  * Attach (SPEC 3): a backup's standard disks made visible to a running VM for file-level recovery, without
@@ -34,6 +35,8 @@ export interface AttachRequest {
   vm: string;
   to: string;
   disks?: string[];
+  /** Check everything (the backup's array snapshots exist too) and report what would be attached where. */
+  dryRun?: boolean;
 }
 
 export interface AttachedDisk {
@@ -46,7 +49,10 @@ export interface AttachedDisk {
 }
 
 export interface AttachResult {
+  /** Empty for a dry run. */
   attachId: string;
+  /** A dry run: the disks as they would be attached (no device key yet), nothing changed. */
+  dryRun: boolean;
   backupId: string;
   vm: string;
   targetVm: { name: string; id: string };
@@ -77,13 +83,14 @@ interface AttachPlan {
 async function attachOnce(ctx: EngineContext, request: AttachRequest): Promise<AttachResult> {
   const plan = await attachPlan(ctx, request);
   const { backup, target } = plan;
+  if (request.dryRun) {
+    await assertSnapshotsPresent(ctx, backup);
+    const mount = plan.existing ? mountDataOf(plan.existing) : plannedMount(backup, plan.host);
+    return attachResult(plan, '', plan.existing?.id ?? '', mount, []);
+  }
   return runOperation(
     ctx,
-    {
-      kind: 'attach',
-      subject: backup.id,
-      locks: [`vm:${target.id}`, `mount:${backup.id}`, { resource: `backup:${backup.id}`, mode: 'shared' }],
-    },
+    { kind: 'attach', subject: backup.id, locks: [`vm:${target.id}`, `mount:${backup.id}`], reads: backup },
     (opId) => attachSteps(ctx, plan, opId),
   );
 }
@@ -107,7 +114,7 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   const host = inventory.hosts.find((h) => h.name === target.host);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `the host of VM ${target.name} is not in vCenter`);
   const twice = (await ctx.catalog.mountsOf(backup.id)).find(
-    (m) => m.kind === 'attach' && (m.data as unknown as AttachData).targetVmId === target.id,
+    (m) => m.kind === 'attach' && attachDataOf(m).targetVmId === target.id,
   );
   if (twice) {
     throw new ConflictError(
@@ -117,10 +124,11 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
     );
   }
   const existing = await datastoreMountOf(ctx, backup.id);
-  if (existing && (existing.data as unknown as MountData).hostId !== host.id) {
+  const existingData = existing ? mountDataOf(existing) : undefined;
+  if (existingData && existingData.hostId !== host.id) {
     throw new ConflictError(
       'MOUNTED_ELSEWHERE',
-      `backup ${backup.id} is mounted on ${String(existing.data.host)}, not on ${host.name} where ${target.name} runs; unmount it first`,
+      `backup ${backup.id} is mounted on ${existingData.host}, not on ${host.name} where ${target.name} runs; unmount it first`,
     );
   }
   if (!existing) checkMountable(backup, inventory);
@@ -158,7 +166,7 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
   const { vc, backup, target, existing } = plan;
   const mountId = existing?.id ?? attachMountId(opId);
   const mount = existing
-    ? (existing.data as unknown as MountData)
+    ? mountDataOf(existing)
     : await mountSteps(ctx, vc, opId, mountId, backup, plan.host, plan.places);
   const add = diskAttachments(plan, mount);
   ctx.events.phase(`attach to ${target.name}`);
@@ -177,13 +185,25 @@ async function attachSteps(ctx: EngineContext, plan: AttachPlan, opId: string): 
     ctx.catalog.addMount({ id: opId, backupId: backup.id, kind: 'attach', data: { ...data } }),
   );
   await journal(ctx.catalog, opId, { action: 'commit', target: target.id });
+  return attachResult(plan, opId, mountId, mount, keys);
+}
+
+/** What an attach did, or (no `attachId`, no device keys) what its dry run would do. */
+function attachResult(
+  plan: AttachPlan,
+  attachId: string,
+  mountId: string,
+  mount: MountData,
+  keys: number[],
+): AttachResult {
   return {
-    attachId: opId,
-    backupId: backup.id,
+    attachId,
+    dryRun: attachId === '',
+    backupId: plan.backup.id,
     vm: plan.vm.name,
-    targetVm: { name: target.name, id: target.id },
-    mount: { id: mountId, created: !existing, datastores: mount.datastores.map((d) => d.name) },
-    disks: add.map((a, i) => ({
+    targetVm: { name: plan.target.name, id: plan.target.id },
+    mount: { id: mountId, created: !plan.existing, datastores: mount.datastores.map((d) => d.name) },
+    disks: diskAttachments(plan, mount).map((a, i) => ({
       label: a.label,
       file: a.file,
       key: keys[i] ?? 0,
@@ -245,7 +265,7 @@ async function detachOnce(
   const attaches = (await ctx.catalog.listMounts()).filter(
     (m) =>
       m.kind === 'attach' &&
-      (m.data as unknown as AttachData).targetVm === request.to &&
+      attachDataOf(m).targetVm === request.to &&
       (request.backupId === undefined || m.backupId === request.backupId),
   );
   if (attaches.length === 0) {
@@ -255,7 +275,7 @@ async function detachOnce(
     );
   }
   const vc = await ctx.vcenter();
-  const vmIds = [...new Set(attaches.map((a) => (a.data as unknown as AttachData).targetVmId))];
+  const vmIds = [...new Set(attaches.map((a) => attachDataOf(a).targetVmId))];
   return runOperation(
     ctx,
     {
@@ -281,7 +301,7 @@ async function detachOnce(
         });
         ctx.events.phase(`detach ${a.id}`);
         const unmounted = await detachOne(ctx, vc, a);
-        const data = a.data as unknown as AttachData;
+        const data = attachDataOf(a);
         out.detached.push({
           attachId: a.id,
           backupId: a.backupId,

@@ -13,12 +13,13 @@ import {
   mountedDatastorePrefix,
   step,
 } from './restore-common.js';
-import { type MountData, unmountOne } from './steps/mounts.js';
+import { attachDataOf, type MountData, mountDataOf, unmountOne } from './steps/mounts.js';
 
 export type { MountData, MountedDatastore } from './steps/mounts.js';
 
 import { journal } from './journal/write.js';
 import { checkedOperation, runOperation } from './operation.js';
+import { assertSnapshotsPresent } from './snapshot-presence.js';
 
 /**
  * Mount (SPEC 3): a backup's array snapshot exposed as datastore(s) on a chosen host. The snapshot itself is
@@ -30,8 +31,11 @@ import { checkedOperation, runOperation } from './operation.js';
  */
 
 export interface MountResult extends MountData {
+  /** Empty for a dry run. */
   mountId: string;
   backupId: string;
+  /** A dry run: the datastores that would be mounted (no id, clone or path yet), nothing changed. */
+  dryRun: boolean;
 }
 
 export function mountedDatastoreName(backupId: string, datastore: string): string {
@@ -53,6 +57,26 @@ export function checkMountable(backup: BackupRecord, inventory: Inventory): void
       }
     }
   }
+}
+
+/**
+ * What a mount of `backup` on `host` would make, for dry runs: the datastores by name and source, without
+ * the ids, clones and paths only a real mount has.
+ */
+export function plannedMount(backup: BackupRecord, host: Host): MountData {
+  const datastores = backup.snapshots.flatMap((s) =>
+    Object.entries(s.datastores)
+      .filter(([, volumes]) => volumes.length === 1)
+      .map(([source]) => ({
+        name: mountedDatastoreName(backup.id, source),
+        id: '',
+        source,
+        path: '',
+        array: s.array,
+        cloneId: '',
+      })),
+  );
+  return { host: host.name, hostId: host.id, datastores, clones: [] };
 }
 
 /**
@@ -120,6 +144,8 @@ export interface MountRequest {
   backupId: string;
   /** Host to mount on (default: the host of the backup's first VM). */
   host?: string;
+  /** Check everything (the backup's array snapshots exist too) and report what would be mounted. */
+  dryRun?: boolean;
 }
 
 export function runMount(ctx: EngineContext, request: MountRequest): Promise<MountResult> {
@@ -137,18 +163,18 @@ async function mountOnce(ctx: EngineContext, request: MountRequest): Promise<Mou
   const host = inventory.hosts.find((h) => h.name === hostName);
   if (!host) throw new NotFoundError('HOST_NOT_FOUND', `no host ${hostName} in vCenter`);
   checkMountable(backup, inventory);
+  if (request.dryRun) {
+    await assertSnapshotsPresent(ctx, backup);
+    return { mountId: '', backupId: backup.id, dryRun: true, ...plannedMount(backup, host) };
+  }
   const places = await datastorePlaces(ctx, inventory);
   return runOperation(
     ctx,
-    {
-      kind: 'mount',
-      subject: backup.id,
-      locks: [`mount:${backup.id}`, { resource: `backup:${backup.id}`, mode: 'shared' }],
-    },
+    { kind: 'mount', subject: backup.id, locks: [`mount:${backup.id}`], reads: backup },
     async (opId) => {
       const data = await mountSteps(ctx, vc, opId, opId, backup, host, places);
       await journal(ctx.catalog, opId, { action: 'commit', target: backup.id });
-      return { mountId: opId, backupId: backup.id, ...data };
+      return { mountId: opId, backupId: backup.id, dryRun: false, ...data };
     },
   );
 }
@@ -173,7 +199,7 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
   if (attached.length > 0) {
     throw new ConflictError(
       'MOUNT_IN_USE',
-      `disks of backup ${request.backupId} are attached to ${attached.map((a) => String(a.data.targetVm)).join(', ')}; detach them first`,
+      `disks of backup ${request.backupId} are attached to ${attached.map((a) => attachDataOf(a).targetVm).join(', ')}; detach them first`,
     );
   }
   const vc = await ctx.vcenter();
@@ -196,11 +222,11 @@ async function unmountOnce(ctx: EngineContext, request: { backupId: string }): P
         ctx.events.phase(`unmount ${m.id}`);
         await unmountOne(ctx, vc, m);
         await ctx.crashPoint('unmount-done');
-        const data = m.data as unknown as MountData;
+        const data = mountDataOf(m);
         out.unmounted.push({
           mountId: m.id,
-          datastores: (data.datastores ?? []).map((d) => d.name),
-          clones: (data.clones ?? []).length,
+          datastores: data.datastores.map((d) => d.name),
+          clones: data.clones.length,
         });
       }
       await journal(ctx.catalog, opId, { action: 'commit', target: request.backupId });

@@ -7,10 +7,12 @@ import {
   type OperationKind,
 } from '../catalog/index.js';
 import { errorMessage, SnapkeeperError } from '../errors.js';
+import type { BackupRecord } from '../model/backup.js';
 import type { EngineContext } from './context.js';
 import { newOperationId } from './ids.js';
 import { anyDeadOperation, emptyReport, repairOperations, undoJournal } from './journal/recovery.js';
 import { readJournal } from './journal/write.js';
+import { assertSnapshotsPresent } from './snapshot-presence.js';
 
 /**
  * The operation runner: begin, locks, lease, finish; and for journaled operations (restore, mount, attach)
@@ -137,17 +139,30 @@ export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A journaled operation of restore, mount or attach, as `runOperation` runs it. */
+export interface JournaledSpec {
+  kind: 'restore' | 'mount' | 'attach';
+  subject: string;
+  locks: LockRequest[];
+  /**
+   * The backup whose data it reads: held shared for the whole operation (delete and expire wait), and its
+   * array snapshots must still exist once the hold is taken, or nothing is done.
+   */
+  reads?: BackupRecord;
+}
+
 /**
  * Runs one journaled operation (restore, mount, attach): repairs what dead operations left, begins it,
- * takes its locks, runs `body`; on failure undoes what the journal says was done and closes the operation
- * as failed (or leaves it open for `recover` when undoing failed too), then rethrows with what happened.
+ * takes its locks (and the hold on the backup it reads, whose snapshots it then checks), runs `body`; on
+ * failure undoes what the journal says was done and closes the operation as failed (or leaves it open for
+ * `recover` when undoing failed too), then rethrows with what happened.
  *
  * Callers make every check (and return dry runs) before calling it: the repair is the first change, so a
  * dry run or a refused request (exit 3) changes nothing, not even a crashed backup's VMs.
  */
 export async function runOperation<T>(
   ctx: EngineContext,
-  op: { kind: 'restore' | 'mount' | 'attach'; subject: string; locks: LockRequest[] },
+  op: JournaledSpec,
   body: (opId: string) => Promise<T>,
 ): Promise<T> {
   // What dead operations left is repaired first (only now: nothing before this point changes anything).
@@ -156,7 +171,14 @@ export async function runOperation<T>(
   await repairOperations(ctx, emptyReport(false), { onlyDead: true });
   if (dead && revalidation.getStore() === 'first') throw new ChecksStale();
   const opId = newOperationId(op.kind, ctx.now());
-  const running = await RunningOperation.begin(ctx.catalog, { id: opId, ...op });
+  const { reads, ...spec } = op;
+  const hold: LockRequest[] = reads ? [{ resource: `backup:${reads.id}`, mode: 'shared' }] : [];
+  const running = await RunningOperation.begin(ctx.catalog, {
+    id: opId,
+    ...spec,
+    locks: [...spec.locks, ...hold],
+  });
+  if (reads) await refuseUnlessPresent(ctx, running, reads);
   try {
     const value = await body(opId);
     await running.finish('done');
@@ -174,6 +196,23 @@ export async function runOperation<T>(
       cause: err,
       details: { ...(err instanceof SnapkeeperError ? err.details : {}), operation: opId, undo },
     });
+  }
+}
+
+/**
+ * Checked under the hold, so no delete can slip in between: a backup whose snapshot vanished (SNAPSHOT_MISSING,
+ * naming it) is refused like a refused lock, the operation closed with nothing done and the error as it is.
+ */
+async function refuseUnlessPresent(
+  ctx: EngineContext,
+  running: RunningOperation,
+  backup: BackupRecord,
+): Promise<void> {
+  try {
+    await assertSnapshotsPresent(ctx, backup);
+  } catch (err) {
+    await running.finish('failed', { repaired: true });
+    throw err;
   }
 }
 

@@ -8,7 +8,7 @@ import { datastorePathToRelative } from '../rules/index.js';
 import { isGone, type VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import type { ExportFiles } from './export-files.js';
-import { BACKUP_ID_PATTERN, newBackupId } from './ids.js';
+import { BACKUP_ID_PATTERN } from './ids.js';
 import { listArrayVolumes, mapConfiguredDatastores } from './placement.js';
 import { applyRule } from './rule-errors.js';
 
@@ -20,26 +20,6 @@ import { applyRule } from './rule-errors.js';
  */
 
 export const DATASTORE_PREFIX = 'snapkeeper-';
-
-/** The kinds of journaled operation this module runs; their ids label array clones. */
-const OPERATION_KINDS = ['restore', 'mount', 'attach'] as const;
-
-/**
- * A fresh operation id of `kind`, safe in file names and array labels: `restore-20261125-091500-a1b2c3`,
- * i.e. the kind and a backup-id-shaped stamp (one timestamp format for backups and operations: ids.ts).
- */
-export function newOperationId(kind: (typeof OPERATION_KINDS)[number], now: Date): string {
-  return `${kind}-${newBackupId(now)}`;
-}
-
-const OPERATION_ID_PATTERN = new RegExp(
-  `^(${OPERATION_KINDS.join('|')})-${BACKUP_ID_PATTERN.source.replace(/^\^|\$$/g, '')}$`,
-);
-
-/** True for an id `newOperationId` makes (what snapkeeper's restore, mount and attach label clones with). */
-export function isOperationId(id: string): boolean {
-  return OPERATION_ID_PATTERN.test(id);
-}
 
 /** How the datastores a mount of `backupId` makes are named: `snapkeeper-<backup id>-<datastore>`. */
 export function mountedDatastorePrefix(backupId: string): string {

@@ -5,6 +5,7 @@ import type { Datastore, Inventory } from '../model/inventory.js';
 import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { type DatastorePlace, diskSource, ensureDir, placeDisk, step } from './restore-common.js';
+import { assertSnapshotsPresent } from './snapshot-presence.js';
 
 /**
  * What the restore modes (restore-vm.ts, restore-disks.ts, restore-files.ts) share: the request and result
@@ -176,7 +177,10 @@ export function result(
   };
 }
 
-/** A dry run's answer: the disks as they would be placed (`cloned` is what the array would do). */
+/**
+ * A dry run's answer: the disks as they would be placed (`cloned` is what the array would do), once the
+ * backup's array snapshots are known to exist (SNAPSHOT_MISSING otherwise).
+ */
 export async function planned(
   p: Prepared,
   mode: RestoreResult['mode'],
@@ -199,6 +203,8 @@ export async function planned(
       });
     }
   }
+  // "ok" must mean the data is there: the record alone does not say that its array snapshot still exists.
+  await assertSnapshotsPresent(p.ctx, p.backup);
   return { ...result(p, '', mode, disks), dryRun: true, ...(targetVm ? { targetVm } : {}) };
 }
 

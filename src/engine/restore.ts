@@ -129,8 +129,9 @@ function chosenDisks(
 }
 
 /**
- * Runs the journaled body as a `restore` operation (operation.ts runOperation), holding `locks` and
- * `backup:<id>`: the backup cannot be deleted or expired while its files are read.
+ * Runs the journaled body as a `restore` operation (operation.ts runOperation), holding `locks` and the
+ * backup it reads: the backup cannot be deleted or expired while its files are read, and one whose array
+ * snapshot vanished is refused before anything is done.
  */
 function inOperation<T>(
   p: Prepared,
@@ -143,7 +144,8 @@ function inOperation<T>(
     {
       kind,
       subject: `${p.backup.id}/${p.vm.name}`,
-      locks: [...locks, { resource: `backup:${p.backup.id}`, mode: 'shared' }],
+      locks,
+      reads: p.backup,
     },
     body,
   );

@@ -187,14 +187,20 @@ export function registerRestore(program: Command, run: Runner): void {
     .description('expose a backup’s array snapshot as datastore(s) on a host, through a writable clone')
     .requiredOption('--backup <id>', 'the backup to mount')
     .option('--host <name>', 'mount on this host (default: the host of the backup’s first VM)')
+    .option('--dry-run', 'check everything (the array snapshot exists) and show what would be mounted')
     .action(
-      run(async (ctx, opts: { backup: string; host?: string }) =>
+      run(async (ctx, opts: { backup: string; host?: string; dryRun?: boolean }) =>
         withEngine(ctx, async (engine) => {
           const r = await runMount(engine, {
             backupId: opts.backup,
             ...(opts.host ? { host: opts.host } : {}),
+            dryRun: opts.dryRun === true,
           });
-          const lines = [`mounted backup ${r.backupId} on ${r.host} (mount ${r.mountId})`];
+          const lines = [
+            r.dryRun
+              ? `would mount backup ${r.backupId} on ${r.host}`
+              : `mounted backup ${r.backupId} on ${r.host} (mount ${r.mountId})`,
+          ];
           for (const d of r.datastores) lines.push(`  ${d.name}: ${d.source} at ${d.path}`);
           return ok(r, lines.join('\n'));
         }),
@@ -222,17 +228,19 @@ export function registerRestore(program: Command, run: Runner): void {
     .requiredOption('--vm <name>', 'the VM in that backup whose disks to attach')
     .requiredOption('--to <vm>', 'the running VM to attach them to')
     .option('--disk <label...>', 'only these disks (by label)')
+    .option('--dry-run', 'check everything (the array snapshot exists) and show what would be attached')
     .action(
-      run(async (ctx, opts: { backup: string; vm: string; to: string; disk?: string[] }) =>
+      run(async (ctx, opts: { backup: string; vm: string; to: string; disk?: string[]; dryRun?: boolean }) =>
         withEngine(ctx, async (engine) => {
           const r = await runAttach(engine, {
             backupId: opts.backup,
             vm: opts.vm,
             to: opts.to,
             ...(opts.disk ? { disks: opts.disk } : {}),
+            dryRun: opts.dryRun === true,
           });
           const lines = [
-            `attached ${r.disks.length} disk(s) of ${r.vm} from backup ${r.backupId} to ${r.targetVm.name}${r.mount.created ? ` (mounted ${r.mount.datastores.join(', ')})` : ''}`,
+            `${r.dryRun ? 'would attach' : 'attached'} ${r.disks.length} disk(s) of ${r.vm} from backup ${r.backupId} to ${r.targetVm.name}${r.mount.created ? ` (${r.dryRun ? 'would mount' : 'mounted'} ${r.mount.datastores.join(', ')})` : ''}`,
             ...r.disks.map(
               (d) => `  ${d.label}: ${d.file} (controller ${d.controllerKey}, unit ${d.unitNumber})`,
             ),
