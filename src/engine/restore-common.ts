@@ -341,14 +341,17 @@ export async function ensureDir(files: ExportFiles, dir: string): Promise<boolea
  * Removes what a `files.place` step wrote: the whole directory when the step made it, else the files named
  * after its stems (`<stem>.vmdk`, `<stem>-flat.vmdk`, ...). Idempotent.
  */
-export async function removePlaced(files: ExportFiles, data: Record<string, unknown>): Promise<void> {
-  const dir = String(data.dir ?? '');
+export async function removePlaced(
+  files: ExportFiles,
+  placed: { dir: string; createdDir?: boolean | undefined; stems?: string[] | undefined },
+): Promise<void> {
+  const { dir } = placed;
   if (dir === '' || basename(dir) === '') return;
-  if (data.createdDir === true) {
+  if (placed.createdDir === true) {
     await files.remove(dir);
     return;
   }
-  const stems = (data.stems as string[] | undefined) ?? [];
+  const stems = placed.stems ?? [];
   for (const n of await files.list(dir)) {
     if (stems.some((s) => n === `${s}.vmdk` || (n.startsWith(`${s}-`) && n.endsWith('.vmdk')))) {
       await files.remove(join(dir, n));
