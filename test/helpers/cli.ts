@@ -41,3 +41,8 @@ export function runCli(
     child.stdin.end(options.input ?? '');
   });
 }
+
+/** Runs the CLI on the configuration `configPath` with `--json`: how tests read a command's document. */
+export function runJson(configPath: string, ...args: string[]): Promise<CliRun> {
+  return runCli(['--config', configPath, '--json', ...args]);
+}

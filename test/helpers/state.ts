@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openArray } from '../../src/arrays/index.js';
-import { Catalog } from '../../src/catalog/index.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Inventory } from '../../src/model/inventory.js';
 import { connect } from '../../src/vsphere/index.js';
+import { withCatalog } from './catalog.js';
 
 export interface VmSnapshotState {
   powerState: string;
@@ -53,8 +53,7 @@ export async function assertClean(
   const after = await vmStates(config);
   assert.deepEqual(after, before, 'VM power states and snapshot lists are back to what they were');
   const snaps = await arraySnapshots(config);
-  const catalog = Catalog.open(config.catalog.path);
-  try {
+  await withCatalog(config.catalog.path, async (catalog) => {
     for (const s of snaps) {
       assert.ok(
         (await catalog.ownedSnapshotIds(s.array)).has(s.id),
@@ -76,9 +75,7 @@ export async function assertClean(
       [],
       'no operation is left open',
     );
-  } finally {
-    catalog.close();
-  }
+  });
 }
 
 /** Every file under `dir` (relative paths), for checking what a snapshot contains. */
@@ -122,6 +119,22 @@ export function inventoryState(inv: Inventory) {
       }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
+  };
+}
+
+/** What vCenter and the array's pool hold, to compare before and after an operation that must leave no trace. */
+export interface LabContents {
+  inv: ReturnType<typeof inventoryState>;
+  files: string[];
+}
+
+export async function labContents(lab: {
+  configPath: string;
+  state: { arrayPath: string };
+}): Promise<LabContents> {
+  return {
+    inv: inventoryState(await inventoryOf(lab.configPath)),
+    files: await poolFiles(lab.state.arrayPath),
   };
 }
 

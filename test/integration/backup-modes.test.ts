@@ -9,11 +9,9 @@ import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { BACKUP_MODES } from '../../src/model/modes.js';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { isRoot } from '../helpers/require.js';
 import { assertClean, listFiles, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 const EXPECTED_CONSISTENCY = {
   SNAPSHOT_INCL_MEM: 'running-state',
@@ -33,7 +31,7 @@ describe('backup modes on a btrfs lab', {
 
   before(async () => {
     assert.ok(isRoot && btrfs.ok, `btrfs lab required (SNAPKEEPER_REQUIRE_ALL=1): ${btrfs.reason}`);
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')), { btrfs: true });
+    lab = await startLab(await standardSpec(), { btrfs: true });
     // A second task that is followed by an offload: the RDM rule must keep its requested mode.
     const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
     doc.tasks.push({

@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { vmSnapshotName } from '../../src/engine/ids.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import { connect } from '../../src/vsphere/index.js';
+import { withCatalog } from '../helpers/catalog.js';
 import { runCli } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
@@ -236,8 +237,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const volume = (await array.listVolumes())[0]!.name;
     const id = '20200101-000000-0a0b0c';
     const old = await array.snapshotGroup([volume], { label: id });
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.insertBackup({
         id,
         task: 'adhoc',
@@ -256,9 +256,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         vms: [],
         warnings: [],
       });
-    } finally {
-      catalog.close();
-    }
+    });
     const rec = await cli(lab.configPath, 'recover');
     assert.equal(rec.code, 0, rec.stdout);
     assert.deepEqual(rec.json.deletedArraySnapshots, []);

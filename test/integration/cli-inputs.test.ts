@@ -8,10 +8,8 @@ import { connect } from '../../src/vsphere/index.js';
 import { el } from '../../src/vsphere/xml.js';
 import { runCli } from '../helpers/cli.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /** Issue 7 section 2 against the lab: every input checked, before anything is touched. */
 describe('inputs checked by the CLI against the lab', () => {
@@ -32,7 +30,7 @@ describe('inputs checked by the CLI against the lab', () => {
   }
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     proxy = await startFaultProxy(lab.state.url);
     clean = await vmStates(loadConfig(lab.configPath));
   });
@@ -40,9 +38,7 @@ describe('inputs checked by the CLI against the lab', () => {
     await proxy?.close();
     await lab?.stop();
   });
-  beforeEach(() => {
-    proxy.seen.length = 0;
-  });
+  beforeEach(() => proxy.reset());
 
   it('backup --vm with a name matching no VM is refused (exit 3, naming it) and touches nothing', async () => {
     const run = await cli('backup', '--vm', 'web01', 'webO1-typo');

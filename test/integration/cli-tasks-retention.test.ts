@@ -10,10 +10,8 @@ import { parseLabel } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 describe('tasks, retention, delete and init from the CLI', () => {
   let lab: TestLab;
@@ -21,7 +19,7 @@ describe('tasks, retention, delete and init from the CLI', () => {
   const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     clean = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {

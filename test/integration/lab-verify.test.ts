@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 
 describe('lab verify', () => {
   let lab: TestLab;
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
   });
   after(async () => {
     await lab?.stop();

@@ -4,15 +4,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
-import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
+import { withCatalog } from '../helpers/catalog.js';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /** The inventory by name, for before/after comparisons. */
 async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
@@ -33,7 +31,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
   let cli: (...args: string[]) => ReturnType<typeof runCli>;
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     // Keep one version: the older backup expires unless it is mounted.
     const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
     doc.tasks[0].retention = { versions: 1 };
@@ -106,12 +104,9 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
       'vCenter is as before the mount',
     );
     assert.deepEqual(await array.listClones(), [], 'the clone is deleted');
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.listMounts(), []);
-    } finally {
-      catalog.close();
-    }
+    });
     const expired = await cli('expire');
     assert.ok(
       expired.json.deleted.some((d: { id: string }) => d.id === older.id),

@@ -10,11 +10,10 @@ import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord, DiskRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
+import { withCatalog } from '../helpers/catalog.js';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /** The whole inventory, fresh from the simulator. */
 /**
@@ -66,7 +65,7 @@ describe('restore on a copy-driver lab', () => {
   const sizes = (vm: string) => backup.vms.find((v) => v.name === vm)!.disks;
 
   before(async () => {
-    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const spec = await standardSpec();
     // A tiny datastore (4 MiB) for the free-space check.
     spec.datacenters[0].datastores.push({ name: 'ds-tiny', capacityGB: 0.004 });
     lab = await startLab(spec);
@@ -153,17 +152,14 @@ describe('restore on a copy-driver lab', () => {
     assert.equal(dryNew.json.disks[0].target, '[ds-a] db01-dry/db01-dry_0.vmdk');
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
-    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
-    try {
+    await withCatalog(loadConfig(lab.configPath).catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), []);
       assert.equal(
         (await catalog.listOperations({ kind: ['restore', 'mount', 'attach'] })).length,
         0,
         'no operation began',
       );
-    } finally {
-      catalog.close();
-    }
+    });
   });
 
   /**

@@ -4,7 +4,6 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import { ExitCode, UsageError } from '../../src/errors.js';
 import { Secret } from '../../src/util/secret.js';
@@ -15,9 +14,7 @@ import { type Transport, TransportError } from '../../src/vsphere/transport.js';
 import { el } from '../../src/vsphere/xml.js';
 import { runCli } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-
-const STANDARD = fileURLToPath(new URL('../../../test/fixtures/lab/standard.json', import.meta.url));
+import { STANDARD_SPEC, startLab, type TestLab } from '../helpers/lab.js';
 
 /** The peer certificate's fingerprints, read the way an administrator would (openssl s_client). */
 function peerFingerprints(url: string): Promise<{ sha256: string; sha1: string }> {
@@ -43,7 +40,7 @@ describe('vSphere client against the lab simulator', () => {
   };
 
   before(async () => {
-    lab = await startLab(STANDARD);
+    lab = await startLab(STANDARD_SPEC);
     config = loadConfig(lab.configPath);
   });
   after(async () => {

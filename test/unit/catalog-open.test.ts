@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
 import { SqliteDatabase } from '../../src/catalog/sqlite/database.js';
 import { UsageError } from '../../src/errors.js';
-import type { BackupRecord } from '../../src/model/backup.js';
+import { emptyBackup, withCatalog } from '../helpers/catalog.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-open-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -17,18 +17,6 @@ function fresh(name = 'catalog.db'): string {
   const dir = join(root, `case-${++n}`);
   mkdirSync(dir);
   return join(dir, name);
-}
-
-function backup(id: string): BackupRecord {
-  return {
-    id,
-    task: 'nightly',
-    state: 'complete',
-    startedAt: '2026-11-01T01:00:00.000Z',
-    snapshots: [],
-    vms: [],
-    warnings: [],
-  };
 }
 
 describe('Catalog.open', () => {
@@ -58,19 +46,16 @@ describe('Catalog.open', () => {
   it('keeps data across close and reopen, and migrates nothing the second time', async () => {
     const file = fresh();
     const first = Catalog.create(file);
-    await first.insertBackup(backup('b-1'));
+    await first.insertBackup(emptyBackup('b-1'));
     first.close();
     first.close(); // twice is harmless
     const db = new Database(file);
     const result = applyMigrations(db, file);
     db.close();
     assert.deepEqual(result, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] });
-    const second = Catalog.open(file);
-    try {
+    await withCatalog(file, async (second) => {
       assert.equal((await second.getBackup('b-1')).id, 'b-1');
-    } finally {
-      second.close();
-    }
+    });
   });
 
   it('upgrades a catalog left by an older release and keeps its data', async () => {
@@ -79,7 +64,7 @@ describe('Catalog.open', () => {
     const old = new Database(file);
     old.pragma('foreign_keys = ON');
     assert.deepEqual(applyMigrations(old, file, MIGRATIONS.slice(0, 1)), { from: 0, to: 1, applied: [1] });
-    const record = backup('b-old');
+    const record = emptyBackup('b-old');
     old
       .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
       .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
@@ -88,8 +73,7 @@ describe('Catalog.open', () => {
       .run('b-old', 'vm-1', 'web01');
     old.close();
 
-    const catalog = Catalog.open(file);
-    try {
+    await withCatalog(file, async (catalog) => {
       assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.deepEqual(await catalog.getBackup('b-old'), record);
       assert.deepEqual(
@@ -100,9 +84,7 @@ describe('Catalog.open', () => {
       await catalog.createTask({ name: 'later', select: { vms: ['x'] } });
       await catalog.addMount({ id: 'm-1', backupId: 'b-old', kind: 'datastore' });
       assert.equal((await catalog.mountsOf('b-old')).length, 1);
-    } finally {
-      catalog.close();
-    }
+    });
   });
 
   it('refuses a catalog with a newer schema, naming the file and both versions', async () => {

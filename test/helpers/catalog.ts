@@ -1,0 +1,44 @@
+import { Catalog } from '../../src/catalog/index.js';
+import type { BackupRecord } from '../../src/model/backup.js';
+
+/** Opens the catalog file, hands it to `use` and closes it whatever happens. */
+export async function withCatalog<T>(
+  catalogPath: string,
+  use: (catalog: Catalog) => Promise<T> | T,
+): Promise<T> {
+  const catalog = Catalog.open(catalogPath);
+  try {
+    return await use(catalog);
+  } finally {
+    catalog.close();
+  }
+}
+
+/** How many backups the catalog lists, whatever their state. */
+export function countBackups(catalogPath: string): Promise<number> {
+  return withCatalog(catalogPath, async (c) => (await c.listBackups()).length);
+}
+
+/** The backup started last. */
+export function newestBackup(catalogPath: string): Promise<BackupRecord> {
+  return withCatalog(catalogPath, async (c) => (await c.listBackups({ limit: 1 }))[0]!);
+}
+
+/** The catalog's identity, which every snapshot and clone it makes carries. */
+export function catalogIdOf(catalogPath: string): Promise<string> {
+  return withCatalog(catalogPath, (c) => c.id);
+}
+
+/** A complete backup record with no VM and no snapshot: for catalog tests where only the record matters. */
+export function emptyBackup(id: string, fields: Partial<BackupRecord> = {}): BackupRecord {
+  return {
+    id,
+    task: 'nightly',
+    state: 'complete',
+    startedAt: '2026-11-01T01:00:00.000Z',
+    snapshots: [],
+    vms: [],
+    warnings: [],
+    ...fields,
+  };
+}
