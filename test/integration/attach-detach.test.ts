@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { withCatalog } from '../helpers/catalog.js';
-import { runCli } from '../helpers/cli.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
 
@@ -42,10 +42,8 @@ describe('attach and detach on a copy-driver lab', () => {
 
   before(async () => {
     lab = await startLab(await standardSpec());
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    const run = await cli('backup', '--vm', 'web01', 'app01', '--mode', 'ASIS');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    backup = await completeBackup(lab.configPath, '--vm', 'web01', 'app01', '--mode', 'ASIS');
     clean = inventoryState(await inventoryOf(lab.configPath));
   });
   after(async () => {

@@ -42,7 +42,7 @@ describe('backup under injected faults', () => {
 
   async function backup(mode: string, rules: FaultRule[], vms = ['web01', 'app01', 'db01']) {
     proxy.rules = rules;
-    const run = await runCli(['--config', proxiedConfig, '--json', 'backup', '--vm', ...vms, '--mode', mode]);
+    const run = await runJson(proxiedConfig, 'backup', '--vm', ...vms, '--mode', mode);
     proxy.rules = [];
     return { run, record: run.json as BackupRecord };
   }

@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { BACKUP_MODES } from '../../src/model/modes.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { isRoot } from '../helpers/require.js';
 import { assertClean, listFiles, type VmSnapshotState, vmStates } from '../helpers/state.js';
@@ -48,16 +48,7 @@ describe('backup modes on a btrfs lab', {
 
   for (const mode of BACKUP_MODES) {
     it(`${mode}: modes, RDM rule, VM snapshot inside the array snapshot, VMs released`, async () => {
-      const run = await runCli([
-        '--config',
-        lab.configPath,
-        '--json',
-        'backup',
-        '--task',
-        'lab-all',
-        '--mode',
-        mode,
-      ]);
+      const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all', '--mode', mode);
       const record = run.json as BackupRecord;
       assert.equal(record.state, 'complete', run.stdout + run.stderr);
       const vm = (name: string) => record.vms.find((v) => v.name === name)!;
@@ -120,7 +111,7 @@ describe('backup modes on a btrfs lab', {
       assert.deepEqual(live, [], 'the VM snapshot is gone from the live datastore');
 
       // The catalog has the same record, and every VM is back as it was.
-      const shown = await runCli(['--config', lab.configPath, '--json', 'inquire', '--backup', record.id]);
+      const shown = await runJson(lab.configPath, 'inquire', '--backup', record.id);
       assert.equal(shown.code, 0);
       assert.deepEqual(shown.json, record);
       await assertClean(lab.configPath, before0);
@@ -128,16 +119,14 @@ describe('backup modes on a btrfs lab', {
   }
 
   it('keeps the requested SNAPSHOT mode for an RDM VM when the task is followed by an offload', async () => {
-    const run = await runCli([
-      '--config',
+    const run = await runJson(
       lab.configPath,
-      '--json',
       'backup',
       '--task',
       'with-offload',
       '--mode',
       'SNAPSHOT_EXCL_MEM',
-    ]);
+    );
     const record = run.json as BackupRecord;
     assert.equal(record.state, 'complete', run.stdout + run.stderr);
     const db = record.vms.find((v) => v.name === 'db01')!;
@@ -150,12 +139,12 @@ describe('backup modes on a btrfs lab', {
   });
 
   it('lists backups with inquire filters', async () => {
-    const all = await runCli(['--config', lab.configPath, '--json', 'inquire']);
+    const all = await runJson(lab.configPath, 'inquire');
     assert.equal(all.code, 0);
     assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 1);
-    const offload = await runCli(['--config', lab.configPath, '--json', 'inquire', '--task', 'with-offload']);
+    const offload = await runJson(lab.configPath, 'inquire', '--task', 'with-offload');
     assert.equal((offload.json as BackupRecord[]).length, 1);
-    const byVm = await runCli(['--config', lab.configPath, '--json', 'inquire', '--vm', 'app*']);
+    const byVm = await runJson(lab.configPath, 'inquire', '--vm', 'app*');
     assert.equal((byVm.json as BackupRecord[]).length, BACKUP_MODES.length);
     const text = await runCli(['--config', lab.configPath, 'inquire']);
     assert.match(text.stdout, /lab-all/);
@@ -170,16 +159,7 @@ describe('backup modes on a btrfs lab', {
     const config = loadConfig(lab.configPath);
     const password = config.vcenter.password.reveal();
     assert.ok(password.length >= 8);
-    const run = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--task',
-      'lab-all',
-      '--mode',
-      'SUSPEND',
-    ]);
+    const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all', '--mode', 'SUSPEND');
     assert.ok(!run.stdout.includes(password) && !run.stderr.includes(password));
     for (const suffix of ['', '-wal']) {
       const bytes = await readFile(`${config.catalog.path}${suffix}`).catch(() => Buffer.alloc(0));
@@ -188,10 +168,10 @@ describe('backup modes on a btrfs lab', {
   });
 
   it('refuses a selection that matches nothing, changing nothing', async () => {
-    const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'no-such-vm*']);
+    const run = await runJson(lab.configPath, 'backup', '--vm', 'no-such-vm*');
     assert.equal(run.code, 3);
     assert.equal(run.json.error.code, 'SELECTION_EMPTY');
-    const all = await runCli(['--config', lab.configPath, '--json', 'inquire']);
+    const all = await runJson(lab.configPath, 'inquire');
     assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 2);
   });
 });

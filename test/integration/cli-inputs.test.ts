@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { connect } from '../../src/vsphere/index.js';
 import { el } from '../../src/vsphere/xml.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, type VmSnapshotState, vmStates } from '../helpers/state.js';
@@ -16,7 +16,7 @@ describe('inputs checked by the CLI against the lab', () => {
   let lab: TestLab;
   let proxy: FaultProxy;
   let clean: Record<string, VmSnapshotState>;
-  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+  const cli = (...args: string[]) => runJson(lab.configPath, ...args);
 
   /** A copy of the lab's configuration with other vCenter settings, written next to it. */
   async function configWith(name: string, vcenter: Record<string, unknown>): Promise<string> {
@@ -92,7 +92,7 @@ describe('inputs checked by the CLI against the lab', () => {
       const pw = join(lab.dir, `pw-${title}`);
       await writeFile(pw, content, { mode: 0o600 });
       const config = await configWith(`${title}.yaml`, { url: proxy.url, passwordFile: pw });
-      const run = await runCli(['--config', config, '--json', 'inventory']);
+      const run = await runJson(config, 'inventory');
       assert.equal(run.code, 3, run.stdout + run.stderr);
       assert.equal(run.json.error.code, 'CONFIG_INVALID');
       assert.match(run.json.error.message, /vcenter\.passwordFile: .* is empty/);
@@ -115,7 +115,7 @@ describe('inputs checked by the CLI against the lab', () => {
     await chmod(pw, 0o644);
     const config = await configWith('open.yaml', { passwordFile: pw });
 
-    const json = await runCli(['--config', config, '--json', 'inventory']);
+    const json = await runJson(config, 'inventory');
     assert.equal(json.code, 0, json.stdout + json.stderr);
     assert.equal(json.json.vms.length, 5);
     assert.deepEqual(

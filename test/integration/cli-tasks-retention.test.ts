@@ -9,14 +9,14 @@ import { loadConfig } from '../../src/config/load.js';
 import { parseLabel } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
 
 describe('tasks, retention, delete and init from the CLI', () => {
   let lab: TestLab;
   let clean: Record<string, VmSnapshotState>;
-  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+  const cli = (...args: string[]) => runJson(lab.configPath, ...args);
 
   before(async () => {
     lab = await startLab(await standardSpec());
@@ -326,7 +326,7 @@ describe('tasks, retention, delete and init from the CLI', () => {
       new RegExp(labConfig.vcenter.password.reveal()),
       'the password is not in the file',
     );
-    const inv = await runCli(['--config', out, '--json', 'inventory']);
+    const inv = await runJson(out, 'inventory');
     assert.equal(inv.code, 0, inv.stderr);
 
     const again = await runCli(args);

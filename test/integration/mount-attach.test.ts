@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { withCatalog } from '../helpers/catalog.js';
-import { runCli } from '../helpers/cli.js';
+import { completeBackup, type runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
 
@@ -37,9 +37,8 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
     doc.tasks[0].retention = { versions: 1 };
     doc.tasks[0].mode = 'ASIS';
     await writeFile(lab.configPath, YAML.stringify(doc));
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    older = (await cli('backup', '--task', 'lab-all')).json;
-    assert.equal(older.state, 'complete');
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    older = await completeBackup(lab.configPath, '--task', 'lab-all');
   });
   after(async () => {
     await lab?.stop();
@@ -84,8 +83,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
     const del = await cli('delete', '--backup', older.id);
     assert.equal(del.code, 3);
     assert.equal(del.json.error.code, 'BACKUP_MOUNTED');
-    newer = (await cli('backup', '--task', 'lab-all')).json;
-    assert.equal(newer.state, 'complete');
+    newer = await completeBackup(lab.configPath, '--task', 'lab-all');
     const expire = await cli('expire');
     assert.equal(expire.code, 0, expire.stdout);
     assert.ok(

@@ -9,7 +9,7 @@ import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { type LabState, labDown, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { runCli } from '../helpers/cli.js';
+import { type runCli, runJson } from '../helpers/cli.js';
 import { isRoot } from '../helpers/require.js';
 
 const btrfs = await canMountLoopBtrfs();
@@ -78,7 +78,7 @@ describe('restore on a btrfs lab', {
       dir: join(root, 'lab'),
       btrfsImageBytes: 8 * GiB,
     });
-    cli = (...args: string[]) => runCli(['--config', state.configFile, '--json', ...args]);
+    cli = (...args: string[]) => runJson(state.configFile, ...args);
     const run = await cli('backup', '--task', 'lab-all', '--mode', 'ASIS');
     backup = run.json;
     assert.equal(backup.state, 'complete', run.stdout + run.stderr);

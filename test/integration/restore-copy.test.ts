@@ -11,7 +11,7 @@ import type { BackupRecord, DiskRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { withCatalog } from '../helpers/catalog.js';
-import { runCli } from '../helpers/cli.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
 
@@ -69,10 +69,8 @@ describe('restore on a copy-driver lab', () => {
     // A tiny datastore (4 MiB) for the free-space check.
     spec.datacenters[0].datastores.push({ name: 'ds-tiny', capacityGB: 0.004 });
     lab = await startLab(spec);
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    const run = await cli('backup', '--task', 'lab-all');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all');
     assert.equal(backup.snapshots[0]!.driver, 'copy');
     // After the backup: the live disks change and app01 is deleted.
     for (const vm of lab.state.vms) {

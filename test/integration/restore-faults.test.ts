@@ -7,7 +7,7 @@ import type { BackupRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { withCatalog } from '../helpers/catalog.js';
-import { runCli, runJson } from '../helpers/cli.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { configWithVcenterUrl, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState, type LabContents, labContents, poolFiles } from '../helpers/state.js';
@@ -61,9 +61,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     lab = await startLab(spec);
     proxy = await startFaultProxy(lab.state.url);
     proxied = await configWithVcenterUrl(lab, proxy.url, 'proxied.yaml');
-    const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all', '--mode', 'ASIS');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all', '--mode', 'ASIS');
     clean = await labContents(lab);
   });
   after(async () => {

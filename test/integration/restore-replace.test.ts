@@ -7,7 +7,7 @@ import { UsageError } from '../../src/errors.js';
 import { verifyLabVm } from '../../src/lab/verify.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { withCatalog } from '../helpers/catalog.js';
-import { runCli, runJson } from '../helpers/cli.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { configWithVcenterUrl, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState, type LabContents, labContents, poolFiles } from '../helpers/state.js';
@@ -66,9 +66,7 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
     lab = await startLab(await standardSpec());
     proxy = await startFaultProxy(lab.state.url);
     proxied = await configWithVcenterUrl(lab, proxy.url, 'proxied.yaml');
-    const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all');
     clean = await labContents(lab);
   });
   after(async () => {
