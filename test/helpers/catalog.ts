@@ -1,4 +1,5 @@
-import { Catalog } from '../../src/catalog/index.js';
+import Database from 'better-sqlite3';
+import { applyMigrations, Catalog, MIGRATIONS } from '../../src/catalog/index.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
 /** Opens the catalog file, hands it to `use` and closes it whatever happens. */
@@ -41,4 +42,28 @@ export function emptyBackup(id: string, fields: Partial<BackupRecord> = {}): Bac
     warnings: [],
     ...fields,
   };
+}
+
+/**
+ * A catalog file as an older release left it: only its first `migrations` schema steps applied, and backup
+ * `b-old` of web01 written the way those releases wrote it. The caller adds what it needs and closes `db`.
+ */
+export function olderCatalog(file: string, migrations: number) {
+  const db = new Database(file);
+  db.pragma('foreign_keys = ON');
+  const migrated = applyMigrations(db, file, MIGRATIONS.slice(0, migrations));
+  const record = emptyBackup('b-old');
+  db.prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)').run(
+    record.id,
+    record.task,
+    record.state,
+    record.startedAt,
+    JSON.stringify(record),
+  );
+  db.prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)').run(
+    'b-old',
+    'vm-1',
+    'web01',
+  );
+  return { db, record, migrated };
 }

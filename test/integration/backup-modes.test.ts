@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { BACKUP_MODES } from '../../src/model/modes.js';
 import { runCli, runJson } from '../helpers/cli.js';
-import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { isRoot } from '../helpers/require.js';
 import { assertClean, listFiles, type VmSnapshotState, vmStates } from '../helpers/state.js';
 
@@ -33,13 +32,13 @@ describe('backup modes on a btrfs lab', {
     assert.ok(isRoot && btrfs.ok, `btrfs lab required (SNAPKEEPER_REQUIRE_ALL=1): ${btrfs.reason}`);
     lab = await startLab(await standardSpec(), { btrfs: true });
     // A second task that is followed by an offload: the RDM rule must keep its requested mode.
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.tasks.push({
-      name: 'with-offload',
-      select: { vms: ['db01', 'web01'] },
-      offload: { repository: 'offsite' },
+    await editConfig(lab.configPath, (doc) => {
+      doc.tasks.push({
+        name: 'with-offload',
+        select: { vms: ['db01', 'web01'] },
+        offload: { repository: 'offsite' },
+      });
     });
-    await writeFile(lab.configPath, YAML.stringify(doc));
     before0 = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {

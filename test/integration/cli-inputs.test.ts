@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { connect } from '../../src/vsphere/index.js';
 import { el } from '../../src/vsphere/xml.js';
 import { runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
-import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, type VmSnapshotState, vmStates } from '../helpers/state.js';
 
 /** Issue 7 section 2 against the lab: every input checked, before anything is touched. */
@@ -20,13 +19,15 @@ describe('inputs checked by the CLI against the lab', () => {
 
   /** A copy of the lab's configuration with other vCenter settings, written next to it. */
   async function configWith(name: string, vcenter: Record<string, unknown>): Promise<string> {
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter = { ...doc.vcenter, ...vcenter };
-    if (vcenter.passwordEnv !== undefined) delete doc.vcenter.passwordFile;
-    if (vcenter.url !== undefined) delete doc.vcenter.thumbprint;
-    const path = join(lab.dir, name);
-    await writeFile(path, YAML.stringify(doc));
-    return path;
+    return editConfig(
+      lab.configPath,
+      (doc) => {
+        doc.vcenter = { ...doc.vcenter, ...vcenter };
+        if (vcenter.passwordEnv !== undefined) delete doc.vcenter.passwordFile;
+        if (vcenter.url !== undefined) delete doc.vcenter.thumbprint;
+      },
+      join(lab.dir, name),
+    );
   }
 
   before(async () => {

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { withCatalog } from '../helpers/catalog.js';
 import { completeBackup, type runCli, runJson } from '../helpers/cli.js';
-import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
 
 /** The inventory by name, for before/after comparisons. */
@@ -33,10 +32,10 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
   before(async () => {
     lab = await startLab(await standardSpec());
     // Keep one version: the older backup expires unless it is mounted.
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.tasks[0].retention = { versions: 1 };
-    doc.tasks[0].mode = 'ASIS';
-    await writeFile(lab.configPath, YAML.stringify(doc));
+    await editConfig(lab.configPath, (doc) => {
+      doc.tasks[0].retention = { versions: 1 };
+      doc.tasks[0].mode = 'ASIS';
+    });
     cli = (...args: string[]) => runJson(lab.configPath, ...args);
     older = await completeBackup(lab.configPath, '--task', 'lab-all');
   });

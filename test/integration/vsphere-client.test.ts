@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import tls from 'node:tls';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import { ExitCode, UsageError } from '../../src/errors.js';
@@ -37,6 +37,20 @@ describe('vSphere client against the lab simulator', () => {
     const vc = await connect({ ...config.vcenter, ...overrides }, wrap);
     sessions.push(vc);
     return vc;
+  };
+  /** A fault proxy in front of the simulator (closed after the test) and a session opened through it. */
+  const throughProxy = async (t: TestContext, wrap?: Parameters<typeof connect>[1]) => {
+    const proxy = await startFaultProxy(config.vcenter.url);
+    t.after(() => proxy.close());
+    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined }, wrap);
+    return { proxy, vc };
+  };
+  /** Ends the session of `vc` as an administrator would; returns the key it had. */
+  const terminate = async (vc: Vcenter) => {
+    const key = await vc.sessionKey();
+    const admin = await open();
+    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    return key;
   };
 
   before(async () => {
@@ -154,13 +168,9 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('a terminated session is renewed transparently', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
-    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
-    const key = await vc.sessionKey();
+    const { proxy, vc } = await throughProxy(t);
+    const key = await terminate(vc);
     assert.ok(key !== '');
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
     const inv = await vc.inventory();
     assert.equal(inv.vms.length, 5);
     assert.equal(proxy.methods().filter((m) => m === 'Login').length, 2);
@@ -168,13 +178,9 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('a property read on a terminated session renews it too (the simulator answers with missingSet)', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
-    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
+    const { proxy, vc } = await throughProxy(t);
     const vmId = (await vc.inventory()).vms.find((v) => v.name === 'web01')!.id;
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    await terminate(vc);
     const state = await vc.vmState(vmId);
     assert.equal(state.powerState, 'poweredOn', 'not reported missing because the session expired');
     assert.equal(proxy.methods().filter((m) => m === 'Login').length, 2);
@@ -207,8 +213,6 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('concurrent calls after a session termination make one Login, even an answer that comes late', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
     // Once armed, the first CreateContainerView is held back until the re-login has come back: its
     // NotAuthenticated answer (for the old cookie) then arrives after the new session exists. (The simulator
     // answers reads without a session with a missingSet, not a fault: the calls here are inventories.)
@@ -227,13 +231,8 @@ describe('vSphere client against the lab simulator', () => {
         if (armed && request.method === 'Login') relogged();
         return res;
       };
-    const vc = await open(
-      { url: proxy.url, insecure: true, thumbprint: undefined },
-      { transportWrapper: wrap },
-    );
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    const { proxy, vc } = await throughProxy(t, { transportWrapper: wrap });
+    const key = await terminate(vc);
     armed = true;
     const all = await Promise.all([1, 2, 3, 4].map(() => vc.inventory()));
     assert.equal(held, true);
@@ -247,8 +246,6 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('the shared re-login does not fail when the caller that started it gives up', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
     // Once armed: count NotAuthenticated answers, hold the re-login until the test releases it.
     let armed = false;
     let notAuthenticated = 0;
@@ -269,13 +266,8 @@ describe('vSphere client against the lab simulator', () => {
         if (armed && res.body.includes('NotAuthenticated') && ++notAuthenticated === 2) bothRefused();
         return res;
       };
-    const vc = await open(
-      { url: proxy.url, insecure: true, thumbprint: undefined },
-      { transportWrapper: wrap },
-    );
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    const { proxy, vc } = await throughProxy(t, { transportWrapper: wrap });
+    await terminate(vc);
     armed = true;
     const ac = new AbortController();
     const first = vc.inventory({ signal: ac.signal });

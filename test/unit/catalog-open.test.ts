@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
 import { SqliteDatabase } from '../../src/catalog/sqlite/database.js';
 import { UsageError } from '../../src/errors.js';
-import { emptyBackup, withCatalog } from '../helpers/catalog.js';
+import { emptyBackup, olderCatalog, withCatalog } from '../helpers/catalog.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-open-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -61,16 +61,8 @@ describe('Catalog.open', () => {
   it('upgrades a catalog left by an older release and keeps its data', async () => {
     const file = fresh();
     // What release 1 would have left: only migration 1 applied, with a backup and a journaled operation.
-    const old = new Database(file);
-    old.pragma('foreign_keys = ON');
-    assert.deepEqual(applyMigrations(old, file, MIGRATIONS.slice(0, 1)), { from: 0, to: 1, applied: [1] });
-    const record = emptyBackup('b-old');
-    old
-      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
-      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
-    old
-      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
-      .run('b-old', 'vm-1', 'web01');
+    const { db: old, record, migrated } = olderCatalog(file, 1);
+    assert.deepEqual(migrated, { from: 0, to: 1, applied: [1] });
     old.close();
 
     await withCatalog(file, async (catalog) => {

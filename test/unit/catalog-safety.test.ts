@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { Catalog, LATEST_SCHEMA_VERSION } from '../../src/catalog/index.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
-import { emptyBackup, withCatalog } from '../helpers/catalog.js';
+import { emptyBackup, olderCatalog, withCatalog } from '../helpers/catalog.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-safety-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -100,16 +100,7 @@ describe('catalog identity and the migration that brings it', () => {
     const file = fresh();
     rmSync(join(file, '..'), { recursive: true, force: true });
     Catalog.create(join(file, '..', 'seed.db')).close();
-    const old = new Database(file);
-    old.pragma('foreign_keys = ON');
-    applyMigrations(old, file, MIGRATIONS.slice(0, 3));
-    const record = emptyBackup('b-old');
-    old
-      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
-      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
-    old
-      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
-      .run('b-old', 'vm-1', 'web01');
+    const { db: old, record } = olderCatalog(file, 3);
     old
       .prepare(
         "INSERT INTO operations (id, kind, pid, host, state, started_at) VALUES ('op-1', 'restore', 1, 'h', 'running', '2026-01-01T00:00:00.000Z')",
