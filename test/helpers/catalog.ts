@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, MIGRATIONS } from '../../src/catalog/index.js';
+import { UsageError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 
 /** Opens the catalog file, hands it to `use` and closes it whatever happens. */
@@ -66,4 +68,18 @@ export function olderCatalog(file: string, migrations: number) {
     'web01',
   );
   return { db, record, migrated };
+}
+
+/** `Catalog.open(file)` is refused as bad input (`code`), the message naming the file and matching `also`. */
+export function assertOpenRefused(file: string, code: string, ...also: RegExp[]): void {
+  assert.throws(
+    () => Catalog.open(file),
+    (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.code, code);
+      assert.ok(err.message.includes(file), `the message names ${file}: ${err.message}`);
+      for (const re of also) assert.match(err.message, re);
+      return true;
+    },
+  );
 }
