@@ -12,22 +12,19 @@ import { isMountPoint } from '../../src/lab/loop-btrfs.js';
 import { execFile } from '../../src/util/exec.js';
 import { fileBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
 import { requireCapability } from '../helpers/require.js';
-import { arrayConformance } from './conformance.js';
 import { makeFsArray, removeFsArray } from './fs-factory.js';
-import { fsArraySpecifics, treeDigest } from './fs-suite.js';
+import { fsDriverSuites, treeDigest } from './fs-suite.js';
 
 // One loop-mounted btrfs for the file; every test makes its own array on it.
 const btrfs = fileBtrfs();
 const capability = btrfs.capability;
 
-const expectations = {
+fsDriverSuites('btrfs', () => btrfs.mountPoint(), {
   atomicGroups: true,
   instantClone: true,
   changedRanges: true,
   capability: () => capability,
-};
-arrayConformance('fs (btrfs driver)', () => makeFsArray(btrfs.mountPoint(), 'btrfs'), expectations);
-fsArraySpecifics('fs (btrfs driver)', () => makeFsArray(btrfs.mountPoint(), 'btrfs'), expectations);
+});
 
 test('btrfs snapshots and clones are subvolumes, and auto picks btrfs', async (t) => {
   const cap = await capability;
