@@ -127,31 +127,12 @@ describe('restore on a btrfs lab', {
       64,
     );
     const label = backup.vms.find((v) => v.name === 'big01')!.disks[0]!.label;
-    const files = await cli(
-      'restore',
-      '--backup',
-      backup.id,
-      '--vm',
-      'big01',
-      '--disk',
-      label,
-      '--files-only',
-      '--datastore',
-      'ds-a',
-    );
+    const restoreBigDisk = (...where: string[]) =>
+      cli('restore', '--backup', backup.id, '--vm', 'big01', '--disk', label, ...where);
+    const files = await restoreBigDisk('--files-only', '--datastore', 'ds-a');
     assert.equal(files.code, 0, files.stdout + files.stderr);
     assert.equal(files.json.disks[0].cloned, true);
-    const into = await cli(
-      'restore',
-      '--backup',
-      backup.id,
-      '--vm',
-      'big01',
-      '--disk',
-      label,
-      '--to',
-      'small01',
-    );
+    const into = await restoreBigDisk('--to', 'small01');
     assert.equal(into.code, 0, into.stdout + into.stderr);
     assert.equal(into.json.disks[0].cloned, true);
   });
