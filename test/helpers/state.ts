@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { openArray } from '../../src/arrays/index.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Inventory } from '../../src/model/inventory.js';
-import { connect } from '../../src/vsphere/index.js';
+import { connect, type Vcenter } from '../../src/vsphere/index.js';
 import { withCatalog } from './catalog.js';
 
 export interface VmSnapshotState {
@@ -12,19 +12,27 @@ export interface VmSnapshotState {
   snapshots: string[];
 }
 
-/** Power state and snapshot names of every VM, read fresh from the simulator. */
-export async function vmStates(config: Config): Promise<Record<string, VmSnapshotState>> {
-  const vc = await connect(config.vcenter);
+/** Connects to the configuration's vCenter, hands the session to `use` and logs out whatever happens. */
+export async function withVcenter<T>(
+  vcenter: Config['vcenter'],
+  use: (vc: Vcenter) => Promise<T>,
+): Promise<T> {
+  const vc = await connect(vcenter);
   try {
-    const inv = await vc.inventory();
-    const out: Record<string, VmSnapshotState> = {};
-    for (const vm of inv.vms) {
-      out[vm.name] = { powerState: vm.powerState, snapshots: vm.snapshots.map((s) => s.name).sort() };
-    }
-    return out;
+    return await use(vc);
   } finally {
     await vc.logout();
   }
+}
+
+/** Power state and snapshot names of every VM, read fresh from the simulator. */
+export async function vmStates(config: Config): Promise<Record<string, VmSnapshotState>> {
+  const inv = await withVcenter(config.vcenter, (vc) => vc.inventory());
+  const out: Record<string, VmSnapshotState> = {};
+  for (const vm of inv.vms) {
+    out[vm.name] = { powerState: vm.powerState, snapshots: vm.snapshots.map((s) => s.name).sort() };
+  }
+  return out;
 }
 
 /** Snapshot ids on every configured array. */
@@ -92,13 +100,8 @@ export async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** The whole inventory, fresh from the simulator. */
-export async function inventoryOf(configPath: string): Promise<Inventory> {
-  const vc = await connect(loadConfig(configPath).vcenter);
-  try {
-    return await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
+export function inventoryOf(configPath: string): Promise<Inventory> {
+  return withVcenter(loadConfig(configPath).vcenter, (vc) => vc.inventory());
 }
 
 /**

@@ -7,11 +7,16 @@ import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ownedLabel, vmSnapshotName } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
 import { catalogIdOf, countBackups, newestBackup, withCatalog } from '../helpers/catalog.js';
 import { runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
-import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
+import {
+  arraySnapshots,
+  assertClean,
+  type VmSnapshotState,
+  vmStates,
+  withVcenter,
+} from '../helpers/state.js';
 
 /** Where the process kills itself (SNAPKEEPER_CRASH_AT), and what must be visible right after. */
 const POINTS = [
@@ -153,12 +158,9 @@ describe('SIGKILL in every phase, then recover', () => {
       await c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
       await c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
     });
-    const vc = await connect(config.vcenter);
-    try {
+    await withVcenter(config.vcenter, async (vc) => {
       await vc.createVmSnapshot(webId, { name: stray, memory: false, quiesce: false });
-    } finally {
-      await vc.logout();
-    }
+    });
     assert.deepEqual((await vmStates(config)).web01!.snapshots, [stray]);
     const run = await runJson(lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND');
     const record = run.json as BackupRecord;

@@ -8,12 +8,11 @@ import { loadConfig } from '../../src/config/load.js';
 import { releaseVm } from '../../src/engine/release.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
-import { connect } from '../../src/vsphere/index.js';
 import { countBackups, withCatalog } from '../helpers/catalog.js';
 import { CLI, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { configWithVcenterUrl, editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
-import { assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
+import { assertClean, type VmSnapshotState, vmStates, withVcenter } from '../helpers/state.js';
 
 /**
  * Fault injection between snapkeeper and vCenter: each vCenter call of a backup fails or is dropped in turn.
@@ -158,15 +157,12 @@ describe('backup under injected faults', () => {
   }
 
   it('releasing a VM that no longer exists is not retried and counts as released', async () => {
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       const before0 = vc.roundTrips;
       const done = await releaseVm(vc, 'vm-424242', { snapshotName: 'snapkeeper-x', resume: true });
       assert.deepEqual(done, { removedSnapshots: 0, poweredOn: false, gone: true });
       assert.equal(vc.roundTrips - before0, 1, 'one state read, no retry');
-    } finally {
-      await vc.logout();
-    }
+    });
   });
 
   it('Ctrl-C stops preparing more VMs, still releases the prepared ones, and reports partial', async () => {

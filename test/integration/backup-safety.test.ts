@@ -9,12 +9,11 @@ import { Catalog, LEASE_MS } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { vmSnapshotName } from '../../src/engine/ids.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
-import { connect } from '../../src/vsphere/index.js';
 import { withCatalog } from '../helpers/catalog.js';
 import { runCli, runJson } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
-import { arraySnapshots, vmStates } from '../helpers/state.js';
+import { arraySnapshots, vmStates, withVcenter } from '../helpers/state.js';
 
 const SPEC = {
   datacenters: [
@@ -184,16 +183,13 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         await catalog.acquireLocks(id, [`vm:${webId}-${id}`]);
         await catalog.journal(id, { action: 'vm-snapshot', target: webId, data: { vm: 'web01' } });
       }
-      const vc = await connect(config.vcenter);
-      try {
+      await withVcenter(config.vcenter, async (vc) => {
         await vc.createVmSnapshot(webId, {
           name: vmSnapshotName(stale, catalog.id),
           memory: false,
           quiesce: false,
         });
-      } finally {
-        await vc.logout();
-      }
+      });
       // Both began on a host this one cannot probe; only the stale one stopped renewing its lease.
       const db = new Database(config.catalog.path);
       try {

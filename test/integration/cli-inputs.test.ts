@@ -3,12 +3,11 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { connect } from '../../src/vsphere/index.js';
 import { el } from '../../src/vsphere/xml.js';
 import { runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
-import { arraySnapshots, type VmSnapshotState, vmStates } from '../helpers/state.js';
+import { arraySnapshots, type VmSnapshotState, vmStates, withVcenter } from '../helpers/state.js';
 
 /** Issue 7 section 2 against the lab: every input checked, before anything is touched. */
 describe('inputs checked by the CLI against the lab', () => {
@@ -146,15 +145,12 @@ describe('inputs checked by the CLI against the lab', () => {
   it("--vm '*' selects every VM whatever its name, in inventory and backup alike", async () => {
     // vCenter allows any characters in a VM name; the lab's spec names are file-safe, so some are renamed.
     const odd = { app01: 'app 01/..', off01: '..', susp01: '.dot%25' } as const;
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       for (const [from, to] of Object.entries(odd)) {
         const vm = lab.state.vms.find((v) => v.name === from)!;
         await vc.runTask('Rename_Task', { type: 'VirtualMachine', value: vm.id }, el('newName', to));
       }
-    } finally {
-      await vc.logout();
-    }
+    });
     const all = (await cli('inventory')).json.vms.map((v: { name: string }) => v.name).sort();
     assert.equal(all.length, 5);
     assert.ok(all.includes('..'), JSON.stringify(all));

@@ -8,12 +8,11 @@ import { checkNoDeltaDisks } from '../../src/engine/restore-common.js';
 import { SnapkeeperError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord, DiskRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { withCatalog } from '../helpers/catalog.js';
 import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
-import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
+import { inventoryOf, inventoryState, poolFiles, withVcenter } from '../helpers/state.js';
 
 /** The whole inventory, fresh from the simulator. */
 /**
@@ -77,12 +76,9 @@ describe('restore on a copy-driver lab', () => {
       if (vm.name === 'off01' || vm.name === 'susp01') continue;
       for (const d of vm.disks) if (d.kind === 'flat' || d.kind === 'independent') await scribble(d.path);
     }
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       await destroyVm(vc, lab.state.vms.find((v) => v.name === 'app01')!.id);
-    } finally {
-      await vc.logout();
-    }
+    });
   });
   after(async () => {
     await lab?.stop();

@@ -4,13 +4,19 @@ import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
 import { withCatalog } from '../helpers/catalog.js';
 import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
 import { configWithVcenterUrl, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
-import { inventoryOf, inventoryState, type LabContents, labContents, poolFiles } from '../helpers/state.js';
+import {
+  inventoryOf,
+  inventoryState,
+  type LabContents,
+  labContents,
+  poolFiles,
+  withVcenter,
+} from '../helpers/state.js';
 
 /**
  * User datastores whose names look like ours: `snapkeeper-data` (only the prefix) and one shaped exactly
@@ -290,12 +296,9 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     assert.equal(real.code, 0, real.stdout + real.stderr);
     assert.equal((await web01()).powerState, 'poweredOn', 'the restore repaired the crashed backup');
     assert.equal((await crashedBackup()).state, 'failed');
-    const vc = await connect(config.vcenter);
-    try {
+    await withVcenter(config.vcenter, async (vc) => {
       await destroyVm(vc, real.json.targetVm.id);
-    } finally {
-      await vc.logout();
-    }
+    });
     await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.deleteBackup((await crashedBackup()).id);
     });
