@@ -54,6 +54,8 @@ export interface TestLab {
   dir: string;
   configPath: string;
   state: LabState;
+  /** The lab's VM of that name (its id, host, disks and their files); throws, naming it, when there is none. */
+  vm(name: string): LabState['vms'][number];
   /** Stops the simulator and removes the lab and its temporary directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -103,6 +105,11 @@ export async function startLab(spec: object | string, options: StartLabOptions =
     dir,
     configPath: state.configFile,
     state,
+    vm(name) {
+      const vm = state.vms.find((v) => v.name === name);
+      if (!vm) throw new Error(`the lab has no VM named ${name}`);
+      return vm;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

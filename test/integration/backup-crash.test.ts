@@ -117,7 +117,7 @@ describe('SIGKILL in every phase, then recover', () => {
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
 
     // A live run holds app01: a backup of web01 and app01 is refused before the repair too.
-    const appId = lab.state.vms.find((v) => v.name === 'app01')!.id;
+    const appId = lab.vm('app01').id;
     await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
       try {
@@ -151,7 +151,7 @@ describe('SIGKILL in every phase, then recover', () => {
 
   it('the next backup removes stray snapkeeper VM snapshots of its VMs and says so', async () => {
     const config = loadConfig(lab.configPath);
-    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const webId = lab.vm('web01').id;
     // A stray of this catalog: named with its id, made by an operation its journal has (closed, repaired).
     const stray = vmSnapshotName('20200101-000000-abcdef', await catalogIdOf(config.catalog.path));
     await withCatalog(config.catalog.path, async (c) => {

@@ -24,7 +24,7 @@ describe('backup under injected faults', () => {
   let proxy: FaultProxy;
   let proxiedConfig: string;
   let clean: Record<string, VmSnapshotState>;
-  const id = (name: string) => lab.state.vms.find((v) => v.name === name)!.id;
+  const id = (name: string) => lab.vm(name).id;
   const only = (name: string) => `>${id(name)}<`;
 
   before(async () => {

@@ -173,7 +173,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
 
   it('liveness by lease: another host’s run is dead once its heartbeat is stale, alive while it is fresh', async () => {
     const config = loadConfig(lab.configPath);
-    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const webId = lab.vm('web01').id;
     const catalog = Catalog.open(config.catalog.path);
     const stale = '20200102-000000-5a1e00';
     const fresh = '20200102-000001-f1e500';

@@ -147,7 +147,7 @@ describe('inputs checked by the CLI against the lab', () => {
     const odd = { app01: 'app 01/..', off01: '..', susp01: '.dot%25' } as const;
     await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       for (const [from, to] of Object.entries(odd)) {
-        const vm = lab.state.vms.find((v) => v.name === from)!;
+        const vm = lab.vm(from);
         await vc.runTask('Rename_Task', { type: 'VirtualMachine', value: vm.id }, el('newName', to));
       }
     });

@@ -22,7 +22,7 @@ test('a lab on a btrfs loop image has its pool as a subvolume, and lab down unmo
     // `btrfs subvolume show` fails on a plain directory.
     const { stdout } = await execFile('btrfs', ['subvolume', 'show', pool]);
     assert.match(stdout, /Subvolume ID:\s+\d+/);
-    const web01 = lab.state.vms.find((v) => v.name === 'web01')!;
+    const web01 = lab.vm('web01');
     const disk = web01.disks[0]!;
     assert.ok(disk.path.startsWith(`${layout.volume(arrayPath, 'ds-a')}/`));
     assert.ok((await readFile(disk.path)).equals(labDiskChunk('web01', 0, 0, disk.sizeMB * 1024 * 1024)));

@@ -23,7 +23,7 @@ describe('lab verify', () => {
       'only the flat disk; RDMs are never compared',
     );
 
-    const web = lab.state.vms.find((v) => v.name === 'web01')!;
+    const web = lab.vm('web01');
     const fh = await open(web.disks[1]!.path, 'r+');
     await fh.write(Buffer.from([0x55, 0xaa]), 0, 2, 4097);
     await fh.close();

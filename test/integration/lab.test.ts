@@ -188,7 +188,7 @@ describe('lab with the standard spec', () => {
     }[];
     assert.deepEqual(lab.state.vms.map((v) => v.name).sort(), vms.map((v) => v.name).sort());
     for (const vm of vms) {
-      const got = lab.state.vms.find((v) => v.name === vm.name)!;
+      const got = lab.vm(vm.name);
       assert.deepEqual(
         got.disks.map((d) => d.index),
         vm.disks.map((_, i) => i),
@@ -207,7 +207,7 @@ describe('lab with the standard spec', () => {
         assert.ok(data.equals(labDiskChunk(vm.name, i, 0, size)), `${vm.name} disk ${i} content`);
       }
     }
-    const app01 = lab.state.vms.find((v) => v.name === 'app01')!;
+    const app01 = lab.vm('app01');
     assert.deepEqual(
       app01.disks.map((d) => d.kind),
       ['flat', 'independent'],
@@ -232,7 +232,7 @@ describe('lab with the standard spec', () => {
       assert.ok(obj.includes(`<url>${layout.volume(lab.state.arrayPath, vol.name)}</url>`));
       assert.equal(countOf(obj, '<DatastoreHostMount>'), 3, 'mounted on all three hosts');
     }
-    const esx02 = lab.state.vms.find((v) => v.name === 'db01')!;
+    const esx02 = lab.vm('db01');
     assert.ok(esx02);
     const hosts = await soap(
       lab.state,
@@ -268,15 +268,15 @@ describe('lab with the standard spec', () => {
       ['web01', 'poweredOn'],
       ['off01', 'poweredOff'],
       ['susp01', 'suspended'],
-    ]) {
-      const id = lab.state.vms.find((v) => v.name === name)!.id;
+    ] as const) {
+      const id = lab.vm(name).id;
       const text = await properties(lab.state, cookie, 'VirtualMachine', id, ['runtime.powerState']);
       assert.match(text, new RegExp(`>${power}</val>`), name);
     }
   });
 
   test('VM snapshots work on a VM with injected RDM disks, and the RDMs stay', async () => {
-    const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
+    const id = lab.vm('db01').id;
     const devices = async () =>
       properties(lab.state, cookie, 'VirtualMachine', id, ['config.hardware.device']);
     const before = await devices();
@@ -318,7 +318,7 @@ describe('lab with the standard spec', () => {
   });
 
   test('reconfiguring and destroying a VM with RDM disks work', async () => {
-    const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
+    const id = lab.vm('db01').id;
     await runTask(
       lab.state,
       cookie,

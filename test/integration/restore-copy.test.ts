@@ -77,7 +77,7 @@ describe('restore on a copy-driver lab', () => {
       for (const d of vm.disks) if (d.kind === 'flat' || d.kind === 'independent') await scribble(d.path);
     }
     await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
-      await destroyVm(vc, lab.state.vms.find((v) => v.name === 'app01')!.id);
+      await destroyVm(vc, lab.vm('app01').id);
     });
   });
   after(async () => {
@@ -218,7 +218,7 @@ describe('restore on a copy-driver lab', () => {
   });
 
   it('restores a whole VM as a new VM with the bytes of backup time, the live VM untouched', async () => {
-    const liveBefore = await readFile(lab.state.vms.find((v) => v.name === 'web01')!.disks[0]!.path);
+    const liveBefore = await readFile(lab.vm('web01').disks[0]!.path);
     const run = await cli('restore', '--backup', backup.id, '--vm', 'web01', '--as', 'web01-new');
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const r = run.json;
@@ -264,9 +264,7 @@ describe('restore on a copy-driver lab', () => {
     assert.notEqual(vm.instanceUuid, backup.vms.find((v) => v.name === 'web01')!.instanceUuid);
     const live = inv.vms.find((v) => v.name === 'web01')!;
     assert.equal(live.powerState, 'poweredOn', 'the live VM is untouched');
-    assert.ok(
-      (await readFile(lab.state.vms.find((v) => v.name === 'web01')!.disks[0]!.path)).equals(liveBefore),
-    );
+    assert.ok((await readFile(lab.vm('web01').disks[0]!.path)).equals(liveBefore));
   });
 
   it('leaves RDM disks out with a warning per disk and exit 1', async () => {
@@ -357,12 +355,7 @@ describe('restore on a copy-driver lab', () => {
       rec.disks.map((d) => d.file),
     );
     for (const [i, d] of rec.disks.entries()) {
-      await assertLabBytes(
-        lab.state.vms.find((v) => v.name === 'web01')!.disks[i]!.path,
-        'web01',
-        i,
-        d.capacityBytes,
-      );
+      await assertLabBytes(lab.vm('web01').disks[i]!.path, 'web01', i, d.capacityBytes);
     }
     const leftovers = (await poolFiles(lab.state.arrayPath)).filter((f) => f.includes('.snapkeeper-'));
     assert.deepEqual(leftovers, [], 'no staging or replaced directory is left');

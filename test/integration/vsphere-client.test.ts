@@ -130,7 +130,7 @@ describe('vSphere client against the lab simulator', () => {
 
   test('VM snapshot create and remove, power operations and a task error', async () => {
     const vc = await open();
-    const id = lab.state.vms.find((v) => v.name === 'app01')!.id;
+    const id = lab.vm('app01').id;
     const snap = await vc.createVmSnapshot(id, { name: 'snapkeeper-test', memory: false, quiesce: true });
     assert.match(snap, /^snapshot-/);
     assert.deepEqual(
@@ -313,7 +313,7 @@ describe('vSphere client against the lab simulator', () => {
     });
     t.after(() => proxy.close());
     const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
-    const id = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const id = lab.vm('web01').id;
     await assert.rejects(vc.createVmSnapshot(id, { name: 'x', memory: false, quiesce: false }), {
       faultType: 'SystemError',
     });
