@@ -168,7 +168,9 @@ describe('inputs checked by the CLI against the lab', () => {
 
 describe('options a command would ignore are refused before anything is read', () => {
   // A configuration that does not exist: each refusal must come before the configuration is even loaded.
-  const cli = (...args: string[]) => runCli(['--config', '/nonexistent/snapkeeper.yaml', '--json', ...args]);
+  const cli = (...args: string[]) => runJson('/nonexistent/snapkeeper.yaml', ...args);
+  /** A restore of one disk of VM v of backup b, before the options that say where it goes. */
+  const disk = ['restore', '--backup', 'b', '--vm', 'v', '--disk', 'Hard disk 1'];
 
   const rows: [string, string[], RegExp][] = [
     ['restore --as with --to', ['restore', '--backup', 'b', '--vm', 'v', '--as', 'X', '--to', 'Y'], /--to/],
@@ -184,42 +186,13 @@ describe('options a command would ignore are refused before anything is read', (
     ],
     [
       'restore --disk --to with --host and --power-on',
-      [
-        'restore',
-        '--backup',
-        'b',
-        '--vm',
-        'v',
-        '--disk',
-        'Hard disk 1',
-        '--to',
-        'w',
-        '--host',
-        'h',
-        '--power-on',
-      ],
+      [...disk, '--to', 'w', '--host', 'h', '--power-on'],
       /restore --disk --to does not use --host, --power-on/,
     ],
-    [
-      'restore --disk --to with --force but no --replace',
-      ['restore', '--backup', 'b', '--vm', 'v', '--disk', 'Hard disk 1', '--to', 'w', '--force'],
-      /--force/,
-    ],
+    ['restore --disk --to with --force but no --replace', [...disk, '--to', 'w', '--force'], /--force/],
     [
       'restore --disk --files-only with --replace',
-      [
-        'restore',
-        '--backup',
-        'b',
-        '--vm',
-        'v',
-        '--disk',
-        'Hard disk 1',
-        '--files-only',
-        '--datastore',
-        'd',
-        '--replace',
-      ],
+      [...disk, '--files-only', '--datastore', 'd', '--replace'],
       /--replace/,
     ],
     [
@@ -269,19 +242,7 @@ describe('options a command would ignore are refused before anything is read', (
   }
 
   it('restore --disk --to --replace takes --force (it replaces disks of a VM that may be running)', async () => {
-    const run = await cli(
-      'restore',
-      '--backup',
-      'b',
-      '--vm',
-      'v',
-      '--disk',
-      'Hard disk 1',
-      '--to',
-      'w',
-      '--replace',
-      '--force',
-    );
+    const run = await cli(...disk, '--to', 'w', '--replace', '--force');
     // Past the option checks: what stops it is the missing configuration.
     assert.equal(run.json.error.code, 'CONFIG_NOT_FOUND');
   });
