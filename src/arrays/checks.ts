@@ -1,4 +1,4 @@
-import { NotFoundError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { ByteRange, ReadFileOptions } from './types.js';
 
 /** Rules every adapter applies the same way to what the engine hands it. */
@@ -82,6 +82,48 @@ export function checkGroup(arrayName: string, volumes: string[], known: Set<stri
     );
   }
   for (const v of volumes) {
-    if (!known.has(v)) throw new NotFoundError('VOLUME_NOT_FOUND', `array "${arrayName}" has no volume ${v}`);
+    if (!known.has(v)) throw unknownVolume(arrayName, v);
   }
+}
+
+/* The errors every adapter raises for the same fault, worded the same so callers and tests see one contract. */
+
+export function unknownVolume(arrayName: string, volume: string): NotFoundError {
+  return new NotFoundError('VOLUME_NOT_FOUND', `array "${arrayName}" has no volume ${volume}`);
+}
+
+export function noCompleteSnapshot(arrayName: string, id: string): NotFoundError {
+  return new NotFoundError('SNAPSHOT_NOT_FOUND', `array "${arrayName}" has no complete snapshot ${id}`);
+}
+
+export function volumeNotInSnapshot(arrayName: string, id: string, volume: string): NotFoundError {
+  return new NotFoundError(
+    'VOLUME_NOT_FOUND',
+    `array "${arrayName}": snapshot ${id} does not hold volume ${volume}`,
+  );
+}
+
+export function noSuchEntry(
+  arrayName: string,
+  kind: 'file' | 'directory',
+  relativePath: string,
+  volume: string,
+  snapshotId: string,
+): NotFoundError {
+  return new NotFoundError(
+    'FILE_NOT_FOUND',
+    `array "${arrayName}": no ${kind} ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
+  );
+}
+
+/** `where` names the array's volumes for the reader (its root or pool), so the fix is plain. */
+export function targetOutsideVolumes(arrayName: string, target: string, where: string): UsageError {
+  return new UsageError(
+    'ARRAY_INVALID_PATH',
+    `array "${arrayName}": restore target ${target} is not inside a volume of the array (${where})`,
+  );
+}
+
+export function targetExists(target: string, cause?: unknown): ConflictError {
+  return new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`, { cause });
 }

@@ -116,6 +116,12 @@ export interface ChangedRangeReporter {
   ): Promise<ByteRange[] | undefined>;
 }
 
+/** How `restoreFile` is told to stop and how it reports the bytes copied so far (drivers that copy). */
+export interface RestoreFileOptions {
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
 export interface SnapshotOptions {
   /** Stored with the snapshot and embedded in its id (letters, digits, `-`, `_`, `.` only). */
   label: string;
@@ -205,6 +211,6 @@ export interface StorageArray {
     volume: string,
     relativePath: string,
     target: string,
-    options?: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+    options?: RestoreFileOptions,
   ): Promise<{ cloned: boolean; bytes: number }>;
 }

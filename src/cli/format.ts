@@ -25,7 +25,13 @@ export function backupExitCode(record: BackupRecord): ExitCode {
     return ExitCode.failed;
   const warnings = allWarnings(record);
   if (warnings.some((w) => w.code === 'RELEASE_FAILED')) return ExitCode.failed;
-  return warnings.length > 0 ? ExitCode.warnings : ExitCode.ok;
+  return outcomeExitCode(0, warnings.length);
+}
+
+/** SPEC 6 for a command that did several things: any error 2, else any warning 1, else 0. */
+export function outcomeExitCode(errors: number, warnings: number): ExitCode {
+  if (errors > 0) return ExitCode.failed;
+  return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
 }
 
 function seconds(ms: number | undefined): string {

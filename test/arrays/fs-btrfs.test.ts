@@ -2,31 +2,29 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { btrfsSupport, openFsArray } from '../../src/arrays/fs/index.js';
+import { type TestContext, test } from 'node:test';
+import { btrfsSupport, type FsArray, openFsArray } from '../../src/arrays/fs/index.js';
 import { isBtrfs } from '../../src/arrays/fs/layout.js';
 import { isSubvolume } from '../../src/arrays/fs/tree.js';
+import type { ArrayVolume } from '../../src/arrays/types.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { isMountPoint } from '../../src/lab/loop-btrfs.js';
 import { execFile } from '../../src/util/exec.js';
 import { fileBtrfs, withLoopBtrfs } from '../helpers/btrfs.js';
 import { requireCapability } from '../helpers/require.js';
-import { arrayConformance } from './conformance.js';
 import { makeFsArray, removeFsArray } from './fs-factory.js';
-import { fsArraySpecifics, treeDigest } from './fs-suite.js';
+import { fsDriverSuites, treeDigest } from './fs-suite.js';
 
 // One loop-mounted btrfs for the file; every test makes its own array on it.
 const btrfs = fileBtrfs();
 const capability = btrfs.capability;
 
-const expectations = {
+fsDriverSuites('btrfs', () => btrfs.mountPoint(), {
   atomicGroups: true,
   instantClone: true,
   changedRanges: true,
   capability: () => capability,
-};
-arrayConformance('fs (btrfs driver)', () => makeFsArray(btrfs.mountPoint(), 'btrfs'), expectations);
-fsArraySpecifics('fs (btrfs driver)', () => makeFsArray(btrfs.mountPoint(), 'btrfs'), expectations);
+});
 
 test('btrfs snapshots and clones are subvolumes, and auto picks btrfs', async (t) => {
   const cap = await capability;
@@ -107,16 +105,33 @@ test('withLoopBtrfs mounts a btrfs for one test and removes it when the test end
   await assert.rejects(stat(mountPoint), { code: 'ENOENT' });
 });
 
-test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a bare EXEC_FAILED', async (t) => {
+/**
+ * A btrfs fs array for a test that makes its snapshots directory immutable (`chattr +i`): `use` gets the
+ * array, that directory and the first volume; afterwards the directory is made mutable again and the array
+ * removed, whatever happened. Skipped (or failed under SNAPKEEPER_REQUIRE_ALL) without btrfs.
+ */
+async function withBtrfsArray(
+  t: TestContext,
+  use: (array: FsArray, snapshots: string, volume: ArrayVolume) => Promise<void>,
+): Promise<void> {
   const cap = await capability;
   if (!requireCapability(t, cap.ok, cap.reason)) return;
   const { array, root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'btrfs');
   const snapshots = join(root, 'snapshots');
   try {
     const [v] = await array.listVolumes();
+    await use(array, snapshots, v!);
+  } finally {
+    await execFile('chattr', ['-i', snapshots]).catch(() => {});
+    await cleanup();
+  }
+}
+
+test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a bare EXEC_FAILED', async (t) => {
+  await withBtrfsArray(t, async (array, snapshots, v) => {
     // An immutable directory refuses new entries, for root too: `btrfs subvolume snapshot` fails.
     await execFile('chattr', ['+i', snapshots]);
-    await assert.rejects(array.snapshotGroup([v!.name], { label: 'immutable' }), (err: unknown) => {
+    await assert.rejects(array.snapshotGroup([v.name], { label: 'immutable' }), (err: unknown) => {
       assert.ok(err instanceof SnapkeeperError, String(err));
       assert.equal(err.code, 'ARRAY_SNAPSHOT_FAILED');
       assert.match(err.message, /^array "test-array" \(btrfs\): snapshot of vol-a failed: .*btrfs/);
@@ -125,20 +140,12 @@ test('a failed btrfs snapshot is ARRAY_SNAPSHOT_FAILED naming the array, not a b
     });
     await execFile('chattr', ['-i', snapshots]);
     assert.deepEqual(await array.listSnapshots(), [], 'nothing is left behind');
-  } finally {
-    await execFile('chattr', ['-i', snapshots]).catch(() => {});
-    await cleanup();
-  }
+  });
 });
 
 test('a failed btrfs delete is ARRAY_DELETE_FAILED naming the array', async (t) => {
-  const cap = await capability;
-  if (!requireCapability(t, cap.ok, cap.reason)) return;
-  const { array, root, cleanup } = await makeFsArray(btrfs.mountPoint(), 'btrfs');
-  const snapshots = join(root, 'snapshots');
-  try {
-    const [v] = await array.listVolumes();
-    const snap = await array.snapshotGroup([v!.name], { label: 'keep' });
+  await withBtrfsArray(t, async (array, snapshots, v) => {
+    const snap = await array.snapshotGroup([v.name], { label: 'keep' });
     // The metadata goes first; then the immutable parent makes `btrfs subvolume delete` fail.
     await rm(join(snapshots, `${snap.id}.json`));
     await execFile('chattr', ['+i', snapshots]);
@@ -151,10 +158,7 @@ test('a failed btrfs delete is ARRAY_DELETE_FAILED naming the array', async (t) 
       );
       return true;
     });
-  } finally {
-    await execFile('chattr', ['-i', snapshots]).catch(() => {});
-    await cleanup();
-  }
+  });
 });
 
 /** The pid of a running process whose arguments start with `args`, if any (read from /proc). */

@@ -8,9 +8,8 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { layout, openFsArray } from '../../src/arrays/fs/index.js';
 import { isRoot, requireCapability } from '../helpers/require.js';
-import { arrayConformance } from './conformance.js';
 import { makeFsArray, removeFsArray } from './fs-factory.js';
-import { fsArraySpecifics } from './fs-suite.js';
+import { fsDriverSuites } from './fs-suite.js';
 
 // The copy driver works on any file system: a plain temporary directory, no root needed.
 let parent = '';
@@ -21,9 +20,7 @@ after(async () => {
   await rm(parent, { recursive: true, force: true });
 });
 
-const copyExpectations = { atomicGroups: false, instantClone: false, changedRanges: false };
-arrayConformance('fs (copy driver)', () => makeFsArray(parent, 'copy'), copyExpectations);
-fsArraySpecifics('fs (copy driver)', () => makeFsArray(parent, 'copy'), copyExpectations);
+fsDriverSuites('copy', () => parent, { atomicGroups: false, instantClone: false, changedRanges: false });
 
 const MiB = 1024 * 1024;
 

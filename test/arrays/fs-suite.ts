@@ -16,12 +16,28 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
+import type { FsDriverChoice } from '../../src/arrays/fs/index.js';
 import { layout } from '../../src/arrays/fs/layout.js';
 import type { ArrayVolume } from '../../src/arrays/types.js';
 import { NotFoundError, UsageError } from '../../src/errors.js';
 import { isRoot } from '../helpers/require.js';
-import { type ConformanceExpectations, readAll, withArray } from './conformance.js';
-import type { FsArrayUnderTest } from './fs-factory.js';
+import { arrayConformance, type ConformanceExpectations, readAll, withArray } from './conformance.js';
+import { type FsArrayUnderTest, makeFsArray } from './fs-factory.js';
+
+/**
+ * Both suites an fs driver must pass, the array conformance suite and the fs specifics, on arrays made under
+ * `parent()` (read when a test runs: the directory may be made in a `before`).
+ */
+export function fsDriverSuites(
+  driver: FsDriverChoice,
+  parent: () => string,
+  expectations: ConformanceExpectations,
+): void {
+  const name = `fs (${driver} driver)`;
+  const factory = () => makeFsArray(parent(), driver);
+  arrayConformance(name, factory, expectations);
+  fsArraySpecifics(name, factory, expectations);
+}
 
 /**
  * What only the fs array promises, on top of the conformance suite: its volumes and snapshots are

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TaskConfig } from '../../src/config/schema.js';
 import { ConflictError, NotFoundError, UsageError } from '../../src/errors.js';
-import type { BackupRecord } from '../../src/model/backup.js';
+import { emptyBackup } from '../helpers/catalog.js';
 import { type CatalogFactory, catalogPerCase } from './harness.js';
 
 /** A task using every field; the SQLite-only task tests damage it in the file. */
@@ -17,17 +17,7 @@ export const web: TaskConfig = {
   schedule: '0 2 * * *',
 };
 
-function backup(id: string): BackupRecord {
-  return {
-    id,
-    task: 'web',
-    state: 'complete',
-    startedAt: '2026-11-01T00:00:00Z',
-    snapshots: [],
-    vms: [],
-    warnings: [],
-  };
-}
+const backup = (id: string) => emptyBackup(id, { task: 'web', startedAt: '2026-11-01T00:00:00Z' });
 
 export function taskAndMountCases(factory: CatalogFactory): void {
   const t = catalogPerCase(factory);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { afterEach } from 'node:test';
 import type { FakeSpec } from '../../src/vsphere/index.js';
-import { type EngineLab, engineLab } from './harness.js';
+import { type EngineLab, engineLabPerTest } from './harness.js';
 
 const RDM_LUN = 'naa.600a0980383030534a3f463045727a71';
 
@@ -40,17 +39,10 @@ const SPEC: FakeSpec = {
   ],
 };
 
-let lab: EngineLab | undefined;
-afterEach(async () => {
-  await lab?.close();
-  lab = undefined;
-});
+const startLab = engineLabPerTest();
 
 /** A fresh lab, closed after the test. */
-export async function start(): Promise<EngineLab> {
-  lab = await engineLab(SPEC);
-  return lab;
-}
+export const start = (): Promise<EngineLab> => startLab(SPEC);
 
 /** Nothing of the run is left on any VM: no snapkeeper snapshot, the power state it had before. */
 export async function assertReleased(l: EngineLab, power: Record<string, string>): Promise<void> {

@@ -1,27 +1,23 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { MemoryArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { EngineContext } from '../../src/engine/context.js';
 import { FakeVcenter } from '../../src/vsphere/index.js';
-import { type EngineLab, engineLab, memoryExportFiles } from './harness.js';
+import { engineLabPerTest, memoryExportFiles } from './harness.js';
 
-let lab: EngineLab | undefined;
-afterEach(async () => {
-  await lab?.close();
-  lab = undefined;
-});
+const startLab = engineLabPerTest();
 
 describe('EngineContext', () => {
   it('opens each part on first use only, once, and a catalog-only use never connects to vCenter', async () => {
-    lab = await engineLab({ datacenters: [{ name: 'DC1', hosts: ['esx01'] }] });
+    const lab = await startLab({ datacenters: [{ name: 'DC1', hosts: ['esx01'] }] });
     const opened = { catalog: 0, vcenter: 0, arrays: 0 };
     const vc = new FakeVcenter();
     const ctx = new EngineContext({
       config: lab.ctx.config,
       catalog: () => {
         opened.catalog++;
-        return Catalog.open(lab!.catalogPath);
+        return Catalog.open(lab.catalogPath);
       },
       vcenter: async () => {
         opened.vcenter++;
@@ -46,11 +42,11 @@ describe('EngineContext', () => {
   });
 
   it('a context that never used vCenter does not open it to close it', async () => {
-    lab = await engineLab({ datacenters: [{ name: 'DC1', hosts: ['esx01'] }] });
+    const lab = await startLab({ datacenters: [{ name: 'DC1', hosts: ['esx01'] }] });
     let connected = false;
     const ctx = new EngineContext({
       config: lab.ctx.config,
-      catalog: () => Catalog.open(lab!.catalogPath),
+      catalog: () => Catalog.open(lab.catalogPath),
       vcenter: () => {
         connected = true;
         return new FakeVcenter();

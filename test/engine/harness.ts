@@ -2,13 +2,17 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'node:test';
 import { MemoryArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { parseConfig } from '../../src/config/load.js';
+import { runBackup } from '../../src/engine/backup.js';
 import { EngineContext } from '../../src/engine/context.js';
 import type { ExportFiles } from '../../src/engine/export-files.js';
 import { ConflictError } from '../../src/errors.js';
+import type { BackupMode } from '../../src/model/modes.js';
 import { datastorePathToRelative } from '../../src/rules/datastores.js';
+import type { FakeVmSpec } from '../../src/vsphere/fake/spec.js';
 import { type FakeSpec, FakeVcenter } from '../../src/vsphere/index.js';
 
 /**
@@ -62,10 +66,65 @@ export function memoryExportFiles(array: MemoryArray): ExportFiles {
   };
 }
 
-export async function engineLab(
-  spec: FakeSpec,
-  options: { now?: () => Date; instantClone?: boolean } = {},
-): Promise<EngineLab> {
+export interface EngineLabOptions {
+  now?: () => Date;
+  instantClone?: boolean;
+}
+
+/**
+ * For a test file, called at its top level: starts engine labs and closes each after its test, so a failed
+ * assertion never leaves a lab open under the next test.
+ */
+export function engineLabPerTest(): (spec: FakeSpec, options?: EngineLabOptions) => Promise<EngineLab> {
+  let lab: EngineLab | undefined;
+  afterEach(async () => {
+    await lab?.close();
+    lab = undefined;
+  });
+  return async (spec, options) => {
+    lab = await engineLab(spec, options);
+    return lab;
+  };
+}
+
+/** One host with ds-a and ds-b; web01 runs there with a disk on each, and `others` beside it. */
+export function web01Spec(...others: FakeVmSpec[]): FakeSpec {
+  return {
+    datacenters: [
+      {
+        name: 'DC1',
+        hosts: ['esx01'],
+        datastores: [
+          { name: 'ds-a', capacityGB: 50 },
+          { name: 'ds-b', capacityGB: 20 },
+        ],
+        vms: [
+          {
+            name: 'web01',
+            host: 'esx01',
+            disks: [
+              { datastore: 'ds-a', sizeMB: 8 },
+              { datastore: 'ds-b', sizeMB: 8 },
+            ],
+          },
+          ...others,
+        ],
+      },
+    ],
+  };
+}
+
+/** Backs up web01 in `mode` on `l` and checks that the backup completed. */
+export async function backUpWeb01(
+  l: EngineLab,
+  mode: BackupMode,
+): Promise<{ l: EngineLab; backupId: string }> {
+  const record = await runBackup(l.ctx, { vmPatterns: ['web01'], mode });
+  if (record.state !== 'complete') throw new Error(`the backup of web01 ended ${record.state}`);
+  return { l, backupId: record.id };
+}
+
+export async function engineLab(spec: FakeSpec, options: EngineLabOptions = {}): Promise<EngineLab> {
   // The catalog is a real SQLite file; on tmpfs its fsyncs cost nothing, which keeps these tests at
   // milliseconds even when the disk is busy. Durability is the catalog tests' subject, not these.
   const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'snapkeeper-engine-'));

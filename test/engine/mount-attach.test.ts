@@ -1,47 +1,14 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runAttach, runDetach } from '../../src/engine/attach.js';
-import { runBackup } from '../../src/engine/backup.js';
 import { runMount, runUnmount } from '../../src/engine/mount.js';
 import { recover } from '../../src/engine/recover.js';
-import type { FakeSpec, FaultableMethod } from '../../src/vsphere/index.js';
-import { crashedAt, diskBytes, type EngineLab, engineLab, LATER, world } from './harness.js';
+import type { FaultableMethod } from '../../src/vsphere/index.js';
+import { backUpWeb01, crashedAt, diskBytes, engineLabPerTest, LATER, web01Spec, world } from './harness.js';
 
-const SPEC: FakeSpec = {
-  datacenters: [
-    {
-      name: 'DC1',
-      hosts: ['esx01'],
-      datastores: [
-        { name: 'ds-a', capacityGB: 50 },
-        { name: 'ds-b', capacityGB: 20 },
-      ],
-      vms: [
-        {
-          name: 'web01',
-          host: 'esx01',
-          disks: [
-            { datastore: 'ds-a', sizeMB: 8 },
-            { datastore: 'ds-b', sizeMB: 8 },
-          ],
-        },
-        { name: 'helper', host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 8 }] },
-      ],
-    },
-  ],
-};
-
-let lab: EngineLab | undefined;
-afterEach(async () => {
-  await lab?.close();
-  lab = undefined;
-});
-
-async function backedUp(): Promise<{ l: EngineLab; backupId: string }> {
-  lab = await engineLab(SPEC);
-  const record = await runBackup(lab.ctx, { vmPatterns: ['web01'], mode: 'ASIS' });
-  return { l: lab, backupId: record.id };
-}
+const SPEC = web01Spec({ name: 'helper', host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 8 }] });
+const startLab = engineLabPerTest();
+const backedUp = async () => backUpWeb01(await startLab(SPEC), 'ASIS');
 
 describe('mount on the fakes', () => {
   it('mounts each datastore of the backup from a clone, and unmount removes everything', async () => {

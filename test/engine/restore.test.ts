@@ -1,49 +1,30 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
-import { runBackup } from '../../src/engine/backup.js';
+import { describe, it } from 'node:test';
 import { recover } from '../../src/engine/recover.js';
 import { runRestore } from '../../src/engine/restore.js';
 import type { RestoreRequest } from '../../src/engine/restore-plan.js';
-import type { FakeSpec, FaultableMethod } from '../../src/vsphere/index.js';
-import { crashedAt, diskBytes, type EngineLab, engineLab, LATER, world } from './harness.js';
+import type { FaultableMethod } from '../../src/vsphere/index.js';
+import {
+  backUpWeb01,
+  crashedAt,
+  diskBytes,
+  type EngineLab,
+  engineLabPerTest,
+  LATER,
+  web01Spec,
+  world,
+} from './harness.js';
 
-const SPEC: FakeSpec = {
-  datacenters: [
-    {
-      name: 'DC1',
-      hosts: ['esx01'],
-      datastores: [
-        { name: 'ds-a', capacityGB: 50 },
-        { name: 'ds-b', capacityGB: 20 },
-      ],
-      vms: [
-        {
-          name: 'web01',
-          host: 'esx01',
-          disks: [
-            { datastore: 'ds-a', sizeMB: 8 },
-            { datastore: 'ds-b', sizeMB: 8 },
-          ],
-        },
-        { name: 'app01', host: 'esx01', power: 'poweredOff', disks: [{ datastore: 'ds-a', sizeMB: 8 }] },
-      ],
-    },
-  ],
-};
-
-let lab: EngineLab | undefined;
-afterEach(async () => {
-  await lab?.close();
-  lab = undefined;
+const SPEC = web01Spec({
+  name: 'app01',
+  host: 'esx01',
+  power: 'poweredOff',
+  disks: [{ datastore: 'ds-a', sizeMB: 8 }],
 });
+const startLab = engineLabPerTest();
 
 /** A lab with one complete backup of web01. */
-async function backedUp(): Promise<{ l: EngineLab; backupId: string }> {
-  lab = await engineLab(SPEC);
-  const record = await runBackup(lab.ctx, { vmPatterns: ['web01'], mode: 'SNAPSHOT_EXCL_MEM' });
-  assert.equal(record.state, 'complete');
-  return { l: lab, backupId: record.id };
-}
+const backedUp = async () => backUpWeb01(await startLab(SPEC), 'SNAPSHOT_EXCL_MEM');
 
 /** The restored disk's extent holds the backed-up bytes. */
 function assertBytes(l: EngineLab, descriptorPath: string, sourceFile: string): void {
@@ -171,11 +152,7 @@ describe('restore --disk --replace on the fakes: the VM always ends with a disk 
 });
 
 describe('restore on the fakes from a copying array', () => {
-  async function copying(): Promise<{ l: EngineLab; backupId: string }> {
-    lab = await engineLab(SPEC, { instantClone: false });
-    const record = await runBackup(lab.ctx, { vmPatterns: ['web01'], mode: 'ASIS' });
-    return { l: lab, backupId: record.id };
-  }
+  const copying = async () => backUpWeb01(await startLab(SPEC, { instantClone: false }), 'ASIS');
 
   it('copies the disks (not cloned), byte for byte', async () => {
     const { l, backupId } = await copying();

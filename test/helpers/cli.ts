@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { BackupRecord } from '../../src/model/backup.js';
 
 export const CLI = fileURLToPath(new URL('../../../bin/snapkeeper.js', import.meta.url));
 
@@ -40,4 +42,16 @@ export function runCli(
     });
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** Runs the CLI on the configuration `configPath` with `--json`: how tests read a command's document. */
+export function runJson(configPath: string, ...args: string[]): Promise<CliRun> {
+  return runCli(['--config', configPath, '--json', ...args]);
+}
+
+/** Runs `backup` with `args` on the configuration and fails the test unless the backup completed. */
+export async function completeBackup(configPath: string, ...args: string[]): Promise<BackupRecord> {
+  const run = await runJson(configPath, 'backup', ...args);
+  assert.equal(run.json?.state, 'complete', run.stdout + run.stderr);
+  return run.json as BackupRecord;
 }

@@ -45,6 +45,8 @@ export interface FaultProxy {
   methods(): string[];
   /** Rules in force; may be changed between calls. */
   rules: FaultRule[];
+  /** No rules and nothing seen: what each test of a shared proxy starts from. */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -87,6 +89,10 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     seen,
     rules: [...(options.rules ?? [])],
     methods: () => seen.map((s) => s.method),
+    reset() {
+      proxy.rules = [];
+      seen.length = 0;
+    },
     close: () =>
       new Promise((resolve) => {
         agent.destroy();

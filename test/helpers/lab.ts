@@ -1,8 +1,52 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { UsageError } from '../../src/errors.js';
 import { type LabState, labDown, labUp } from '../../src/lab/index.js';
+
+/** The lab spec most tests run on (web01, app01, db01 with an RDM, off01, susp01 on two hosts). */
+export const STANDARD_SPEC = fileURLToPath(
+  new URL('../../../test/fixtures/lab/standard.json', import.meta.url),
+);
+
+/** The standard spec parsed afresh, so a test may add to its copy before starting a lab from it. */
+// biome-ignore lint/suspicious/noExplicitAny: a spec is plain JSON that tests extend freely
+export async function standardSpec(): Promise<any> {
+  return JSON.parse(await readFile(STANDARD_SPEC, 'utf8'));
+}
+
+/**
+ * Reads the YAML configuration at `from`, lets `edit` change the document and writes it to `to` (by default
+ * back to `from`). Returns the path written.
+ */
+export async function editConfig(
+  from: string,
+  // biome-ignore lint/suspicious/noExplicitAny: tests change whatever part of the document they need
+  edit: (doc: any) => void,
+  to = from,
+): Promise<string> {
+  const doc = YAML.parse(await readFile(from, 'utf8'));
+  edit(doc);
+  await writeFile(to, YAML.stringify(doc));
+  return to;
+}
+
+/**
+ * A copy of the lab's configuration, named `name` in the lab directory, that reaches vCenter at `url` (a fault
+ * proxy or an address nobody answers). The pinned thumbprint goes: it belongs to the simulator's certificate.
+ */
+export function configWithVcenterUrl(lab: TestLab, url: string, name: string): Promise<string> {
+  return editConfig(
+    lab.configPath,
+    (doc) => {
+      doc.vcenter.url = url;
+      delete doc.vcenter.thumbprint;
+    },
+    join(lab.dir, name),
+  );
+}
 
 /** A lab started for a test, in its own temporary directory. */
 export interface TestLab {
@@ -10,6 +54,8 @@ export interface TestLab {
   dir: string;
   configPath: string;
   state: LabState;
+  /** The lab's VM of that name (its id, host, disks and their files); throws, naming it, when there is none. */
+  vm(name: string): LabState['vms'][number];
   /** Stops the simulator and removes the lab and its temporary directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -59,6 +105,11 @@ export async function startLab(spec: object | string, options: StartLabOptions =
     dir,
     configPath: state.configFile,
     state,
+    vm(name) {
+      const vm = state.vms.find((v) => v.name === name);
+      if (!vm) throw new Error(`the lab has no VM named ${name}`);
+      return vm;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

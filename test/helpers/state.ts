@@ -2,29 +2,37 @@ import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openArray } from '../../src/arrays/index.js';
-import { Catalog } from '../../src/catalog/index.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import type { Inventory } from '../../src/model/inventory.js';
-import { connect } from '../../src/vsphere/index.js';
+import { connect, type Vcenter } from '../../src/vsphere/index.js';
+import { withCatalog } from './catalog.js';
 
 export interface VmSnapshotState {
   powerState: string;
   snapshots: string[];
 }
 
-/** Power state and snapshot names of every VM, read fresh from the simulator. */
-export async function vmStates(config: Config): Promise<Record<string, VmSnapshotState>> {
-  const vc = await connect(config.vcenter);
+/** Connects to the configuration's vCenter, hands the session to `use` and logs out whatever happens. */
+export async function withVcenter<T>(
+  vcenter: Config['vcenter'],
+  use: (vc: Vcenter) => Promise<T>,
+): Promise<T> {
+  const vc = await connect(vcenter);
   try {
-    const inv = await vc.inventory();
-    const out: Record<string, VmSnapshotState> = {};
-    for (const vm of inv.vms) {
-      out[vm.name] = { powerState: vm.powerState, snapshots: vm.snapshots.map((s) => s.name).sort() };
-    }
-    return out;
+    return await use(vc);
   } finally {
     await vc.logout();
   }
+}
+
+/** Power state and snapshot names of every VM, read fresh from the simulator. */
+export async function vmStates(config: Config): Promise<Record<string, VmSnapshotState>> {
+  const inv = await withVcenter(config.vcenter, (vc) => vc.inventory());
+  const out: Record<string, VmSnapshotState> = {};
+  for (const vm of inv.vms) {
+    out[vm.name] = { powerState: vm.powerState, snapshots: vm.snapshots.map((s) => s.name).sort() };
+  }
+  return out;
 }
 
 /** Snapshot ids on every configured array. */
@@ -53,8 +61,7 @@ export async function assertClean(
   const after = await vmStates(config);
   assert.deepEqual(after, before, 'VM power states and snapshot lists are back to what they were');
   const snaps = await arraySnapshots(config);
-  const catalog = Catalog.open(config.catalog.path);
-  try {
+  await withCatalog(config.catalog.path, async (catalog) => {
     for (const s of snaps) {
       assert.ok(
         (await catalog.ownedSnapshotIds(s.array)).has(s.id),
@@ -76,9 +83,7 @@ export async function assertClean(
       [],
       'no operation is left open',
     );
-  } finally {
-    catalog.close();
-  }
+  });
 }
 
 /** Every file under `dir` (relative paths), for checking what a snapshot contains. */
@@ -95,13 +100,8 @@ export async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** The whole inventory, fresh from the simulator. */
-export async function inventoryOf(configPath: string): Promise<Inventory> {
-  const vc = await connect(loadConfig(configPath).vcenter);
-  try {
-    return await vc.inventory();
-  } finally {
-    await vc.logout();
-  }
+export function inventoryOf(configPath: string): Promise<Inventory> {
+  return withVcenter(loadConfig(configPath).vcenter, (vc) => vc.inventory());
 }
 
 /**
@@ -122,6 +122,22 @@ export function inventoryState(inv: Inventory) {
       }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     datastores: inv.datastores.map((d) => `${d.name} ${d.url} ${d.hosts.join(',')}`).sort(),
+  };
+}
+
+/** What vCenter and the array's pool hold, to compare before and after an operation that must leave no trace. */
+export interface LabContents {
+  inv: ReturnType<typeof inventoryState>;
+  files: string[];
+}
+
+export async function labContents(lab: {
+  configPath: string;
+  state: { arrayPath: string };
+}): Promise<LabContents> {
+  return {
+    inv: inventoryState(await inventoryOf(lab.configPath)),
+    files: await poolFiles(lab.state.arrayPath),
   };
 }
 

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { connect } from '../../src/vsphere/index.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { withCatalog } from '../helpers/catalog.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /**
  * Attach and detach leave nothing behind: one attach per backup and VM, a detach releases the mount an
@@ -43,11 +41,9 @@ describe('attach and detach on a copy-driver lab', () => {
   }
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    const run = await cli('backup', '--vm', 'web01', 'app01', '--mode', 'ASIS');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    lab = await startLab(await standardSpec());
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    backup = await completeBackup(lab.configPath, '--vm', 'web01', 'app01', '--mode', 'ASIS');
     clean = inventoryState(await inventoryOf(lab.configPath));
   });
   after(async () => {
@@ -182,11 +178,8 @@ describe('attach and detach on a copy-driver lab', () => {
     assert.deepEqual(await clones(), [], 'no clone is left');
     assert.deepEqual(await mountRecords(), [], 'no mount or attach record is left');
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), clean, 'vCenter is as before');
-    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
-    try {
+    await withCatalog(loadConfig(lab.configPath).catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), [], 'no operation is left open');
-    } finally {
-      catalog.close();
-    }
+    });
   });
 });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openArray } from '../../src/arrays/index.js';
@@ -8,12 +7,16 @@ import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ownedLabel, vmSnapshotName } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { catalogIdOf, countBackups, newestBackup, withCatalog } from '../helpers/catalog.js';
+import { runCli, runJson } from '../helpers/cli.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import {
+  arraySnapshots,
+  assertClean,
+  type VmSnapshotState,
+  vmStates,
+  withVcenter,
+} from '../helpers/state.js';
 
 /** Where the process kills itself (SNAPKEEPER_CRASH_AT), and what must be visible right after. */
 const POINTS = [
@@ -29,28 +32,29 @@ describe('SIGKILL in every phase, then recover', () => {
   let clean: Record<string, VmSnapshotState>;
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     clean = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {
     await lab?.stop();
   });
 
+  /** Runs a backup that kills itself at `point` and returns the record the crash left behind. */
+  async function crashedBackup(point: string, mode: string, vms = ['web01']): Promise<BackupRecord> {
+    const run = await runCli(['--config', lab.configPath, 'backup', '--vm', ...vms, '--mode', mode], {
+      env: { SNAPKEEPER_CRASH_AT: point },
+    });
+    assert.equal(run.signal, 'SIGKILL', `the run was killed at ${point}: ${run.stderr}`);
+    return newestBackup(loadConfig(lab.configPath).catalog.path);
+  }
+
   for (const mode of ['SUSPEND', 'SNAPSHOT_EXCL_MEM'] as const) {
     for (const p of POINTS) {
       it(`${mode}, killed at ${p.point}: recover leaves no held VM, stray snapshot or orphan`, async () => {
         const config = loadConfig(lab.configPath);
         const backupsBefore = await countBackups(config.catalog.path);
-        const run = await runCli(
-          ['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', 'app01', '--mode', mode],
-          {
-            env: { SNAPKEEPER_CRASH_AT: p.point },
-          },
-        );
-        assert.equal(run.signal, 'SIGKILL', `the run was killed at ${p.point}: ${run.stderr}`);
-
         // The crash really left the state of that phase behind.
-        const id = await newestBackup(config.catalog.path);
+        const id = await crashedBackup(p.point, mode, ['web01', 'app01']);
         assert.equal(await countBackups(config.catalog.path), backupsBefore + 1);
         assert.equal(id.state, p.recordState);
         const states = await vmStates(config);
@@ -58,17 +62,16 @@ describe('SIGKILL in every phase, then recover', () => {
           if (mode === 'SUSPEND') assert.equal(states.web01!.powerState, 'suspended');
           else
             assert.deepEqual(states.web01!.snapshots, [
-              vmSnapshotName(id.id, catalogId(config.catalog.path)),
+              vmSnapshotName(id.id, await catalogIdOf(config.catalog.path)),
             ]);
         } else {
           assert.deepEqual(states, clean);
         }
-        const snaps = (await arraySnapshots(config)).filter(
-          (s) => s.label === ownedLabel(id.id, catalogId(config.catalog.path)),
-        );
+        const label = ownedLabel(id.id, await catalogIdOf(config.catalog.path));
+        const snaps = (await arraySnapshots(config)).filter((s) => s.label === label);
         assert.equal(snaps.length, p.snapshot ? 1 : 0);
 
-        const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+        const rec = await runJson(lab.configPath, 'recover');
         assert.equal(rec.code, 0, rec.stdout + rec.stderr);
         assert.deepEqual(
           rec.json.operations.map((o: { id: string }) => o.id),
@@ -79,7 +82,7 @@ describe('SIGKILL in every phase, then recover', () => {
         await assertClean(lab.configPath, clean);
 
         // Recover is idempotent.
-        const again = await runCli(['--config', lab.configPath, '--json', 'recover']);
+        const again = await runJson(lab.configPath, 'recover');
         assert.equal(again.code, 0);
         assert.equal(again.json.operations.length, 0);
         assert.equal(again.json.removedVmSnapshots.length, 0);
@@ -90,69 +93,36 @@ describe('SIGKILL in every phase, then recover', () => {
 
   it('the next backup repairs a crashed one before it starts', async () => {
     const config = loadConfig(lab.configPath);
-    const crashed = await runCli(
-      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
-      {
-        env: { SNAPKEEPER_CRASH_AT: 'snapshotted' },
-      },
-    );
-    assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = (await newestBackup(config.catalog.path)).id;
+    const crashedId = (await crashedBackup('snapshotted', 'SUSPEND')).id;
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended');
 
-    const next = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--vm',
-      'web01',
-      '--mode',
-      'SUSPEND',
-    ]);
+    const next = await runJson(lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND');
     assert.equal(next.code, 0, next.stdout + next.stderr);
     assert.equal((next.json as BackupRecord).state, 'complete');
-    const catalog = Catalog.open(config.catalog.path);
-    try {
-      assert.equal((await catalog.getBackup(crashedId)).state, 'failed');
-    } finally {
-      catalog.close();
-    }
+    await withCatalog(config.catalog.path, async (c) =>
+      assert.equal((await c.getBackup(crashedId)).state, 'failed'),
+    );
     await assertClean(lab.configPath, clean);
   });
 
   it('a refused backup changes nothing even after a crash; the next valid one repairs, re-plans and completes', async () => {
     const config = loadConfig(lab.configPath);
-    const crashed = await runCli(
-      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
-      { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
-    );
-    assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = (await newestBackup(config.catalog.path)).id;
+    const crashedId = (await crashedBackup('prepared', 'SUSPEND')).id;
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended');
 
     // Bad input: exit 3 and nothing changed, not even the repair of the crashed run.
-    const refused = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'no-such-vm']);
+    const refused = await runJson(lab.configPath, 'backup', '--vm', 'no-such-vm');
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
     assert.equal(refused.json.error.code, 'SELECTION_EMPTY');
     assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
 
     // A live run holds app01: a backup of web01 and app01 is refused before the repair too.
-    const appId = lab.state.vms.find((v) => v.name === 'app01')!.id;
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    const appId = lab.vm('app01').id;
+    await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
       try {
         await catalog.acquireLocks('holder-op', [`vm:${appId}`]);
-        const locked = await runCli([
-          '--config',
-          lab.configPath,
-          '--json',
-          'backup',
-          '--vm',
-          'web01',
-          'app01',
-        ]);
+        const locked = await runJson(lab.configPath, 'backup', '--vm', 'web01', 'app01');
         assert.equal(locked.code, 2, locked.stdout + locked.stderr);
         assert.equal(locked.json.error.code, 'RESOURCE_LOCKED');
         assert.match(locked.json.error.message, /holder-op/);
@@ -162,63 +132,37 @@ describe('SIGKILL in every phase, then recover', () => {
       assert.equal((await vmStates(config)).web01!.powerState, 'suspended', 'web01 is still suspended');
       assert.equal((await catalog.getBackup(crashedId)).state, 'running', 'the crashed record is untouched');
       assert.ok((await catalog.unfinishedOperations()).some((o) => o.id === crashedId));
-    } finally {
-      catalog.close();
-    }
+    });
 
     // A valid run repairs first, then plans from the repaired state: web01 is running again, so it is
     // suspended (held) by this run, not recorded as "suspended, left as it is".
-    const next = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--vm',
-      'web01',
-      '--mode',
-      'SUSPEND',
-    ]);
+    const next = await runJson(lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND');
     assert.equal(next.code, 0, next.stdout + next.stderr);
     const record = next.json as BackupRecord;
     assert.equal(record.state, 'complete');
     const web = record.vms.find((v) => v.name === 'web01')!;
     assert.equal(web.powerState, 'poweredOn');
     assert.ok(web.quiesce !== undefined, 'web01 was held by this run');
-    const c2 = Catalog.open(config.catalog.path);
-    try {
-      assert.equal((await c2.getBackup(crashedId)).state, 'failed');
-    } finally {
-      c2.close();
-    }
+    await withCatalog(config.catalog.path, async (c) =>
+      assert.equal((await c.getBackup(crashedId)).state, 'failed'),
+    );
     await assertClean(lab.configPath, clean);
   });
 
   it('the next backup removes stray snapkeeper VM snapshots of its VMs and says so', async () => {
     const config = loadConfig(lab.configPath);
-    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const webId = lab.vm('web01').id;
     // A stray of this catalog: named with its id, made by an operation its journal has (closed, repaired).
-    const stray = vmSnapshotName('20200101-000000-abcdef', catalogId(config.catalog.path));
-    const c = Catalog.open(config.catalog.path);
-    await c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
-    await c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
-    c.close();
-    const vc = await connect(config.vcenter);
-    try {
+    const stray = vmSnapshotName('20200101-000000-abcdef', await catalogIdOf(config.catalog.path));
+    await withCatalog(config.catalog.path, async (c) => {
+      await c.beginOperation({ id: '20200101-000000-abcdef', kind: 'backup' });
+      await c.finishOperation('20200101-000000-abcdef', 'failed', { repaired: true });
+    });
+    await withVcenter(config.vcenter, async (vc) => {
       await vc.createVmSnapshot(webId, { name: stray, memory: false, quiesce: false });
-    } finally {
-      await vc.logout();
-    }
+    });
     assert.deepEqual((await vmStates(config)).web01!.snapshots, [stray]);
-    const run = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--vm',
-      'web01',
-      '--mode',
-      'SUSPEND',
-    ]);
+    const run = await runJson(lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND');
     const record = run.json as BackupRecord;
     assert.equal(record.state, 'complete', run.stdout + run.stderr);
     const removed = record.warnings.filter((w) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED');
@@ -234,7 +178,8 @@ describe('SIGKILL in every phase, then recover', () => {
     const arrayConfig = config.arrays[0]!;
     const array = await openArray(arrayConfig);
     const volume = (await array.listVolumes())[0]!.name;
-    const ours = (id: string) => ownedLabel(id, catalogId(config.catalog.path));
+    const catalogId = await catalogIdOf(config.catalog.path);
+    const ours = (id: string) => ownedLabel(id, catalogId);
     const admin = await array.snapshotGroup([volume], { label: 'admin-before-upgrade' });
     // Of an earlier release (no catalog id): foreign, left alone and reported.
     const legacy = await array.snapshotGroup([volume], { label: '20200101-000009-abcdef' });
@@ -266,7 +211,7 @@ describe('SIGKILL in every phase, then recover', () => {
         vms: [],
         warnings: [],
       });
-      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 0, rec.stdout + rec.stderr);
       assert.deepEqual(
         rec.json.deletedArraySnapshots.map((d: { snapshotId: string }) => d.snapshotId),
@@ -290,12 +235,7 @@ describe('SIGKILL in every phase, then recover', () => {
 
   it('recover goes on past an operation it cannot repair, closes it and retries it later', async () => {
     const config = loadConfig(lab.configPath);
-    const crashed = await runCli(
-      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SUSPEND'],
-      { env: { SNAPKEEPER_CRASH_AT: 'prepared' } },
-    );
-    assert.equal(crashed.signal, 'SIGKILL');
-    const crashedId = (await newestBackup(config.catalog.path)).id;
+    const crashedId = (await crashedBackup('prepared', 'SUSPEND')).id;
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
     const catalog = Catalog.open(config.catalog.path);
     const broken = '20200101-000003-abcdef';
@@ -322,7 +262,7 @@ describe('SIGKILL in every phase, then recover', () => {
       await catalog.beginOperation({ id: unreachable, kind: 'backup', pid: deadPid });
       await catalog.journal(unreachable, { action: 'array-snapshot', target: 'no-such-array', data: {} });
 
-      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 2, 'errors: exit 2');
       assert.deepEqual(
         rec.json.operations.map((o: { id: string }) => o.id),
@@ -359,50 +299,17 @@ describe('SIGKILL in every phase, then recover', () => {
 
   it('recover --dry-run reports and changes nothing', async () => {
     const config = loadConfig(lab.configPath);
-    const crashed = await runCli(
-      ['--config', lab.configPath, 'backup', '--vm', 'web01', '--mode', 'SNAPSHOT_EXCL_MEM'],
-      {
-        env: { SNAPKEEPER_CRASH_AT: 'snapshotted' },
-      },
-    );
-    assert.equal(crashed.signal, 'SIGKILL');
+    await crashedBackup('snapshotted', 'SNAPSHOT_EXCL_MEM');
     const held = await vmStates(config);
     const snapsBefore = await arraySnapshots(config);
-    const dry = await runCli(['--config', lab.configPath, '--json', 'recover', '--dry-run']);
+    const dry = await runJson(lab.configPath, 'recover', '--dry-run');
     assert.equal(dry.code, 0);
     assert.equal(dry.json.removedVmSnapshots.length, 1);
     assert.equal(dry.json.deletedArraySnapshots.length, 1);
     assert.deepEqual(await vmStates(config), held, 'dry run changed no VM');
     assert.deepEqual(await arraySnapshots(config), snapsBefore, 'dry run deleted no snapshot');
-    const real = await runCli(['--config', lab.configPath, '--json', 'recover']);
+    const real = await runJson(lab.configPath, 'recover');
     assert.equal(real.code, 0);
     await assertClean(lab.configPath, clean);
   });
 });
-
-async function countBackups(catalogPath: string): Promise<number> {
-  const c = Catalog.open(catalogPath);
-  try {
-    return (await c.listBackups()).length;
-  } finally {
-    c.close();
-  }
-}
-
-async function newestBackup(catalogPath: string): Promise<BackupRecord> {
-  const c = Catalog.open(catalogPath);
-  try {
-    return (await c.listBackups({ limit: 1 }))[0]!;
-  } finally {
-    c.close();
-  }
-}
-
-function catalogId(catalogPath: string): string {
-  const c = Catalog.open(catalogPath);
-  try {
-    return c.id;
-  } finally {
-    c.close();
-  }
-}

@@ -1,22 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { layout } from '../../src/arrays/fs/layout.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { releaseVm } from '../../src/engine/release.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
-import { connect } from '../../src/vsphere/index.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import { countBackups, withCatalog } from '../helpers/catalog.js';
+import { CLI, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { configWithVcenterUrl, editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { assertClean, type VmSnapshotState, vmStates, withVcenter } from '../helpers/state.js';
 
 /**
  * Fault injection between snapkeeper and vCenter: each vCenter call of a backup fails or is dropped in turn.
@@ -28,31 +24,24 @@ describe('backup under injected faults', () => {
   let proxy: FaultProxy;
   let proxiedConfig: string;
   let clean: Record<string, VmSnapshotState>;
-  const id = (name: string) => lab.state.vms.find((v) => v.name === name)!.id;
+  const id = (name: string) => lab.vm(name).id;
   const only = (name: string) => `>${id(name)}<`;
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     proxy = await startFaultProxy(lab.state.url);
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter.url = proxy.url;
-    delete doc.vcenter.thumbprint;
-    proxiedConfig = join(lab.dir, 'proxied.yaml');
-    await writeFile(proxiedConfig, YAML.stringify(doc));
+    proxiedConfig = await configWithVcenterUrl(lab, proxy.url, 'proxied.yaml');
     clean = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {
     await proxy?.close();
     await lab?.stop();
   });
-  beforeEach(() => {
-    proxy.rules = [];
-    proxy.seen.length = 0;
-  });
+  beforeEach(() => proxy.reset());
 
   async function backup(mode: string, rules: FaultRule[], vms = ['web01', 'app01', 'db01']) {
     proxy.rules = rules;
-    const run = await runCli(['--config', proxiedConfig, '--json', 'backup', '--vm', ...vms, '--mode', mode]);
+    const run = await runJson(proxiedConfig, 'backup', '--vm', ...vms, '--mode', mode);
     proxy.rules = [];
     return { run, record: run.json as BackupRecord };
   }
@@ -153,7 +142,7 @@ describe('backup under injected faults', () => {
       assert.equal(run.code, 2, 'a backup that could not release a VM exits 2');
       const held = await vmStates(loadConfig(lab.configPath));
       assert.notDeepEqual(held, clean, 'VMs are still held before recover');
-      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 0, rec.stdout + rec.stderr);
       assert.deepEqual(
         rec.json.operations.map((o: { id: string }) => o.id),
@@ -161,32 +150,29 @@ describe('backup under injected faults', () => {
       );
       await assertClean(lab.configPath, clean);
       // The data was captured before the release failed: the backup itself stays usable.
-      const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
-      try {
+      await withCatalog(loadConfig(lab.configPath).catalog.path, async (catalog) => {
         assert.equal((await catalog.getBackup(record.id)).state, 'complete');
-      } finally {
-        catalog.close();
-      }
+      });
     });
   }
 
   it('releasing a VM that no longer exists is not retried and counts as released', async () => {
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       const before0 = vc.roundTrips;
       const done = await releaseVm(vc, 'vm-424242', { snapshotName: 'snapkeeper-x', resume: true });
       assert.deepEqual(done, { removedSnapshots: 0, poweredOn: false, gone: true });
       assert.equal(vc.roundTrips - before0, 1, 'one state read, no retry');
-    } finally {
-      await vc.logout();
-    }
+    });
   });
 
   it('Ctrl-C stops preparing more VMs, still releases the prepared ones, and reports partial', async () => {
-    const doc = YAML.parse(await readFile(proxiedConfig, 'utf8'));
-    doc.defaults = { ...doc.defaults, concurrency: { global: 1, perHost: 1 } };
-    const serial = join(lab.dir, 'serial.yaml');
-    await writeFile(serial, YAML.stringify(doc));
+    const serial = await editConfig(
+      proxiedConfig,
+      (doc) => {
+        doc.defaults = { ...doc.defaults, concurrency: { global: 1, perHost: 1 } };
+      },
+      join(lab.dir, 'serial.yaml'),
+    );
     // app01 goes first (VMs are prepared in name order); its snapshot call is held until we have interrupted.
     proxy.rules = [{ method: 'CreateSnapshot_Task', match: only('app01'), action: 'delay', ms: 1500 }];
     const child = spawn(
@@ -238,7 +224,7 @@ describe('backup under injected faults', () => {
     await catalog.beginOperation({ id: 'holder-op', kind: 'backup', subject: 'other-task' });
     await catalog.acquireLocks('holder-op', [`vm:${id('web01')}`]);
     try {
-      const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01', 'app01']);
+      const run = await runJson(lab.configPath, 'backup', '--vm', 'web01', 'app01');
       assert.equal(run.code, 2);
       assert.equal(run.json.error.code, 'RESOURCE_LOCKED');
       assert.match(run.json.error.message, /holder-op/);
@@ -247,34 +233,21 @@ describe('backup under injected faults', () => {
       await catalog.finishOperation('holder-op', 'done');
       catalog.close();
     }
-    const retry = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'web01']);
+    const retry = await runJson(lab.configPath, 'backup', '--vm', 'web01');
     assert.equal(retry.code, 0, retry.stdout + retry.stderr);
     await assertClean(lab.configPath, clean);
   });
 
   it('an unreachable vCenter is one clear error and changes nothing', async () => {
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter.url = 'http://127.0.0.1:9/sdk';
-    delete doc.vcenter.thumbprint;
-    const bad = join(lab.dir, 'unreachable.yaml');
-    await writeFile(bad, YAML.stringify(doc));
-    const before0 = await loadCatalogCount(loadConfig(lab.configPath).catalog.path);
+    const bad = await configWithVcenterUrl(lab, 'http://127.0.0.1:9/sdk', 'unreachable.yaml');
+    const before0 = await countBackups(loadConfig(lab.configPath).catalog.path);
     const run = await runCli(['--config', bad, 'backup', '--vm', 'web01']);
     assert.equal(run.code, 3);
     assert.match(run.stderr, /127\.0\.0\.1:9/);
     assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
-    assert.equal(await loadCatalogCount(loadConfig(lab.configPath).catalog.path), before0);
+    assert.equal(await countBackups(loadConfig(lab.configPath).catalog.path), before0);
   });
 });
-
-async function loadCatalogCount(path: string): Promise<number> {
-  const c = Catalog.open(path);
-  try {
-    return (await c.listBackups()).length;
-  } finally {
-    c.close();
-  }
-}
 
 /** Waits for a condition the test cannot be told about directly (a request reaching the proxy). */
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {

@@ -1,19 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { BACKUP_MODES } from '../../src/model/modes.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { runCli, runJson } from '../helpers/cli.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { isRoot } from '../helpers/require.js';
 import { assertClean, listFiles, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 const EXPECTED_CONSISTENCY = {
   SNAPSHOT_INCL_MEM: 'running-state',
@@ -33,15 +30,15 @@ describe('backup modes on a btrfs lab', {
 
   before(async () => {
     assert.ok(isRoot && btrfs.ok, `btrfs lab required (SNAPKEEPER_REQUIRE_ALL=1): ${btrfs.reason}`);
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')), { btrfs: true });
+    lab = await startLab(await standardSpec(), { btrfs: true });
     // A second task that is followed by an offload: the RDM rule must keep its requested mode.
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.tasks.push({
-      name: 'with-offload',
-      select: { vms: ['db01', 'web01'] },
-      offload: { repository: 'offsite' },
+    await editConfig(lab.configPath, (doc) => {
+      doc.tasks.push({
+        name: 'with-offload',
+        select: { vms: ['db01', 'web01'] },
+        offload: { repository: 'offsite' },
+      });
     });
-    await writeFile(lab.configPath, YAML.stringify(doc));
     before0 = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {
@@ -50,16 +47,7 @@ describe('backup modes on a btrfs lab', {
 
   for (const mode of BACKUP_MODES) {
     it(`${mode}: modes, RDM rule, VM snapshot inside the array snapshot, VMs released`, async () => {
-      const run = await runCli([
-        '--config',
-        lab.configPath,
-        '--json',
-        'backup',
-        '--task',
-        'lab-all',
-        '--mode',
-        mode,
-      ]);
+      const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all', '--mode', mode);
       const record = run.json as BackupRecord;
       assert.equal(record.state, 'complete', run.stdout + run.stderr);
       const vm = (name: string) => record.vms.find((v) => v.name === name)!;
@@ -122,7 +110,7 @@ describe('backup modes on a btrfs lab', {
       assert.deepEqual(live, [], 'the VM snapshot is gone from the live datastore');
 
       // The catalog has the same record, and every VM is back as it was.
-      const shown = await runCli(['--config', lab.configPath, '--json', 'inquire', '--backup', record.id]);
+      const shown = await runJson(lab.configPath, 'inquire', '--backup', record.id);
       assert.equal(shown.code, 0);
       assert.deepEqual(shown.json, record);
       await assertClean(lab.configPath, before0);
@@ -130,16 +118,14 @@ describe('backup modes on a btrfs lab', {
   }
 
   it('keeps the requested SNAPSHOT mode for an RDM VM when the task is followed by an offload', async () => {
-    const run = await runCli([
-      '--config',
+    const run = await runJson(
       lab.configPath,
-      '--json',
       'backup',
       '--task',
       'with-offload',
       '--mode',
       'SNAPSHOT_EXCL_MEM',
-    ]);
+    );
     const record = run.json as BackupRecord;
     assert.equal(record.state, 'complete', run.stdout + run.stderr);
     const db = record.vms.find((v) => v.name === 'db01')!;
@@ -152,12 +138,12 @@ describe('backup modes on a btrfs lab', {
   });
 
   it('lists backups with inquire filters', async () => {
-    const all = await runCli(['--config', lab.configPath, '--json', 'inquire']);
+    const all = await runJson(lab.configPath, 'inquire');
     assert.equal(all.code, 0);
     assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 1);
-    const offload = await runCli(['--config', lab.configPath, '--json', 'inquire', '--task', 'with-offload']);
+    const offload = await runJson(lab.configPath, 'inquire', '--task', 'with-offload');
     assert.equal((offload.json as BackupRecord[]).length, 1);
-    const byVm = await runCli(['--config', lab.configPath, '--json', 'inquire', '--vm', 'app*']);
+    const byVm = await runJson(lab.configPath, 'inquire', '--vm', 'app*');
     assert.equal((byVm.json as BackupRecord[]).length, BACKUP_MODES.length);
     const text = await runCli(['--config', lab.configPath, 'inquire']);
     assert.match(text.stdout, /lab-all/);
@@ -172,16 +158,7 @@ describe('backup modes on a btrfs lab', {
     const config = loadConfig(lab.configPath);
     const password = config.vcenter.password.reveal();
     assert.ok(password.length >= 8);
-    const run = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--task',
-      'lab-all',
-      '--mode',
-      'SUSPEND',
-    ]);
+    const run = await runJson(lab.configPath, 'backup', '--task', 'lab-all', '--mode', 'SUSPEND');
     assert.ok(!run.stdout.includes(password) && !run.stderr.includes(password));
     for (const suffix of ['', '-wal']) {
       const bytes = await readFile(`${config.catalog.path}${suffix}`).catch(() => Buffer.alloc(0));
@@ -190,10 +167,10 @@ describe('backup modes on a btrfs lab', {
   });
 
   it('refuses a selection that matches nothing, changing nothing', async () => {
-    const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--vm', 'no-such-vm*']);
+    const run = await runJson(lab.configPath, 'backup', '--vm', 'no-such-vm*');
     assert.equal(run.code, 3);
     assert.equal(run.json.error.code, 'SELECTION_EMPTY');
-    const all = await runCli(['--config', lab.configPath, '--json', 'inquire']);
+    const all = await runJson(lab.configPath, 'inquire');
     assert.equal((all.json as BackupRecord[]).length, BACKUP_MODES.length + 2);
   });
 });

@@ -9,11 +9,11 @@ import { Catalog, LEASE_MS } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { vmSnapshotName } from '../../src/engine/ids.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
-import { connect } from '../../src/vsphere/index.js';
-import { runCli } from '../helpers/cli.js';
+import { withCatalog } from '../helpers/catalog.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
-import { arraySnapshots, vmStates } from '../helpers/state.js';
+import { arraySnapshots, vmStates, withVcenter } from '../helpers/state.js';
 
 const SPEC = {
   datacenters: [
@@ -35,7 +35,6 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
   let lab: TestLab;
   let root: string;
   let second: string;
-  const cli = (config: string, ...args: string[]) => runCli(['--config', config, '--json', ...args]);
 
   /** A configuration of the same lab (vCenter, array) with another catalog path and retention. */
   function variant(name: string, catalogPath: string, retention?: object): string {
@@ -62,16 +61,16 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const typo = join(root, 'typo', 'dir', 'catalog.db');
     const config = variant('typo', typo);
     for (const args of [['recover', '--dry-run'], ['inquire'], ['backup', '--vm', 'web01']]) {
-      const run = await cli(config, ...args);
+      const run = await runJson(config, ...args);
       assert.equal(run.code, 3, `${args.join(' ')}: ${run.stdout}${run.stderr}`);
       assert.equal(run.json.error.code, 'CATALOG_NOT_FOUND');
       assert.ok(run.json.error.message.includes(typo), run.json.error.message);
     }
     assert.equal(existsSync(join(root, 'typo')), false, 'no directory was created');
-    const created = await cli(config, 'catalog', 'create');
+    const created = await runJson(config, 'catalog', 'create');
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.json.id, /^[0-9a-f]{12}$/);
-    assert.equal((await cli(config, 'inquire')).code, 0);
+    assert.equal((await runJson(config, 'inquire')).code, 0);
   });
 
   it('an empty file and a file that is not a catalog are refused and left untouched', async () => {
@@ -82,7 +81,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     for (const [name, content] of cases) {
       const file = join(root, name);
       writeFileSync(file, content);
-      const run = await cli(variant(name, file), 'recover', '--dry-run');
+      const run = await runJson(variant(name, file), 'recover', '--dry-run');
       assert.equal(run.code, 3, run.stdout);
       assert.equal(run.json.error.code, 'CATALOG_INVALID');
       assert.ok(run.json.error.message.includes(file));
@@ -96,11 +95,11 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
   });
 
   it('delete refuses and expire skips a backup a running restore reads', async () => {
-    const older = await cli(lab.configPath, 'backup', '--vm', 'web01');
-    const newer = await cli(lab.configPath, 'backup', '--vm', 'web01');
+    const older = await runJson(lab.configPath, 'backup', '--vm', 'web01');
+    const newer = await runJson(lab.configPath, 'backup', '--vm', 'web01');
     assert.equal(newer.json.state, 'complete', newer.stderr);
     const id = older.json.id as string;
-    const restore = cli(lab.configPath, 'restore', '--backup', id, '--vm', 'web01', '--as', 'web01-held');
+    const restore = runJson(lab.configPath, 'restore', '--backup', id, '--vm', 'web01', '--as', 'web01-held');
     const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
     try {
       // Wait for the restore to hold the backup (a condition, not a guess at a time).
@@ -111,7 +110,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
       }
       const holder = (await catalog.lockHolders(`backup:${id}`))[0]!;
       assert.equal(holder.mode, 'shared');
-      const del = await cli(lab.configPath, 'delete', '--backup', id);
+      const del = await runJson(lab.configPath, 'delete', '--backup', id);
       assert.equal(del.code, 3, del.stdout);
       assert.equal(del.json.error.code, 'BACKUP_IN_USE');
       assert.match(
@@ -119,7 +118,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         new RegExp(`restore operation ${holder.operation.id} \\(pid ${holder.operation.pid} on `),
       );
       const keepOne = variant('keep-one', loadConfig(lab.configPath).catalog.path, { versions: 1 });
-      const exp = await cli(keepOne, 'expire');
+      const exp = await runJson(keepOne, 'expire');
       assert.equal(exp.code, 1, exp.stdout);
       assert.deepEqual(
         exp.json.skipped.map((s: { id: string }) => s.id),
@@ -134,26 +133,26 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
       catalog.close();
       await restore;
     }
-    const del = await cli(lab.configPath, 'delete', '--backup', id);
+    const del = await runJson(lab.configPath, 'delete', '--backup', id);
     assert.equal(del.code, 0, del.stdout);
   });
 
   it('a backup whose array snapshot vanished is marked lost and never offered again', async () => {
-    const run = await cli(lab.configPath, 'backup', '--vm', 'web01');
+    const run = await runJson(lab.configPath, 'backup', '--vm', 'web01');
     const id = run.json.id as string;
     const config = loadConfig(lab.configPath);
     const array = await openArray(config.arrays[0]!);
     await array.deleteSnapshot(run.json.snapshots[0].snapshotId);
-    const rec = await cli(lab.configPath, 'recover');
+    const rec = await runJson(lab.configPath, 'recover');
     assert.equal(rec.code, 1, rec.stdout);
     assert.deepEqual(
       rec.json.lostBackups.map((b: { id: string }) => b.id),
       [id],
     );
-    const shown = await cli(lab.configPath, 'inquire', '--backup', id);
+    const shown = await runJson(lab.configPath, 'inquire', '--backup', id);
     assert.equal(shown.json.state, 'lost', shown.stdout);
     assert.ok(shown.json.lost.reason.includes(run.json.snapshots[0].snapshotId));
-    const dry = await cli(
+    const dry = await runJson(
       lab.configPath,
       'restore',
       '--dry-run',
@@ -167,14 +166,14 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     assert.equal(dry.code, 3, dry.stdout);
     assert.equal(dry.json.error.code, 'BACKUP_NOT_RESTORABLE');
     assert.match(dry.json.error.message, /lost/);
-    const again = await cli(lab.configPath, 'recover');
+    const again = await runJson(lab.configPath, 'recover');
     assert.deepEqual(again.json.lostBackups, [], 'marked once');
-    assert.equal((await cli(lab.configPath, 'delete', '--backup', id)).code, 0, 'a lost record can go');
+    assert.equal((await runJson(lab.configPath, 'delete', '--backup', id)).code, 0, 'a lost record can go');
   });
 
   it('liveness by lease: another host’s run is dead once its heartbeat is stale, alive while it is fresh', async () => {
     const config = loadConfig(lab.configPath);
-    const webId = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const webId = lab.vm('web01').id;
     const catalog = Catalog.open(config.catalog.path);
     const stale = '20200102-000000-5a1e00';
     const fresh = '20200102-000001-f1e500';
@@ -184,16 +183,13 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         await catalog.acquireLocks(id, [`vm:${webId}-${id}`]);
         await catalog.journal(id, { action: 'vm-snapshot', target: webId, data: { vm: 'web01' } });
       }
-      const vc = await connect(config.vcenter);
-      try {
+      await withVcenter(config.vcenter, async (vc) => {
         await vc.createVmSnapshot(webId, {
           name: vmSnapshotName(stale, catalog.id),
           memory: false,
           quiesce: false,
         });
-      } finally {
-        await vc.logout();
-      }
+      });
       // Both began on a host this one cannot probe; only the stale one stopped renewing its lease.
       const db = new Database(config.catalog.path);
       try {
@@ -205,7 +201,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
       } finally {
         db.close();
       }
-      const rec = await cli(lab.configPath, 'recover');
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 0, rec.stdout);
       assert.deepEqual(
         rec.json.operations.map((o: { id: string }) => o.id),
@@ -236,8 +232,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     const volume = (await array.listVolumes())[0]!.name;
     const id = '20200101-000000-0a0b0c';
     const old = await array.snapshotGroup([volume], { label: id });
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.insertBackup({
         id,
         task: 'adhoc',
@@ -256,15 +251,13 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
         vms: [],
         warnings: [],
       });
-    } finally {
-      catalog.close();
-    }
-    const rec = await cli(lab.configPath, 'recover');
+    });
+    const rec = await runJson(lab.configPath, 'recover');
     assert.equal(rec.code, 0, rec.stdout);
     assert.deepEqual(rec.json.deletedArraySnapshots, []);
     assert.deepEqual(rec.json.lostBackups, []);
     assert.ok(!rec.json.foreign.some((f: { name: string }) => f.name === old.id), 'its own record owns it');
-    const del = await cli(lab.configPath, 'delete', '--backup', id);
+    const del = await runJson(lab.configPath, 'delete', '--backup', id);
     assert.equal(del.code, 0, del.stdout);
     assert.ok(!(await arraySnapshots(config)).some((s) => s.id === old.id), 'its snapshot went with it');
   });
@@ -275,11 +268,10 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
  * of the other's (and reports it as foreign); a run of the first killed mid-way is left to the first.
  */
 async function twoCatalogs(firstConfig: string, second: string): Promise<void> {
-  const cli = (config: string, ...args: string[]) => runCli(['--config', config, '--json', ...args]);
-  assert.equal((await cli(second, 'catalog', 'create')).code, 0);
-  const first = await cli(firstConfig, 'backup', '--vm', 'web01');
+  assert.equal((await runJson(second, 'catalog', 'create')).code, 0);
+  const first = await runJson(firstConfig, 'backup', '--vm', 'web01');
   assert.equal(first.json.state, 'complete', first.stderr);
-  const other = await cli(second, 'backup', '--vm', 'web01');
+  const other = await runJson(second, 'backup', '--vm', 'web01');
   assert.equal(other.json.state, 'complete', other.stderr);
   const config = loadConfig(firstConfig);
   const snaps = await arraySnapshots(config);
@@ -289,7 +281,7 @@ async function twoCatalogs(firstConfig: string, second: string): Promise<void> {
     [second, first.json],
     [firstConfig, other.json],
   ] as const) {
-    const rec = await cli(mine, 'recover');
+    const rec = await runJson(mine, 'recover');
     assert.equal(rec.code, 0, rec.stdout);
     assert.deepEqual(rec.json.deletedArraySnapshots, []);
     assert.deepEqual(rec.json.lostBackups, []);
@@ -311,20 +303,20 @@ async function twoCatalogs(firstConfig: string, second: string): Promise<void> {
   const held = await vmStates(config);
   const heldSnaps = await arraySnapshots(config);
   assert.equal(held.web01!.snapshots.length, 1);
-  const rec2 = await cli(second, 'recover');
+  const rec2 = await runJson(second, 'recover');
   assert.equal(rec2.code, 0, rec2.stdout);
   assert.deepEqual(rec2.json.removedVmSnapshots, []);
   assert.ok(rec2.json.foreign.some((f: { kind: string }) => f.kind === 'vm-snapshot'));
   assert.deepEqual(await vmStates(config), held, 'the other catalog left the VM snapshot alone');
   assert.deepEqual(await arraySnapshots(config), heldSnaps);
   // Nor does the start-of-run repair of the other catalog's next backup of that VM.
-  const next = await cli(second, 'backup', '--vm', 'web01', '--mode', 'ASIS');
+  const next = await runJson(second, 'backup', '--vm', 'web01', '--mode', 'ASIS');
   assert.equal(next.json.state, 'complete', next.stdout + next.stderr);
   assert.ok(!next.json.warnings.some((w: { code: string }) => w.code === 'STRAY_VM_SNAPSHOT_REMOVED'));
   assert.deepEqual(await vmStates(config), held, 'the other catalog’s run left the VM snapshot alone');
-  assert.equal((await cli(second, 'delete', '--backup', next.json.id)).code, 0);
+  assert.equal((await runJson(second, 'delete', '--backup', next.json.id)).code, 0);
   assert.deepEqual(await arraySnapshots(config), heldSnaps);
-  const rec1 = await cli(firstConfig, 'recover');
+  const rec1 = await runJson(firstConfig, 'recover');
   assert.equal(rec1.code, 0, rec1.stdout);
   assert.equal(rec1.json.removedVmSnapshots.length, 1);
   assert.equal(rec1.json.deletedArraySnapshots.length, 1);

@@ -2,37 +2,35 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
-import { connect } from '../../src/vsphere/index.js';
 import { el } from '../../src/vsphere/xml.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { arraySnapshots, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { arraySnapshots, type VmSnapshotState, vmStates, withVcenter } from '../helpers/state.js';
 
 /** Issue 7 section 2 against the lab: every input checked, before anything is touched. */
 describe('inputs checked by the CLI against the lab', () => {
   let lab: TestLab;
   let proxy: FaultProxy;
   let clean: Record<string, VmSnapshotState>;
-  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+  const cli = (...args: string[]) => runJson(lab.configPath, ...args);
 
   /** A copy of the lab's configuration with other vCenter settings, written next to it. */
   async function configWith(name: string, vcenter: Record<string, unknown>): Promise<string> {
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter = { ...doc.vcenter, ...vcenter };
-    if (vcenter.passwordEnv !== undefined) delete doc.vcenter.passwordFile;
-    if (vcenter.url !== undefined) delete doc.vcenter.thumbprint;
-    const path = join(lab.dir, name);
-    await writeFile(path, YAML.stringify(doc));
-    return path;
+    return editConfig(
+      lab.configPath,
+      (doc) => {
+        doc.vcenter = { ...doc.vcenter, ...vcenter };
+        if (vcenter.passwordEnv !== undefined) delete doc.vcenter.passwordFile;
+        if (vcenter.url !== undefined) delete doc.vcenter.thumbprint;
+      },
+      join(lab.dir, name),
+    );
   }
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     proxy = await startFaultProxy(lab.state.url);
     clean = await vmStates(loadConfig(lab.configPath));
   });
@@ -40,9 +38,7 @@ describe('inputs checked by the CLI against the lab', () => {
     await proxy?.close();
     await lab?.stop();
   });
-  beforeEach(() => {
-    proxy.seen.length = 0;
-  });
+  beforeEach(() => proxy.reset());
 
   it('backup --vm with a name matching no VM is refused (exit 3, naming it) and touches nothing', async () => {
     const run = await cli('backup', '--vm', 'web01', 'webO1-typo');
@@ -96,7 +92,7 @@ describe('inputs checked by the CLI against the lab', () => {
       const pw = join(lab.dir, `pw-${title}`);
       await writeFile(pw, content, { mode: 0o600 });
       const config = await configWith(`${title}.yaml`, { url: proxy.url, passwordFile: pw });
-      const run = await runCli(['--config', config, '--json', 'inventory']);
+      const run = await runJson(config, 'inventory');
       assert.equal(run.code, 3, run.stdout + run.stderr);
       assert.equal(run.json.error.code, 'CONFIG_INVALID');
       assert.match(run.json.error.message, /vcenter\.passwordFile: .* is empty/);
@@ -119,7 +115,7 @@ describe('inputs checked by the CLI against the lab', () => {
     await chmod(pw, 0o644);
     const config = await configWith('open.yaml', { passwordFile: pw });
 
-    const json = await runCli(['--config', config, '--json', 'inventory']);
+    const json = await runJson(config, 'inventory');
     assert.equal(json.code, 0, json.stdout + json.stderr);
     assert.equal(json.json.vms.length, 5);
     assert.deepEqual(
@@ -149,15 +145,12 @@ describe('inputs checked by the CLI against the lab', () => {
   it("--vm '*' selects every VM whatever its name, in inventory and backup alike", async () => {
     // vCenter allows any characters in a VM name; the lab's spec names are file-safe, so some are renamed.
     const odd = { app01: 'app 01/..', off01: '..', susp01: '.dot%25' } as const;
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
       for (const [from, to] of Object.entries(odd)) {
-        const vm = lab.state.vms.find((v) => v.name === from)!;
+        const vm = lab.vm(from);
         await vc.runTask('Rename_Task', { type: 'VirtualMachine', value: vm.id }, el('newName', to));
       }
-    } finally {
-      await vc.logout();
-    }
+    });
     const all = (await cli('inventory')).json.vms.map((v: { name: string }) => v.name).sort();
     assert.equal(all.length, 5);
     assert.ok(all.includes('..'), JSON.stringify(all));
@@ -175,7 +168,9 @@ describe('inputs checked by the CLI against the lab', () => {
 
 describe('options a command would ignore are refused before anything is read', () => {
   // A configuration that does not exist: each refusal must come before the configuration is even loaded.
-  const cli = (...args: string[]) => runCli(['--config', '/nonexistent/snapkeeper.yaml', '--json', ...args]);
+  const cli = (...args: string[]) => runJson('/nonexistent/snapkeeper.yaml', ...args);
+  /** A restore of one disk of VM v of backup b, before the options that say where it goes. */
+  const disk = ['restore', '--backup', 'b', '--vm', 'v', '--disk', 'Hard disk 1'];
 
   const rows: [string, string[], RegExp][] = [
     ['restore --as with --to', ['restore', '--backup', 'b', '--vm', 'v', '--as', 'X', '--to', 'Y'], /--to/],
@@ -191,42 +186,13 @@ describe('options a command would ignore are refused before anything is read', (
     ],
     [
       'restore --disk --to with --host and --power-on',
-      [
-        'restore',
-        '--backup',
-        'b',
-        '--vm',
-        'v',
-        '--disk',
-        'Hard disk 1',
-        '--to',
-        'w',
-        '--host',
-        'h',
-        '--power-on',
-      ],
+      [...disk, '--to', 'w', '--host', 'h', '--power-on'],
       /restore --disk --to does not use --host, --power-on/,
     ],
-    [
-      'restore --disk --to with --force but no --replace',
-      ['restore', '--backup', 'b', '--vm', 'v', '--disk', 'Hard disk 1', '--to', 'w', '--force'],
-      /--force/,
-    ],
+    ['restore --disk --to with --force but no --replace', [...disk, '--to', 'w', '--force'], /--force/],
     [
       'restore --disk --files-only with --replace',
-      [
-        'restore',
-        '--backup',
-        'b',
-        '--vm',
-        'v',
-        '--disk',
-        'Hard disk 1',
-        '--files-only',
-        '--datastore',
-        'd',
-        '--replace',
-      ],
+      [...disk, '--files-only', '--datastore', 'd', '--replace'],
       /--replace/,
     ],
     [
@@ -276,19 +242,7 @@ describe('options a command would ignore are refused before anything is read', (
   }
 
   it('restore --disk --to --replace takes --force (it replaces disks of a VM that may be running)', async () => {
-    const run = await cli(
-      'restore',
-      '--backup',
-      'b',
-      '--vm',
-      'v',
-      '--disk',
-      'Hard disk 1',
-      '--to',
-      'w',
-      '--replace',
-      '--force',
-    );
+    const run = await cli(...disk, '--to', 'w', '--replace', '--force');
     // Past the option checks: what stops it is the missing configuration.
     assert.equal(run.json.error.code, 'CONFIG_NOT_FOUND');
   });

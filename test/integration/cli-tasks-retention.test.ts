@@ -9,19 +9,17 @@ import { loadConfig } from '../../src/config/load.js';
 import { parseLabel } from '../../src/engine/ids.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import { execFile } from '../../src/util/exec.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { runCli, runJson } from '../helpers/cli.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { arraySnapshots, assertClean, type VmSnapshotState, vmStates } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 describe('tasks, retention, delete and init from the CLI', () => {
   let lab: TestLab;
   let clean: Record<string, VmSnapshotState>;
-  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+  const cli = (...args: string[]) => runJson(lab.configPath, ...args);
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     clean = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {
@@ -152,9 +150,9 @@ describe('tasks, retention, delete and init from the CLI', () => {
     assert.equal((await cli('inquire', '--backup', id)).code, 0);
 
     // Ad-hoc backups follow the default retention: make it keep one, then look before leaping.
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.defaults = { ...doc.defaults, retention: { versions: 1 } };
-    await writeFile(lab.configPath, YAML.stringify(doc));
+    await editConfig(lab.configPath, (doc) => {
+      doc.defaults = { ...doc.defaults, retention: { versions: 1 } };
+    });
     const second = await cli('backup', '--vm', 'off01');
     assert.equal(second.code, 0);
     const secondId = (second.json as BackupRecord).id;
@@ -164,8 +162,9 @@ describe('tasks, retention, delete and init from the CLI', () => {
       [secondId],
       'retention after the run kept one ad-hoc backup',
     );
-    delete doc.defaults.retention;
-    await writeFile(lab.configPath, YAML.stringify(doc));
+    await editConfig(lab.configPath, (doc) => {
+      delete doc.defaults.retention;
+    });
 
     const real = await cli('delete', '--backup', secondId);
     assert.equal(real.code, 0);
@@ -261,9 +260,13 @@ describe('tasks, retention, delete and init from the CLI', () => {
     assert.equal(created.code, 3, created.stdout + created.stderr);
     assert.match(created.json.error.message, /reserved/);
     const bad = join(lab.dir, 'adhoc-task.yaml');
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.tasks = [{ name: 'adhoc', select: { vms: ['off01'] } }];
-    await writeFile(bad, YAML.stringify(doc));
+    await editConfig(
+      lab.configPath,
+      (doc) => {
+        doc.tasks = [{ name: 'adhoc', select: { vms: ['off01'] } }];
+      },
+      bad,
+    );
     const run = await runCli(['--config', bad, 'task', 'list']);
     assert.equal(run.code, 3);
     assert.match(run.stderr, /tasks\[0\]\.name/);
@@ -328,7 +331,7 @@ describe('tasks, retention, delete and init from the CLI', () => {
       new RegExp(labConfig.vcenter.password.reveal()),
       'the password is not in the file',
     );
-    const inv = await runCli(['--config', out, '--json', 'inventory']);
+    const inv = await runJson(out, 'inventory');
     assert.equal(inv.code, 0, inv.stderr);
 
     const again = await runCli(args);
@@ -348,10 +351,14 @@ describe('tasks, retention, delete and init from the CLI', () => {
 
   it('a malformed configuration is one message naming the file and the path, exit 3', async () => {
     const bad = join(lab.dir, 'bad.yaml');
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.defaults = { mode: 'SNAPSHOT_WITH_MAGIC' };
-    doc.tasks = [{ name: 't', select: { vms: ['x'] }, colour: 'blue' }];
-    await writeFile(bad, YAML.stringify(doc));
+    await editConfig(
+      lab.configPath,
+      (doc) => {
+        doc.defaults = { mode: 'SNAPSHOT_WITH_MAGIC' };
+        doc.tasks = [{ name: 't', select: { vms: ['x'] }, colour: 'blue' }];
+      },
+      bad,
+    );
     const run = await runCli(['--config', bad, 'task', 'list']);
     assert.equal(run.code, 3);
     assert.match(run.stderr, new RegExp(bad.replaceAll('/', '\\/')));

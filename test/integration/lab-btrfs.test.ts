@@ -6,15 +6,13 @@ import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { canMountLoopBtrfs, isMountPoint } from '../../src/lab/loop-btrfs.js';
 import { execFile } from '../../src/util/exec.js';
 import { pathExists } from '../../src/util/fs.js';
-import { startLab } from '../helpers/lab.js';
+import { STANDARD_SPEC, standardSpec, startLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 test('a lab on a btrfs loop image has its pool as a subvolume, and lab down unmounts it', async (t) => {
   const can = await canMountLoopBtrfs();
   if (!requireCapability(t, can.ok, can.reason)) return;
-  const lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')), { btrfs: true });
+  const lab = await startLab(await standardSpec(), { btrfs: true });
   const { arrayPath, btrfsImage } = lab.state;
   try {
     assert.ok(btrfsImage);
@@ -24,7 +22,7 @@ test('a lab on a btrfs loop image has its pool as a subvolume, and lab down unmo
     // `btrfs subvolume show` fails on a plain directory.
     const { stdout } = await execFile('btrfs', ['subvolume', 'show', pool]);
     assert.match(stdout, /Subvolume ID:\s+\d+/);
-    const web01 = lab.state.vms.find((v) => v.name === 'web01')!;
+    const web01 = lab.vm('web01');
     const disk = web01.disks[0]!;
     assert.ok(disk.path.startsWith(`${layout.volume(arrayPath, 'ds-a')}/`));
     assert.ok((await readFile(disk.path)).equals(labDiskChunk('web01', 0, 0, disk.sizeMB * 1024 * 1024)));
@@ -53,7 +51,7 @@ test('on a btrfs array directory (no loop image of its own) lab down removes rea
   await mountLoopBtrfs(image, mnt, 256 * 1024 * 1024);
   try {
     const specFile = join(root, 'spec.json');
-    await writeFile(specFile, await readFile(STANDARD, 'utf8'));
+    await writeFile(specFile, await readFile(STANDARD_SPEC, 'utf8'));
     const dir = join(mnt, 'lab');
     const state = await labUp({ specFile, dir });
     assert.equal(state.btrfsImage, undefined);

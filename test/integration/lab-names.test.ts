@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { startLab, type TestLab } from '../helpers/lab.js';
 import { vmStates } from '../helpers/state.js';
 
@@ -48,7 +48,7 @@ function assertComplete(run: { code: number | null; stdout: string; stderr: stri
 
 describe('a lab whose VMs have names that are not file names', () => {
   let lab: TestLab;
-  const cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
+  const cli = (...args: string[]) => runJson(lab.configPath, ...args);
 
   before(async () => {
     lab = await startLab(spec);

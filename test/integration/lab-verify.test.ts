@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 
 describe('lab verify', () => {
   let lab: TestLab;
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
   });
   after(async () => {
     await lab?.stop();
@@ -25,7 +23,7 @@ describe('lab verify', () => {
       'only the flat disk; RDMs are never compared',
     );
 
-    const web = lab.state.vms.find((v) => v.name === 'web01')!;
+    const web = lab.vm('web01');
     const fh = await open(web.disks[1]!.path, 'r+');
     await fh.write(Buffer.from([0x55, 0xaa]), 0, 2, 4097);
     await fh.close();

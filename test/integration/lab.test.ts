@@ -15,10 +15,9 @@ import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { answersSoap, type LabState, labDown, labFiles, labStatus, labUp } from '../../src/lab/index.js';
 import { simulatorBinary, startSimulator } from '../../src/lab/simulator.js';
 import { pathExists } from '../../src/util/fs.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { STANDARD_SPEC, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 
 const execFile = promisify(execFileCb);
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 const CLI = new URL('../../../bin/snapkeeper.js', import.meta.url);
 
 /** A bare SOAP call, so this test does not depend on the project's vSphere client. */
@@ -123,7 +122,7 @@ describe('lab with the standard spec', () => {
   let password: string;
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     password = (await readFile(lab.state.passwordFile, 'utf8')).trim();
     const res = await login(lab.state, password);
     assert.equal(res.status, 200, res.text);
@@ -182,14 +181,14 @@ describe('lab with the standard spec', () => {
   });
 
   test('flat and independent disks hold their deterministic bytes; RDMs have mapping files', async () => {
-    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const spec = await standardSpec();
     const vms = spec.datacenters[0].vms as {
       name: string;
       disks: { sizeMB: number; rdm?: string; datastore?: string }[];
     }[];
     assert.deepEqual(lab.state.vms.map((v) => v.name).sort(), vms.map((v) => v.name).sort());
     for (const vm of vms) {
-      const got = lab.state.vms.find((v) => v.name === vm.name)!;
+      const got = lab.vm(vm.name);
       assert.deepEqual(
         got.disks.map((d) => d.index),
         vm.disks.map((_, i) => i),
@@ -208,7 +207,7 @@ describe('lab with the standard spec', () => {
         assert.ok(data.equals(labDiskChunk(vm.name, i, 0, size)), `${vm.name} disk ${i} content`);
       }
     }
-    const app01 = lab.state.vms.find((v) => v.name === 'app01')!;
+    const app01 = lab.vm('app01');
     assert.deepEqual(
       app01.disks.map((d) => d.kind),
       ['flat', 'independent'],
@@ -233,7 +232,7 @@ describe('lab with the standard spec', () => {
       assert.ok(obj.includes(`<url>${layout.volume(lab.state.arrayPath, vol.name)}</url>`));
       assert.equal(countOf(obj, '<DatastoreHostMount>'), 3, 'mounted on all three hosts');
     }
-    const esx02 = lab.state.vms.find((v) => v.name === 'db01')!;
+    const esx02 = lab.vm('db01');
     assert.ok(esx02);
     const hosts = await soap(
       lab.state,
@@ -269,15 +268,15 @@ describe('lab with the standard spec', () => {
       ['web01', 'poweredOn'],
       ['off01', 'poweredOff'],
       ['susp01', 'suspended'],
-    ]) {
-      const id = lab.state.vms.find((v) => v.name === name)!.id;
+    ] as const) {
+      const id = lab.vm(name).id;
       const text = await properties(lab.state, cookie, 'VirtualMachine', id, ['runtime.powerState']);
       assert.match(text, new RegExp(`>${power}</val>`), name);
     }
   });
 
   test('VM snapshots work on a VM with injected RDM disks, and the RDMs stay', async () => {
-    const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
+    const id = lab.vm('db01').id;
     const devices = async () =>
       properties(lab.state, cookie, 'VirtualMachine', id, ['config.hardware.device']);
     const before = await devices();
@@ -319,7 +318,7 @@ describe('lab with the standard spec', () => {
   });
 
   test('reconfiguring and destroying a VM with RDM disks work', async () => {
-    const id = lab.state.vms.find((v) => v.name === 'db01')!.id;
+    const id = lab.vm('db01').id;
     await runTask(
       lab.state,
       cookie,
@@ -348,7 +347,7 @@ describe('lab with the standard spec', () => {
   });
 
   test('a second lab up in the same directory is refused and leaves the lab running', async () => {
-    await assert.rejects(labUp({ specFile: STANDARD.pathname, dir: lab.dir }), (err: unknown) => {
+    await assert.rejects(labUp({ specFile: STANDARD_SPEC, dir: lab.dir }), (err: unknown) => {
       assert.ok(err instanceof UsageError);
       assert.equal(err.code, 'LAB_EXISTS');
       return true;
@@ -373,7 +372,7 @@ describe('lab with the standard spec', () => {
 
 describe('lab lifecycle', () => {
   test('lab down stops the simulator and removes everything; a second down is a usage error', async () => {
-    const lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    const lab = await startLab(await standardSpec());
     try {
       const { pid, url, thumbprint, arrayPath } = lab.state;
       // Something a backup would leave behind: the catalog goes with the lab.
@@ -399,7 +398,7 @@ describe('lab lifecycle', () => {
   });
 
   test('a bad spec creates nothing', async () => {
-    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const spec = await standardSpec();
     spec.datacenters[0].vms[0].host = 'nowhere';
     const dir = join(tmpdir(), `snapkeeper-lab-bad-${process.pid}`);
     await assert.rejects(
@@ -425,7 +424,7 @@ describe('lab lifecycle', () => {
       const dir = join(root, 'lab');
       await assert.rejects(
         labUp({
-          specFile: STANDARD.pathname,
+          specFile: STANDARD_SPEC,
           dir,
           env: { ...process.env, SNAPKEEPER_SIMULATOR: '/bin/false' },
         }),

@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
-import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
+import { withCatalog } from '../helpers/catalog.js';
+import { completeBackup, type runCli, runJson } from '../helpers/cli.js';
+import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { inventoryOf, inventoryState } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
 
 /** The inventory by name, for before/after comparisons. */
 async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
@@ -33,15 +30,14 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
   let cli: (...args: string[]) => ReturnType<typeof runCli>;
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     // Keep one version: the older backup expires unless it is mounted.
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.tasks[0].retention = { versions: 1 };
-    doc.tasks[0].mode = 'ASIS';
-    await writeFile(lab.configPath, YAML.stringify(doc));
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    older = (await cli('backup', '--task', 'lab-all')).json;
-    assert.equal(older.state, 'complete');
+    await editConfig(lab.configPath, (doc) => {
+      doc.tasks[0].retention = { versions: 1 };
+      doc.tasks[0].mode = 'ASIS';
+    });
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    older = await completeBackup(lab.configPath, '--task', 'lab-all');
   });
   after(async () => {
     await lab?.stop();
@@ -86,8 +82,7 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
     const del = await cli('delete', '--backup', older.id);
     assert.equal(del.code, 3);
     assert.equal(del.json.error.code, 'BACKUP_MOUNTED');
-    newer = (await cli('backup', '--task', 'lab-all')).json;
-    assert.equal(newer.state, 'complete');
+    newer = await completeBackup(lab.configPath, '--task', 'lab-all');
     const expire = await cli('expire');
     assert.equal(expire.code, 0, expire.stdout);
     assert.ok(
@@ -106,12 +101,9 @@ describe('mount, unmount, attach and detach on a copy-driver lab', () => {
       'vCenter is as before the mount',
     );
     assert.deepEqual(await array.listClones(), [], 'the clone is deleted');
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.listMounts(), []);
-    } finally {
-      catalog.close();
-    }
+    });
     const expired = await cli('expire');
     assert.ok(
       expired.json.deleted.some((d: { id: string }) => d.id === older.id),

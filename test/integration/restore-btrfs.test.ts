@@ -9,7 +9,7 @@ import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { type LabState, labDown, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { runCli } from '../helpers/cli.js';
+import { type runCli, runJson } from '../helpers/cli.js';
 import { isRoot } from '../helpers/require.js';
 
 const btrfs = await canMountLoopBtrfs();
@@ -78,7 +78,7 @@ describe('restore on a btrfs lab', {
       dir: join(root, 'lab'),
       btrfsImageBytes: 8 * GiB,
     });
-    cli = (...args: string[]) => runCli(['--config', state.configFile, '--json', ...args]);
+    cli = (...args: string[]) => runJson(state.configFile, ...args);
     const run = await cli('backup', '--task', 'lab-all', '--mode', 'ASIS');
     backup = run.json;
     assert.equal(backup.state, 'complete', run.stdout + run.stderr);
@@ -127,31 +127,12 @@ describe('restore on a btrfs lab', {
       64,
     );
     const label = backup.vms.find((v) => v.name === 'big01')!.disks[0]!.label;
-    const files = await cli(
-      'restore',
-      '--backup',
-      backup.id,
-      '--vm',
-      'big01',
-      '--disk',
-      label,
-      '--files-only',
-      '--datastore',
-      'ds-a',
-    );
+    const restoreBigDisk = (...where: string[]) =>
+      cli('restore', '--backup', backup.id, '--vm', 'big01', '--disk', label, ...where);
+    const files = await restoreBigDisk('--files-only', '--datastore', 'ds-a');
     assert.equal(files.code, 0, files.stdout + files.stderr);
     assert.equal(files.json.disks[0].cloned, true);
-    const into = await cli(
-      'restore',
-      '--backup',
-      backup.id,
-      '--vm',
-      'big01',
-      '--disk',
-      label,
-      '--to',
-      'small01',
-    );
+    const into = await restoreBigDisk('--to', 'small01');
     assert.equal(into.code, 0, into.stdout + into.stderr);
     assert.equal(into.json.disks[0].cloned, true);
   });

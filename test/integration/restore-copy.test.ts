@@ -8,13 +8,11 @@ import { checkNoDeltaDisks } from '../../src/engine/restore-common.js';
 import { SnapkeeperError } from '../../src/errors.js';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import type { BackupRecord, DiskRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
-import { runCli } from '../helpers/cli.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { withCatalog } from '../helpers/catalog.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
+import { standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { inventoryOf, inventoryState, poolFiles, withVcenter } from '../helpers/state.js';
 
 /** The whole inventory, fresh from the simulator. */
 /**
@@ -66,26 +64,21 @@ describe('restore on a copy-driver lab', () => {
   const sizes = (vm: string) => backup.vms.find((v) => v.name === vm)!.disks;
 
   before(async () => {
-    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const spec = await standardSpec();
     // A tiny datastore (4 MiB) for the free-space check.
     spec.datacenters[0].datastores.push({ name: 'ds-tiny', capacityGB: 0.004 });
     lab = await startLab(spec);
-    cli = (...args: string[]) => runCli(['--config', lab.configPath, '--json', ...args]);
-    const run = await cli('backup', '--task', 'lab-all');
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
+    cli = (...args: string[]) => runJson(lab.configPath, ...args);
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all');
     assert.equal(backup.snapshots[0]!.driver, 'copy');
     // After the backup: the live disks change and app01 is deleted.
     for (const vm of lab.state.vms) {
       if (vm.name === 'off01' || vm.name === 'susp01') continue;
       for (const d of vm.disks) if (d.kind === 'flat' || d.kind === 'independent') await scribble(d.path);
     }
-    const vc = await connect(loadConfig(lab.configPath).vcenter);
-    try {
-      await destroyVm(vc, lab.state.vms.find((v) => v.name === 'app01')!.id);
-    } finally {
-      await vc.logout();
-    }
+    await withVcenter(loadConfig(lab.configPath).vcenter, async (vc) => {
+      await destroyVm(vc, lab.vm('app01').id);
+    });
   });
   after(async () => {
     await lab?.stop();
@@ -153,17 +146,14 @@ describe('restore on a copy-driver lab', () => {
     assert.equal(dryNew.json.disks[0].target, '[ds-a] db01-dry/db01-dry_0.vmdk');
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');
-    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
-    try {
+    await withCatalog(loadConfig(lab.configPath).catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), []);
       assert.equal(
         (await catalog.listOperations({ kind: ['restore', 'mount', 'attach'] })).length,
         0,
         'no operation began',
       );
-    } finally {
-      catalog.close();
-    }
+    });
   });
 
   /**
@@ -228,7 +218,7 @@ describe('restore on a copy-driver lab', () => {
   });
 
   it('restores a whole VM as a new VM with the bytes of backup time, the live VM untouched', async () => {
-    const liveBefore = await readFile(lab.state.vms.find((v) => v.name === 'web01')!.disks[0]!.path);
+    const liveBefore = await readFile(lab.vm('web01').disks[0]!.path);
     const run = await cli('restore', '--backup', backup.id, '--vm', 'web01', '--as', 'web01-new');
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const r = run.json;
@@ -274,9 +264,7 @@ describe('restore on a copy-driver lab', () => {
     assert.notEqual(vm.instanceUuid, backup.vms.find((v) => v.name === 'web01')!.instanceUuid);
     const live = inv.vms.find((v) => v.name === 'web01')!;
     assert.equal(live.powerState, 'poweredOn', 'the live VM is untouched');
-    assert.ok(
-      (await readFile(lab.state.vms.find((v) => v.name === 'web01')!.disks[0]!.path)).equals(liveBefore),
-    );
+    assert.ok((await readFile(lab.vm('web01').disks[0]!.path)).equals(liveBefore));
   });
 
   it('leaves RDM disks out with a warning per disk and exit 1', async () => {
@@ -367,12 +355,7 @@ describe('restore on a copy-driver lab', () => {
       rec.disks.map((d) => d.file),
     );
     for (const [i, d] of rec.disks.entries()) {
-      await assertLabBytes(
-        lab.state.vms.find((v) => v.name === 'web01')!.disks[i]!.path,
-        'web01',
-        i,
-        d.capacityBytes,
-      );
+      await assertLabBytes(lab.vm('web01').disks[i]!.path, 'web01', i, d.capacityBytes);
     }
     const leftovers = (await poolFiles(lab.state.arrayPath)).filter((f) => f.includes('.snapkeeper-'));
     assert.deepEqual(leftovers, [], 'no staging or replaced directory is left');

@@ -1,20 +1,22 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import YAML from 'yaml';
 import { openArray } from '../../src/arrays/index.js';
 import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { connect } from '../../src/vsphere/index.js';
 import { destroyVm } from '../../src/vsphere/vm-ops.js';
-import { runCli } from '../helpers/cli.js';
+import { withCatalog } from '../helpers/catalog.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { configWithVcenterUrl, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import {
+  inventoryOf,
+  inventoryState,
+  type LabContents,
+  labContents,
+  poolFiles,
+  withVcenter,
+} from '../helpers/state.js';
 
 /**
  * User datastores whose names look like ours: `snapkeeper-data` (only the prefix) and one shaped exactly
@@ -33,7 +35,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
   let proxy: FaultProxy;
   let proxied: string;
   let backup: BackupRecord;
-  let clean: { inv: ReturnType<typeof inventoryState>; files: string[] };
+  let clean: LabContents;
 
   async function assertNothingLeft(what: string) {
     assert.deepEqual(
@@ -45,18 +47,15 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     const config = loadConfig(lab.configPath);
     const array = await openArray(config.arrays[0]!);
     assert.deepEqual(await array.listClones(), [], `${what}: no clone left`);
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), [], `${what}: no open operation`);
       assert.deepEqual(await catalog.listMounts(), [], `${what}: no mount record`);
       assert.equal((await catalog.getBackup(backup.id)).state, 'complete');
-    } finally {
-      catalog.close();
-    }
+    });
   }
 
   before(async () => {
-    const spec = JSON.parse(await readFile(STANDARD, 'utf8'));
+    const spec = await standardSpec();
     const dc = spec.datacenters[0];
     for (const name of LOOKALIKES) dc.datastores.push({ name, capacityGB: 1 });
     dc.vms.push({
@@ -67,36 +66,15 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     });
     lab = await startLab(spec);
     proxy = await startFaultProxy(lab.state.url);
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter.url = proxy.url;
-    delete doc.vcenter.thumbprint;
-    proxied = join(lab.dir, 'proxied.yaml');
-    await writeFile(proxied, YAML.stringify(doc));
-    const run = await runCli([
-      '--config',
-      lab.configPath,
-      '--json',
-      'backup',
-      '--task',
-      'lab-all',
-      '--mode',
-      'ASIS',
-    ]);
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
-    clean = {
-      inv: inventoryState(await inventoryOf(lab.configPath)),
-      files: await poolFiles(lab.state.arrayPath),
-    };
+    proxied = await configWithVcenterUrl(lab, proxy.url, 'proxied.yaml');
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all', '--mode', 'ASIS');
+    clean = await labContents(lab);
   });
   after(async () => {
     await proxy?.close();
     await lab?.stop();
   });
-  beforeEach(() => {
-    proxy.rules = [];
-    proxy.seen.length = 0;
-  });
+  beforeEach(() => proxy.reset());
 
   const label = (vm: string, i: number) => backup.vms.find((v) => v.name === vm)!.disks[i]!.label;
   const faults: { name: string; args: () => string[]; rules: FaultRule[] }[] = [
@@ -212,8 +190,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       });
       assert.equal(run.signal, 'SIGKILL', `killed at ${c.point}: ${run.stdout}${run.stderr}`);
       const config = loadConfig(lab.configPath);
-      const catalog = Catalog.open(config.catalog.path);
-      try {
+      await withCatalog(config.catalog.path, async (catalog) => {
         const open = await catalog.unfinishedOperations();
         assert.equal(open.length, 1, 'the crash left its operation open');
         // The backup is pinned while its files are read: delete and expire take the same lock.
@@ -221,37 +198,32 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
           (await catalog.locksOf(open[0]!.id)).includes(`backup:${backup.id}`),
           `${c.what} holds backup:${backup.id} (${(await catalog.locksOf(open[0]!.id)).join(', ')})`,
         );
-      } finally {
-        catalog.close();
-      }
-      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      });
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 0, rec.stdout + rec.stderr);
       assert.equal(rec.json.operations.length, 1);
       assert.ok(rec.json.actions.length > 0, 'recover undid something');
       await assertNothingLeft(c.point);
-      const again = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const again = await runJson(lab.configPath, 'recover');
       assert.deepEqual(again.json.actions, [], 'recover is idempotent');
     });
   }
 
   it('recover sweeps a clone and a snapkeeper datastore that no mount record owns', async () => {
-    const run = await runCli(['--config', lab.configPath, '--json', 'mount', '--backup', backup.id]);
+    const run = await runJson(lab.configPath, 'mount', '--backup', backup.id);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     // Forget the mount record, as a catalog restored from an older copy would.
     const config = loadConfig(lab.configPath);
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.removeMount(run.json.mountId);
-    } finally {
-      catalog.close();
-    }
+    });
     // A clone someone else made on the array (not labelled with one of our operation ids) is not ours.
     const array = await openArray(config.arrays[0]!);
     const foreign = await array.cloneSnapshot(backup.snapshots[0]!.snapshotId, { label: 'someone-else' });
     const datastores = (await inventoryOf(lab.configPath)).datastores.length;
     // ds-a, ds-b and the look-alikes, each once as itself and once mounted from the backup.
     assert.equal(datastores, 2 * (2 + LOOKALIKES.length));
-    const dry = await runCli(['--config', lab.configPath, '--json', 'recover', '--dry-run']);
+    const dry = await runJson(lab.configPath, 'recover', '--dry-run');
     // The mounted datastores and the mount's clone; neither the look-alikes nor the foreign clone.
     assert.equal(dry.json.actions.length, 2 + LOOKALIKES.length + 1, JSON.stringify(dry.json.actions));
     assert.equal(
@@ -259,7 +231,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       datastores,
       'the dry run removed nothing',
     );
-    const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+    const rec = await runJson(lab.configPath, 'recover');
     assert.equal(rec.code, 0, rec.stdout);
     assert.ok(rec.json.actions.some((a: string) => a.includes('stray datastore')));
     assert.ok(rec.json.actions.some((a: string) => a.includes('stray clone')));
@@ -324,18 +296,12 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     assert.equal(real.code, 0, real.stdout + real.stderr);
     assert.equal((await web01()).powerState, 'poweredOn', 'the restore repaired the crashed backup');
     assert.equal((await crashedBackup()).state, 'failed');
-    const vc = await connect(config.vcenter);
-    try {
+    await withVcenter(config.vcenter, async (vc) => {
       await destroyVm(vc, real.json.targetVm.id);
-    } finally {
-      await vc.logout();
-    }
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    });
+    await withCatalog(config.catalog.path, async (catalog) => {
       await catalog.deleteBackup((await crashedBackup()).id);
-    } finally {
-      catalog.close();
-    }
+    });
     await assertNothingLeft('after the repairing restore');
   });
   it('a restore after a crash checks again once the repair has run (the crashed restore had unregistered the VM)', async () => {
@@ -350,7 +316,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
     );
     // Checked before the repair, web01 looks deleted; the repair registers it again, so the restore must
     // check again and replace the live VM (not restore over a registered VM's directory).
-    const run = await runCli(['--config', lab.configPath, '--json', ...args]);
+    const run = await runJson(lab.configPath, ...args);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const inv = await inventoryOf(lab.configPath);
     const web = inv.vms.filter((v) => v.name === 'web01');
@@ -368,11 +334,8 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       'web01 is where and what it was',
     );
     const config = loadConfig(lab.configPath);
-    const catalog = Catalog.open(config.catalog.path);
-    try {
+    await withCatalog(config.catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), [], 'no operation is left open');
-    } finally {
-      catalog.close();
-    }
+    });
   });
 });

@@ -1,21 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import YAML from 'yaml';
-import { Catalog } from '../../src/catalog/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { EngineContext } from '../../src/engine/context.js';
 import { runRestore } from '../../src/engine/restore.js';
 import { UsageError } from '../../src/errors.js';
 import { verifyLabVm } from '../../src/lab/verify.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import { runCli } from '../helpers/cli.js';
+import { withCatalog } from '../helpers/catalog.js';
+import { completeBackup, runCli, runJson } from '../helpers/cli.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-import { inventoryOf, inventoryState, poolFiles } from '../helpers/state.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
+import { configWithVcenterUrl, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
+import { inventoryOf, inventoryState, type LabContents, labContents, poolFiles } from '../helpers/state.js';
 
 /**
  * `restore --disk ... --replace`: the target VM keeps its own disk whatever fails. A failed add of the
@@ -29,7 +24,7 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
   let proxy: FaultProxy;
   let proxied: string;
   let backup: BackupRecord;
-  let clean: { inv: ReturnType<typeof inventoryState>; files: string[] };
+  let clean: LabContents;
 
   // web01's first disk replaces off01's (powered off: no --force needed).
   const replaceArgs = () => [
@@ -59,41 +54,26 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
       `${what}: vCenter is as before`,
     );
     assert.deepEqual(await poolFiles(lab.state.arrayPath), clean.files, `${what}: no restored file left`);
-    const catalog = Catalog.open(loadConfig(lab.configPath).catalog.path);
-    try {
+    await withCatalog(loadConfig(lab.configPath).catalog.path, async (catalog) => {
       assert.deepEqual(await catalog.unfinishedOperations(), [], `${what}: no operation left running`);
       for (const op of await catalog.listOperations()) {
         assert.deepEqual(await catalog.locksOf(op.id), [], `${what}: ${op.id} holds no lock`);
       }
-    } finally {
-      catalog.close();
-    }
+    });
   }
 
   before(async () => {
-    lab = await startLab(JSON.parse(await readFile(STANDARD, 'utf8')));
+    lab = await startLab(await standardSpec());
     proxy = await startFaultProxy(lab.state.url);
-    const doc = YAML.parse(await readFile(lab.configPath, 'utf8'));
-    doc.vcenter.url = proxy.url;
-    delete doc.vcenter.thumbprint;
-    proxied = join(lab.dir, 'proxied.yaml');
-    await writeFile(proxied, YAML.stringify(doc));
-    const run = await runCli(['--config', lab.configPath, '--json', 'backup', '--task', 'lab-all']);
-    backup = run.json as BackupRecord;
-    assert.equal(backup.state, 'complete', run.stdout + run.stderr);
-    clean = {
-      inv: inventoryState(await inventoryOf(lab.configPath)),
-      files: await poolFiles(lab.state.arrayPath),
-    };
+    proxied = await configWithVcenterUrl(lab, proxy.url, 'proxied.yaml');
+    backup = await completeBackup(lab.configPath, '--task', 'lab-all');
+    clean = await labContents(lab);
   });
   after(async () => {
     await proxy?.close();
     await lab?.stop();
   });
-  beforeEach(() => {
-    proxy.rules = [];
-    proxy.seen.length = 0;
-  });
+  beforeEach(() => proxy.reset());
 
   it('the add of the restored disk fails: exit 2, the original disk is back', async () => {
     // ReconfigVM_Task 1 removes the original, 2 adds the restored disk, 3 (the undo) re-adds the original.
@@ -120,7 +100,7 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
     assert.match(run.json.error.message, /run snapkeeper recover/);
     const off = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'off01')!;
     assert.deepEqual(off.disks, [], 'the failed undo left off01 without its disk (what recover repairs)');
-    const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+    const rec = await runJson(lab.configPath, 'recover');
     assert.equal(rec.code, 0, rec.stdout + rec.stderr);
     assert.ok(
       rec.json.actions.some((a: string) => a.includes('re-attach [ds-a] off01/off01_0.vmdk')),
@@ -149,7 +129,7 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
       2,
       'the restored descriptor and extent are kept while off01 has them as a disk',
     );
-    const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+    const rec = await runJson(lab.configPath, 'recover');
     assert.equal(rec.code, 0, rec.stdout + rec.stderr);
     await assertOriginalBack('lost answer and failed detach, then recover');
   });
@@ -171,10 +151,10 @@ describe('restore --disk --replace: undo gives the VM its disk back', () => {
       const off = (await inventoryOf(lab.configPath)).vms.find((v) => v.name === 'off01')!;
       assert.equal(off.disks.length, c.disks, `killed at ${c.point}`);
       assert.ok(!off.disks.some((d) => d.file === '[ds-a] off01/off01_0.vmdk'), 'the original was removed');
-      const rec = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const rec = await runJson(lab.configPath, 'recover');
       assert.equal(rec.code, 0, rec.stdout + rec.stderr);
       await assertOriginalBack(`SIGKILL at ${c.point}, then recover`);
-      const again = await runCli(['--config', lab.configPath, '--json', 'recover']);
+      const again = await runJson(lab.configPath, 'recover');
       assert.deepEqual(again.json.actions, [], 'recover is idempotent');
     });
   }

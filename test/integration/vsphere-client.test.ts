@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import { ExitCode, UsageError } from '../../src/errors.js';
 import { Secret } from '../../src/util/secret.js';
@@ -15,9 +14,7 @@ import { type Transport, TransportError } from '../../src/vsphere/transport.js';
 import { el } from '../../src/vsphere/xml.js';
 import { runCli } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { startLab, type TestLab } from '../helpers/lab.js';
-
-const STANDARD = fileURLToPath(new URL('../../../test/fixtures/lab/standard.json', import.meta.url));
+import { STANDARD_SPEC, startLab, type TestLab } from '../helpers/lab.js';
 
 /** The peer certificate's fingerprints, read the way an administrator would (openssl s_client). */
 function peerFingerprints(url: string): Promise<{ sha256: string; sha1: string }> {
@@ -41,9 +38,23 @@ describe('vSphere client against the lab simulator', () => {
     sessions.push(vc);
     return vc;
   };
+  /** A fault proxy in front of the simulator (closed after the test) and a session opened through it. */
+  const throughProxy = async (t: TestContext, wrap?: Parameters<typeof connect>[1]) => {
+    const proxy = await startFaultProxy(config.vcenter.url);
+    t.after(() => proxy.close());
+    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined }, wrap);
+    return { proxy, vc };
+  };
+  /** Ends the session of `vc` as an administrator would; returns the key it had. */
+  const terminate = async (vc: Vcenter) => {
+    const key = await vc.sessionKey();
+    const admin = await open();
+    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    return key;
+  };
 
   before(async () => {
-    lab = await startLab(STANDARD);
+    lab = await startLab(STANDARD_SPEC);
     config = loadConfig(lab.configPath);
   });
   after(async () => {
@@ -119,7 +130,7 @@ describe('vSphere client against the lab simulator', () => {
 
   test('VM snapshot create and remove, power operations and a task error', async () => {
     const vc = await open();
-    const id = lab.state.vms.find((v) => v.name === 'app01')!.id;
+    const id = lab.vm('app01').id;
     const snap = await vc.createVmSnapshot(id, { name: 'snapkeeper-test', memory: false, quiesce: true });
     assert.match(snap, /^snapshot-/);
     assert.deepEqual(
@@ -157,13 +168,9 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('a terminated session is renewed transparently', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
-    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
-    const key = await vc.sessionKey();
+    const { proxy, vc } = await throughProxy(t);
+    const key = await terminate(vc);
     assert.ok(key !== '');
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
     const inv = await vc.inventory();
     assert.equal(inv.vms.length, 5);
     assert.equal(proxy.methods().filter((m) => m === 'Login').length, 2);
@@ -171,13 +178,9 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('a property read on a terminated session renews it too (the simulator answers with missingSet)', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
-    const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
+    const { proxy, vc } = await throughProxy(t);
     const vmId = (await vc.inventory()).vms.find((v) => v.name === 'web01')!.id;
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    await terminate(vc);
     const state = await vc.vmState(vmId);
     assert.equal(state.powerState, 'poweredOn', 'not reported missing because the session expired');
     assert.equal(proxy.methods().filter((m) => m === 'Login').length, 2);
@@ -210,8 +213,6 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('concurrent calls after a session termination make one Login, even an answer that comes late', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
     // Once armed, the first CreateContainerView is held back until the re-login has come back: its
     // NotAuthenticated answer (for the old cookie) then arrives after the new session exists. (The simulator
     // answers reads without a session with a missingSet, not a fault: the calls here are inventories.)
@@ -230,13 +231,8 @@ describe('vSphere client against the lab simulator', () => {
         if (armed && request.method === 'Login') relogged();
         return res;
       };
-    const vc = await open(
-      { url: proxy.url, insecure: true, thumbprint: undefined },
-      { transportWrapper: wrap },
-    );
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    const { proxy, vc } = await throughProxy(t, { transportWrapper: wrap });
+    const key = await terminate(vc);
     armed = true;
     const all = await Promise.all([1, 2, 3, 4].map(() => vc.inventory()));
     assert.equal(held, true);
@@ -250,8 +246,6 @@ describe('vSphere client against the lab simulator', () => {
   });
 
   test('the shared re-login does not fail when the caller that started it gives up', async (t) => {
-    const proxy = await startFaultProxy(config.vcenter.url);
-    t.after(() => proxy.close());
     // Once armed: count NotAuthenticated answers, hold the re-login until the test releases it.
     let armed = false;
     let notAuthenticated = 0;
@@ -272,13 +266,8 @@ describe('vSphere client against the lab simulator', () => {
         if (armed && res.body.includes('NotAuthenticated') && ++notAuthenticated === 2) bothRefused();
         return res;
       };
-    const vc = await open(
-      { url: proxy.url, insecure: true, thumbprint: undefined },
-      { transportWrapper: wrap },
-    );
-    const key = await vc.sessionKey();
-    const admin = await open();
-    await admin.call('TerminateSession', admin.serviceContent.sessionManager, el('sessionId', key));
+    const { proxy, vc } = await throughProxy(t, { transportWrapper: wrap });
+    await terminate(vc);
     armed = true;
     const ac = new AbortController();
     const first = vc.inventory({ signal: ac.signal });
@@ -324,7 +313,7 @@ describe('vSphere client against the lab simulator', () => {
     });
     t.after(() => proxy.close());
     const vc = await open({ url: proxy.url, insecure: true, thumbprint: undefined });
-    const id = lab.state.vms.find((v) => v.name === 'web01')!.id;
+    const id = lab.vm('web01').id;
     await assert.rejects(vc.createVmSnapshot(id, { name: 'x', memory: false, quiesce: false }), {
       faultType: 'SystemError',
     });

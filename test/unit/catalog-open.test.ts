@@ -6,8 +6,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
 import { SqliteDatabase } from '../../src/catalog/sqlite/database.js';
-import { UsageError } from '../../src/errors.js';
-import type { BackupRecord } from '../../src/model/backup.js';
+import { assertOpenRefused, emptyBackup, olderCatalog, withCatalog } from '../helpers/catalog.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-open-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -17,18 +16,6 @@ function fresh(name = 'catalog.db'): string {
   const dir = join(root, `case-${++n}`);
   mkdirSync(dir);
   return join(dir, name);
-}
-
-function backup(id: string): BackupRecord {
-  return {
-    id,
-    task: 'nightly',
-    state: 'complete',
-    startedAt: '2026-11-01T01:00:00.000Z',
-    snapshots: [],
-    vms: [],
-    warnings: [],
-  };
 }
 
 describe('Catalog.open', () => {
@@ -58,38 +45,26 @@ describe('Catalog.open', () => {
   it('keeps data across close and reopen, and migrates nothing the second time', async () => {
     const file = fresh();
     const first = Catalog.create(file);
-    await first.insertBackup(backup('b-1'));
+    await first.insertBackup(emptyBackup('b-1'));
     first.close();
     first.close(); // twice is harmless
     const db = new Database(file);
     const result = applyMigrations(db, file);
     db.close();
     assert.deepEqual(result, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] });
-    const second = Catalog.open(file);
-    try {
+    await withCatalog(file, async (second) => {
       assert.equal((await second.getBackup('b-1')).id, 'b-1');
-    } finally {
-      second.close();
-    }
+    });
   });
 
   it('upgrades a catalog left by an older release and keeps its data', async () => {
     const file = fresh();
     // What release 1 would have left: only migration 1 applied, with a backup and a journaled operation.
-    const old = new Database(file);
-    old.pragma('foreign_keys = ON');
-    assert.deepEqual(applyMigrations(old, file, MIGRATIONS.slice(0, 1)), { from: 0, to: 1, applied: [1] });
-    const record = backup('b-old');
-    old
-      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
-      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
-    old
-      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
-      .run('b-old', 'vm-1', 'web01');
+    const { db: old, record, migrated } = olderCatalog(file, 1);
+    assert.deepEqual(migrated, { from: 0, to: 1, applied: [1] });
     old.close();
 
-    const catalog = Catalog.open(file);
-    try {
+    await withCatalog(file, async (catalog) => {
       assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.deepEqual(await catalog.getBackup('b-old'), record);
       assert.deepEqual(
@@ -100,9 +75,7 @@ describe('Catalog.open', () => {
       await catalog.createTask({ name: 'later', select: { vms: ['x'] } });
       await catalog.addMount({ id: 'm-1', backupId: 'b-old', kind: 'datastore' });
       assert.equal((await catalog.mountsOf('b-old')).length, 1);
-    } finally {
-      catalog.close();
-    }
+    });
   });
 
   it('refuses a catalog with a newer schema, naming the file and both versions', async () => {
@@ -115,16 +88,11 @@ describe('Catalog.open', () => {
       new Date().toISOString(),
     );
     db.close();
-    assert.throws(
-      () => Catalog.open(file),
-      (err: unknown) => {
-        assert.ok(err instanceof UsageError);
-        assert.equal(err.code, 'CATALOG_TOO_NEW');
-        assert.match(err.message, new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
-        assert.match(err.message, new RegExp(`version ${LATEST_SCHEMA_VERSION + 1}\\b`));
-        assert.match(err.message, new RegExp(`up to ${LATEST_SCHEMA_VERSION}\\b`));
-        return true;
-      },
+    assertOpenRefused(
+      file,
+      'CATALOG_TOO_NEW',
+      new RegExp(`version ${LATEST_SCHEMA_VERSION + 1}\\b`),
+      new RegExp(`up to ${LATEST_SCHEMA_VERSION}\\b`),
     );
   });
 
@@ -132,15 +100,7 @@ describe('Catalog.open', () => {
     const file = fresh();
     const content = 'vcenter:\n  url: https://vc.example\n'.repeat(200);
     writeFileSync(file, content);
-    assert.throws(
-      () => Catalog.open(file),
-      (err: unknown) => {
-        assert.ok(err instanceof UsageError);
-        assert.equal(err.code, 'CATALOG_INVALID');
-        assert.ok(err.message.includes(file));
-        return true;
-      },
-    );
+    assertOpenRefused(file, 'CATALOG_INVALID');
     assert.equal(readFileSync(file, 'utf8'), content);
     assert.equal(existsSync(`${file}-wal`), false);
   });

@@ -5,39 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { applyMigrations, Catalog, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/catalog/index.js';
+import { Catalog, LATEST_SCHEMA_VERSION } from '../../src/catalog/index.js';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
-import type { BackupRecord } from '../../src/model/backup.js';
+import { assertOpenRefused, emptyBackup, olderCatalog, withCatalog } from '../helpers/catalog.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-catalog-safety-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const fresh = (name = 'catalog.db') => join(root, `case-${++n}`, name);
 
-function backup(id: string, state: BackupRecord['state'] = 'complete'): BackupRecord {
-  return {
-    id,
-    task: 'nightly',
-    state,
-    startedAt: '2026-11-01T01:00:00.000Z',
-    snapshots: [],
-    vms: [],
-    warnings: [],
-  };
-}
-
 describe('catalog files: only init, lab up and catalog create make one', () => {
   it('a missing file is refused naming the path, and neither file nor directory is created', async () => {
     const file = fresh();
-    assert.throws(
-      () => Catalog.open(file),
-      (err: unknown) => {
-        assert.ok(err instanceof UsageError);
-        assert.equal(err.code, 'CATALOG_NOT_FOUND');
-        assert.ok(err.message.includes(file));
-        return true;
-      },
-    );
+    assertOpenRefused(file, 'CATALOG_NOT_FOUND');
     assert.equal(existsSync(join(file, '..')), false, 'no directory either');
     Catalog.create(file).close();
     assert.ok(existsSync(file));
@@ -73,7 +53,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
   it('a damaged file is CATALOG_CORRUPT naming it, not an internal error', async () => {
     const file = fresh();
     const c = Catalog.create(file);
-    for (let i = 0; i < 50; i++) await c.insertBackup(backup(`b-${i}`));
+    for (let i = 0; i < 50; i++) await c.insertBackup(emptyBackup(`b-${i}`));
     c.close();
     // Keep the header page, scribble over every other page.
     const f = await open(file, 'r+');
@@ -112,16 +92,7 @@ describe('catalog identity and the migration that brings it', () => {
     const file = fresh();
     rmSync(join(file, '..'), { recursive: true, force: true });
     Catalog.create(join(file, '..', 'seed.db')).close();
-    const old = new Database(file);
-    old.pragma('foreign_keys = ON');
-    applyMigrations(old, file, MIGRATIONS.slice(0, 3));
-    const record = backup('b-old');
-    old
-      .prepare('INSERT INTO backups (id, task, state, started_at, record) VALUES (?, ?, ?, ?, ?)')
-      .run(record.id, record.task, record.state, record.startedAt, JSON.stringify(record));
-    old
-      .prepare('INSERT INTO backup_vms (backup_id, vm_id, vm_name) VALUES (?, ?, ?)')
-      .run('b-old', 'vm-1', 'web01');
+    const { db: old, record } = olderCatalog(file, 3);
     old
       .prepare(
         "INSERT INTO operations (id, kind, pid, host, state, started_at) VALUES ('op-1', 'restore', 1, 'h', 'running', '2026-01-01T00:00:00.000Z')",
@@ -142,8 +113,7 @@ describe('catalog identity and the migration that brings it', () => {
       .run();
     old.close();
 
-    const c = Catalog.open(file);
-    try {
+    await withCatalog(file, async (c) => {
       assert.equal(c.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.match(c.id, /^[0-9a-f]{12}$/);
       assert.deepEqual(await c.getBackup('b-old'), record);
@@ -161,8 +131,6 @@ describe('catalog identity and the migration that brings it', () => {
       // The new state is accepted.
       await c.updateBackup({ ...record, state: 'lost' });
       assert.equal((await c.getBackup('b-old')).state, 'lost');
-    } finally {
-      c.close();
-    }
+    });
   });
 });

@@ -29,6 +29,16 @@ tasks: [{ name: nightly, select: { vms: [web01] } }]
   return new EngineContext({ config, now: () => new Date('2026-01-10T00:00:00Z') });
 }
 
+/** Runs `use` on a context from `context(retention)` and closes it whatever happens. */
+async function withContext(retention: string, use: (ctx: EngineContext) => Promise<void>): Promise<void> {
+  const ctx = context(retention);
+  try {
+    await use(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
 function backup(id: string, task: string, vms: string[], day: number): BackupRecord {
   return {
     id,
@@ -60,8 +70,7 @@ function backup(id: string, task: string, vms: string[], day: number): BackupRec
 
 describe('retention of ad-hoc backups', () => {
   it('keeps versions per set of VMs, not across unrelated VMs', async () => {
-    const ctx = context('{ versions: 1 }');
-    try {
+    await withContext('{ versions: 1 }', async (ctx) => {
       await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'adhoc', ['a'], 1));
       await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'adhoc', ['b'], 2));
       await ctx.catalog.insertBackup(backup('20260103-000000-cccccc', 'adhoc', ['b', 'a'], 3));
@@ -78,14 +87,11 @@ describe('retention of ad-hoc backups', () => {
         '20260104-000000-dddddd',
         '20260105-000000-eeeeee',
       ]);
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('a configured task still counts its backups together', async () => {
-    const ctx = context('{ versions: 1 }');
-    try {
+    await withContext('{ versions: 1 }', async (ctx) => {
       await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
       await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['b'], 2));
       const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
@@ -93,14 +99,11 @@ describe('retention of ad-hoc backups', () => {
         r.deleted.map((d) => d.id),
         ['20260101-000000-aaaaaa'],
       );
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('expire --task: an unknown name is refused; adhoc follows the default retention', async () => {
-    const ctx = context('{ versions: 1 }');
-    try {
+    await withContext('{ versions: 1 }', async (ctx) => {
       await assert.rejects(
         expireAll(ctx, { dryRun: true, task: 'NOSUCH' }),
         (err) => err instanceof NotFoundError && err.code === 'TASK_NOT_FOUND',
@@ -114,16 +117,13 @@ describe('retention of ad-hoc backups', () => {
         r.deleted.map((d) => d.id),
         ['20260101-000000-aaaaaa'],
       );
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 });
 
 describe('retention and backups that are lost or in use', () => {
   it('a lost backup is never counted as a kept version', async () => {
-    const ctx = context('{ versions: 1 }');
-    try {
+    await withContext('{ versions: 1 }', async (ctx) => {
       await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
       await ctx.catalog.insertBackup({
         ...backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2),
@@ -132,14 +132,11 @@ describe('retention and backups that are lost or in use', () => {
       const r = await expireTask(ctx, 'nightly', { versions: 1 }, { dryRun: false });
       assert.deepEqual(r.deleted, [], 'the only restorable backup is the kept version');
       assert.ok(await ctx.catalog.findBackup('20260101-000000-aaaaaa'));
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('a held backup is skipped by expire and refused by delete, naming the holder', async () => {
-    const ctx = context('{ versions: 1 }');
-    try {
+    await withContext('{ versions: 1 }', async (ctx) => {
       await ctx.catalog.insertBackup(backup('20260101-000000-aaaaaa', 'nightly', ['a'], 1));
       await ctx.catalog.insertBackup(backup('20260102-000000-bbbbbb', 'nightly', ['a'], 2));
       await ctx.catalog.beginOperation({ id: 'restore-x', kind: 'restore' });
@@ -169,8 +166,6 @@ describe('retention and backups that are lost or in use', () => {
         r.deleted.map((d) => d.id),
         ['20260101-000000-aaaaaa'],
       );
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 });

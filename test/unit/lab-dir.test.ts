@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { SnapkeeperError, UsageError } from '../../src/errors.js';
 import { labFiles, labUp } from '../../src/lab/index.js';
 import { startSimulator } from '../../src/lab/simulator.js';
+import { STANDARD_SPEC } from '../helpers/lab.js';
 
-const STANDARD = fileURLToPath(new URL('../../../test/fixtures/lab/standard.json', import.meta.url));
 const CLI = fileURLToPath(new URL('../../../bin/snapkeeper.js', import.meta.url));
 
 /** Every file of `dir` with its content and mode: what "nothing changed" compares. */
@@ -51,7 +51,7 @@ describe('lab up refuses a directory holding files a lab writes', () => {
       await writeFile(join(dir, 'notes.txt'), 'unrelated');
       const before = await snapshotDir(dir);
       await assert.rejects(
-        labUp({ specFile: STANDARD, dir }),
+        labUp({ specFile: STANDARD_SPEC, dir }),
         refusedAsNotEmpty(labFiles.config, labFiles.password, 'catalog.db', 'catalog.db-wal'),
       );
       assert.deepEqual(await snapshotDir(dir), before, 'nothing changed');
@@ -71,7 +71,7 @@ describe('lab up refuses a directory holding files a lab writes', () => {
     for (const name of names) {
       await withDir(async (dir) => {
         await writeFile(join(dir, name), 'mine');
-        await assert.rejects(labUp({ specFile: STANDARD, dir }), refusedAsNotEmpty(name));
+        await assert.rejects(labUp({ specFile: STANDARD_SPEC, dir }), refusedAsNotEmpty(name));
         assert.deepEqual(await readdir(dir), [name]);
       });
     }
@@ -81,7 +81,7 @@ describe('lab up refuses a directory holding files a lab writes', () => {
     withDir(async (dir) => {
       const stale = JSON.stringify({ url: 'https://127.0.0.1:1/sdk', pid: 1, vms: [] });
       await writeFile(join(dir, labFiles.ready), stale);
-      await assert.rejects(labUp({ specFile: STANDARD, dir }), refusedAsNotEmpty(labFiles.ready));
+      await assert.rejects(labUp({ specFile: STANDARD_SPEC, dir }), refusedAsNotEmpty(labFiles.ready));
       assert.equal(await readFile(join(dir, labFiles.ready), 'utf8'), stale);
     }));
 
@@ -90,7 +90,7 @@ describe('lab up refuses a directory holding files a lab writes', () => {
       await writeFile(join(dir, 'notes.txt'), 'unrelated');
       // The directory passes the check; the simulator then fails, and undoing leaves the user's file alone.
       await assert.rejects(
-        labUp({ specFile: STANDARD, dir, env: { ...process.env, SNAPKEEPER_SIMULATOR: '/bin/false' } }),
+        labUp({ specFile: STANDARD_SPEC, dir, env: { ...process.env, SNAPKEEPER_SIMULATOR: '/bin/false' } }),
         (err: unknown) => err instanceof SnapkeeperError && err.code === 'LAB_SIMULATOR_FAILED',
       );
       assert.deepEqual(await readdir(dir), ['notes.txt']);
@@ -100,10 +100,14 @@ describe('lab up refuses a directory holding files a lab writes', () => {
     withDir(async (dir) => {
       await writeFile(join(dir, labFiles.config), 'arrays: []\n');
       const before = await snapshotDir(dir);
-      const child = spawn(process.execPath, [CLI, '--json', 'lab', 'up', '--spec', STANDARD, '--dir', '.'], {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [CLI, '--json', 'lab', 'up', '--spec', STANDARD_SPEC, '--dir', '.'],
+        {
+          cwd: dir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       const out: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
       const code = await new Promise((r) => child.on('close', r));

@@ -3,7 +3,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../src/errors.js';
 import { closestName, diskBytesByDatastore, labUp } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
@@ -11,9 +10,8 @@ import { parseLabSpec } from '../../src/lab/spec.js';
 import { VIM25_METHODS } from '../../src/lab/vim25-methods.js';
 import { pathExists } from '../../src/util/fs.js';
 import { runCli } from '../helpers/cli.js';
+import { STANDARD_SPEC } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
-
-const STANDARD = fileURLToPath(new URL('../../../test/fixtures/lab/standard.json', import.meta.url));
 
 /** A one-VM spec whose disks on ds-a add up to `sizeMB`. */
 function spec(sizesMB: number[]) {
@@ -92,7 +90,7 @@ describe('lab up --delay', () => {
     it(`${typo} is refused before anything is made, suggesting ${hint}`, () =>
       withRoot(async (root) => {
         assert.equal(closestName(typo, VIM25_METHODS), hint);
-        const err = await refused(root, { specFile: STANDARD, delays: { [typo]: 5 } }, 'LAB_INVALID');
+        const err = await refused(root, { specFile: STANDARD_SPEC, delays: { [typo]: 5 } }, 'LAB_INVALID');
         assert.match(
           err.message,
           new RegExp(`unknown SOAP method ${typo} in --delay \\(did you mean ${hint}\\?\\)`),
@@ -107,7 +105,7 @@ describe('lab up --delay', () => {
         'lab',
         'up',
         '--spec',
-        STANDARD,
+        STANDARD_SPEC,
         '--dir',
         join(root, 'lab'),
         '--delay',

@@ -5,13 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { UsageError } from '../../src/errors.js';
 import { homeDatastore, labDiskKind, loadLabSpec, parseLabSpec } from '../../src/lab/spec.js';
-
-const STANDARD = new URL('../../../test/fixtures/lab/standard.json', import.meta.url);
-
-// biome-ignore lint/suspicious/noExplicitAny: the tests break arbitrary fields of a parsed JSON document
-async function standard(): Promise<any> {
-  return JSON.parse(await readFile(STANDARD, 'utf8'));
-}
+import { STANDARD_SPEC, standardSpec } from '../helpers/lab.js';
 
 /** Asserts that parsing fails with a UsageError naming the file and each expected `path: message` fragment. */
 function assertInvalid(spec: unknown, ...expected: RegExp[]): void {
@@ -30,7 +24,7 @@ function assertInvalid(spec: unknown, ...expected: RegExp[]): void {
 
 describe('lab spec', () => {
   test('the standard fixture is valid, with defaults applied', async () => {
-    const spec = parseLabSpec(await standard(), 'standard.json');
+    const spec = parseLabSpec(await standardSpec(), 'standard.json');
     const dc = spec.datacenters[0]!;
     assert.deepEqual(
       dc.vms.map((v) => [v.name, v.power]),
@@ -83,17 +77,17 @@ describe('lab spec', () => {
   });
 
   test('unknown fields are errors, at any depth', async () => {
-    assertInvalid({ ...(await standard()), extra: 1 }, /\(top level\): Unrecognized key: "extra"/);
-    const s = await standard();
+    assertInvalid({ ...(await standardSpec()), extra: 1 }, /\(top level\): Unrecognized key: "extra"/);
+    const s = await standardSpec();
     s.datacenters[0].vms[1].disks[1].shared = true;
     assertInvalid(s, /datacenters\[0\]\.vms\[1\]\.disks\[1\]: Unrecognized key: "shared"/);
-    const t = await standard();
+    const t = await standardSpec();
     t.datacenters[0].vms[0].disks[0].size = 3;
     assertInvalid(t, /datacenters\[0\]\.vms\[0\]\.disks\[0\]: Unrecognized key: "size"/);
   });
 
   test('a VM on an undefined host or datastore is an error', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters[0].vms[0].host = 'esx99';
     s.datacenters[0].vms[1].datastore = 'ds-z';
     s.datacenters[0].vms[2].disks[1].datastore = 'ds-y';
@@ -106,7 +100,7 @@ describe('lab spec', () => {
   });
 
   test('references must stay within the datacenter', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters.push({
       name: 'DC2',
       hosts: ['esx-dc2'],
@@ -116,7 +110,7 @@ describe('lab spec', () => {
   });
 
   test('duplicate names are errors', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters[0].vms[1].name = 'web01';
     s.datacenters[0].hosts.push('esx01');
     s.datacenters[0].datastores.push({ name: 'ds-a', capacityGB: 1 });
@@ -129,16 +123,16 @@ describe('lab spec', () => {
   });
 
   test('an RDM LUN must be an NAA name and mapped once per VM', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters[0].vms[1].disks[1].lun = 'lun-1';
     assertInvalid(s, /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.lun: must be an NAA canonical name/);
-    const t = await standard();
+    const t = await standardSpec();
     t.datacenters[0].vms[1].disks[2].lun = t.datacenters[0].vms[1].disks[1].lun;
     assertInvalid(
       t,
       /datacenters\[0\]\.vms\[1\]\.disks\[2\]\.lun: LUN naa\.\w+ is already mapped by disks\[1\]/,
     );
-    const u = await standard();
+    const u = await standardSpec();
     u.datacenters[0].vms[1].disks[1].rdm = 'raw';
     assertInvalid(u, /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.rdm:/);
   });
@@ -150,7 +144,7 @@ describe('lab spec', () => {
       'naa.600a0980383030534a3f463045727a711',
       'naa.600a09803830305g',
     ]) {
-      const s = await standard();
+      const s = await standardSpec();
       s.datacenters[0].vms[1].disks[1].lun = bad;
       assertInvalid(
         s,
@@ -158,14 +152,14 @@ describe('lab spec', () => {
       );
     }
     for (const good of ['naa.600A0980383030534A3F463045727A71', 'naa.5000c500a1b2c3d4']) {
-      const s = await standard();
+      const s = await standardSpec();
       s.datacenters[0].vms[1].disks[1].lun = good;
       assert.equal(parseLabSpec(s, 'spec.json').datacenters[0]!.vms[1]!.disks.length, 3);
     }
   });
 
   test('one LUN mapped by two VMs must have one size', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     const lun = s.datacenters[0].vms[1].disks[1].lun;
     s.datacenters[0].vms[0].disks.push({
       rdm: 'virtual',
@@ -177,13 +171,13 @@ describe('lab spec', () => {
       /datacenters\[0\]\.vms\[1\]\.disks\[1\]\.sizeMB: LUN naa\.\w+ is 2048 MB at datacenters\[0\]\.vms\[0\]\.disks\[2\]: a LUN has one size/,
     );
     // The same LUN with the same size in two VMs (a shared RDM) is fine.
-    const t = await standard();
+    const t = await standardSpec();
     t.datacenters[0].vms[0].disks.push({ ...t.datacenters[0].vms[1].disks[1] });
     assert.equal(parseLabSpec(t, 'spec.json').datacenters[0]!.vms[0]!.disks.length, 3);
   });
 
   test('the disks on a datastore must fit in its capacity', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     // ds-b is 20 GB (20480 MB); app01 and susp01 use 5 MB of it, so web01's disk on it may have 20475.
     s.datacenters[0].vms[0].disks[1].sizeMB = 20 * 1024 - 5 + 1;
     assertInvalid(
@@ -219,7 +213,7 @@ describe('lab spec', () => {
   });
 
   test('a VM needs a home datastore', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters[0].vms[1] = {
       name: 'rdmonly',
       host: 'esx01',
@@ -229,7 +223,7 @@ describe('lab spec', () => {
   });
 
   test('wrong values name their path', async () => {
-    const s = await standard();
+    const s = await standardSpec();
     s.datacenters[0].vms[3].power = 'on';
     s.datacenters[0].vms[0].disks[0].sizeMB = 1.5;
     s.datacenters[0].vms[0].disks[1].mode = 'fast';
@@ -266,7 +260,7 @@ describe('lab spec', () => {
         /cannot read lab spec .*missing\.json: ENOENT/,
       );
       const good = join(dir, 'good.json');
-      await writeFile(good, await readFile(STANDARD, 'utf8'));
+      await writeFile(good, await readFile(STANDARD_SPEC, 'utf8'));
       assert.equal((await loadLabSpec(good)).datacenters[0]!.vms.length, 5);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { test } from 'node:test';
 import type { VcenterConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/util/secret.js';
@@ -9,7 +8,7 @@ import { connect } from '../../src/vsphere/client.js';
 import { isScsiController } from '../../src/vsphere/inventory.js';
 import { TransportError } from '../../src/vsphere/transport.js';
 import { reconfigureDisks, vmDevices } from '../../src/vsphere/vm-ops.js';
-import { fixture, startScriptedServer } from '../fixtures/vsphere/scripted-server.js';
+import { fixture, listenSoap, startScriptedServer } from '../fixtures/vsphere/scripted-server.js';
 
 function config(url: string, timeoutSeconds = 5): VcenterConfig {
   return {
@@ -55,27 +54,20 @@ async function startXmlServer(
   const methods: string[] = [];
   const events = new EventEmitter();
   const count = (m: string) => methods.filter((x) => x === m).length;
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const method = /<soapenv:Body><([\w.]+)/.exec(body)?.[1] ?? '';
-      methods.push(method);
-      events.emit('request');
-      if (hang.includes(method)) return;
-      const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/xml; charset=utf-8' };
-      if (method === 'Login') headers['set-cookie'] = 'vmware_soap_session="abc"; Path=/';
-      const file = FIXTURE_OF[method];
-      if (file) return res.writeHead(200, headers).end(fixture(file));
-      const inner = answer(method, body);
-      if (inner === undefined) return; // never answers
-      res.writeHead(200, headers).end(envelope(inner));
-    });
+  const listener = await listenSoap((method, body, _req, res) => {
+    methods.push(method);
+    events.emit('request');
+    if (hang.includes(method)) return;
+    const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/xml; charset=utf-8' };
+    if (method === 'Login') headers['set-cookie'] = 'vmware_soap_session="abc"; Path=/';
+    const file = FIXTURE_OF[method];
+    if (file) return res.writeHead(200, headers).end(fixture(file));
+    const inner = answer(method, body);
+    if (inner === undefined) return; // never answers
+    res.writeHead(200, headers).end(envelope(inner));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/sdk`,
+    ...listener,
     methods,
     arrived: (method: string, n: number) =>
       new Promise<void>((resolve) => {
@@ -86,11 +78,6 @@ async function startXmlServer(
         };
         events.on('request', check);
         check();
-      }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
       }),
   };
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import {
   HttpTransport,
   normaliseFingerprint,
@@ -170,16 +170,17 @@ async function silentTcpServer() {
 
 const PIN = 'AA:'.repeat(31).concat('AA');
 
-test('a pinned server that accepts TCP but never completes TLS times out and leaves no socket behind', async (t) => {
+/** A server that never completes TLS, and a transport pinned to a certificate, both closed after the test. */
+async function pinnedToSilentServer(t: TestContext, timeoutMs: number) {
   const server = await silentTcpServer();
   t.after(() => server.close());
-  const tr = new HttpTransport({
-    url: server.url,
-    thumbprint: PIN,
-    maxConcurrentRequests: 2,
-    timeoutMs: 200,
-  });
+  const tr = new HttpTransport({ url: server.url, thumbprint: PIN, maxConcurrentRequests: 2, timeoutMs });
   t.after(() => tr.close());
+  return { server, tr };
+}
+
+test('a pinned server that accepts TCP but never completes TLS times out and leaves no socket behind', async (t) => {
+  const { server, tr } = await pinnedToSilentServer(t, 200);
   await assert.rejects(tr.send(req('RetrieveServiceContent')), (err: unknown) => {
     assert.ok(err instanceof TransportError);
     assert.equal(err.code, 'VCENTER_TIMEOUT');
@@ -191,15 +192,7 @@ test('a pinned server that accepts TCP but never completes TLS times out and lea
 });
 
 test('close() destroys a pinned socket still in its TLS handshake', async (t) => {
-  const server = await silentTcpServer();
-  t.after(() => server.close());
-  const tr = new HttpTransport({
-    url: server.url,
-    thumbprint: PIN,
-    maxConcurrentRequests: 2,
-    timeoutMs: 600_000,
-  });
-  t.after(() => tr.close());
+  const { server, tr } = await pinnedToSilentServer(t, 600_000);
   const ac = new AbortController();
   const pending = tr.send({ ...req('RetrieveServiceContent'), signal: ac.signal });
   await server.accepted(1);

@@ -3,7 +3,18 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { ConflictError, errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
 import { durableTempPath, pathExists, writeJsonDurable } from '../../util/fs.js';
-import { byName, checkGroup, fileComponents, readRange, relativeComponents } from '../checks.js';
+import {
+  byName,
+  checkGroup,
+  fileComponents,
+  noCompleteSnapshot,
+  noSuchEntry,
+  readRange,
+  relativeComponents,
+  targetExists,
+  targetOutsideVolumes,
+  volumeNotInSnapshot,
+} from '../checks.js';
 import type {
   ArrayClone,
   ArrayFileEntry,
@@ -13,6 +24,7 @@ import type {
   ExportLocation,
   PointInTime,
   ReadFileOptions,
+  RestoreFileOptions,
   SnapshotOptions,
   StorageArray,
 } from '../types.js';
@@ -157,12 +169,7 @@ export class FsArray implements StorageArray {
 
   async snapshotVolumePath(id: string, volume: string): Promise<string> {
     const snap = await this.completeSnapshot(id);
-    if (!snap.volumes.includes(volume)) {
-      throw new NotFoundError(
-        'VOLUME_NOT_FOUND',
-        `array "${this.name}": snapshot ${id} does not hold volume ${volume}`,
-      );
-    }
+    if (!snap.volumes.includes(volume)) throw volumeNotInSnapshot(this.name, id, volume);
     return join(layout.snapshot(this.root, id), volume);
   }
 
@@ -235,7 +242,7 @@ export class FsArray implements StorageArray {
     volume: string,
     relativePath: string,
     target: string,
-    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+    options: RestoreFileOptions = {},
   ): Promise<{ cloned: boolean; bytes: number }> {
     if (!isAbsolute(target)) {
       throw new UsageError(
@@ -245,14 +252,12 @@ export class FsArray implements StorageArray {
     }
     const srcReal = await this.snapshotEntry(snapshotId, volume, relativePath, 'file');
     await this.checkTarget(target);
-    if (await pathExists(target)) {
-      throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
-    }
+    if (await pathExists(target)) throw targetExists(target);
     try {
       return await this.impl.restoreFile(srcReal, target, options);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`, { cause: err });
+        throw targetExists(target, err);
       }
       throw this.failure(
         'ARRAY_RESTORE_FAILED',
@@ -381,10 +386,7 @@ export class FsArray implements StorageArray {
     }
     const s = real === undefined ? undefined : await lstat(path).catch(() => undefined);
     if (real === undefined || !(kind === 'file' ? s?.isFile() : s?.isDirectory())) {
-      throw new NotFoundError(
-        'FILE_NOT_FOUND',
-        `array "${this.name}": no ${kind} ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
-      );
+      throw noSuchEntry(this.name, kind, relativePath, volume, snapshotId);
     }
     return real;
   }
@@ -394,10 +396,7 @@ export class FsArray implements StorageArray {
     const pool = await realpath(layout.pool(this.root));
     const dir = await realpath(dirname(target)).catch(() => undefined);
     if (dir === undefined || !dir.startsWith(`${pool}${sep}`)) {
-      throw new UsageError(
-        'ARRAY_INVALID_PATH',
-        `array "${this.name}": restore target ${target} is not inside a volume of the array (${layout.pool(this.root)})`,
-      );
+      throw targetOutsideVolumes(this.name, target, layout.pool(this.root));
     }
   }
 
@@ -408,7 +407,7 @@ export class FsArray implements StorageArray {
   private async completeSnapshot(id: string): Promise<ArraySnapshot> {
     const meta = isId(id) ? await readMeta(layout.snapshotMeta(this.root, id), isSnapshotMeta) : undefined;
     if (!meta || meta.id !== id || !(await pathExists(layout.snapshot(this.root, id)))) {
-      throw new NotFoundError('SNAPSHOT_NOT_FOUND', `array "${this.name}" has no complete snapshot ${id}`);
+      throw noCompleteSnapshot(this.name, id);
     }
     return { ...meta, complete: true };
   }

@@ -2,7 +2,19 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ConflictError, NotFoundError, SnapkeeperError, UsageError } from '../../errors.js';
-import { byName, checkGroup, fileComponents, readRange, relativeComponents } from '../checks.js';
+import {
+  byName,
+  checkGroup,
+  fileComponents,
+  noCompleteSnapshot,
+  noSuchEntry,
+  readRange,
+  relativeComponents,
+  targetExists,
+  targetOutsideVolumes,
+  unknownVolume,
+  volumeNotInSnapshot,
+} from '../checks.js';
 import { makeId } from '../fs/ids.js';
 import type {
   ArrayClone,
@@ -12,6 +24,7 @@ import type {
   ByteRange,
   ExportLocation,
   ReadFileOptions,
+  RestoreFileOptions,
   SnapshotOptions,
   StorageArray,
 } from '../types.js';
@@ -147,7 +160,7 @@ export class MemoryArray implements StorageArray {
     this.injected('listFiles');
     const parts = relativeComponents(relativeDir, volume);
     const dir = lookup(this.snapshotTree(snapshotId, volume), parts);
-    if (dir?.kind !== 'directory') throw this.noSuch('directory', relativeDir, volume, snapshotId);
+    if (dir?.kind !== 'directory') throw noSuchEntry(this.name, 'directory', relativeDir, volume, snapshotId);
     return listing(dir);
   }
 
@@ -218,16 +231,13 @@ export class MemoryArray implements StorageArray {
     volume: string,
     relativePath: string,
     target: string,
-    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+    options: RestoreFileOptions = {},
   ): Promise<{ cloned: boolean; bytes: number }> {
     this.injected('restoreFile');
     const file = this.snapshotFile(snapshotId, volume, relativePath);
     const place = this.locate(target);
     if (place?.kind !== 'volume' || place.parts.length === 0) {
-      throw new UsageError(
-        'ARRAY_INVALID_PATH',
-        `array "${this.name}": restore target ${target} is not inside a volume of the array (${this.root()})`,
-      );
+      throw targetOutsideVolumes(this.name, target, this.root());
     }
     const dir = place.tree && lookup(place.tree, place.parts.slice(0, -1));
     if (dir?.kind !== 'directory') {
@@ -237,8 +247,7 @@ export class MemoryArray implements StorageArray {
       );
     }
     const name = place.parts.at(-1)!;
-    if (dir.entries.has(name))
-      throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
+    if (dir.entries.has(name)) throw targetExists(target);
     if (!this.instantClone) {
       for (let done = 0; done < file.size; ) {
         options.signal?.throwIfAborted();
@@ -248,8 +257,7 @@ export class MemoryArray implements StorageArray {
       }
     }
     options.signal?.throwIfAborted();
-    if (dir.entries.has(name))
-      throw new ConflictError('TARGET_EXISTS', `restore target ${target} already exists`);
+    if (dir.entries.has(name)) throw targetExists(target);
     file.shared = true;
     dir.entries.set(name, file);
     return { cloned: this.instantClone, bytes: file.size };
@@ -379,7 +387,7 @@ export class MemoryArray implements StorageArray {
   }
 
   private volumeFilePath(volume: string, relativePath: string): string {
-    if (!this.volumes.has(volume)) throw this.unknownVolume(volume);
+    if (!this.volumes.has(volume)) throw unknownVolume(this.name, volume);
     return posix.join(this.exportPath(volume), ...fileComponents(relativePath, volume));
   }
 
@@ -487,38 +495,21 @@ export class MemoryArray implements StorageArray {
 
   private completeSnapshot(id: string): Snapshot {
     const snap = this.snapshots.get(id);
-    if (!snap)
-      throw new NotFoundError('SNAPSHOT_NOT_FOUND', `array "${this.name}" has no complete snapshot ${id}`);
+    if (!snap) throw noCompleteSnapshot(this.name, id);
     return snap;
   }
 
   private snapshotTree(id: string, volume: string): MemDir {
     const tree = this.completeSnapshot(id).trees.get(volume);
-    if (!tree) {
-      throw new NotFoundError(
-        'VOLUME_NOT_FOUND',
-        `array "${this.name}": snapshot ${id} does not hold volume ${volume}`,
-      );
-    }
+    if (!tree) throw volumeNotInSnapshot(this.name, id, volume);
     return tree;
   }
 
   private snapshotFile(id: string, volume: string, relativePath: string): MemFile {
     const parts = fileComponents(relativePath, volume);
     const node = lookup(this.snapshotTree(id, volume), parts);
-    if (node?.kind !== 'file') throw this.noSuch('file', relativePath, volume, id);
+    if (node?.kind !== 'file') throw noSuchEntry(this.name, 'file', relativePath, volume, id);
     return node;
-  }
-
-  private noSuch(what: string, relativePath: string, volume: string, snapshotId: string): NotFoundError {
-    return new NotFoundError(
-      'FILE_NOT_FOUND',
-      `array "${this.name}": no ${what} ${relativePath} in volume ${volume} of snapshot ${snapshotId}`,
-    );
-  }
-
-  private unknownVolume(volume: string): NotFoundError {
-    return new NotFoundError('VOLUME_NOT_FOUND', `array "${this.name}" has no volume ${volume}`);
   }
 }
 

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { Catalog } from '../../catalog/index.js';
 import { deleteBackup, expireAll, recover } from '../../engine/index.js';
-import { ExitCode } from '../../errors.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
+import { outcomeExitCode } from '../format.js';
 import type { Runner } from './runner.js';
 
 export function registerMaintenance(program: Command, run: Runner): void {
@@ -62,13 +62,11 @@ export function registerMaintenance(program: Command, run: Runner): void {
             );
           }
           if (report.errors.length > 0) lines.push('errors:', ...report.errors.map((e) => `  ${e}`));
-          const exitCode =
-            report.errors.length > 0
-              ? ExitCode.failed
-              : report.lostBackups.length > 0
-                ? ExitCode.warnings
-                : ExitCode.ok;
-          return ok(report, lines.join('\n'), exitCode);
+          return ok(
+            report,
+            lines.join('\n'),
+            outcomeExitCode(report.errors.length, report.lostBackups.length),
+          );
         }),
       ),
     );
@@ -108,13 +106,11 @@ export function registerMaintenance(program: Command, run: Runner): void {
             ...result.skipped.map((s) => `warning: skipped ${s.id}: ${s.reason}`),
             ...result.errors.map((e) => `error: ${e}`),
           ];
-          const exitCode =
-            result.errors.length > 0
-              ? ExitCode.failed
-              : result.skipped.length > 0
-                ? ExitCode.warnings
-                : ExitCode.ok;
-          return ok({ dryRun, ...result }, lines.join('\n'), exitCode);
+          return ok(
+            { dryRun, ...result },
+            lines.join('\n'),
+            outcomeExitCode(result.errors.length, result.skipped.length),
+          );
         }),
       ),
     );

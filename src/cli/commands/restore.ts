@@ -8,9 +8,9 @@ import {
   runRestore,
   runUnmount,
 } from '../../engine/index.js';
-import { ExitCode } from '../../errors.js';
 import { type CliContext, ok } from '../context.js';
 import { withEngine } from '../engine.js';
+import { outcomeExitCode } from '../format.js';
 import { refuseIgnoredOptions } from '../options.js';
 import { formatBytes } from '../progress.js';
 import type { Runner } from './runner.js';
@@ -174,11 +174,7 @@ export function registerRestore(program: Command, run: Runner): void {
             signal: abort.signal,
           }),
         ).finally(() => process.off('SIGINT', onSigint));
-        return ok(
-          result,
-          formatRestore(result),
-          result.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok,
-        );
+        return ok(result, formatRestore(result), outcomeExitCode(0, result.warnings.length));
       }),
     );
 
@@ -247,7 +243,7 @@ export function registerRestore(program: Command, run: Runner): void {
           ];
           if (r.warnings.length > 0)
             lines.push('warnings:', ...r.warnings.map((w) => `  ${w.code}: ${w.message}`));
-          return ok(r, lines.join('\n'), r.warnings.length > 0 ? ExitCode.warnings : ExitCode.ok);
+          return ok(r, lines.join('\n'), outcomeExitCode(0, r.warnings.length));
         }),
       ),
     );

@@ -30,6 +30,13 @@ import {
 /** The operations whose calls are counted and which `failNext` and `delay` can target. */
 export type FaultableMethod = Exclude<keyof VcenterSession, 'roundTrips'>;
 
+/** vCenter's power tasks: the states each accepts and the state it leaves. */
+const POWER_CHANGES = {
+  suspendVm: { method: 'SuspendVM_Task', from: ['poweredOn'], to: 'suspended' },
+  powerOnVm: { method: 'PowerOnVM_Task', from: ['poweredOff', 'suspended'], to: 'poweredOn' },
+  powerOffVm: { method: 'PowerOffVM_Task', from: ['poweredOn', 'suspended'], to: 'poweredOff' },
+} as const satisfies Record<string, { method: string; from: PowerState[]; to: PowerState }>;
+
 interface Injected {
   error: Error;
   after: boolean;
@@ -270,44 +277,43 @@ export class FakeVcenter implements VcenterSession {
     );
   }
 
-  #setPower(vmId: string, method: string, from: PowerState[], to: PowerState): void {
-    const vm = this.#vm(vmId, method);
-    if (!from.includes(vm.powerState)) {
-      throw fault(
-        'InvalidPowerState',
-        `${vm.config.name} is ${vm.powerState}, the operation needs ${from.join(' or ')}`,
-        `VirtualMachine:${vmId}`,
-        method,
-      );
-    }
-    vm.powerState = to;
+  /** Changes a VM's power state as vCenter's task would, refusing from a state the task does not accept. */
+  #changePower(
+    operation: keyof typeof POWER_CHANGES,
+    vmId: string,
+    options: OperationOptions,
+  ): Promise<void> {
+    const { method, to } = POWER_CHANGES[operation];
+    const from: readonly PowerState[] = POWER_CHANGES[operation].from;
+    return this.#run(
+      operation,
+      options,
+      () => {
+        const vm = this.#vm(vmId, method);
+        if (!from.includes(vm.powerState)) {
+          throw fault(
+            'InvalidPowerState',
+            `${vm.config.name} is ${vm.powerState}, the operation needs ${from.join(' or ')}`,
+            `VirtualMachine:${vmId}`,
+            method,
+          );
+        }
+        vm.powerState = to;
+      },
+      vmId,
+    );
   }
 
   suspendVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run(
-      'suspendVm',
-      options,
-      () => this.#setPower(vmId, 'SuspendVM_Task', ['poweredOn'], 'suspended'),
-      vmId,
-    );
+    return this.#changePower('suspendVm', vmId, options);
   }
 
   powerOnVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run(
-      'powerOnVm',
-      options,
-      () => this.#setPower(vmId, 'PowerOnVM_Task', ['poweredOff', 'suspended'], 'poweredOn'),
-      vmId,
-    );
+    return this.#changePower('powerOnVm', vmId, options);
   }
 
   powerOffVm(vmId: string, options: OperationOptions = {}): Promise<void> {
-    return this.#run(
-      'powerOffVm',
-      options,
-      () => this.#setPower(vmId, 'PowerOffVM_Task', ['poweredOn', 'suspended'], 'poweredOff'),
-      vmId,
-    );
+    return this.#changePower('powerOffVm', vmId, options);
   }
 
   /**
