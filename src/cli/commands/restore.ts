@@ -106,11 +106,13 @@ function refuseIgnoredRestoreOptions(opts: RestoreOptions): void {
 
 function formatRestore(r: RestoreResult): string {
   const lines: string[] = [];
+  // A dry run made no VM, so there is no id to show.
+  const id = r.targetVm?.id ? ` (${r.targetVm.id})` : '';
   const what =
     r.mode === 'new'
-      ? `restored ${r.vm} as new VM ${r.targetVm?.name} (${r.targetVm?.id})`
+      ? `restored ${r.vm} as new VM ${r.targetVm?.name}${id}`
       : r.mode === 'original'
-        ? `restored ${r.vm} to its original place (${r.targetVm?.id})`
+        ? `restored ${r.vm} to its original place${id}`
         : r.mode === 'disks'
           ? `restored ${r.disks.length} disk(s) of ${r.vm} into VM ${r.targetVm?.name}`
           : `restored ${r.disks.length} disk file(s) of ${r.vm}`;
