@@ -7,37 +7,14 @@ import { recover } from '../../src/engine/recover.js';
 import { runRestore } from '../../src/engine/restore.js';
 import { ExitCode, SnapkeeperError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { FakeSpec } from '../../src/vsphere/index.js';
-import { type EngineLab, engineLab, world } from './harness.js';
+import { type EngineLab, engineLab, web01Spec, world } from './harness.js';
 
 /**
  * A backup whose array snapshot vanished behind the catalog's back (an admin, another tool): restore, mount
  * and attach, dry or real, refuse it naming the snapshot and change nothing; `recover` then marks it lost.
  */
 
-const SPEC: FakeSpec = {
-  datacenters: [
-    {
-      name: 'DC1',
-      hosts: ['esx01'],
-      datastores: [
-        { name: 'ds-a', capacityGB: 50 },
-        { name: 'ds-b', capacityGB: 20 },
-      ],
-      vms: [
-        {
-          name: 'web01',
-          host: 'esx01',
-          disks: [
-            { datastore: 'ds-a', sizeMB: 8 },
-            { datastore: 'ds-b', sizeMB: 8 },
-          ],
-        },
-        { name: 'helper', host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 8 }] },
-      ],
-    },
-  ],
-};
+const SPEC = web01Spec({ name: 'helper', host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 8 }] });
 
 let lab: EngineLab | undefined;
 afterEach(async () => {
