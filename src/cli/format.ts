@@ -55,9 +55,10 @@ export function formatBackup(record: BackupRecord): string {
     table(
       ['VM', 'MODE', 'CONSISTENCY', 'QUIESCE', 'DISKS', 'STATE'],
       record.vms.map((vm) => {
-        const excluded = vm.disks.filter((d) => !d.included);
-        const included = vm.disks.length - excluded.length;
-        const disks = `${included} in${excluded.length > 0 ? `, ${excluded.length} RDM excluded` : ''}`;
+        const byTask = vm.disks.filter((d) => !d.included && d.exclusion === 'task').length;
+        const rdm = vm.disks.filter((d) => !d.included && d.exclusion !== 'task').length;
+        const included = vm.disks.length - byTask - rdm;
+        const disks = `${included} in${rdm > 0 ? `, ${rdm} RDM excluded` : ''}${byTask > 0 ? `, ${byTask} excluded` : ''}`;
         const mode =
           vm.requestedMode === vm.effectiveMode
             ? vm.effectiveMode

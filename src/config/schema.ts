@@ -68,6 +68,17 @@ const timeZone = z.string().refine(isTimeZone, {
 /** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
 export const RESERVED_TASK_NAME = 'adhoc';
 
+/** Issue 11: disks of matching VMs (name or glob) left out of the task's backups, by disk label. */
+const diskExclusionRule = z
+  .object({
+    vm: z.string().min(1),
+    disks: z.array(z.string().min(1, { message: 'a disk label must not be empty' })).min(1),
+  })
+  .strict();
+
+/** What a task leaves out: VMs (the selection criteria) and disks of the VMs it keeps. */
+const taskExcludeSchema = selectionSchema.extend({ disks: z.array(diskExclusionRule).optional() });
+
 export const taskSchema = z
   .object({
     name: safeName.refine((n) => n !== RESERVED_TASK_NAME, {
@@ -75,7 +86,7 @@ export const taskSchema = z
     }),
     description: z.string().optional(),
     select: selectionSchema,
-    exclude: selectionSchema.optional(),
+    exclude: taskExcludeSchema.optional(),
     mode: z.enum(BACKUP_MODES).optional(),
     retention: retention.optional(),
     offload: z.object({ repository: safeName }).strict().optional(),
@@ -159,5 +170,7 @@ export const configSchema = z
 export type RawConfig = z.infer<typeof configSchema>;
 export type TaskConfig = z.infer<typeof taskSchema>;
 export type Selection = z.infer<typeof selectionSchema>;
+export type TaskExclude = z.infer<typeof taskExcludeSchema>;
+export type DiskExclusionRule = z.infer<typeof diskExclusionRule>;
 export type ArrayConfig = z.infer<typeof arraySchema>;
 export type Retention = z.infer<typeof retention>;

@@ -14,6 +14,7 @@ import {
   checkName,
   type DatastorePlace,
   datastorePlaces,
+  excludedDiskWarnings,
   isRdm,
   step,
 } from './restore-common.js';
@@ -137,7 +138,7 @@ async function attachPlan(ctx: EngineContext, request: AttachRequest): Promise<A
   return { vc, backup, vm, disks, warnings, target, host, existing, slots, places };
 }
 
-/** The standard disks asked for (default: all); RDM disks are left out with a warning each. */
+/** The standard disks asked for (default: all); RDM and task-excluded disks are left out with a warning each. */
 function chosenDisks(
   backup: BackupRecord,
   vm: VmRecord,
@@ -155,6 +156,9 @@ function chosenDisks(
     code: 'RDM_NOT_ATTACHED',
     message: `${vm.name} / ${d.label}: raw device mapping disks are not in the backup and are not attached`,
   }));
+  warnings.push(
+    ...excludedDiskWarnings(backup.id, vm.name, chosen, false, 'attached', 'DISK_EXCLUDED_NOT_ATTACHED'),
+  );
   const disks = chosen.filter((d) => !isRdm(d) && d.included);
   if (disks.length === 0)
     throw new UsageError('NOTHING_TO_ATTACH', `no standard disk of ${vm.name} to attach`);

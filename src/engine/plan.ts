@@ -1,19 +1,22 @@
 import type { Config } from '../config/load.js';
-import type { Selection } from '../config/schema.js';
+import type { Selection, TaskExclude } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import type { DiskRecord, Warning } from '../model/backup.js';
 import type { Inventory, Vm } from '../model/inventory.js';
 import type { BackupMode } from '../model/modes.js';
 import {
+  applyDiskExclusions,
   classifyDisks,
   consistencyGroup,
   decideMode,
   describeUnmatched,
+  describeUnmatchedDiskExclusions,
   hasRdm,
   type ModeDecision,
   resolveRequestedMode,
   selectVms,
   unmatchedCriteria,
+  unmatchedDiskExclusions,
 } from '../rules/index.js';
 import { ADHOC_TASK } from './ids.js';
 import { mapConfiguredDatastores, type VolumesByArray } from './placement.js';
@@ -45,7 +48,8 @@ export interface BackupPlan {
 export interface PlanRequest {
   taskName: string;
   select: Selection;
-  exclude?: Selection;
+  /** VMs left out (selection criteria) and disks left out of the VMs kept (`disks`). */
+  exclude?: TaskExclude;
   taskMode?: BackupMode;
   modeOverride?: BackupMode;
   followedByOffload: boolean;
@@ -118,9 +122,15 @@ export function planBackup(
       vm,
       requestedMode,
       decision,
-      disks: classifyDisks(vm.disks, decision.effectiveMode, decision.consistency),
+      disks: applyDiskExclusions(
+        vm.name,
+        classifyDisks(vm.disks, decision.effectiveMode, decision.consistency),
+        request.exclude?.disks ?? [],
+        request.taskName,
+      ),
     };
   });
+  warnings.push(...diskExclusionWarnings(vms, request));
 
   const datastoreLocations = new Map<string, { array: string; volumes: string[]; subPath: string }>();
   for (const name of group.datastores) {
@@ -134,4 +144,16 @@ export function planBackup(
   });
 
   return { taskName: request.taskName, vms: vmPlans, groups, datastoreLocations, warnings };
+}
+
+/** DISK_EXCLUSION_UNMATCHED: a rule of exclude.disks that left nothing out in this run (a typo, a renamed disk). */
+function diskExclusionWarnings(vms: readonly Vm[], request: PlanRequest): Warning[] {
+  const unmatched = unmatchedDiskExclusions(vms, request.exclude?.disks ?? []);
+  if (unmatched.length === 0) return [];
+  return [
+    {
+      code: 'DISK_EXCLUSION_UNMATCHED',
+      message: `the disk exclusions of ${request.taskName} match nothing: ${describeUnmatchedDiskExclusions(unmatched)}`,
+    },
+  ];
 }

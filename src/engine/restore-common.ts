@@ -2,7 +2,7 @@ import { basename, dirname, join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import type { StorageArray } from '../arrays/index.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
-import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
+import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
 import { datastorePathToRelative } from '../rules/index.js';
 import { isGone, type VcenterSession } from '../vsphere/index.js';
@@ -134,6 +134,39 @@ export async function backupVm(
 
 export function isRdm(d: DiskRecord): boolean {
   return d.kind === 'rdm-physical' || d.kind === 'rdm-virtual';
+}
+
+/** True for a disk its task left out of the backup (exclude.disks): in the array snapshot, not in the backup. */
+export function isTaskExcluded(d: DiskRecord): boolean {
+  return d.exclusion === 'task';
+}
+
+/**
+ * Issue 11: a disk excluded by its task is never restored or attached from this backup. Asked for by label
+ * (`--disk`), it is refused (DISK_EXCLUDED, exit 3, before any change): the user named it, so leaving it out
+ * silently would look like success. Otherwise (all disks) it is left out with a warning `code` each, as a
+ * full-VM restore in Veeam leaves excluded disks out.
+ */
+export function excludedDiskWarnings(
+  backupId: string,
+  vmName: string,
+  disks: readonly DiskRecord[],
+  askedByLabel: boolean,
+  verb: 'restored' | 'attached',
+  code: string,
+): Warning[] {
+  const excluded = disks.filter(isTaskExcluded);
+  if (excluded.length === 0) return [];
+  if (askedByLabel) {
+    throw new UsageError(
+      'DISK_EXCLUDED',
+      `${vmName} / ${excluded.map((d) => d.label).join(', ')} in backup ${backupId} ${excluded.length === 1 ? 'was' : 'were'} excluded from the backup (${excluded[0]?.note ?? 'excluded by its task'}) and cannot be ${verb} from it`,
+    );
+  }
+  return excluded.map((d) => ({
+    code,
+    message: `${vmName} / ${d.label}: ${d.note ?? 'excluded by its task'}, not part of backup ${backupId}; not ${verb}`,
+  }));
 }
 
 /** A VM snapshot's delta disk (`name-000001.vmdk`): what a disk's file is while the VM has user snapshots. */

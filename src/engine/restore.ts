@@ -2,7 +2,14 @@ import { NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { EngineContext } from './context.js';
 import { checkedOperation, runOperation } from './operation.js';
-import { backupVm, checkName, checkNoDeltaDisks, datastorePlaces, isRdm } from './restore-common.js';
+import {
+  backupVm,
+  checkName,
+  checkNoDeltaDisks,
+  datastorePlaces,
+  excludedDiskWarnings,
+  isRdm,
+} from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
 import type { Prepared, RestoreRequest, RestoreResult } from './restore-plan.js';
@@ -102,7 +109,7 @@ function checkRequestShape(request: RestoreRequest): void {
   for (const d of request.disks ?? []) if (d === '') throw new UsageError('RESTORE_MODE', 'empty disk label');
 }
 
-/** The disks to restore (all, or those asked for) without RDMs, which get a warning each. */
+/** The disks to restore (all, or those asked for) without RDMs and task-excluded disks, which get a warning each. */
 function chosenDisks(
   backup: BackupRecord,
   vm: VmRecord,
@@ -119,13 +126,21 @@ function chosenDisks(
     }
     disks = vm.disks.filter((d) => request.disks!.includes(d.label));
   }
+  const excluded = excludedDiskWarnings(
+    backup.id,
+    vm.name,
+    disks,
+    request.disks !== undefined,
+    'restored',
+    'DISK_EXCLUDED_NOT_RESTORED',
+  );
   const warnings: Warning[] = disks.filter(isRdm).map((d) => ({
     code: 'RDM_NOT_RESTORED',
     message: `${vm.name} / ${d.label}: raw device mapping (${d.kind}) on LUN ${d.lun ?? '?'} is not in the backup and is not restored`,
   }));
   disks = disks.filter((d) => !isRdm(d) && d.included);
   checkNoDeltaDisks(vm.name, disks);
-  return { disks, warnings };
+  return { disks, warnings: [...warnings, ...excluded] };
 }
 
 /**

@@ -23,6 +23,9 @@ export interface Warning {
   message: string;
 }
 
+/** Why a disk is not part of a backup. */
+export type DiskExclusion = 'rdm' | 'task';
+
 export interface DiskRecord {
   key: number;
   label: string;
@@ -31,8 +34,14 @@ export interface DiskRecord {
   file: string;
   datastore: string;
   diskMode: string;
-  /** Whether the disk's data is in the backup (false for RDM disks). */
+  /**
+   * Whether the disk is part of the backup: restore, attach and offload use only included disks. False for
+   * RDM disks (no data captured) and for disks a task excludes (still inside the array snapshot, see
+   * `exclusion`).
+   */
   included: boolean;
+  /** Why an excluded disk is out: `rdm`, or `task` (the task's exclude.disks). Absent on records before issue 11. */
+  exclusion?: DiskExclusion;
   /** Why a disk is excluded, or how consistent an included one is when it differs from the VM's. */
   note?: string;
   consistency?: Consistency;

@@ -38,6 +38,7 @@ export function classifyDisks(
       return {
         ...base,
         included: false,
+        exclusion: 'rdm',
         note: `raw device mapping (${compat} compatibility): ${lun} is not on a datastore and is not backed up`,
       };
     }

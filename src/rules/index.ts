@@ -21,6 +21,12 @@ export {
   normalizePath,
   type VolumeRef,
 } from './datastores.js';
+export {
+  applyDiskExclusions,
+  describeUnmatchedDiskExclusions,
+  type UnmatchedDiskExclusion,
+  unmatchedDiskExclusions,
+} from './disk-exclusions.js';
 export { classifyDisks, hasRdm, isRdmKind } from './disks.js';
 export { RuleError } from './errors.js';
 export {

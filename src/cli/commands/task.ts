@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import YAML from 'yaml';
-import { type TaskConfig, userTaskSchema } from '../../config/schema.js';
+import { type DiskExclusionRule, type TaskConfig, userTaskSchema } from '../../config/schema.js';
 import { assertEditable, findTask, listTasks } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
 import { BACKUP_MODES } from '../../model/modes.js';
@@ -17,6 +17,7 @@ interface TaskOptions {
   datastore?: string[];
   datacenter?: string[];
   excludeVm?: string[];
+  excludeDisk?: string[];
   mode?: TaskConfig['mode'];
   keepVersions?: string;
   keepDays?: string;
@@ -34,6 +35,10 @@ function withTaskOptions(cmd: Command): Command {
     .option('--datastore <name...>', 'select VMs with files on these datastores')
     .option('--datacenter <name...>', 'select VMs in these datacenters')
     .option('--exclude-vm <glob...>', 'leave out these VMs')
+    .option(
+      '--exclude-disk <vm:label...>',
+      'leave out disks of the VMs matching the name or glob, e.g. "db*:Hard disk 2" (edit: replaces the list)',
+    )
     .addOption(
       new Option('--mode <mode>', 'backup mode (default: the configured default)').choices(BACKUP_MODES),
     )
@@ -42,6 +47,39 @@ function withTaskOptions(cmd: Command): Command {
     .option('--schedule <cron>', 'schedule (cron expression) for snapkeeper serve')
     .option('--timezone <iana>', 'the time zone of --schedule, e.g. Europe/Berlin (default: the host’s)')
     .option('--description <text>', 'free text');
+}
+
+/**
+ * `--exclude-disk VM:LABEL...` as exclude.disks rules, one per VM pattern in the order first given. Split at
+ * the last colon: vSphere disk labels (`Hard disk 2`) have none, a VM name may.
+ */
+function diskExclusions(values: readonly string[]): DiskExclusionRule[] {
+  const rules: DiskExclusionRule[] = [];
+  for (const value of values) {
+    const colon = value.lastIndexOf(':');
+    const vm = value.slice(0, Math.max(colon, 0));
+    const label = value.slice(colon + 1);
+    if (colon <= 0 || label === '') {
+      throw new UsageError(
+        'TASK_INVALID',
+        `--exclude-disk ${JSON.stringify(value)}: expected VM:LABEL, e.g. "db01:Hard disk 2"`,
+      );
+    }
+    const rule = rules.find((r) => r.vm === vm);
+    if (rule === undefined) rules.push({ vm, disks: [label] });
+    else if (!rule.disks.includes(label)) rule.disks.push(label);
+  }
+  return rules;
+}
+
+/** The task's exclude with what --exclude-vm and --exclude-disk replace; the rest of `base`'s is kept. */
+function buildExclude(opts: TaskOptions, base?: TaskConfig): TaskConfig['exclude'] {
+  if (opts.excludeVm === undefined && opts.excludeDisk === undefined) return base?.exclude;
+  return {
+    ...(base?.exclude ?? {}),
+    ...(opts.excludeVm ? { vms: opts.excludeVm } : {}),
+    ...(opts.excludeDisk ? { disks: diskExclusions(opts.excludeDisk) } : {}),
+  };
 }
 
 function positiveNumber(flag: string, value: string | undefined, integer: boolean): number | undefined {
@@ -75,11 +113,12 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
           ...(days !== undefined ? { days } : {}),
         }
       : base?.retention;
+  const exclude = buildExclude(opts, base);
   const candidate = {
     ...(base ?? {}),
     name,
     select,
-    ...(opts.excludeVm ? { exclude: { ...(base?.exclude ?? {}), vms: opts.excludeVm } } : {}),
+    ...(exclude ? { exclude } : {}),
     ...(opts.mode ? { mode: opts.mode } : {}),
     ...(retention ? { retention } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
