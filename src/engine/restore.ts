@@ -9,6 +9,7 @@ import {
   datastorePlaces,
   excludedDiskWarnings,
   isRdm,
+  isTaskExcluded,
 } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
@@ -126,6 +127,7 @@ function chosenDisks(
     }
     disks = vm.disks.filter((d) => request.disks!.includes(d.label));
   }
+  refuseOriginalWithExcludedDisks(backup, vm, request);
   const excluded = excludedDiskWarnings(
     backup.id,
     vm.name,
@@ -141,6 +143,22 @@ function chosenDisks(
   disks = disks.filter((d) => !isRdm(d) && d.included);
   checkNoDeltaDisks(vm.name, disks);
   return { disks, warnings: [...warnings, ...excluded] };
+}
+
+/**
+ * A whole-VM restore to the original place replaces the live VM and deletes its old directories: a disk the
+ * task excluded lives there too and would be deleted with nothing to bring it back (it is not in the backup).
+ * So it is refused (DISK_EXCLUDED_ORIGINAL, exit 3, before any change); a restore as a new VM or of the
+ * included disks with --disk leaves the live VM and its excluded disks alone.
+ */
+function refuseOriginalWithExcludedDisks(backup: BackupRecord, vm: VmRecord, request: RestoreRequest): void {
+  if (request.original !== true || request.disks !== undefined) return;
+  const excluded = vm.disks.filter(isTaskExcluded);
+  if (excluded.length === 0) return;
+  throw new UsageError(
+    'DISK_EXCLUDED_ORIGINAL',
+    `${vm.name} / ${excluded.map((d) => d.label).join(', ')} ${excluded.length === 1 ? 'is' : 'are'} excluded from backup ${backup.id} (${excluded[0]?.note ?? 'excluded by its task'}): restoring ${vm.name} to its original place would delete the live disk with nothing to restore it from; restore it as a new VM (--as) or restore its included disks with --disk`,
+  );
 }
 
 /**

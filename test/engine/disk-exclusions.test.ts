@@ -61,6 +61,19 @@ describe('disk exclusions on the fakes', () => {
     assert.deepEqual(await world(l), before);
   });
 
+  it('a whole-VM restore to the original place is refused: it would delete the live excluded disk', async () => {
+    const { l, backupId } = await backedUpWithExclusion();
+    const before = await world(l);
+    await assert.rejects(
+      runRestore(l.ctx, { backupId, vm: 'web01', original: true, confirmed: true }),
+      (e: unknown) =>
+        e instanceof UsageError &&
+        e.code === 'DISK_EXCLUDED_ORIGINAL' &&
+        /web01 \/ Hard disk 2 is excluded .*would delete the live disk/.test(e.message),
+    );
+    assert.deepEqual(await world(l), before);
+  });
+
   it('a whole-VM restore leaves the excluded disk out with a warning', async () => {
     const { l, backupId } = await backedUpWithExclusion();
     const r = await runRestore(l.ctx, { backupId, vm: 'web01', as: 'web01-r' });
