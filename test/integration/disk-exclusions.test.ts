@@ -90,7 +90,7 @@ describe('disk exclusions from the CLI', () => {
     assert.match(text.stdout, /web01 .* 1 in, 1 excluded/);
   });
 
-  it('restore --disk of the excluded disk is refused with exit 3 and changes nothing', async () => {
+  it('restore --disk of the excluded disk, and --original of its VM, are refused with exit 3 and change nothing', async () => {
     const before0 = inventoryState(await inventoryOf(lab.configPath));
     const run = await cli(
       'restore',
@@ -106,6 +106,9 @@ describe('disk exclusions from the CLI', () => {
     assert.equal(run.code, 3, run.stdout + run.stderr);
     assert.equal(run.json.error.code, 'DISK_EXCLUDED');
     assert.match(run.json.error.message, /excluded by task web-os.*cannot be restored/);
+    const original = await cli('restore', '--backup', backup.id, '--vm', 'web01', '--original', '--force');
+    assert.equal(original.code, 3, original.stdout + original.stderr);
+    assert.equal(original.json.error.code, 'DISK_EXCLUDED_ORIGINAL');
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0);
   });
 
