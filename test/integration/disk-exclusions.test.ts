@@ -140,4 +140,11 @@ describe('disk exclusions from the CLI', () => {
     const detached = await cli('detach', '--to', 'app01');
     assert.equal(detached.code, 0, detached.stdout + detached.stderr);
   });
+
+  it('task edit --exclude-disk replaces the disk rules and keeps the rest of the task', async () => {
+    const edited = await cli('task', 'edit', 'web-os', '--exclude-disk', 'app01:Hard disk 2');
+    assert.equal(edited.code, 0, edited.stdout + edited.stderr);
+    assert.deepEqual(edited.json.exclude, { disks: [{ vm: 'app01', disks: ['Hard disk 2'] }] });
+    assert.deepEqual(edited.json.select, { vms: ['web01', 'app01'] });
+  });
 });
