@@ -14,9 +14,7 @@ export function applyDiskExclusions(
   rules: readonly DiskExclusionRule[],
   taskName: string,
 ): DiskRecord[] {
-  const labels = new Set(
-    rules.filter((r) => matchesPattern(vmName, r.vm)).flatMap((r) => r.disks.filter((l) => l !== '')),
-  );
+  const labels = new Set(rules.filter((r) => matchesPattern(vmName, r.vm)).flatMap((r) => r.disks));
   return disks.map((disk) => {
     if (!disk.included || !labels.has(disk.label)) return disk;
     const { consistency: _consistency, ...rest } = disk;
