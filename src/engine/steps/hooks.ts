@@ -1,0 +1,246 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { HookConfig } from '../../config/schema.js';
+import { errorMessage } from '../../errors.js';
+import type { HookPhase, HookRecord } from '../../model/backup.js';
+
+/**
+ * Running one backup hook: a program (argument list, no shell) in its own process group, with the backup's
+ * id, task, phase and VMs in its environment, killed with its whole group at its timeout, its output kept to
+ * the last OUTPUT_LIMIT bytes.
+ */
+
+/** The tail of a hook's stdout and stderr kept in the record: enough to see why it failed. */
+export const OUTPUT_LIMIT = 4096;
+
+/** While the VMs are held every second counts; the other phases hold nothing. */
+const HELD_PHASE_TIMEOUT_SECONDS = 30;
+const DEFAULT_TIMEOUT_SECONDS = 300;
+
+/** After the hook's own process exits, how long a descendant that left its group may keep its pipes open. */
+const PIPE_GRACE_MS = 1000;
+
+export function hookTimeoutSeconds(hook: Pick<HookConfig, 'phase' | 'timeoutSeconds'>): number {
+  if (hook.timeoutSeconds !== undefined) return hook.timeoutSeconds;
+  return hook.phase === 'after-snapshot' ? HELD_PHASE_TIMEOUT_SECONDS : DEFAULT_TIMEOUT_SECONDS;
+}
+
+/** What a hook is told about the backup it runs for. */
+export interface HookContext {
+  backupId: string;
+  task: string;
+  /** The names of the VMs the backup selected. */
+  vms: string[];
+  /** Values no variable passed on may hold (the vCenter password, when snapkeeper reads it from one). */
+  secrets: string[];
+}
+
+/** A started hook's process group, as the journal keeps it so that recovery can kill it. */
+export interface HookProcess {
+  pid: number;
+  /** Its process group: the hook is its leader, so the same number. */
+  pgid: number;
+  /** Its start time in clock ticks since boot (Linux), which tells it from a later process with its pid. */
+  startTicks?: number;
+}
+
+export function hookEnvironment(hook: Pick<HookConfig, 'phase'>, context: HookContext): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [name, value] of Object.entries(env)) {
+    // SNAPKEEPER_* are snapkeeper's own settings (and test switches such as SNAPKEEPER_CRASH_AT), not the hook's.
+    if (name.startsWith('SNAPKEEPER_') || (value !== undefined && context.secrets.includes(value)))
+      delete env[name];
+  }
+  return {
+    ...env,
+    SNAPKEEPER_BACKUP_ID: context.backupId,
+    SNAPKEEPER_TASK: context.task,
+    SNAPKEEPER_PHASE: hook.phase,
+    SNAPKEEPER_VMS: JSON.stringify(context.vms),
+  };
+}
+
+/** Process groups of hooks still running, killed when snapkeeper exits (a SIGKILL is left to recover). */
+const liveGroups = new Set<number>();
+let exitHandlerInstalled = false;
+
+function trackGroup(pgid: number): void {
+  if (!exitHandlerInstalled) {
+    exitHandlerInstalled = true;
+    process.on('exit', () => {
+      for (const group of liveGroups) killGroup(group);
+    });
+  }
+  liveGroups.add(pgid);
+}
+
+/** SIGKILL to a whole process group; true when it existed. */
+export function killGroup(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether any process of the group is still there. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A process's start time (field 22 of /proc/PID/stat), or undefined where there is no /proc or no process. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    return Number.isFinite(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Kills a journaled hook's group if it is still running; false when there was nothing (left) to kill. A
+ * leader alive with another start time is another process that got the pid: left alone.
+ */
+export function killHookProcess(hook: HookProcess): boolean {
+  if (hook.startTicks !== undefined) {
+    const ticks = processStartTicks(hook.pid);
+    if (ticks !== undefined && ticks !== hook.startTicks) return false;
+  }
+  if (!groupAlive(hook.pgid)) return false;
+  return killGroup(hook.pgid);
+}
+
+/** The last `limit` bytes of everything written to it. */
+class OutputTail {
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #dropped = false;
+
+  constructor(readonly limit: number) {}
+
+  add(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    while (this.#bytes - (this.#chunks[0]?.length ?? 0) >= this.limit) {
+      this.#bytes -= this.#chunks.shift()?.length ?? 0;
+      this.#dropped = true;
+    }
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.#chunks);
+    const tail = all.length > this.limit ? all.subarray(all.length - this.limit) : all;
+    // A cut may split a UTF-8 sequence: drop the broken start rather than show a replacement character.
+    const text = tail.toString('utf8');
+    return this.#dropped || all.length > this.limit ? text.replace(/^\uFFFD+/, '') : text;
+  }
+}
+
+/**
+ * Runs one hook to its end or its timeout. `started` is called with its process group as soon as it runs
+ * (the backup journals it there); the hook is killed with its group if `started` throws. Never throws: a
+ * hook that cannot be started is a failed hook.
+ */
+export async function runHook(
+  hook: Pick<HookConfig, 'phase' | 'run' | 'timeoutSeconds'>,
+  env: NodeJS.ProcessEnv,
+  started: (proc: HookProcess) => Promise<void>,
+  now: () => Date = () => new Date(),
+): Promise<HookRecord> {
+  const startedAt = now();
+  const timeoutMs = hookTimeoutSeconds(hook) * 1000;
+  const base = { phase: hook.phase as HookPhase, run: [...hook.run], startedAt: startedAt.toISOString() };
+  const [program, ...args] = hook.run;
+  const tail = new OutputTail(OUTPUT_LIMIT);
+  const ended = (fields: Omit<HookRecord, 'phase' | 'run' | 'startedAt' | 'ms' | 'output'>): HookRecord => ({
+    ...base,
+    ms: Date.now() - startedAt.getTime(),
+    output: tail.text(),
+    ...fields,
+  });
+
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(program as string, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+  } catch (err) {
+    return ended({
+      exitCode: null,
+      timedOut: false,
+      ok: false,
+      error: `could not start: ${errorMessage(err)}`,
+    });
+  }
+  child.stdout?.on('data', (c: Buffer) => tail.add(c));
+  child.stderr?.on('data', (c: Buffer) => tail.add(c));
+
+  const outcome = await new Promise<HookRecord>((resolve) => {
+    let timedOut = false;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const finish = (record: HookRecord) => {
+      clearTimeout(timer);
+      clearTimeout(graceTimer);
+      if (child.pid !== undefined) liveGroups.delete(child.pid);
+      resolve(record);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (child.pid !== undefined) killGroup(child.pid);
+    }, timeoutMs);
+    child.once('error', (err) => {
+      finish(ended({ exitCode: null, timedOut: false, ok: false, error: `could not start: ${err.message}` }));
+    });
+    child.once('spawn', () => {
+      const pid = child.pid as number;
+      trackGroup(pid);
+      const ticks = processStartTicks(pid);
+      started({ pid, pgid: pid, ...(ticks !== undefined ? { startTicks: ticks } : {}) }).catch((err) => {
+        killGroup(pid);
+        finish(
+          ended({ exitCode: null, timedOut: false, ok: false, error: `not journaled: ${errorMessage(err)}` }),
+        );
+      });
+    });
+    const settle = () => {
+      if (exit === undefined) return;
+      const { code, signal } = exit;
+      const ok = !timedOut && code === 0;
+      finish(
+        ended({
+          exitCode: code,
+          ...(signal ? { signal } : {}),
+          timedOut,
+          ok,
+          ...(timedOut
+            ? { error: `timed out after ${timeoutMs / 1000} s; killed with its process group` }
+            : code !== 0
+              ? { error: signal ? `killed by ${signal}` : `exited with code ${code}` }
+              : {}),
+        }),
+      );
+    };
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      // What the hook started stays in its group: nothing of it outlives the hook.
+      killGroup(child.pid as number);
+      // A descendant that left the group could hold the pipes open for ever: stop waiting for them.
+      graceTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        settle();
+      }, PIPE_GRACE_MS);
+    });
+    child.once('close', settle);
+  });
+  return outcome;
+}
