@@ -88,7 +88,7 @@ export const backupRecovery: { [A in BackupAction]: Recovery<BackupRun, A> } = {
       const { pid, pgid, startTicks } = e.data;
       if (pid === undefined || pgid === undefined) return;
       const hook = { pid, pgid, ...(startTicks !== undefined ? { startTicks } : {}) };
-      const killed = r.dryRun ? groupAlive(pgid) : killHookProcess(hook);
+      const killed = r.dryRun ? groupAlive(pgid) : await killHookProcess(hook);
       if (killed)
         r.report.actions.push(`killed the ${e.target} hook of backup ${r.op.id} (process group ${pgid})`);
     },

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { HookConfig } from '../../config/schema.js';
 import { errorMessage } from '../../errors.js';
 import type { HookPhase, HookRecord } from '../../model/backup.js';
@@ -84,8 +84,14 @@ export function killGroup(pgid: number): boolean {
   }
 }
 
-/** Whether any process of the group is still there. */
+/**
+ * Whether any live process of the group is still there. A killed process stays a zombie until its parent
+ * reaps it (an orphan's parent is init, which may be slow to): where /proc lists the processes, zombies do not
+ * count; elsewhere the kernel's answer for the group does.
+ */
 export function groupAlive(pgid: number): boolean {
+  const members = liveGroupMembers(pgid);
+  if (members !== undefined) return members.length > 0;
   try {
     process.kill(-pgid, 0);
     return true;
@@ -94,30 +100,64 @@ export function groupAlive(pgid: number): boolean {
   }
 }
 
-/** A process's start time (field 22 of /proc/PID/stat), or undefined where there is no /proc or no process. */
-export function processStartTicks(pid: number): number | undefined {
+/** The group's processes that are not zombies, from /proc; undefined without /proc. */
+function liveGroupMembers(pgid: number): number[] | undefined {
+  let pids: string[];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]);
-    return Number.isFinite(ticks) ? ticks : undefined;
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
   } catch {
     return undefined;
   }
+  return pids.map(Number).filter((pid) => {
+    const fields = statFields(pid);
+    // Fields after the command name: state is the first, the process group the third.
+    return fields !== undefined && fields[0] !== 'Z' && fields[0] !== 'X' && Number(fields[2]) === pgid;
+  });
+}
+
+/** The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), where there is /proc. */
+export function processStartTicks(pid: number): number | undefined {
+  const ticks = Number(statFields(pid)?.[19]);
+  return Number.isFinite(ticks) ? ticks : undefined;
+}
+
+/** How long a SIGKILLed group may take to be gone before snapkeeper stops waiting and says so. */
+const KILL_WAIT_MS = 2000;
+const KILL_POLL_MS = 10;
+
+/** SIGKILL to the group, then waits (bounded) until none of it runs; false when some still does. */
+export async function killGroupAndWait(pgid: number): Promise<boolean> {
+  killGroup(pgid);
+  const deadline = Date.now() + KILL_WAIT_MS;
+  while (groupAlive(pgid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, KILL_POLL_MS));
+  }
+  return true;
 }
 
 /**
  * Kills a journaled hook's group if it is still running; false when there was nothing (left) to kill. A
  * leader alive with another start time is another process that got the pid: left alone.
  */
-export function killHookProcess(hook: HookProcess): boolean {
+export async function killHookProcess(hook: HookProcess): Promise<boolean> {
   if (hook.startTicks !== undefined) {
     const ticks = processStartTicks(hook.pid);
     if (ticks !== undefined && ticks !== hook.startTicks) return false;
   }
   if (!groupAlive(hook.pgid)) return false;
-  return killGroup(hook.pgid);
+  await killGroupAndWait(hook.pgid);
+  return true;
 }
 
 /** The last `limit` bytes of everything written to it. */
@@ -152,14 +192,14 @@ class OutputTail {
  * hook that cannot be started is a failed hook.
  */
 export async function runHook(
-  hook: Pick<HookConfig, 'phase' | 'run' | 'timeoutSeconds'>,
+  hook: { phase: HookPhase; run: readonly string[]; timeoutSeconds?: number | undefined },
   env: NodeJS.ProcessEnv,
   started: (proc: HookProcess) => Promise<void>,
   now: () => Date = () => new Date(),
 ): Promise<HookRecord> {
   const startedAt = now();
   const timeoutMs = hookTimeoutSeconds(hook) * 1000;
-  const base = { phase: hook.phase as HookPhase, run: [...hook.run], startedAt: startedAt.toISOString() };
+  const base = { phase: hook.phase, run: [...hook.run], startedAt: startedAt.toISOString() };
   const [program, ...args] = hook.run;
   const tail = new OutputTail(OUTPUT_LIMIT);
   const ended = (fields: Omit<HookRecord, 'phase' | 'run' | 'startedAt' | 'ms' | 'output'>): HookRecord => ({
@@ -229,18 +269,27 @@ export async function runHook(
         }),
       );
     };
+    let groupGone = false;
+    let closed = false;
     child.once('exit', (code, signal) => {
       exit = { code, signal };
       // What the hook started stays in its group: nothing of it outlives the hook.
-      killGroup(child.pid as number);
+      void killGroupAndWait(child.pid as number).then(() => {
+        groupGone = true;
+        if (closed) settle();
+      });
       // A descendant that left the group could hold the pipes open for ever: stop waiting for them.
       graceTimer = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
-        settle();
+        closed = true;
+        if (groupGone) settle();
       }, PIPE_GRACE_MS);
     });
-    child.once('close', settle);
+    child.once('close', () => {
+      closed = true;
+      if (groupGone) settle();
+    });
   });
   return outcome;
 }
