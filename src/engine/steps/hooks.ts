@@ -223,6 +223,8 @@ export async function runHook(
   child.stdout?.on('data', (c: Buffer) => tail.add(c));
   child.stderr?.on('data', (c: Buffer) => tail.add(c));
 
+  // The hook is not over before `started` is: a run stopped there (a crash point) must not go on.
+  let startedDone: Promise<void> = Promise.resolve();
   const outcome = await new Promise<HookRecord>((resolve) => {
     let timedOut = false;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -244,12 +246,19 @@ export async function runHook(
       const pid = child.pid as number;
       trackGroup(pid);
       const ticks = processStartTicks(pid);
-      started({ pid, pgid: pid, ...(ticks !== undefined ? { startTicks: ticks } : {}) }).catch((err) => {
-        killGroup(pid);
-        finish(
-          ended({ exitCode: null, timedOut: false, ok: false, error: `not journaled: ${errorMessage(err)}` }),
-        );
-      });
+      startedDone = started({ pid, pgid: pid, ...(ticks !== undefined ? { startTicks: ticks } : {}) }).catch(
+        (err) => {
+          killGroup(pid);
+          finish(
+            ended({
+              exitCode: null,
+              timedOut: false,
+              ok: false,
+              error: `not journaled: ${errorMessage(err)}`,
+            }),
+          );
+        },
+      );
     });
     const settle = () => {
       if (exit === undefined) return;
@@ -291,5 +300,6 @@ export async function runHook(
       if (groupGone) settle();
     });
   });
+  await startedDone;
   return outcome;
 }
