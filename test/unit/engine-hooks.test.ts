@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,16 @@ function processRuns(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether the process group is gone by `ms` from now (polled: the kernel gives no event for it). */
+async function goneWithin(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (groupAlive(pgid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
 }
 
 const root = mkdtempSync(join(tmpdir(), 'snapkeeper-hooks-'));
@@ -179,6 +191,39 @@ describe('backup hook runner', () => {
     assert.equal(groupAlive(proc.pgid), false);
     assert.equal(await killHookProcess(proc), false, 'a second recovery finds nothing to kill');
   });
+});
+
+describe('a hook never outlives snapkeeper', () => {
+  for (const signal of ['SIGTERM', null] as const) {
+    it(`kills the hook's group when snapkeeper ${signal ? `gets ${signal}` : 'exits'}`, async () => {
+      const pidFile = join(root, `pid-${signal ?? 'exit'}`);
+      const hooksModule = new URL('../../src/engine/steps/hooks.js', import.meta.url).href;
+      // A process that runs a long hook; it reports the hook's group on stdout, then dies of `signal` or exits.
+      const script = `
+        import { writeFileSync } from 'node:fs';
+        import { runHook } from ${JSON.stringify(hooksModule)};
+        runHook({ phase: 'after-snapshot', run: ['/bin/sleep', '60'], timeoutSeconds: 60 }, process.env, async (p) => {
+          writeFileSync(${JSON.stringify(pidFile)}, String(p.pgid));
+          console.log('started');
+          ${signal ? '' : 'process.exit(0);'}
+        });`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      const pgid = Number(readFileSync(pidFile, 'utf8'));
+      assert.ok(pgid > 0);
+      if (signal) {
+        assert.equal(groupAlive(pgid), true);
+        child.kill(signal);
+      }
+      const [code, died] = await once(child, 'exit');
+      if (signal) assert.equal(died, signal, 'snapkeeper still dies of the signal');
+      else assert.equal(code, 0);
+      // SIGKILL is sent before snapkeeper dies; the kernel ends the group a moment later.
+      assert.equal(await goneWithin(pgid, 2000), true, 'the hook is gone with it');
+    });
+  }
 });
 
 describe('hooks in the task configuration', () => {

@@ -1,4 +1,5 @@
 import type { HookConfig } from '../../config/schema.js';
+import { errorMessage } from '../../errors.js';
 import type { BackupRecord, HookPhase, HookRecord } from '../../model/backup.js';
 import type { EngineContext } from '../context.js';
 import { journal } from '../journal/write.js';
@@ -47,11 +48,19 @@ export class BackupHooks {
       vms: this.#vms,
       secrets: [ctx.config.vcenter.password.reveal()],
     });
-    const entryId = await journal(ctx.catalog, this.#record.id, {
-      action: 'hook.run',
-      target: hook.phase,
-      data: { run: hook.run },
-    });
+    let entryId: number;
+    try {
+      entryId = await journal(ctx.catalog, this.#record.id, {
+        action: 'hook.run',
+        target: hook.phase,
+        data: { run: hook.run },
+      });
+    } catch (err) {
+      // A hook that recovery could not find must not run: it is a failed hook, like one that cannot start.
+      const result = notRun(hook, ctx.now(), `not journaled: ${errorMessage(err)}`);
+      this.#record.hooks?.push(result);
+      return result;
+    }
     const result = await runHook(
       hook,
       env,
@@ -65,4 +74,18 @@ export class BackupHooks {
     this.#record.hooks?.push(result);
     return result;
   }
+}
+
+function notRun(hook: HookConfig, at: Date, error: string): HookRecord {
+  return {
+    phase: hook.phase,
+    run: [...hook.run],
+    startedAt: at.toISOString(),
+    ms: 0,
+    exitCode: null,
+    timedOut: false,
+    ok: false,
+    output: '',
+    error,
+  };
 }

@@ -60,18 +60,41 @@ export function hookEnvironment(hook: Pick<HookConfig, 'phase'>, context: HookCo
   };
 }
 
-/** Process groups of hooks still running, killed when snapkeeper exits (a SIGKILL is left to recover). */
+/**
+ * Process groups of hooks still running, killed when snapkeeper exits or is ended by a signal it would die
+ * of; a SIGKILL cannot be caught: the journal's `hook.run` entry lets `recover` kill them then.
+ */
 const liveGroups = new Set<number>();
-let exitHandlerInstalled = false;
+const FATAL_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
+
+function killLiveGroups(): void {
+  for (const group of liveGroups) killGroup(group);
+}
+
+/** Kills the hooks, then dies of the signal as it would have without this listener. */
+function onFatalSignal(signal: NodeJS.Signals): void {
+  killLiveGroups();
+  untrackAll();
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
 
 function trackGroup(pgid: number): void {
-  if (!exitHandlerInstalled) {
-    exitHandlerInstalled = true;
-    process.on('exit', () => {
-      for (const group of liveGroups) killGroup(group);
-    });
+  if (liveGroups.size === 0) {
+    process.on('exit', killLiveGroups);
+    for (const signal of FATAL_SIGNALS) process.on(signal, onFatalSignal);
   }
   liveGroups.add(pgid);
+}
+
+function untrackGroup(pgid: number): void {
+  if (!liveGroups.delete(pgid) || liveGroups.size > 0) return;
+  untrackAll();
+}
+
+function untrackAll(): void {
+  liveGroups.clear();
+  process.off('exit', killLiveGroups);
+  for (const signal of FATAL_SIGNALS) process.off(signal, onFatalSignal);
 }
 
 /** SIGKILL to a whole process group; true when it existed. */
@@ -232,7 +255,7 @@ export async function runHook(
     const finish = (record: HookRecord) => {
       clearTimeout(timer);
       clearTimeout(graceTimer);
-      if (child.pid !== undefined) liveGroups.delete(child.pid);
+      if (child.pid !== undefined) untrackGroup(child.pid);
       resolve(record);
     };
     const timer = setTimeout(() => {
