@@ -221,13 +221,15 @@ export async function runHook(
   now: () => Date = () => new Date(),
 ): Promise<HookRecord> {
   const startedAt = now();
+  // The duration by the monotonic clock: `now` may be a test's or an adjusted wall clock.
+  const t0 = performance.now();
   const timeoutMs = hookTimeoutSeconds(hook) * 1000;
   const base = { phase: hook.phase, run: [...hook.run], startedAt: startedAt.toISOString() };
   const [program, ...args] = hook.run;
   const tail = new OutputTail(OUTPUT_LIMIT);
   const ended = (fields: Omit<HookRecord, 'phase' | 'run' | 'startedAt' | 'ms' | 'output'>): HookRecord => ({
     ...base,
-    ms: Date.now() - startedAt.getTime(),
+    ms: Math.round(performance.now() - t0),
     output: tail.text(),
     ...fields,
   });
