@@ -198,6 +198,7 @@ async function holdAndSnapshot(
     const released = await releaseAll(ctx, vc, snapshotName, runs);
     record.error = errorMessage(err);
     for (const r of runs) failVm(r, record.error);
+    await hooks.run('after-release');
     return released;
   }
 }
