@@ -1,5 +1,5 @@
 import { ExitCode } from '../errors.js';
-import type { BackupRecord, Warning } from '../model/backup.js';
+import type { BackupRecord, HookRecord, Warning } from '../model/backup.js';
 import { table } from './table.js';
 
 /**
@@ -81,11 +81,23 @@ export function formatBackup(record: BackupRecord): string {
     ),
   );
   if (diskLines.length > 0) lines.push('', 'disks:', ...diskLines);
+  if (record.hooks && record.hooks.length > 0) lines.push('', 'hooks:', ...record.hooks.flatMap(hookLines));
   const warnings = allWarnings(record);
   if (warnings.length > 0) {
     lines.push('', 'warnings:', ...warnings.map((w) => `  ${w.code}: ${w.message}`));
   }
   return lines.join('\n');
+}
+
+/** The last lines of a failed hook's output: where its reason usually is (the record keeps 4 KiB). */
+const FAILED_HOOK_OUTPUT_LINES = 5;
+
+function hookLines(hook: HookRecord): string[] {
+  const outcome = hook.ok ? `ok (exit 0)` : `FAILED: ${hook.error ?? `exit ${hook.exitCode}`}`;
+  const head = `  ${hook.phase}: ${hook.run.join(' ')}  ${seconds(hook.ms)}  ${outcome}`;
+  if (hook.ok || hook.output.trim() === '') return [head];
+  const tail = hook.output.trimEnd().split('\n').slice(-FAILED_HOOK_OUTPUT_LINES);
+  return [head, ...tail.map((line) => `    | ${line}`)];
 }
 
 /** One line per backup, for `inquire`. */

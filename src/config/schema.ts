@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES } from '../model/modes.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
@@ -65,6 +66,23 @@ const timeZone = z.string().refine(isTimeZone, {
   error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (an IANA name such as Europe/Berlin)`,
 });
 
+/**
+ * A command run on the snapkeeper host at one phase of a backup: an argument list, never a shell line, so
+ * nothing in a VM name or a backup id can be read as shell syntax. `timeoutSeconds` defaults by phase
+ * (hooks.ts: 30 s while the VMs are held, 300 s otherwise).
+ */
+export const hookSchema = z
+  .object({
+    phase: z.enum(HOOK_PHASES),
+    run: z
+      .array(z.string().min(1))
+      .min(1, 'needs the program to run and its arguments, e.g. ["/usr/local/bin/flush"]'),
+    timeoutSeconds: z.number().int().min(1).max(3600).optional(),
+    onError: z.enum(['fail', 'continue']).default('fail'),
+  })
+  .strict();
+export type HookConfig = z.infer<typeof hookSchema>;
+
 /** Ad-hoc backups (`backup --vm`) are recorded under this task name: no task may take it. */
 export const RESERVED_TASK_NAME = 'adhoc';
 
@@ -93,6 +111,7 @@ export const taskSchema = z
     schedule: cronSchedule.optional(),
     /** The time zone `schedule` is read in (default: the host's). */
     timezone: timeZone.optional(),
+    hooks: z.array(hookSchema).optional(),
   })
   .strict();
 

@@ -1,5 +1,5 @@
 import { operationAlive } from '../catalog/index.js';
-import type { Retention } from '../config/schema.js';
+import type { HookConfig, Retention } from '../config/schema.js';
 import { errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { BackupMode } from '../model/modes.js';
@@ -11,7 +11,8 @@ import { listArrayVolumes } from './placement.js';
 import { type BackupPlan, type PlanRequest, planBackup } from './plan.js';
 import { type RecoverReport, recover } from './recover.js';
 import { expireTask } from './retention.js';
-import { failVm, settleState, startRecord, type VmRun } from './steps/backup-record.js';
+import { BackupHooks } from './steps/backup-hooks.js';
+import { failPrepare, failVm, settleState, startRecord, type VmRun } from './steps/backup-record.js';
 import { deleteSnapshotsOf, snapshotGroups } from './steps/backup-snapshot.js';
 import { assertNotLockedByLiveRun, lockResources, removeStrayVmSnapshots } from './steps/backup-start.js';
 import { type HoldRun, prepareAll, releaseAll } from './steps/backup-vms.js';
@@ -33,6 +34,7 @@ interface ResolvedRequest {
   taskName: string;
   retention: Retention | undefined;
   planRequest: PlanRequest;
+  hooks?: HookConfig[];
 }
 
 /**
@@ -45,7 +47,7 @@ interface ResolvedRequest {
  * prepare, release), backup-snapshot.ts (group snapshot, clean-up of a failed backup), backup-record.ts.
  */
 export async function runBackup(ctx: EngineContext, request: BackupRequest): Promise<BackupRecord> {
-  const { taskName, retention, planRequest } = await resolveRequest(ctx, request);
+  const { taskName, retention, planRequest, hooks: taskHooks } = await resolveRequest(ctx, request);
   ctx.events.phase('connect');
   const vc = await ctx.vcenter();
   const plan = await checkedPlan(ctx, vc, planRequest);
@@ -60,6 +62,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
   const snapshotName = vmSnapshotName(id, ctx.catalog.id);
   const { record, runs } = startRecord(id, taskName, plan, snapshotName, ctx.now());
   await ctx.catalog.insertBackup(record);
+  const hooks = new BackupHooks(ctx, record, taskHooks);
 
   const releaseFailed = !(await holdAndSnapshot(
     ctx,
@@ -68,8 +71,10 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     record,
     { backupId: id, snapshotName, runs },
     request.signal,
+    hooks,
   ));
   settleState(record, runs);
+  if (record.state === 'failed') await hooks.run('on-failure');
   const cleanupFailed = record.state === 'failed' && !(await deleteSnapshotsOf(ctx, id, record));
   record.finishedAt = ctx.now().toISOString();
   // record.warnings holds run-level warnings only; each VM's stay in vms[].warnings.
@@ -96,6 +101,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
     return {
       taskName: task.name,
       retention: task.retention ?? config.defaults.retention,
+      ...(task.hooks ? { hooks: task.hooks } : {}),
       planRequest: {
         taskName: task.name,
         select: task.select,
@@ -166,22 +172,33 @@ async function holdAndSnapshot(
   record: BackupRecord,
   hold: HoldRun,
   signal: AbortSignal | undefined,
+  hooks: BackupHooks,
 ): Promise<boolean> {
   const { runs, snapshotName } = hold;
+  const refused = await hooks.run('before-prepare');
+  if (refused !== undefined) {
+    record.error = refused;
+    for (const r of runs) failPrepare(r, refused);
+    return true;
+  }
   try {
     await removeStrayVmSnapshots(ctx, vc, plan, record);
     await prepareAll(ctx, vc, hold, signal);
     await ctx.crashPoint('prepared');
     if (runs.some((r) => r.prepared)) await snapshotPrepared(ctx, plan, record, runs);
     await ctx.crashPoint('snapshotted');
+    // The VMs are still held: the hook's timeout (30 s by default) bounds how long it delays the release.
+    if (record.snapshotAt !== undefined) await hooks.run('after-snapshot');
     const released = await releaseAll(ctx, vc, snapshotName, runs);
     await ctx.crashPoint('released');
+    await hooks.run('after-release');
     return released;
   } catch (err) {
     // Unexpected failure (catalog, programming error): release what was prepared, then report.
     const released = await releaseAll(ctx, vc, snapshotName, runs);
     record.error = errorMessage(err);
     for (const r of runs) failVm(r, record.error);
+    await hooks.run('after-release');
     return released;
   }
 }

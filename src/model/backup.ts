@@ -85,6 +85,27 @@ export interface ArraySnapshotRecord {
   datastores: Record<string, string[]>;
 }
 
+/** When a task's hook runs in a backup (docs/configuration.md, "Backup hooks"). */
+export const HOOK_PHASES = ['before-prepare', 'after-snapshot', 'after-release', 'on-failure'] as const;
+export type HookPhase = (typeof HOOK_PHASES)[number];
+
+/** One hook run of a backup (a task's `hooks`): what ran, how it ended, the tail of its output. */
+export interface HookRecord {
+  phase: HookPhase;
+  run: string[];
+  startedAt: string;
+  ms: number;
+  /** null when it did not exit by itself (killed at its timeout, or it could not be started). */
+  exitCode: number | null;
+  signal?: string;
+  timedOut: boolean;
+  ok: boolean;
+  /** The last 4 KiB of its stdout and stderr, interleaved as written. */
+  output: string;
+  /** Why it failed, for a hook that could not be started or timed out. */
+  error?: string;
+}
+
 export interface BackupRecord {
   id: string;
   task: string;
@@ -96,6 +117,8 @@ export interface BackupRecord {
   snapshots: ArraySnapshotRecord[];
   vms: VmRecord[];
   warnings: Warning[];
+  /** The task's hooks that ran, in order (absent when the task has none). */
+  hooks?: HookRecord[];
   error?: string;
   /** Set when the backup turned `lost`: when recover found its array snapshot gone, and which. */
   lost?: { at: string; reason: string; previousState: 'complete' | 'partial' };

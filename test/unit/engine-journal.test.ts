@@ -29,6 +29,7 @@ const STORED_NAMES = [
   'detach.begin',
   'dirs.swap',
   'files.place',
+  'hook.run',
   'mount.record',
   'suspend',
   'unmount.begin',

@@ -154,6 +154,8 @@ const ENGINE_RANKS: [number, string[]][] = [
       'steps/backup-start.ts',
       'steps/backup-vms.ts',
       'steps/backup-snapshot.ts',
+      'steps/hooks.ts',
+      'steps/backup-hooks.ts',
       'release.ts',
       'placement.ts',
       'plan.ts',

@@ -55,6 +55,13 @@ export const JOURNAL_SHAPES = {
     snapshotId: z.string().optional(),
   }),
   'delete-snapshot': z.looseObject({ snapshotId: z.string() }),
+  // target is the hook's phase; the process fields are written once it runs (recovery kills its group).
+  'hook.run': z.looseObject({
+    run: z.array(z.string()).optional(),
+    pid: z.number().int().positive().optional(),
+    pgid: z.number().int().positive().optional(),
+    startTicks: z.number().optional(),
+  }),
   // Restore, mount, attach: target is what the step changes (a VM id or name, a datastore, a directory).
   'vm.create': z.looseObject({
     name: z.string().optional(),

@@ -4,6 +4,7 @@ import { isGone, type VcenterSession } from '../../vsphere/index.js';
 import type { EngineContext } from '../context.js';
 import { ownedLabel, vmSnapshotName } from '../ids.js';
 import { releaseVm } from '../release.js';
+import { groupAlive, killHookProcess } from '../steps/hooks.js';
 import type { TypedEntry } from './actions.js';
 import { type BackupAction, dispatch, type RecoverReport, type Recovery } from './report.js';
 
@@ -78,6 +79,18 @@ export const backupRecovery: { [A in BackupAction]: Recovery<BackupRun, A> } = {
         r.clean = false;
         r.report.errors.push(`array ${e.target}: ${errorMessage(err)}`);
       }
+    },
+  },
+  'hook.run': {
+    kind: 'undo',
+    // A hook of a run that died is still running in its own process group (spawned detached): end it.
+    run: async (r, e) => {
+      const { pid, pgid, startTicks } = e.data;
+      if (pid === undefined || pgid === undefined) return;
+      const hook = { pid, pgid, ...(startTicks !== undefined ? { startTicks } : {}) };
+      const killed = r.dryRun ? groupAlive(pgid) : await killHookProcess(hook);
+      if (killed)
+        r.report.actions.push(`killed the ${e.target} hook of backup ${r.op.id} (process group ${pgid})`);
     },
   },
   'delete-snapshot': {

@@ -62,7 +62,13 @@ export type Recovery<Run, A extends JournalAction> =
   | { kind: 'none'; why: string };
 
 /** The actions of backups; every other action belongs to restore, mount and attach. */
-export const BACKUP_ACTIONS = ['vm-snapshot', 'suspend', 'array-snapshot', 'delete-snapshot'] as const;
+export const BACKUP_ACTIONS = [
+  'vm-snapshot',
+  'suspend',
+  'array-snapshot',
+  'delete-snapshot',
+  'hook.run',
+] as const;
 export type BackupAction = (typeof BACKUP_ACTIONS)[number];
 export type JournaledAction = Exclude<JournalAction, BackupAction>;
 
