@@ -1,6 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
-import { BACKUP_MODES } from '../model/modes.js';
+import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
 export const safeName = z
@@ -82,6 +82,8 @@ export const taskSchema = z
     schedule: cronSchedule.optional(),
     /** The time zone `schedule` is read in (default: the host's). */
     timezone: timeZone.optional(),
+    /** When a quiesced VM snapshot is impossible or fails (default: defaults.onQuiesceFailure). */
+    onQuiesceFailure: z.enum(QUIESCE_POLICIES).optional(),
   })
   .strict();
 
@@ -137,6 +139,7 @@ export const configSchema = z
     defaults: z
       .object({
         mode: z.enum(BACKUP_MODES).default('SNAPSHOT_EXCL_MEM'),
+        onQuiesceFailure: z.enum(QUIESCE_POLICIES).default('crash-consistent'),
         retention: retention.optional(),
         concurrency: z
           .object({
@@ -149,6 +152,7 @@ export const configSchema = z
       .strict()
       .default({
         mode: 'SNAPSHOT_EXCL_MEM',
+        onQuiesceFailure: 'crash-consistent',
         concurrency: { global: 16, perHost: 4 },
       }),
     tasks: z.array(userTaskSchema).default([]),

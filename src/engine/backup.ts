@@ -2,7 +2,7 @@ import { operationAlive } from '../catalog/index.js';
 import type { Retention } from '../config/schema.js';
 import { errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
-import type { BackupMode } from '../model/modes.js';
+import type { BackupMode, QuiescePolicy } from '../model/modes.js';
 import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { ADHOC_TASK, newBackupId, vmSnapshotName } from './ids.js';
@@ -26,6 +26,8 @@ export interface BackupRequest {
   mode?: BackupMode;
   /** Stops preparing further VMs; VMs already prepared are still released. */
   signal?: AbortSignal;
+  /** Overrides the task's onQuiesceFailure and the default. */
+  onQuiesceFailure?: QuiescePolicy;
 }
 
 /** A request resolved against the configuration and the catalog's tasks. */
@@ -33,6 +35,7 @@ interface ResolvedRequest {
   taskName: string;
   retention: Retention | undefined;
   planRequest: PlanRequest;
+  onQuiesceFailure: QuiescePolicy;
 }
 
 /**
@@ -45,7 +48,7 @@ interface ResolvedRequest {
  * prepare, release), backup-snapshot.ts (group snapshot, clean-up of a failed backup), backup-record.ts.
  */
 export async function runBackup(ctx: EngineContext, request: BackupRequest): Promise<BackupRecord> {
-  const { taskName, retention, planRequest } = await resolveRequest(ctx, request);
+  const { taskName, retention, planRequest, onQuiesceFailure } = await resolveRequest(ctx, request);
   ctx.events.phase('connect');
   const vc = await ctx.vcenter();
   const plan = await checkedPlan(ctx, vc, planRequest);
@@ -66,7 +69,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     vc,
     plan,
     record,
-    { backupId: id, snapshotName, runs },
+    { backupId: id, snapshotName, runs, onQuiesceFailure },
     request.signal,
   ));
   settleState(record, runs);
@@ -96,6 +99,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
     return {
       taskName: task.name,
       retention: task.retention ?? config.defaults.retention,
+      onQuiesceFailure: request.onQuiesceFailure ?? task.onQuiesceFailure ?? config.defaults.onQuiesceFailure,
       planRequest: {
         taskName: task.name,
         select: task.select,
@@ -110,6 +114,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
     return {
       taskName: ADHOC_TASK,
       retention: config.defaults.retention,
+      onQuiesceFailure: request.onQuiesceFailure ?? config.defaults.onQuiesceFailure,
       planRequest: {
         taskName: ADHOC_TASK,
         select: { vms: request.vmPatterns },
