@@ -38,6 +38,7 @@ type vmSpec struct {
 	Name      string     `json:"name"`
 	Host      string     `json:"host"`
 	Power     string     `json:"power"`
+	Tools     string     `json:"tools"`
 	Datastore string     `json:"datastore"`
 	Disks     []diskSpec `json:"disks"`
 }
@@ -71,6 +72,9 @@ func loadSpec(file string) (*labSpec, error) {
 			// Defaults are resolved on the TypeScript side only (src/lab/resolved-spec.ts): one source of truth.
 			if vm.Power == "" {
 				return nil, fmt.Errorf("vm %s: the resolved spec needs power", vm.Name)
+			}
+			if _, ok := toolsStates[vm.Tools]; !ok {
+				return nil, fmt.Errorf("vm %s: the resolved spec needs tools (running, notRunning or notInstalled)", vm.Name)
 			}
 			if vm.Datastore == "" {
 				return nil, fmt.Errorf("vm %s: the resolved spec needs datastore (the home datastore)", vm.Name)
