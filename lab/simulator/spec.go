@@ -73,9 +73,6 @@ func loadSpec(file string) (*labSpec, error) {
 			if vm.Power == "" {
 				return nil, fmt.Errorf("vm %s: the resolved spec needs power", vm.Name)
 			}
-			if _, ok := toolsStates[vm.Tools]; !ok {
-				return nil, fmt.Errorf("vm %s: the resolved spec needs tools (running, notRunning or notInstalled)", vm.Name)
-			}
 			if vm.Datastore == "" {
 				return nil, fmt.Errorf("vm %s: the resolved spec needs datastore (the home datastore)", vm.Name)
 			}
@@ -83,6 +80,9 @@ func loadSpec(file string) (*labSpec, error) {
 				if !d.isRDM() && d.Mode == "" {
 					return nil, fmt.Errorf("vm %s: disk %d: the resolved spec needs mode", vm.Name, i)
 				}
+			}
+			if _, ok := toolsStates[vm.Tools]; !ok {
+				return nil, fmt.Errorf("vm %s: the resolved spec needs tools (running, notRunning or notInstalled)", vm.Name)
 			}
 		}
 	}
