@@ -114,7 +114,7 @@ describe('quiesce fallback on the lab', () => {
       join(lab.dir, 'strict.yaml'),
     );
     const run = await runJson(strict, 'backup', '--task', 'strict');
-    assert.notEqual(run.code, 0);
+    assert.equal(run.code, 2, run.stderr);
     const record = run.json as BackupRecord;
     assert.equal(record.state, 'partial');
     const app = vmOf(record, 'app01');
