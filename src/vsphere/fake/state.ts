@@ -202,8 +202,8 @@ export class FakeState {
       name: c.name,
       instanceUuid: c.instanceUuid,
       powerState: vm.powerState,
-      // As vCenter: Tools installed in a guest that does not run are not running.
-      tools: vm.tools === 'running' && vm.powerState !== 'poweredOn' ? 'notRunning' : vm.tools,
+      // As the lab's simulator: the configured state whatever the power state (only a powered-on VM quiesces).
+      tools: vm.tools,
       datacenter: vm.datacenter,
       host: host?.name ?? '',
       ...(host?.cluster ? { cluster: host.cluster } : {}),
