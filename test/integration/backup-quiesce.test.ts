@@ -126,6 +126,42 @@ describe('quiesce fallback on the lab', () => {
     await assertClean(lab.configPath, clean);
   });
 
+  it('task create --on-quiesce-failure: stored and applied; an unknown policy is refused with exit 3', async () => {
+    const bad = await runJson(
+      lab.configPath,
+      'task',
+      'create',
+      'maybe',
+      '--vm',
+      'app01',
+      '--on-quiesce-failure',
+      'retry',
+    );
+    assert.equal(bad.code, 3);
+    assert.match(bad.stdout + bad.stderr, /--on-quiesce-failure/);
+    assert.equal((await runJson(lab.configPath, 'task', 'show', 'maybe')).code, 3, 'nothing was stored');
+    const created = await runJson(
+      lab.configPath,
+      'task',
+      'create',
+      'app-strict',
+      '--vm',
+      'app01',
+      '--mode',
+      'SNAPSHOT_EXCL_MEM',
+      '--on-quiesce-failure',
+      'fail',
+    );
+    assert.equal(created.code, 0, created.stderr);
+    const shown = await runJson(lab.configPath, 'task', 'show', 'app-strict');
+    assert.equal(shown.json.onQuiesceFailure, 'fail');
+    const run = await runJson(lab.configPath, 'backup', '--task', 'app-strict');
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal((run.json as BackupRecord).state, 'failed');
+    assert.equal(vmOf(run.json as BackupRecord, 'app01').consistency, 'not-prepared');
+    await assertClean(lab.configPath, clean);
+  });
+
   it('a quiesce fault on web01 (Tools running): snapshot again without quiesce, crash consistent', async () => {
     const web01 = `>${lab.vm('web01').id}<`;
     proxy.rules = [

@@ -3,7 +3,7 @@ import YAML from 'yaml';
 import { type TaskConfig, userTaskSchema } from '../../config/schema.js';
 import { assertEditable, findTask, listTasks } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
-import { BACKUP_MODES } from '../../model/modes.js';
+import { BACKUP_MODES, QUIESCE_POLICIES } from '../../model/modes.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { table } from '../table.js';
@@ -18,6 +18,7 @@ interface TaskOptions {
   datacenter?: string[];
   excludeVm?: string[];
   mode?: TaskConfig['mode'];
+  onQuiesceFailure?: TaskConfig['onQuiesceFailure'];
   keepVersions?: string;
   keepDays?: string;
   schedule?: string;
@@ -36,6 +37,12 @@ function withTaskOptions(cmd: Command): Command {
     .option('--exclude-vm <glob...>', 'leave out these VMs')
     .addOption(
       new Option('--mode <mode>', 'backup mode (default: the configured default)').choices(BACKUP_MODES),
+    )
+    .addOption(
+      new Option(
+        '--on-quiesce-failure <policy>',
+        'when the VMware Tools quiesce is impossible or fails (default: the configured default)',
+      ).choices(QUIESCE_POLICIES),
     )
     .option('--keep-versions <n>', 'retention: keep at most N backups')
     .option('--keep-days <d>', 'retention: keep backups at most D days')
@@ -81,6 +88,7 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
     select,
     ...(opts.excludeVm ? { exclude: { ...(base?.exclude ?? {}), vms: opts.excludeVm } } : {}),
     ...(opts.mode ? { mode: opts.mode } : {}),
+    ...(opts.onQuiesceFailure ? { onQuiesceFailure: opts.onQuiesceFailure } : {}),
     ...(retention ? { retention } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
     ...(opts.timezone ? { timezone: opts.timezone } : {}),
