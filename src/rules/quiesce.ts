@@ -33,9 +33,9 @@ export interface QuiesceInput {
  * without quiesce, recorded crash consistent with the warning. `fail`: the VM fails with `reason`.
  */
 export type QuiesceDecision =
-  | { action: 'as-planned' }
-  | { action: 'without-quiesce'; consistency: Consistency; warning: Warning }
-  | { action: 'fail'; reason: string };
+  | { outcome: 'as-planned' }
+  | { outcome: 'without-quiesce'; consistency: Consistency; warning: Warning }
+  | { outcome: 'fail'; reason: string };
 
 function toolsReason(tools: ToolsState): string {
   return tools === 'notInstalled' ? 'VMware Tools are not installed' : 'VMware Tools are not running';
@@ -48,21 +48,21 @@ function toolsReason(tools: ToolsState): string {
  */
 export function decideQuiesce(input: QuiesceInput): QuiesceDecision {
   const { vmName, planned, tools, fault, policy } = input;
-  if (planned?.kind !== 'create-vm-snapshot' || !planned.quiesce) return { action: 'as-planned' };
+  if (planned?.kind !== 'create-vm-snapshot' || !planned.quiesce) return { outcome: 'as-planned' };
   let reason: string;
   if (fault !== undefined) {
-    if (!QUIESCE_FAULT_TYPES.includes(fault.type)) return { action: 'as-planned' };
+    if (!QUIESCE_FAULT_TYPES.includes(fault.type)) return { outcome: 'as-planned' };
     reason = `quiesce failed (${fault.type}: ${fault.message})`;
   } else if (tools === 'notRunning' || tools === 'notInstalled') {
     reason = toolsReason(tools);
   } else {
-    return { action: 'as-planned' };
+    return { outcome: 'as-planned' };
   }
   if (policy === 'fail') {
-    return { action: 'fail', reason: `cannot quiesce: ${reason} (onQuiesceFailure: fail)` };
+    return { outcome: 'fail', reason: `cannot quiesce: ${reason} (onQuiesceFailure: fail)` };
   }
   return {
-    action: 'without-quiesce',
+    outcome: 'without-quiesce',
     consistency: 'crash',
     warning: {
       code: QUIESCE_FAILED,

@@ -7,8 +7,8 @@ import { decideQuiesce, QUIESCE_FAILED, type QuiesceDecision } from '../../src/r
 
 type Tools = ToolsState | 'unknown';
 type Fault = '-' | 'ToolsUnavailable' | 'FilesystemQuiesceFault' | 'ApplicationQuiesceFault' | 'SystemError';
-type Action = QuiesceDecision['action'];
-type Row = [Tools, Fault, QuiescePolicy, Action];
+type Outcome = QuiesceDecision['outcome'];
+type Row = [Tools, Fault, QuiescePolicy, Outcome];
 
 const TOOLS: Tools[] = [...TOOLS_STATES, 'unknown'];
 const FAULTS: Fault[] = [
@@ -21,7 +21,7 @@ const FAULTS: Fault[] = [
 
 /**
  * SNAPSHOT_EXCL_MEM on a powered-on VM (the one case that quiesces), every combination written out:
- * Tools state, the fault of the quiesced CreateSnapshot ('-': before trying), policy -> action.
+ * Tools state, the fault of the quiesced CreateSnapshot ('-': before trying), policy -> outcome.
  */
 const EXCL_MEM: Row[] = [
   ['running', '-', 'crash-consistent', 'as-planned'],
@@ -96,18 +96,18 @@ describe('quiesce fallback decision (issue 11)', () => {
     assert.equal(EXCL_MEM.length, TOOLS.length * FAULTS.length * QUIESCE_POLICIES.length);
   });
 
-  for (const [tools, fault, policy, action] of EXCL_MEM) {
-    it(`SNAPSHOT_EXCL_MEM, Tools ${tools}, fault ${fault}, ${policy} -> ${action}`, () => {
+  for (const [tools, fault, policy, outcome] of EXCL_MEM) {
+    it(`SNAPSHOT_EXCL_MEM, Tools ${tools}, fault ${fault}, ${policy} -> ${outcome}`, () => {
       const d = decide('SNAPSHOT_EXCL_MEM', 'poweredOn', tools, fault, policy);
-      assert.equal(d.action, action);
+      assert.equal(d.outcome, outcome);
       const reason = fault === '-' ? (tools === 'notInstalled' ? 'not installed' : 'not running') : fault;
-      if (d.action === 'without-quiesce') {
+      if (d.outcome === 'without-quiesce') {
         assert.equal(d.consistency, 'crash');
         assert.equal(d.warning.code, QUIESCE_FAILED);
         assert.match(d.warning.message, /^VM app01: /);
         assert.ok(d.warning.message.includes(reason), d.warning.message);
       }
-      if (d.action === 'fail') {
+      if (d.outcome === 'fail') {
         assert.ok(d.reason.includes(reason), d.reason);
         assert.match(d.reason, /onQuiesceFailure: fail/);
       }
@@ -124,7 +124,7 @@ describe('quiesce fallback decision (issue 11)', () => {
             for (const policy of QUIESCE_POLICIES) {
               assert.deepEqual(
                 decide(mode, power, tools, fault, policy),
-                { action: 'as-planned' },
+                { outcome: 'as-planned' },
                 `${mode} ${power} ${tools} ${fault} ${policy}`,
               );
               checked++;

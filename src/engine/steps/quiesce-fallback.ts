@@ -39,13 +39,13 @@ export async function createVmSnapshotWithFallback(
     policy: request.onQuiesceFailure,
   };
   const before = decideQuiesce(input);
-  if (before.action !== 'as-planned') return fallBack(ctx, run, before, create);
+  if (before.outcome !== 'as-planned') return fallBack(ctx, run, before, create);
   try {
     return await create(request.action.quiesce);
   } catch (err) {
     if (!(err instanceof VsphereFault)) throw err;
     const after = decideQuiesce({ ...input, fault: { type: err.faultType, message: err.message } });
-    if (after.action === 'as-planned') throw err;
+    if (after.outcome === 'as-planned') throw err;
     return fallBack(ctx, run, after, create);
   }
 }
@@ -53,11 +53,11 @@ export async function createVmSnapshotWithFallback(
 async function fallBack(
   ctx: EngineContext,
   run: VmRun,
-  decision: Exclude<QuiesceDecision, { action: 'as-planned' }>,
+  decision: Exclude<QuiesceDecision, { outcome: 'as-planned' }>,
   create: (quiesce: boolean) => Promise<string>,
 ): Promise<string> {
   const { vm } = run.plan;
-  if (decision.action === 'fail') {
+  if (decision.outcome === 'fail') {
     // The record says why beside VM_FAILED, so a report filtering on QUIESCE_FAILED finds every such VM.
     run.record.warnings.push({ code: 'QUIESCE_FAILED', message: `VM ${vm.name}: ${decision.reason}` });
     throw new Error(decision.reason);
