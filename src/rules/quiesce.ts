@@ -52,7 +52,8 @@ export function decideQuiesce(input: QuiesceInput): QuiesceDecision {
   let reason: string;
   if (fault !== undefined) {
     if (!QUIESCE_FAULT_TYPES.includes(fault.type)) return { outcome: 'as-planned' };
-    reason = `quiesce failed (${fault.type}: ${fault.message})`;
+    // vSphere fault messages already name their type; others get it added.
+    reason = `quiesce failed: ${fault.message.includes(fault.type) ? fault.message : `${fault.type}: ${fault.message}`}`;
   } else if (tools === 'notRunning' || tools === 'notInstalled') {
     reason = toolsReason(tools);
   } else {

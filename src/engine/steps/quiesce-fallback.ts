@@ -1,5 +1,10 @@
 import type { QuiescePolicy } from '../../model/modes.js';
-import { decideQuiesce, type PrepareAction, type QuiesceDecision } from '../../rules/index.js';
+import {
+  decideQuiesce,
+  type PrepareAction,
+  QUIESCE_FAILED,
+  type QuiesceDecision,
+} from '../../rules/index.js';
 import { type VcenterSession, VsphereFault } from '../../vsphere/index.js';
 import type { EngineContext } from '../context.js';
 import type { VmRun } from './backup-record.js';
@@ -59,7 +64,7 @@ async function fallBack(
   const { vm } = run.plan;
   if (decision.outcome === 'fail') {
     // The record says why beside VM_FAILED, so a report filtering on QUIESCE_FAILED finds every such VM.
-    run.record.warnings.push({ code: 'QUIESCE_FAILED', message: `VM ${vm.name}: ${decision.reason}` });
+    run.record.warnings.push({ code: QUIESCE_FAILED, message: `VM ${vm.name}: ${decision.reason}` });
     throw new Error(decision.reason);
   }
   ctx.events.item(vm.name, 'quiesce impossible: creating a VM snapshot without quiesce');
