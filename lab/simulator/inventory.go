@@ -30,6 +30,7 @@ type builder struct {
 	ctx    context.Context
 	client *vim25.Client
 	rdm    *rdmRegistry
+	tools  *toolsRegistry
 }
 
 type lunInfo struct {
@@ -380,6 +381,7 @@ func (b *builder) vm(folders *object.DatacenterFolders, host *object.HostSystem,
 		ready.Disks = append(ready.Disks, readyDisk{Index: i, Path: p, SizeMB: d.SizeMB, Kind: diskKind(d)})
 	}
 	sortDisks(ready.Disks)
+	b.tools.set(simVM, vm.Tools)
 
 	o := object.NewVirtualMachine(b.client, ref)
 	switch vm.Power {

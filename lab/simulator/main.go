@@ -135,7 +135,7 @@ func run(specFile, listen string, useTLS bool, user, passwordFile string, idle i
 	}
 
 	started := time.Now()
-	b := &builder{ctx: ctx, client: client, rdm: newRDMRegistry()}
+	b := &builder{ctx: ctx, client: client, rdm: newRDMRegistry(), tools: newToolsRegistry()}
 	vms, err := b.build(spec)
 	if err != nil {
 		return err
@@ -162,7 +162,8 @@ func run(specFile, listen string, useTLS bool, user, passwordFile string, idle i
 	// The guard strips injected RDM disks around the few calls whose simulator code assumes flat backings.
 	// Set before the ready file exists, so no client can have connected yet.
 	// The datastore guard makes datastore removal behave as vCenter's (datastores.go).
-	server.Config.Handler = datastoreRemovalGuard(b.rdm.guard(server.Config.Handler))
+	// The tools guard fails a quiesced snapshot of a VM whose Tools do not run, as vCenter does (tools.go).
+	server.Config.Handler = datastoreRemovalGuard(b.tools.guard(b.rdm.guard(server.Config.Handler)))
 
 	u := *server.URL
 	u.User = nil

@@ -38,6 +38,7 @@ type vmSpec struct {
 	Name      string     `json:"name"`
 	Host      string     `json:"host"`
 	Power     string     `json:"power"`
+	Tools     string     `json:"tools"`
 	Datastore string     `json:"datastore"`
 	Disks     []diskSpec `json:"disks"`
 }
@@ -79,6 +80,9 @@ func loadSpec(file string) (*labSpec, error) {
 				if !d.isRDM() && d.Mode == "" {
 					return nil, fmt.Errorf("vm %s: disk %d: the resolved spec needs mode", vm.Name, i)
 				}
+			}
+			if _, ok := toolsStates[vm.Tools]; !ok {
+				return nil, fmt.Errorf("vm %s: the resolved spec needs tools (running, notRunning or notInstalled)", vm.Name)
 			}
 		}
 	}

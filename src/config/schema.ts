@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
-import { BACKUP_MODES } from '../model/modes.js';
+import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
 export const safeName = z
@@ -112,6 +112,8 @@ export const taskSchema = z
     /** The time zone `schedule` is read in (default: the host's). */
     timezone: timeZone.optional(),
     hooks: z.array(hookSchema).optional(),
+    /** When a quiesced VM snapshot is impossible or fails (default: defaults.onQuiesceFailure). */
+    onQuiesceFailure: z.enum(QUIESCE_POLICIES).optional(),
   })
   .strict();
 
@@ -167,6 +169,7 @@ export const configSchema = z
     defaults: z
       .object({
         mode: z.enum(BACKUP_MODES).default('SNAPSHOT_EXCL_MEM'),
+        onQuiesceFailure: z.enum(QUIESCE_POLICIES).default('crash-consistent'),
         retention: retention.optional(),
         concurrency: z
           .object({
@@ -179,6 +182,7 @@ export const configSchema = z
       .strict()
       .default({
         mode: 'SNAPSHOT_EXCL_MEM',
+        onQuiesceFailure: 'crash-consistent',
         concurrency: { global: 16, perHost: 4 },
       }),
     tasks: z.array(userTaskSchema).default([]),

@@ -2,7 +2,7 @@ import { operationAlive } from '../catalog/index.js';
 import type { HookConfig, Retention } from '../config/schema.js';
 import { errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
-import type { BackupMode } from '../model/modes.js';
+import type { BackupMode, QuiescePolicy } from '../model/modes.js';
 import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
 import { ADHOC_TASK, newBackupId, vmSnapshotName } from './ids.js';
@@ -27,6 +27,8 @@ export interface BackupRequest {
   mode?: BackupMode;
   /** Stops preparing further VMs; VMs already prepared are still released. */
   signal?: AbortSignal;
+  /** Overrides the task's onQuiesceFailure and the default. */
+  onQuiesceFailure?: QuiescePolicy;
 }
 
 /** A request resolved against the configuration and the catalog's tasks. */
@@ -35,6 +37,7 @@ interface ResolvedRequest {
   retention: Retention | undefined;
   planRequest: PlanRequest;
   hooks?: HookConfig[];
+  onQuiesceFailure: QuiescePolicy;
 }
 
 /**
@@ -47,7 +50,13 @@ interface ResolvedRequest {
  * prepare, release), backup-snapshot.ts (group snapshot, clean-up of a failed backup), backup-record.ts.
  */
 export async function runBackup(ctx: EngineContext, request: BackupRequest): Promise<BackupRecord> {
-  const { taskName, retention, planRequest, hooks: taskHooks } = await resolveRequest(ctx, request);
+  const {
+    taskName,
+    retention,
+    planRequest,
+    hooks: taskHooks,
+    onQuiesceFailure,
+  } = await resolveRequest(ctx, request);
   ctx.events.phase('connect');
   const vc = await ctx.vcenter();
   const plan = await checkedPlan(ctx, vc, planRequest);
@@ -69,7 +78,7 @@ export async function runBackup(ctx: EngineContext, request: BackupRequest): Pro
     vc,
     plan,
     record,
-    { backupId: id, snapshotName, runs },
+    { backupId: id, snapshotName, runs, onQuiesceFailure },
     request.signal,
     hooks,
   ));
@@ -102,6 +111,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
       taskName: task.name,
       retention: task.retention ?? config.defaults.retention,
       ...(task.hooks ? { hooks: task.hooks } : {}),
+      onQuiesceFailure: request.onQuiesceFailure ?? task.onQuiesceFailure ?? config.defaults.onQuiesceFailure,
       planRequest: {
         taskName: task.name,
         select: task.select,
@@ -116,6 +126,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
     return {
       taskName: ADHOC_TASK,
       retention: config.defaults.retention,
+      onQuiesceFailure: request.onQuiesceFailure ?? config.defaults.onQuiesceFailure,
       planRequest: {
         taskName: ADHOC_TASK,
         select: { vms: request.vmPatterns },

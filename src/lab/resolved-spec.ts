@@ -19,7 +19,7 @@ export function resolveSpec(spec: LabSpec, arrayPath: string, luns: Map<string, 
       // Every default is resolved here, the one place: the simulator refuses a VM without power or home
       // datastore and a flat disk without mode.
       vms: dc.vms.map((vm) => ({
-        ...vm, // power: the schema's default is already applied
+        ...vm, // power and tools: the schema's defaults are already applied
         name: simulatorNames.get(vm.name),
         datastore: homeDatastore(vm),
         disks: vm.disks.map((d) => ('rdm' in d ? d : { ...d, mode: d.mode ?? 'persistent' })),

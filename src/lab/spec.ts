@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { safeName } from '../config/schema.js';
 import { UsageError } from '../errors.js';
-import type { DiskKind, PowerState } from '../model/inventory.js';
+import { type DiskKind, type PowerState, TOOLS_STATES } from '../model/inventory.js';
 
 /**
  * The lab spec of SPEC section 7: a contract other tools build on. Unknown fields and inconsistent references
@@ -84,6 +84,8 @@ const vmSchema = z
     name: vmName,
     host: safeName,
     power: z.enum(POWER_STATES).default('poweredOn'),
+    /** VMware Tools in the guest: the simulator reports it and fails a quiesced snapshot without them. */
+    tools: z.enum(TOOLS_STATES).default('running'),
     datastore: safeName.optional(),
     disks: z.array(diskSchema),
   })

@@ -5,6 +5,10 @@
 
 export type PowerState = 'poweredOn' | 'poweredOff' | 'suspended';
 
+/** VMware Tools in the guest, as vCenter reports them (guest.toolsRunningStatus, guest.toolsStatus). */
+export const TOOLS_STATES = ['running', 'notRunning', 'notInstalled'] as const;
+export type ToolsState = (typeof TOOLS_STATES)[number];
+
 /** SPEC section 6: the kinds a virtual disk can be. */
 export type DiskKind = 'flat' | 'rdm-physical' | 'rdm-virtual' | 'independent';
 
@@ -86,6 +90,8 @@ export interface Vm {
   name: string;
   instanceUuid: string;
   powerState: PowerState;
+  /** Absent when vCenter did not say (the quiesce is then tried, and a fault decides). */
+  tools?: ToolsState;
   datacenter: string;
   /** Host name. */
   host: string;

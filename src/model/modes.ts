@@ -5,3 +5,7 @@ export type BackupMode = (typeof BACKUP_MODES)[number];
 export function isBackupMode(value: string): value is BackupMode {
   return (BACKUP_MODES as readonly string[]).includes(value);
 }
+
+/** What a backup does when a VMware Tools quiesce is impossible or fails (task `onQuiesceFailure`). */
+export const QUIESCE_POLICIES = ['crash-consistent', 'fail'] as const;
+export type QuiescePolicy = (typeof QUIESCE_POLICIES)[number];

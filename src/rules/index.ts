@@ -40,6 +40,13 @@ export {
   usesVmSnapshot,
 } from './modes.js';
 export {
+  decideQuiesce,
+  QUIESCE_FAILED,
+  QUIESCE_FAULT_TYPES,
+  type QuiesceDecision,
+  type QuiesceInput,
+} from './quiesce.js';
+export {
   type Expiry,
   expiredBackups,
   type RetentionCandidate,

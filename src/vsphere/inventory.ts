@@ -8,6 +8,7 @@ import type {
   Host,
   Inventory,
   PowerState,
+  ToolsState,
   VirtualDisk,
   Vm,
   VmSnapshotRef,
@@ -80,6 +81,8 @@ const SPECS: PropertySpec[] = [
       'parent',
       'runtime.powerState',
       'runtime.host',
+      'guest.toolsStatus',
+      'guest.toolsRunningStatus',
       'config.instanceUuid',
       'config.files.vmPathName',
       'config.guestId',
@@ -247,6 +250,7 @@ export function mapInventory(
       name: e.named.name,
       instanceUuid: text(oc.props.get('config.instanceUuid')) ?? '',
       powerState: (text(oc.props.get('runtime.powerState')) ?? 'poweredOff') as PowerState,
+      ...toolsOf(oc.props),
       datacenter: datacenterOf(oc.obj),
       host: nameOf(host),
       ...(cluster === undefined ? {} : { cluster }),
@@ -440,4 +444,19 @@ export async function fetchInventory(client: Invoker, options: CallOptions = {})
     }
   }
   return mapInventory(objects, lunByUuid);
+}
+
+/**
+ * VMware Tools from guest.toolsStatus (the one saying "not installed") and guest.toolsRunningStatus (the one
+ * vSphere keeps current); nothing when vCenter reported neither, so the quiesce is tried and a fault decides.
+ */
+function toolsOf(props: ObjectContent['props']): { tools?: ToolsState } {
+  const status = text(props.get('guest.toolsStatus'));
+  const running = text(props.get('guest.toolsRunningStatus'));
+  if (status === 'toolsNotInstalled') return { tools: 'notInstalled' };
+  if (running === 'guestToolsRunning' || running === 'guestToolsExecutingScripts')
+    return { tools: 'running' };
+  if (running === 'guestToolsNotRunning' || status === 'toolsNotRunning') return { tools: 'notRunning' };
+  if (status === 'toolsOk' || status === 'toolsOld') return { tools: 'running' };
+  return {};
 }

@@ -450,6 +450,7 @@ describe('lab lifecycle', () => {
         name: 'vm1',
         host: 'esx',
         power: 'poweredOn',
+        tools: 'running',
         datastore: 'ds',
         disks: [{ datastore: 'ds', sizeMB: 1, mode: 'persistent' }],
       };
@@ -461,6 +462,7 @@ describe('lab lifecycle', () => {
           { ...vm, disks: [{ datastore: 'ds', sizeMB: 1 }] },
           /vm vm1: disk 0: the resolved spec needs mode/,
         ],
+        ['tools', { ...vm, tools: undefined }, /vm vm1: the resolved spec needs tools/],
       ];
       for (const [what, v, message] of cases) {
         const specFile = join(root, `spec-${what}.json`);

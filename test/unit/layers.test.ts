@@ -153,6 +153,7 @@ const ENGINE_RANKS: [number, string[]][] = [
       'steps/backup-record.ts',
       'steps/backup-start.ts',
       'steps/backup-vms.ts',
+      'steps/quiesce-fallback.ts',
       'steps/backup-snapshot.ts',
       'steps/hooks.ts',
       'steps/backup-hooks.ts',

@@ -41,7 +41,7 @@ const SPEC: FakeSpec = {
       ],
       vms: [
         { name: 'web01', host: 'esx01', disks: [{ datastore: 'ds-a', sizeMB: 64 }], folder: 'prod/web' },
-        { name: 'notools', host: 'esx02', tools: false, disks: [{ datastore: 'ds-b', sizeMB: 8 }] },
+        { name: 'notools', host: 'esx02', tools: 'notRunning', disks: [{ datastore: 'ds-b', sizeMB: 8 }] },
         {
           name: 'off01',
           host: 'esx-standalone',

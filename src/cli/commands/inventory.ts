@@ -28,6 +28,7 @@ export function inventoryJson(inv: Inventory, vms: Vm[], volumes: Map<string, st
       name: vm.name,
       id: vm.id,
       powerState: vm.powerState,
+      ...(vm.tools === undefined ? {} : { tools: vm.tools }),
       datacenter: vm.datacenter,
       host: vm.host,
       ...(vm.cluster === undefined ? {} : { cluster: vm.cluster }),
@@ -64,6 +65,7 @@ function inventoryText(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>
   const vmRows = vms.map((vm) => [
     vm.name,
     vm.powerState,
+    vm.tools ?? 'unknown',
     vm.host,
     vm.datastores.join(','),
     diskSummary(vm),
@@ -80,7 +82,7 @@ function inventoryText(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>
   ]);
   return [
     `VMs (${vms.length})`,
-    table(['NAME', 'POWER', 'HOST', 'DATASTORES', 'DISKS', 'SNAPSHOTS'], vmRows),
+    table(['NAME', 'POWER', 'TOOLS', 'HOST', 'DATASTORES', 'DISKS', 'SNAPSHOTS'], vmRows),
     '',
     `Datastores (${inv.datastores.length})`,
     table(['NAME', 'TYPE', 'CAPACITY', 'FREE', 'LUNS', 'VOLUMES', 'URL'], dsRows),

@@ -3,7 +3,7 @@ import YAML from 'yaml';
 import { type DiskExclusionRule, type TaskConfig, userTaskSchema } from '../../config/schema.js';
 import { assertEditable, findTask, listTasks } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
-import { BACKUP_MODES } from '../../model/modes.js';
+import { BACKUP_MODES, QUIESCE_POLICIES } from '../../model/modes.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { table } from '../table.js';
@@ -19,6 +19,7 @@ interface TaskOptions {
   excludeVm?: string[];
   excludeDisk?: string[];
   mode?: TaskConfig['mode'];
+  onQuiesceFailure?: TaskConfig['onQuiesceFailure'];
   keepVersions?: string;
   keepDays?: string;
   schedule?: string;
@@ -41,6 +42,12 @@ function withTaskOptions(cmd: Command): Command {
     )
     .addOption(
       new Option('--mode <mode>', 'backup mode (default: the configured default)').choices(BACKUP_MODES),
+    )
+    .addOption(
+      new Option(
+        '--on-quiesce-failure <policy>',
+        'when the VMware Tools quiesce is impossible or fails (default: the configured default)',
+      ).choices(QUIESCE_POLICIES),
     )
     .option('--keep-versions <n>', 'retention: keep at most N backups')
     .option('--keep-days <d>', 'retention: keep backups at most D days')
@@ -120,6 +127,7 @@ function buildTask(name: string, opts: TaskOptions, base?: TaskConfig): TaskConf
     select,
     ...(exclude ? { exclude } : {}),
     ...(opts.mode ? { mode: opts.mode } : {}),
+    ...(opts.onQuiesceFailure ? { onQuiesceFailure: opts.onQuiesceFailure } : {}),
     ...(retention ? { retention } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
     ...(opts.timezone ? { timezone: opts.timezone } : {}),

@@ -1,4 +1,5 @@
 import { errorMessage } from '../../errors.js';
+import type { QuiescePolicy } from '../../model/modes.js';
 import { runLimited } from '../../util/scheduler.js';
 import type { VcenterSession } from '../../vsphere/index.js';
 import type { EngineContext } from '../context.js';
@@ -6,6 +7,7 @@ import type { JournalWrite } from '../journal/actions.js';
 import { journalAll } from '../journal/write.js';
 import { releaseVm } from '../release.js';
 import { failPrepare, type VmRun } from './backup-record.js';
+import { createVmSnapshotWithFallback } from './quiesce-fallback.js';
 
 /**
  * Holding the VMs of a backup run and letting them go: the journal of intents, the prepare (VM snapshot or
@@ -18,6 +20,8 @@ export interface HoldRun {
   backupId: string;
   snapshotName: string;
   runs: VmRun[];
+  /** What a VM whose quiesce is impossible or fails gets: the task's policy, else the configured default. */
+  onQuiesceFailure: QuiescePolicy;
 }
 
 /** Journals every intent, then prepares each VM; one that fails is released at once and reported. */
@@ -73,11 +77,11 @@ async function prepareOne(ctx: EngineContext, vc: VcenterSession, hold: HoldRun,
   const action = decision.before;
   if (action?.kind === 'create-vm-snapshot') {
     ctx.events.item(vm.name, 'creating VM snapshot');
-    run.vmSnapshotId = await vc.createVmSnapshot(vm.id, {
+    run.vmSnapshotId = await createVmSnapshotWithFallback(ctx, vc, run, {
       name: hold.snapshotName,
       description: `snapkeeper backup ${hold.backupId}; removed right after the array snapshot`,
-      memory: action.memory,
-      quiesce: action.quiesce,
+      action,
+      onQuiesceFailure: hold.onQuiesceFailure,
     });
   } else if (action?.kind === 'suspend') {
     ctx.events.item(vm.name, 'suspending');

@@ -120,7 +120,7 @@ function addVm(
     hostId,
     folderId: state.folderFor(datacenter, rootFolder, spec.folder ?? ''),
     powerState: spec.power ?? 'poweredOn',
-    tools: spec.tools ?? true,
+    tools: spec.tools ?? 'running',
     config,
     rootSnapshots: [],
     currentSnapshot: undefined,

@@ -226,7 +226,7 @@ export class FakeVcenter implements VcenterSession {
         const method = 'CreateSnapshot_Task';
         const vm = this.#vm(vmId, method);
         const running = vm.powerState === 'poweredOn';
-        if (running && options.quiesce && !vm.tools) {
+        if (running && options.quiesce && vm.tools !== 'running') {
           throw fault(
             'ToolsUnavailable',
             `VMware Tools are not running in ${vm.config.name}`,
@@ -355,7 +355,7 @@ export class FakeVcenter implements VcenterSession {
       hostId: spec.hostId,
       folderId: spec.folderId,
       powerState: 'poweredOff',
-      tools: true,
+      tools: 'running',
       config,
       rootSnapshots: [],
       currentSnapshot: undefined,

@@ -1,4 +1,4 @@
-import type { PowerState } from '../../model/inventory.js';
+import type { PowerState, ToolsState } from '../../model/inventory.js';
 
 /**
  * What a FakeVcenter is built from: the lab spec's shape (src/lab/spec.ts, SPEC 7), so a parsed `LabSpec` is
@@ -41,8 +41,8 @@ export interface FakeVmSpec {
   disks: FakeDiskSpec[];
   /** Folder path below the datacenter's VM folder (`prod/web`); default the root folder. */
   folder?: string;
-  /** Whether VMware Tools run in the guest (quiesced snapshots need them); default true. */
-  tools?: boolean;
+  /** VMware Tools in the guest (a quiesced snapshot needs them running); default `running`. */
+  tools?: ToolsState;
 }
 
 export interface FakeVcenterOptions {

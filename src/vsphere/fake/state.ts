@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { DiskKind, Inventory, PowerState, Vm, VmSnapshotRef } from '../../model/inventory.js';
+import type {
+  DiskKind,
+  Inventory,
+  PowerState,
+  ToolsState,
+  Vm,
+  VmSnapshotRef,
+} from '../../model/inventory.js';
 import { VsphereFault } from '../faults.js';
 import { type CapturedDevice, datastoreOfPath, isScsiController } from '../inventory.js';
 import type { VmDevices } from '../session.js';
@@ -38,7 +45,7 @@ export interface FakeVm {
   hostId: string;
   folderId: string;
   powerState: PowerState;
-  tools: boolean;
+  tools: ToolsState;
   config: VmConfig;
   /** Root snapshot ids, in creation order. */
   rootSnapshots: string[];
@@ -195,6 +202,8 @@ export class FakeState {
       name: c.name,
       instanceUuid: c.instanceUuid,
       powerState: vm.powerState,
+      // As the lab's simulator: the configured state whatever the power state (only a powered-on VM quiesces).
+      tools: vm.tools,
       datacenter: vm.datacenter,
       host: host?.name ?? '',
       ...(host?.cluster ? { cluster: host.cluster } : {}),
