@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io/ioutil"
 	"net/http"
 	"regexp"
 	"strings"
@@ -31,17 +30,7 @@ var destroyDatastore = regexp.MustCompile(`<(?:\w+:)?Destroy_Task[\s>]`)
 var datastoreThis = regexp.MustCompile(`<(?:\w+:)?_this[^>]*type="Datastore"[^>]*>([^<]+)<`)
 
 func datastoreRemovalGuard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/sdk") {
-			next.ServeHTTP(w, req)
-			return
-		}
-		body, err := ioutil.ReadAll(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		req.Body = ioutil.NopCloser(bytes.NewReader(body))
+	return soapGuard(next, always, func(w http.ResponseWriter, req *http.Request, body []byte) {
 		m := datastoreThis.FindSubmatch(body)
 		if m == nil || !destroyDatastore.Match(body) {
 			next.ServeHTTP(w, req)

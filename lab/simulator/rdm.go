@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io/ioutil"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/simulator"
@@ -189,18 +187,7 @@ var thisRef = regexp.MustCompile(`<(?:\w+:)?_this[^>]*type="(\w+)"[^>]*>([^<]+)<
 // guard wraps the SOAP handler: for a guarded method on a VM (or one of its snapshots) with injected RDM
 // disks, the disks are taken out of the VM's device list for the call and put back afterwards.
 func (r *rdmRegistry) guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		// Only SOAP calls matter; datastore and NFC transfers stream large bodies that must not be buffered.
-		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/sdk") || !r.any() {
-			next.ServeHTTP(w, req)
-			return
-		}
-		body, err := ioutil.ReadAll(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		req.Body = ioutil.NopCloser(bytes.NewReader(body))
+	return soapGuard(next, r.any, func(w http.ResponseWriter, req *http.Request, body []byte) {
 		vmRef, ok := r.target(body)
 		if !ok {
 			next.ServeHTTP(w, req)

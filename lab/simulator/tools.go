@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io/ioutil"
 	"net/http"
 	"regexp"
-	"strings"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -50,18 +48,8 @@ var quiesceTrue = regexp.MustCompile(`<(?:\w+:)?quiesce>\s*true\s*<`)
 // guard answers a quiesced CreateSnapshot_Task of a powered-on VM without running Tools as vCenter does: the
 // task is created and fails with ToolsUnavailable (nothing is snapshotted). Everything else passes through.
 func (t *toolsRegistry) guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		// Only SOAP calls matter; datastore and NFC transfers stream large bodies that must not be buffered.
-		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/sdk") || len(t.withoutTools) == 0 {
-			next.ServeHTTP(w, req)
-			return
-		}
-		body, err := ioutil.ReadAll(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		req.Body = ioutil.NopCloser(bytes.NewReader(body))
+	active := func() bool { return len(t.withoutTools) > 0 }
+	return soapGuard(next, active, func(w http.ResponseWriter, req *http.Request, body []byte) {
 		if !createSnapshot.Match(body) || !quiesceTrue.Match(body) {
 			next.ServeHTTP(w, req)
 			return
