@@ -66,7 +66,12 @@ if (job.op === 'prune') {
     size,
     async read(offset, length) {
       return Readable.from(
-        fh.createReadStream({ start: offset, end: offset + length - 1, autoClose: false }),
+        fh.createReadStream({
+          start: offset,
+          end: offset + length - 1,
+          autoClose: false,
+          highWaterMark: 4 << 20,
+        }),
       );
     },
   });
