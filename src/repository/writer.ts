@@ -179,6 +179,8 @@ export class Writer implements RepositoryWriter {
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         let off = 0;
+        // Copied into batches of our own: a piece may be a view of memory its source keeps, and what goes to a
+        // worker is transferred (detached here).
         while (off < piece.length && pos < end) {
           const n = Math.min(piece.length - off, buf.length - filled);
           buf.set(piece.subarray(off, off + n), filled);
