@@ -439,7 +439,7 @@ class OpenRepository implements Repository {
       });
     }
     const packsStored = await listKeys(this.backend, 'packs/', signal);
-    for (const pack of index.packs.values()) {
+    for (const pack of index.packList()) {
       const key = packKey(pack.id);
       const size = packsStored.get(key);
       if (size === undefined) {
@@ -492,7 +492,7 @@ class OpenRepository implements Repository {
     }
     let bytesRead = 0;
     if (options.readData) {
-      for (const pack of index.packs.values()) {
+      for (const pack of index.packEntries()) {
         const key = packKey(pack.id);
         if (!packsStored.has(key)) continue;
         const data = await this.backend.load(key, { signal });
@@ -524,8 +524,8 @@ class OpenRepository implements Repository {
     return {
       ok: issues.length === 0,
       manifests,
-      packs: index.packs.size,
-      chunks: index.chunks.size,
+      packs: index.packCount,
+      chunks: index.chunkCount,
       bytesRead,
       issues,
     };
@@ -564,6 +564,7 @@ class OpenRepository implements Repository {
         for (const vm of m.body.vms) for (const f of vm.files) for (const id of f.chunks) referenced.add(id);
       }
       const { index, names: indexNames } = await this.readIndexes(signal);
+      const indexed = new Map(index.packEntries().map((p) => [p.id, p]));
       const packsStored = await listKeys(this.backend, 'packs/', signal);
       // Every pack present, with its blobs: from the indexes, else from its own header (a writer that died
       // before its index; or an index that was lost).
@@ -571,7 +572,7 @@ class OpenRepository implements Repository {
       let adopted = 0;
       for (const [key, size] of packsStored) {
         const id = packIdOf(key);
-        const entry = index.packs.get(id);
+        const entry = indexed.get(id);
         if (entry !== undefined && entry.size === size) {
           packs.push(entry);
           continue;
@@ -597,7 +598,7 @@ class OpenRepository implements Repository {
           pending++;
         }
       }
-      const droppedFromIndex = [...index.packs.keys()].some((id) => !packsStored.has(packKey(id)));
+      const droppedFromIndex = [...indexed.keys()].some((id) => !packsStored.has(packKey(id)));
       if (remove.length === 0 && adopted === 0 && !droppedFromIndex && indexNames.length <= 1) {
         return { packsDeleted: 0, packsRewritten: 0, bytesFreed: 0, packsPending: pending };
       }

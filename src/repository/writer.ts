@@ -6,6 +6,7 @@ import { CHUNK_SIZES, saveContentNamed } from './format.js';
 import {
   type BlobEntry,
   buildPack,
+  ChunkIdSet,
   type ChunkIndex,
   type IndexDocument,
   type PackEntry,
@@ -79,7 +80,7 @@ export function chunkLength(size: number, chunkSize: number, i: number): number 
 export class Writer implements RepositoryWriter {
   private readonly progress: WriteProgress = { bytesDone: 0, bytesTotal: 0, bytesRead: 0, bytesAdded: 0 };
   /** Chunks this writer stored or is storing (deduplicates within the writer before its index exists). */
-  private readonly stored = new Set<string>();
+  private readonly stored = new ChunkIdSet();
   private openBlobs: Buffer[] = [];
   private openEntries: BlobEntry[] = [];
   private openSize = 0;
@@ -240,15 +241,12 @@ export class Writer implements RepositoryWriter {
     if (wanted.every((id) => id === null)) {
       this.ctx.pool.drop(job);
     } else {
-      try {
-        const blobs = await this.ctx.pool.seal(job, wanted);
-        for (let k = 0; k < blobs.length; k++) {
-          const blob = blobs[k];
-          if (blob) await this.append(wanted[k]!, blob, Math.min(cs, length - k * cs));
-        }
-      } catch (err) {
-        for (const id of wanted) if (id !== null) this.stored.delete(id);
-        throw err;
+      // Should this fail, the ids stay in `stored` though not stored: the writer is failed, and commit's check
+      // would refuse a manifest naming any of them.
+      const blobs = await this.ctx.pool.seal(job, wanted);
+      for (let k = 0; k < blobs.length; k++) {
+        const blob = blobs[k];
+        if (blob) await this.append(wanted[k]!, blob, Math.min(cs, length - k * cs));
       }
     }
     this.progress.bytesDone += length;
