@@ -166,12 +166,25 @@ class OpenRepository implements Repository {
     const lock = await acquireLock(this.backend, 'shared', { signal: options.signal });
     try {
       const { index } = await this.readIndexes(options.signal);
+      // Packs no index names (a writer killed before its index, or one running now) are described by their
+      // own headers: this writer reuses their chunks and names the packs in its own index.
+      const adopted: PackEntry[] = [];
+      for (const [key, size] of await listKeys(this.backend, 'packs/', options.signal)) {
+        const id = packIdOf(key);
+        if (index.pack(id) !== undefined) continue;
+        const header = await this.readPackHeader(key, size, options.signal);
+        if (header === undefined) continue;
+        const entry = { id, size, created: header.created, blobs: header.blobs };
+        index.addPack(entry);
+        adopted.push(entry);
+      }
       const w: RepositoryWriter = new Writer({
         backend: this.backend,
         config: this.config,
         keys: this.keys,
         pool: this.pool,
         index,
+        adopted,
         lock,
         signal: options.signal,
         onProgress: options.onProgress,

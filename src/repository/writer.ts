@@ -40,6 +40,8 @@ export interface WriterContext {
   pool: WorkerPool;
   /** The union of the repository's indexes as the writer started (the writer adds what it stores). */
   index: ChunkIndex;
+  /** Packs found without an index (their chunks are in `index`): named in this writer's first index. */
+  adopted?: PackEntry[];
   lock: HeldLock;
   signal?: AbortSignal;
   onProgress?: (p: WriteProgress) => void;
@@ -92,6 +94,7 @@ export class Writer implements RepositoryWriter {
 
   constructor(private readonly ctx: WriterContext) {
     this.window = Math.max(4, ctx.pool.size * 3);
+    this.unindexed = [...(ctx.adopted ?? [])];
   }
 
   async addFile(source: FileSource): Promise<StoredFile> {
