@@ -277,7 +277,8 @@ class OpenRepository implements Repository {
       });
     }
     const groups = this.restoreGroups(file);
-    const window = Math.max(4, this.pool.size * 3);
+    // Groups in flight: enough to keep every worker busy, at most 16 (each up to GROUP_BYTES).
+    const window = Math.max(4, Math.min(16, this.pool.size * 3));
     const results: Promise<Buffer | undefined>[] = [];
     let next = 0;
     let written = 0;

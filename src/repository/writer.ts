@@ -30,8 +30,10 @@ import type {
 const PACKS_PER_INDEX = 32;
 /** Packs being saved at once (each is up to the pack size in memory). */
 const SAVES_IN_FLIGHT = 2;
-/** Bytes handed to a worker at once (whole chunks; at least one). */
-const BATCH_BYTES = 1 << 20;
+/** Bytes handed to a worker at once (whole chunks; at least one): fewer, larger messages cost less. */
+const BATCH_BYTES = 4 << 20;
+/** Most batches in flight (read, hashing, sealing), whatever the number of workers. */
+const READ_AHEAD_BYTES = 64 << 20;
 
 export interface WriterContext {
   backend: RepositoryBackend;
@@ -93,7 +95,7 @@ export class Writer implements RepositoryWriter {
   private readonly window: number;
 
   constructor(private readonly ctx: WriterContext) {
-    this.window = Math.max(4, ctx.pool.size * 3);
+    this.window = Math.max(2, Math.min(ctx.pool.size * 3, Math.floor(READ_AHEAD_BYTES / BATCH_BYTES)));
     this.unindexed = [...(ctx.adopted ?? [])];
   }
 
