@@ -120,6 +120,7 @@ export class Writer implements RepositoryWriter {
     const dispatch = async (first: number, data: Uint8Array): Promise<void> => {
       while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
       if (errors.length > 0) throw errors[0];
+      this.ctx.signal?.throwIfAborted();
       inFlight++;
       const p = this.storeBatch(data, cs)
         .then((ids) => {

@@ -171,3 +171,25 @@ describe('repository: chunk size per file', () => {
     }
   });
 });
+
+describe('repository: abort', () => {
+  it('an aborted signal stops addFile; the writer aborts and the repository checks clean', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const ac = new AbortController();
+    const w = await repo.writer({
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.bytesDone >= 8 << 20) ac.abort();
+      },
+    });
+    await assert.rejects(w.addFile(bufferSource('disk', pseudoRandom(64 << 20, 'abort'))), {
+      name: 'AbortError',
+    });
+    await w.abort();
+    assert.deepEqual(backend.keys('locks/'), []);
+    assert.deepEqual(backend.keys('manifests/'), []);
+    assert.deepEqual((await repo.check({ readData: true })).issues, []);
+    await repo.close();
+  });
+});
