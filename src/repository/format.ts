@@ -272,7 +272,12 @@ export async function unlock(
       problems.push(`${name} is not a version 1 scrypt key file`);
       continue;
     }
-    checkKdf(file.kdf, name, false);
+    try {
+      checkKdf(file.kdf, name, false);
+    } catch (err) {
+      problems.push((err as Error).message);
+      continue;
+    }
     const wrapKey = await deriveKey(passphrase, file.kdf, Buffer.from(file.kdf.salt, 'base64'));
     const plain = open(wrapKey, Buffer.from(file.data ?? '', 'base64'), AAD.key(config.id));
     if (plain === undefined) continue;
