@@ -58,8 +58,35 @@ export interface OpenOptions {
 }
 
 /** Default age an unreferenced pack must reach before prune deletes it (longer than a lock's stale age). */
+/**
+ * Runs `fn` over `items`, at most `limit` at once. Rejects with the first failure once the running ones have
+ * settled (no call is left running behind the caller's back).
+ */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const lane = async () => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure !== undefined) throw failure.err;
+}
+
 /** Largest single ranged load a restore makes (consecutive chunks of one pack). */
 const GROUP_BYTES = 8 << 20;
+/** Sealed bytes a restore has asked for and not yet written. */
+const RESTORE_AHEAD_BYTES = 32 << 20;
 
 interface RestoreGroup {
   first: number;
@@ -145,20 +172,31 @@ class OpenRepository implements Repository {
   ): Promise<{ index: ChunkIndex; names: string[]; corrupt: string[] }> {
     const names: string[] = [];
     const corrupt: string[] = [];
-    for (const key of (await listKeys(this.backend, 'index/', signal)).keys()) {
-      names.push(key);
-      if (skip.has(key)) continue;
-      let data: Buffer;
-      try {
-        data = await this.backend.load(key, { signal });
-      } catch (err) {
-        if (err instanceof NotFoundError) continue; // removed by a prune meanwhile
-        throw err;
-      }
-      const doc = contentName(data) === packIdOf(key) ? openIndex(this.keys.encKey, data) : undefined;
-      if (doc === undefined) corrupt.push(key);
-      else into.add(doc);
+    const keys = [...(await listKeys(this.backend, 'index/', signal)).keys()].sort();
+    names.push(...keys);
+    const docs = new Map<string, IndexDocument>();
+    // Loaded several at once (object storage answers slowly, in parallel), added in name order.
+    await forEachLimited(
+      keys.filter((k) => !skip.has(k)),
+      8,
+      async (key) => {
+        let data: Buffer;
+        try {
+          data = await this.backend.load(key, { signal });
+        } catch (err) {
+          if (err instanceof NotFoundError) return; // removed by a prune meanwhile
+          throw err;
+        }
+        const doc = contentName(data) === packIdOf(key) ? openIndex(this.keys.encKey, data) : undefined;
+        if (doc === undefined) corrupt.push(key);
+        else docs.set(key, doc);
+      },
+    );
+    for (const key of keys) {
+      const doc = docs.get(key);
+      if (doc !== undefined) into.add(doc);
     }
+    corrupt.sort();
     return { index: into, names, corrupt };
   }
 
@@ -277,13 +315,18 @@ class OpenRepository implements Repository {
       });
     }
     const groups = this.restoreGroups(file);
-    // Groups in flight: enough to keep every worker busy, at most 16 (each up to GROUP_BYTES).
-    const window = Math.max(4, Math.min(16, this.pool.size * 3));
+    // Groups in flight: up to RESTORE_AHEAD_BYTES of sealed data (small groups: many at once, so the round
+    // trips to the backend and the workers overlap), at least one.
     const results: Promise<Buffer | undefined>[] = [];
     let next = 0;
     let written = 0;
+    let ahead = 0;
     const start = () => {
-      while (next < groups.length && next - written < window) {
+      while (
+        next < groups.length &&
+        (next === written || (ahead < RESTORE_AHEAD_BYTES && next - written < 256))
+      ) {
+        ahead += groups[next]!.bytes;
         const p = this.readGroup(file, groups[next]!, signal);
         p.catch(() => undefined); // awaited in order below
         results.push(p);
@@ -297,6 +340,7 @@ class OpenRepository implements Repository {
       const g = groups[written]!;
       const data = await results[written]!;
       results[written] = Promise.resolve(undefined); // let the bytes go
+      ahead -= g.bytes;
       if (data !== undefined) {
         // One write per run of consecutive chunks of the group (zero chunks between them stay unwritten).
         let off = 0;
@@ -506,9 +550,10 @@ class OpenRepository implements Repository {
     }
     let bytesRead = 0;
     if (options.readData) {
-      for (const pack of index.packEntries()) {
+      // Three packs at once: one loading, others verifying on the workers.
+      await forEachLimited(index.packEntries(), 3, async (pack) => {
         const key = packKey(pack.id);
-        if (!packsStored.has(key)) continue;
+        if (!packsStored.has(key)) return;
         const data = await this.backend.load(key, { signal });
         bytesRead += data.length;
         // Before the bytes go to a worker (transferred: `data` is empty afterwards).
@@ -533,7 +578,7 @@ class OpenRepository implements Repository {
         if (bad === 0 && !named) {
           issues.push({ code: 'PACK_CORRUPT', object: key, message: `pack ${key} does not match its name` });
         }
-      }
+      });
     }
     return {
       ok: issues.length === 0,
