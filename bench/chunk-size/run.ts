@@ -5,9 +5,11 @@
  * restored. Prints repository size, bytes added per pass, wall time and throughput, and the index size.
  * In memory on purpose: the format's cost without a disk's (the backends have their own benchmark).
  *
- *   python3 SHARED/bench/make-disk-image.py DIR/v0.img
- *   cp DIR/v0.img DIR/v1.img && python3 SHARED/bench/mutate-disk-image.py DIR/v1.img 1 65536 7
- *   cp DIR/v1.img DIR/v2.img && python3 SHARED/bench/mutate-disk-image.py DIR/v2.img 1 4096 8
+ * The images come from the offload benchmark's reference generators (make-disk-image.py: 2 GiB, seed 42;
+ * mutate-disk-image.py FILE PCT BLOCKSIZE SEED; bench/offload says where they are), in IMAGES:
+ *   python3 IMAGES/make-disk-image.py DIR/v0.img
+ *   cp DIR/v0.img DIR/v1.img && python3 IMAGES/mutate-disk-image.py DIR/v1.img 1 65536 7
+ *   cp DIR/v1.img DIR/v2.img && python3 IMAGES/mutate-disk-image.py DIR/v2.img 1 4096 8
  *   npm run build && node dist/bench/chunk-size/run.js DIR [64K,256K,1M,4M]
  */
 import { open } from 'node:fs/promises';
