@@ -26,13 +26,13 @@ describe('repository: memory stays bounded whatever the disk size', () => {
     const root = join(dir, 'repo');
     const { stdout } = await run(
       process.execPath,
-      [child, JSON.stringify({ op: 'offload-file', root, file, chunkSize: 4 * MiB })],
+      [child, JSON.stringify({ op: 'offload-file', root, file })],
       { maxBuffer: 1 << 20 },
     );
     const r = JSON.parse(stdout.trim()) as { maxRss: number; size: number; stored: number; chunks: number };
     assert.equal(r.size, 8 * GiB);
-    assert.equal(r.chunks, 2048);
-    assert.equal(r.stored, 12, 'every data chunk stored, every hole a zero chunk');
+    assert.equal(r.chunks, (8 * GiB) / (64 << 10), 'the default 64 KiB chunks');
+    assert.equal(r.stored, (12 * 4 * MiB) / (64 << 10), 'every data chunk stored, every hole a zero chunk');
     assert.ok(r.maxRss < GiB, `peak RSS ${(r.maxRss / MiB).toFixed(0)} MiB`);
     t.diagnostic(`peak RSS ${(r.maxRss / MiB).toFixed(0)} MiB for an 8 GiB file`);
   });
