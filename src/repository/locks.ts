@@ -24,6 +24,12 @@ export interface LockBody {
 
 export interface HeldLock {
   readonly key: string;
+  /**
+   * Rejects with `REPOSITORY_LOCKED` when the lock was removed by another run (taken for stale: this run was
+   * suspended longer than STALE_MS, and a prune may have collected what it stored). A writer checks this before
+   * its manifest.
+   */
+  verify(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -99,12 +105,15 @@ export async function acquireLock(
     throw err;
   }
   let released = false;
+  let lost = false;
   let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     refreshing = refreshing.then(async () => {
       if (released) return;
       const next = `locks/${randomBytes(16).toString('hex')}`;
       try {
+        if ((await backend.stat(key)) === undefined) lost = true;
+        if (lost) return;
         await backend.save(next, Buffer.from(JSON.stringify(body())));
         const old = key;
         key = next;
@@ -118,6 +127,18 @@ export async function acquireLock(
   return {
     get key() {
       return key;
+    },
+    async verify() {
+      await refreshing;
+      if (!lost && (await backend.stat(key)) === undefined) lost = true;
+      if (lost) {
+        throw new RepositoryError(
+          'REPOSITORY_LOCKED',
+          `${backend.description}: this run's ${kind} lock ${key} was removed by another run (taken for stale); ` +
+            'what it stored may have been pruned: run it again',
+          { details: { lock: key } },
+        );
+      }
     },
     async release() {
       released = true;

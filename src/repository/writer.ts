@@ -329,6 +329,8 @@ export class Writer implements RepositoryWriter {
           }
         }
       }
+      // Last look before the manifest: had our lock been removed as stale, a prune may have collected packs.
+      await this.ctx.lock.verify();
       const offloadedAt = new Date().toISOString();
       const data = sealManifest(this.ctx.keys.encKey, body, offloadedAt);
       const id = await saveContentNamed(this.ctx.backend, 'manifests/', data, this.ctx.signal);

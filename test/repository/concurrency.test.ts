@@ -99,6 +99,20 @@ describe('repository: several writers, locks, prune', () => {
     await repo.close();
   });
 
+  it('a writer whose lock was removed (taken for stale) refuses to write its manifest', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
+    const w = await repo.writer();
+    const f = await w.addFile(bufferSource('disk', pseudoRandom(4 * CS, 'lost')));
+    for (const k of backend.keys('locks/')) await backend.remove(k);
+    await assert.rejects(w.commit(fileEntry([f])), {
+      code: 'REPOSITORY_LOCKED',
+      message: /removed by another run/,
+    });
+    assert.deepEqual(backend.keys('manifests/'), []);
+    await repo.close();
+  });
+
   it('stale locks (old, or of a dead pid on this host) do not block and are removed by prune', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
