@@ -14,6 +14,8 @@ import {
   writeKeyFile,
 } from './format.js';
 import {
+  type BlobEntry,
+  buildPack,
   ChunkIndex,
   type ChunkLocation,
   type IndexDocument,
@@ -87,6 +89,8 @@ async function forEachLimited<T>(
 const GROUP_BYTES = 8 << 20;
 /** Sealed bytes a restore has asked for and not yet written. */
 const RESTORE_AHEAD_BYTES = 32 << 20;
+/** Prune rewrites a pack whose needed blobs take less than this share of it. */
+const REWRITE_BELOW = 0.5;
 
 interface RestoreGroup {
   first: number;
@@ -645,18 +649,77 @@ class OpenRepository implements Repository {
         });
         adopted++;
       }
+      // Which copy of each chunk counts: one per chunk, among the packs present (a copy in a second pack, left
+      // by two writers storing it at once or by an interrupted rewrite, is not needed).
+      const present = new ChunkIndex();
+      for (const p of packs) present.addPack(p);
       const keep: PackEntry[] = [];
       const remove: PackEntry[] = [];
+      const rewrite: { pack: PackEntry; needed: BlobEntry[] }[] = [];
       let pending = 0;
       for (const p of packs) {
-        if (p.blobs.some((b) => referenced.has(b.id))) keep.push(p);
-        else if (now.getTime() - Date.parse(p.created) >= delay || !Number.isFinite(Date.parse(p.created))) {
-          remove.push(p);
+        const old = now.getTime() - Date.parse(p.created) >= delay || !Number.isFinite(Date.parse(p.created));
+        const needed = p.blobs.filter((b) => referenced.has(b.id) && present.get(b.id)?.pack === p.id);
+        const neededBytes = needed.reduce((n, b) => n + b.length, 0);
+        if (needed.length === 0) {
+          if (old) remove.push(p);
+          else {
+            keep.push(p);
+            pending++;
+          }
+        } else if (old && neededBytes < p.size * REWRITE_BELOW) {
+          rewrite.push({ pack: p, needed });
         } else {
           keep.push(p);
-          pending++;
         }
       }
+      // Partly used packs: their needed blobs are copied as they are (sealed, bound to their chunk id, not to a
+      // pack) into new packs, saved before the index that names them.
+      let bytesWritten = 0;
+      let builder: { blobs: Buffer[]; entries: BlobEntry[]; size: number } = {
+        blobs: [],
+        entries: [],
+        size: 0,
+      };
+      const flush = async () => {
+        if (builder.entries.length === 0) return;
+        const created = now.toISOString();
+        const pack = buildPack(this.keys.encKey, builder.blobs, {
+          version: 1,
+          created,
+          blobs: builder.entries,
+        });
+        const id = contentName(pack);
+        try {
+          await this.backend.save(packKey(id), pack, { signal });
+        } catch (err) {
+          if (!(err instanceof ConflictError)) throw err;
+        }
+        keep.push({ id, size: pack.length, created, blobs: builder.entries });
+        bytesWritten += pack.length;
+        builder = { blobs: [], entries: [], size: 0 };
+      };
+      for (const { pack, needed } of rewrite) {
+        const data = await this.backend.load(packKey(pack.id), { signal });
+        for (const b of needed) {
+          const blob = data.subarray(b.offset, b.offset + b.length);
+          if (blob.length !== b.length) {
+            throw new RepositoryError(
+              'PACK_CORRUPT',
+              `prune: pack ${packKey(pack.id)} is cut short; run check`,
+              {
+                details: { pack: pack.id },
+              },
+            );
+          }
+          builder.entries.push({ id: b.id, offset: builder.size, length: b.length, rawLength: b.rawLength });
+          builder.blobs.push(Buffer.from(blob));
+          builder.size += b.length;
+          if (builder.size >= this.config.packSize) await flush();
+        }
+        remove.push(pack);
+      }
+      await flush();
       const droppedFromIndex = [...indexed.keys()].some((id) => !packsStored.has(packKey(id)));
       if (remove.length === 0 && adopted === 0 && !droppedFromIndex && indexNames.length <= 1) {
         return { packsDeleted: 0, packsRewritten: 0, bytesFreed: 0, packsPending: pending };
@@ -676,7 +739,12 @@ class OpenRepository implements Repository {
       }
       this.cached = new ChunkIndex();
       this.cachedNames.clear();
-      return { packsDeleted: remove.length, packsRewritten: 0, bytesFreed, packsPending: pending };
+      return {
+        packsDeleted: remove.length - rewrite.length,
+        packsRewritten: rewrite.length,
+        bytesFreed: bytesFreed - bytesWritten,
+        packsPending: pending,
+      };
     } finally {
       await lock.release().catch(() => undefined);
     }

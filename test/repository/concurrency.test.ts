@@ -184,6 +184,33 @@ describe('repository: several writers, locks, prune', () => {
     await repo.close();
   });
 
+  it('prune rewrites a partly used pack: the needed chunks move to a new pack, the rest is freed', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    // One writer, two files: a's last 4 chunks share a pack with b's first 12. Only a is in a manifest.
+    const a = pseudoRandom(20 * CS, 'partly-a');
+    const b = pseudoRandom(40 * CS, 'partly-b');
+    const w = await repo.writer();
+    const fa = await w.addFile(bufferSource('a', a));
+    await w.addFile(bufferSource('b', b));
+    const s = await w.commit(fileEntry([fa]));
+    const before = backend.keys('packs/').length;
+    const r = await repo.prune({ safetyDelayMs: 0 });
+    assert.equal(r.packsRewritten, 1);
+    assert.ok(r.packsDeleted >= 2, `${r.packsDeleted} packs of b alone deleted`);
+    assert.ok(r.bytesFreed > 30 * CS, `${r.bytesFreed} bytes freed`);
+    assert.equal(backend.keys('packs/').length, before - r.packsDeleted);
+    const report = await repo.check({ readData: true });
+    assert.deepEqual(report.issues, []);
+    assert.equal(report.chunks, 20, 'only the chunks of a are left');
+    const sink = bufferSink(a.length);
+    await repo.restoreFile((await repo.loadManifest(s.id)).body.vms[0]!.files[0]!, sink);
+    assert.ok(sink.data.equals(a));
+    const again = await repo.prune({ safetyDelayMs: 0 });
+    assert.deepEqual(again, { packsDeleted: 0, packsRewritten: 0, bytesFreed: 0, packsPending: 0 });
+    await repo.close();
+  });
+
   it('prune adopts packs a dead writer left without an index when a manifest needs them, else collects them', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });

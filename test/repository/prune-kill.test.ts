@@ -71,3 +71,52 @@ describe('repository: prune killed (SIGKILL) at any point leaves check clean and
     });
   }
 });
+
+/** One writer stored a (20 chunks) and b (40); only a is in a manifest: one pack is partly used. */
+async function setupPartial(root: string) {
+  const backend = new TestDirBackend(root);
+  const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+  const a = pseudoRandom(20 * CS, 'partial-a');
+  const w = await repo.writer();
+  const fa = await w.addFile(bufferSource('a', a));
+  await w.addFile(bufferSource('b', pseudoRandom(40 * CS, 'partial-b')));
+  const s = await w.commit(fileEntry([fa], 'A'));
+  await repo.close();
+  return { keep: a, keepId: s.id };
+}
+
+describe('repository: prune rewriting a partly used pack, killed (SIGKILL) at any point', () => {
+  // Saves: 1 lock, 2 the rewritten pack, 3 the new index; removes: the old index, then the packs.
+  const points = [
+    { method: 'save', n: 3, what: 'after the rewritten pack, before the index naming it' },
+    { method: 'remove', n: 1, what: 'after the new index, before the old one is removed' },
+    { method: 'remove', n: 2, what: 'after the old index, before any pack is removed' },
+    { method: 'remove', n: 3, what: 'among the packs' },
+  ] as const;
+  for (const killAt of points) {
+    it(`killed ${killAt.what} (${killAt.method} #${killAt.n})`, async (t) => {
+      const root = await mkdtemp(join(tmpdir(), 'repo-prune-rewrite-kill-'));
+      t.after(() => rm(root, { recursive: true, force: true }));
+      const { keep, keepId } = await setupPartial(root);
+      const killed = await run(process.execPath, [child, JSON.stringify({ op: 'prune', root, killAt })]).then(
+        () => undefined,
+        (err: { signal?: string }) => err.signal,
+      );
+      assert.equal(killed, 'SIGKILL', 'the prune was killed part way');
+      const repo = await openRepository(new TestDirBackend(root), PASS, FAST);
+      assert.deepEqual((await repo.check({ readData: true })).issues, []);
+      const restore = async () => {
+        const sink = bufferSink(keep.length);
+        await repo.restoreFile((await repo.loadManifest(keepId)).body.vms[0]!.files[0]!, sink);
+        assert.ok(sink.data.equals(keep));
+      };
+      await restore();
+      await repo.prune({ safetyDelayMs: 0 });
+      const after = await repo.check({ readData: true });
+      assert.deepEqual(after.issues, []);
+      assert.equal(after.chunks, 20, 'only the chunks of a are left');
+      await restore();
+      await repo.close();
+    });
+  }
+});
