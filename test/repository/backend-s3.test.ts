@@ -67,10 +67,13 @@ backendConformance(
 );
 
 describe('S3Backend against faults (a proxy in front of moto)', () => {
-  it('503 SlowDown is retried with backoff and the save succeeds', async (t) => {
+  it('503 SlowDown and 500 are retried with backoff and the save succeeds', async (t) => {
     if (!moto.require(t)) return;
     const bucket = await moto.bucket();
-    const proxy = await startS3FaultProxy(moto.endpoint(), [{ method: 'PUT', action: 'slowdown', times: 2 }]);
+    const proxy = await startS3FaultProxy(moto.endpoint(), [
+      { method: 'PUT', action: 'slowdown', times: 1 },
+      { method: 'PUT', action: 'status', status: 500, times: 1 },
+    ]);
     t.after(() => proxy.close());
     const retries: string[] = [];
     const b = backendAt(proxy.endpoint, bucket, {
@@ -81,10 +84,11 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
     assert.equal((await b.load('packs/aa/one')).toString(), 'payload');
     assert.deepEqual(
       proxy.seen.filter((s) => s.method === 'PUT').map((s) => s.injected ?? 'forwarded'),
-      ['slowdown', 'slowdown', 'forwarded'],
+      ['slowdown', 'status', 'forwarded'],
     );
     assert.equal(retries.length, 2);
     assert.match(retries[0]!, /^save packs\/aa\/one: HTTP 503 SlowDown/);
+    assert.match(retries[1]!, /^save packs\/aa\/one: HTTP 500 InternalError/);
   });
 
   it('dropped connections are retried: a lost request, a lost answer (recognised as its own write)', async (t) => {
@@ -108,6 +112,28 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
     // Someone else's object under the key is still refused after a lost answer.
     proxy.rules = [{ method: 'PUT', match: /lost-answer/, action: 'drop', times: 1 }];
     await assert.rejects(b.save('lost-answer', Buffer.from('c')), { code: 'OBJECT_EXISTS' });
+  });
+
+  it('an attempt that gets no answer times out and is retried', async (t) => {
+    if (!moto.require(t)) return;
+    const bucket = await moto.bucket();
+    const proxy = await startS3FaultProxy(moto.endpoint());
+    t.after(() => proxy.close());
+    const retries: string[] = [];
+    const b = backendAt(proxy.endpoint, bucket, {
+      attemptTimeoutMs: 500,
+      onRetry: (r) => retries.push(`${r.operation} ${r.key}: ${r.reason}`),
+    });
+    t.after(() => b.destroy());
+    await b.save('slow', Buffer.from('s'));
+    proxy.rules = [{ method: 'GET', action: 'hang', times: 1 }];
+    assert.equal((await b.load('slow')).toString(), 's');
+    assert.deepEqual(
+      proxy.seen.filter((s) => s.method === 'GET').map((s) => s.injected ?? 'forwarded'),
+      ['hang', 'forwarded'],
+    );
+    assert.equal(retries.length, 1);
+    assert.match(retries[0]!, /^load slow: AttemptTimeout no answer within/);
   });
 
   it('a lost answer to CompleteMultipartUpload: the save succeeds, nothing is left in progress', async (t) => {
