@@ -57,6 +57,25 @@ describe('repository format: config, keys, passphrase', () => {
     await assert.rejects(openRepository(backend, ''), { code: 'REPOSITORY_PASSPHRASE_EMPTY' });
   });
 
+  it('a key file that does not parse or names a weak KDF is passed over; the good one still opens', async () => {
+    const backend = new MemoryBackend();
+    await (await initRepository(backend, PASS, FAST)).close();
+    backend.put('keys/0-garbage', Buffer.from('not json'));
+    backend.put(
+      'keys/1-weak',
+      Buffer.from(
+        JSON.stringify({ version: 1, kdf: { name: 'scrypt', N: 2, r: 8, p: 1, salt: 'AA==' }, data: '' }),
+      ),
+    );
+    await (await openRepository(backend, PASS, FAST)).close();
+    await assert.rejects(openRepository(backend, 'wrong one'), (e: unknown) => {
+      assert.ok(isRepoError('REPOSITORY_PASSPHRASE', ExitCode.usage)(e));
+      assert.match((e as Error).message, /keys\/0-garbage does not parse/);
+      assert.match((e as Error).message, /keys\/1-weak: scrypt N=2/);
+      return true;
+    });
+  });
+
   it('another format or version is refused with REPOSITORY_FORMAT naming what was found', async () => {
     const cases: [string, RegExp][] = [
       [JSON.stringify({ format: FORMAT_NAME, version: 2 }), /version 2/],
