@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Config } from '../config/load.js';
 import type { RepositoryConfig } from '../config/repositories.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
-import type { Repository, RepositoryBackend } from '../repository/types.js';
+import type { Repository, RepositoryBackend } from '../repository/index.js';
 import { Secret } from '../util/secret.js';
 
 /**

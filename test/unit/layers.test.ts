@@ -25,7 +25,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   vsphere: ['base', 'model', 'util', 'config'],
   arrays: ['base', 'model', 'util', 'config'],
   catalog: ['base', 'model', 'util', 'config'],
-  repository: ['base', 'model', 'util'],
+  repository: ['base', 'model', 'util', 'config'],
   engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
   lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog'],
