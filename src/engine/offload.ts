@@ -164,14 +164,8 @@ async function offloadBody(
     }
     vms.push(await vmFiles(backup, vm, arrayOf, signal));
   }
-  for (const v of vms) {
-    for (const d of v.excluded) {
-      warnings.push({
-        code: d.reason === 'rdm' ? 'RDM_NOT_OFFLOADED' : 'DISK_EXCLUDED',
-        message: `${v.vm.name} / ${d.label}: ${d.note}; not in the copy`,
-      });
-    }
-  }
+  // Excluded disks (RDM LUNs, task exclusions) are no warning: the backup record already says they are not
+  // part of the backup; the result lists them per VM (`excludedDisks`).
 
   let alreadyStored = false;
   let bytesAdded = 0;
