@@ -100,7 +100,16 @@ export class WorkerPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // Ref'd while terminating: an unref'd worker's exit does not hold the event loop, and the caller awaits it.
+    await Promise.all(
+      this.slots.map((s) => {
+        s.worker.ref();
+        return s.worker.terminate();
+      }),
+    );
+    // Jobs still in flight (a restore that stopped at a bad chunk) will never be answered: settle them.
+    for (const job of [...this.waiting.keys()])
+      this.settle({ type: 'failed', job, reason: 'the pool was closed' });
   }
 
   private leastBusy(): Slot {
@@ -127,7 +136,8 @@ export class WorkerPool {
     const w = this.waiting.get(msg.job);
     if (w === undefined) return;
     this.waiting.delete(msg.job);
-    if (--w.slot.pending === 0) w.slot.worker.unref();
+    // Not while closing: close() holds the workers ref'd until they have exited.
+    if (--w.slot.pending === 0 && !this.closed) w.slot.worker.unref();
     w.resolve(msg);
   }
 
