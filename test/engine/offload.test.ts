@@ -209,6 +209,20 @@ describe('offload on the in-memory peers', () => {
     );
   });
 
+  it('refuses a backup whose array snapshot vanished (SNAPSHOT_MISSING, exit 2), storing nothing', async () => {
+    const l = await start();
+    const b = await backup(l);
+    await l.array.deleteSnapshot(b.snapshots[0]!.snapshotId);
+    await assert.rejects(
+      () => runOffload(l.offloadContext(), { backupId: b.id, repository: 'mem' }),
+      (e: unknown) =>
+        e instanceof SnapkeeperError && e.code === 'SNAPSHOT_MISSING' && e.exitCode === ExitCode.failed,
+    );
+    assert.deepEqual(await l.ctx.catalog.copiesOf(b.id), []);
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
+    assert.deepEqual(l.backends.get('mem')!.keys('packs/'), []);
+  });
+
   it('holds the backup: it cannot be deleted while an offload runs', async () => {
     const l = await start();
     const b = await backup(l);
