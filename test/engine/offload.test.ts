@@ -243,6 +243,23 @@ describe('offload on the in-memory peers', () => {
     assert.equal(copy?.arrayCopy, false);
   });
 
+  it('recover closes an interrupted offload whose repository is no longer configured', async () => {
+    const l = await start();
+    const b = await backup(l);
+    await stoppedAt(l, 'offload.committed', (ctx) => runOffload(ctx, { backupId: b.id, repository: 'mem' }));
+    const report = await recover(l.offloadContext({ ...LATER, config: (c) => ({ ...c, repositories: [] }) }));
+    assert.deepEqual(report.errors, []);
+    assert.ok(
+      report.actions.some((a) => /repository mem is no longer configured/.test(a)),
+      report.actions.join('\n'),
+    );
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
+    // With the repository configured again, the next offload finds its manifest and records the copy.
+    const again = await runOffload(l.offloadContext(LATER), { backupId: b.id, repository: 'mem' });
+    assert.equal(again.alreadyStored, true);
+    assert.equal((await l.ctx.catalog.copiesOf(b.id)).length, 1);
+  });
+
   for (const point of ['offload.stored', 'offload.committed', 'offload.recorded']) {
     it(`stopped at ${point}: recover rolls forward, a new offload records the copy exactly once`, async () => {
       const l = await start();
