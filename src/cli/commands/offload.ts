@@ -46,12 +46,15 @@ function mbPerSecond(bytes: number, ms: number): string {
 
 /** An offload's result for a terminal. */
 export function formatOffload(r: OffloadResult): string {
-  const lines = [
-    r.alreadyStored
-      ? `Backup ${r.backupId} was already in repository ${r.repository} (manifest ${r.manifestId}): copy recorded`
-      : `Backup ${r.backupId} offloaded to repository ${r.repository} (manifest ${r.manifestId})`,
-    `  ${formatBytes(r.bytes)} in the copy, ${formatBytes(r.bytesRead)} read, ${formatBytes(r.bytesAdded)} added, ${(r.ms / 1000).toFixed(1)} s (${mbPerSecond(r.bytes, r.ms)})`,
-  ];
+  const lines = r.alreadyStored
+    ? [
+        `Backup ${r.backupId} is already in repository ${r.repository} (manifest ${r.manifestId}): nothing stored, the catalog has its copy`,
+        `  ${formatBytes(r.bytes)} in the copy`,
+      ]
+    : [
+        `Backup ${r.backupId} offloaded to repository ${r.repository} (manifest ${r.manifestId})`,
+        `  ${formatBytes(r.bytes)} in the copy, ${formatBytes(r.bytesRead)} read, ${formatBytes(r.bytesAdded)} added, ${(r.ms / 1000).toFixed(1)} s (${mbPerSecond(r.bytes, r.ms)})`,
+      ];
   if (r.vms.length > 0) {
     lines.push('');
     lines.push(
