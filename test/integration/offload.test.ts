@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openArray } from '../../src/arrays/index.js';
@@ -199,6 +201,44 @@ describe('offload through the CLI on a copy-driver lab', () => {
     }
   });
 
+  it('holds the backup while it runs: delete is refused naming the offload, then the offload completes', async (t) => {
+    if (!moto.require(t)) return;
+    // A gate in front of moto holds the first upload of a pack: the offload is then surely mid-way.
+    const gate = await holdingProxy(new URL(moto.endpoint()), '/packs/');
+    try {
+      const bucket = await moto.bucket();
+      await editConfig(lab.configPath, (doc) => {
+        doc.repositories.push({
+          name: 'gated',
+          type: 's3',
+          endpoint: gate.url,
+          region: MOTO_REGION,
+          bucket,
+          pathStyle: true,
+          accessKeyIdEnv: 'SNAPKEEPER_TEST_S3_KEY',
+          secretAccessKeyEnv: 'SNAPKEEPER_TEST_S3_SECRET',
+          passphraseFile: 'repo.passphrase',
+        });
+      });
+      assert.equal((await cli('repo', 'init', '--repository', 'gated')).code, 0);
+      const backup = await completeBackup(lab.configPath, '--vm', 'web01');
+      const offload = cli('offload', '--backup', backup.id, '--repository', 'gated');
+      await gate.held;
+      const refused = await cli('delete', '--backup', backup.id);
+      assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+      assert.equal(refused.json.error.code, 'BACKUP_IN_USE');
+      assert.match(refused.json.error.message, /offload/);
+      gate.release();
+      const done = await offload;
+      assert.equal(done.code, 0, done.stdout + done.stderr);
+      assert.equal((await cli('delete', '--backup', backup.id)).code, 0);
+      await checkClean('gated');
+    } finally {
+      gate.release();
+      await gate.close();
+    }
+  });
+
   for (const point of ['offload.stored', 'offload.committed', 'offload.recorded']) {
     it(`SIGKILL at ${point}: recover, then offload again records the copy once and adds little`, async () => {
       const backup = await completeBackup(lab.configPath, '--vm', 'web01');
@@ -300,3 +340,50 @@ describe('offload through the CLI on a copy-driver lab', () => {
     await checkClean('local');
   });
 });
+
+/**
+ * An HTTP proxy to `target` that holds every request whose path contains `hold` until `release()`; `held`
+ * resolves when the first one arrives.
+ */
+async function holdingProxy(
+  target: URL,
+  hold: string,
+): Promise<{ url: string; held: Promise<void>; release(): void; close(): Promise<void> }> {
+  let arrived!: () => void;
+  const held = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  let open!: () => void;
+  const released = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const server = http.createServer((req, res) => {
+    const forward = () => {
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    if ((req.url ?? '').includes(hold)) {
+      arrived();
+      void released.then(forward);
+    } else forward();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    held,
+    release: open,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
