@@ -2,10 +2,11 @@ import { ConflictError, UsageError } from '../errors.js';
 import { contentName, ZERO_CHUNK } from './crypto.js';
 import { RepositoryError } from './errors.js';
 import type { MasterKeys, RepositoryConfig } from './format.js';
-import { saveContentNamed } from './format.js';
+import { CHUNK_SIZES, saveContentNamed } from './format.js';
 import {
   type BlobEntry,
   buildPack,
+  ChunkIdSet,
   type ChunkIndex,
   type IndexDocument,
   type PackEntry,
@@ -29,6 +30,8 @@ import type {
 const PACKS_PER_INDEX = 32;
 /** Packs being saved at once (each is up to the pack size in memory). */
 const SAVES_IN_FLIGHT = 2;
+/** Bytes handed to a worker at once (whole chunks; at least one). */
+const BATCH_BYTES = 1 << 20;
 
 export interface WriterContext {
   backend: RepositoryBackend;
@@ -37,9 +40,32 @@ export interface WriterContext {
   pool: WorkerPool;
   /** The union of the repository's indexes as the writer started (the writer adds what it stores). */
   index: ChunkIndex;
+  /** Packs found without an index (their chunks are in `index`): named in this writer's first index. */
+  adopted?: PackEntry[];
   lock: HeldLock;
   signal?: AbortSignal;
   onProgress?: (p: WriteProgress) => void;
+}
+
+/** Chunk ids a file may have before the writer picks a larger chunk size for it (a manifest stays small). */
+export const MAX_CHUNKS_PER_FILE = 1 << 20;
+
+/**
+ * The chunk size of one file: the previous backup's where there is one (so unchanged chunks keep their ids),
+ * else the repository's, or the next larger size of CHUNK_SIZES that keeps the file within
+ * MAX_CHUNKS_PER_FILE chunks (64 KiB up to 64 GiB, 256 KiB up to 256 GiB, 1 MiB up to 1 TiB, then 4 MiB).
+ */
+export function chunkSizeFor(size: number, base: number, previous?: StoredFile): number {
+  if (previous !== undefined && (CHUNK_SIZES as readonly number[]).includes(previous.chunkSize)) {
+    if (
+      Math.ceil(size / previous.chunkSize) <= MAX_CHUNKS_PER_FILE ||
+      previous.chunkSize === CHUNK_SIZES.at(-1)
+    ) {
+      return previous.chunkSize;
+    }
+  }
+  const fits = CHUNK_SIZES.filter((s) => s >= base && Math.ceil(size / s) <= MAX_CHUNKS_PER_FILE);
+  return fits[0] ?? CHUNK_SIZES.at(-1)!;
 }
 
 /** Length of chunk `i` of a file of `size` bytes cut in `chunkSize` pieces. */
@@ -56,7 +82,7 @@ export function chunkLength(size: number, chunkSize: number, i: number): number 
 export class Writer implements RepositoryWriter {
   private readonly progress: WriteProgress = { bytesDone: 0, bytesTotal: 0, bytesRead: 0, bytesAdded: 0 };
   /** Chunks this writer stored or is storing (deduplicates within the writer before its index exists). */
-  private readonly stored = new Set<string>();
+  private readonly stored = new ChunkIdSet();
   private openBlobs: Buffer[] = [];
   private openEntries: BlobEntry[] = [];
   private openSize = 0;
@@ -68,33 +94,36 @@ export class Writer implements RepositoryWriter {
 
   constructor(private readonly ctx: WriterContext) {
     this.window = Math.max(4, ctx.pool.size * 3);
+    this.unindexed = [...(ctx.adopted ?? [])];
   }
 
   async addFile(source: FileSource): Promise<StoredFile> {
     this.usable();
     const { size } = source;
-    const cs = this.ctx.config.chunker.size;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new UsageError('REPOSITORY_SOURCE', `${source.path}: size ${size} is not a byte count`);
     }
+    const cs = chunkSizeFor(size, this.ctx.config.chunker.size, source.previous);
     const count = Math.ceil(size / cs);
     const chunks: (string | undefined)[] = new Array(count).fill(undefined);
     this.progress.bytesTotal += size;
 
-    this.reuseUnchanged(source, chunks);
+    this.reuseUnchanged(source, chunks, cs);
     this.report();
 
     let inFlight = 0;
     let wake: (() => void) | undefined;
     const errors: unknown[] = [];
     const done = new Set<Promise<void>>();
-    const dispatch = async (i: number, data: Uint8Array): Promise<void> => {
+    const dispatch = async (first: number, data: Uint8Array): Promise<void> => {
       while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
       if (errors.length > 0) throw errors[0];
       inFlight++;
-      const p = this.storeChunk(data)
-        .then((id) => {
-          chunks[i] = id;
+      const p = this.storeBatch(data, cs)
+        .then((ids) => {
+          ids.forEach((id, k) => {
+            chunks[first + k] = id;
+          });
         })
         .catch((err: unknown) => {
           errors.push(err);
@@ -112,7 +141,7 @@ export class Writer implements RepositoryWriter {
     for (const [first, last] of runsOf(chunks)) {
       const start = first * cs;
       const end = Math.min(size, (last + 1) * cs);
-      await this.readRun(source, start, end, cs, first, dispatch);
+      await this.readRun(source, start, end, first, cs, dispatch);
     }
     await Promise.all(done);
     if (errors.length > 0) throw errors[0];
@@ -120,9 +149,8 @@ export class Writer implements RepositoryWriter {
   }
 
   /** Where `previous` and `changedRanges` are given: ids of chunks no changed range touches, without reading. */
-  private reuseUnchanged(source: FileSource, chunks: (string | undefined)[]): void {
+  private reuseUnchanged(source: FileSource, chunks: (string | undefined)[], cs: number): void {
     const prev = source.previous;
-    const cs = this.ctx.config.chunker.size;
     if (prev === undefined || source.changedRanges === undefined || prev.chunkSize !== cs) return;
     const touched = new Uint8Array(chunks.length);
     for (const r of source.changedRanges) {
@@ -154,24 +182,30 @@ export class Writer implements RepositoryWriter {
     }
   }
 
+  /**
+   * Reads `start..end` (chunk-aligned at `start`) and hands it on in batches of whole chunks of about
+   * BATCH_BYTES, each its own buffer (transferred to a worker, so never reused).
+   */
   private async readRun(
     source: FileSource,
     start: number,
     end: number,
-    cs: number,
     firstChunk: number,
-    dispatch: (i: number, data: Uint8Array) => Promise<void>,
+    cs: number,
+    dispatch: (first: number, data: Uint8Array) => Promise<void>,
   ): Promise<void> {
+    const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const stream = await source.read(start, end - start, this.ctx.signal);
-    let i = firstChunk;
-    let buf = new Uint8Array(Math.min(cs, end - start));
+    let first = firstChunk;
+    let buf = new Uint8Array(Math.min(batchBytes, end - start));
     let filled = 0;
     let pos = start;
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         let off = 0;
-        while (off < piece.length) {
-          if (pos >= end) break;
+        // Copied into batches of our own: a piece may be a view of memory its source keeps, and what goes to a
+        // worker is transferred (detached here).
+        while (off < piece.length && pos < end) {
           const n = Math.min(piece.length - off, buf.length - filled);
           buf.set(piece.subarray(off, off + n), filled);
           filled += n;
@@ -179,10 +213,10 @@ export class Writer implements RepositoryWriter {
           pos += n;
           if (filled === buf.length) {
             this.progress.bytesRead += filled;
-            await dispatch(i, buf);
-            i++;
+            await dispatch(first, buf);
+            first += Math.ceil(filled / cs);
             filled = 0;
-            if (pos < end) buf = new Uint8Array(Math.min(cs, end - pos));
+            if (pos < end) buf = new Uint8Array(Math.min(batchBytes, end - pos));
           }
         }
         if (pos >= end) break;
@@ -198,27 +232,29 @@ export class Writer implements RepositoryWriter {
     }
   }
 
-  /** Hashes a chunk on a worker; stores it unless the repository or this writer has it. Returns its id. */
-  private async storeChunk(data: Uint8Array): Promise<string> {
+  /** Hashes a batch on a worker; stores the chunks neither the repository nor this writer has. Their ids. */
+  private async storeBatch(data: Uint8Array, cs: number): Promise<string[]> {
     const length = data.length;
-    const { job, id } = await this.ctx.pool.hash(data);
-    if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) {
-      if (id !== ZERO_CHUNK) this.ctx.pool.drop(job);
-      this.progress.bytesDone += length;
-      this.report();
+    const { job, ids } = await this.ctx.pool.hash(data, cs);
+    const wanted = ids.map((id) => {
+      if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) return null;
+      this.stored.add(id);
       return id;
-    }
-    this.stored.add(id);
-    try {
-      const { blob, rawLength } = await this.ctx.pool.seal(job, id);
-      await this.append(id, blob, rawLength);
-    } catch (err) {
-      this.stored.delete(id);
-      throw err;
+    });
+    if (wanted.every((id) => id === null)) {
+      this.ctx.pool.drop(job);
+    } else {
+      // Should this fail, the ids stay in `stored` though not stored: the writer is failed, and commit's check
+      // would refuse a manifest naming any of them.
+      const blobs = await this.ctx.pool.seal(job, wanted);
+      for (let k = 0; k < blobs.length; k++) {
+        const blob = blobs[k];
+        if (blob) await this.append(wanted[k]!, blob, Math.min(cs, length - k * cs));
+      }
     }
     this.progress.bytesDone += length;
     this.report();
-    return id;
+    return ids;
   }
 
   private async append(id: string, blob: Buffer, rawLength: number): Promise<void> {

@@ -74,9 +74,9 @@ export interface S3FaultRule {
   /**
    * `slowdown`: answer 503 SlowDown without forwarding. `status`: answer `status` (S3 XML error) without
    * forwarding. `drop`: destroy the connection, `before` forwarding (default) or `after` (the server did
-   * it, the answer is lost).
+   * it, the answer is lost). `hang`: never answer (until the client gives up or the proxy closes).
    */
-  action: 'slowdown' | 'status' | 'drop';
+  action: 'slowdown' | 'status' | 'drop' | 'hang';
   when?: 'before' | 'after';
   status?: number;
 }
@@ -108,6 +108,7 @@ export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = [
   const agent = new http.Agent({ keepAlive: true });
   const seen: S3SeenRequest[] = [];
   const used = new Map<S3FaultRule, number>();
+  const hung: import('node:net').Socket[] = [];
   const pick = (method: string, url: string): S3FaultRule | undefined =>
     proxy.rules.find((r) => {
       if (r.method !== undefined && r.method !== method) return false;
@@ -132,6 +133,10 @@ export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = [
         res.end(
           `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`,
         );
+        return;
+      }
+      if (rule?.action === 'hang') {
+        hung.push(req.socket);
         return;
       }
       if (rule?.action === 'drop' && rule.when !== 'after') {
@@ -179,6 +184,7 @@ export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = [
     },
     close: () =>
       new Promise((resolve) => {
+        for (const socket of hung) socket.destroy();
         agent.destroy();
         server.closeAllConnections();
         server.close(() => resolve());

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import type { SnapkeeperError } from '../../src/errors.js';
@@ -67,10 +68,13 @@ backendConformance(
 );
 
 describe('S3Backend against faults (a proxy in front of moto)', () => {
-  it('503 SlowDown is retried with backoff and the save succeeds', async (t) => {
+  it('503 SlowDown and 500 are retried with backoff and the save succeeds', async (t) => {
     if (!moto.require(t)) return;
     const bucket = await moto.bucket();
-    const proxy = await startS3FaultProxy(moto.endpoint(), [{ method: 'PUT', action: 'slowdown', times: 2 }]);
+    const proxy = await startS3FaultProxy(moto.endpoint(), [
+      { method: 'PUT', action: 'slowdown', times: 1 },
+      { method: 'PUT', action: 'status', status: 500, times: 1 },
+    ]);
     t.after(() => proxy.close());
     const retries: string[] = [];
     const b = backendAt(proxy.endpoint, bucket, {
@@ -81,10 +85,11 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
     assert.equal((await b.load('packs/aa/one')).toString(), 'payload');
     assert.deepEqual(
       proxy.seen.filter((s) => s.method === 'PUT').map((s) => s.injected ?? 'forwarded'),
-      ['slowdown', 'slowdown', 'forwarded'],
+      ['slowdown', 'status', 'forwarded'],
     );
     assert.equal(retries.length, 2);
     assert.match(retries[0]!, /^save packs\/aa\/one: HTTP 503 SlowDown/);
+    assert.match(retries[1]!, /^save packs\/aa\/one: HTTP 500 InternalError/);
   });
 
   it('dropped connections are retried: a lost request, a lost answer (recognised as its own write)', async (t) => {
@@ -108,6 +113,28 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
     // Someone else's object under the key is still refused after a lost answer.
     proxy.rules = [{ method: 'PUT', match: /lost-answer/, action: 'drop', times: 1 }];
     await assert.rejects(b.save('lost-answer', Buffer.from('c')), { code: 'OBJECT_EXISTS' });
+  });
+
+  it('an attempt that gets no answer times out and is retried', async (t) => {
+    if (!moto.require(t)) return;
+    const bucket = await moto.bucket();
+    const proxy = await startS3FaultProxy(moto.endpoint());
+    t.after(() => proxy.close());
+    const retries: string[] = [];
+    const b = backendAt(proxy.endpoint, bucket, {
+      attemptTimeoutMs: 500,
+      onRetry: (r) => retries.push(`${r.operation} ${r.key}: ${r.reason}`),
+    });
+    t.after(() => b.destroy());
+    await b.save('slow', Buffer.from('s'));
+    proxy.rules = [{ method: 'GET', action: 'hang', times: 1 }];
+    assert.equal((await b.load('slow')).toString(), 's');
+    assert.deepEqual(
+      proxy.seen.filter((s) => s.method === 'GET').map((s) => s.injected ?? 'forwarded'),
+      ['hang', 'forwarded'],
+    );
+    assert.equal(retries.length, 1);
+    assert.match(retries[0]!, /^load slow: AttemptTimeout no answer within/);
   });
 
   it('a lost answer to CompleteMultipartUpload: the save succeeds, nothing is left in progress', async (t) => {
@@ -216,6 +243,66 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
       return true;
     });
     assert.equal(retries, 0);
+  });
+});
+
+describe('S3Backend read-ahead for ranged loads', () => {
+  const gets = (proxy: { seen: { method: string; url: string }[] }, key: string) =>
+    proxy.seen.filter((s) => s.method === 'GET' && s.url.includes(key)).length;
+
+  it('chunks read in order out of one pack cost about two requests, not one each', async (t) => {
+    if (!moto.require(t)) return;
+    const bucket = await moto.bucket();
+    const proxy = await startS3FaultProxy(moto.endpoint());
+    t.after(() => proxy.close());
+    const b = backendAt(proxy.endpoint, bucket);
+    const direct = backendAt(proxy.endpoint, bucket, { readCache: false });
+    t.after(() => b.destroy());
+    t.after(() => direct.destroy());
+    const pack = randomBytes(16 * MiB);
+    await b.save('packs/aa/pack', pack);
+    // As a restore reads: 1 MiB chunks in pack order, 4 in flight.
+    const chunks = Array.from({ length: 16 }, (_, i) => ({ offset: i * MiB, length: MiB }));
+    const readAll = async (backend: S3Backend) => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next < chunks.length) {
+            const c = chunks[next++]!;
+            assert.deepEqual(
+              await backend.load('packs/aa/pack', c),
+              pack.subarray(c.offset, c.offset + c.length),
+            );
+          }
+        }),
+      );
+    };
+    await readAll(b);
+    const cached = gets(proxy, 'packs/aa/pack');
+    assert.ok(cached <= 3, `${cached} GETs`);
+    proxy.seen.length = 0;
+    await readAll(direct);
+    assert.equal(gets(proxy, 'packs/aa/pack'), 16);
+  });
+
+  it('one chunk of a pack is read as asked; a removed object is not served from memory', async (t) => {
+    if (!moto.require(t)) return;
+    const bucket = await moto.bucket();
+    const proxy = await startS3FaultProxy(moto.endpoint());
+    t.after(() => proxy.close());
+    const b = backendAt(proxy.endpoint, bucket);
+    t.after(() => b.destroy());
+    const data = randomBytes(4 * MiB);
+    await b.save('packs/bb/one', data);
+    assert.deepEqual(
+      await b.load('packs/bb/one', { offset: MiB, length: 100 }),
+      data.subarray(MiB, MiB + 100),
+    );
+    assert.deepEqual(await b.load('packs/bb/one', { offset: 5, length: 10 }), data.subarray(5, 15));
+    assert.deepEqual(await b.load('packs/bb/one', { offset: 7, length: 10 }), data.subarray(7, 17));
+    assert.equal(gets(proxy, 'packs/bb/one'), 2, 'the first range as asked, then the object once, whole');
+    await b.remove('packs/bb/one');
+    await assert.rejects(b.load('packs/bb/one', { offset: 5, length: 10 }), { code: 'OBJECT_NOT_FOUND' });
   });
 });
 

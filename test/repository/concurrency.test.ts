@@ -146,6 +146,30 @@ describe('repository: several writers, locks, prune', () => {
     await repo.close();
   });
 
+  it('the next offload reuses what a writer killed before its index stored; check is clean', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const data = pseudoRandom(40 * CS, 'reuse');
+    backend.failNext('save', new Error('killed'), 'index/');
+    const dead = await repo.writer();
+    const f1 = await dead.addFile(bufferSource('disk', data));
+    await assert.rejects(dead.commit(fileEntry([f1])), /killed/);
+    const orphans = backend.keys('packs/');
+    assert.equal(backend.keys('index/').length, 0);
+
+    let added = 0;
+    const w = await repo.writer({ onProgress: (p) => (added = p.bytesAdded) });
+    const f2 = await w.addFile(bufferSource('disk', data));
+    const s = await w.commit(fileEntry([f2]));
+    assert.deepEqual(backend.keys('packs/'), orphans, 'no chunk stored again');
+    assert.ok(added < 100_000, `added ${added} bytes (index and manifest only)`);
+    assert.deepEqual((await repo.check({ readData: true })).issues, []);
+    const sink = bufferSink(data.length);
+    await repo.restoreFile((await repo.loadManifest(s.id)).body.vms[0]!.files[0]!, sink);
+    assert.ok(sink.data.equals(data));
+    await repo.close();
+  });
+
   it('prune adopts packs a dead writer left without an index when a manifest needs them, else collects them', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });

@@ -17,6 +17,7 @@ import {
 import { ConflictError, NotFoundError, UsageError } from '../../errors.js';
 import { StorageError } from '../errors.js';
 import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
+import { ReadCache, type ReadCacheOptions } from './read-cache.js';
 import { DEFAULT_RETRY, RetryExhausted, type RetryPolicy, withRetry } from './retry.js';
 
 export interface S3Credentials {
@@ -145,6 +146,12 @@ export interface S3BackendOptions {
    * replacing the earlier. Content-named keys make that harmless (same bytes); named ones need a lock.
    */
   conditionalWrite?: 'if-none-match' | 'head-then-put';
+  /**
+   * Whole-object read-ahead for ranged loads (see read-cache.ts): the second ranged read of an object fetches
+   * it whole (up to 32 MiB) and serves later ranges from memory (8 objects kept). Default on; `false` reads
+   * every range as asked.
+   */
+  readCache?: ReadCacheOptions | false;
   /** Told before each retry wait (for logs and tests: never holds a credential). */
   onRetry?: (info: {
     operation: string;
@@ -255,6 +262,7 @@ export class S3Backend implements RepositoryBackend {
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly secrets: string[];
+  private readonly cache: ReadCache | undefined;
 
   constructor(options: S3BackendOptions) {
     this.options = options;
@@ -269,6 +277,7 @@ export class S3Backend implements RepositoryBackend {
       objectLock: options.objectLock === true,
     };
     this.policy = { ...DEFAULT_RETRY, ...options.retry };
+    this.cache = options.readCache === false ? undefined : new ReadCache(options.readCache ?? {});
     this.multipartThreshold = options.multipartThreshold ?? 64 * 1024 * 1024;
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
     this.secrets = [options.credentials?.secretAccessKey, options.credentials?.sessionToken].filter(
@@ -411,6 +420,7 @@ export class S3Backend implements RepositoryBackend {
   async save(key: string, data: Uint8Array, options: BackendSaveOptions = {}): Promise<void> {
     const { signal, retainUntil } = options;
     const full = this.full(key);
+    this.cache?.drop(key);
     if (retainUntil !== undefined && !this.capabilities.objectLock) {
       throw new StorageError(
         'OBJECT_LOCK_UNSUPPORTED',
@@ -554,6 +564,29 @@ export class S3Backend implements RepositoryBackend {
     key: string,
     options: { offset?: number; length?: number; signal?: AbortSignal } = {},
   ): Promise<Buffer> {
+    const { signal } = options;
+    const ranged = options.offset !== undefined || options.length !== undefined;
+    if (!ranged || this.cache === undefined || options.length === 0) return this.loadDirect(key, options);
+    this.full(key);
+    signal?.throwIfAborted();
+    return this.cache.read(
+      key,
+      options.offset ?? 0,
+      options.length,
+      (offset, length) =>
+        this.loadDirect(key, {
+          offset,
+          ...(length !== undefined ? { length } : {}),
+          ...(signal ? { signal } : {}),
+        }),
+      signal,
+    );
+  }
+
+  private async loadDirect(
+    key: string,
+    options: { offset?: number; length?: number; signal?: AbortSignal } = {},
+  ): Promise<Buffer> {
     const full = this.full(key);
     const { signal } = options;
     const offset = options.offset ?? 0;
@@ -660,6 +693,7 @@ export class S3Backend implements RepositoryBackend {
 
   async remove(key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     const full = this.full(key);
+    this.cache?.drop(key);
     const { signal } = options;
     let versionId: string | undefined;
     if (this.capabilities.objectLock) {
