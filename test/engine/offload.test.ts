@@ -243,6 +243,26 @@ describe('offload on the in-memory peers', () => {
     assert.equal(copy?.arrayCopy, false);
   });
 
+  it('recover --dry-run says it would record the copy and records nothing', async () => {
+    const l = await start();
+    const b = await backup(l);
+    await stoppedAt(l, 'offload.committed', (ctx) => runOffload(ctx, { backupId: b.id, repository: 'mem' }));
+    const dry = await recover(l.offloadContext(LATER), { dryRun: true });
+    assert.deepEqual(dry.errors, []);
+    assert.ok(
+      dry.actions.some((a) => /would record the copy of backup/.test(a)),
+      dry.actions.join('\n'),
+    );
+    assert.deepEqual(await l.ctx.catalog.copiesOf(b.id), []);
+    assert.equal((await l.ctx.catalog.unfinishedOperations()).length, 1, 'a dry run closes nothing');
+    const real = await recover(l.offloadContext(LATER));
+    assert.ok(
+      real.actions.some((a) => /recorded the copy of backup/.test(a)),
+      real.actions.join('\n'),
+    );
+    assert.equal((await l.ctx.catalog.copiesOf(b.id)).length, 1);
+  });
+
   it('recover closes an interrupted offload whose repository is no longer configured', async () => {
     const l = await start();
     const b = await backup(l);
