@@ -5,7 +5,11 @@ import type { z } from 'zod';
 import { errorMessage, UsageError } from '../errors.js';
 import type { Warning } from '../model/backup.js';
 import { Secret } from '../util/secret.js';
-import { type RepositoryConfig, repositoryReferenceProblems } from './repositories.js';
+import {
+  type RepositoryConfig,
+  repositoryPlacementWarnings,
+  repositoryReferenceProblems,
+} from './repositories.js';
 import { type ArrayConfig, configSchema, type RawConfig, vcenterSchema } from './schema.js';
 
 export interface VcenterConfig {
@@ -203,13 +207,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const raw = parsed.data;
 
   const { passwordFile: _f, passwordEnv: _e, ...vc } = raw.vcenter;
+  const arrays = raw.arrays.map((a) => ({ ...a, path: abs(a.path) }));
+  const repositories = raw.repositories.map((r) => absoluteRepositoryPaths(r, abs));
+  warnings.push(...repositoryPlacementWarnings(repositories, arrays));
   return {
     ...raw,
     file,
     vcenter: { ...vc, password: new Secret(password) },
     catalog: { path: abs(raw.catalog?.path ?? 'snapkeeper.db') },
-    arrays: raw.arrays.map((a) => ({ ...a, path: abs(a.path) })),
-    repositories: raw.repositories.map((r) => absoluteRepositoryPaths(r, abs)),
+    arrays,
+    repositories,
     warnings,
   };
 }

@@ -149,3 +149,27 @@ export function repositoryReferenceProblems(input: unknown): { path: string; mes
   }
   return problems;
 }
+
+/**
+ * A local repository inside an array's directory is lost with that array, which is what offload protects
+ * against: it works, so it is a warning (printed, never fatal), not an error. Paths are absolute here.
+ */
+export function repositoryPlacementWarnings(
+  repositories: readonly RepositoryConfig[],
+  arrays: readonly { name: string; path: string }[],
+): { code: string; message: string }[] {
+  const inside = (path: string, root: string) =>
+    path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+  return repositories.flatMap((r) => {
+    if (r.type !== 'local') return [];
+    const array = arrays.find((a) => inside(r.path, a.path));
+    return array
+      ? [
+          {
+            code: 'REPOSITORY_ON_ARRAY',
+            message: `repositories: ${r.name} (${r.path}) is inside array ${array.name} (${array.path}): its copies are lost with the array they protect`,
+          },
+        ]
+      : [];
+  });
+}

@@ -75,6 +75,21 @@ describe('repositories in the configuration', () => {
     });
   });
 
+  it('warns (never refuses) about a local repository inside an array it would be lost with', () => {
+    const inside = parse([
+      'repositories: [{ name: r, type: local, path: /srv/array1/repo, passphraseEnv: P }]',
+    ]);
+    assert.deepEqual(
+      inside.warnings.map((w) => w.code),
+      ['REPOSITORY_ON_ARRAY'],
+    );
+    assert.match(inside.warnings[0]!.message, /r \(\/srv\/array1\/repo\) is inside array array1/);
+    const beside = parse([
+      'repositories: [{ name: r, type: local, path: /srv/array10/repo, passphraseEnv: P }]',
+    ]);
+    assert.deepEqual(beside.warnings, []);
+  });
+
   it('defaults to no repositories, and pathStyle to false', () => {
     assert.deepEqual(parse([]).repositories, []);
     const config = parse([
