@@ -144,7 +144,7 @@ describe('layers', () => {
  * named is an entry point; naming a new file below the entry points is part of adding it.
  */
 const ENGINE_RANKS: [number, string[]][] = [
-  [0, ['context.ts', 'export-files.ts', 'ids.ts', 'rule-errors.ts']],
+  [0, ['context.ts', 'export-files.ts', 'ids.ts', 'rule-errors.ts', 'repository-access.ts']],
   [1, ['journal/actions.ts', 'journal/write.ts']],
   [
     2,
@@ -158,6 +158,8 @@ const ENGINE_RANKS: [number, string[]][] = [
       'steps/backup-snapshot.ts',
       'steps/hooks.ts',
       'steps/backup-hooks.ts',
+      'steps/offload-files.ts',
+      'steps/offload-record.ts',
       'release.ts',
       'placement.ts',
       'plan.ts',
