@@ -1,7 +1,6 @@
 import { openArray, type StorageArray } from '../arrays/index.js';
 import { Catalog } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
-import type { Repository } from '../repository/index.js';
 import { connect, type VcenterSession } from '../vsphere/index.js';
 import { type ExportFiles, hostExportFiles } from './export-files.js';
 
@@ -26,23 +25,12 @@ export interface EngineParts {
   /** The files behind the datastores (default: the host's file system). */
   files?: ExportFiles;
   events?: EngineEvents;
-  /**
-   * Opens a repository by name instead of the configured one (tests: a repository built in the test). Absent:
-   * the configuration's `repositories` (restore-source.ts).
-   */
-  repositories?: RepositoryOpener;
   now?: () => Date;
   /**
    * Test hook: called at each crash point an operation passes; returning true stops that operation there for
    * good (it never resumes, as if its process had died), leaving the catalog as a crash would.
    */
   crashAt?: (point: string) => boolean;
-}
-
-/** Repositories by name: which exist, and opening one (the caller closes it). */
-export interface RepositoryOpener {
-  names(): string[];
-  open(name: string): Promise<Repository>;
 }
 
 /** The real openers of a configuration: the SQLite catalog, the vCenter of `config`, its arrays. */
@@ -74,8 +62,6 @@ export class EngineContext {
   readonly events: EngineEvents;
   readonly now: () => Date;
   readonly files: ExportFiles;
-  /** A test's repositories (EngineParts.repositories), else undefined: the configured ones are used. */
-  readonly repositoryOverride: RepositoryOpener | undefined;
   readonly #openCatalog: () => Catalog;
   readonly #openVcenter: () => VcenterSession | Promise<VcenterSession>;
   readonly #openArrays: () => Map<string, StorageArray> | Promise<Map<string, StorageArray>>;
@@ -90,7 +76,6 @@ export class EngineContext {
     this.events = parts.events ?? silentEvents;
     this.now = parts.now ?? (() => new Date());
     this.files = parts.files ?? hostExportFiles;
-    this.repositoryOverride = parts.repositories;
     this.#crashAt = parts.crashAt;
     this.#openCatalog = opener(parts.catalog ?? configured.catalog);
     this.#openVcenter = opener(parts.vcenter ?? configured.vcenter);

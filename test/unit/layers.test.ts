@@ -25,8 +25,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   vsphere: ['base', 'model', 'util', 'config'],
   arrays: ['base', 'model', 'util', 'config'],
   catalog: ['base', 'model', 'util', 'config'],
-  repository: ['base', 'model', 'util', 'config'],
-  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository'],
+  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
   lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog'],
   cli: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'engine', 'lab'],
@@ -150,7 +149,6 @@ const ENGINE_RANKS: [number, string[]][] = [
     2,
     [
       'restore-common.ts',
-      'restore-source.ts',
       'steps/mounts.ts',
       'steps/backup-record.ts',
       'steps/backup-start.ts',
