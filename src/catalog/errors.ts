@@ -29,3 +29,11 @@ export function mountNotFound(id: string): NotFoundError {
     details: { mountId: id },
   });
 }
+
+export function copyNotFound(backupId: string, repositoryId: string): NotFoundError {
+  return new NotFoundError(
+    'COPY_NOT_FOUND',
+    `backup ${backupId} has no copy in repository ${repositoryId} in the catalog`,
+    { details: { backupId, repositoryId } },
+  );
+}

@@ -142,6 +142,27 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE state = 'failed' AND recovered_at IS NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'copies of backups in repositories',
+    // No foreign key to backups: a copy outlives the backup's record (deleting a backup keeps its copies).
+    up: `
+      CREATE TABLE copies (
+        backup_id     TEXT NOT NULL,
+        repository_id TEXT NOT NULL,
+        repository    TEXT NOT NULL,
+        task          TEXT NOT NULL,
+        manifest_id   TEXT NOT NULL,
+        offloaded_at  TEXT NOT NULL,
+        bytes         INTEGER NOT NULL,
+        bytes_added   INTEGER NOT NULL,
+        vms           TEXT NOT NULL,
+        PRIMARY KEY (backup_id, repository_id)
+      );
+      CREATE INDEX copies_repository ON copies (repository, offloaded_at);
+      CREATE INDEX copies_task ON copies (task, offloaded_at);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -68,7 +68,16 @@ export interface BackupStore {
   ownedSnapshotIds(array: string, states?: BackupState[]): Promise<Set<string>>;
 }
 
-export type OperationKind = 'backup' | 'restore' | 'mount' | 'attach' | 'recover' | 'expire' | 'delete';
+export type OperationKind =
+  | 'backup'
+  | 'restore'
+  | 'mount'
+  | 'attach'
+  | 'recover'
+  | 'expire'
+  | 'delete'
+  | 'offload'
+  | 'prune';
 export type OperationState = 'running' | 'done' | 'failed';
 
 export interface Operation {
@@ -229,4 +238,60 @@ export interface MountStore {
   mountsOf(backupId: string): Promise<Mount[]>;
   /** Oldest first. */
   listMounts(): Promise<Mount[]>;
+}
+
+/** What one VM of a backup put into a repository copy. */
+export interface CopyVmSummary {
+  name: string;
+  /** Included disks stored (base disks in SNAPSHOT modes). */
+  disks: number;
+  /** Disks listed as excluded (RDM, task exclusions): not in the copy. */
+  excludedDisks: number;
+  /** Bytes of the VM's files (logical, zeros included). */
+  bytes: number;
+}
+
+/** A copy of a backup in a repository (issue 8): what `inquire` shows beside the array copy. */
+export interface BackupCopy {
+  backupId: string;
+  task: string;
+  /** Repository name in the configuration at offload time. */
+  repository: string;
+  /** The repository's own id (from its config object): names it whatever the configuration calls it. */
+  repositoryId: string;
+  /** The manifest that describes the backup in that repository. */
+  manifestId: string;
+  offloadedAt: string;
+  /** Logical bytes of the copy (every file, zeros included). */
+  bytes: number;
+  /** New bytes this offload wrote to the repository (compressed, encrypted). */
+  bytesAdded: number;
+  vms: CopyVmSummary[];
+  /**
+   * Whether the backup's catalog record (and so its array snapshot) still exists: false once it was deleted
+   * or expired; the repository copy stays until the repository's own retention forgets it.
+   */
+  arrayCopy: boolean;
+}
+
+export type NewBackupCopy = Omit<BackupCopy, 'arrayCopy' | 'offloadedAt'> & { offloadedAt?: string };
+
+/**
+ * Copies of backups in repositories. Rows are independent of the backup records: deleting a backup keeps its
+ * copies (their `arrayCopy` turns false). One copy per backup and repository id.
+ */
+export interface CopyStore {
+  /**
+   * Records a copy (`offloadedAt` defaults to now). ConflictError COPY_EXISTS when the backup already has a
+   * copy in that repository (same repository id); nothing changes then.
+   */
+  addCopy(copy: NewBackupCopy): Promise<BackupCopy>;
+  /** The copy of a backup in a repository (by repository id), or undefined. */
+  findCopy(backupId: string, repositoryId: string): Promise<BackupCopy | undefined>;
+  /** Copies of one backup, oldest first. */
+  copiesOf(backupId: string): Promise<BackupCopy[]>;
+  /** Copies, oldest first, optionally of one repository (by name) or one task. */
+  listCopies(filter?: { repository?: string; repositoryId?: string; task?: string }): Promise<BackupCopy[]>;
+  /** Removes a copy (its manifest was forgotten). NotFoundError COPY_NOT_FOUND. */
+  removeCopy(backupId: string, repositoryId: string): Promise<void>;
 }

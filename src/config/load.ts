@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { errorMessage, UsageError } from '../errors.js';
 import type { Warning } from '../model/backup.js';
 import { Secret } from '../util/secret.js';
+import { type RepositoryConfig, repositoryReferenceProblems } from './repositories.js';
 import { type ArrayConfig, configSchema, type RawConfig, vcenterSchema } from './schema.js';
 
 export interface VcenterConfig {
@@ -185,6 +186,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     ...duplicateNames(input, 'tasks', 'task'),
     ...duplicateNames(input, 'arrays', 'array'),
     ...timezoneWithoutSchedule(input),
+    ...repositoryReferenceProblems(input),
   );
 
   // The vCenter block is checked on its own, so its problems are reported even when another part is wrong.
@@ -207,7 +209,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     vcenter: { ...vc, password: new Secret(password) },
     catalog: { path: abs(raw.catalog?.path ?? 'snapkeeper.db') },
     arrays: raw.arrays.map((a) => ({ ...a, path: abs(a.path) })),
+    repositories: raw.repositories.map((r) => absoluteRepositoryPaths(r, abs)),
     warnings,
+  };
+}
+
+/** Paths in a repository's entry made absolute (relative ones are relative to the config file). */
+function absoluteRepositoryPaths(r: RepositoryConfig, abs: (p: string) => string): RepositoryConfig {
+  const passphrase = r.passphraseFile === undefined ? {} : { passphraseFile: abs(r.passphraseFile) };
+  if (r.type === 'local') return { ...r, path: abs(r.path), ...passphrase };
+  return {
+    ...r,
+    ...passphrase,
+    ...(r.credentialsFile === undefined ? {} : { credentialsFile: abs(r.credentialsFile) }),
   };
 }
 

@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
+import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
 export const safeName = z
@@ -107,7 +108,7 @@ export const taskSchema = z
     exclude: taskExcludeSchema.optional(),
     mode: z.enum(BACKUP_MODES).optional(),
     retention: retention.optional(),
-    offload: z.object({ repository: safeName }).strict().optional(),
+    offload: taskOffloadSchema.optional(),
     schedule: cronSchedule.optional(),
     /** The time zone `schedule` is read in (default: the host's). */
     timezone: timeZone.optional(),
@@ -186,7 +187,7 @@ export const configSchema = z
         concurrency: { global: 16, perHost: 4 },
       }),
     tasks: z.array(userTaskSchema).default([]),
-    repositories: z.array(z.record(z.string(), z.unknown())).default([]),
+    repositories: repositoriesSchema,
   })
   .strict();
 

@@ -3,6 +3,7 @@ import { Catalog } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { connect, type VcenterSession } from '../vsphere/index.js';
 import { type ExportFiles, hostExportFiles } from './export-files.js';
+import { configuredRepositoryFactory, type RepositoryFactory } from './repository-access.js';
 
 /** Progress reports from long operations; the CLI draws them, the server will stream them. */
 export interface EngineEvents {
@@ -24,6 +25,8 @@ export interface EngineParts {
   arrays?: Part<Map<string, StorageArray> | Promise<Map<string, StorageArray>>>;
   /** The files behind the datastores (default: the host's file system). */
   files?: ExportFiles;
+  /** How configured repositories are reached (default: local directories and S3; tests: memory backends). */
+  repositories?: RepositoryFactory;
   events?: EngineEvents;
   now?: () => Date;
   /**
@@ -62,6 +65,7 @@ export class EngineContext {
   readonly events: EngineEvents;
   readonly now: () => Date;
   readonly files: ExportFiles;
+  readonly #repositories: RepositoryFactory;
   readonly #openCatalog: () => Catalog;
   readonly #openVcenter: () => VcenterSession | Promise<VcenterSession>;
   readonly #openArrays: () => Map<string, StorageArray> | Promise<Map<string, StorageArray>>;
@@ -76,6 +80,7 @@ export class EngineContext {
     this.events = parts.events ?? silentEvents;
     this.now = parts.now ?? (() => new Date());
     this.files = parts.files ?? hostExportFiles;
+    this.#repositories = parts.repositories ?? configuredRepositoryFactory;
     this.#crashAt = parts.crashAt;
     this.#openCatalog = opener(parts.catalog ?? configured.catalog);
     this.#openVcenter = opener(parts.vcenter ?? configured.vcenter);
@@ -96,6 +101,11 @@ export class EngineContext {
   arrays(): Promise<Map<string, StorageArray>> {
     this.#arrays ??= (async () => this.#openArrays())();
     return this.#arrays;
+  }
+
+  /** How repositories are reached (see repository-access.ts: `openConfiguredRepository`). */
+  repositories(): RepositoryFactory {
+    return this.#repositories;
   }
 
   async array(name: string): Promise<StorageArray> {

@@ -1,4 +1,5 @@
 import { backupCases } from './backups.js';
+import { copyCases } from './copies.js';
 import type { CatalogFactory } from './harness.js';
 import { operationCases } from './operations.js';
 import { taskAndMountCases } from './tasks.js';
@@ -16,4 +17,5 @@ export function catalogConformance(factory: CatalogFactory): void {
   backupCases(factory);
   operationCases(factory);
   taskAndMountCases(factory);
+  copyCases(factory);
 }

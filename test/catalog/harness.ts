@@ -2,6 +2,7 @@ import { afterEach, beforeEach } from 'node:test';
 import type {
   BackupStore,
   CatalogIdentity,
+  CopyStore,
   LockManager,
   MountStore,
   OperationJournal,
@@ -19,7 +20,8 @@ export interface CatalogUnderTest
     OperationJournal,
     LockManager,
     TaskStore,
-    MountStore {}
+    MountStore,
+    CopyStore {}
 
 export interface CatalogFactory {
   /** A new, empty catalog whose own time stamps come from `now`. */

@@ -38,6 +38,9 @@ describe('backup modes on a btrfs lab', {
         select: { vms: ['db01', 'web01'] },
         offload: { repository: 'offsite' },
       });
+      doc.repositories = [
+        { name: 'offsite', type: 'local', path: 'offsite-repo', passphraseFile: 'offsite.passphrase' },
+      ];
     });
     before0 = await vmStates(loadConfig(lab.configPath));
   });

@@ -1,9 +1,11 @@
 import type { TaskConfig } from '../../config/schema.js';
 import type { BackupRecord, BackupState } from '../../model/backup.js';
 import type {
+  BackupCopy,
   BackupFilter,
   BackupStore,
   CatalogIdentity,
+  CopyStore,
   JournalEntry,
   JournalStep,
   LockHolder,
@@ -11,6 +13,7 @@ import type {
   LockRequest,
   Mount,
   MountStore,
+  NewBackupCopy,
   Operation,
   OperationFilter,
   OperationJournal,
@@ -19,6 +22,7 @@ import type {
   TaskStore,
 } from '../types.js';
 import { SqliteBackupStore } from './backups.js';
+import { SqliteCopyStore } from './copies.js';
 import { type CatalogOptions, SqliteDatabase } from './database.js';
 import { readCatalogId, schemaVersion } from './identity.js';
 import { SqliteLockManager } from './locks.js';
@@ -34,7 +38,7 @@ import { SqliteTaskStore } from './tasks.js';
  * power cut before the side effect it announces begins.
  */
 export class Catalog
-  implements CatalogIdentity, BackupStore, OperationJournal, LockManager, TaskStore, MountStore
+  implements CatalogIdentity, BackupStore, OperationJournal, LockManager, TaskStore, MountStore, CopyStore
 {
   readonly #db: SqliteDatabase;
   readonly #backups: SqliteBackupStore;
@@ -42,6 +46,7 @@ export class Catalog
   readonly #locks: SqliteLockManager;
   readonly #tasks: SqliteTaskStore;
   readonly #mounts: SqliteMountStore;
+  readonly #copies: SqliteCopyStore;
   readonly id: string;
 
   private constructor(db: SqliteDatabase) {
@@ -52,6 +57,7 @@ export class Catalog
     this.#locks = new SqliteLockManager(db);
     this.#tasks = new SqliteTaskStore(db);
     this.#mounts = new SqliteMountStore(db);
+    this.#copies = new SqliteCopyStore(db);
   }
 
   /** See `SqliteDatabase.open` for what it refuses. */
@@ -204,5 +210,21 @@ export class Catalog
   }
   listMounts(): Promise<Mount[]> {
     return this.#mounts.listMounts();
+  }
+
+  addCopy(copy: NewBackupCopy): Promise<BackupCopy> {
+    return this.#copies.addCopy(copy);
+  }
+  findCopy(backupId: string, repositoryId: string): Promise<BackupCopy | undefined> {
+    return this.#copies.findCopy(backupId, repositoryId);
+  }
+  copiesOf(backupId: string): Promise<BackupCopy[]> {
+    return this.#copies.copiesOf(backupId);
+  }
+  listCopies(filter?: { repository?: string; repositoryId?: string; task?: string }): Promise<BackupCopy[]> {
+    return this.#copies.listCopies(filter);
+  }
+  removeCopy(backupId: string, repositoryId: string): Promise<void> {
+    return this.#copies.removeCopy(backupId, repositoryId);
   }
 }

@@ -1,0 +1,120 @@
+import { ConflictError } from '../../errors.js';
+import { copyNotFound } from '../errors.js';
+import type { BackupCopy, CopyStore, CopyVmSummary, NewBackupCopy } from '../types.js';
+import type { SqliteDatabase } from './database.js';
+
+interface CopyRow {
+  backup_id: string;
+  repository_id: string;
+  repository: string;
+  task: string;
+  manifest_id: string;
+  offloaded_at: string;
+  bytes: number;
+  bytes_added: number;
+  vms: string;
+  /** 1 while the backup's record exists (LEFT JOIN on backups). */
+  in_catalog: number;
+}
+
+const SELECT = `SELECT c.*, (b.id IS NOT NULL) AS in_catalog FROM copies c LEFT JOIN backups b ON b.id = c.backup_id`;
+
+/** Copies of backups in repositories: rows that outlive the backup's own record. */
+export class SqliteCopyStore implements CopyStore {
+  constructor(readonly db: SqliteDatabase) {}
+
+  async addCopy(copy: NewBackupCopy): Promise<BackupCopy> {
+    return this.db.write(() => {
+      if (
+        this.db.get(
+          'SELECT 1 FROM copies WHERE backup_id = ? AND repository_id = ?',
+          copy.backupId,
+          copy.repositoryId,
+        )
+      ) {
+        throw new ConflictError(
+          'COPY_EXISTS',
+          `backup ${copy.backupId} already has a copy in repository ${copy.repository} (${copy.repositoryId})`,
+        );
+      }
+      const offloadedAt = copy.offloadedAt ?? this.db.stamp();
+      this.db.run(
+        `INSERT INTO copies (backup_id, repository_id, repository, task, manifest_id, offloaded_at, bytes,
+           bytes_added, vms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        copy.backupId,
+        copy.repositoryId,
+        copy.repository,
+        copy.task,
+        copy.manifestId,
+        offloadedAt,
+        copy.bytes,
+        copy.bytesAdded,
+        JSON.stringify(copy.vms),
+      );
+      const row = this.db.get<CopyRow>(
+        `${SELECT} WHERE c.backup_id = ? AND c.repository_id = ?`,
+        copy.backupId,
+        copy.repositoryId,
+      );
+      return toCopy(this.db, row!);
+    });
+  }
+
+  async findCopy(backupId: string, repositoryId: string): Promise<BackupCopy | undefined> {
+    const row = this.db.get<CopyRow>(
+      `${SELECT} WHERE c.backup_id = ? AND c.repository_id = ?`,
+      backupId,
+      repositoryId,
+    );
+    return row ? toCopy(this.db, row) : undefined;
+  }
+
+  async copiesOf(backupId: string): Promise<BackupCopy[]> {
+    return this.db
+      .all<CopyRow>(`${SELECT} WHERE c.backup_id = ? ORDER BY c.offloaded_at, c.rowid`, backupId)
+      .map((r) => toCopy(this.db, r));
+  }
+
+  async listCopies(
+    filter: { repository?: string; repositoryId?: string; task?: string } = {},
+  ): Promise<BackupCopy[]> {
+    const where: string[] = [];
+    const args: string[] = [];
+    if (filter.repository !== undefined) {
+      where.push('c.repository = ?');
+      args.push(filter.repository);
+    }
+    if (filter.repositoryId !== undefined) {
+      where.push('c.repository_id = ?');
+      args.push(filter.repositoryId);
+    }
+    if (filter.task !== undefined) {
+      where.push('c.task = ?');
+      args.push(filter.task);
+    }
+    const sql = `${SELECT}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.offloaded_at, c.rowid`;
+    return this.db.all<CopyRow>(sql, ...args).map((r) => toCopy(this.db, r));
+  }
+
+  async removeCopy(backupId: string, repositoryId: string): Promise<void> {
+    const changed = this.db.write(() =>
+      this.db.run('DELETE FROM copies WHERE backup_id = ? AND repository_id = ?', backupId, repositoryId),
+    );
+    if (changed === 0) throw copyNotFound(backupId, repositoryId);
+  }
+}
+
+function toCopy(db: SqliteDatabase, r: CopyRow): BackupCopy {
+  return {
+    backupId: r.backup_id,
+    task: r.task,
+    repository: r.repository,
+    repositoryId: r.repository_id,
+    manifestId: r.manifest_id,
+    offloadedAt: r.offloaded_at,
+    bytes: r.bytes,
+    bytesAdded: r.bytes_added,
+    vms: db.parse<CopyVmSummary[]>(r.vms, `copy of backup ${r.backup_id}`),
+    arrayCopy: r.in_catalog === 1,
+  };
+}

@@ -1,0 +1,115 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { Config } from '../config/load.js';
+import type { RepositoryConfig } from '../config/repositories.js';
+import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
+import type { Repository, RepositoryBackend } from '../repository/index.js';
+import { Secret } from '../util/secret.js';
+
+/**
+ * How the engine reaches a configured repository (issue 8): the backend its configuration describes, opened
+ * (or created) with the passphrase its configuration names. The passphrase is read here, at the point of
+ * use, held in a `Secret` and given only to the repository layer: it never appears in a message, a log, the
+ * journal or the catalog.
+ *
+ * The construction sits behind `RepositoryFactory` so that engine tests give the context a factory of memory
+ * backends (`EngineParts.repositories`), as they give it a memory array.
+ */
+export interface RepositoryFactory {
+  /** The backend a repository's configuration describes (nothing is read or written yet). */
+  backend(config: RepositoryConfig): RepositoryBackend | Promise<RepositoryBackend>;
+  /** Makes a new repository on an empty backend (REPOSITORY_EXISTS when one is there). */
+  init(backend: RepositoryBackend, passphrase: Secret): Promise<Repository>;
+  /** Opens the repository on a backend (REPOSITORY_NOT_FOUND, REPOSITORY_PASSPHRASE, REPOSITORY_FORMAT). */
+  open(backend: RepositoryBackend, passphrase: Secret): Promise<Repository>;
+}
+
+/** What opening a repository needs of the engine context (kept structural: context.ts imports this file). */
+export interface RepositoryAccess {
+  config: Config;
+  repositories(): RepositoryFactory;
+}
+
+/** The real factory: local directories and S3 buckets through the repository layer. */
+export const configuredRepositoryFactory: RepositoryFactory = {
+  backend(config) {
+    throw new SnapkeeperError(
+      'REPOSITORY_UNAVAILABLE',
+      `repository ${config.name}: the ${config.type} backend is not part of this build`,
+    );
+  },
+  init() {
+    throw new SnapkeeperError('REPOSITORY_UNAVAILABLE', 'repositories are not part of this build');
+  },
+  open() {
+    throw new SnapkeeperError('REPOSITORY_UNAVAILABLE', 'repositories are not part of this build');
+  },
+};
+
+/** A repository opened for one operation, with the name and configuration it was opened by. */
+export interface ConfiguredRepository {
+  name: string;
+  config: RepositoryConfig;
+  repository: Repository;
+}
+
+/** The configuration of repository `name`; UsageError REPOSITORY_UNKNOWN (exit 3) listing the known ones. */
+export function repositoryConfig(ctx: { config: Config }, name: string): RepositoryConfig {
+  const found = ctx.config.repositories.find((r) => r.name === name);
+  if (found) return found;
+  const known = ctx.config.repositories.map((r) => r.name);
+  throw new UsageError(
+    'REPOSITORY_UNKNOWN',
+    `repository ${name} is not configured in ${ctx.config.file} (${known.length > 0 ? `repositories: ${known.join(', ')}` : 'it configures no repository'})`,
+  );
+}
+
+/**
+ * The passphrase of a repository, from its file or environment variable. UsageError REPOSITORY_PASSPHRASE_
+ * UNAVAILABLE (exit 3) naming the repository and the file or variable, never the value, when it cannot be read
+ * or is empty. A trailing newline in a file is not part of the passphrase.
+ */
+export function readPassphrase(config: RepositoryConfig, env: NodeJS.ProcessEnv = process.env): Secret {
+  const problem = (why: string) =>
+    new UsageError('REPOSITORY_PASSPHRASE_UNAVAILABLE', `repository ${config.name}: ${why}`);
+  let value: string;
+  let source: string;
+  if (config.passphraseFile !== undefined) {
+    source = `passphrase file ${config.passphraseFile}`;
+    try {
+      if (!statSync(config.passphraseFile).isFile()) throw problem(`${source} is not a regular file`);
+      value = readFileSync(config.passphraseFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw problem(`cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    }
+  } else {
+    const name = config.passphraseEnv!;
+    source = `environment variable ${name}`;
+    const found = env[name];
+    if (found === undefined) throw problem(`${source} (passphraseEnv) is not set`);
+    value = found;
+  }
+  if (value.trim() === '') throw problem(`${source} is empty: it must hold the repository's passphrase`);
+  return new Secret(value);
+}
+
+/**
+ * Opens configured repository `name` (with `create`, initialises it first: `repo init`). Errors, all before
+ * anything is written: REPOSITORY_UNKNOWN, REPOSITORY_PASSPHRASE_UNAVAILABLE (exit 3, naming the repository);
+ * then what the repository layer says (wrong passphrase, another format: exit 3; an unreachable backend:
+ * exit 2), each message naming the repository.
+ */
+export async function openConfiguredRepository(
+  ctx: RepositoryAccess,
+  name: string,
+  options: { create?: boolean } = {},
+): Promise<ConfiguredRepository> {
+  const config = repositoryConfig(ctx, name);
+  const passphrase = readPassphrase(config);
+  const factory = ctx.repositories();
+  const backend = await factory.backend(config);
+  const repository = await (options.create === true
+    ? factory.init(backend, passphrase)
+    : factory.open(backend, passphrase));
+  return { name, config, repository };
+}

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseConfig } from '../../src/config/load.js';
+import { ExitCode, UsageError } from '../../src/errors.js';
+
+const FILE = '/etc/snapkeeper/snapkeeper.yaml';
+const BASE = [
+  'vcenter:',
+  '  url: https://vc.example/sdk',
+  '  user: u',
+  '  passwordEnv: VC_PASSWORD',
+  'arrays:',
+  '  - { name: array1, type: fs, path: /srv/array1 }',
+];
+
+function parse(lines: string[]) {
+  return parseConfig([...BASE, ...lines, ''].join('\n'), FILE, { VC_PASSWORD: 'pw' });
+}
+
+function refused(lines: string[]): string {
+  let caught: unknown;
+  try {
+    parse(lines);
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof UsageError, `expected a UsageError, got ${String(caught)}`);
+  assert.equal(caught.code, 'CONFIG_INVALID');
+  assert.equal(caught.exitCode, ExitCode.usage);
+  assert.ok(caught.message.includes(FILE), caught.message);
+  return caught.message;
+}
+
+describe('repositories in the configuration', () => {
+  it('reads a local and an S3 repository, paths made relative to the config file', () => {
+    const config = parse([
+      'repositories:',
+      '  - { name: onsite, type: local, path: repo, passphraseFile: repo.pass, safetyDelayHours: 2 }',
+      '  - name: offsite',
+      '    type: s3',
+      '    endpoint: http://127.0.0.1:9000',
+      '    region: us-east-1',
+      '    bucket: backups',
+      '    prefix: snapkeeper/',
+      '    pathStyle: true',
+      '    accessKeyIdEnv: S3_KEY',
+      '    secretAccessKeyEnv: S3_SECRET',
+      '    objectLock: { days: 30 }',
+      '    passphraseEnv: REPO_PASSPHRASE',
+      'tasks:',
+      '  - name: nightly',
+      '    select: { vms: [web01] }',
+      '    offload: { repository: offsite, retention: { versions: 7, days: 30 } }',
+    ]);
+    const [local, s3] = config.repositories;
+    assert.deepEqual(local, {
+      name: 'onsite',
+      type: 'local',
+      path: join('/etc/snapkeeper', 'repo'),
+      passphraseFile: join('/etc/snapkeeper', 'repo.pass'),
+      safetyDelayHours: 2,
+    });
+    assert.equal(s3?.type, 's3');
+    assert.equal(s3?.type === 's3' && s3.pathStyle, true);
+    assert.deepEqual(s3?.type === 's3' && s3.objectLock, { days: 30 });
+    assert.deepEqual(config.tasks[0]?.offload, {
+      repository: 'offsite',
+      retention: { versions: 7, days: 30 },
+    });
+  });
+
+  it('defaults to no repositories, and pathStyle to false', () => {
+    assert.deepEqual(parse([]).repositories, []);
+    const config = parse([
+      'repositories:',
+      '  - { name: s, type: s3, region: r, bucket: bkt, passphraseEnv: P }',
+    ]);
+    assert.equal(config.repositories[0]?.type === 's3' && config.repositories[0].pathStyle, false);
+  });
+
+  const cases: [string, string[], RegExp][] = [
+    [
+      'a task offloading to an unknown repository names the task',
+      [
+        'repositories: [{ name: onsite, type: local, path: /r, passphraseEnv: P }]',
+        'tasks: [{ name: nightly, select: { vms: [a] }, offload: { repository: offsite } }]',
+      ],
+      /tasks\[0\]\.offload\.repository \(task nightly\): unknown repository offsite \(repositories: onsite\)/,
+    ],
+    [
+      'no passphrase at all',
+      ['repositories: [{ name: onsite, type: local, path: /r }]'],
+      /repositories\[0\].*exactly one of passphraseFile and passphraseEnv/,
+    ],
+    [
+      'both passphrase sources',
+      ['repositories: [{ name: onsite, type: local, path: /r, passphraseEnv: P, passphraseFile: /p }]'],
+      /exactly one of passphraseFile and passphraseEnv/,
+    ],
+    [
+      'an unknown type',
+      ['repositories: [{ name: onsite, type: ftp, path: /r, passphraseEnv: P }]'],
+      /repositories\[0\].*type must be "local" or "s3"/,
+    ],
+    [
+      'an unknown field',
+      ['repositories: [{ name: onsite, type: local, path: /r, passphraseEnv: P, passphrase: x }]'],
+      /repositories\[0\].*passphrase/,
+    ],
+    [
+      'a duplicate name',
+      [
+        'repositories:',
+        '  - { name: onsite, type: local, path: /r, passphraseEnv: P }',
+        '  - { name: onsite, type: local, path: /q, passphraseEnv: P }',
+      ],
+      /repositories\[1\]\.name: duplicate repository name onsite/,
+    ],
+    [
+      'an S3 repository without bucket',
+      ['repositories: [{ name: s, type: s3, region: r, passphraseEnv: P }]'],
+      /repositories\[0\]\.bucket/,
+    ],
+    [
+      'only one of the S3 key variables',
+      ['repositories: [{ name: s, type: s3, region: r, bucket: bkt, accessKeyIdEnv: K, passphraseEnv: P }]'],
+      /accessKeyIdEnv and secretAccessKeyEnv go together/,
+    ],
+    [
+      'a passphrase variable that is not a variable name',
+      ['repositories: [{ name: s, type: local, path: /r, passphraseEnv: "my secret" }]'],
+      /passphraseEnv: must be an environment variable name/,
+    ],
+    [
+      'an Object Lock of zero days',
+      [
+        'repositories: [{ name: s, type: s3, region: r, bucket: bkt, objectLock: { days: 0 }, passphraseEnv: P }]',
+      ],
+      /objectLock\.days/,
+    ],
+    [
+      'a task retention of zero versions',
+      [
+        'repositories: [{ name: onsite, type: local, path: /r, passphraseEnv: P }]',
+        'tasks: [{ name: nightly, select: { vms: [a] }, offload: { repository: onsite, retention: { versions: 0 } } }]',
+      ],
+      /tasks\[0\]\.offload\.retention\.versions \(task nightly\)/,
+    ],
+  ];
+  for (const [title, lines, expected] of cases) {
+    it(`refuses ${title}`, () => {
+      assert.match(refused(lines), expected);
+    });
+  }
+
+  it('never shows a passphrase given by mistake in the message', () => {
+    const message = refused([
+      'repositories: [{ name: s, type: local, path: /r, passphraseEnv: P, passphrase: hunter2-secret }]',
+    ]);
+    assert.ok(!message.includes('hunter2-secret'), message);
+  });
+});
