@@ -5,8 +5,9 @@ import type { LockRequest } from '../catalog/index.js';
 import { errorMessage, NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord } from '../model/backup.js';
 import type { Manifest, Repository, StoredFile } from '../repository/index.js';
-import type { EngineContext, RepositoryOpener } from './context.js';
+import type { EngineContext } from './context.js';
 import type { ExportFiles } from './export-files.js';
+import { openConfiguredRepository } from './repository-access.js';
 import { type DatastorePlace, type DiskFiles, diskSource } from './restore-common.js';
 import { assertSnapshotsPresent } from './snapshot-presence.js';
 
@@ -118,24 +119,6 @@ export function arrayDiskFiles(
 // ---------------------------------------------------------------------------------------------------------
 // A repository
 
-/**
- * The configured repositories (config `repositories:`), or a test's. Each is opened only when needed: opening
- * reads its passphrase and unlocks its key.
- */
-function repositories(ctx: EngineContext): RepositoryOpener {
-  return ctx.repositoryOverride ?? configuredRepositories(ctx);
-}
-
-function configuredRepositories(ctx: EngineContext): RepositoryOpener {
-  const configured = (ctx.config as unknown as { repositories?: { name: string }[] }).repositories ?? [];
-  return {
-    names: () => configured.map((r) => r.name),
-    open: async (name) => {
-      throw new UsageError('REPOSITORY_NOT_FOUND', `no repository ${name} is configured`);
-    },
-  };
-}
-
 /** A repository known to hold the backup: opened, with the backup's manifest. */
 interface Holder {
   name: string;
@@ -163,15 +146,7 @@ async function repositoryBackup(ctx: EngineContext, request: SourceRequest): Pro
 }
 
 async function holderNamed(ctx: EngineContext, name: string, backupId: string): Promise<Holder> {
-  const opener = repositories(ctx);
-  if (!opener.names().includes(name)) {
-    const known = opener.names().join(', ') || 'none configured';
-    throw new UsageError(
-      'REPOSITORY_NOT_FOUND',
-      `no repository ${name} is configured (repositories: ${known})`,
-    );
-  }
-  const repo = await opener.open(name);
+  const { repository: repo } = await openConfiguredRepository(ctx, name);
   try {
     return { name, repo, manifest: await repo.loadManifest(backupId) };
   } catch (err) {
@@ -180,19 +155,28 @@ async function holderNamed(ctx: EngineContext, name: string, backupId: string): 
   }
 }
 
-/** The one configured repository holding the backup; several need `--repository` (exit 3). */
+/**
+ * The one configured repository holding the backup: among those this catalog records a copy in, or, when it
+ * records none (a new catalog, or an id from `repo backups`), among every configured repository. Several
+ * holders need `--repository` (exit 3).
+ */
 async function onlyHolder(ctx: EngineContext, backupId: string): Promise<Holder> {
-  const opener = repositories(ctx);
-  const names = opener.names();
-  if (names.length === 0) {
-    throw new UsageError('REPOSITORY_NOT_FOUND', 'no repository is configured: nothing to restore from');
+  const configured = ctx.config.repositories.map((r) => r.name);
+  if (configured.length === 0) {
+    throw new UsageError(
+      'REPOSITORY_UNKNOWN',
+      `${ctx.config.file} configures no repository: there is nothing to restore backup ${backupId} from`,
+    );
   }
+  const copies = new Set((await ctx.catalog.copiesOf(backupId)).map((c) => c.repository));
+  const recorded = configured.filter((n) => copies.has(n));
+  const names = recorded.length > 0 ? recorded : configured;
   const holders: Holder[] = [];
   const unreadable: string[] = [];
   for (const name of names) {
     let repo: Repository;
     try {
-      repo = await opener.open(name);
+      repo = (await openConfiguredRepository(ctx, name)).repository;
     } catch (err) {
       unreadable.push(`${name}: ${errorMessage(err)}`);
       continue;
@@ -201,7 +185,9 @@ async function onlyHolder(ctx: EngineContext, backupId: string): Promise<Holder>
       holders.push({ name, repo, manifest: await repo.loadManifest(backupId) });
     } catch (err) {
       await repo.close();
-      if (!(err instanceof NotFoundError)) unreadable.push(`${name}: ${errorMessage(err)}`);
+      if (!(err instanceof SnapkeeperError && err.code === 'REPOSITORY_BACKUP_NOT_FOUND')) {
+        unreadable.push(`${name}: ${errorMessage(err)}`);
+      }
     }
   }
   if (holders.length === 1) return holders[0]!;
@@ -219,9 +205,13 @@ async function onlyHolder(ctx: EngineContext, backupId: string): Promise<Holder>
   );
 }
 
-/** The catalog's record of the manifest's backup, or the manifest's own when this catalog lacks it. */
+/**
+ * The catalog's record of the manifest's backup, or the manifest's own when this catalog lacks it (or the
+ * copy was made by another catalog: its record is the one that describes the copy).
+ */
 async function recordOf(ctx: EngineContext, manifest: Manifest): Promise<BackupRecord> {
-  const known = await ctx.catalog.findBackup(manifest.backupId);
+  const known =
+    manifest.catalogId === ctx.catalog.id ? await ctx.catalog.findBackup(manifest.backupId) : undefined;
   const record = known ?? checkedManifestRecord(manifest);
   const state = record.state === 'lost' ? record.lost?.previousState : record.state;
   if (state !== 'complete' && state !== 'partial') {

@@ -1,24 +1,28 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
-import { describe, it } from 'node:test';
-import type { RepositoryOpener } from '../../src/engine/context.js';
+import { afterEach, describe, it } from 'node:test';
+import { Catalog } from '../../src/catalog/index.js';
+import { parseConfig } from '../../src/config/load.js';
+import { EngineContext } from '../../src/engine/context.js';
 import { recover } from '../../src/engine/recover.js';
+import type { RepositoryFactory } from '../../src/engine/repository-access.js';
 import { runRestore } from '../../src/engine/restore.js';
 import type { RestoreRequest } from '../../src/engine/restore-plan.js';
 import { manifestPath } from '../../src/engine/restore-source.js';
 import { deleteBackup } from '../../src/engine/retention.js';
 import { NotFoundError, SnapkeeperError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { Manifest, Repository, StoredFile } from '../../src/repository/index.js';
+import type { Manifest, Repository, RepositoryBackend, StoredFile } from '../../src/repository/index.js';
 import { datastorePathToRelative } from '../../src/rules/datastores.js';
 import {
+  ARRAY,
   backUpWeb01,
-  crashedAt,
   diskBytes,
   type EngineLab,
   engineLabPerTest,
   LATER,
+  memoryExportFiles,
   web01Spec,
   world,
 } from './harness.js';
@@ -131,14 +135,14 @@ async function offload(l: EngineLab, backupId: string, repo: MemoryRepository): 
   repo.manifests.push({
     id: `m-${backupId}`,
     backupId,
-    catalogId: '0123456789ab',
+    catalogId: l.ctx.catalog.id,
     task: backup.task,
     startedAt: backup.startedAt,
     offloadedAt: new Date().toISOString(),
     vms: vms.map((v) => ({ vmId: v.vmId, name: v.name, bytes: 0 })),
     body: {
       backupId,
-      catalogId: '0123456789ab',
+      catalogId: l.ctx.catalog.id,
       task: backup.task,
       startedAt: backup.startedAt,
       record: structuredClone(backup) as BackupRecord,
@@ -147,23 +151,12 @@ async function offload(l: EngineLab, backupId: string, repo: MemoryRepository): 
   });
 }
 
-function opener(repos: Record<string, MemoryRepository>): RepositoryOpener {
-  return {
-    names: () => Object.keys(repos),
-    open: async (name) => {
-      const r = repos[name];
-      if (!r) throw new Error(`unknown ${name}`);
-      return r;
-    },
-  };
-}
-
 /** A lab with a backup of web01 offloaded to the repository `lab`; the context restores through it. */
 async function offloaded(): Promise<{
   l: EngineLab;
   backupId: string;
   repo: MemoryRepository;
-  ctx: EngineLab['ctx'];
+  ctx: EngineContext;
 }> {
   const { l, backupId } = await backUpWeb01(await startLab(SPEC), 'SNAPSHOT_EXCL_MEM');
   const repo = new MemoryRepository();
@@ -171,10 +164,81 @@ async function offloaded(): Promise<{
   return { l, backupId, repo, ctx: withRepositories(l, { lab: repo }) };
 }
 
-/** Another context on the lab's peers and catalog, reading repositories from `repos`. */
-function withRepositories(l: EngineLab, repos: Record<string, MemoryRepository>): EngineLab['ctx'] {
-  // The same as EngineParts.repositories given to the context when it is made.
-  return Object.assign(l.context(), { repositoryOverride: opener(repos) });
+/** The passphrase the test configuration names (a memory repository asks for none). */
+process.env.SNAPKEEPER_TEST_REPOSITORY_PASSPHRASE = 'not a secret here';
+
+const contexts: EngineContext[] = [];
+afterEach(async () => {
+  // close() closes only what the context opened (a catalog never used is not opened to close it).
+  for (const c of contexts.splice(0)) await c.close();
+});
+
+/**
+ * A context on the lab's peers and catalog whose configuration has the repositories `repos` (in that order),
+ * each reached through a factory that hands out the memory repository of its name.
+ */
+function withRepositories(
+  l: EngineLab,
+  repos: Record<string, MemoryRepository>,
+  extra: { crashAt?: (point: string) => boolean; laterMs?: number } = {},
+): EngineContext {
+  const entries = Object.keys(repos).map(
+    (n) =>
+      `  - { name: ${n}, type: local, path: /nonexistent/${n}, passphraseEnv: SNAPKEEPER_TEST_REPOSITORY_PASSPHRASE }`,
+  );
+  const config = parseConfig(
+    `
+vcenter: { url: https://vcenter.invalid/sdk, user: u, passwordEnv: P }
+arrays: [{ name: ${ARRAY}, type: fs, path: /nonexistent/array }]
+catalog: { path: ${l.catalogPath} }
+${entries.length > 0 ? `repositories:\n${entries.join('\n')}` : ''}
+`,
+    '/nonexistent/snapkeeper.yaml',
+    { P: 'x' },
+  );
+  const factory: RepositoryFactory = {
+    backend: (c) => ({ description: c.name }) as RepositoryBackend,
+    init: () => Promise.reject(new Error('not used by restore')),
+    open: async (backend) => repos[backend.description]!,
+  };
+  const ctx = new EngineContext({
+    config,
+    catalog: () => Catalog.open(l.catalogPath),
+    vcenter: l.vc,
+    arrays: new Map([[ARRAY, l.array]]),
+    files: memoryExportFiles(l.array),
+    repositories: factory,
+    now: () => new Date(Date.now() + (extra.laterMs ?? 0)),
+    ...(extra.crashAt ? { crashAt: extra.crashAt } : {}),
+  });
+  contexts.push(ctx);
+  return ctx;
+}
+
+/** A restore through `repos` that stops for good at `point`, as if its process died there. */
+async function crashedAt(
+  l: EngineLab,
+  repos: Record<string, MemoryRepository>,
+  point: string,
+  request: RestoreRequest,
+): Promise<void> {
+  let reached!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  const ctx = withRepositories(l, repos, {
+    crashAt: (p) => {
+      if (p !== point) return false;
+      reached();
+      return true;
+    },
+  });
+  runRestore(ctx, request).then(
+    () => reached(),
+    () => reached(),
+  );
+  await stopped;
+  assert.notDeepEqual(await l.ctx.catalog.unfinishedOperations(), [], `the run did not reach ${point}`);
 }
 
 function assertBytes(l: EngineLab, descriptorPath: string, sourceFile: string): void {
@@ -208,13 +272,16 @@ describe('restore from a repository on the fakes', () => {
     assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
   });
 
-  it('after its array snapshot is deleted: from the catalog record; array restores refuse', async () => {
+  it('after its array snapshot is deleted and the backup marked lost: from the catalog record', async () => {
     const { l, backupId, ctx } = await offloaded();
     const snap = (await l.ctx.catalog.getBackup(backupId)).snapshots[0]!;
     await l.array.deleteSnapshot(snap.snapshotId);
     await assert.rejects(runRestore(ctx, { backupId, vm: 'web01', as: 'web01-x' }), {
       code: 'SNAPSHOT_MISSING',
     });
+    // recover marks it lost in the catalog: lost on the array, not in the repository.
+    await recover(l.context());
+    assert.equal((await l.ctx.catalog.getBackup(backupId)).state, 'lost');
     const dry = await runRestore(ctx, fromRepo(backupId, { as: 'web01-r', dryRun: true }));
     assert.equal(dry.dryRun, true);
     assert.equal(dry.cloned, false);
@@ -314,8 +381,8 @@ describe('restore from a repository on the fakes', () => {
     );
     assert.equal(named.repository, 'other');
     await assert.rejects(runRestore(ctx, fromRepo(backupId, { as: 'web01-a', repository: 'nope' })), {
-      code: 'REPOSITORY_NOT_FOUND',
-      message: /no repository nope is configured \(repositories: empty, lab\)/,
+      code: 'REPOSITORY_UNKNOWN',
+      message: /repository nope is not configured in .*\(repositories: empty, lab\)/,
     });
     await assert.rejects(runRestore(ctx, fromRepo(backupId, { as: 'web01-a', repository: 'empty' })), {
       code: 'REPOSITORY_BACKUP_NOT_FOUND',
@@ -334,12 +401,7 @@ describe('restore from a repository on the fakes', () => {
     it(`stopped at ${point}: recover removes the files written from the repository`, async () => {
       const { l, backupId, repo } = await offloaded();
       const before = await world(l);
-      await crashedAt(l, point, (ctx) =>
-        runRestore(
-          Object.assign(ctx, { repositoryOverride: opener({ lab: repo }) }),
-          fromRepo(backupId, { as: 'web01-r' }),
-        ),
-      );
+      await crashedAt(l, { lab: repo }, point, fromRepo(backupId, { as: 'web01-r' }));
       const vol = (await l.array.listVolumes()).find((v) => v.name === 'ds-a')!;
       assert.notEqual(
         l.array.statPath(`${vol.path}/web01-r/web01-r_0-flat.vmdk`),

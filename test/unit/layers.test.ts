@@ -150,6 +150,7 @@ const ENGINE_RANKS: [number, string[]][] = [
     2,
     [
       'restore-common.ts',
+      'restore-source.ts',
       'steps/mounts.ts',
       'steps/backup-record.ts',
       'steps/backup-start.ts',
