@@ -7,6 +7,13 @@ export { type AttachRequest, type AttachResult, type DetachResult, runAttach, ru
 export { type BackupRequest, runBackup } from './backup.js';
 export { configuredParts, EngineContext, type EngineEvents, silentEvents } from './context.js';
 export { type MountRequest, type MountResult, runMount, runUnmount, type UnmountResult } from './mount.js';
+export {
+  type OffloadedFile,
+  type OffloadedVm,
+  type OffloadRequest,
+  type OffloadResult,
+  runOffload,
+} from './offload.js';
 export { datastoreVolumeNames } from './placement.js';
 export { type ForeignThing, type RecoverOptions, type RecoverReport, recover } from './recover.js';
 export { type RestoredDisk, type RestoreRequest, type RestoreResult, runRestore } from './restore.js';

@@ -10,7 +10,14 @@ import { errorMessage, SnapkeeperError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import type { EngineContext } from './context.js';
 import { newOperationId } from './ids.js';
-import { anyDeadOperation, emptyReport, repairOperations, undoJournal } from './journal/recovery.js';
+import {
+  anyDeadOperation,
+  emptyReport,
+  journaledRecovery,
+  repairOperations,
+  undoJournal,
+} from './journal/recovery.js';
+import type { JournaledAction } from './journal/report.js';
 import { readJournal } from './journal/write.js';
 import { assertSnapshotsPresent } from './snapshot-presence.js';
 
@@ -141,7 +148,7 @@ export async function checkedOperation<T>(fn: () => Promise<T>): Promise<T> {
 
 /** A journaled operation of restore, mount or attach, as `runOperation` runs it. */
 export interface JournaledSpec {
-  kind: 'restore' | 'mount' | 'attach';
+  kind: 'restore' | 'mount' | 'attach' | 'offload';
   subject: string;
   locks: LockRequest[];
   /**
@@ -220,5 +227,9 @@ async function refuseUnlessPresent(
 async function undoOwnJournal(ctx: EngineContext, opId: string) {
   const { entries, problems } = readJournal(await ctx.catalog.journalEntries(opId));
   if (problems.length > 0) return { clean: false, actions: [], errors: problems };
+  // Nothing to undo (an offload journals only roll-forward steps): no need to reach vCenter for it.
+  if (!entries.some((e) => journaledRecovery[e.action as JournaledAction]?.kind === 'undo')) {
+    return { clean: true, actions: [], errors: [] };
+  }
   return undoJournal(ctx, await ctx.vcenter(), entries, { dryRun: false });
 }

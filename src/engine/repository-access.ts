@@ -2,7 +2,12 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Config } from '../config/load.js';
 import type { RepositoryConfig } from '../config/repositories.js';
 import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
-import type { Repository, RepositoryBackend } from '../repository/index.js';
+import {
+  initRepository,
+  openRepository,
+  type Repository,
+  type RepositoryBackend,
+} from '../repository/index.js';
 import { Secret } from '../util/secret.js';
 
 /**
@@ -37,12 +42,8 @@ export const configuredRepositoryFactory: RepositoryFactory = {
       `repository ${config.name}: the ${config.type} backend is not part of this build`,
     );
   },
-  init() {
-    throw new SnapkeeperError('REPOSITORY_UNAVAILABLE', 'repositories are not part of this build');
-  },
-  open() {
-    throw new SnapkeeperError('REPOSITORY_UNAVAILABLE', 'repositories are not part of this build');
-  },
+  init: (backend, passphrase) => initRepository(backend, passphrase.reveal()),
+  open: (backend, passphrase) => openRepository(backend, passphrase.reveal()),
 };
 
 /** A repository opened for one operation, with the name and configuration it was opened by. */

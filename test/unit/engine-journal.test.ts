@@ -31,6 +31,7 @@ const STORED_NAMES = [
   'files.place',
   'hook.run',
   'mount.record',
+  'repository.offload',
   'suspend',
   'unmount.begin',
   'vm-snapshot',

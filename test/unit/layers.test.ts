@@ -159,6 +159,8 @@ const ENGINE_RANKS: [number, string[]][] = [
       'steps/backup-snapshot.ts',
       'steps/hooks.ts',
       'steps/backup-hooks.ts',
+      'steps/offload-files.ts',
+      'steps/offload-record.ts',
       'release.ts',
       'placement.ts',
       'plan.ts',

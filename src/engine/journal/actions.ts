@@ -98,6 +98,15 @@ export const JOURNAL_SHAPES = {
   commit: nothing,
   'unmount.begin': z.looseObject({ mountId: z.string() }),
   'detach.begin': z.looseObject({ attachId: z.string() }),
+  // Offload (issue 8): target is the repository name. Rolled forward: a manifest the repository holds for
+  // the backup is recorded as the backup's copy; otherwise nothing is left to undo (stored packs are reused
+  // by the next offload and collected by prune).
+  'repository.offload': z.looseObject({
+    repository: z.string(),
+    repositoryId: z.string(),
+    backupId: z.string(),
+    manifestId: z.string().optional(),
+  }),
 } as const;
 
 export type JournalAction = keyof typeof JOURNAL_SHAPES;

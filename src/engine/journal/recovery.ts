@@ -35,8 +35,16 @@ async function repairOne(
   op: Operation,
   report: RecoverReport,
 ): Promise<boolean> {
-  if (op.kind === 'delete' || op.kind === 'expire' || op.kind === 'recover') return true;
-  if (op.kind !== 'backup' && op.kind !== 'restore' && op.kind !== 'mount' && op.kind !== 'attach') {
+  // A prune's only side effects are in its repository, which guards them with its own lock.
+  if (op.kind === 'delete' || op.kind === 'expire' || op.kind === 'recover' || op.kind === 'prune')
+    return true;
+  if (
+    op.kind !== 'backup' &&
+    op.kind !== 'restore' &&
+    op.kind !== 'mount' &&
+    op.kind !== 'attach' &&
+    op.kind !== 'offload'
+  ) {
     report.errors.push(`operation ${op.id}: no recovery for operations of kind ${op.kind}`);
     return false;
   }

@@ -4,6 +4,7 @@ import { isGone, type VcenterSession, type VmDevices } from '../../vsphere/index
 import type { EngineContext } from '../context.js';
 import { detachAllAndRemoveDatastore, removePlaced } from '../restore-common.js';
 import { detachOne, unmountOne } from '../steps/mounts.js';
+import { rollForwardOffload } from '../steps/offload-record.js';
 import type { TypedEntry } from './actions.js';
 import { dispatch, type JournaledAction, type Recovery } from './report.js';
 
@@ -186,6 +187,18 @@ export const journaledRecovery: { [A in JournaledAction]: Recovery<UndoRun, A> }
   'detach.begin': {
     kind: 'roll-forward',
     run: (u, e) => finishRelease(u, e.data.attachId, 'finish detaching', (m) => detachOne(u.ctx, u.vc, m)),
+  },
+  'repository.offload': {
+    kind: 'roll-forward',
+    // The repository decides: its manifest for the backup is recorded as the copy; without one there is
+    // nothing to undo (stored packs are reused by the next offload, prune collects what nothing references).
+    run: async (u, e) => {
+      try {
+        u.out.actions.push(await rollForwardOffload(u.ctx, e.data, u.dryRun));
+      } catch (err) {
+        u.fail(`record the copy of backup ${e.data.backupId} in repository ${e.data.repository}`, err);
+      }
+    },
   },
 };
 

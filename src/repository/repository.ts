@@ -1,0 +1,566 @@
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
+import { contentName, ZERO_CHUNK } from './crypto.js';
+import { RepositoryError } from './errors.js';
+import {
+  type KdfParams,
+  type MasterKeys,
+  newConfig,
+  newMasterKeys,
+  type RepositoryConfig,
+  readConfig,
+  saveContentNamed,
+  unlock,
+  writeConfig,
+  writeKeyFile,
+} from './format.js';
+import {
+  ChunkIndex,
+  type IndexDocument,
+  openIndex,
+  type PackEntry,
+  packIdOf,
+  packKey,
+  parsePackHeader,
+  sealIndex,
+} from './index-file.js';
+import { acquireLock, isStale, listLocks } from './locks.js';
+import { openManifest } from './manifest.js';
+import { ChunkFailure, WorkerPool } from './pool.js';
+import type {
+  CheckIssue,
+  CheckReport,
+  Manifest,
+  ManifestSummary,
+  PruneReport,
+  Repository,
+  RepositoryBackend,
+  RepositoryWriter,
+  StoredFile,
+  WriteProgress,
+} from './types.js';
+import { chunkLength, Writer } from './writer.js';
+
+export interface InitOptions {
+  /** Fixed chunk size (64 KiB, 256 KiB, 1 MiB or 4 MiB); default 1 MiB (docs/repository-format.md). */
+  chunkSize?: number;
+  /** Target pack size; default 16 MiB. */
+  packSize?: number;
+  zstdLevel?: number;
+  /** scrypt parameters for key files; default N=2^16, r=8, p=1. N must be 2^15..2^17. */
+  kdf?: Partial<KdfParams>;
+}
+
+export interface OpenOptions {
+  signal?: AbortSignal;
+  /** Worker threads for hashing, compression and encryption; default os.availableParallelism(). */
+  workers?: number;
+}
+
+/** Default age an unreferenced pack must reach before prune deletes it (longer than a lock's stale age). */
+export const DEFAULT_SAFETY_DELAY_MS = 60 * 60_000;
+
+/**
+ * Creates a repository on an empty backend: the config object, then one key file. Refused
+ * (`REPOSITORY_EXISTS`) where a config object exists. Returns it opened.
+ */
+export async function initRepository(
+  backend: RepositoryBackend,
+  passphrase: string,
+  options: InitOptions & OpenOptions = {},
+): Promise<Repository> {
+  const config = newConfig(options);
+  if ((await backend.stat('config', { signal: options.signal })) !== undefined) {
+    throw new RepositoryError('REPOSITORY_EXISTS', `${backend.description}: a repository exists here`);
+  }
+  const keys = newMasterKeys();
+  // The key file first: a config without a key would be a repository nobody can open. A crash between the two
+  // leaves a key file and no config, and init can be run again.
+  const keyName = await writeKeyFile(backend, config, keys, passphrase);
+  await writeConfig(backend, config);
+  return new OpenRepository(backend, config, keys, keyName, options.workers);
+}
+
+/**
+ * Opens a repository: reads the config (another format or version: `REPOSITORY_FORMAT`), then unlocks a key
+ * file with the passphrase (none opens: `REPOSITORY_PASSPHRASE`).
+ */
+export async function openRepository(
+  backend: RepositoryBackend,
+  passphrase: string,
+  options: OpenOptions = {},
+): Promise<Repository> {
+  const config = await readConfig(backend, options.signal);
+  const { keys, keyName } = await unlock(backend, config, passphrase, options.signal);
+  return new OpenRepository(backend, config, keys, keyName, options.workers);
+}
+
+async function listKeys(backend: RepositoryBackend, prefix: string, signal?: AbortSignal) {
+  const out = new Map<string, number>();
+  for await (const o of backend.list(prefix, { signal })) out.set(o.key, o.size);
+  return out;
+}
+
+class OpenRepository implements Repository {
+  readonly id: string;
+  private poolInstance: WorkerPool | undefined;
+  /** Index files read so far (restore reuses them; writers and prune read all afresh). */
+  private cached = new ChunkIndex();
+  private readonly cachedNames = new Set<string>();
+
+  constructor(
+    readonly backend: RepositoryBackend,
+    readonly config: RepositoryConfig,
+    private readonly keys: MasterKeys,
+    private keyName: string,
+    private readonly workers: number | undefined,
+  ) {
+    this.id = config.id;
+  }
+
+  private get pool(): WorkerPool {
+    this.poolInstance ??= new WorkerPool(this.keys, this.config.compression.level, this.workers);
+    return this.poolInstance;
+  }
+
+  /** Reads every index file; corrupt ones are left out (check reports them) and returned by name. */
+  private async readIndexes(
+    signal?: AbortSignal,
+    into = new ChunkIndex(),
+    skip = new Set<string>(),
+  ): Promise<{ index: ChunkIndex; names: string[]; corrupt: string[] }> {
+    const names: string[] = [];
+    const corrupt: string[] = [];
+    for (const key of (await listKeys(this.backend, 'index/', signal)).keys()) {
+      names.push(key);
+      if (skip.has(key)) continue;
+      let data: Buffer;
+      try {
+        data = await this.backend.load(key, { signal });
+      } catch (err) {
+        if (err instanceof NotFoundError) continue; // removed by a prune meanwhile
+        throw err;
+      }
+      const doc = contentName(data) === packIdOf(key) ? openIndex(this.keys.encKey, data) : undefined;
+      if (doc === undefined) corrupt.push(key);
+      else into.add(doc);
+    }
+    return { index: into, names, corrupt };
+  }
+
+  async writer(options: { signal?: AbortSignal; onProgress?: (p: WriteProgress) => void } = {}) {
+    const lock = await acquireLock(this.backend, 'shared', { signal: options.signal });
+    try {
+      const { index } = await this.readIndexes(options.signal);
+      const w: RepositoryWriter = new Writer({
+        backend: this.backend,
+        config: this.config,
+        keys: this.keys,
+        pool: this.pool,
+        index,
+        lock,
+        signal: options.signal,
+        onProgress: options.onProgress,
+      });
+      return w;
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async manifestKeys(signal?: AbortSignal): Promise<string[]> {
+    return [...(await listKeys(this.backend, 'manifests/', signal)).keys()];
+  }
+
+  private async readManifest(key: string, signal?: AbortSignal): Promise<Manifest | undefined> {
+    const data = await this.backend.load(key, { signal });
+    const id = packIdOf(key);
+    return contentName(data) === id ? openManifest(this.keys.encKey, id, data) : undefined;
+  }
+
+  async listManifests(options: { signal?: AbortSignal } = {}): Promise<ManifestSummary[]> {
+    const out: ManifestSummary[] = [];
+    for (const key of await this.manifestKeys(options.signal)) {
+      let m: Manifest | undefined;
+      try {
+        m = await this.readManifest(key, options.signal);
+      } catch (err) {
+        if (err instanceof NotFoundError) continue;
+        throw err;
+      }
+      // A corrupt manifest is left out here; check names it.
+      if (m === undefined) continue;
+      const { body: _body, ...summary } = m;
+      out.push(summary);
+    }
+    return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
+  }
+
+  async loadManifest(idOrBackupId: string): Promise<Manifest> {
+    if (/^[0-9a-f]{64}$/.test(idOrBackupId)) {
+      const key = `manifests/${idOrBackupId}`;
+      if ((await this.backend.stat(key)) !== undefined) {
+        const m = await this.readManifest(key);
+        if (m === undefined) {
+          throw new RepositoryError(
+            'MANIFEST_CORRUPT',
+            `${this.backend.description}: manifest ${key} is corrupt`,
+            {
+              details: { object: key },
+            },
+          );
+        }
+        return m;
+      }
+    }
+    const found = (await this.listManifests()).filter((s) => s.backupId === idOrBackupId);
+    if (found.length > 1) {
+      throw new ConflictError(
+        'REPOSITORY_BACKUP_AMBIGUOUS',
+        `backup ${idOrBackupId} has ${found.length} manifests in ${this.backend.description} ` +
+          `(${found.map((f) => f.id).join(', ')}): name one by its manifest id`,
+      );
+    }
+    if (found.length === 0) {
+      throw new NotFoundError(
+        'REPOSITORY_BACKUP_NOT_FOUND',
+        `no manifest or backup ${idOrBackupId} in ${this.backend.description}`,
+      );
+    }
+    return (await this.loadManifest(found[0]!.id)) as Manifest;
+  }
+
+  async restoreFile(
+    file: StoredFile,
+    sink: { write(offset: number, data: Buffer): Promise<void> },
+    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  ): Promise<void> {
+    const { signal } = options;
+    const cs = file.chunkSize;
+    if (!Number.isSafeInteger(cs) || cs <= 0 || file.chunks.length !== Math.ceil(file.size / cs)) {
+      throw new RepositoryError(
+        'MANIFEST_CORRUPT',
+        `${file.path}: ${file.chunks.length} chunks of ${cs} bytes do not make ${file.size} bytes`,
+      );
+    }
+    if (file.chunks.some((id) => id !== ZERO_CHUNK && !this.cached.has(id))) {
+      await this.readIndexes(signal, this.cached, this.cachedNames).then(({ names }) => {
+        for (const n of names) this.cachedNames.add(n);
+      });
+    }
+    const window = Math.max(4, this.pool.size * 2);
+    const results: Promise<Buffer | undefined>[] = [];
+    let next = 0;
+    const start = () => {
+      while (next < file.chunks.length && next - written < window) {
+        const i = next++;
+        const p = this.readChunk(file, i, cs, signal);
+        p.catch(() => undefined); // awaited in order below
+        results.push(p);
+      }
+    };
+    let written = 0;
+    let done = 0;
+    start();
+    while (written < file.chunks.length) {
+      signal?.throwIfAborted();
+      const data = await results[written]!;
+      results[written] = Promise.resolve(undefined); // let the bytes go
+      if (data !== undefined) await sink.write(written * cs, data);
+      done += chunkLength(file.size, cs, written);
+      written++;
+      options.onProgress?.(done, file.size);
+      start();
+    }
+    // Zero chunks are not written (the sink stays sparse); the last byte makes the size right.
+    if (file.size > 0 && file.chunks[file.chunks.length - 1] === ZERO_CHUNK) {
+      await sink.write(file.size - 1, Buffer.alloc(1));
+    }
+  }
+
+  /** A chunk's plaintext, verified (undefined for a zero chunk); CHUNK_MISSING / CHUNK_CORRUPT naming it. */
+  private async readChunk(
+    file: StoredFile,
+    i: number,
+    cs: number,
+    signal?: AbortSignal,
+  ): Promise<Buffer | undefined> {
+    const id = file.chunks[i]!;
+    if (id === ZERO_CHUNK) return undefined;
+    const loc = this.cached.get(id);
+    if (loc === undefined) {
+      throw new RepositoryError(
+        'CHUNK_MISSING',
+        `chunk ${id} of ${file.path} (at byte ${i * cs}) is in no index of ${this.backend.description}`,
+        { details: { chunk: id, file: file.path } },
+      );
+    }
+    const key = packKey(loc.pack);
+    let blob: Buffer;
+    try {
+      blob = await this.backend.load(key, { offset: loc.offset, length: loc.length, signal });
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new RepositoryError(
+          'CHUNK_MISSING',
+          `chunk ${id} of ${file.path}: its pack ${key} is missing`,
+          {
+            cause: err,
+            details: { chunk: id, pack: loc.pack, file: file.path },
+          },
+        );
+      }
+      throw err;
+    }
+    const expected = chunkLength(file.size, cs, i);
+    try {
+      if (blob.length !== loc.length)
+        throw new ChunkFailure(`is cut short (${blob.length} of ${loc.length} bytes)`);
+      return await this.pool.open(id, blob, expected);
+    } catch (err) {
+      if (!(err instanceof ChunkFailure)) throw err;
+      throw new RepositoryError(
+        'CHUNK_CORRUPT',
+        `chunk ${id} of ${file.path} in pack ${key} ${err.message}`,
+        {
+          details: { chunk: id, pack: loc.pack, file: file.path },
+        },
+      );
+    }
+  }
+
+  async forget(manifestId: string): Promise<void> {
+    const key = `manifests/${manifestId}`;
+    if (!/^[0-9a-f]{64}$/.test(manifestId) || (await this.backend.stat(key)) === undefined) {
+      throw new NotFoundError(
+        'REPOSITORY_BACKUP_NOT_FOUND',
+        `no manifest ${manifestId} in ${this.backend.description}`,
+      );
+    }
+    await this.backend.remove(key);
+  }
+
+  async check(options: { readData?: boolean; signal?: AbortSignal } = {}): Promise<CheckReport> {
+    const { signal } = options;
+    const issues: CheckIssue[] = [];
+    const { index, corrupt } = await this.readIndexes(signal);
+    for (const key of corrupt) {
+      issues.push({
+        code: 'INDEX_CORRUPT',
+        object: key,
+        message: `index ${key} does not authenticate or parse`,
+      });
+    }
+    const packsStored = await listKeys(this.backend, 'packs/', signal);
+    for (const pack of index.packs.values()) {
+      const key = packKey(pack.id);
+      const size = packsStored.get(key);
+      if (size === undefined) {
+        issues.push({
+          code: 'PACK_MISSING',
+          object: key,
+          message: `pack ${key} named by an index is missing`,
+        });
+      } else if (size !== pack.size) {
+        issues.push({
+          code: size < pack.size ? 'PACK_TRUNCATED' : 'PACK_SIZE',
+          object: key,
+          message: `pack ${key} is ${size} bytes, its index says ${pack.size}`,
+        });
+      }
+    }
+    let manifests = 0;
+    const missing = new Set<string>();
+    for (const key of await this.manifestKeys(signal)) {
+      signal?.throwIfAborted();
+      let m: Manifest | undefined;
+      try {
+        m = await this.readManifest(key, signal);
+      } catch (err) {
+        if (err instanceof NotFoundError) continue;
+        throw err;
+      }
+      manifests++;
+      if (m === undefined) {
+        issues.push({
+          code: 'MANIFEST_CORRUPT',
+          object: key,
+          message: `manifest ${key} does not authenticate or parse`,
+        });
+        continue;
+      }
+      for (const vm of m.body.vms) {
+        for (const f of vm.files) {
+          for (const id of f.chunks) {
+            if (id === ZERO_CHUNK || index.has(id) || missing.has(id)) continue;
+            missing.add(id);
+            issues.push({
+              code: 'CHUNK_MISSING',
+              object: key,
+              message: `chunk ${id} of ${vm.name}/${f.path} (backup ${m.backupId}) is in no index`,
+            });
+          }
+        }
+      }
+    }
+    let bytesRead = 0;
+    if (options.readData) {
+      for (const pack of index.packs.values()) {
+        const key = packKey(pack.id);
+        if (!packsStored.has(key)) continue;
+        const data = await this.backend.load(key, { signal });
+        bytesRead += data.length;
+        const results = await Promise.all(
+          pack.blobs.map(async (b) => {
+            const blob = data.subarray(b.offset, b.offset + b.length);
+            if (blob.length !== b.length) return `is cut short (${blob.length} of ${b.length} bytes)`;
+            try {
+              await this.pool.open(b.id, blob, b.rawLength, true);
+              return undefined;
+            } catch (err) {
+              if (err instanceof ChunkFailure) return err.message;
+              throw err;
+            }
+          }),
+        );
+        let bad = 0;
+        results.forEach((reason, i) => {
+          if (reason === undefined) return;
+          bad++;
+          issues.push({
+            code: 'CHUNK_CORRUPT',
+            object: key,
+            message: `chunk ${pack.blobs[i]!.id} in pack ${key} ${reason}`,
+          });
+        });
+        if (bad === 0 && contentName(data) !== pack.id) {
+          issues.push({ code: 'PACK_CORRUPT', object: key, message: `pack ${key} does not match its name` });
+        }
+      }
+    }
+    return {
+      ok: issues.length === 0,
+      manifests,
+      packs: index.packs.size,
+      chunks: index.chunks.size,
+      bytesRead,
+      issues,
+    };
+  }
+
+  async prune(
+    options: { safetyDelayMs?: number; now?: Date; signal?: AbortSignal } = {},
+  ): Promise<PruneReport> {
+    const { signal } = options;
+    const delay = options.safetyDelayMs ?? DEFAULT_SAFETY_DELAY_MS;
+    if (!Number.isFinite(delay) || delay < 0) {
+      throw new UsageError('REPOSITORY_OPTIONS', `safety delay ${delay} ms is not a duration`);
+    }
+    const now = options.now ?? new Date();
+    const lock = await acquireLock(this.backend, 'exclusive', { signal });
+    try {
+      // Locks of dead runs go first (ours is fresh).
+      for (const l of await listLocks(this.backend, signal)) {
+        if (l.key !== lock.key && (l.lock === undefined || isStale(l.lock, now)))
+          await this.backend.remove(l.key);
+      }
+      const referenced = new Set<string>();
+      for (const key of await this.manifestKeys(signal)) {
+        const m = await this.readManifest(key, signal).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return null;
+          throw err;
+        });
+        if (m === null) continue;
+        if (m === undefined) {
+          throw new RepositoryError(
+            'MANIFEST_CORRUPT',
+            `prune refused: manifest ${key} does not open, so what it references is unknown (forget it first)`,
+            { details: { object: key } },
+          );
+        }
+        for (const vm of m.body.vms) for (const f of vm.files) for (const id of f.chunks) referenced.add(id);
+      }
+      const { index, names: indexNames } = await this.readIndexes(signal);
+      const packsStored = await listKeys(this.backend, 'packs/', signal);
+      // Every pack present, with its blobs: from the indexes, else from its own header (a writer that died
+      // before its index; or an index that was lost).
+      const packs: PackEntry[] = [];
+      let adopted = 0;
+      for (const [key, size] of packsStored) {
+        const id = packIdOf(key);
+        const entry = index.packs.get(id);
+        if (entry !== undefined && entry.size === size) {
+          packs.push(entry);
+          continue;
+        }
+        const header = await this.readPackHeader(key, size, signal);
+        packs.push({
+          id,
+          size,
+          created: header?.created ?? new Date(0).toISOString(),
+          blobs: header?.blobs ?? [],
+        });
+        adopted++;
+      }
+      const keep: PackEntry[] = [];
+      const remove: PackEntry[] = [];
+      let pending = 0;
+      for (const p of packs) {
+        if (p.blobs.some((b) => referenced.has(b.id))) keep.push(p);
+        else if (now.getTime() - Date.parse(p.created) >= delay || !Number.isFinite(Date.parse(p.created))) {
+          remove.push(p);
+        } else {
+          keep.push(p);
+          pending++;
+        }
+      }
+      const droppedFromIndex = [...index.packs.keys()].some((id) => !packsStored.has(packKey(id)));
+      if (remove.length === 0 && adopted === 0 && !droppedFromIndex && indexNames.length <= 1) {
+        return { packsDeleted: 0, packsRewritten: 0, bytesFreed: 0, packsPending: pending };
+      }
+      // Crash-safe order: the new index (naming every pack kept) first, then the old indexes, then the packs.
+      // Killed anywhere, every kept pack is in some index and no index names a deleted pack.
+      let newName: string | undefined;
+      if (keep.length > 0) {
+        const doc: IndexDocument = { version: 1, created: now.toISOString(), packs: keep };
+        newName = `index/${await saveContentNamed(this.backend, 'index/', sealIndex(this.keys.encKey, doc), signal)}`;
+      }
+      for (const name of indexNames) if (name !== newName) await this.backend.remove(name, { signal });
+      let bytesFreed = 0;
+      for (const p of remove) {
+        await this.backend.remove(packKey(p.id), { signal });
+        bytesFreed += p.size;
+      }
+      this.cached = new ChunkIndex();
+      this.cachedNames.clear();
+      return { packsDeleted: remove.length, packsRewritten: 0, bytesFreed, packsPending: pending };
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
+  }
+
+  private async readPackHeader(key: string, size: number, signal?: AbortSignal) {
+    try {
+      if (size < 4) return undefined;
+      const tail = await this.backend.load(key, { offset: size - 4, length: 4, signal });
+      const len = tail.readUInt32LE(0);
+      if (len > size - 4) return undefined;
+      const data = await this.backend.load(key, { offset: size - 4 - len, length: len + 4, signal });
+      return parsePackHeader(this.keys.encKey, data);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  async changePassphrase(newPassphrase: string): Promise<void> {
+    const name = await writeKeyFile(this.backend, this.config, this.keys, newPassphrase);
+    await this.backend.remove(this.keyName);
+    this.keyName = name;
+  }
+
+  async close(): Promise<void> {
+    await this.poolInstance?.close();
+    this.poolInstance = undefined;
+  }
+}

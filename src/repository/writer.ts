@@ -1,0 +1,341 @@
+import { ConflictError, UsageError } from '../errors.js';
+import { contentName, ZERO_CHUNK } from './crypto.js';
+import { RepositoryError } from './errors.js';
+import type { MasterKeys, RepositoryConfig } from './format.js';
+import { saveContentNamed } from './format.js';
+import {
+  type BlobEntry,
+  buildPack,
+  type ChunkIndex,
+  type IndexDocument,
+  type PackEntry,
+  packKey,
+  sealIndex,
+} from './index-file.js';
+import type { HeldLock } from './locks.js';
+import { sealManifest, summaryOf } from './manifest.js';
+import type { WorkerPool } from './pool.js';
+import type {
+  FileSource,
+  ManifestBody,
+  ManifestSummary,
+  RepositoryBackend,
+  RepositoryWriter,
+  StoredFile,
+  WriteProgress,
+} from './types.js';
+
+/** Packs saved before an index file is written for them: a crash loses at most this many packs' reuse. */
+const PACKS_PER_INDEX = 32;
+/** Packs being saved at once (each is up to the pack size in memory). */
+const SAVES_IN_FLIGHT = 2;
+
+export interface WriterContext {
+  backend: RepositoryBackend;
+  config: RepositoryConfig;
+  keys: MasterKeys;
+  pool: WorkerPool;
+  /** The union of the repository's indexes as the writer started (the writer adds what it stores). */
+  index: ChunkIndex;
+  lock: HeldLock;
+  signal?: AbortSignal;
+  onProgress?: (p: WriteProgress) => void;
+}
+
+/** Length of chunk `i` of a file of `size` bytes cut in `chunkSize` pieces. */
+export function chunkLength(size: number, chunkSize: number, i: number): number {
+  return Math.max(0, Math.min(chunkSize, size - i * chunkSize));
+}
+
+/**
+ * One offload (types.ts `RepositoryWriter`). Chunks flow: read (bounded read-ahead) -> a worker hashes ->
+ * known ids are dropped -> new ones are compressed and sealed by the worker -> appended to the open pack ->
+ * a full pack is saved (content-named) -> every PACKS_PER_INDEX packs, and at commit, an index file -> at
+ * commit, the manifest, last.
+ */
+export class Writer implements RepositoryWriter {
+  private readonly progress: WriteProgress = { bytesDone: 0, bytesTotal: 0, bytesRead: 0, bytesAdded: 0 };
+  /** Chunks this writer stored or is storing (deduplicates within the writer before its index exists). */
+  private readonly stored = new Set<string>();
+  private openBlobs: Buffer[] = [];
+  private openEntries: BlobEntry[] = [];
+  private openSize = 0;
+  private readonly saving = new Set<Promise<void>>();
+  private unindexed: PackEntry[] = [];
+  private failure: unknown;
+  private finished = false;
+  private readonly window: number;
+
+  constructor(private readonly ctx: WriterContext) {
+    this.window = Math.max(4, ctx.pool.size * 3);
+  }
+
+  async addFile(source: FileSource): Promise<StoredFile> {
+    this.usable();
+    const { size } = source;
+    const cs = this.ctx.config.chunker.size;
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new UsageError('REPOSITORY_SOURCE', `${source.path}: size ${size} is not a byte count`);
+    }
+    const count = Math.ceil(size / cs);
+    const chunks: (string | undefined)[] = new Array(count).fill(undefined);
+    this.progress.bytesTotal += size;
+
+    this.reuseUnchanged(source, chunks);
+    this.report();
+
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    const errors: unknown[] = [];
+    const done = new Set<Promise<void>>();
+    const dispatch = async (i: number, data: Uint8Array): Promise<void> => {
+      while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
+      if (errors.length > 0) throw errors[0];
+      inFlight++;
+      const p = this.storeChunk(data)
+        .then((id) => {
+          chunks[i] = id;
+        })
+        .catch((err: unknown) => {
+          errors.push(err);
+        })
+        .finally(() => {
+          inFlight--;
+          done.delete(p);
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+      done.add(p);
+    };
+
+    for (const [first, last] of runsOf(chunks)) {
+      const start = first * cs;
+      const end = Math.min(size, (last + 1) * cs);
+      await this.readRun(source, start, end, cs, first, dispatch);
+    }
+    await Promise.all(done);
+    if (errors.length > 0) throw errors[0];
+    return { path: source.path, size, chunkSize: cs, chunks: chunks as string[] };
+  }
+
+  /** Where `previous` and `changedRanges` are given: ids of chunks no changed range touches, without reading. */
+  private reuseUnchanged(source: FileSource, chunks: (string | undefined)[]): void {
+    const prev = source.previous;
+    const cs = this.ctx.config.chunker.size;
+    if (prev === undefined || source.changedRanges === undefined || prev.chunkSize !== cs) return;
+    const touched = new Uint8Array(chunks.length);
+    for (const r of source.changedRanges) {
+      if (
+        !Number.isSafeInteger(r.offset) ||
+        !Number.isSafeInteger(r.length) ||
+        r.offset < 0 ||
+        r.length < 0
+      ) {
+        throw new UsageError(
+          'REPOSITORY_SOURCE',
+          `${source.path}: changed range ${JSON.stringify(r)} is not valid`,
+        );
+      }
+      if (r.length === 0) continue;
+      const lo = Math.floor(r.offset / cs);
+      const hi = Math.min(chunks.length - 1, Math.floor((r.offset + r.length - 1) / cs));
+      for (let i = lo; i <= hi; i++) touched[i] = 1;
+    }
+    for (let i = 0; i < chunks.length; i++) {
+      const id = prev.chunks[i];
+      if (touched[i] || id === undefined) continue;
+      const len = chunkLength(source.size, cs, i);
+      if (chunkLength(prev.size, cs, i) !== len) continue;
+      // A reused id must still be stored (prune may have collected it since): otherwise the chunk is read.
+      if (id !== ZERO_CHUNK && !this.ctx.index.has(id) && !this.stored.has(id)) continue;
+      chunks[i] = id;
+      this.progress.bytesDone += len;
+    }
+  }
+
+  private async readRun(
+    source: FileSource,
+    start: number,
+    end: number,
+    cs: number,
+    firstChunk: number,
+    dispatch: (i: number, data: Uint8Array) => Promise<void>,
+  ): Promise<void> {
+    const stream = await source.read(start, end - start, this.ctx.signal);
+    let i = firstChunk;
+    let buf = new Uint8Array(Math.min(cs, end - start));
+    let filled = 0;
+    let pos = start;
+    try {
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        let off = 0;
+        while (off < piece.length) {
+          if (pos >= end) break;
+          const n = Math.min(piece.length - off, buf.length - filled);
+          buf.set(piece.subarray(off, off + n), filled);
+          filled += n;
+          off += n;
+          pos += n;
+          if (filled === buf.length) {
+            this.progress.bytesRead += filled;
+            await dispatch(i, buf);
+            i++;
+            filled = 0;
+            if (pos < end) buf = new Uint8Array(Math.min(cs, end - pos));
+          }
+        }
+        if (pos >= end) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (pos < end) {
+      throw new RepositoryError(
+        'SOURCE_SHORT',
+        `${source.path}: the source ended at byte ${pos}, expected ${end} (size ${source.size})`,
+      );
+    }
+  }
+
+  /** Hashes a chunk on a worker; stores it unless the repository or this writer has it. Returns its id. */
+  private async storeChunk(data: Uint8Array): Promise<string> {
+    const length = data.length;
+    const { job, id } = await this.ctx.pool.hash(data);
+    if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) {
+      if (id !== ZERO_CHUNK) this.ctx.pool.drop(job);
+      this.progress.bytesDone += length;
+      this.report();
+      return id;
+    }
+    this.stored.add(id);
+    try {
+      const { blob, rawLength } = await this.ctx.pool.seal(job, id);
+      await this.append(id, blob, rawLength);
+    } catch (err) {
+      this.stored.delete(id);
+      throw err;
+    }
+    this.progress.bytesDone += length;
+    this.report();
+    return id;
+  }
+
+  private async append(id: string, blob: Buffer, rawLength: number): Promise<void> {
+    this.openEntries.push({ id, offset: this.openSize, length: blob.length, rawLength });
+    this.openBlobs.push(blob);
+    this.openSize += blob.length;
+    if (this.openSize >= this.ctx.config.packSize) await this.flushPack();
+  }
+
+  /** Saves the open pack (waiting while SAVES_IN_FLIGHT are being saved: back-pressure on the readers). */
+  private async flushPack(): Promise<void> {
+    if (this.openEntries.length === 0) return;
+    const blobs = this.openBlobs;
+    const entries = this.openEntries;
+    this.openBlobs = [];
+    this.openEntries = [];
+    this.openSize = 0;
+    while (this.saving.size >= SAVES_IN_FLIGHT) await Promise.race(this.saving);
+    const created = new Date().toISOString();
+    const pack = buildPack(this.ctx.keys.encKey, blobs, { version: 1, created, blobs: entries });
+    const id = contentName(pack);
+    const p = (async () => {
+      try {
+        await this.ctx.backend.save(packKey(id), pack, { signal: this.ctx.signal });
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+      }
+      this.progress.bytesAdded += pack.length;
+      this.report();
+      this.unindexed.push({ id, size: pack.length, created, blobs: entries });
+      if (this.unindexed.length >= PACKS_PER_INDEX) await this.writeIndex();
+    })();
+    const tracked = p
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.saving.delete(tracked));
+    this.saving.add(tracked);
+  }
+
+  private async writeIndex(): Promise<void> {
+    if (this.unindexed.length === 0) return;
+    const packs = this.unindexed;
+    this.unindexed = [];
+    const doc: IndexDocument = { version: 1, created: new Date().toISOString(), packs };
+    const data = sealIndex(this.ctx.keys.encKey, doc);
+    await saveContentNamed(this.ctx.backend, 'index/', data, this.ctx.signal);
+    this.progress.bytesAdded += data.length;
+    this.ctx.index.add(doc);
+  }
+
+  async commit(body: ManifestBody): Promise<ManifestSummary> {
+    this.usable();
+    try {
+      await this.flushPack();
+      await Promise.all(this.saving);
+      if (this.failure !== undefined) throw this.failure;
+      await this.writeIndex();
+      for (const vm of body.vms) {
+        for (const f of vm.files) {
+          for (const id of f.chunks) {
+            if (id !== ZERO_CHUNK && !this.ctx.index.has(id)) {
+              throw new RepositoryError(
+                'CHUNK_MISSING',
+                `manifest of ${body.backupId}: chunk ${id} of ${vm.name}/${f.path} is not stored in the repository`,
+                { details: { chunk: id, file: f.path } },
+              );
+            }
+          }
+        }
+      }
+      const offloadedAt = new Date().toISOString();
+      const data = sealManifest(this.ctx.keys.encKey, body, offloadedAt);
+      const id = await saveContentNamed(this.ctx.backend, 'manifests/', data, this.ctx.signal);
+      this.progress.bytesAdded += data.length;
+      this.report();
+      return summaryOf(id, body, offloadedAt);
+    } finally {
+      await this.finish();
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.openBlobs = [];
+    this.openEntries = [];
+    await Promise.allSettled(this.saving);
+    await this.finish();
+  }
+
+  private async finish(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.ctx.lock.release().catch(() => undefined);
+  }
+
+  private usable(): void {
+    if (this.finished) throw new Error('this repository writer was committed or aborted');
+    if (this.failure !== undefined) throw this.failure;
+    this.ctx.signal?.throwIfAborted();
+  }
+
+  private report(): void {
+    this.ctx.onProgress?.({ ...this.progress });
+  }
+}
+
+/** Runs of consecutive undefined entries, as [first, last] index pairs. */
+function* runsOf(chunks: (string | undefined)[]): Generator<[number, number]> {
+  let i = 0;
+  while (i < chunks.length) {
+    if (chunks[i] !== undefined) {
+      i++;
+      continue;
+    }
+    const first = i;
+    while (i < chunks.length && chunks[i] === undefined) i++;
+    yield [first, i - 1];
+  }
+}
