@@ -10,6 +10,7 @@ import type { ExportFiles } from './export-files.js';
 import { openConfiguredRepository } from './repository-access.js';
 import { type DatastorePlace, type DiskFiles, diskSource } from './restore-common.js';
 import { assertSnapshotsPresent } from './snapshot-presence.js';
+import { manifestPath } from './steps/offload-files.js';
 
 /**
  * Where a restore reads a backup's files: the array snapshot (`array`, the default: clones on btrfs and
@@ -274,28 +275,6 @@ function vmOfDisk(backup: BackupRecord, disk: DiskRecord): VmRecord {
     backup.vms.find((v) => v.disks.includes(disk)) ??
     backup.vms.find((v) => v.disks.some((d) => d.file === disk.file))!
   );
-}
-
-/** `[ds] dir/file` split; undefined when it is not a datastore path. */
-function splitDatastorePath(p: string): { datastore: string; path: string } | undefined {
-  const m = /^\[([^\]]+)\]\s*(.*)$/.exec(p);
-  return m ? { datastore: m[1]!, path: m[2]! } : undefined;
-}
-
-/**
- * The name a VM file has in its manifest: the path relative to the VM's home directory (the .vmx's) when the
- * file is below it; a file elsewhere (a disk on another datastore) by its datastore path `[ds] dir/file`.
- */
-export function manifestPath(vm: Pick<VmRecord, 'vmxFile'>, datastorePath: string): string {
-  const file = splitDatastorePath(datastorePath);
-  const vmx = splitDatastorePath(vm.vmxFile);
-  if (!file || !vmx) return datastorePath;
-  const home = posix.dirname(vmx.path);
-  if (file.datastore === vmx.datastore) {
-    if (home === '.') return file.path;
-    if (file.path.startsWith(`${home}/`)) return file.path.slice(home.length + 1);
-  }
-  return `[${file.datastore}] ${file.path}`;
 }
 
 function manifestDiskFiles(

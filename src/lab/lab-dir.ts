@@ -78,7 +78,8 @@ export async function checkLabDir(dir: string): Promise<void> {
     }
   }
   const found: string[] = [];
-  for (const name of [...OWNED_FILES, labFiles.repository]) if (await pathExists(join(dir, name))) found.push(name);
+  for (const name of [...OWNED_FILES, labFiles.repository])
+    if (await pathExists(join(dir, name))) found.push(name);
   if (found.length > 0) {
     throw new UsageError(
       'LAB_DIR_NOT_EMPTY',

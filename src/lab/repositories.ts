@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileDurable } from '../util/fs.js';
-import { labFiles, type LabPaths } from './lab-dir.js';
+import { type LabPaths, labFiles } from './lab-dir.js';
 
 /**
  * The lab's repositories (issue 8): `lab`, a local repository in DIR/repository, always; `lab-s3`, a bucket on a
@@ -36,7 +36,9 @@ export interface LabS3 {
 export function labRepositories(paths: LabPaths, s3: LabS3 | undefined): LabRepository[] {
   return [
     { name: LAB_REPOSITORY, type: 'local', path: paths.repository },
-    ...(s3 ? [{ name: LAB_S3_REPOSITORY, type: 's3' as const, endpoint: s3.endpoint, bucket: s3.bucket }] : []),
+    ...(s3
+      ? [{ name: LAB_S3_REPOSITORY, type: 's3' as const, endpoint: s3.endpoint, bucket: s3.bucket }]
+      : []),
   ];
 }
 

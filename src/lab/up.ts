@@ -9,6 +9,7 @@ import { type LabParts, removeLab } from './down.js';
 import { fillLabDisks } from './fill-disks.js';
 import { type LabPaths, labPaths } from './lab-dir.js';
 import { checkLabUp } from './preflight.js';
+import { labRepositories, labRepositoryConfig, writeLabPassphrase } from './repositories.js';
 import { resolveSpec } from './resolved-spec.js';
 import { type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, type LabSpec, loadLabSpec } from './spec.js';
@@ -110,9 +111,16 @@ async function buildLab(
   await writeLabState({ ...starting, pid: ready.pid, url: ready.url });
   const vms = await renameToRealNames(spec, ready, paths.password);
   await fillLabDisks(vms, progress);
-  await writeLabConfig(starting.dir, ready.url, ready.thumbprint);
+  await writeLabPassphrase(paths);
+  const repositories = labRepositories(paths, undefined);
+  await writeLabConfig(
+    starting.dir,
+    ready.url,
+    ready.thumbprint,
+    labRepositoryConfig(repositories, 'us-east-1'),
+  );
 
-  const state = completeState(starting, ready, vms);
+  const state = { ...completeState(starting, ready, vms), repositories };
   await writeLabState(state);
   return state;
 }

@@ -9,11 +9,19 @@ import { recover } from '../../src/engine/recover.js';
 import type { RepositoryFactory } from '../../src/engine/repository-access.js';
 import { runRestore } from '../../src/engine/restore.js';
 import type { RestoreRequest } from '../../src/engine/restore-plan.js';
-import { manifestPath } from '../../src/engine/restore-source.js';
 import { deleteBackup } from '../../src/engine/retention.js';
+import { manifestPath } from '../../src/engine/steps/offload-files.js';
 import { NotFoundError, SnapkeeperError } from '../../src/errors.js';
 import type { BackupRecord } from '../../src/model/backup.js';
-import type { Manifest, Repository, RepositoryBackend, StoredFile } from '../../src/repository/index.js';
+import {
+  initRepository,
+  type Manifest,
+  MemoryBackend,
+  openRepository,
+  type Repository,
+  type RepositoryBackend,
+  type StoredFile,
+} from '../../src/repository/index.js';
 import { datastorePathToRelative } from '../../src/rules/datastores.js';
 import {
   ARRAY,
@@ -151,6 +159,47 @@ async function offload(l: EngineLab, backupId: string, repo: MemoryRepository): 
   });
 }
 
+/**
+ * What an offload stores, written through a real repository's writer (the repository API): each file read
+ * in ranges from the array snapshot, then the manifest.
+ */
+async function writeThrough(l: EngineLab, backupId: string, repo: Repository): Promise<void> {
+  const backup = await l.ctx.catalog.getBackup(backupId);
+  const snap = backup.snapshots[0]!;
+  const writer = await repo.writer();
+  const add = async (vm: BackupRecord['vms'][number], datastorePath: string) => {
+    const rel = datastorePathToRelative(datastorePath);
+    const volume = snap.datastores[rel.datastore]![0]!;
+    const { size } = await l.array.statFile(snap.snapshotId, volume, rel.path);
+    return writer.addFile({
+      path: manifestPath(vm, datastorePath),
+      size,
+      read: (offset, length, signal) =>
+        l.array.readFile(snap.snapshotId, volume, rel.path, {
+          offset,
+          length,
+          ...(signal ? { signal } : {}),
+        }),
+    });
+  };
+  const vms: Manifest['body']['vms'] = [];
+  for (const vm of backup.vms) {
+    const files = [await add(vm, vm.vmxFile)];
+    for (const d of vm.disks.filter((x) => x.included)) {
+      files.push(await add(vm, d.file), await add(vm, d.file.replace(/\.vmdk$/, '-flat.vmdk')));
+    }
+    vms.push({ vmId: vm.id, name: vm.name, files });
+  }
+  await writer.commit({
+    backupId,
+    catalogId: l.ctx.catalog.id,
+    task: backup.task,
+    startedAt: backup.startedAt,
+    record: backup,
+    vms,
+  });
+}
+
 /** A lab with a backup of web01 offloaded to the repository `lab`; the context restores through it. */
 async function offloaded(): Promise<{
   l: EngineLab;
@@ -182,7 +231,26 @@ function withRepositories(
   repos: Record<string, MemoryRepository>,
   extra: { crashAt?: (point: string) => boolean; laterMs?: number } = {},
 ): EngineContext {
-  const entries = Object.keys(repos).map(
+  return contextWith(
+    l,
+    Object.keys(repos),
+    {
+      backend: (c) => ({ description: c.name }) as RepositoryBackend,
+      init: () => Promise.reject(new Error('not used by restore')),
+      open: async (backend) => repos[backend.description]!,
+    },
+    extra,
+  );
+}
+
+/** A context on the lab's peers and catalog configuring repositories `names`, reached through `factory`. */
+function contextWith(
+  l: EngineLab,
+  names: string[],
+  factory: RepositoryFactory,
+  extra: { crashAt?: (point: string) => boolean; laterMs?: number } = {},
+): EngineContext {
+  const entries = names.map(
     (n) =>
       `  - { name: ${n}, type: local, path: /nonexistent/${n}, passphraseEnv: SNAPKEEPER_TEST_REPOSITORY_PASSPHRASE }`,
   );
@@ -196,11 +264,6 @@ ${entries.length > 0 ? `repositories:\n${entries.join('\n')}` : ''}
     '/nonexistent/snapkeeper.yaml',
     { P: 'x' },
   );
-  const factory: RepositoryFactory = {
-    backend: (c) => ({ description: c.name }) as RepositoryBackend,
-    init: () => Promise.reject(new Error('not used by restore')),
-    open: async (backend) => repos[backend.description]!,
-  };
   const ctx = new EngineContext({
     config,
     catalog: () => Catalog.open(l.catalogPath),
@@ -413,4 +476,47 @@ describe('restore from a repository on the fakes', () => {
       assert.deepEqual(await world(l), before);
     });
   }
+});
+
+describe('restore from a repository in the real format (memory backend, written by its writer)', () => {
+  /** A lab with web01 backed up and written into repository `mem` on a memory backend. */
+  async function realOffload() {
+    const { l, backupId } = await backUpWeb01(await startLab(SPEC), 'SNAPSHOT_EXCL_MEM');
+    const backend = new MemoryBackend('mem');
+    const pass = process.env.SNAPKEEPER_TEST_REPOSITORY_PASSPHRASE!;
+    await (
+      await initRepository(backend, pass, { chunkSize: 1 << 16, kdf: { N: 1 << 15 }, workers: 1 })
+    ).close();
+    const ctx = contextWith(l, ['mem'], {
+      backend: () => backend,
+      init: (b, p) => initRepository(b, p.reveal()),
+      open: (b, p) => openRepository(b, p.reveal(), { workers: 1 }),
+    });
+    const repo = await openRepository(backend, pass, { workers: 1 });
+    await writeThrough(l, backupId, repo);
+    await repo.close();
+    return { l, backupId, backend, ctx };
+  }
+
+  it('offloaded, then restored as a new VM byte for byte after the backup is deleted', async () => {
+    const { l, backupId, ctx } = await realOffload();
+    await deleteBackup(l.ctx, backupId, { dryRun: false });
+    const r = await runRestore(ctx, fromRepo(backupId, { as: 'web01-r' }));
+    assert.equal(r.repository, 'mem');
+    const source = l.vc.vm('web01')!.disks;
+    for (const [i, d] of r.disks.entries()) assertBytes(l, d.path, source[i]!.file);
+  });
+
+  it('a bit flipped in a pack: CHUNK_CORRUPT naming the chunk and its pack, the target holds nothing', async () => {
+    const { l, backupId, backend, ctx } = await realOffload();
+    for (const key of backend.keys('packs/'))
+      backend.flipBit(key, Math.floor(backend.bytes(key)!.length / 2));
+    const before = await world(l);
+    await assert.rejects(runRestore(ctx, fromRepo(backupId, { as: 'web01-r' })), (err: SnapkeeperError) => {
+      assert.equal(err.code, 'CHUNK_CORRUPT');
+      assert.match(err.message, /pack/);
+      return true;
+    });
+    assert.deepEqual(await world(l), before);
+  });
 });
