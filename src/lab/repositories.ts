@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { errorMessage, SnapkeeperError } from '../errors.js';
+import { execFile } from '../util/exec.js';
 import { writeFileDurable } from '../util/fs.js';
 import { type LabPaths, labFiles } from './lab-dir.js';
+import { repoRoot } from './simulator.js';
 
 /**
  * The lab's repositories (issue 8): `lab`, a local repository in DIR/repository, always; `lab-s3`, a bucket on a
@@ -80,4 +84,34 @@ export async function writeLabS3Credentials(
     `[default]\naws_access_key_id = ${keys.accessKeyId}\naws_secret_access_key = ${keys.secretAccessKey}\n`,
     0o600,
   );
+}
+
+/**
+ * Runs `snapkeeper repo init` for each of the lab's repositories, as a user would: the lab's configuration
+ * names them, their passphrase file and keys, and the command makes the repository (DIR/repository, the
+ * bucket's objects). LAB_REPOSITORY_INIT_FAILED with what the command said when one fails.
+ */
+export async function initLabRepositories(
+  configFile: string,
+  repositories: LabRepository[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const cli = join(repoRoot(), 'bin', 'snapkeeper.js');
+  for (const r of repositories) {
+    try {
+      await execFile(
+        process.execPath,
+        [cli, '--config', configFile, 'repo', 'init', '--repository', r.name],
+        {
+          env,
+        },
+      );
+    } catch (err) {
+      throw new SnapkeeperError(
+        'LAB_REPOSITORY_INIT_FAILED',
+        `repo init --repository ${r.name} failed: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
+  }
 }
