@@ -58,6 +58,12 @@ export interface SourceRequest {
 
 /** The backup a restore reads and where from; checked before any change (exit 3 for what the user got wrong). */
 export async function restoreSource(ctx: EngineContext, request: SourceRequest): Promise<SourcedBackup> {
+  if (request.source !== undefined && request.source !== 'array' && request.source !== 'repository') {
+    throw new UsageError(
+      'INVALID_SOURCE',
+      `restore source ${JSON.stringify(request.source)} is not array or repository`,
+    );
+  }
   if (request.source === 'repository') return repositoryBackup(ctx, request);
   if (request.repository !== undefined) {
     throw new UsageError('RESTORE_MODE', '--repository needs --source repository');

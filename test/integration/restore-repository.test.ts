@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { labDiskChunk } from '../../src/lab/diskdata.js';
 import { verifyLabVm } from '../../src/lab/index.js';
 import { canMountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
-import { type CliRun, runJson } from '../helpers/cli.js';
+import { type CliRun, runCli, runJson } from '../helpers/cli.js';
 import { editConfig, startLab, type TestLab } from '../helpers/lab.js';
 import { isRoot } from '../helpers/require.js';
 
@@ -158,6 +158,33 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
       'restore --files-only',
     );
     await assertFlat(files.json.disks[0].path.replace(/\.vmdk$/, '-flat.vmdk'), 'web01', 0, 24 * MiB);
+  });
+
+  it('killed after the files were written: recover removes them', async () => {
+    const r = await runCli(
+      [
+        '--config',
+        lab.configPath,
+        '--json',
+        'restore',
+        '--backup',
+        backupId,
+        '--vm',
+        'web01',
+        '--as',
+        'web01-k',
+        '--source',
+        'repository',
+      ],
+      { env: { SNAPKEEPER_CRASH_AT: 'restore-files-placed' } },
+    );
+    assert.equal(r.signal, 'SIGKILL', r.stderr);
+    const dir = join(lab.state.arrayPath, 'pool', 'ds-a', 'web01-k');
+    assert.ok(await stat(dir).catch(() => undefined), 'the killed restore left its files');
+    // The lease of a killed process on this host is over at once (its pid is dead).
+    const recovered = ok(await cli('recover'), 'recover', [0, 1]);
+    assert.deepEqual(recovered.json.errors ?? [], []);
+    await assertNothingRestored('web01-k');
   });
 
   it('a corrupt pack: CHUNK_CORRUPT naming the chunk, exit 2, the target holds nothing', async () => {
