@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
 # source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build
-# and the simulator binary. Safe to run again.
+# and the simulator binary; checks that the machine's Python has moto (the tests' S3 server). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -18,6 +18,14 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# moto (the S3 server the repository tests start) comes with the machine's Python: Debian has no package of it
+# and only the npm registry and Debian's packages are reachable, so it is checked, not installed.
+py="${SNAPKEEPER_PYTHON:-python3}"
+if ! "$py" -c 'import moto.server' >/dev/null 2>&1; then
+  echo "setup: $py cannot import moto (the S3 server of the repository tests and 'lab up --s3');" \
+    "install moto 5 for that Python (pip install 'moto[server]') or set SNAPKEEPER_PYTHON to one that has it" >&2
+  exit 3
 fi
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build

@@ -18,6 +18,8 @@ const OPERATION_KINDS: readonly OperationKind[] = [
   'recover',
   'expire',
   'delete',
+  'offload',
+  'prune',
 ];
 
 /** The states of a backup that can be restored. */

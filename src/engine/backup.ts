@@ -29,6 +29,11 @@ export interface BackupRequest {
   signal?: AbortSignal;
   /** Overrides the task's onQuiesceFailure and the default. */
   onQuiesceFailure?: QuiescePolicy;
+  /**
+   * The backup is followed by an offload to this repository (`backup --offload NAME`, which
+   * runBackupThenOffload does): the RDM rule then keeps the requested mode, as for a task with `offload`.
+   */
+  offload?: string;
 }
 
 /** A request resolved against the configuration and the catalog's tasks. */
@@ -118,7 +123,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
         ...(task.exclude ? { exclude: task.exclude } : {}),
         ...(task.mode ? { taskMode: task.mode } : {}),
         ...modeOverride,
-        followedByOffload: task.offload !== undefined,
+        followedByOffload: task.offload !== undefined || request.offload !== undefined,
       },
     };
   }
@@ -131,7 +136,7 @@ async function resolveRequest(ctx: EngineContext, request: BackupRequest): Promi
         taskName: ADHOC_TASK,
         select: { vms: request.vmPatterns },
         ...modeOverride,
-        followedByOffload: false,
+        followedByOffload: request.offload !== undefined,
       },
     };
   }

@@ -8,14 +8,33 @@ export { type BackupRequest, runBackup } from './backup.js';
 export { configuredParts, EngineContext, type EngineEvents, silentEvents } from './context.js';
 export { type MountRequest, type MountResult, runMount, runUnmount, type UnmountResult } from './mount.js';
 export {
+  type BackupThenOffload,
+  type OffloadAfterBackup,
   type OffloadedFile,
   type OffloadedVm,
   type OffloadRequest,
   type OffloadResult,
+  runBackupThenOffload,
   runOffload,
 } from './offload.js';
 export { datastoreVolumeNames } from './placement.js';
 export { type ForeignThing, type RecoverOptions, type RecoverReport, recover } from './recover.js';
+export {
+  applyRepositoryRetention,
+  type ForgetResult,
+  type PasswdResult,
+  type RepoBackup,
+  type RepoCheckResult,
+  type RepoInitResult,
+  type RepoPruneResult,
+  type RepositoryRetentionResult,
+  repoBackups,
+  repoCheck,
+  repoForget,
+  repoInit,
+  repoPasswd,
+  repoPrune,
+} from './repo.js';
 export { type RestoredDisk, type RestoreRequest, type RestoreResult, runRestore } from './restore.js';
 export {
   type DeletedBackup,

@@ -1,11 +1,13 @@
 import type { StorageArray } from '../arrays/index.js';
 import type { BackupCopy } from '../catalog/index.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, Warning } from '../model/backup.js';
 import type { Manifest, ManifestBody, Repository, StoredFile, WriteProgress } from '../repository/index.js';
+import { type BackupRequest, runBackup } from './backup.js';
 import type { EngineContext } from './context.js';
 import { journalStep } from './journal/write.js';
 import { checkedOperation, runOperation } from './operation.js';
+import { applyRepositoryRetention, type RepositoryRetentionResult } from './repo.js';
 import { type ConfiguredRepository, openConfiguredRepository } from './repository-access.js';
 import {
   type ExcludedDisk,
@@ -15,6 +17,7 @@ import {
   vmFiles,
 } from './steps/offload-files.js';
 import { recordCopy, storedManifest } from './steps/offload-record.js';
+import { findTask } from './tasks.js';
 
 /**
  * Offload (SPEC 4, issue 8): copies a backup's VM files from its array snapshot into a repository and records
@@ -161,14 +164,8 @@ async function offloadBody(
     }
     vms.push(await vmFiles(backup, vm, arrayOf, signal));
   }
-  for (const v of vms) {
-    for (const d of v.excluded) {
-      warnings.push({
-        code: d.reason === 'rdm' ? 'RDM_NOT_OFFLOADED' : 'DISK_EXCLUDED',
-        message: `${v.vm.name} / ${d.label}: ${d.note}; not in the copy`,
-      });
-    }
-  }
+  // Excluded disks (RDM LUNs, task exclusions) are no warning: the backup record already says they are not
+  // part of the backup; the result lists them per VM (`excludedDisks`).
 
   let alreadyStored = false;
   let bytesAdded = 0;
@@ -405,4 +402,72 @@ function progressMeter(ctx: EngineContext, total: number) {
 
 function mib(n: number): string {
   return (n / 1048576).toFixed(1);
+}
+
+/** The offload that followed a backup (`backup --offload NAME`, or a task's `offload`), and its retention. */
+export interface OffloadAfterBackup {
+  repository: string;
+  result?: OffloadResult;
+  /** Why the offload failed; the backup itself stands. */
+  error?: { code: string; message: string };
+  /** The task's repository retention, applied after a successful offload. */
+  retention?: RepositoryRetentionResult;
+  retentionError?: { code: string; message: string };
+}
+
+export interface BackupThenOffload {
+  record: BackupRecord;
+  offload?: OffloadAfterBackup;
+}
+
+function errorOf(err: unknown): { code: string; message: string } {
+  return {
+    code: err instanceof SnapkeeperError ? err.code : 'OFFLOAD_FAILED',
+    message: err instanceof Error ? err.message : String(err),
+  };
+}
+
+/**
+ * A backup followed by its offload: `request.offload`, else the task's `offload.repository`. The repository
+ * is opened before the backup starts (an unknown name, an unreadable or wrong passphrase: exit 3, no
+ * backup made). After a complete or partial backup the offload runs; its failure is reported beside the
+ * backup, which stands. After a successful offload to the task's own repository, the task's repository
+ * retention (`offload.retention`) forgets the copies beyond it.
+ */
+export async function runBackupThenOffload(
+  ctx: EngineContext,
+  request: BackupRequest,
+): Promise<BackupThenOffload> {
+  const task =
+    request.taskName !== undefined
+      ? (await findTask(ctx.config, ctx.catalog, request.taskName)).task
+      : undefined;
+  const repository = request.offload ?? task?.offload?.repository;
+  if (repository === undefined) return { record: await runBackup(ctx, request) };
+  // Checked before the backup: the name, the passphrase and the repository itself.
+  const probe = await openConfiguredRepository(ctx, repository);
+  await probe.repository.close();
+
+  const record = await runBackup(ctx, { ...request, offload: repository });
+  if (record.state !== 'complete' && record.state !== 'partial') return { record };
+  const outcome: OffloadAfterBackup = { repository };
+  try {
+    outcome.result = await runOffload(ctx, {
+      backupId: record.id,
+      repository,
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+  } catch (err) {
+    outcome.error = errorOf(err);
+    return { record, offload: outcome };
+  }
+  const policy = task?.offload?.retention;
+  if (task && policy && task.offload?.repository === repository) {
+    try {
+      outcome.retention = await applyRepositoryRetention(ctx, { task: task.name, repository, policy });
+    } catch (err) {
+      outcome.retentionError = errorOf(err);
+    }
+  }
+  return { record, offload: outcome };
 }

@@ -4,6 +4,21 @@ export { fillLabDisk, LAB_DISK_CHUNK_BYTES, labDiskChunk } from './diskdata.js';
 export { labDown } from './down.js';
 export { labFiles } from './lab-dir.js';
 export { canMountLoopBtrfs, isMountPoint, mountLoopBtrfs, unmountLoopBtrfs } from './loop-btrfs.js';
+export {
+  type CreateBucketOptions,
+  createMotoBucket,
+  freePort,
+  isMotoProcess,
+  MOTO_ACCESS_KEY,
+  MOTO_REGION,
+  MOTO_SECRET_KEY,
+  type MotoServer,
+  motoAvailable,
+  motoClient,
+  type StartMotoOptions,
+  startMoto,
+  stopMotoProcess,
+} from './moto.js';
 export { diskBytesByDatastore } from './preflight.js';
 export {
   repoRoot,

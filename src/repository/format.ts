@@ -18,7 +18,7 @@ export const FORMAT_VERSION = 1;
 /** Chunk sizes a repository may be created with (powers of two, 64 KiB..4 MiB). */
 export const CHUNK_SIZES = [1 << 16, 1 << 18, 1 << 20, 1 << 22] as const;
 /** Chosen by measurement on the reference image (docs/repository-format.md, "Choice of chunk size"). */
-export const DEFAULT_CHUNK_SIZE = 1 << 20;
+export const DEFAULT_CHUNK_SIZE = 1 << 16;
 export const DEFAULT_PACK_SIZE = 16 << 20;
 export const DEFAULT_ZSTD_LEVEL = 3;
 

@@ -10,23 +10,27 @@ import type { MasterKeys } from './format.js';
  */
 
 export type WorkerRequest =
-  | { type: 'hash'; job: number; data: ArrayBuffer }
+  | { type: 'hash'; job: number; data: ArrayBuffer; chunkSize: number }
   | { type: 'drop'; job: number }
-  | { type: 'seal'; job: number; id: string }
-  | { type: 'open'; job: number; id: string; blob: ArrayBuffer; rawLength?: number; discard?: boolean };
+  | { type: 'seal'; job: number; ids: (string | null)[] }
+  | {
+      type: 'open';
+      job: number;
+      data: ArrayBuffer;
+      blobs: { id: string; offset: number; length: number; rawLength?: number }[];
+      discard: boolean;
+    };
 
 export type WorkerReply =
-  | { type: 'hashed'; job: number; id: string }
-  | { type: 'sealed'; job: number; blob: ArrayBuffer; rawLength: number }
-  | { type: 'opened'; job: number; rawLength: number; data?: ArrayBuffer }
+  | { type: 'hashed'; job: number; ids: string[] }
+  | { type: 'sealed'; job: number; data: ArrayBuffer; lengths: number[] }
+  | { type: 'opened'; job: number; failures: { index: number; reason: string }[]; data?: ArrayBuffer }
   | { type: 'failed'; job: number; reason: string };
 
 interface Slot {
   worker: Worker;
   pending: number;
 }
-
-export class ChunkFailure extends Error {}
 
 export class WorkerPool {
   private readonly slots: Slot[];
@@ -53,54 +57,80 @@ export class WorkerPool {
     return this.slots.length;
   }
 
-  /** Hashes a chunk (transferring its bytes to a worker, which keeps them); `zero` for an all-zero one. */
-  async hash(data: Uint8Array): Promise<{ job: number; id: string }> {
+  /**
+   * Hashes a batch of consecutive chunks (`data` cut every `chunkSize` bytes; the bytes are transferred to a
+   * worker, which keeps them for `seal` or `drop`). `zero` for an all-zero chunk.
+   */
+  async hash(data: Uint8Array, chunkSize: number): Promise<{ job: number; ids: string[] }> {
     const ab = transferable(data);
     const slot = this.leastBusy();
     const job = this.nextJob++;
-    const reply = await this.send(slot, job, { type: 'hash', job, data: ab }, [ab]);
+    const reply = await this.send(slot, job, { type: 'hash', job, data: ab, chunkSize }, [ab]);
     if (reply.type !== 'hashed')
       throw new Error(`hash: ${reply.type === 'failed' ? reply.reason : reply.type}`);
-    if (reply.id !== 'zero') this.holder.set(job, slot);
-    return { job, id: reply.id };
+    this.holder.set(job, slot);
+    return { job, ids: reply.ids };
   }
 
-  /** The worker lets go of a hashed chunk that the repository already has. */
+  /** The worker lets go of a hashed batch none of whose chunks is to be stored. */
   drop(job: number): void {
     const slot = this.holder.get(job);
     this.holder.delete(job);
     slot?.worker.postMessage({ type: 'drop', job } satisfies WorkerRequest);
   }
 
-  /** Compresses (when smaller) and seals a hashed chunk. */
-  async seal(job: number, id: string): Promise<{ blob: Buffer; rawLength: number }> {
+  /** Compresses (when smaller) and seals the chunks of a hashed batch whose id is given (null: not stored). */
+  async seal(job: number, ids: (string | null)[]): Promise<(Buffer | null)[]> {
     const slot = this.holder.get(job);
-    if (slot === undefined) throw new Error(`seal: job ${job} is not held`);
+    if (slot === undefined) throw new Error(`seal: batch ${job} is not held`);
     this.holder.delete(job);
-    const reply = await this.send(slot, job, { type: 'seal', job, id });
+    const reply = await this.send(slot, job, { type: 'seal', job, ids });
     if (reply.type !== 'sealed')
       throw new Error(`seal: ${reply.type === 'failed' ? reply.reason : reply.type}`);
-    return { blob: Buffer.from(reply.blob), rawLength: reply.rawLength };
+    const all = Buffer.from(reply.data);
+    let off = 0;
+    return reply.lengths.map((len) => {
+      if (len === 0) return null;
+      const blob = all.subarray(off, off + len);
+      off += len;
+      return blob;
+    });
   }
 
   /**
-   * Opens a sealed chunk and checks it against its id (and length). Rejects with ChunkFailure saying why.
-   * With `discard`, only verifies (check --read-data) and returns an empty buffer.
+   * Opens sealed blobs lying in `data` and checks each against its id (and length). Returns their plaintexts
+   * end to end (none with `discard`, which only verifies: check --read-data), or the blobs that failed, why.
    */
-  async open(id: string, blob: Uint8Array, rawLength?: number, discard = false): Promise<Buffer> {
-    const ab = transferable(blob);
+  async open(
+    data: Uint8Array,
+    blobs: { id: string; offset: number; length: number; rawLength?: number }[],
+    discard = false,
+  ): Promise<{ plain: Buffer; failures: { index: number; reason: string }[] }> {
+    const ab = transferable(data);
     const slot = this.leastBusy();
     const job = this.nextJob++;
-    const reply = await this.send(slot, job, { type: 'open', job, id, blob: ab, rawLength, discard }, [ab]);
-    if (reply.type === 'failed') throw new ChunkFailure(reply.reason);
+    const reply = await this.send(slot, job, { type: 'open', job, data: ab, blobs, discard }, [ab]);
+    if (reply.type === 'failed') throw new Error(`open: ${reply.reason}`);
     if (reply.type !== 'opened') throw new Error(`open: ${reply.type}`);
-    return reply.data === undefined ? Buffer.alloc(0) : Buffer.from(reply.data);
+    return {
+      plain: reply.data === undefined ? Buffer.alloc(0) : Buffer.from(reply.data),
+      failures: reply.failures,
+    };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // Ref'd while terminating: an unref'd worker's exit does not hold the event loop, and the caller awaits it.
+    await Promise.all(
+      this.slots.map((s) => {
+        s.worker.ref();
+        return s.worker.terminate();
+      }),
+    );
+    // Jobs still in flight (a restore that stopped at a bad chunk) will never be answered: settle them.
+    for (const job of [...this.waiting.keys()])
+      this.settle({ type: 'failed', job, reason: 'the pool was closed' });
   }
 
   private leastBusy(): Slot {
@@ -127,7 +157,8 @@ export class WorkerPool {
     const w = this.waiting.get(msg.job);
     if (w === undefined) return;
     this.waiting.delete(msg.job);
-    if (--w.slot.pending === 0) w.slot.worker.unref();
+    // Not while closing: close() holds the workers ref'd until they have exited.
+    if (--w.slot.pending === 0 && !this.closed) w.slot.worker.unref();
     w.resolve(msg);
   }
 

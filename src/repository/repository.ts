@@ -15,6 +15,7 @@ import {
 } from './format.js';
 import {
   ChunkIndex,
+  type ChunkLocation,
   type IndexDocument,
   openIndex,
   type PackEntry,
@@ -25,7 +26,7 @@ import {
 } from './index-file.js';
 import { acquireLock, isStale, listLocks } from './locks.js';
 import { openManifest } from './manifest.js';
-import { ChunkFailure, WorkerPool } from './pool.js';
+import { WorkerPool } from './pool.js';
 import type {
   CheckIssue,
   CheckReport,
@@ -41,7 +42,7 @@ import type {
 import { chunkLength, Writer } from './writer.js';
 
 export interface InitOptions {
-  /** Fixed chunk size (64 KiB, 256 KiB, 1 MiB or 4 MiB); default 1 MiB (docs/repository-format.md). */
+  /** Fixed chunk size (64 KiB, 256 KiB, 1 MiB or 4 MiB); default 64 KiB (docs/repository-format.md). */
   chunkSize?: number;
   /** Target pack size; default 16 MiB. */
   packSize?: number;
@@ -57,6 +58,17 @@ export interface OpenOptions {
 }
 
 /** Default age an unreferenced pack must reach before prune deletes it (longer than a lock's stale age). */
+/** Largest single ranged load a restore makes (consecutive chunks of one pack). */
+const GROUP_BYTES = 8 << 20;
+
+interface RestoreGroup {
+  first: number;
+  count: number;
+  pack: string | undefined;
+  bytes: number;
+  blobs: ChunkLocation[];
+}
+
 export const DEFAULT_SAFETY_DELAY_MS = 60 * 60_000;
 
 /**
@@ -248,26 +260,28 @@ class OpenRepository implements Repository {
         for (const n of names) this.cachedNames.add(n);
       });
     }
-    const window = Math.max(4, this.pool.size * 2);
+    const groups = this.restoreGroups(file);
+    const window = Math.max(4, this.pool.size * 3);
     const results: Promise<Buffer | undefined>[] = [];
     let next = 0;
+    let written = 0;
     const start = () => {
-      while (next < file.chunks.length && next - written < window) {
-        const i = next++;
-        const p = this.readChunk(file, i, cs, signal);
+      while (next < groups.length && next - written < window) {
+        const p = this.readGroup(file, groups[next]!, signal);
         p.catch(() => undefined); // awaited in order below
         results.push(p);
+        next++;
       }
     };
-    let written = 0;
     let done = 0;
     start();
-    while (written < file.chunks.length) {
+    while (written < groups.length) {
       signal?.throwIfAborted();
+      const g = groups[written]!;
       const data = await results[written]!;
       results[written] = Promise.resolve(undefined); // let the bytes go
-      if (data !== undefined) await sink.write(written * cs, data);
-      done += chunkLength(file.size, cs, written);
+      if (data !== undefined) await sink.write(g.first * cs, data);
+      for (let i = g.first; i < g.first + g.count; i++) done += chunkLength(file.size, cs, i);
       written++;
       options.onProgress?.(done, file.size);
       start();
@@ -278,27 +292,57 @@ class OpenRepository implements Repository {
     }
   }
 
-  /** A chunk's plaintext, verified (undefined for a zero chunk); CHUNK_MISSING / CHUNK_CORRUPT naming it. */
-  private async readChunk(
+  /**
+   * Cuts a file's chunks in groups read with one ranged load each: consecutive chunks lying end to end in the
+   * same pack (as one writer stored them), up to GROUP_BYTES; a zero or unindexed chunk is a group of its own.
+   */
+  private restoreGroups(file: StoredFile): RestoreGroup[] {
+    const groups: RestoreGroup[] = [];
+    let g: RestoreGroup | undefined;
+    for (let i = 0; i < file.chunks.length; i++) {
+      const id = file.chunks[i]!;
+      const loc = id === ZERO_CHUNK ? undefined : this.cached.get(id);
+      const last = g?.blobs.at(-1);
+      if (
+        g !== undefined &&
+        loc !== undefined &&
+        last !== undefined &&
+        g.pack === loc.pack &&
+        last.offset + last.length === loc.offset &&
+        g.bytes + loc.length <= GROUP_BYTES
+      ) {
+        g.blobs.push(loc);
+        g.count++;
+        g.bytes += loc.length;
+        continue;
+      }
+      g = { first: i, count: 1, pack: loc?.pack, bytes: loc?.length ?? 0, blobs: loc ? [loc] : [] };
+      groups.push(g);
+    }
+    return groups;
+  }
+
+  /** A group's plaintext, every chunk verified (undefined for a zero chunk); CHUNK_MISSING / CHUNK_CORRUPT. */
+  private async readGroup(
     file: StoredFile,
-    i: number,
-    cs: number,
+    g: RestoreGroup,
     signal?: AbortSignal,
   ): Promise<Buffer | undefined> {
-    const id = file.chunks[i]!;
+    const cs = file.chunkSize;
+    const id = file.chunks[g.first]!;
     if (id === ZERO_CHUNK) return undefined;
-    const loc = this.cached.get(id);
-    if (loc === undefined) {
+    if (g.pack === undefined) {
       throw new RepositoryError(
         'CHUNK_MISSING',
-        `chunk ${id} of ${file.path} (at byte ${i * cs}) is in no index of ${this.backend.description}`,
+        `chunk ${id} of ${file.path} (at byte ${g.first * cs}) is in no index of ${this.backend.description}`,
         { details: { chunk: id, file: file.path } },
       );
     }
-    const key = packKey(loc.pack);
-    let blob: Buffer;
+    const key = packKey(g.pack);
+    const base = g.blobs[0]!.offset;
+    let data: Buffer;
     try {
-      blob = await this.backend.load(key, { offset: loc.offset, length: loc.length, signal });
+      data = await this.backend.load(key, { offset: base, length: g.bytes, signal });
     } catch (err) {
       if (err instanceof NotFoundError) {
         throw new RepositoryError(
@@ -306,27 +350,31 @@ class OpenRepository implements Repository {
           `chunk ${id} of ${file.path}: its pack ${key} is missing`,
           {
             cause: err,
-            details: { chunk: id, pack: loc.pack, file: file.path },
+            details: { chunk: id, pack: g.pack, file: file.path },
           },
         );
       }
       throw err;
     }
-    const expected = chunkLength(file.size, cs, i);
-    try {
-      if (blob.length !== loc.length)
-        throw new ChunkFailure(`is cut short (${blob.length} of ${loc.length} bytes)`);
-      return await this.pool.open(id, blob, expected);
-    } catch (err) {
-      if (!(err instanceof ChunkFailure)) throw err;
-      throw new RepositoryError(
-        'CHUNK_CORRUPT',
-        `chunk ${id} of ${file.path} in pack ${key} ${err.message}`,
-        {
-          details: { chunk: id, pack: loc.pack, file: file.path },
-        },
-      );
-    }
+    const corrupt = (k: number, reason: string) => {
+      const chunk = g.blobs[k]!.id;
+      return new RepositoryError('CHUNK_CORRUPT', `chunk ${chunk} of ${file.path} in pack ${key} ${reason}`, {
+        details: { chunk, pack: g.pack, file: file.path },
+      });
+    };
+    const cut = g.blobs.findIndex((b) => b.offset - base + b.length > data.length);
+    if (cut >= 0) throw corrupt(cut, `is cut short (the pack ends ${data.length + base} bytes in)`);
+    const { plain, failures } = await this.pool.open(
+      data,
+      g.blobs.map((b, k) => ({
+        id: b.id,
+        offset: b.offset - base,
+        length: b.length,
+        rawLength: chunkLength(file.size, cs, g.first + k),
+      })),
+    );
+    if (failures.length > 0) throw corrupt(failures[0]!.index, failures[0]!.reason);
+    return plain;
   }
 
   async forget(manifestId: string): Promise<void> {
@@ -410,30 +458,26 @@ class OpenRepository implements Repository {
         if (!packsStored.has(key)) continue;
         const data = await this.backend.load(key, { signal });
         bytesRead += data.length;
-        const results = await Promise.all(
-          pack.blobs.map(async (b) => {
-            const blob = data.subarray(b.offset, b.offset + b.length);
-            if (blob.length !== b.length) return `is cut short (${blob.length} of ${b.length} bytes)`;
-            try {
-              await this.pool.open(b.id, blob, b.rawLength, true);
-              return undefined;
-            } catch (err) {
-              if (err instanceof ChunkFailure) return err.message;
-              throw err;
-            }
-          }),
-        );
+        // Before the bytes go to a worker (transferred: `data` is empty afterwards).
+        const named = contentName(data) === pack.id;
+        const size = data.length;
+        const whole = pack.blobs.filter((b) => b.offset + b.length <= data.length);
+        const reasons = new Map<string, string>();
+        for (const b of pack.blobs) {
+          if (b.offset + b.length > size) reasons.set(b.id, `is cut short (the pack is ${size} bytes)`);
+        }
+        const { failures } = await this.pool.open(data, whole, true);
+        for (const f of failures) reasons.set(whole[f.index]!.id, f.reason);
         let bad = 0;
-        results.forEach((reason, i) => {
-          if (reason === undefined) return;
+        for (const [id, reason] of reasons) {
           bad++;
           issues.push({
             code: 'CHUNK_CORRUPT',
             object: key,
-            message: `chunk ${pack.blobs[i]!.id} in pack ${key} ${reason}`,
+            message: `chunk ${id} in pack ${key} ${reason}`,
           });
-        });
-        if (bad === 0 && contentName(data) !== pack.id) {
+        }
+        if (bad === 0 && !named) {
           issues.push({ code: 'PACK_CORRUPT', object: key, message: `pack ${key} does not match its name` });
         }
       }

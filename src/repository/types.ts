@@ -42,7 +42,11 @@ export interface RepositoryBackend {
    * key exists (nothing is ever overwritten). A full disk or a refused write is a StorageError naming the key.
    */
   save(key: string, data: Uint8Array, options?: BackendSaveOptions): Promise<void>;
-  /** All of an object, or `length` bytes from `offset`. NotFoundError `OBJECT_NOT_FOUND`. */
+  /**
+   * All of an object, or `length` bytes from `offset`. NotFoundError `OBJECT_NOT_FOUND`. The buffer is the
+   * caller's from then on (the repository may transfer its memory to a worker thread): never a view of memory
+   * the backend keeps.
+   */
   load(key: string, options?: { offset?: number; length?: number; signal?: AbortSignal }): Promise<Buffer>;
   /** Size, or undefined when absent. */
   stat(key: string, options?: { signal?: AbortSignal }): Promise<BackendObject | undefined>;

@@ -4,31 +4,55 @@ import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, seal, ZERO_CHUNK } 
 import type { WorkerReply, WorkerRequest } from './pool.js';
 
 /**
- * A worker of the pool (pool.ts): hashes chunks, then on the main thread's word compresses and seals them;
- * opens and verifies sealed chunks for restore and check. Chunk bytes come and go as transferred
- * ArrayBuffers: no copy between threads.
+ * A worker of the pool (pool.ts). Works on batches (a run of consecutive chunks, or a run of sealed blobs) so
+ * that the cost of a message is paid once per batch, not per 64 KiB chunk: hashes a batch and holds it until
+ * the main thread says which chunks to store; compresses and seals those; opens and verifies sealed blobs for
+ * restore and check. Bytes come and go as transferred ArrayBuffers: no copy between threads.
  */
 
 const { encKey, macKey, level } = workerData as { encKey: Uint8Array; macKey: Uint8Array; level: number };
 const enc = Buffer.from(encKey);
 const mac = Buffer.from(macKey);
-/** Chunks hashed and waiting for the main thread's store-or-drop word. */
-const held = new Map<number, Buffer>();
+/** Batches hashed and waiting for the main thread's word on which chunks to store. */
+const held = new Map<number, { data: Buffer; chunkSize: number }>();
 
 function reply(msg: WorkerReply, transfer: ArrayBuffer[] = []): void {
   parentPort!.postMessage(msg, transfer);
 }
 
-/** A Buffer that owns its whole ArrayBuffer, so it can be transferred. */
-function owned(parts: Buffer[]): Buffer {
+/** One transferable buffer holding `parts` end to end. */
+function joined(parts: Buffer[]): ArrayBuffer {
   const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = Buffer.from(new ArrayBuffer(total));
+  const ab = new ArrayBuffer(total);
+  const out = Buffer.from(ab);
   let off = 0;
-  for (const p of parts) {
-    p.copy(out, off);
-    off += p.length;
+  for (const p of parts) off += p.copy(out, off);
+  return ab;
+}
+
+function sealChunk(id: string, data: Buffer): Buffer {
+  const z = compress(data, { compressionLevel: level });
+  return z.length < data.length
+    ? seal(enc, [Buffer.from([FLAG_ZSTD]), z], AAD.chunk(id))
+    : seal(enc, [Buffer.from([FLAG_RAW]), data], AAD.chunk(id));
+}
+
+/** The chunk's plaintext, or why it is not the chunk `id`. */
+function openChunk(id: string, blob: Buffer, rawLength: number | undefined): Buffer | string {
+  const plain = open(enc, blob, AAD.chunk(id));
+  if (plain === undefined || plain.length === 0 || (plain[0] !== FLAG_RAW && plain[0] !== FLAG_ZSTD)) {
+    return 'does not authenticate (AEAD)';
   }
-  return out;
+  let data: Buffer;
+  try {
+    data = plain[0] === FLAG_ZSTD ? decompress(plain.subarray(1)) : plain.subarray(1);
+  } catch {
+    return 'does not decompress';
+  }
+  if (chunkId(mac, data) !== id) return 'does not match its id';
+  if (rawLength !== undefined && data.length !== rawLength)
+    return `is ${data.length} bytes, not ${rawLength}`;
+  return data;
 }
 
 parentPort!.on('message', (msg: WorkerRequest) => {
@@ -36,61 +60,56 @@ parentPort!.on('message', (msg: WorkerRequest) => {
     switch (msg.type) {
       case 'hash': {
         const data = Buffer.from(msg.data);
-        if (isAllZero(data)) {
-          reply({ type: 'hashed', job: msg.job, id: ZERO_CHUNK });
-          return;
+        const ids: string[] = [];
+        for (let off = 0; off < data.length; off += msg.chunkSize) {
+          const chunk = data.subarray(off, Math.min(data.length, off + msg.chunkSize));
+          ids.push(isAllZero(chunk) ? ZERO_CHUNK : chunkId(mac, chunk));
         }
-        held.set(msg.job, data);
-        reply({ type: 'hashed', job: msg.job, id: chunkId(mac, data) });
+        held.set(msg.job, { data, chunkSize: msg.chunkSize });
+        reply({ type: 'hashed', job: msg.job, ids });
         return;
       }
       case 'drop':
         held.delete(msg.job);
         return;
       case 'seal': {
-        const data = held.get(msg.job);
+        const batch = held.get(msg.job);
         held.delete(msg.job);
-        if (data === undefined) throw new Error(`job ${msg.job} is not held`);
-        const z = compress(data, { compressionLevel: level });
-        const sealed =
-          z.length < data.length
-            ? seal(enc, [Buffer.from([FLAG_ZSTD]), z], AAD.chunk(msg.id))
-            : seal(enc, [Buffer.from([FLAG_RAW]), data], AAD.chunk(msg.id));
-        const out = owned([sealed]);
-        reply({ type: 'sealed', job: msg.job, blob: out.buffer as ArrayBuffer, rawLength: data.length }, [
-          out.buffer as ArrayBuffer,
-        ]);
+        if (batch === undefined) throw new Error(`batch ${msg.job} is not held`);
+        const blobs: Buffer[] = [];
+        const lengths: number[] = [];
+        msg.ids.forEach((id, i) => {
+          if (id === null) {
+            lengths.push(0);
+            return;
+          }
+          const off = i * batch.chunkSize;
+          const blob = sealChunk(
+            id,
+            batch.data.subarray(off, Math.min(batch.data.length, off + batch.chunkSize)),
+          );
+          blobs.push(blob);
+          lengths.push(blob.length);
+        });
+        const ab = joined(blobs);
+        reply({ type: 'sealed', job: msg.job, data: ab, lengths }, [ab]);
         return;
       }
       case 'open': {
-        const plain = open(enc, Buffer.from(msg.blob), AAD.chunk(msg.id));
-        if (plain === undefined || plain.length === 0 || (plain[0] !== FLAG_RAW && plain[0] !== FLAG_ZSTD)) {
-          reply({ type: 'failed', job: msg.job, reason: 'does not authenticate (AEAD)' });
+        const data = Buffer.from(msg.data);
+        const plain: Buffer[] = [];
+        const failures: { index: number; reason: string }[] = [];
+        msg.blobs.forEach((b, index) => {
+          const r = openChunk(b.id, data.subarray(b.offset, b.offset + b.length), b.rawLength);
+          if (typeof r === 'string') failures.push({ index, reason: r });
+          else if (!msg.discard) plain.push(r);
+        });
+        if (msg.discard || failures.length > 0) {
+          reply({ type: 'opened', job: msg.job, failures });
           return;
         }
-        let data: Buffer;
-        try {
-          data = plain[0] === FLAG_ZSTD ? decompress(plain.subarray(1)) : plain.subarray(1);
-        } catch {
-          reply({ type: 'failed', job: msg.job, reason: 'does not decompress' });
-          return;
-        }
-        if (chunkId(mac, data) !== msg.id) {
-          reply({ type: 'failed', job: msg.job, reason: 'its content does not match its id' });
-          return;
-        }
-        if (msg.rawLength !== undefined && data.length !== msg.rawLength) {
-          reply({ type: 'failed', job: msg.job, reason: `is ${data.length} bytes, not ${msg.rawLength}` });
-          return;
-        }
-        if (msg.discard) {
-          reply({ type: 'opened', job: msg.job, rawLength: data.length });
-          return;
-        }
-        const out = owned([data]);
-        reply({ type: 'opened', job: msg.job, rawLength: data.length, data: out.buffer as ArrayBuffer }, [
-          out.buffer as ArrayBuffer,
-        ]);
+        const ab = joined(plain);
+        reply({ type: 'opened', job: msg.job, failures, data: ab }, [ab]);
         return;
       }
     }

@@ -29,6 +29,8 @@ import type {
 const PACKS_PER_INDEX = 32;
 /** Packs being saved at once (each is up to the pack size in memory). */
 const SAVES_IN_FLIGHT = 2;
+/** Bytes handed to a worker at once (whole chunks; at least one). */
+const BATCH_BYTES = 1 << 20;
 
 export interface WriterContext {
   backend: RepositoryBackend;
@@ -88,13 +90,15 @@ export class Writer implements RepositoryWriter {
     let wake: (() => void) | undefined;
     const errors: unknown[] = [];
     const done = new Set<Promise<void>>();
-    const dispatch = async (i: number, data: Uint8Array): Promise<void> => {
+    const dispatch = async (first: number, data: Uint8Array): Promise<void> => {
       while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
       if (errors.length > 0) throw errors[0];
       inFlight++;
-      const p = this.storeChunk(data)
-        .then((id) => {
-          chunks[i] = id;
+      const p = this.storeBatch(data)
+        .then((ids) => {
+          ids.forEach((id, k) => {
+            chunks[first + k] = id;
+          });
         })
         .catch((err: unknown) => {
           errors.push(err);
@@ -112,7 +116,7 @@ export class Writer implements RepositoryWriter {
     for (const [first, last] of runsOf(chunks)) {
       const start = first * cs;
       const end = Math.min(size, (last + 1) * cs);
-      await this.readRun(source, start, end, cs, first, dispatch);
+      await this.readRun(source, start, end, first, dispatch);
     }
     await Promise.all(done);
     if (errors.length > 0) throw errors[0];
@@ -154,24 +158,28 @@ export class Writer implements RepositoryWriter {
     }
   }
 
+  /**
+   * Reads `start..end` (chunk-aligned at `start`) and hands it on in batches of whole chunks of about
+   * BATCH_BYTES, each its own buffer (transferred to a worker, so never reused).
+   */
   private async readRun(
     source: FileSource,
     start: number,
     end: number,
-    cs: number,
     firstChunk: number,
-    dispatch: (i: number, data: Uint8Array) => Promise<void>,
+    dispatch: (first: number, data: Uint8Array) => Promise<void>,
   ): Promise<void> {
+    const cs = this.ctx.config.chunker.size;
+    const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const stream = await source.read(start, end - start, this.ctx.signal);
-    let i = firstChunk;
-    let buf = new Uint8Array(Math.min(cs, end - start));
+    let first = firstChunk;
+    let buf = new Uint8Array(Math.min(batchBytes, end - start));
     let filled = 0;
     let pos = start;
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         let off = 0;
-        while (off < piece.length) {
-          if (pos >= end) break;
+        while (off < piece.length && pos < end) {
           const n = Math.min(piece.length - off, buf.length - filled);
           buf.set(piece.subarray(off, off + n), filled);
           filled += n;
@@ -179,10 +187,10 @@ export class Writer implements RepositoryWriter {
           pos += n;
           if (filled === buf.length) {
             this.progress.bytesRead += filled;
-            await dispatch(i, buf);
-            i++;
+            await dispatch(first, buf);
+            first += Math.ceil(filled / cs);
             filled = 0;
-            if (pos < end) buf = new Uint8Array(Math.min(cs, end - pos));
+            if (pos < end) buf = new Uint8Array(Math.min(batchBytes, end - pos));
           }
         }
         if (pos >= end) break;
@@ -198,27 +206,33 @@ export class Writer implements RepositoryWriter {
     }
   }
 
-  /** Hashes a chunk on a worker; stores it unless the repository or this writer has it. Returns its id. */
-  private async storeChunk(data: Uint8Array): Promise<string> {
+  /** Hashes a batch on a worker; stores the chunks neither the repository nor this writer has. Their ids. */
+  private async storeBatch(data: Uint8Array): Promise<string[]> {
     const length = data.length;
-    const { job, id } = await this.ctx.pool.hash(data);
-    if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) {
-      if (id !== ZERO_CHUNK) this.ctx.pool.drop(job);
-      this.progress.bytesDone += length;
-      this.report();
+    const { job, ids } = await this.ctx.pool.hash(data, this.ctx.config.chunker.size);
+    const wanted = ids.map((id) => {
+      if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) return null;
+      this.stored.add(id);
       return id;
-    }
-    this.stored.add(id);
-    try {
-      const { blob, rawLength } = await this.ctx.pool.seal(job, id);
-      await this.append(id, blob, rawLength);
-    } catch (err) {
-      this.stored.delete(id);
-      throw err;
+    });
+    if (wanted.every((id) => id === null)) {
+      this.ctx.pool.drop(job);
+    } else {
+      try {
+        const blobs = await this.ctx.pool.seal(job, wanted);
+        const cs = this.ctx.config.chunker.size;
+        for (let k = 0; k < blobs.length; k++) {
+          const blob = blobs[k];
+          if (blob) await this.append(wanted[k]!, blob, Math.min(cs, length - k * cs));
+        }
+      } catch (err) {
+        for (const id of wanted) if (id !== null) this.stored.delete(id);
+        throw err;
+      }
     }
     this.progress.bytesDone += length;
     this.report();
-    return id;
+    return ids;
   }
 
   private async append(id: string, blob: Buffer, rawLength: number): Promise<void> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openArray } from '../../src/arrays/index.js';
@@ -42,6 +42,9 @@ describe('backup modes on a btrfs lab', {
         { name: 'offsite', type: 'local', path: 'offsite-repo', passphraseFile: 'offsite.passphrase' },
       ];
     });
+    await writeFile(join(lab.dir, 'offsite.passphrase'), 'offsite passphrase\n', { mode: 0o600 });
+    const init = await runJson(lab.configPath, 'repo', 'init', '--repository', 'offsite');
+    assert.equal(init.code, 0, init.stdout + init.stderr);
     before0 = await vmStates(loadConfig(lab.configPath));
   });
   after(async () => {
@@ -115,7 +118,15 @@ describe('backup modes on a btrfs lab', {
       // The catalog has the same record, and every VM is back as it was.
       const shown = await runJson(lab.configPath, 'inquire', '--backup', record.id);
       assert.equal(shown.code, 0);
-      assert.deepEqual(shown.json, record);
+      const { copies, ...stored } = shown.json;
+      assert.deepEqual(stored, record);
+      assert.deepEqual(copies, [
+        {
+          kind: 'array',
+          present: true,
+          snapshots: [{ array: record.snapshots[0]!.array, snapshotId: record.snapshots[0]!.snapshotId }],
+        },
+      ]);
       await assertClean(lab.configPath, before0);
     });
   }
@@ -135,8 +146,17 @@ describe('backup modes on a btrfs lab', {
     assert.equal(db.effectiveMode, 'SNAPSHOT_EXCL_MEM');
     assert.equal(db.warnings.length, 0);
     assert.ok(db.disks.filter((d) => d.kind.startsWith('rdm')).every((d) => !d.included));
-    assert.equal(run.code, 0);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
     assert.deepEqual(record.vms.map((v) => v.name).sort(), ['db01', 'web01']);
+    // The task's offload ran after the backup: base disks at VM-snapshot time, the RDM listed as excluded.
+    const offload = run.json.offload;
+    assert.equal(offload.repository, 'offsite');
+    const dbCopy = offload.result.vms.find((v: { name: string }) => v.name === 'db01');
+    assert.equal(dbCopy.image, 'base-disks');
+    assert.deepEqual(
+      dbCopy.excludedDisks.map((d: { reason: string }) => d.reason),
+      ['rdm', 'rdm'],
+    );
     await assertClean(lab.configPath, before0);
   });
 

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
+import type { RepositoryConfig } from '../../src/config/repositories.js';
+import { readPassphrase } from '../../src/engine/repository-access.js';
 import { ExitCode, UsageError } from '../../src/errors.js';
 
 const FILE = '/etc/snapkeeper/snapkeeper.yaml';
@@ -160,4 +164,56 @@ describe('repositories in the configuration', () => {
     ]);
     assert.ok(!message.includes('hunter2-secret'), message);
   });
+});
+
+describe('reading a repository passphrase', () => {
+  const local = (fields: Record<string, string>) =>
+    ({ name: 'onsite', type: 'local', path: '/r', ...fields }) as RepositoryConfig;
+
+  it('reads a file without its trailing newline, and a variable as it is', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'snapkeeper-pass-'));
+    try {
+      await writeFile(join(dir, 'p'), 'pass phrase\n', { mode: 0o600 });
+      assert.equal(readPassphrase(local({ passphraseFile: join(dir, 'p') })).reveal(), 'pass phrase');
+      assert.equal(readPassphrase(local({ passphraseEnv: 'P' }), { P: ' spaced ' }).reveal(), ' spaced ');
+      // Held as a secret: what prints it shows a mask.
+      assert.equal(
+        JSON.stringify({ p: readPassphrase(local({ passphraseEnv: 'P' }), { P: 'x1' }) }),
+        '{"p":"***"}',
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const [what, fields, env, expected] of [
+    [
+      'a missing file',
+      { passphraseFile: '/nonexistent/p' },
+      {},
+      /repository onsite: cannot read passphrase file \/nonexistent\/p: ENOENT/,
+    ],
+    [
+      'an unset variable',
+      { passphraseEnv: 'NOPE' },
+      {},
+      /repository onsite: environment variable NOPE \(passphraseEnv\) is not set/,
+    ],
+    [
+      'an empty variable',
+      { passphraseEnv: 'E' },
+      { E: '  ' },
+      /repository onsite: environment variable E is empty/,
+    ],
+  ] as const) {
+    it(`refuses ${what} with exit 3, naming the repository`, () => {
+      assert.throws(
+        () => readPassphrase(local(fields as Record<string, string>), env as NodeJS.ProcessEnv),
+        (e: unknown) =>
+          e instanceof UsageError &&
+          e.code === 'REPOSITORY_PASSPHRASE_UNAVAILABLE' &&
+          expected.test(e.message),
+      );
+    });
+  }
 });

@@ -1,10 +1,19 @@
 import { type Command, Option } from 'commander';
-import { runBackup } from '../../engine/index.js';
-import { UsageError } from '../../errors.js';
+import { runBackupThenOffload } from '../../engine/index.js';
+import { type ExitCode, UsageError } from '../../errors.js';
+import type { BackupRecord } from '../../model/backup.js';
 import { BACKUP_MODES, type BackupMode } from '../../model/modes.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { backupExitCode, formatBackup, formatBackupList } from '../format.js';
+import {
+  type CopyView,
+  copiesCell,
+  copyViews,
+  formatCopies,
+  formatOffloadAfterBackup,
+  offloadAfterBackupExitCode,
+} from './offload.js';
 import type { Runner } from './runner.js';
 
 export function registerBackup(program: Command, run: Runner): void {
@@ -14,8 +23,12 @@ export function registerBackup(program: Command, run: Runner): void {
     .option('--task <name>', 'run this backup task')
     .option('--vm <glob...>', 'back up these VMs (names or globs) instead of a task')
     .addOption(new Option('--mode <mode>', 'override the backup mode').choices(BACKUP_MODES))
+    .option(
+      '--offload <repository>',
+      "offload the backup to this repository afterwards (a task's own offload otherwise)",
+    )
     .action(
-      run(async (ctx, opts: { task?: string; vm?: string[]; mode?: BackupMode }) => {
+      run(async (ctx, opts: { task?: string; vm?: string[]; mode?: BackupMode; offload?: string }) => {
         if (opts.task !== undefined && opts.vm !== undefined) {
           throw new UsageError(
             'USAGE',
@@ -27,15 +40,23 @@ export function registerBackup(program: Command, run: Runner): void {
         const onSigint = () => abort.abort();
         process.once('SIGINT', onSigint);
         try {
-          const record = await withEngine(ctx, (engine) =>
-            runBackup(engine, {
+          const { record, offload } = await withEngine(ctx, (engine) =>
+            runBackupThenOffload(engine, {
               ...(opts.task ? { taskName: opts.task } : {}),
               ...(opts.vm ? { vmPatterns: opts.vm } : {}),
               ...(opts.mode ? { mode: opts.mode } : {}),
+              ...(opts.offload !== undefined ? { offload: opts.offload } : {}),
               signal: abort.signal,
             }),
           );
-          return ok(record, formatBackup(record), backupExitCode(record));
+          ctx.progress.done();
+          if (!offload) return ok(record, formatBackup(record), backupExitCode(record));
+          // The backup record as always, with the offload that followed it (SPEC 6: the record stays the document).
+          return ok(
+            { ...record, offload },
+            `${formatBackup(record)}\n${formatOffloadAfterBackup(offload)}`,
+            Math.max(backupExitCode(record), offloadAfterBackupExitCode(offload)) as ExitCode,
+          );
         } finally {
           process.off('SIGINT', onSigint);
         }
@@ -65,12 +86,25 @@ export function registerBackup(program: Command, run: Runner): void {
                 `--backup shows one backup and takes no filter; drop ${others.map((k) => `--${k}`).join(', ')}`,
               );
             }
-            const record = await engine.catalog.getBackup(opts.backup);
-            return ok(record, formatBackup(record));
+            const record = await engine.catalog.findBackup(opts.backup);
+            const copies = await engine.catalog.copiesOf(opts.backup);
+            // A deleted backup whose repository copies remain is still shown: by its copies.
+            if (!record && copies.length === 0) await engine.catalog.getBackup(opts.backup);
+            const views = copyViews(record, copies);
+            if (!record) {
+              return ok(
+                { id: opts.backup, task: copies[0]!.task, state: 'deleted', copies: views },
+                `Backup ${opts.backup}  task ${copies[0]!.task}  DELETED from the catalog and the array${formatCopies(views)}`,
+              );
+            }
+            return ok({ ...record, copies: views }, `${formatBackup(record)}${formatCopies(views)}`);
           }
           const filter = parseInquireFilter(opts);
           const records = await engine.catalog.listBackups(filter);
-          return ok(records, formatBackupList(records));
+          const rows = [];
+          for (const r of records)
+            rows.push({ ...r, copies: copyViews(r, await engine.catalog.copiesOf(r.id)) });
+          return ok(rows, formatBackupListWithCopies(rows));
         }),
       ),
     );
@@ -124,4 +158,15 @@ function parseInquireFilter(opts: InquireOptions) {
 /** A bad option value: exit 3, naming the option. */
 function badOption(flag: string, message: string): UsageError {
   return new UsageError('USAGE', `${flag}: ${message}`);
+}
+
+/** The backup list with a COPIES column (array, repositories). */
+function formatBackupListWithCopies(rows: (BackupRecord & { copies: CopyView[] })[]): string {
+  const text = formatBackupList(rows);
+  if (rows.length === 0) return text;
+  const lines = text.split('\n');
+  const width = Math.max(...lines.map((l) => l.length));
+  return lines
+    .map((l, i) => `${l.padEnd(width)}  ${i === 0 ? 'COPIES' : copiesCell(rows[i - 1]!.copies)}`)
+    .join('\n');
 }

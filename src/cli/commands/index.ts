@@ -5,6 +5,8 @@ import { registerInit } from './init.js';
 import { registerInventory } from './inventory.js';
 import { registerLab } from './lab.js';
 import { registerMaintenance } from './maintenance.js';
+import { registerOffload } from './offload.js';
+import { registerRepo } from './repo.js';
 import { registerRestore } from './restore.js';
 import type { Runner } from './runner.js';
 import { registerTask } from './task.js';
@@ -20,5 +22,7 @@ export function registerCommands(program: Command, run: Runner): void {
   registerMaintenance(program, run);
   registerLab(program, run);
   registerRestore(program, run);
+  registerOffload(program, run);
+  registerRepo(program, run);
   refuseRepeatedOptions(program);
 }

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { initRepository, MemoryBackend, type Repository } from '../../src/repository/index.js';
+import { bufferSink, bufferSource, FAST, fileEntry, PASS, pseudoRandom } from './helpers.js';
+
+const CS = 1 << 16;
+
+async function restore(repo: Repository, manifestId: string, path: string): Promise<Buffer> {
+  const m = await repo.loadManifest(manifestId);
+  const file = m.body.vms[0]!.files.find((f) => f.path === path)!;
+  const sink = bufferSink(file.size);
+  await repo.restoreFile(file, sink);
+  return sink.data;
+}
+
+describe('repository: write and restore', () => {
+  it('restores files byte for byte, whatever their size', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const files = new Map<string, Buffer>([
+      ['empty', Buffer.alloc(0)],
+      ['one-byte', Buffer.from([7])],
+      ['one-chunk', pseudoRandom(CS, 'one')],
+      ['odd', pseudoRandom(5 * CS + 4321, 'odd')],
+      // Compressible (text-like) and incompressible data, both kept in the form that is smaller.
+      ['text.vmx', Buffer.from('displayName = "web01"\n'.repeat(20_000))],
+    ]);
+    const progress: number[] = [];
+    const w = await repo.writer({ onProgress: (p) => progress.push(p.bytesDone) });
+    const stored = await Promise.all([...files].map(([path, data]) => w.addFile(bufferSource(path, data))));
+    const s = await w.commit(fileEntry(stored));
+    for (const [path, data] of files) assert.ok((await restore(repo, s.id, path)).equals(data), path);
+    assert.equal(
+      progress.at(-1),
+      [...files.values()].reduce((n, d) => n + d.length, 0),
+    );
+    const summary = (await repo.listManifests())[0]!;
+    assert.equal(summary.id, s.id);
+    assert.equal(
+      summary.vms[0]!.bytes,
+      [...files.values()].reduce((n, d) => n + d.length, 0),
+    );
+    assert.equal((await repo.loadManifest('b1')).id, s.id, 'found by backup id');
+    await assert.rejects(repo.loadManifest('b2'), { code: 'REPOSITORY_BACKUP_NOT_FOUND', exitCode: 3 });
+    const text = backend
+      .keys('packs/')
+      .map((k) => backend.bytes(k)!.toString('latin1'))
+      .join('');
+    assert.ok(!text.includes('displayName'), 'nothing stored in clear');
+    await repo.close();
+  });
+
+  it('deduplicates across files and backups; all-zero chunks are stored nowhere', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
+    const a = Buffer.concat([pseudoRandom(20 * CS, 'dedup'), Buffer.alloc(30 * CS)]);
+    let added = 0;
+    const w1 = await repo.writer({ onProgress: (p) => (added = p.bytesAdded) });
+    const f1 = await w1.addFile(bufferSource('a', a));
+    const f2 = await w1.addFile(bufferSource('copy-of-a', a));
+    await w1.commit(fileEntry([f1, f2]));
+    assert.deepEqual(f1.chunks, f2.chunks);
+    assert.equal(f1.chunks.filter((c) => c === 'zero').length, 30);
+    assert.ok(added < 20 * CS + 100_000, `first backup added ${added} bytes for 20 chunks of data`);
+    assert.ok(added > 20 * CS);
+
+    // The second backup: same data plus one changed chunk; only that one is added.
+    const b = Buffer.from(a);
+    b.fill(1, 3 * CS, 3 * CS + 10);
+    let added2 = 0;
+    const w2 = await repo.writer({ onProgress: (p) => (added2 = p.bytesAdded) });
+    const g = await w2.addFile(bufferSource('a', b));
+    const s2 = await w2.commit(fileEntry([g], 'b2'));
+    assert.equal(g.chunks.filter((c, i) => c !== f1.chunks[i]).length, 1);
+    assert.ok(added2 < 2 * CS, `second backup added ${added2} bytes`);
+    assert.ok((await restore(repo, s2.id, 'a')).equals(b));
+    const check = await repo.check({ readData: true });
+    assert.deepEqual(check.issues, []);
+    assert.equal(check.chunks, 21);
+    await repo.close();
+  });
+
+  it('the changed-range path reads only changed chunks and gives the same bytes as a full read', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
+    const v1 = Buffer.concat([pseudoRandom(40 * CS, 'v1'), Buffer.alloc(8 * CS), pseudoRandom(777, 'tail')]);
+    const w1 = await repo.writer();
+    const prev = await w1.addFile(bufferSource('disk', v1));
+    await w1.commit(fileEntry([prev], 'b1'));
+
+    // v2: a 4 KiB write inside chunk 5, one across chunks 9 and 10, the zero area gets data, the file grows.
+    const v2 = Buffer.concat([v1, pseudoRandom(CS + 5, 'grown')]);
+    const changedRanges = [
+      { offset: 5 * CS + 4096, length: 4096 },
+      { offset: 10 * CS - 2048, length: 4096 },
+      { offset: 41 * CS, length: 100 },
+      { offset: v1.length, length: v2.length - v1.length },
+    ];
+    for (const r of changedRanges) pseudoRandom(r.length, `change-${r.offset}`).copy(v2, r.offset);
+    const w2 = await repo.writer();
+    const partial = bufferSource('disk', v2, { previous: prev, changedRanges });
+    const viaRanges = await w2.addFile(partial);
+    const full = bufferSource('disk', v2);
+    const viaFull = await w2.addFile(full);
+    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
+    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
+    assert.equal(full.bytesRead, v2.length);
+    // Chunks 5, 9, 10, 41, and from the old last chunk (48, short before) to the end: 48, 49.
+    const expectRead = [5, 9, 10, 41, 48, 49].reduce((n, i) => n + Math.min(CS, v2.length - i * CS), 0);
+    assert.equal(partial.bytesRead, expectRead);
+    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
+    await repo.close();
+  });
+
+  it('a previous chunk that is no longer stored is read again, not trusted', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
+    const data = pseudoRandom(4 * CS, 'gone');
+    const w1 = await repo.writer();
+    const prev = await w1.addFile(bufferSource('disk', data));
+    const s1 = await w1.commit(fileEntry([prev]));
+    await repo.forget(s1.id);
+    assert.equal((await repo.prune({ safetyDelayMs: 0 })).packsDeleted, 1);
+    const w2 = await repo.writer();
+    const src = bufferSource('disk', data, { previous: prev, changedRanges: [] });
+    const f = await w2.addFile(src);
+    const s2 = await w2.commit(fileEntry([f], 'b2'));
+    assert.equal(src.bytesRead, data.length);
+    assert.ok((await restore(repo, s2.id, 'disk')).equals(data));
+    assert.deepEqual((await repo.check({ readData: true })).issues, []);
+    await repo.close();
+  });
+
+  it('a source that ends early fails the file; abort leaves a repository that checks clean', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });
+    const w = await repo.writer();
+    const short = { ...bufferSource('disk', pseudoRandom(3 * CS, 's')), size: 4 * CS };
+    await assert.rejects(w.addFile(short), { code: 'SOURCE_SHORT' });
+    await w.abort();
+    assert.deepEqual(backend.keys('locks/'), [], 'the writer let go of its lock');
+    assert.deepEqual((await repo.check({ readData: true })).issues, []);
+    await repo.close();
+  });
+});
