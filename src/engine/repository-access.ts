@@ -1,12 +1,16 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Config } from '../config/load.js';
 import type { RepositoryConfig } from '../config/repositories.js';
-import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../errors.js';
 import {
   initRepository,
+  LocalBackend,
   openRepository,
   type Repository,
   type RepositoryBackend,
+  resolveS3Credentials,
+  S3Backend,
+  type S3Credentials,
 } from '../repository/index.js';
 import { Secret } from '../util/secret.js';
 
@@ -34,13 +38,71 @@ export interface RepositoryAccess {
   repositories(): RepositoryFactory;
 }
 
+/**
+ * The keys of a shared-credentials style file (`aws_access_key_id = …`, `aws_secret_access_key = …`, from its
+ * `[default]` section or the first one). UsageError S3_CREDENTIALS_INVALID naming the file, never a value.
+ */
+export function readCredentialsFile(name: string, file: string): S3Credentials {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      'S3_CREDENTIALS_INVALID',
+      `repository ${name}: cannot read credentialsFile ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+    );
+  }
+  const sections = new Map<string, Map<string, string>>();
+  let current = new Map<string, string>();
+  sections.set('', current);
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      current = new Map();
+      sections.set(header[1]!.trim(), current);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq > 0) current.set(line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+  }
+  const pick =
+    sections.get('default') ?? [...sections.values()].find((s) => s.has('aws_access_key_id')) ?? new Map();
+  const accessKeyId = pick.get('aws_access_key_id');
+  const secretAccessKey = pick.get('aws_secret_access_key');
+  if (!accessKeyId || !secretAccessKey) {
+    throw new UsageError(
+      'S3_CREDENTIALS_INVALID',
+      `repository ${name}: credentialsFile ${file} needs aws_access_key_id and aws_secret_access_key`,
+    );
+  }
+  const sessionToken = pick.get('aws_session_token');
+  return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
+}
+
 /** The real factory: local directories and S3 buckets through the repository layer. */
 export const configuredRepositoryFactory: RepositoryFactory = {
-  backend(config) {
-    throw new SnapkeeperError(
-      'REPOSITORY_UNAVAILABLE',
-      `repository ${config.name}: the ${config.type} backend is not part of this build`,
-    );
+  async backend(config) {
+    if (config.type === 'local') return new LocalBackend({ path: config.path });
+    const credentials =
+      config.credentialsFile !== undefined
+        ? readCredentialsFile(config.name, config.credentialsFile)
+        : await resolveS3Credentials({
+            ...(config.accessKeyIdEnv !== undefined ? { accessKeyIdEnv: config.accessKeyIdEnv } : {}),
+            ...(config.secretAccessKeyEnv !== undefined
+              ? { secretAccessKeyEnv: config.secretAccessKeyEnv }
+              : {}),
+          });
+    return new S3Backend({
+      ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
+      region: config.region,
+      bucket: config.bucket,
+      ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
+      pathStyle: config.pathStyle,
+      objectLock: config.objectLock !== undefined,
+      ...(credentials ? { credentials } : {}),
+    });
   },
   init: (backend, passphrase) => initRepository(backend, passphrase.reveal()),
   open: (backend, passphrase) => openRepository(backend, passphrase.reveal()),

@@ -1,5 +1,15 @@
 /** The repository layer's public surface (src/repository/README.md). */
+export { LocalBackend, type LocalBackendOptions } from './backends/local.js';
 export { MemoryBackend, type MemoryBackendOp } from './backends/memory.js';
+export { DEFAULT_RETRY, type RetryPolicy } from './backends/retry.js';
+export {
+  isRetryableS3Error,
+  resolveS3Credentials,
+  S3Backend,
+  type S3BackendOptions,
+  type S3CredentialSource,
+  type S3Credentials,
+} from './backends/s3.js';
 export { REPOSITORY_EXIT, RepositoryError, StorageError } from './errors.js';
 export {
   CHUNK_SIZES,

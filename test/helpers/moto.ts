@@ -62,3 +62,130 @@ export function fileMoto(): FileMoto {
     },
   };
 }
+
+/** A fault for requests to S3 (through `startS3FaultProxy`). */
+export interface S3FaultRule {
+  /** HTTP method (`PUT`, `GET`, `POST`, `HEAD`, `DELETE`); any when absent. */
+  method?: string;
+  /** Tested against the path and query (e.g. /uploadId=/ for multipart calls, /\/k$/ for one key). */
+  match?: RegExp;
+  /** Only the first n requests this rule matches; all when absent. */
+  times?: number;
+  /**
+   * `slowdown`: answer 503 SlowDown without forwarding. `status`: answer `status` (S3 XML error) without
+   * forwarding. `drop`: destroy the connection, `before` forwarding (default) or `after` (the server did
+   * it, the answer is lost).
+   */
+  action: 'slowdown' | 'status' | 'drop';
+  when?: 'before' | 'after';
+  status?: number;
+}
+
+export interface S3SeenRequest {
+  method: string;
+  url: string;
+  injected?: S3FaultRule['action'];
+}
+
+export interface S3FaultProxy {
+  /** Endpoint to give the backend instead of moto's. */
+  endpoint: string;
+  seen: S3SeenRequest[];
+  rules: S3FaultRule[];
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
+
+/**
+ * A real HTTP proxy in front of a moto server that injects S3 faults (moto does not check signatures, so the
+ * changed Host header is fine). Every request is recorded.
+ */
+export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = []): Promise<S3FaultProxy> {
+  const http = await import('node:http');
+  const upstream = new URL(target);
+  const agent = new http.Agent({ keepAlive: true });
+  const seen: S3SeenRequest[] = [];
+  const used = new Map<S3FaultRule, number>();
+  const pick = (method: string, url: string): S3FaultRule | undefined =>
+    proxy.rules.find((r) => {
+      if (r.method !== undefined && r.method !== method) return false;
+      if (r.match !== undefined && !r.match.test(url)) return false;
+      const n = used.get(r) ?? 0;
+      if (r.times !== undefined && n >= r.times) return false;
+      used.set(r, n + 1);
+      return true;
+    });
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const method = req.method ?? 'GET';
+      const url = req.url ?? '/';
+      const rule = pick(method, url);
+      seen.push({ method, url, ...(rule ? { injected: rule.action } : {}) });
+      if (rule?.action === 'slowdown' || rule?.action === 'status') {
+        const status = rule.action === 'slowdown' ? 503 : (rule.status ?? 500);
+        const code = rule.action === 'slowdown' ? 'SlowDown' : 'InternalError';
+        res.writeHead(status, { 'content-type': 'application/xml' });
+        res.end(
+          `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`,
+        );
+        return;
+      }
+      if (rule?.action === 'drop' && rule.when !== 'after') {
+        req.socket.destroy();
+        return;
+      }
+      const headers: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      }
+      const body = Buffer.concat(chunks);
+      if (body.length > 0 || headers['content-length'] !== undefined)
+        headers['content-length'] = String(body.length);
+      const up = http.request(
+        { hostname: upstream.hostname, port: upstream.port, path: url, method, headers, agent },
+        (upRes) => {
+          const out: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => out.push(c));
+          upRes.on('end', () => {
+            if (rule?.action === 'drop') {
+              req.socket.destroy();
+              return;
+            }
+            const h: Record<string, string | string[]> = {};
+            for (const [k, v] of Object.entries(upRes.headers)) {
+              if (v !== undefined && !HOP_BY_HOP.has(k)) h[k] = v;
+            }
+            res.writeHead(upRes.statusCode ?? 502, h);
+            res.end(Buffer.concat(out));
+          });
+        },
+      );
+      up.on('error', () => req.socket.destroy());
+      up.end(body);
+    });
+  });
+  const proxy: S3FaultProxy = {
+    endpoint: '',
+    seen,
+    rules: [...rules],
+    reset() {
+      proxy.rules = [];
+      seen.length = 0;
+      used.clear();
+    },
+    close: () =>
+      new Promise((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  proxy.endpoint = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  return proxy;
+}
