@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { labFiles, labStatus, verifyLabVm } from '../../src/lab/index.js';
 import { isMotoProcess, motoAvailable } from '../../src/lab/moto.js';
 import { pathExists } from '../../src/util/fs.js';
 import { type CliRun, runCli, runJson } from '../helpers/cli.js';
-import { startLab } from '../helpers/lab.js';
+import { editConfig, startLab } from '../helpers/lab.js';
 import { requireCapability } from '../helpers/require.js';
 
 /**
@@ -33,30 +34,50 @@ function ok(r: CliRun, what: string): CliRun {
   return r;
 }
 
-/** Backs web01 up, offloads it to `repository` and restores it from there as `as`, checking every byte. */
+/**
+ * Backs web01 up, offloads it to `repository`, deletes the backup (record and array snapshot), then restores
+ * web01 from the repository as `as` through the lab's catalog and as `${as}-fresh` through a new, empty
+ * catalog (by the id `repo backups` lists), checking every byte of both.
+ */
 async function roundTrip(dir: string, config: string, repository: string, as: string): Promise<void> {
   const backup = ok(await runJson(config, 'backup', '--vm', 'web01'), 'backup');
-  ok(await runJson(config, 'offload', '--backup', backup.json.id, '--repository', repository), 'offload');
-  const r = ok(
-    await runJson(
-      config,
+  const id = backup.json.id;
+  ok(await runJson(config, 'offload', '--backup', id, '--repository', repository), 'offload');
+  ok(await runJson(config, 'delete', '--backup', id), 'delete');
+  const restore = (cfg: string, backupId: string, name: string) =>
+    runJson(
+      cfg,
       'restore',
       '--backup',
-      backup.json.id,
+      backupId,
       '--vm',
       'web01',
       '--as',
-      as,
+      name,
       '--source',
       'repository',
       '--repository',
       repository,
-    ),
-    'restore',
-  );
+    );
+  const r = ok(await restore(config, id, as), 'restore');
   assert.equal(r.json.repository, repository);
-  const disks = await verifyLabVm(dir, 'web01', as);
-  assert.ok(disks.length === 1 && disks.every((d) => d.ok), JSON.stringify(disks));
+  const fresh = await editConfig(
+    config,
+    (doc) => {
+      doc.catalog.path = `fresh-${repository}.db`;
+    },
+    join(dir, `fresh-${repository}.yaml`),
+  );
+  ok(await runJson(fresh, 'catalog', 'create'), 'catalog create');
+  const listed = ok(await runJson(fresh, 'repo', 'backups', '--repository', repository), 'repo backups');
+  const entry = listed.json.find((b: { backupId: string }) => b.backupId === id);
+  assert.ok(entry, `repo backups --repository ${repository} lists ${id}`);
+  ok(await restore(fresh, entry.id, `${as}-fresh`), 'restore with a fresh catalog');
+  for (const vm of [as, `${as}-fresh`]) {
+    const disks = await verifyLabVm(dir, 'web01', vm);
+    assert.ok(disks.length === 1 && disks.every((d) => d.ok), `${vm}: ${JSON.stringify(disks)}`);
+  }
+  await rm(join(dir, `fresh-${repository}.db`), { force: true });
 }
 
 describe('the lab repositories', () => {
@@ -81,7 +102,7 @@ describe('the lab repositories', () => {
       await runJson(lab.configPath, 'repo', 'backups', '--repository', 'lab'),
       'repo backups',
     );
-    assert.equal((listed.json.backups ?? listed.json).length, 0);
+    assert.deepEqual(listed.json, []);
     assert.ok(!listed.stdout.includes(passphrase) && !listed.stderr.includes(passphrase));
     const status = await labStatus(lab.dir);
     assert.deepEqual(
@@ -97,6 +118,22 @@ describe('the lab repositories', () => {
       'lab down removes the repository',
     );
     assert.equal(await pathExists(passphraseFile), false);
+  });
+
+  it('lab up --s3 without moto is refused before anything is made', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'snapkeeper-lab-s3-'));
+    try {
+      await writeFile(join(root, 'spec.json'), JSON.stringify(SPEC));
+      const r = await runCli(
+        ['--json', 'lab', 'up', '--spec', join(root, 'spec.json'), '--dir', join(root, 'lab'), '--s3'],
+        { env: { SNAPKEEPER_PYTHON: '/nonexistent/python3' } },
+      );
+      assert.equal(r.code, 3, r.stdout);
+      assert.equal(r.json.error.code, 'LAB_S3_UNAVAILABLE');
+      assert.equal(await pathExists(join(root, 'lab')), false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('lab up --s3 starts moto, configures lab-s3; lab status shows it; lab down stops it', async (t) => {
