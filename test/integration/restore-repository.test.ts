@@ -160,6 +160,44 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
     await assertFlat(files.json.disks[0].path.replace(/\.vmdk$/, '-flat.vmdk'), 'web01', 0, 24 * MiB);
   });
 
+  it('bad input is refused with exit 3 naming what is wrong, nothing changed', async () => {
+    const restore = (...more: string[]) =>
+      cli('restore', '--backup', backupId, '--vm', 'web01', '--as', 'web01-b', ...more);
+    const cases: [string[], string, RegExp][] = [
+      [
+        ['--source', 'tape'],
+        'INVALID_SOURCE',
+        /--source "tape" is not a restore source: use array .* or repository/,
+      ],
+      [['--repository', 'lab'], 'RESTORE_MODE', /--repository needs --source repository/],
+      [
+        ['--source', 'repository', '--repository', 'nope'],
+        'REPOSITORY_UNKNOWN',
+        /repository nope is not configured .*repositories: lab/,
+      ],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await restore(...args);
+      assert.equal(r.code, 3, `${args.join(' ')}: ${r.stdout}`);
+      assert.equal(r.json.error.code, code);
+      assert.match(r.json.error.message, message);
+    }
+    const unknown = await cli(
+      'restore',
+      '--backup',
+      '20200101-000000-abcdef',
+      '--vm',
+      'web01',
+      '--as',
+      'web01-b',
+      '--source',
+      'repository',
+    );
+    assert.equal(unknown.code, 3, unknown.stdout);
+    assert.equal(unknown.json.error.code, 'REPOSITORY_BACKUP_NOT_FOUND');
+    await assertNothingRestored('web01-b');
+  });
+
   it('killed after the files were written: recover removes them', async () => {
     const r = await runCli(
       [
