@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { errorMessage, SnapkeeperError } from '../errors.js';
-import { execFile } from '../util/exec.js';
+import { initRepository, LocalBackend, S3Backend } from '../repository/index.js';
 import { writeFileDurable } from '../util/fs.js';
 import { type LabPaths, labFiles } from './lab-dir.js';
-import { repoRoot } from './simulator.js';
 
 /**
  * The lab's repositories (issue 8): `lab`, a local repository in DIR/repository, always; `lab-s3`, a bucket on a
@@ -69,9 +67,11 @@ export function labRepositoryConfig(repositories: LabRepository[], region: strin
   );
 }
 
-/** A fresh random passphrase for the lab's repositories, readable by its owner only. */
-export async function writeLabPassphrase(paths: LabPaths): Promise<void> {
-  await writeFileDurable(paths.repositoryPassphrase, `${randomBytes(24).toString('base64url')}\n`, 0o600);
+/** A fresh random passphrase for the lab's repositories in a file readable by its owner only; returns it. */
+export async function writeLabPassphrase(paths: LabPaths): Promise<string> {
+  const passphrase = randomBytes(24).toString('base64url');
+  await writeFileDurable(paths.repositoryPassphrase, `${passphrase}\n`, 0o600);
+  return passphrase;
 }
 
 /** The moto server's keys as a shared-credentials file (the configuration's `credentialsFile`). */
@@ -87,31 +87,38 @@ export async function writeLabS3Credentials(
 }
 
 /**
- * Runs `snapkeeper repo init` for each of the lab's repositories, as a user would: the lab's configuration
- * names them, their passphrase file and keys, and the command makes the repository (DIR/repository, the
- * bucket's objects). LAB_REPOSITORY_INIT_FAILED with what the command said when one fails.
+ * Initialises each of the lab's repositories, as `snapkeeper repo init --repository NAME` does (the same
+ * repository layer call, in this process: a CLI run per lab would cost seconds in every test that starts a
+ * lab): DIR/repository, the objects of the bucket. LAB_REPOSITORY_INIT_FAILED with the reason when one fails.
  */
 export async function initLabRepositories(
-  configFile: string,
   repositories: LabRepository[],
-  env: NodeJS.ProcessEnv = process.env,
+  passphrase: string,
+  s3Keys: { accessKeyId: string; secretAccessKey: string },
+  region: string,
 ): Promise<void> {
-  const cli = join(repoRoot(), 'bin', 'snapkeeper.js');
   for (const r of repositories) {
+    const s3 =
+      r.type === 's3'
+        ? new S3Backend({
+            endpoint: r.endpoint!,
+            region,
+            bucket: r.bucket!,
+            pathStyle: true,
+            credentials: s3Keys,
+          })
+        : undefined;
+    const backend = s3 ?? new LocalBackend({ path: r.path! });
     try {
-      await execFile(
-        process.execPath,
-        [cli, '--config', configFile, 'repo', 'init', '--repository', r.name],
-        {
-          env,
-        },
-      );
+      await (await initRepository(backend, passphrase, { workers: 1 })).close();
     } catch (err) {
       throw new SnapkeeperError(
         'LAB_REPOSITORY_INIT_FAILED',
-        `repo init --repository ${r.name} failed: ${errorMessage(err)}`,
+        `initialising repository ${r.name} (${backend.description}) failed: ${errorMessage(err)}`,
         { cause: err },
       );
+    } finally {
+      s3?.destroy();
     }
   }
 }

@@ -136,7 +136,7 @@ async function buildLab(
   await writeLabState({ ...starting, pid: ready.pid, url: ready.url });
   const vms = await renameToRealNames(spec, ready, paths.password);
   await fillLabDisks(vms, progress);
-  await writeLabPassphrase(paths);
+  const passphrase = await writeLabPassphrase(paths);
   const s3 =
     options.s3 === true
       ? await startLabS3(paths, { ...starting, pid: ready.pid, url: ready.url }, made, progress)
@@ -149,7 +149,12 @@ async function buildLab(
     labRepositoryConfig(repositories, MOTO_REGION),
   );
   progress('repo init');
-  await initLabRepositories(paths.config, repositories, options.env);
+  await initLabRepositories(
+    repositories,
+    passphrase,
+    { accessKeyId: MOTO_ACCESS_KEY, secretAccessKey: MOTO_SECRET_KEY },
+    MOTO_REGION,
+  );
 
   const state: LabState = { ...completeState(starting, ready, vms), repositories, ...(s3 && { s3 }) };
   await writeLabState(state);
