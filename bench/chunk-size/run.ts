@@ -37,6 +37,7 @@ async function main(): Promise<void> {
       const fh = await open(join(dir, img));
       const size = (await fh.stat()).size;
       const before = total(backend);
+      const cpu0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       const w = await repo.writer();
       lastFile = await w.addFile({
@@ -60,11 +61,16 @@ async function main(): Promise<void> {
         vms: [{ vmId: 'vm-1', name: 'bench', files: [lastFile] }],
       });
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu = process.cpuUsage(cpu0);
+      const cpuS = (cpu.user + cpu.system) / 1e6;
       await fh.close();
       const added = total(backend) - before;
-      cells.push(`${(added / 1e6).toFixed(0)} MB in ${s.toFixed(2)} s (${(size / 1e6 / s).toFixed(0)} MB/s)`);
+      cells.push(
+        `${(added / 1e6).toFixed(0)} MB, ${s.toFixed(1)} s (${(size / 1e6 / s).toFixed(0)} MB/s), ${cpuS.toFixed(1)} cpu-s`,
+      );
     }
     let restored = 0;
+    const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await repo.restoreFile(lastFile!, {
       async write(_offset, data) {
@@ -72,10 +78,12 @@ async function main(): Promise<void> {
       },
     });
     const rs = Number(process.hrtime.bigint() - t0) / 1e9;
+    const rcpu = process.cpuUsage(cpu0);
     const size = lastFile!.size;
     rows.push(
       `| ${label} | ${cells.join(' | ')} | ${(total(backend) / 1e6).toFixed(0)} MB | ` +
-        `${(total(backend, 'index/') / 1e6).toFixed(1)} MB | ${rs.toFixed(2)} s (${(size / 1e6 / rs).toFixed(0)} MB/s) |`,
+        `${(total(backend, 'index/') / 1e6).toFixed(1)} MB | ${rs.toFixed(1)} s (${(size / 1e6 / rs).toFixed(0)} MB/s), ` +
+        `${((rcpu.user + rcpu.system) / 1e6).toFixed(1)} cpu-s |`,
     );
     console.error(rows.at(-1), `restored ${restored} non-zero bytes`);
     await repo.close();

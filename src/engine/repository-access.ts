@@ -81,6 +81,31 @@ export function readCredentialsFile(name: string, file: string): S3Credentials {
   return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
 }
 
+/** Objects kept write-once under Object Lock: the data (packs), its indexes and the manifests. */
+const RETAINED = /^(packs|index|manifests)\//;
+
+/**
+ * A backend whose data objects are saved under an Object Lock retention of `days` (compliance mode): nobody,
+ * root account included, can delete or overwrite them before then. Locks and key files stay removable (a
+ * writer's lock must go when it ends; `repo passwd` replaces a key file). `forget` and `prune` of retained
+ * objects are refused by the bucket until their retention has passed.
+ */
+export function retaining(backend: RepositoryBackend, days: number): RepositoryBackend {
+  return {
+    description: backend.description,
+    capabilities: backend.capabilities,
+    save: (key, data, options = {}) =>
+      backend.save(key, data, {
+        ...options,
+        ...(RETAINED.test(key) ? { retainUntil: new Date(Date.now() + days * 86_400_000) } : {}),
+      }),
+    load: (key, options) => backend.load(key, options),
+    stat: (key, options) => backend.stat(key, options),
+    list: (prefix, options) => backend.list(prefix, options),
+    remove: (key, options) => backend.remove(key, options),
+  };
+}
+
 /** The real factory: local directories and S3 buckets through the repository layer. */
 export const configuredRepositoryFactory: RepositoryFactory = {
   async backend(config) {
@@ -94,7 +119,7 @@ export const configuredRepositoryFactory: RepositoryFactory = {
               ? { secretAccessKeyEnv: config.secretAccessKeyEnv }
               : {}),
           });
-    return new S3Backend({
+    const backend = new S3Backend({
       ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
       region: config.region,
       bucket: config.bucket,
@@ -103,6 +128,7 @@ export const configuredRepositoryFactory: RepositoryFactory = {
       objectLock: config.objectLock !== undefined,
       ...(credentials ? { credentials } : {}),
     });
+    return config.objectLock ? retaining(backend, config.objectLock.days) : backend;
   },
   init: (backend, passphrase) => initRepository(backend, passphrase.reveal()),
   open: (backend, passphrase) => openRepository(backend, passphrase.reveal()),

@@ -67,6 +67,9 @@ interface RestoreGroup {
   pack: string | undefined;
   bytes: number;
   blobs: ChunkLocation[];
+  /** For each blob: the chunk's index in the file, and its plaintext length. */
+  chunkIndex: number[];
+  rawLengths: number[];
 }
 
 export const DEFAULT_SAFETY_DELAY_MS = 60 * 60_000;
@@ -280,7 +283,22 @@ class OpenRepository implements Repository {
       const g = groups[written]!;
       const data = await results[written]!;
       results[written] = Promise.resolve(undefined); // let the bytes go
-      if (data !== undefined) await sink.write(g.first * cs, data);
+      if (data !== undefined) {
+        // One write per run of consecutive chunks of the group (zero chunks between them stay unwritten).
+        let off = 0;
+        let k = 0;
+        while (k < g.blobs.length) {
+          let j = k;
+          let len = g.rawLengths[k]!;
+          while (j + 1 < g.blobs.length && g.chunkIndex[j + 1] === g.chunkIndex[j]! + 1) {
+            j++;
+            len += g.rawLengths[j]!;
+          }
+          await sink.write(g.chunkIndex[k]! * cs, data.subarray(off, off + len));
+          off += len;
+          k = j + 1;
+        }
+      }
       for (let i = g.first; i < g.first + g.count; i++) done += chunkLength(file.size, cs, i);
       written++;
       options.onProgress?.(done, file.size);
@@ -293,15 +311,25 @@ class OpenRepository implements Repository {
   }
 
   /**
-   * Cuts a file's chunks in groups read with one ranged load each: consecutive chunks lying end to end in the
-   * same pack (as one writer stored them), up to GROUP_BYTES; a zero or unindexed chunk is a group of its own.
+   * Cuts a file's chunks in groups read with one ranged load each: chunks in file order whose blobs lie end to
+   * end in the same pack (as one writer stored them), up to GROUP_BYTES; zero chunks between them join the
+   * group (they take no room in the pack). An unindexed chunk is a group of its own.
    */
   private restoreGroups(file: StoredFile): RestoreGroup[] {
+    const cs = file.chunkSize;
     const groups: RestoreGroup[] = [];
     let g: RestoreGroup | undefined;
     for (let i = 0; i < file.chunks.length; i++) {
       const id = file.chunks[i]!;
-      const loc = id === ZERO_CHUNK ? undefined : this.cached.get(id);
+      if (id === ZERO_CHUNK) {
+        if (g === undefined || g.pack === undefined) {
+          g = { first: i, count: 0, pack: undefined, bytes: 0, blobs: [], chunkIndex: [], rawLengths: [] };
+          groups.push(g);
+        }
+        g.count++;
+        continue;
+      }
+      const loc = this.cached.get(id);
       const last = g?.blobs.at(-1);
       if (
         g !== undefined &&
@@ -311,13 +339,24 @@ class OpenRepository implements Repository {
         last.offset + last.length === loc.offset &&
         g.bytes + loc.length <= GROUP_BYTES
       ) {
+        g.count = i - g.first + 1;
         g.blobs.push(loc);
-        g.count++;
+        g.chunkIndex.push(i);
+        g.rawLengths.push(chunkLength(file.size, cs, i));
         g.bytes += loc.length;
         continue;
       }
-      g = { first: i, count: 1, pack: loc?.pack, bytes: loc?.length ?? 0, blobs: loc ? [loc] : [] };
+      g = {
+        first: i,
+        count: 1,
+        pack: loc?.pack,
+        bytes: loc?.length ?? 0,
+        blobs: loc ? [loc] : [],
+        chunkIndex: [i],
+        rawLengths: [chunkLength(file.size, cs, i)],
+      };
       groups.push(g);
+      if (loc === undefined) g = undefined; // a missing chunk stands alone
     }
     return groups;
   }
@@ -329,12 +368,12 @@ class OpenRepository implements Repository {
     signal?: AbortSignal,
   ): Promise<Buffer | undefined> {
     const cs = file.chunkSize;
-    const id = file.chunks[g.first]!;
-    if (id === ZERO_CHUNK) return undefined;
+    const id = file.chunks[g.chunkIndex[0] ?? g.first]!;
+    if (g.chunkIndex.length === 0) return undefined; // zero chunks only
     if (g.pack === undefined) {
       throw new RepositoryError(
         'CHUNK_MISSING',
-        `chunk ${id} of ${file.path} (at byte ${g.first * cs}) is in no index of ${this.backend.description}`,
+        `chunk ${id} of ${file.path} (at byte ${g.chunkIndex[0]! * cs}) is in no index of ${this.backend.description}`,
         { details: { chunk: id, file: file.path } },
       );
     }
@@ -370,7 +409,7 @@ class OpenRepository implements Repository {
         id: b.id,
         offset: b.offset - base,
         length: b.length,
-        rawLength: chunkLength(file.size, cs, g.first + k),
+        rawLength: g.rawLengths[k],
       })),
     );
     if (failures.length > 0) throw corrupt(failures[0]!.index, failures[0]!.reason);

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { compress, decompress } from 'zstd-napi';
+import { Compressor, Decompressor } from 'zstd-napi';
 import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, seal, ZERO_CHUNK } from './crypto.js';
 import type { WorkerReply, WorkerRequest } from './pool.js';
 
@@ -13,6 +13,10 @@ import type { WorkerReply, WorkerRequest } from './pool.js';
 const { encKey, macKey, level } = workerData as { encKey: Uint8Array; macKey: Uint8Array; level: number };
 const enc = Buffer.from(encKey);
 const mac = Buffer.from(macKey);
+// One context each, reused: a context made per call (zstd-napi's simple compress) costs more than a 64 KiB chunk.
+const compressor = new Compressor();
+compressor.setParameters({ compressionLevel: level });
+const decompressor = new Decompressor();
 /** Batches hashed and waiting for the main thread's word on which chunks to store. */
 const held = new Map<number, { data: Buffer; chunkSize: number }>();
 
@@ -31,7 +35,7 @@ function joined(parts: Buffer[]): ArrayBuffer {
 }
 
 function sealChunk(id: string, data: Buffer): Buffer {
-  const z = compress(data, { compressionLevel: level });
+  const z = compressor.compress(data);
   return z.length < data.length
     ? seal(enc, [Buffer.from([FLAG_ZSTD]), z], AAD.chunk(id))
     : seal(enc, [Buffer.from([FLAG_RAW]), data], AAD.chunk(id));
@@ -45,7 +49,7 @@ function openChunk(id: string, blob: Buffer, rawLength: number | undefined): Buf
   }
   let data: Buffer;
   try {
-    data = plain[0] === FLAG_ZSTD ? decompress(plain.subarray(1)) : plain.subarray(1);
+    data = plain[0] === FLAG_ZSTD ? decompressor.decompress(plain.subarray(1)) : plain.subarray(1);
   } catch {
     return 'does not decompress';
   }

@@ -2,7 +2,7 @@ import { ConflictError, UsageError } from '../errors.js';
 import { contentName, ZERO_CHUNK } from './crypto.js';
 import { RepositoryError } from './errors.js';
 import type { MasterKeys, RepositoryConfig } from './format.js';
-import { saveContentNamed } from './format.js';
+import { CHUNK_SIZES, saveContentNamed } from './format.js';
 import {
   type BlobEntry,
   buildPack,
@@ -44,6 +44,27 @@ export interface WriterContext {
   onProgress?: (p: WriteProgress) => void;
 }
 
+/** Chunk ids a file may have before the writer picks a larger chunk size for it (a manifest stays small). */
+export const MAX_CHUNKS_PER_FILE = 1 << 20;
+
+/**
+ * The chunk size of one file: the previous backup's where there is one (so unchanged chunks keep their ids),
+ * else the repository's, or the next larger size of CHUNK_SIZES that keeps the file within
+ * MAX_CHUNKS_PER_FILE chunks (64 KiB up to 64 GiB, 256 KiB up to 256 GiB, 1 MiB up to 1 TiB, then 4 MiB).
+ */
+export function chunkSizeFor(size: number, base: number, previous?: StoredFile): number {
+  if (previous !== undefined && (CHUNK_SIZES as readonly number[]).includes(previous.chunkSize)) {
+    if (
+      Math.ceil(size / previous.chunkSize) <= MAX_CHUNKS_PER_FILE ||
+      previous.chunkSize === CHUNK_SIZES.at(-1)
+    ) {
+      return previous.chunkSize;
+    }
+  }
+  const fits = CHUNK_SIZES.filter((s) => s >= base && Math.ceil(size / s) <= MAX_CHUNKS_PER_FILE);
+  return fits[0] ?? CHUNK_SIZES.at(-1)!;
+}
+
 /** Length of chunk `i` of a file of `size` bytes cut in `chunkSize` pieces. */
 export function chunkLength(size: number, chunkSize: number, i: number): number {
   return Math.max(0, Math.min(chunkSize, size - i * chunkSize));
@@ -75,15 +96,15 @@ export class Writer implements RepositoryWriter {
   async addFile(source: FileSource): Promise<StoredFile> {
     this.usable();
     const { size } = source;
-    const cs = this.ctx.config.chunker.size;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new UsageError('REPOSITORY_SOURCE', `${source.path}: size ${size} is not a byte count`);
     }
+    const cs = chunkSizeFor(size, this.ctx.config.chunker.size, source.previous);
     const count = Math.ceil(size / cs);
     const chunks: (string | undefined)[] = new Array(count).fill(undefined);
     this.progress.bytesTotal += size;
 
-    this.reuseUnchanged(source, chunks);
+    this.reuseUnchanged(source, chunks, cs);
     this.report();
 
     let inFlight = 0;
@@ -94,7 +115,7 @@ export class Writer implements RepositoryWriter {
       while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
       if (errors.length > 0) throw errors[0];
       inFlight++;
-      const p = this.storeBatch(data)
+      const p = this.storeBatch(data, cs)
         .then((ids) => {
           ids.forEach((id, k) => {
             chunks[first + k] = id;
@@ -116,7 +137,7 @@ export class Writer implements RepositoryWriter {
     for (const [first, last] of runsOf(chunks)) {
       const start = first * cs;
       const end = Math.min(size, (last + 1) * cs);
-      await this.readRun(source, start, end, first, dispatch);
+      await this.readRun(source, start, end, first, cs, dispatch);
     }
     await Promise.all(done);
     if (errors.length > 0) throw errors[0];
@@ -124,9 +145,8 @@ export class Writer implements RepositoryWriter {
   }
 
   /** Where `previous` and `changedRanges` are given: ids of chunks no changed range touches, without reading. */
-  private reuseUnchanged(source: FileSource, chunks: (string | undefined)[]): void {
+  private reuseUnchanged(source: FileSource, chunks: (string | undefined)[], cs: number): void {
     const prev = source.previous;
-    const cs = this.ctx.config.chunker.size;
     if (prev === undefined || source.changedRanges === undefined || prev.chunkSize !== cs) return;
     const touched = new Uint8Array(chunks.length);
     for (const r of source.changedRanges) {
@@ -167,9 +187,9 @@ export class Writer implements RepositoryWriter {
     start: number,
     end: number,
     firstChunk: number,
+    cs: number,
     dispatch: (first: number, data: Uint8Array) => Promise<void>,
   ): Promise<void> {
-    const cs = this.ctx.config.chunker.size;
     const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const stream = await source.read(start, end - start, this.ctx.signal);
     let first = firstChunk;
@@ -179,6 +199,8 @@ export class Writer implements RepositoryWriter {
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         let off = 0;
+        // Copied into batches of our own: a piece may be a view of memory its source keeps, and what goes to a
+        // worker is transferred (detached here).
         while (off < piece.length && pos < end) {
           const n = Math.min(piece.length - off, buf.length - filled);
           buf.set(piece.subarray(off, off + n), filled);
@@ -207,9 +229,9 @@ export class Writer implements RepositoryWriter {
   }
 
   /** Hashes a batch on a worker; stores the chunks neither the repository nor this writer has. Their ids. */
-  private async storeBatch(data: Uint8Array): Promise<string[]> {
+  private async storeBatch(data: Uint8Array, cs: number): Promise<string[]> {
     const length = data.length;
-    const { job, ids } = await this.ctx.pool.hash(data, this.ctx.config.chunker.size);
+    const { job, ids } = await this.ctx.pool.hash(data, cs);
     const wanted = ids.map((id) => {
       if (id === ZERO_CHUNK || this.ctx.index.has(id) || this.stored.has(id)) return null;
       this.stored.add(id);
@@ -220,7 +242,6 @@ export class Writer implements RepositoryWriter {
     } else {
       try {
         const blobs = await this.ctx.pool.seal(job, wanted);
-        const cs = this.ctx.config.chunker.size;
         for (let k = 0; k < blobs.length; k++) {
           const blob = blobs[k];
           if (blob) await this.append(wanted[k]!, blob, Math.min(cs, length - k * cs));

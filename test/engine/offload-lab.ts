@@ -69,7 +69,12 @@ export interface OffloadLab extends EngineLab {
   backends: Map<string, MemoryBackend>;
   factory: RepositoryFactory;
   /** A context with the repositories configured and the memory backends behind them. */
-  offloadContext(options?: { crashAt?: (point: string) => boolean; laterMs?: number }): EngineContext;
+  offloadContext(options?: {
+    crashAt?: (point: string) => boolean;
+    laterMs?: number;
+    /** Changes the configuration of this context only. */
+    config?: (config: Config) => Config;
+  }): EngineContext;
   /** web01's first flat disk: its volume and path on the array. */
   web01Flat: { volume: string; path: string };
 }
@@ -116,9 +121,11 @@ async function offloadLab(): Promise<OffloadLab> {
   };
   const config = withRepositories(l.ctx.config);
   const opened: EngineContext[] = [];
-  const offloadContext = (extra: { crashAt?: (point: string) => boolean; laterMs?: number } = {}) => {
+  const offloadContext = (
+    extra: { crashAt?: (point: string) => boolean; laterMs?: number; config?: (c: Config) => Config } = {},
+  ) => {
     const ctx = new EngineContext({
-      config,
+      config: extra.config ? extra.config(config) : config,
       catalog: () => Catalog.open(l.catalogPath),
       vcenter: l.vc,
       arrays: new Map([[ARRAY, l.array]]),

@@ -209,6 +209,20 @@ describe('offload on the in-memory peers', () => {
     );
   });
 
+  it('refuses a backup whose array snapshot vanished (SNAPSHOT_MISSING, exit 2), storing nothing', async () => {
+    const l = await start();
+    const b = await backup(l);
+    await l.array.deleteSnapshot(b.snapshots[0]!.snapshotId);
+    await assert.rejects(
+      () => runOffload(l.offloadContext(), { backupId: b.id, repository: 'mem' }),
+      (e: unknown) =>
+        e instanceof SnapkeeperError && e.code === 'SNAPSHOT_MISSING' && e.exitCode === ExitCode.failed,
+    );
+    assert.deepEqual(await l.ctx.catalog.copiesOf(b.id), []);
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
+    assert.deepEqual(l.backends.get('mem')!.keys('packs/'), []);
+  });
+
   it('holds the backup: it cannot be deleted while an offload runs', async () => {
     const l = await start();
     const b = await backup(l);
@@ -227,6 +241,23 @@ describe('offload on the in-memory peers', () => {
     await deleteBackup(l.ctx, b.id, { dryRun: false });
     const [copy] = await l.ctx.catalog.copiesOf(b.id);
     assert.equal(copy?.arrayCopy, false);
+  });
+
+  it('recover closes an interrupted offload whose repository is no longer configured', async () => {
+    const l = await start();
+    const b = await backup(l);
+    await stoppedAt(l, 'offload.committed', (ctx) => runOffload(ctx, { backupId: b.id, repository: 'mem' }));
+    const report = await recover(l.offloadContext({ ...LATER, config: (c) => ({ ...c, repositories: [] }) }));
+    assert.deepEqual(report.errors, []);
+    assert.ok(
+      report.actions.some((a) => /repository mem is no longer configured/.test(a)),
+      report.actions.join('\n'),
+    );
+    assert.deepEqual(await l.ctx.catalog.unfinishedOperations(), []);
+    // With the repository configured again, the next offload finds its manifest and records the copy.
+    const again = await runOffload(l.offloadContext(LATER), { backupId: b.id, repository: 'mem' });
+    assert.equal(again.alreadyStored, true);
+    assert.equal((await l.ctx.catalog.copiesOf(b.id)).length, 1);
   });
 
   for (const point of ['offload.stored', 'offload.committed', 'offload.recorded']) {

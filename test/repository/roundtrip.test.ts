@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { initRepository, MemoryBackend, type Repository } from '../../src/repository/index.js';
+import { chunkSizeFor } from '../../src/repository/writer.js';
 import { bufferSink, bufferSource, FAST, fileEntry, PASS, pseudoRandom } from './helpers.js';
 
 const CS = 1 << 16;
@@ -141,5 +142,32 @@ describe('repository: write and restore', () => {
     assert.deepEqual(backend.keys('locks/'), [], 'the writer let go of its lock');
     assert.deepEqual((await repo.check({ readData: true })).issues, []);
     await repo.close();
+  });
+});
+
+describe('repository: chunk size per file', () => {
+  it('keeps a file within a million chunks, and a disk on its previous chunk size', () => {
+    const GiB = 2 ** 30;
+    const K = 1 << 10;
+    const table: [number, number, number | undefined, number][] = [
+      [0, 64 * K, undefined, 64 * K],
+      [64 * GiB, 64 * K, undefined, 64 * K],
+      [64 * GiB + 1, 64 * K, undefined, 256 * K],
+      [300 * GiB, 64 * K, undefined, 1024 * K],
+      [2048 * GiB, 64 * K, undefined, 4096 * K],
+      [10 * GiB, 1024 * K, undefined, 1024 * K],
+      // A disk that grew past 64 GiB keeps its 64 KiB chunks only while it fits.
+      [65 * GiB, 64 * K, 64 * K, 256 * K],
+      [200 * GiB, 64 * K, 256 * K, 256 * K],
+      [10 * GiB, 64 * K, 256 * K, 256 * K],
+    ];
+    for (const [size, base, prev, expected] of table) {
+      const previous = prev === undefined ? undefined : { path: 'd', size, chunkSize: prev, chunks: [] };
+      assert.equal(
+        chunkSizeFor(size, base, previous),
+        expected,
+        `${size} bytes, base ${base}, previous ${prev}`,
+      );
+    }
   });
 });

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
 import type { RepositoryConfig } from '../../src/config/repositories.js';
-import { readPassphrase } from '../../src/engine/repository-access.js';
+import { readCredentialsFile, readPassphrase, retaining } from '../../src/engine/repository-access.js';
 import { ExitCode, UsageError } from '../../src/errors.js';
+import { MemoryBackend } from '../../src/repository/index.js';
 
 const FILE = '/etc/snapkeeper/snapkeeper.yaml';
 const BASE = [
@@ -216,4 +217,60 @@ describe('reading a repository passphrase', () => {
       );
     });
   }
+});
+
+describe('S3 repository helpers', () => {
+  it('reads the keys of a shared-credentials file, never showing them in an error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'snapkeeper-cred-'));
+    try {
+      const file = join(dir, 'credentials');
+      await writeFile(
+        file,
+        '[other]\naws_access_key_id = OTHER\n[default]\naws_access_key_id = AKIA1\naws_secret_access_key = s3cr3t-value\n',
+      );
+      assert.deepEqual(readCredentialsFile('offsite', file), {
+        accessKeyId: 'AKIA1',
+        secretAccessKey: 's3cr3t-value',
+      });
+      await writeFile(file, '[default]\naws_access_key_id = AKIA1\n');
+      assert.throws(
+        () => readCredentialsFile('offsite', file),
+        (e: unknown) =>
+          e instanceof UsageError &&
+          e.code === 'S3_CREDENTIALS_INVALID' &&
+          /repository offsite: credentialsFile .* needs aws_access_key_id and aws_secret_access_key/.test(
+            e.message,
+          ),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps packs, indexes and manifests under Object Lock retention, never locks or key files', async () => {
+    const saved: { key: string; retainUntil?: Date }[] = [];
+    const inner = new MemoryBackend('m');
+    const recording: typeof inner = Object.assign(Object.create(inner), {
+      save: (key: string, data: Uint8Array, options: { retainUntil?: Date } = {}) => {
+        saved.push({ key, ...(options.retainUntil ? { retainUntil: options.retainUntil } : {}) });
+        return inner.save(key, data);
+      },
+    });
+    const backend = retaining(recording, 30);
+    for (const key of ['packs/ab/abcd', 'index/1', 'manifests/2', 'locks/3', 'keys/4', 'config']) {
+      await backend.save(key, Buffer.from('x'));
+    }
+    const days = (d?: Date) => (d ? Math.round((d.getTime() - Date.now()) / 86_400_000) : undefined);
+    assert.deepEqual(
+      saved.map((s) => [s.key, days(s.retainUntil)]),
+      [
+        ['packs/ab/abcd', 30],
+        ['index/1', 30],
+        ['manifests/2', 30],
+        ['locks/3', undefined],
+        ['keys/4', undefined],
+        ['config', undefined],
+      ],
+    );
+  });
 });

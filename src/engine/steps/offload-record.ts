@@ -88,6 +88,10 @@ export async function rollForwardOffload(
   data: { repository: string; repositoryId: string; backupId: string },
   dryRun: boolean,
 ): Promise<string> {
+  if (!ctx.config.repositories.some((r) => r.name === data.repository)) {
+    // Nothing of it is at risk: the repository's manifest (if any) stays, and `repo backups` lists it.
+    return `repository ${data.repository} is no longer configured: the copy of backup ${data.backupId}, if its offload got that far, is not recorded in the catalog`;
+  }
   const opened = await openConfiguredRepository(ctx, data.repository);
   try {
     const { repository } = opened;
