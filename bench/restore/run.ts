@@ -21,6 +21,7 @@ import { openFsArray } from '../../src/arrays/fs/index.js';
 import { initFsArray, layout } from '../../src/arrays/fs/layout.js';
 import { hostExportFiles } from '../../src/engine/export-files.js';
 import { placeDisk } from '../../src/engine/restore-common.js';
+import { arrayDiskFiles } from '../../src/engine/restore-source.js';
 import { fillLabDisk } from '../../src/lab/diskdata.js';
 import { canMountLoopBtrfs, mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 
@@ -91,14 +92,8 @@ async function main(): Promise<void> {
         await mkdir(target);
         const restore = await timed(() =>
           placeDisk(
-            array,
+            arrayDiskFiles(array, snap.value.id, 'bench', `vm${i}/vm${i}_0.vmdk`),
             hostExportFiles,
-            {
-              array: 'bench',
-              snapshotId: snap.value.id,
-              volume: 'bench',
-              relativePath: `vm${i}/vm${i}_0.vmdk`,
-            },
             target,
             `r${i}`,
           ),

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { pathExists } from '../util/fs.js';
 
 /**
@@ -15,12 +15,26 @@ export interface ExportFiles {
   makeDirectory(path: string): Promise<void>;
   /** Writes a new file; an existing one is an error (nothing is overwritten). */
   writeNewFile(path: string, text: string): Promise<void>;
+  /**
+   * Creates a new binary file to be written at offsets (a restore from a repository writes a disk's extents
+   * so, leaving holes where its chunks are zero); an existing one is an error (nothing is overwritten).
+   */
+  createNewFile(path: string): Promise<NewFile>;
   /** Renames a file or directory within one volume. */
   move(from: string, to: string): Promise<void>;
   /** Removes a file or a directory tree; missing is fine. */
   remove(path: string): Promise<void>;
   /** Names in a directory; none when it does not exist. */
   list(dir: string): Promise<string[]>;
+}
+
+/** A file being written by `createNewFile`: bytes at offsets, then `finish` with its size (or `abandon`). */
+export interface NewFile {
+  write(offset: number, data: Buffer): Promise<void>;
+  /** Sets the size (trailing zeros are a hole), makes the bytes durable and closes the file. */
+  finish(size: number): Promise<void>;
+  /** Closes the file as it is; the caller's undo removes it. */
+  abandon(): Promise<void>;
 }
 
 /** The host's own file system: what the fs array's exports are. */
@@ -30,6 +44,33 @@ export const hostExportFiles: ExportFiles = {
     await mkdir(path, { recursive: true });
   },
   writeNewFile: (path, text) => writeFile(path, text, { flag: 'wx' }),
+  async createNewFile(path) {
+    const handle = await open(path, 'wx', 0o644);
+    let closed = false;
+    const close = async () => {
+      if (closed) return;
+      closed = true;
+      await handle.close();
+    };
+    return {
+      async write(offset, data) {
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
+          done += bytesWritten;
+        }
+      },
+      async finish(size) {
+        try {
+          await handle.truncate(size);
+          await handle.datasync();
+        } finally {
+          await close();
+        }
+      },
+      abandon: close,
+    };
+  },
   move: rename,
   remove: (path) => rm(path, { recursive: true, force: true }),
   async list(dir) {

@@ -1,6 +1,4 @@
-import { basename, dirname, join } from 'node:path';
-import { text } from 'node:stream/consumers';
-import type { StorageArray } from '../arrays/index.js';
+import { basename, join, posix } from 'node:path';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
 import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backup.js';
 import type { Datastore, Inventory } from '../model/inventory.js';
@@ -119,6 +117,12 @@ export async function backupVm(
   use = 'restore',
 ): Promise<{ backup: BackupRecord; vm: VmRecord }> {
   const backup = await catalogBackup(ctx, backupId, use);
+  return { backup, vm: vmOfBackup(backup, vmName) };
+}
+
+/** A backup's VM by name, refused with exit 3 when unknown or failed in that backup. */
+export function vmOfBackup(backup: BackupRecord, vmName: string): VmRecord {
+  const backupId = backup.id;
   const vm = backup.vms.find((v) => v.name === vmName);
   if (!vm) {
     throw new NotFoundError(
@@ -129,7 +133,7 @@ export async function backupVm(
   if (vm.state !== 'ok') {
     throw new UsageError('VM_NOT_RESTORABLE', `VM ${vmName} failed in backup ${backupId}: ${vm.error ?? ''}`);
   }
-  return { backup, vm };
+  return vm;
 }
 
 export function isRdm(d: DiskRecord): boolean {
@@ -286,52 +290,53 @@ export interface PlacedDisk {
   bytes: number;
 }
 
+/**
+ * The files of one backed-up disk where a restore reads them (restore-source.ts: an array snapshot or a
+ * repository's manifest), by paths in that source's own terms. `placeDisk` needs nothing else, so every
+ * restore mode places a disk the same way whatever the source.
+ */
+export interface DiskFiles {
+  /** Path of the disk's descriptor (or single-file disk) in the source. */
+  readonly descriptor: string;
+  /** Why `path` cannot be read, for the error: `the array snapshot holds no file P on volume V`. */
+  missing(path: string): string;
+  /** Size of a file, undefined when the source has none at `path`. */
+  size(path: string): Promise<number | undefined>;
+  readText(path: string, signal?: AbortSignal): Promise<string>;
+  /** Writes the file at `path` to the new file `target` (never overwriting); clones where it can. */
+  restoreFile(
+    path: string,
+    target: string,
+    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+  ): Promise<{ cloned: boolean; bytes: number }>;
+}
+
 const EXTENT = /^(RW|RDONLY|NOACCESS)(\s+\d+\s+\S+\s+)"([^"]+)"(.*)$/;
 
 /**
- * Restores one disk from the snapshot into `targetDir` as `<stem>.vmdk` (descriptor) with its extents
- * (`<stem>-flat.vmdk`, ...). Extents go through StorageArray.restoreFile: a clone on btrfs and reflink (no
- * data copied), a copy with progress on the copy driver. The small text descriptor is read from the
- * snapshot and written rewritten so that it names the new extent files.
+ * Restores one disk from its source into `targetDir` as `<stem>.vmdk` (descriptor) with its extents
+ * (`<stem>-flat.vmdk`, ...). Extents go through the source's `restoreFile`: out of an array snapshot a
+ * clone on btrfs and reflink (no data copied) or a copy with progress on the copy driver; out of a
+ * repository a copy of verified chunks. The small text descriptor is read from the source and written
+ * rewritten so that it names the new extent files.
  */
 export async function placeDisk(
-  array: StorageArray,
+  source: DiskFiles,
   files: ExportFiles,
-  source: DiskSource,
   targetDir: string,
   stem: string,
   options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<PlacedDisk> {
-  const s = await array
-    .statFile(source.snapshotId, source.volume, source.relativePath)
-    .catch(() => undefined);
-  if (!s) {
-    throw new NotFoundError(
-      'FILE_NOT_FOUND',
-      `the array snapshot holds no file ${source.relativePath} on volume ${source.volume}`,
-    );
-  }
+  const size = await source.size(source.descriptor);
+  if (size === undefined) throw new NotFoundError('FILE_NOT_FOUND', source.missing(source.descriptor));
   const out: PlacedDisk = { descriptor: join(targetDir, `${stem}.vmdk`), files: [], cloned: true, bytes: 0 };
-  const relDir = dirname(source.relativePath);
+  const relDir = posix.dirname(source.descriptor);
   // A descriptor is a small text file; anything large is a single-file disk restored as it is.
-  const descriptor =
-    s.size < 64 * 1024
-      ? await text(
-          await array.readFile(source.snapshotId, source.volume, source.relativePath, {
-            signal: options.signal,
-          }),
-        )
-      : '';
+  const descriptor = size < 64 * 1024 ? await source.readText(source.descriptor, options.signal) : '';
   const lines = descriptor.split('\n');
   const extents = lines.map((l) => EXTENT.exec(l)).filter((m) => m !== null);
   if (extents.length === 0 || descriptor.includes('\0')) {
-    const r = await array.restoreFile(
-      source.snapshotId,
-      source.volume,
-      source.relativePath,
-      out.descriptor,
-      options,
-    );
+    const r = await source.restoreFile(source.descriptor, out.descriptor, options);
     out.files.push(out.descriptor);
     out.cloned = r.cloned;
     out.bytes = r.bytes;
@@ -349,7 +354,7 @@ export async function placeDisk(
     n++;
     const target = join(targetDir, extentName(stem, n, extents.length));
     const from = relDir === '.' ? m[3]! : `${relDir}/${m[3]}`;
-    const r = await array.restoreFile(source.snapshotId, source.volume, from, target, options);
+    const r = await source.restoreFile(from, target, options);
     out.files.push(target);
     out.cloned &&= r.cloned;
     out.bytes += r.bytes;

@@ -4,8 +4,8 @@ import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backu
 import type { Datastore, Inventory } from '../model/inventory.js';
 import type { VcenterSession } from '../vsphere/index.js';
 import type { EngineContext } from './context.js';
-import { type DatastorePlace, diskSource, ensureDir, placeDisk, step } from './restore-common.js';
-import { assertSnapshotsPresent } from './snapshot-presence.js';
+import { type DatastorePlace, ensureDir, placeDisk, step } from './restore-common.js';
+import type { RestoreSource, RestoreSourceKind } from './restore-source.js';
 
 /**
  * What the restore modes (restore-vm.ts, restore-disks.ts, restore-files.ts) share: the request and result
@@ -13,7 +13,12 @@ import { assertSnapshotsPresent } from './snapshot-presence.js';
  */
 
 export interface RestoreRequest {
+  /** The backup id (from a repository: its backup id or its manifest id, as `repo backups` lists them). */
   backupId: string;
+  /** Where the backup's files are read (default `array`: its array snapshot; `repository`: an offloaded copy). */
+  source?: RestoreSourceKind;
+  /** With `source: 'repository'`: the repository (may be left out when only one configured repository holds it). */
+  repository?: string;
   /** Name of the VM in the backup. */
   vm: string;
   /** Whole VM as a new VM with this name. */
@@ -64,6 +69,9 @@ export interface RestoreResult {
   backupId: string;
   vm: string;
   mode: 'new' | 'original' | 'disks' | 'files';
+  /** Where the files were read: the array snapshot or a repository (then named). */
+  source: RestoreSourceKind;
+  repository?: string;
   /** The VM created (whole-VM restore) or changed (disk restore). */
   targetVm?: { name: string; id: string; host: string; folder: string; poweredOn: boolean };
   disks: RestoredDisk[];
@@ -81,6 +89,8 @@ export interface Prepared {
   vm: VmRecord;
   inventory: Inventory;
   places: Map<string, DatastorePlace>;
+  /** Where the backup's files are read: every mode places disks from it the same way. */
+  source: RestoreSource;
   disks: DiskRecord[];
   warnings: Warning[];
   /** Aborts copying (Ctrl-C); what was placed is undone like any failure. */
@@ -112,10 +122,10 @@ export async function placeDisks(
       await ensureDir(ctx.files, dir);
       const out: RestoredDisk[] = [];
       for (const { plan, stem } of items) {
-        const src = diskSource(p.backup, plan.disk, p.places);
-        const array = await ctx.array(src.array);
-        ctx.events.item(plan.disk.label, array.instantClone ? 'cloning' : 'copying');
-        const placed = await placeDisk(array, ctx.files, src, dir, stem, {
+        const src = await p.source.disk(plan.disk, p.places);
+        const cloning = await p.source.instantClone(plan.disk, p.places);
+        ctx.events.item(plan.disk.label, cloning ? 'cloning' : 'copying');
+        const placed = await placeDisk(src, ctx.files, dir, stem, {
           ...(p.signal ? { signal: p.signal } : {}),
           onProgress: (done, total) =>
             ctx.events.item(plan.disk.label, `copying ${Math.floor((100 * done) / Math.max(total, 1))}%`),
@@ -170,6 +180,8 @@ export function result(
     backupId: p.backup.id,
     vm: p.vm.name,
     mode,
+    source: p.source.kind,
+    ...(p.source.repository !== undefined ? { repository: p.source.repository } : {}),
     disks,
     cloned: disks.length > 0 && disks.every((d) => d.cloned),
     bytes: disks.reduce((a, d) => a + d.bytes, 0),
@@ -178,8 +190,9 @@ export function result(
 }
 
 /**
- * A dry run's answer: the disks as they would be placed (`cloned` is what the array would do), once the
- * backup's array snapshots are known to exist (SNAPSHOT_MISSING otherwise).
+ * A dry run's answer: the disks as they would be placed (`cloned` is what the source would do), once the
+ * data is known to be there (the backup's array snapshots: SNAPSHOT_MISSING otherwise; a repository's
+ * manifest holding every disk).
  */
 export async function planned(
   p: Prepared,
@@ -190,21 +203,22 @@ export async function planned(
   const disks: RestoredDisk[] = [];
   for (const [dir, items] of dirs) {
     for (const { plan, stem } of items) {
-      const array = await p.ctx.array(diskSource(p.backup, plan.disk, p.places).array);
       const path = join(dir, `${stem}.vmdk`);
       disks.push({
         label: plan.disk.label,
         source: plan.disk.file,
         target: `[${plan.place.datastore.name}] ${relativeToPlace(plan.place, path)}`,
         path,
-        cloned: array.instantClone,
+        cloned: await p.source.instantClone(plan.disk, p.places),
         bytes: plan.disk.capacityBytes,
         capacityBytes: plan.disk.capacityBytes,
       });
     }
   }
-  // "ok" must mean the data is there: the record alone does not say that its array snapshot still exists.
-  await assertSnapshotsPresent(p.ctx, p.backup);
+  await p.source.assertPresent(
+    [...dirs.values()].flatMap((items) => items.map((i) => i.plan.disk)),
+    p.places,
+  );
   return { ...result(p, '', mode, disks), dryRun: true, ...(targetVm ? { targetVm } : {}) };
 }
 

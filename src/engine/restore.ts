@@ -3,27 +3,30 @@ import type { BackupRecord, DiskRecord, VmRecord, Warning } from '../model/backu
 import type { EngineContext } from './context.js';
 import { checkedOperation, runOperation } from './operation.js';
 import {
-  backupVm,
   checkName,
   checkNoDeltaDisks,
   datastorePlaces,
   excludedDiskWarnings,
   isRdm,
   isTaskExcluded,
+  vmOfBackup,
 } from './restore-common.js';
 import { restoreIntoVm } from './restore-disks.js';
 import { restoreFiles } from './restore-files.js';
 import type { Prepared, RestoreRequest, RestoreResult } from './restore-plan.js';
+import { type RestoreSource, restoreSource } from './restore-source.js';
 import { restoreWholeVm } from './restore-vm.js';
 
 export type { RestoredDisk, RestoreRequest, RestoreResult } from './restore-plan.js';
 
 /**
- * Restore from a backup's array snapshot (SPEC 3): a whole VM as a new VM or to its original place, chosen
- * disks into an existing VM, or disk files onto a datastore.
+ * Restore from a backup's array snapshot or from a repository it was offloaded to (SPEC 3, 4): a whole VM as
+ * a new VM or to its original place, chosen disks into an existing VM, or disk files onto a datastore.
  *
- * The data comes straight out of the array snapshot with StorageArray.restoreFile: a clone on btrfs and
- * reflink (instant, whatever the size), a copy with progress on the copy driver. The VM is re-created with
+ * By default the data comes straight out of the array snapshot with StorageArray.restoreFile: a clone on
+ * btrfs and reflink (instant, whatever the size), a copy with progress on the copy driver. With `source:
+ * 'repository'` it is copied back from a repository, every chunk verified before it is written
+ * (restore-source.ts); everything else is the same code. The VM is re-created with
  * CreateVM_Task from the configuration captured at backup time (vCenter here does not read a .vmx on
  * registration, SPEC 7), with its restored standard disks; RDM disks are never restored (warning
  * RDM_NOT_RESTORED per disk).
@@ -55,8 +58,22 @@ export function runRestore(ctx: EngineContext, request: RestoreRequest): Promise
 
 async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise<RestoreResult> {
   checkRequestShape(request);
-  // The catalog is checked before vCenter is contacted: a typo in an id changes nothing and costs nothing.
-  const { backup, vm } = await backupVm(ctx, request.backupId, request.vm);
+  // The catalog (or the repository) is checked before vCenter is contacted: a typo in an id changes nothing.
+  const { backup, source } = await restoreSource(ctx, request);
+  try {
+    return await restoreFrom(ctx, request, backup, source);
+  } finally {
+    await source.close();
+  }
+}
+
+async function restoreFrom(
+  ctx: EngineContext,
+  request: RestoreRequest,
+  backup: BackupRecord,
+  source: RestoreSource,
+): Promise<RestoreResult> {
+  const vm = vmOfBackup(backup, request.vm);
   if (request.original && !request.confirmed && !request.dryRun) {
     throw new UsageError(
       'CONFIRMATION_REQUIRED',
@@ -77,6 +94,7 @@ async function restoreOnce(ctx: EngineContext, request: RestoreRequest): Promise
     vm,
     inventory,
     places,
+    source,
     disks,
     warnings,
     ...(request.signal ? { signal: request.signal } : {}),
@@ -163,8 +181,9 @@ function refuseOriginalWithExcludedDisks(backup: BackupRecord, vm: VmRecord, req
 
 /**
  * Runs the journaled body as a `restore` operation (operation.ts runOperation), holding `locks` and the
- * backup it reads: the backup cannot be deleted or expired while its files are read, and one whose array
- * snapshot vanished is refused before anything is done.
+ * backup it reads: the backup cannot be deleted or expired while its files are read, and, read from the
+ * array, one whose array snapshot vanished is refused before anything is done (from a repository the array
+ * snapshot is not needed).
  */
 function inOperation<T>(
   p: Prepared,
@@ -177,8 +196,9 @@ function inOperation<T>(
     {
       kind,
       subject: `${p.backup.id}/${p.vm.name}`,
-      locks,
-      reads: p.backup,
+      ...('reads' in p.source.hold
+        ? { locks, reads: p.source.hold.reads }
+        : { locks: [...locks, ...p.source.hold.locks] }),
     },
     body,
   );

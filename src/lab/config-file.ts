@@ -7,16 +7,18 @@ import { labFiles } from './lab-dir.js';
 import { LAB_USER } from './vcenter.js';
 
 /**
- * Writes DIR/snapkeeper.yaml for the lab's simulator at `url` (pinned to `thumbprint` over HTTPS), its array
- * and its catalog, with a task `lab-all` selecting every VM, and creates that catalog.
+ * Writes DIR/snapkeeper.yaml for the lab's simulator at `url` (pinned to `thumbprint` over HTTPS), its array,
+ * its catalog and its `repositories` (repositories.ts), with a task `lab-all` selecting every VM, and creates
+ * that catalog.
  */
 export async function writeLabConfig(
   dir: string,
   url: string,
   thumbprint: string | undefined,
+  repositories: object[] = [],
 ): Promise<void> {
   const configFile = join(dir, labFiles.config);
-  const yaml = labConfigYaml(url, thumbprint);
+  const yaml = labConfigYaml(url, thumbprint, repositories);
   parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
   await writeFileDurable(configFile, yaml);
   // The lab's catalog is made with it: no other command creates one (a mistyped path must not).
@@ -24,7 +26,7 @@ export async function writeLabConfig(
   catalog.close();
 }
 
-function labConfigYaml(url: string, thumbprint: string | undefined): string {
+function labConfigYaml(url: string, thumbprint: string | undefined, repositories: object[]): string {
   // Paths are relative to the file (the loader resolves them so), which keeps the directory self-contained.
   const config = {
     vcenter: {
@@ -37,6 +39,7 @@ function labConfigYaml(url: string, thumbprint: string | undefined): string {
     catalog: { path: labFiles.catalog },
     defaults: { mode: 'SNAPSHOT_EXCL_MEM' },
     tasks: [{ name: 'lab-all', select: { vms: ['*'] } }],
+    ...(repositories.length > 0 && { repositories }),
   };
   return `# Written by snapkeeper lab up for the lab in this directory; removed by snapkeeper lab down.\n${stringify(config)}`;
 }

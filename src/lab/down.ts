@@ -1,6 +1,8 @@
 import { removeLabArray } from './array.js';
 import { removeLabFiles } from './lab-dir.js';
+import { stopMotoProcess } from './moto.js';
 import { stopSimulatorProcess } from './process.js';
+import type { LabS3 } from './repositories.js';
 import { readLabState } from './state.js';
 
 /** What a lab (or a `lab up` so far) has made in its DIR, all that removing it needs. */
@@ -11,11 +13,13 @@ export interface LabParts {
   image: string | undefined;
   arrayPath: string;
   createdDir: boolean;
+  /** The moto server of `lab up --s3`, once it runs. */
+  s3?: LabS3 | undefined;
 }
 
 /**
- * Stops the lab in `dir` and removes everything it made there (array, image, files, the catalog, DIR itself
- * if `lab up` created it). lab.json goes last, so a failed `lab down` can simply be run again. A directory
+ * Stops the lab in `dir` and removes everything it made there (simulator, moto server, array, image, files,
+ * the catalog, the local repository, DIR itself if `lab up` created it). lab.json goes last, so a failed `lab down` can simply be run again. A directory
  * without a lab is a UsageError.
  */
 export async function labDown(dir: string): Promise<void> {
@@ -25,12 +29,17 @@ export async function labDown(dir: string): Promise<void> {
     image: state.btrfsImage,
     arrayPath: state.arrayPath,
     createdDir: state.createdDir,
+    s3: state.s3,
   });
 }
 
-/** Removes a lab, or what an interrupted or failed `lab up` made of one: the simulator first, lab.json last. */
+/**
+ * Removes a lab, or what an interrupted or failed `lab up` made of one: the simulator and the moto server
+ * first (the bucket lives in moto's memory and goes with it), lab.json last.
+ */
 export async function removeLab(dir: string, parts: LabParts): Promise<void> {
   if (parts.pid !== undefined) await stopSimulatorProcess(parts.pid, dir);
+  if (parts.s3 !== undefined) await stopMotoProcess(parts.s3.pid, parts.s3.port);
   await removeLabArray(parts.arrayPath, parts.image);
   await removeLabFiles(dir, { createdDir: parts.createdDir });
 }

@@ -14,6 +14,12 @@ export const labFiles = {
   array: 'array',
   image: 'array.img',
   catalog: 'catalog.db',
+  /** The local repository `lab` (a directory) and the passphrase of the lab's repositories (0600). */
+  repository: 'repository',
+  repositoryPassphrase: 'repository.passphrase',
+  /** With `lab up --s3`: the moto server's access keys for repository `lab-s3` (0600) and its output. */
+  s3Credentials: 's3.credentials',
+  motoLog: 'moto.log',
 } as const;
 
 export type LabPaths = Record<keyof typeof labFiles, string>;
@@ -49,6 +55,11 @@ const OWNED_FILES = [
   labFiles.ready,
   READY_TMP,
   labFiles.log,
+  labFiles.repositoryPassphrase,
+  durableTempPath(labFiles.repositoryPassphrase),
+  labFiles.s3Credentials,
+  durableTempPath(labFiles.s3Credentials),
+  labFiles.motoLog,
   ...CATALOG_FILES,
 ];
 
@@ -67,7 +78,8 @@ export async function checkLabDir(dir: string): Promise<void> {
     }
   }
   const found: string[] = [];
-  for (const name of OWNED_FILES) if (await pathExists(join(dir, name))) found.push(name);
+  for (const name of [...OWNED_FILES, labFiles.repository])
+    if (await pathExists(join(dir, name))) found.push(name);
   if (found.length > 0) {
     throw new UsageError(
       'LAB_DIR_NOT_EMPTY',
@@ -83,6 +95,8 @@ export async function checkLabDir(dir: string): Promise<void> {
  * lab that `lab down` can still find, and DIR itself when `lab up` created it and nothing else lives there.
  */
 export async function removeLabFiles(dir: string, options: { createdDir: boolean }): Promise<void> {
+  // The repository holds only copies of this lab's backups: it goes with the lab, before lab.json.
+  await rm(join(dir, labFiles.repository), { recursive: true, force: true });
   for (const name of [...OWNED_FILES, ...STATE_FILES]) await rm(join(dir, name), { force: true });
   if (options.createdDir) {
     try {

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { writeFileDurable } from '../util/fs.js';
 import { labFiles } from './lab-dir.js';
+import type { LabRepository, LabS3 } from './repositories.js';
 import type { SimulatorDisk } from './simulator.js';
 
 export interface LabVm {
@@ -30,6 +31,10 @@ export interface LabState {
   /** Whether `lab up` created DIR itself (then `lab down` removes it when empty). */
   createdDir: boolean;
   vms: LabVm[];
+  /** The repositories `lab up` configured in DIR/snapkeeper.yaml and initialised (absent in older labs). */
+  repositories?: LabRepository[];
+  /** With `lab up --s3`: the moto server behind repository `lab-s3`, recorded as soon as it runs. */
+  s3?: LabS3;
   /**
    * True while `lab up` is still working, or when it was interrupted: `lab down` can then still remove
    * what it made. Absent once the lab is complete.

@@ -1,4 +1,6 @@
+import { isMotoProcess } from './moto.js';
 import { isSimulatorProcess } from './process.js';
+import type { LabRepository } from './repositories.js';
 import { readLabState } from './state.js';
 import { answersSoap } from './vcenter.js';
 
@@ -15,6 +17,10 @@ export interface LabStatus {
   configFile: string;
   createdAt: string;
   vmCount: number;
+  /** The repositories the lab configured (`lab`, and `lab-s3` with `--s3`). */
+  repositories: LabRepository[];
+  /** With `--s3`: the moto server, and whether it is alive. */
+  s3?: { endpoint: string; bucket: string; pid: number; alive: boolean };
 }
 
 /** Whether the lab's simulator process is alive and its URL answers SOAP. */
@@ -22,9 +28,10 @@ export async function labStatus(dir: string): Promise<LabStatus> {
   const state = await readLabState(dir);
   const processAlive = state.pid > 0 && (await isSimulatorProcess(state.pid, state.dir));
   const answering = processAlive && (await answersSoap(state.url, state.thumbprint));
+  const s3 = state.s3 && { ...state.s3, alive: await isMotoProcess(state.s3.pid, state.s3.port) };
   return {
     dir: state.dir,
-    running: processAlive && answering && state.starting !== true,
+    running: processAlive && answering && state.starting !== true && s3?.alive !== false,
     starting: state.starting === true,
     pid: state.pid,
     processAlive,
@@ -33,5 +40,7 @@ export async function labStatus(dir: string): Promise<LabStatus> {
     configFile: state.configFile,
     createdAt: state.createdAt,
     vmCount: state.vmCount,
+    repositories: state.repositories ?? [],
+    ...(s3 && { s3: { endpoint: s3.endpoint, bucket: s3.bucket, pid: s3.pid, alive: s3.alive } }),
   };
 }

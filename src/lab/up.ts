@@ -1,14 +1,32 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { errorMessage, SnapkeeperError } from '../errors.js';
+import { errorMessage, SnapkeeperError, UsageError } from '../errors.js';
 import { pathExists, writeFileDurable } from '../util/fs.js';
 import { createLabArray } from './array.js';
 import { writeLabConfig } from './config-file.js';
 import { type LabParts, removeLab } from './down.js';
 import { fillLabDisks } from './fill-disks.js';
 import { type LabPaths, labPaths } from './lab-dir.js';
+import {
+  createMotoBucket,
+  MOTO_ACCESS_KEY,
+  MOTO_REGION,
+  MOTO_SECRET_KEY,
+  motoAvailable,
+  motoPython,
+  startMoto,
+} from './moto.js';
 import { checkLabUp } from './preflight.js';
+import {
+  initLabRepositories,
+  LAB_S3_BUCKET,
+  type LabS3,
+  labRepositories,
+  labRepositoryConfig,
+  writeLabPassphrase,
+  writeLabS3Credentials,
+} from './repositories.js';
 import { resolveSpec } from './resolved-spec.js';
 import { type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, type LabSpec, loadLabSpec } from './spec.js';
@@ -29,6 +47,8 @@ export interface LabUpOptions {
   /** Called with a short description of each step. */
   onProgress?: (step: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Also start a moto S3 server and configure repository `lab-s3` on a bucket of it (needs Python's moto). */
+  s3?: boolean;
 }
 
 type Progress = (step: string) => void;
@@ -45,6 +65,12 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const spec = await loadLabSpec(resolve(options.specFile));
   const dir = resolve(options.dir);
   await checkLabUp(spec, dir, options);
+  if (options.s3 === true && !motoAvailable()) {
+    throw new UsageError(
+      'LAB_S3_UNAVAILABLE',
+      `lab up --s3 needs the moto S3 server: ${motoPython()} cannot import moto.server (scripts/setup.sh installs it)`,
+    );
+  }
   const starting = startingState(dir, !(await pathExists(dir)), options.btrfsImageBytes !== undefined);
   const made: LabParts = {
     pid: undefined,
@@ -110,9 +136,27 @@ async function buildLab(
   await writeLabState({ ...starting, pid: ready.pid, url: ready.url });
   const vms = await renameToRealNames(spec, ready, paths.password);
   await fillLabDisks(vms, progress);
-  await writeLabConfig(starting.dir, ready.url, ready.thumbprint);
+  const passphrase = await writeLabPassphrase(paths);
+  const s3 =
+    options.s3 === true
+      ? await startLabS3(paths, { ...starting, pid: ready.pid, url: ready.url }, made, progress)
+      : undefined;
+  const repositories = labRepositories(paths, s3);
+  await writeLabConfig(
+    starting.dir,
+    ready.url,
+    ready.thumbprint,
+    labRepositoryConfig(repositories, MOTO_REGION),
+  );
+  progress('repo init');
+  await initLabRepositories(
+    repositories,
+    passphrase,
+    { accessKeyId: MOTO_ACCESS_KEY, secretAccessKey: MOTO_SECRET_KEY },
+    MOTO_REGION,
+  );
 
-  const state = completeState(starting, ready, vms);
+  const state: LabState = { ...completeState(starting, ready, vms), repositories, ...(s3 && { s3 }) };
   await writeLabState(state);
   return state;
 }
@@ -137,6 +181,26 @@ async function startLabSimulator(
     sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
   });
   return ready;
+}
+
+/**
+ * Starts the lab's moto server (detached: it outlives `lab up`, until `lab down`), records it in lab.json at
+ * once (an interrupted `lab up` leaves a server `lab down` stops), makes the bucket and writes the keys.
+ */
+async function startLabS3(
+  paths: LabPaths,
+  state: LabState,
+  made: LabParts,
+  progress: Progress,
+): Promise<LabS3> {
+  progress('starting the moto S3 server');
+  const server = await startMoto({ detached: true, logFile: paths.motoLog });
+  const s3: LabS3 = { pid: server.pid, port: server.port, endpoint: server.endpoint, bucket: LAB_S3_BUCKET };
+  made.s3 = s3;
+  await writeLabState({ ...state, s3 });
+  await createMotoBucket(server.endpoint, LAB_S3_BUCKET);
+  await writeLabS3Credentials(paths, { accessKeyId: MOTO_ACCESS_KEY, secretAccessKey: MOTO_SECRET_KEY });
+  return s3;
 }
 
 /** The lab.json of a complete lab: no longer `starting`. */

@@ -58,6 +58,15 @@ export function memoryExportFiles(array: MemoryArray): ExportFiles {
       if (array.statPath(path) !== undefined) throw new ConflictError('TARGET_EXISTS', `${path} exists`);
       array.writePath(path, text);
     },
+    async createNewFile(path) {
+      if (array.statPath(path) !== undefined) throw new ConflictError('TARGET_EXISTS', `${path} exists`);
+      array.writePath(path, Buffer.alloc(0));
+      return {
+        write: async (offset, data) => array.writePath(path, data, offset),
+        finish: async (size) => array.truncatePath(path, size),
+        async abandon() {},
+      };
+    },
     move: async (from, to) => array.movePath(from, to),
     remove: async (path) => array.removePath(path),
     async list(dir) {

@@ -66,6 +66,8 @@ export interface StartLabOptions {
   delays?: Record<string, number>;
   tls?: boolean;
   sessionIdleTimeoutSeconds?: number;
+  /** Also start a moto S3 server and configure repository `lab-s3` (needs moto: `motoAvailable()`). */
+  s3?: boolean;
 }
 
 /** Default btrfs image size: enough for the small test specs and their snapshots. */
@@ -95,6 +97,7 @@ export async function startLab(spec: object | string, options: StartLabOptions =
       ...(options.sessionIdleTimeoutSeconds !== undefined && {
         sessionIdleTimeoutSeconds: options.sessionIdleTimeoutSeconds,
       }),
+      ...(options.s3 === true && { s3: true }),
     });
   } catch (err) {
     await rm(root, { recursive: true, force: true });

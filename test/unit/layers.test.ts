@@ -28,7 +28,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   repository: ['base', 'model', 'util', 'config'],
   engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
-  lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog'],
+  // ... and initialises the lab's repositories (as `repo init` does).
+  lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog', 'repository'],
   cli: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'engine', 'lab'],
 };
 
@@ -150,6 +151,7 @@ const ENGINE_RANKS: [number, string[]][] = [
     2,
     [
       'restore-common.ts',
+      'restore-source.ts',
       'steps/mounts.ts',
       'steps/backup-record.ts',
       'steps/backup-start.ts',

@@ -32,6 +32,7 @@ interface UpOptions {
   delay?: string[];
   http?: boolean;
   sessionIdleTimeout?: string;
+  s3?: boolean;
 }
 
 async function verifyCommand(
@@ -71,15 +72,21 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
     sessionIdleTimeoutSeconds,
     onProgress: (step) => ctx.progress.update('lab', step),
     env: ctx.env,
+    s3: opts.s3 === true,
   });
   const text = [
     `lab up: ${state.vmCount} VMs, vCenter simulator at ${state.url} (pid ${state.pid})`,
     state.thumbprint === undefined ? undefined : `certificate SHA-256 ${state.thumbprint}`,
     `array: ${state.arrayPath}${state.btrfsImage === undefined ? '' : ` (btrfs image ${state.btrfsImage})`}`,
+    ...(state.repositories ?? []).map(
+      (r) =>
+        `repository ${r.name}: ${r.type === 'local' ? r.path : `bucket ${r.bucket} at ${r.endpoint} (moto, pid ${state.s3?.pid})`}`,
+    ),
     '',
     'use it with:',
     `  snapkeeper --config ${state.configFile} inventory`,
     `  snapkeeper --config ${state.configFile} backup --task lab-all`,
+    `  snapkeeper --config ${state.configFile} offload --backup ID --repository lab`,
     'stop it with:',
     `  snapkeeper lab down --dir ${state.dir}`,
   ]
@@ -90,11 +97,17 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
 
 async function statusCommand(_ctx: CliContext, opts: { dir: string }): Promise<CommandResult> {
   const s = await labStatus(opts.dir);
-  const text = s.running
-    ? `lab in ${s.dir} is running: ${s.vmCount} VMs at ${s.url} (pid ${s.pid}); config ${s.configFile}`
-    : s.starting
-      ? `lab in ${s.dir} is still starting or its lab up was interrupted; remove it with snapkeeper lab down --dir ${s.dir}`
-      : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}); remove it with snapkeeper lab down --dir ${s.dir}`;
+  const repos = s.repositories.map(
+    (r) =>
+      `\n  repository ${r.name}: ${r.type === 'local' ? r.path : `bucket ${r.bucket} at ${r.endpoint}, moto pid ${s.s3?.pid} ${s.s3?.alive ? 'alive' : 'GONE'}`}`,
+  );
+  const text =
+    (s.running
+      ? `lab in ${s.dir} is running: ${s.vmCount} VMs at ${s.url} (pid ${s.pid}); config ${s.configFile}`
+      : s.starting
+        ? `lab in ${s.dir} is still starting or its lab up was interrupted; remove it with snapkeeper lab down --dir ${s.dir}`
+        : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}${s.s3?.alive === false ? ', moto S3 server gone' : ''}); remove it with snapkeeper lab down --dir ${s.dir}`) +
+    repos.join('');
   return ok(s, text);
 }
 
@@ -136,6 +149,7 @@ export function registerLab(program: Command, run: Runner): void {
     )
     .option('--http', 'serve plain HTTP instead of HTTPS')
     .option('--session-idle-timeout <seconds>', 'expire idle vCenter sessions after this many seconds')
+    .option('--s3', 'also start a moto S3 server and configure repository lab-s3 on it')
     .action(run(action(upCommand)));
   lab
     .command('status')

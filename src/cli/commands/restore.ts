@@ -8,6 +8,7 @@ import {
   runRestore,
   runUnmount,
 } from '../../engine/index.js';
+import { UsageError } from '../../errors.js';
 import { type CliContext, ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { outcomeExitCode } from '../format.js';
@@ -30,6 +31,23 @@ interface RestoreOptions {
   filesOnly?: boolean;
   powerOn?: boolean;
   dryRun?: boolean;
+  source?: string;
+  repository?: string;
+}
+
+const SOURCES = ['array', 'repository'] as const;
+
+/** `--source` is one of SOURCES (exit 3 otherwise, naming what is allowed). */
+function sourceOf(opts: RestoreOptions): (typeof SOURCES)[number] | undefined {
+  if (opts.source === undefined) return undefined;
+  const found = SOURCES.find((s) => s === opts.source);
+  if (!found) {
+    throw new UsageError(
+      'INVALID_SOURCE',
+      `--source ${JSON.stringify(opts.source)} is not a restore source: use array (the backup's array snapshot) or repository (an offloaded copy)`,
+    );
+  }
+  return found;
 }
 
 /** What restore does to the live VM, by form, when it replaces something: the question to confirm. */
@@ -116,7 +134,8 @@ function formatRestore(r: RestoreResult): string {
         : r.mode === 'disks'
           ? `restored ${r.disks.length} disk(s) of ${r.vm} into VM ${r.targetVm?.name}`
           : `restored ${r.disks.length} disk file(s) of ${r.vm}`;
-  lines.push(`${r.dryRun ? 'would have ' : ''}${what} from backup ${r.backupId}`);
+  const from = r.source === 'repository' ? ` (copy in repository ${r.repository})` : '';
+  lines.push(`${r.dryRun ? 'would have ' : ''}${what} from backup ${r.backupId}${from}`);
   if (r.targetVm)
     lines.push(
       `  host ${r.targetVm.host}, folder /${r.targetVm.folder}, ${r.targetVm.poweredOn ? 'powered on' : 'powered off'}`,
@@ -150,8 +169,17 @@ export function registerRestore(program: Command, run: Runner): void {
     .option('--files-only', 'with --disk: only place the disk files on --datastore')
     .option('--power-on', 'power the restored VM on')
     .option('--dry-run', 'check everything and show what would be restored where; change nothing')
+    .option(
+      '--source <kind>',
+      'where to read the backup: array (its array snapshot, the default) or repository (an offloaded copy)',
+    )
+    .option(
+      '--repository <name>',
+      'with --source repository: the repository to read (default: the only configured one holding the backup)',
+    )
     .action(
       run(async (ctx, opts: RestoreOptions) => {
+        const source = sourceOf(opts);
         refuseIgnoredRestoreOptions(opts);
         const yes = await confirmed(ctx, opts);
         // Ctrl-C stops a copy in progress; what the restore did so far is undone before the exit.
@@ -162,6 +190,8 @@ export function registerRestore(program: Command, run: Runner): void {
           runRestore(engine, {
             backupId: opts.backup,
             vm: opts.vm,
+            ...(source !== undefined ? { source } : {}),
+            ...(opts.repository !== undefined ? { repository: opts.repository } : {}),
             ...(opts.as !== undefined ? { as: opts.as } : {}),
             ...(opts.original ? { original: true, confirmed: yes } : {}),
             ...(opts.datastore !== undefined ? { datastore: opts.datastore } : {}),
