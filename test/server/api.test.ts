@@ -200,7 +200,9 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
         assert.ok(o.operationId && o.summary, `${method} ${path} lacks operationId or summary`);
         const schemas = [
           o.requestBody?.content?.['application/json']?.schema,
-          ...Object.values<any>(o.responses).map((r) => r.content?.['application/json']?.schema),
+          ...Object.values(
+            o.responses as Record<string, { content?: Record<string, { schema?: object }> }>,
+          ).map((r) => r.content?.['application/json']?.schema),
           ...(o.parameters ?? []).map((p: { schema: unknown }) => p.schema),
         ].filter((x) => x !== undefined && !('$ref' in x));
         for (const schema of schemas) {
