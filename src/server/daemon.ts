@@ -135,6 +135,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       sessions,
       engine: () => engine(),
       gauges: () => gauges(config, catalog),
+      openapi: () => document,
     };
     const routes = apiRoutes(deps);
     const document = openApiDocument(routes, {
@@ -150,9 +151,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       metricsAuth: server.metricsAuth,
       ...(server.tls ? { tls: server.tls } : {}),
       webRoot: server.webRoot ?? DEFAULT_WEB_ROOT,
-      extra: (a) => {
-        a.get('/openapi.json', async (_req, reply) => reply.type('application/json').send(document));
-      },
     });
     try {
       await app.listen({ host: listen.host, port: listen.port });

@@ -28,8 +28,6 @@ export interface HttpOptions {
   tls?: { cert: string; key: string };
   /** Directory of the built web UI (index.html); a placeholder page is served when it is absent. */
   webRoot: string;
-  /** Extra JSON routes registered outside the table (the OpenAPI document itself). */
-  extra?: (app: FastifyInstance) => void;
 }
 
 /** The HTTP status of an error, by the class the CLI maps to an exit code. */
@@ -208,7 +206,6 @@ export async function buildHttp(options: HttpOptions): Promise<FastifyInstance> 
       },
     });
   }
-  options.extra?.(app);
 
   const hasUi = existsSync(join(options.webRoot, 'index.html'));
   if (hasUi) await app.register(fastifyStatic, { root: options.webRoot, prefix: '/', wildcard: false });

@@ -42,6 +42,8 @@ export interface ApiDeps {
   engine: () => EngineContext;
   /** Gauges read from the catalog at scrape time. */
   gauges: () => Promise<GaugeFamily[]>;
+  /** The OpenAPI document of these routes (made from the table once it exists). */
+  openapi: () => unknown;
 }
 
 const STATES: readonly BackupState[] = ['running', 'complete', 'partial', 'failed', 'lost'];
@@ -302,6 +304,19 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       summary: 'Prometheus metrics (text exposition format)',
       contentType: 'text/plain; version=0.0.4',
       handler: async () => deps.metrics.render(await deps.gauges()),
+    }),
+    route({
+      method: 'GET',
+      path: '/openapi.json',
+      access: 'public',
+      tag: 'daemon',
+      summary: 'this document: OpenAPI 3.1, generated from the schemas that validate every route',
+      response: z.looseObject({
+        openapi: z.string(),
+        info: z.looseObject({}),
+        paths: z.record(z.string(), z.unknown()),
+      }),
+      handler: async () => deps.openapi(),
     }),
     route({
       method: 'POST',

@@ -121,6 +121,8 @@ export class Sessions {
       throw new HttpError(401, 'LOGIN_FAILED', 'wrong user name or password');
     }
     this.#failures.delete(key);
+    // Expired sessions go at each login: the table never grows past the live ones and a day's logins.
+    await this.#o.catalog.pruneSessions(new Date(now).toISOString());
     const sessionId = newSessionId();
     const maxAge = Math.round(this.#o.sessionHours * 3600);
     await this.#o.catalog.addSession({

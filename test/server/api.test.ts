@@ -13,6 +13,7 @@ import { type ApiResponse, api, finishedJob, jobEvents, makeToken, type Served, 
 
 /** Every route of the API contract (README "REST API"): the OpenAPI document must describe each. */
 const CONTRACT: [string, string][] = [
+  ['get', '/openapi.json'],
   ['get', '/healthz'],
   ['get', '/metrics'],
   ['post', '/api/v1/session'],
