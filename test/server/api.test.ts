@@ -318,8 +318,9 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     assert.ok(done.length >= 1, JSON.stringify(jobs));
     if (failed.length === 1) {
       // Refused by the engine's VM lock, naming the holder, before touching the VM.
-      assert.match(failed[0].error.code, /RESOURCE_LOCKED|BACKUP_FAILED/);
-      assert.match(failed[0].error.message, /web01|lock/);
+      assert.equal(failed[0].error.code, 'RESOURCE_LOCKED');
+      assert.match(failed[0].error.message, /locked by backup operation/);
+      assert.equal(failed[0].backupId, undefined, 'the refused run made no backup');
     } else {
       // Both ran: one after the other, never overlapping.
       const records = await Promise.all(
