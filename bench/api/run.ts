@@ -154,9 +154,11 @@ async function main(): Promise<void> {
     process.stdout.write(`inserted ${BACKUPS} backups in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
     const port = await freePort();
+    // BENCH_DAEMON_NODE_ARGS: node options for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
     daemon = spawn(
       process.execPath,
-      [CLI, '--config', configPath, 'serve', '--listen', `127.0.0.1:${port}`],
+      [...nodeArgs, CLI, '--config', configPath, 'serve', '--listen', `127.0.0.1:${port}`],
       {
         env: { ...process.env, BENCH_VC_PASSWORD: 'bench-only' },
         stdio: ['ignore', 'ignore', 'pipe'],

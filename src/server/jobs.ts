@@ -123,6 +123,7 @@ export class JobRunner {
     };
     const events: EngineEvents = {
       phase: (name) => {
+        this.#opts.log.info('job phase', { job: job.id, phase: name });
         progress(name);
         this.#emit(live, { type: 'progress', data: { ...job.progress } });
       },
@@ -131,7 +132,10 @@ export class JobRunner {
         progress();
         this.#emit(live, { type: 'progress', data: { ...job.progress, item: key, status } });
       },
-      log: (message) => this.#emit(live, { type: 'log', data: { message } }),
+      log: (message) => {
+        this.#opts.log.info('job log', { job: job.id, message });
+        this.#emit(live, { type: 'log', data: { message } });
+      },
     };
     let ctx: EngineContext | undefined;
     try {

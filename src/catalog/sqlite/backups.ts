@@ -116,8 +116,9 @@ export class SqliteBackupStore implements BackupStore {
     }
     if (filter.after !== undefined) {
       const at = toInstant(filter.after.startedAt, 'after');
-      where.push('(b.started_at < ? OR (b.started_at = ? AND b.id < ?))');
-      params.push(at, at, filter.after.id);
+      // A row value: SQLite walks the (started_at, id) index from the cursor instead of filtering from the top.
+      where.push('(b.started_at, b.id) < (?, ?)');
+      params.push(at, filter.after.id);
     }
     if (filter.vm !== undefined) {
       const known = this.db
