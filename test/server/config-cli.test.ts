@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
 import { UsageError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
+import { requireCapability } from '../helpers/require.js';
 import { freePort, serve } from './helpers.js';
 
 const BASE = [
@@ -134,7 +136,9 @@ describe('token and user commands; serve over TLS', { timeout: 120_000 }, () => 
     assert.equal((await cli(['--json', 'user', 'remove', 'ben'])).json.error.code, 'USER_NOT_FOUND');
   });
 
-  it('serve over TLS: HTTPS with the configured certificate, a Secure session cookie', async () => {
+  it('serve over TLS: HTTPS with the configured certificate, a Secure session cookie', async (t) => {
+    const openssl = ['/usr/bin/openssl', '/bin/openssl'].some((p) => existsSync(p));
+    if (!requireCapability(t, openssl, 'openssl is needed to make a test certificate')) return;
     const key = join(dir, 'tls.key');
     const cert = join(dir, 'tls.crt');
     execFileSync(
