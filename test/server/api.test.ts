@@ -62,6 +62,20 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
   let receiver: Server;
   const received: Received[] = [];
   let thirdDelivery: Promise<void>;
+  const receivedWaiters = new Set<() => void>();
+  /** Resolves when the receiver has got a delivery that satisfies `test`. */
+  const delivery = (test: (r: Received) => boolean) =>
+    new Promise<Received>((resolve) => {
+      const check = () => {
+        const hit = received.find(test);
+        if (hit) {
+          receivedWaiters.delete(check);
+          resolve(hit);
+        }
+      };
+      receivedWaiters.add(check);
+      check();
+    });
   const tokens = { read: '', op: '', admin: '', made: '' };
   /** Every response body the tests saw, to look for secrets in. */
   const seen: string[] = [];
@@ -91,6 +105,7 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
         received.push({ headers: req.headers, body, status });
         res.writeHead(status).end();
         if (received.length === 3) resolveThird();
+        for (const w of [...receivedWaiters]) w();
       });
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
@@ -321,6 +336,11 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
       assert.equal(failed[0].error.code, 'RESOURCE_LOCKED');
       assert.match(failed[0].error.message, /locked by backup operation/);
       assert.equal(failed[0].backupId, undefined, 'the refused run made no backup');
+      // A failed job is a `failure` webhook naming the job and its error.
+      const hook = await delivery((r) => r.headers['x-snapkeeper-event'] === 'failure' && r.status === 200);
+      const body = JSON.parse(hook.body);
+      assert.equal(body.job.id, failed[0].id);
+      assert.equal(body.job.error.code, 'RESOURCE_LOCKED');
     } else {
       // Both ran: one after the other, never overlapping.
       const records = await Promise.all(
