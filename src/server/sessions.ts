@@ -108,7 +108,7 @@ export class Sessions {
     if (recent.length >= this.#o.loginRateLimit.attempts) {
       const retry = Math.ceil((recent[0]! + windowMs - now) / 1000);
       reply.header('retry-after', String(retry));
-      this.#o.log.warn('login rate-limited', { user, ip: request.ip });
+      this.#o.log.warn('login rate-limited', { ip: request.ip });
       throw new HttpError(429, 'LOGIN_RATE_LIMITED', `too many failed logins; try again in ${retry} s`);
     }
     const found = await this.#o.catalog.findUserCredentials(user);
@@ -117,7 +117,8 @@ export class Sessions {
     if (!found || !ok) {
       recent.push(now);
       this.#failures.set(key, recent);
-      this.#o.log.warn('login failed', { user, ip: request.ip });
+      // A name that is no user may be a password typed in the wrong field: it is not logged.
+      this.#o.log.warn('login failed', { ...(found ? { user } : { unknownUser: true }), ip: request.ip });
       throw new HttpError(401, 'LOGIN_FAILED', 'wrong user name or password');
     }
     this.#failures.delete(key);
