@@ -144,10 +144,24 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 5,
-    // Reserved for the offload branch's migration 5 (repository copies); the daemon's tables are number 6.
-    // When that branch lands its migration takes this place; a catalog made in between has nothing here.
-    name: 'reserved (repository copies)',
-    up: 'SELECT 1;',
+    name: 'copies of backups in repositories',
+    // No foreign key to backups: a copy outlives the backup's record (deleting a backup keeps its copies).
+    up: `
+      CREATE TABLE copies (
+        backup_id     TEXT NOT NULL,
+        repository_id TEXT NOT NULL,
+        repository    TEXT NOT NULL,
+        task          TEXT NOT NULL,
+        manifest_id   TEXT NOT NULL,
+        offloaded_at  TEXT NOT NULL,
+        bytes         INTEGER NOT NULL,
+        bytes_added   INTEGER NOT NULL,
+        vms           TEXT NOT NULL,
+        PRIMARY KEY (backup_id, repository_id)
+      );
+      CREATE INDEX copies_repository ON copies (repository, offloaded_at);
+      CREATE INDEX copies_task ON copies (task, offloaded_at);
+    `,
   },
   {
     version: 6,
