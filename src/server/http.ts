@@ -170,7 +170,11 @@ export async function buildHttp(options: HttpOptions): Promise<FastifyInstance> 
           }
         }
         const params = parseInput(r.params, request.params, 'path');
-        const query = parseInput(r.query, request.query, 'query');
+        // `?task=&limit=` from a form: an empty parameter is an absent one.
+        const rawQuery = Object.fromEntries(
+          Object.entries((request.query ?? {}) as Record<string, unknown>).filter(([, v]) => v !== ''),
+        );
+        const query = parseInput(r.query, rawQuery, 'query');
         const body = parseInput(r.body, request.body, 'body');
         const result = await r.handler({
           params: params as never,

@@ -403,6 +403,14 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
       ids,
       direct.json.map((r: { id: string }) => r.id),
     );
+    const blanks = await call(daemon.url, 'GET', '/api/v1/backups?task=paged&vm=&state=&limit=&cursor=', {
+      token: tokens.read,
+    });
+    assert.equal(blanks.status, 200, blanks.text);
+    assert.equal(blanks.json.items.length, 23);
+    const tooMany = await call(daemon.url, 'GET', '/api/v1/backups?limit=5000', { token: tokens.read });
+    assert.equal(tooMany.status, 400);
+    assert.match(tooMany.json.error.message, /query\.limit/);
     const bad = await call(daemon.url, 'GET', '/api/v1/backups?cursor=garbage', { token: tokens.read });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.code, 'CURSOR_INVALID');
