@@ -17,9 +17,11 @@ export function registerServe(program: Command, run: Runner): void {
         const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
           signalled = resolve;
         });
-        // Listening for the signals before the daemon starts: one sent during its start is not lost.
-        process.once('SIGTERM', signalled);
-        process.once('SIGINT', signalled);
+        // Listening for the signals before the daemon starts: one sent during its start is not lost. `on`,
+        // not `once`, for the daemon's whole life: the engine's hook runner kills running hooks on SIGTERM and
+        // re-raises the signal when nobody else listens, which would end the daemon before its jobs release.
+        process.on('SIGTERM', signalled);
+        process.on('SIGINT', signalled);
         try {
           const daemon = await startDaemon({
             config,
