@@ -124,4 +124,33 @@ describe('snapkeeper serve: one daemon per catalog, SIGTERM, a crash', { timeout
     assert.ok(failedJobs.json.some((j: { id: string }) => j.id === started.json.job.id));
     assert.equal((await next.stop()).code, 0);
   });
+
+  it('SIGTERM while a hook runs: the hook is killed, the daemon still stops cleanly (exit 0)', async () => {
+    const admin = await makeToken(lab.configPath, 'admin', 'admin');
+    const daemon = await serve(lab.configPath);
+    daemons.push(daemon);
+    const task = {
+      name: 'hooked',
+      select: { vms: ['web01'] },
+      hooks: [{ phase: 'before-prepare', run: ['/bin/sleep', '60'], timeoutSeconds: 120, onError: 'fail' }],
+    };
+    assert.equal((await api(daemon.url, 'POST', '/api/v1/tasks', { token: admin, body: task })).status, 201);
+    const started = await api(daemon.url, 'POST', '/api/v1/tasks/hooked/run', { token });
+    assert.equal(started.status, 202, started.text);
+    let signalled = false;
+    await jobEvents(daemon.url, started.json.job.id, token, (e) => {
+      if (!signalled && e.event === 'progress' && e.data.phase === 'hook before-prepare') {
+        signalled = true;
+        daemon.child.kill('SIGTERM');
+      }
+    });
+    assert.ok(signalled);
+    assert.deepEqual(await daemon.exited, { code: 0, signal: null }, daemon.stderr());
+    assert.deepEqual(await leftovers(lab.configPath, ['web01']), { withSnapshot: [], notOn: [] });
+    const after = await serve(lab.configPath);
+    daemons.push(after);
+    const job = await api(after.url, 'GET', `/api/v1/jobs/${started.json.job.id}`, { token });
+    assert.equal(job.json.state, 'failed', JSON.stringify(job.json));
+    assert.equal((await after.stop()).code, 0);
+  });
 });
