@@ -251,6 +251,7 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
   };
 
   let rdmBackup: BackupRecord;
+  let web01Backup: string | undefined;
 
   it('a backup through the API: a job with live progress (SSE), the record with its RDM warning', async () => {
     const started = await call(daemon.url, 'POST', '/api/v1/backups', {
@@ -329,6 +330,7 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
       finishedJob(daemon.url, b.json.job.id, tokens.read),
     ]);
     const done = jobs.filter((j) => j.state === 'done');
+    web01Backup = done[0]?.backupId;
     const failed = jobs.filter((j) => j.state === 'failed');
     assert.ok(done.length >= 1, JSON.stringify(jobs));
     if (failed.length === 1) {
@@ -355,6 +357,56 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     const inventory = await runJson(lab.configPath, 'inventory', '--vm', 'web01');
     assert.deepEqual(inventory.json.vms[0].snapshots, []);
     assert.equal(inventory.json.vms[0].powerState, 'poweredOn');
+  });
+
+  it('restore as a new VM, mount and unmount, attach and detach: jobs calling the engine', async () => {
+    assert.ok(web01Backup);
+    const restore = await call(daemon.url, 'POST', '/api/v1/restores', {
+      token: tokens.op,
+      body: { backupId: web01Backup, vm: 'web01', newName: 'web01-api' },
+    });
+    assert.equal(restore.status, 202, restore.text);
+    const restored = await finishedJob(daemon.url, restore.json.job.id, tokens.read);
+    assert.equal(restored.state, 'done', JSON.stringify(restored.error));
+    const inv = await runJson(lab.configPath, 'inventory', '--vm', 'web01-api');
+    assert.equal(inv.json.vms.length, 1);
+    const badRestore = await call(daemon.url, 'POST', '/api/v1/restores', {
+      token: tokens.op,
+      body: { backupId: 'no-such-backup', vm: 'web01', newName: 'x' },
+    });
+    assert.equal(badRestore.status, 404);
+    assert.equal(badRestore.json.error.code, 'BACKUP_NOT_FOUND');
+
+    const mount = await call(daemon.url, 'POST', '/api/v1/mounts', {
+      token: tokens.op,
+      body: { backupId: web01Backup },
+    });
+    assert.equal(mount.status, 202);
+    assert.equal((await finishedJob(daemon.url, mount.json.job.id, tokens.read)).state, 'done');
+    const mounts = await call(daemon.url, 'GET', '/api/v1/mounts', { token: tokens.read });
+    const mounted = mounts.json.find((m: { kind: string; backupId: string }) => m.kind === 'datastore');
+    assert.equal(mounted.backupId, web01Backup);
+    // A mounted backup cannot be deleted: 409, as the CLI's exit 3 refusal.
+    const held = await call(daemon.url, 'DELETE', `/api/v1/backups/${web01Backup}`, { token: tokens.admin });
+    assert.equal(held.status, 409, held.text);
+    const unmount = await call(daemon.url, 'DELETE', `/api/v1/mounts/${mounted.id}`, { token: tokens.op });
+    assert.equal(unmount.status, 202);
+    assert.equal((await finishedJob(daemon.url, unmount.json.job.id, tokens.read)).state, 'done');
+
+    const attach = await call(daemon.url, 'POST', '/api/v1/attaches', {
+      token: tokens.op,
+      body: { backupId: web01Backup, vm: 'web01', targetVm: 'app01' },
+    });
+    assert.equal(attach.status, 202);
+    const attached = await finishedJob(daemon.url, attach.json.job.id, tokens.read);
+    assert.equal(attached.state, 'done', JSON.stringify(attached.error));
+    const attachId = attached.result.attachId as string;
+    const wrongKind = await call(daemon.url, 'DELETE', `/api/v1/mounts/${attachId}`, { token: tokens.op });
+    assert.equal(wrongKind.status, 404);
+    const detach = await call(daemon.url, 'DELETE', `/api/v1/attaches/${attachId}`, { token: tokens.op });
+    assert.equal(detach.status, 202);
+    assert.equal((await finishedJob(daemon.url, detach.json.job.id, tokens.read)).state, 'done');
+    assert.deepEqual((await call(daemon.url, 'GET', '/api/v1/mounts', { token: tokens.read })).json, []);
   });
 
   it('pages through backups newest first without repeats; a bad cursor is refused', async () => {
@@ -414,6 +466,13 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     const bad = await call(daemon.url, 'GET', '/api/v1/backups?cursor=garbage', { token: tokens.read });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.code, 'CURSOR_INVALID');
+    const deleted = await call(daemon.url, 'DELETE', '/api/v1/backups/paged-00', { token: tokens.admin });
+    assert.equal(deleted.status, 200, deleted.text);
+    assert.equal(deleted.json.deleted.id, 'paged-00');
+    assert.equal(
+      (await call(daemon.url, 'GET', '/api/v1/backups/paged-00', { token: tokens.read })).status,
+      404,
+    );
     const badState = await call(daemon.url, 'GET', '/api/v1/backups?state=done', { token: tokens.read });
     assert.equal(badState.status, 400);
     assert.match(badState.json.error.message, /done/);
