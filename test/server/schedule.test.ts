@@ -91,7 +91,7 @@ describe('snapkeeper serve: task schedules', { timeout: 300_000 }, () => {
 
   it('a schedule due within seconds fires while the daemon runs, once per due time', async () => {
     const daemon = daemons[daemons.length - 1]!;
-    const [due] = dueTimes(3000, 1);
+    const [due] = dueTimes(5000, 1);
     const put = await api(daemon.url, 'PUT', '/api/v1/tasks/sched', {
       token: admin,
       body: { name: 'sched', select: { vms: ['off01'] }, schedule: cronAt([due!]), timezone: 'UTC' },
