@@ -189,8 +189,7 @@ export async function startBackupJob(
   deps: ApiDeps,
   request: { task?: string; vms?: string[]; mode?: (typeof s.backupRequestSchema)['_output']['mode'] },
 ) {
-  if (request.task !== undefined)
-    await withEngine(deps, (ctx) => findTask(deps.config, ctx.catalog, request.task!));
+  if (request.task !== undefined) await findTask(deps.config, deps.catalog, request.task);
   const subject = request.task !== undefined ? `task ${request.task}` : `vms ${request.vms!.join(' ')}`;
   return deps.jobs.start(
     'backup',

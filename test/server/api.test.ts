@@ -584,6 +584,9 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     const gone = await call(daemon.url, 'GET', '/api/v1/tasks/api-task', { token: tokens.read });
     assert.equal(gone.status, 404);
     assert.equal(gone.json.error.code, 'TASK_NOT_FOUND');
+    const runGone = await call(daemon.url, 'POST', '/api/v1/tasks/api-task/run', { token: tokens.op });
+    assert.equal(runGone.status, 404);
+    assert.equal(runGone.json.error.code, 'TASK_NOT_FOUND');
   });
 
   it('the inventory is the CLI’s, with the tree and the RDM disks', async () => {
