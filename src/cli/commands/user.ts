@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { errorMessage, UsageError } from '../../errors.js';
 import { checkName, checkRole, hashPassword, ROLE_NAMES } from '../../server/index.js';
-import { type CliContext, ok } from '../context.js';
+import { ok } from '../context.js';
 import { table } from '../table.js';
 import type { Runner } from './runner.js';
 import { withCatalog } from './token.js';
@@ -19,8 +19,7 @@ async function firstLineOfStdin(): Promise<string> {
 }
 
 /** The password from --password-file (first line) or stdin; never echoed in any output or error. */
-async function readPassword(ctx: CliContext, file: string | undefined): Promise<string> {
-  void ctx;
+async function readPassword(file: string | undefined): Promise<string> {
   if (file === undefined) return firstLineOfStdin();
   try {
     return readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '';
@@ -46,7 +45,7 @@ export function registerUser(program: Command, run: Runner): void {
       run(async (ctx, name: string, opts: { role: string; passwordFile?: string }) => {
         const checked = checkName(name, 'user');
         const role = checkRole(opts.role);
-        const passwordHash = await hashPassword(await readPassword(ctx, opts.passwordFile));
+        const passwordHash = await hashPassword(await readPassword(opts.passwordFile));
         return withCatalog(ctx, async (catalog) => {
           const added = await catalog.addUser({ name: checked, role, passwordHash });
           return ok(added, `added user ${added.name} (role ${added.role})`);
@@ -94,7 +93,7 @@ export function registerUser(program: Command, run: Runner): void {
     .option('--password-file <file>', 'read the password from the first line of this file (else stdin)')
     .action(
       run(async (ctx, name: string, opts: { passwordFile?: string }) => {
-        const passwordHash = await hashPassword(await readPassword(ctx, opts.passwordFile));
+        const passwordHash = await hashPassword(await readPassword(opts.passwordFile));
         return withCatalog(ctx, async (catalog) => {
           await catalog.setUserPassword(name, passwordHash);
           return ok({ user: name, changed: true }, `password of ${name} changed`);
