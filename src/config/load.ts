@@ -11,6 +11,7 @@ import {
   repositoryReferenceProblems,
 } from './repositories.js';
 import { type ArrayConfig, configSchema, type RawConfig, vcenterSchema } from './schema.js';
+import { resolveServerPaths } from './server.js';
 
 export interface VcenterConfig {
   url: string;
@@ -217,6 +218,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     catalog: { path: abs(raw.catalog?.path ?? 'snapkeeper.db') },
     arrays,
     repositories,
+    server: resolveServerPaths(raw.server, abs),
     warnings,
   };
 }

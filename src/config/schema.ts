@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
 import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
+import { serverSchema } from './server.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
 export const safeName = z
@@ -188,6 +189,8 @@ export const configSchema = z
       }),
     tasks: z.array(userTaskSchema).default([]),
     repositories: repositoriesSchema,
+    /** `snapkeeper serve`: listen address, TLS, webhooks, logins (src/config/server.ts). */
+    server: serverSchema.prefault({}),
   })
   .strict();
 

@@ -9,7 +9,10 @@ import { registerOffload } from './offload.js';
 import { registerRepo } from './repo.js';
 import { registerRestore } from './restore.js';
 import type { Runner } from './runner.js';
+import { registerServe } from './serve.js';
 import { registerTask } from './task.js';
+import { registerToken } from './token.js';
+import { registerUser } from './user.js';
 
 export type { Runner } from './runner.js';
 
@@ -24,5 +27,8 @@ export function registerCommands(program: Command, run: Runner): void {
   registerRestore(program, run);
   registerOffload(program, run);
   registerRepo(program, run);
+  registerServe(program, run);
+  registerToken(program, run);
+  registerUser(program, run);
   refuseRepeatedOptions(program);
 }
