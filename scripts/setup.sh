@@ -21,5 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
+npm run --silent build:web >/dev/null
 bash lab/simulator/build.sh >/dev/null
 echo "setup: done (node $(node --version), $(go version | cut -d' ' -f3))"
