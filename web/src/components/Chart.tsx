@@ -61,8 +61,14 @@ export function TimeChart({
             </text>
           </g>
         ))}
-        {ticks(tMin, tMax, tMax === tMin ? 0 : 4).map((t) => (
-          <text key={`x${t}`} x={x(t)} y={H - PAD.b + 18} textAnchor="middle" className="axis-label">
+        {ticks(tMin, tMax, tMax === tMin ? 0 : 4).map((t, i, all) => (
+          <text
+            key={`x${t}`}
+            x={x(t)}
+            y={H - PAD.b + 18}
+            textAnchor={all.length > 1 && i === all.length - 1 ? 'end' : 'middle'}
+            className="axis-label"
+          >
             {dateFmt(t)}
           </text>
         ))}

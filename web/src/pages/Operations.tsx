@@ -27,7 +27,14 @@ function warningsOf(result: unknown): ApiWarning[] {
 /** The job's result as a few facts: its scalar fields (name, ids, datastore) and its warnings. */
 function ResultView({ job }: { job: Job }) {
   const r = (job.result ?? {}) as Record<string, unknown>;
-  const facts = Object.entries(r).filter(([, v]) => ['string', 'number', 'boolean'].includes(typeof v));
+  const facts = Object.entries(r).flatMap(([k, v]): Array<[string, string]> => {
+    if (['string', 'number', 'boolean'].includes(typeof v)) return [[k, String(v)]];
+    // A nested object with a name (the restored VM, the mounted datastore) shows as that name.
+    const name = (v as { name?: unknown } | null)?.name;
+    if (v && typeof v === 'object' && !Array.isArray(v) && typeof name === 'string') return [[k, name]];
+    if (Array.isArray(v) && k !== 'warnings') return [[k, `${v.length}`]];
+    return [];
+  });
   return (
     <div className={`result result-${job.state}`} role="status" data-result-state={job.state}>
       <h3>{job.state === 'done' ? 'Done' : 'Failed'}</h3>
@@ -36,7 +43,7 @@ function ResultView({ job }: { job: Job }) {
           {facts.map(([k, v]) => (
             <div key={k} className="fact">
               <dt>{k}</dt>
-              <dd>{String(v)}</dd>
+              <dd data-fact={k}>{v}</dd>
             </div>
           ))}
         </dl>
@@ -60,7 +67,7 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
   const [understood, setUnderstood] = useState(false);
   const [targetVm, setTargetVm] = useState('');
   const [datastore, setDatastore] = useState('');
-  const [step, setStep] = useState(() => (params.get('backup') ? (params.get('vm') ? 3 : 2) : 0));
+  const [step, setStep] = useState(() => (params.get('backup') ? 2 : 0));
   const [error, setError] = useState<string | null>(null);
   const [job, setJob] = useState<string | null>(null);
   const [ended, setEnded] = useState<Job | null>(null);
