@@ -3,9 +3,12 @@ import type {
   BackupStat,
   BackupSummary,
   Dashboard,
+  EngineEvent,
   Inventory,
   Job,
+  MountItem,
   Page,
+  RestoreRequest,
   Session,
   TaskConfig,
   TaskDetail,
@@ -133,10 +136,14 @@ export const api = {
   }) => request<Page<BackupSummary>>('GET', `/backups${query(filters)}`),
   backup: (id: string) => request<BackupRecord>('GET', `/backups/${encodeURIComponent(id)}`),
   deleteBackup: (id: string) => request<unknown>('DELETE', `/backups/${encodeURIComponent(id)}`),
-  restore: (body: { backupId: string; vm: string; newName?: string; disks?: string[] }) =>
-    request<{ job: Job | string }>('POST', '/restores', body),
-  mount: (body: { backupId: string; datastore?: string }) =>
+  restore: (body: RestoreRequest) => request<{ job: Job | string }>('POST', '/restores', body),
+  mount: (body: { backupId: string; host?: string }) =>
     request<{ job: Job | string }>('POST', '/mounts', body),
+  mounts: async () => items(await request<MountItem[] | Page<MountItem>>('GET', '/mounts')),
+  unmount: (id: string) => request<{ job: Job | string }>('DELETE', `/mounts/${encodeURIComponent(id)}`),
+  detach: (id: string) => request<{ job: Job | string }>('DELETE', `/attaches/${encodeURIComponent(id)}`),
+  events: async (limit = 20) =>
+    items(await request<EngineEvent[] | Page<EngineEvent>>('GET', `/events${query({ limit })}`)),
   attach: (body: { backupId: string; vm: string; disks?: string[]; targetVm: string }) =>
     request<{ job: Job | string }>('POST', '/attaches', body),
   jobs: async (state?: string) => items(await request<Job[] | Page<Job>>('GET', `/jobs${query({ state })}`)),

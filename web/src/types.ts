@@ -56,6 +56,11 @@ export interface InventoryDatastore {
 export interface Inventory {
   vms: InventoryVm[];
   datastores: InventoryDatastore[];
+  /** The daemon adds these for the tree, so that a host or folder without VMs shows too. */
+  datacenters?: Array<{ name: string }>;
+  clusters?: Array<{ name: string; datacenter: string }>;
+  hosts?: Array<{ name: string; datacenter: string; cluster?: string }>;
+  folders?: Array<{ path: string; datacenter: string }>;
 }
 
 export interface DiskRecord {
@@ -170,6 +175,18 @@ export interface Dashboard {
   running: Job[];
 }
 
+export interface RestoreRequest {
+  backupId: string;
+  vm: string;
+  newName?: string;
+  original?: boolean;
+  confirmed?: boolean;
+  disks?: string[];
+  datastore?: string;
+  host?: string;
+  powerOn?: boolean;
+}
+
 export interface TaskSelection {
   vms?: string[];
   folders?: string[];
@@ -197,20 +214,41 @@ export interface TaskListItem extends Partial<TaskConfig> {
   name: string;
   source?: 'config' | 'catalog';
   nextRun?: string | null;
+  lastRun?: LastRun | null;
+  running?: boolean;
 }
 
 export interface TaskDetail extends TaskListItem {
-  /** Some daemons nest the task's configuration; others return it flat. */
+  /** The task as in the configuration (the daemon nests it; a flat answer is read as the config itself). */
   config?: TaskConfig;
-  lastRuns?: LastRun[];
+  lastRuns?: Array<BackupSummary | (LastRun & { id?: string })>;
+}
+
+/** A mount (`kind: datastore`) or an attach of a backup, as the catalog keeps it. */
+export interface MountItem {
+  id: string;
+  backupId: string;
+  kind: string;
+  data?: Record<string, unknown>;
+  createdAt?: string;
+}
+
+export interface EngineEvent {
+  time: string;
+  type: string;
+  message: string;
+  jobId?: string;
+  backupId?: string;
+  task?: string;
+  code?: string;
 }
 
 export interface BackupStat {
   backupId: string;
   task: string;
   startedAt: string;
-  durationMs: number;
-  bytes: number;
+  durationMs?: number;
+  bytes?: number;
   state: string;
 }
 

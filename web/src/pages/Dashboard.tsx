@@ -6,6 +6,7 @@ import { href } from '../router';
 
 export function Dashboard() {
   const { data, error, loading, reload } = useAsync(() => api.dashboard(), []);
+  const events = useAsync(() => api.events(15), []);
 
   // While jobs run, read the dashboard again every 5 s so their end shows up without a reload.
   const running = data?.running?.length ?? 0;
@@ -19,7 +20,14 @@ export function Dashboard() {
     <>
       <div className="page-head">
         <h1 tabIndex={-1}>Dashboard</h1>
-        <button type="button" onClick={reload} disabled={loading}>
+        <button
+          type="button"
+          onClick={() => {
+            reload();
+            events.reload();
+          }}
+          disabled={loading}
+        >
           Refresh
         </button>
       </div>
@@ -136,6 +144,27 @@ export function Dashboard() {
                   );
                 })}
               </ul>
+            )}
+          </Section>
+          <Section title="Recent events">
+            {events.error && <p className="muted">Events are not available: {events.error}</p>}
+            {events.data && events.data.length === 0 && <p className="muted">No event yet.</p>}
+            {events.data && events.data.length > 0 && (
+              <ol className="events">
+                {events.data.map((e, i) => (
+                  // biome-ignore lint/suspicious/noArrayIndexKey: events have no id; the list is replaced whole
+                  <li key={i}>
+                    <span className="muted">{when(e.time)}</span>{' '}
+                    {e.code && <span className="badge warn-code">{e.code}</span>} {e.message}
+                    {e.backupId && (
+                      <>
+                        {' '}
+                        <a href={href('backups', e.backupId)}>{e.backupId}</a>
+                      </>
+                    )}
+                  </li>
+                ))}
+              </ol>
             )}
           </Section>
           <Section title="Storage">

@@ -3,7 +3,7 @@ import { api } from '../api';
 import { DiskKindBadge, ErrorBox, Loading, useAsync } from '../components/common';
 import { bytes } from '../format';
 import { href } from '../router';
-import type { InventoryVm } from '../types';
+import type { Inventory as InventoryData, InventoryVm } from '../types';
 
 type GroupBy = 'host' | 'folder';
 
@@ -18,8 +18,29 @@ function node(name: string): Node {
 }
 
 /** Datacenter -> cluster -> host -> VM, or datacenter -> folder path -> VM. */
-function buildTree(vms: InventoryVm[], by: GroupBy): Node {
+function buildTree(inv: InventoryData, vms: InventoryVm[], by: GroupBy, filtered: boolean): Node {
   const root = node('');
+  const at = (path: string[]): Node => {
+    let n = root;
+    for (const p of path) {
+      let c = n.children.get(p);
+      if (!c) {
+        c = node(p);
+        n.children.set(p, c);
+      }
+      n = c;
+    }
+    return n;
+  };
+  // Without a filter, hosts and folders that hold no VM show too (the daemon lists them).
+  if (!filtered && by === 'host')
+    for (const h of inv.hosts ?? [])
+      at([h.datacenter, ...(h.cluster ? [`cluster ${h.cluster}`] : []), `host ${h.name}`]);
+  if (!filtered && by === 'folder')
+    for (const f of inv.folders ?? []) {
+      const parts = f.path.split('/').filter(Boolean);
+      if (parts.length) at([f.datacenter, ...parts.map((p) => `folder ${p}`)]);
+    }
   for (const vm of vms) {
     const path = [vm.datacenter || '(no datacenter)'];
     if (by === 'host') {
@@ -30,16 +51,7 @@ function buildTree(vms: InventoryVm[], by: GroupBy): Node {
       if (folders.length === 0) path.push('(top-level VM folder)');
       else path.push(...folders.map((f) => `folder ${f}`));
     }
-    let n = root;
-    for (const p of path) {
-      let c = n.children.get(p);
-      if (!c) {
-        c = node(p);
-        n.children.set(p, c);
-      }
-      n = c;
-    }
-    n.vms.push(vm);
+    at(path).vms.push(vm);
   }
   return root;
 }
@@ -131,7 +143,7 @@ export function Inventory() {
   const tree = useMemo(() => {
     const f = filter.trim().toLowerCase();
     const vms = (data?.vms ?? []).filter((v) => !f || v.name.toLowerCase().includes(f));
-    return buildTree(vms, by);
+    return data ? buildTree(data, vms, by, f !== '') : node('');
   }, [data, by, filter]);
 
   return (

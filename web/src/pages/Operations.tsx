@@ -5,7 +5,7 @@ import { JobProgress } from '../components/JobProgress';
 import { when } from '../format';
 import { can } from '../roles';
 import { href } from '../router';
-import type { ApiWarning, BackupRecord, Job, Session } from '../types';
+import type { ApiWarning, BackupRecord, Job, MountItem, Session } from '../types';
 
 type Kind = 'restore' | 'attach' | 'mount';
 const KINDS: Array<{ kind: Kind; label: string; help: string }> = [
@@ -67,6 +67,8 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
   const [understood, setUnderstood] = useState(false);
   const [targetVm, setTargetVm] = useState('');
   const [datastore, setDatastore] = useState('');
+  const [host, setHost] = useState('');
+  const [powerOn, setPowerOn] = useState(false);
   const [step, setStep] = useState(() => (params.get('backup') ? 2 : 0));
   const [error, setError] = useState<string | null>(null);
   const [job, setJob] = useState<string | null>(null);
@@ -79,7 +81,15 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
     if (!backupId) return;
     api.backup(backupId).then(setRecord, (e: unknown) => setError(errorText(e)));
   }, [backupId]);
-  const inventory = useAsync(() => (kind === 'attach' ? api.inventory() : Promise.resolve(null)), [kind]);
+  const inventory = useAsync(() => api.inventory(), []);
+  const hosts = [
+    ...new Set([
+      ...(inventory.data?.hosts ?? []).map((h) => h.name),
+      ...(inventory.data?.vms ?? []).map((v) => v.host ?? ''),
+    ]),
+  ]
+    .filter(Boolean)
+    .sort();
 
   const vmRecord = record?.vms.find((v) => v.name === vm);
   useEffect(() => {
@@ -128,12 +138,15 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
         ? api.restore({
             backupId,
             vm,
-            ...(inPlace ? {} : { newName: newName.trim() }),
+            ...(inPlace ? { original: true, confirmed: true } : { newName: newName.trim() }),
             ...(diskList ? { disks: diskList } : {}),
+            ...(!inPlace && datastore ? { datastore } : {}),
+            ...(!inPlace && host ? { host } : {}),
+            ...(powerOn ? { powerOn: true } : {}),
           })
         : kind === 'attach'
           ? api.attach({ backupId, vm, targetVm, ...(diskList ? { disks: diskList } : {}) })
-          : api.mount({ backupId, ...(datastore.trim() ? { datastore: datastore.trim() } : {}) });
+          : api.mount({ backupId, ...(host ? { host } : {}) });
     call.then(
       (a) => {
         setJob(jobId(a));
@@ -263,14 +276,42 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
                 a new VM
               </label>
               {!inPlace && (
-                <div className="field">
-                  <label htmlFor="op-newname">Name of the new VM</label>
-                  <input id="op-newname" value={newName} onChange={(e) => setNewName(e.target.value)} />
-                </div>
+                <>
+                  <div className="field">
+                    <label htmlFor="op-newname">Name of the new VM</label>
+                    <input id="op-newname" value={newName} onChange={(e) => setNewName(e.target.value)} />
+                  </div>
+                  <div className="field">
+                    <label htmlFor="op-rds">Datastore for its files</label>
+                    <select id="op-rds" value={datastore} onChange={(e) => setDatastore(e.target.value)}>
+                      <option value="">(the original datastores)</option>
+                      {(inventory.data?.datastores ?? []).map((d) => (
+                        <option key={d.name} value={d.name}>
+                          {d.name}
+                        </option>
+                      ))}
+                    </select>
+                  </div>
+                  <div className="field">
+                    <label htmlFor="op-rhost">Host to register it on</label>
+                    <select id="op-rhost" value={host} onChange={(e) => setHost(e.target.value)}>
+                      <option value="">(the original host)</option>
+                      {hosts.map((h) => (
+                        <option key={h} value={h}>
+                          {h}
+                        </option>
+                      ))}
+                    </select>
+                  </div>
+                </>
               )}
               <label className="choice">
                 <input type="radio" name="target" checked={inPlace} onChange={() => setInPlace(true)} /> to
                 its original place: the live VM {vm} is powered off and replaced
+              </label>
+              <label className="choice">
+                <input type="checkbox" checked={powerOn} onChange={(e) => setPowerOn(e.target.checked)} />{' '}
+                power the restored VM on
               </label>
             </fieldset>
           )}
@@ -289,14 +330,23 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
           )}
           {step === 3 && kind === 'mount' && (
             <div className="field">
-              <label htmlFor="op-ds">Datastore name (optional)</label>
-              <input
-                id="op-ds"
-                value={datastore}
-                onChange={(e) => setDatastore(e.target.value)}
-                aria-describedby="op-ds-help"
-              />
-              <small id="op-ds-help">Empty: the daemon chooses a name for the mounted snapshot.</small>
+              <label htmlFor="op-mhost">Host to mount the snapshot on</label>
+              <select
+                id="op-mhost"
+                value={host}
+                onChange={(e) => setHost(e.target.value)}
+                aria-describedby="op-mhost-help"
+              >
+                <option value="">(the daemon's choice)</option>
+                {hosts.map((h) => (
+                  <option key={h} value={h}>
+                    {h}
+                  </option>
+                ))}
+              </select>
+              <small id="op-mhost-help">
+                An auxiliary host is best: the mounted datastore shows on it until you unmount.
+              </small>
             </div>
           )}
           <div className="actions">
@@ -348,8 +398,17 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
             )}
             {kind === 'mount' && (
               <>
-                <dt>Datastore</dt>
-                <dd>{datastore || '(chosen by the daemon)'}</dd>
+                <dt>Host</dt>
+                <dd>{host || "(the daemon's choice)"}</dd>
+              </>
+            )}
+            {kind === 'restore' && !inPlace && (
+              <>
+                <dt>Datastore, host</dt>
+                <dd>
+                  {datastore || 'original datastores'}, {host || 'original host'}
+                  {powerOn ? ', powered on' : ''}
+                </dd>
               </>
             )}
           </dl>
@@ -399,6 +458,77 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
           )}
         </section>
       )}
+      <ActiveMounts />
     </>
+  );
+}
+
+/** Mounts and attaches that are in place now, each with its undo (unmount, detach) as a job. */
+function ActiveMounts() {
+  const { data, error, reload } = useAsync(() => api.mounts(), []);
+  const [job, setJob] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<string | null>(null);
+  const undo = (m: MountItem) => {
+    setActionError(null);
+    (m.kind === 'datastore' ? api.unmount(m.id) : api.detach(m.id)).then(
+      (a) => setJob(jobId(a)),
+      (e: unknown) => setActionError(errorText(e)),
+    );
+  };
+  return (
+    <section className="card" aria-labelledby="mounts-title">
+      <h2 id="mounts-title">Mounted backups and attached disks</h2>
+      <ErrorBox error={error ?? actionError} />
+      {data && data.length === 0 && <p className="muted">Nothing is mounted or attached.</p>}
+      {data && data.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Id</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Backup</th>
+              <th scope="col">Since</th>
+              <th scope="col">Details</th>
+              <th scope="col">Action</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.map((m) => (
+              <tr key={m.id}>
+                <th scope="row">
+                  <code>{m.id}</code>
+                </th>
+                <td>{m.kind === 'datastore' ? 'mount' : m.kind}</td>
+                <td>
+                  <a href={href('backups', m.backupId)}>{m.backupId}</a>
+                </td>
+                <td>{when(m.createdAt)}</td>
+                <td className="small">
+                  {Object.entries(m.data ?? {})
+                    .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
+                    .map(([k, v]) => `${k}: ${v}`)
+                    .join(', ')}
+                </td>
+                <td>
+                  <button type="button" onClick={() => undo(m)} disabled={job !== null}>
+                    {m.kind === 'datastore' ? 'Unmount' : 'Detach'}
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {job && (
+        <JobProgress
+          key={job}
+          jobId={job}
+          onEnd={() => {
+            setJob(null);
+            reload();
+          }}
+        />
+      )}
+    </section>
   );
 }

@@ -10,8 +10,14 @@ export function Stats() {
   const { data, error, loading } = useAsync(() => api.stats(task || undefined, 200), [task]);
   const { data: tasks } = useAsync(() => api.tasks().catch(() => []), []);
   const rows = data ?? [];
-  const pts = (f: (r: (typeof rows)[number]) => number) =>
-    rows.map((r) => ({ t: new Date(r.startedAt).getTime(), v: f(r), label: r.backupId, state: r.state }));
+  // A backup without a duration (still running) or a size (not measured) has no point on that chart.
+  const pts = (f: (r: (typeof rows)[number]) => number | undefined) =>
+    rows.flatMap((r) => {
+      const v = f(r);
+      return v === undefined
+        ? []
+        : [{ t: new Date(r.startedAt).getTime(), v, label: r.backupId, state: r.state }];
+    });
   return (
     <>
       <div className="page-head">

@@ -132,15 +132,17 @@ export function TaskDetail({ name, session }: { name: string; session: Session }
           <Section title="Last runs">
             {data.lastRuns && data.lastRuns.length > 0 ? (
               <ul>
-                {data.lastRuns.map((r) => (
-                  <li key={r.backupId}>
-                    <a href={href('backups', r.backupId)}>{r.backupId}</a> {when(r.startedAt)}{' '}
-                    <StateBadge state={r.state} />
-                    {r.warnings && r.warnings.length > 0 && (
-                      <span className="muted"> {r.warnings.map((w) => w.code).join(', ')}</span>
-                    )}
-                  </li>
-                ))}
+                {data.lastRuns.map((r) => {
+                  const id = 'id' in r && r.id ? r.id : 'backupId' in r ? r.backupId : '';
+                  const warnings = Array.isArray(r.warnings) ? r.warnings.length : (r.warnings ?? 0);
+                  return (
+                    <li key={id}>
+                      <a href={href('backups', id)}>{id}</a> {when(r.startedAt)}{' '}
+                      <StateBadge state={r.state} />
+                      {warnings > 0 && <span className="badge warn-code">{warnings} warnings</span>}
+                    </li>
+                  );
+                })}
               </ul>
             ) : (
               <p>

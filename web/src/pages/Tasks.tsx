@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { api } from '../api';
-import { ErrorBox, Loading, useAsync } from '../components/common';
+import { ErrorBox, Loading, StateBadge, useAsync } from '../components/common';
 import { TaskForm } from '../components/TaskForm';
 import { when } from '../format';
 import { can } from '../roles';
@@ -48,10 +48,10 @@ export function Tasks({ session }: { session: Session }) {
             <tr>
               <th scope="col">Task</th>
               <th scope="col">Source</th>
-              <th scope="col">Selection</th>
-              <th scope="col">Mode</th>
               <th scope="col">Schedule</th>
               <th scope="col">Next run</th>
+              <th scope="col">Last run</th>
+              <th scope="col">State</th>
             </tr>
           </thead>
           <tbody>
@@ -61,13 +61,32 @@ export function Tasks({ session }: { session: Session }) {
                   <a href={href('tasks', t.name)}>{t.name}</a>
                 </th>
                 <td>{t.source ?? '–'}</td>
-                <td>{selectionText(t.select)}</td>
-                <td>{t.mode ?? <span className="muted">default</span>}</td>
                 <td>
                   {t.schedule ? <code>{t.schedule}</code> : <span className="muted">on demand</span>}
                   {t.timezone && <span className="muted"> ({t.timezone})</span>}
                 </td>
                 <td>{t.nextRun ? when(t.nextRun) : '–'}</td>
+                <td>
+                  {t.lastRun ? (
+                    <a href={href('backups', t.lastRun.backupId)}>{when(t.lastRun.startedAt)}</a>
+                  ) : (
+                    <span className="muted">never</span>
+                  )}
+                </td>
+                <td>
+                  {t.running ? (
+                    <StateBadge state="running" />
+                  ) : t.lastRun ? (
+                    <StateBadge state={t.lastRun.state} />
+                  ) : (
+                    '–'
+                  )}
+                  {t.lastRun?.warnings && t.lastRun.warnings.length > 0 && (
+                    <span className="badge warn-code">
+                      {[...new Set(t.lastRun.warnings.map((w) => w.code))].join(', ')}
+                    </span>
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
