@@ -119,6 +119,8 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     const backupId = (await text(page.getByRole('heading', { level: 1 }))).replace('Backup ', '');
     const card = page.locator('section.vm-card[data-vm="db01"]');
     await card.waitFor();
+    const overview = page.locator('table.vm-overview tr[data-vm="db01"]');
+    assert.match(await text(overview), /SNAPSHOT_EXCL_MEM[\s\S]*ASIS[\s\S]*changed[\s\S]*MODE_CHANGED_RDM/);
     assert.equal(await text(card.locator('[data-field="requestedMode"]')), 'SNAPSHOT_EXCL_MEM');
     assert.match(await text(card.locator('[data-field="effectiveMode"]')), /^ASIS/);
     assert.equal(await text(card.locator('[data-field="consistency"]')), 'crash');

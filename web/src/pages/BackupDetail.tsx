@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { type MouseEvent, useState } from 'react';
 import { api, errorText } from '../api';
 import {
   DiskKindBadge,
@@ -15,6 +15,15 @@ import { href, navigate } from '../router';
 import type { BackupRecord, DiskRecord, Session, VmRecord } from '../types';
 
 const RESTORABLE = new Set(['complete', 'partial']);
+
+/** In-page links would change the hash route: scroll to the section and focus its heading instead. */
+function jumpTo(e: MouseEvent, id: string): void {
+  e.preventDefault();
+  const el = document.getElementById(id);
+  el?.scrollIntoView({ block: 'start' });
+  el?.setAttribute('tabindex', '-1');
+  el?.focus();
+}
 
 function exclusionText(d: DiskRecord): string {
   if (d.included) return '';
@@ -264,6 +273,64 @@ export function BackupDetail({ id, session }: { id: string; session: Session }) 
                 </button>
               )}
             </p>
+          </Section>
+          <Section title="VMs at a glance">
+            <table className="vm-overview">
+              <thead>
+                <tr>
+                  <th scope="col">VM</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Requested mode</th>
+                  <th scope="col">Effective mode</th>
+                  <th scope="col">Consistency</th>
+                  <th scope="col">Quiesce window</th>
+                  <th scope="col">Disks included / excluded</th>
+                  <th scope="col">Warnings</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.vms.map((vm) => (
+                  <tr key={vm.id} data-vm={vm.name}>
+                    <th scope="row">
+                      <a href={`#vm-${vm.id}`} onClick={(e) => jumpTo(e, `vm-${vm.id}`)}>
+                        {vm.name}
+                      </a>
+                    </th>
+                    <td>
+                      <StateBadge state={vm.state} />
+                    </td>
+                    <td>{vm.requestedMode}</td>
+                    <td>
+                      {vm.effectiveMode}
+                      {vm.effectiveMode !== vm.requestedMode && (
+                        <span className="badge warn-code">
+                          <span aria-hidden="true">⚠ </span>changed
+                        </span>
+                      )}
+                    </td>
+                    <td>{vm.consistency}</td>
+                    <td>{vm.quiesce ? duration(vm.quiesce.ms) : <span className="muted">not held</span>}</td>
+                    <td>
+                      {vm.disks.filter((d) => d.included).length} /{' '}
+                      {vm.disks.filter((d) => !d.included).length}
+                    </td>
+                    <td>
+                      {vm.warnings.length > 0 ? (
+                        <ul className="codes">
+                          {[...new Set(vm.warnings.map((w) => w.code))].map((c) => (
+                            <li key={c} className="badge warn-code">
+                              {c}
+                            </li>
+                          ))}
+                        </ul>
+                      ) : (
+                        '–'
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
           </Section>
           {data.vms.map((vm) => (
             <VmCard key={vm.id} vm={vm} backup={data} session={session} />
