@@ -142,6 +142,77 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE state = 'failed' AND recovered_at IS NULL;
     `,
   },
+  {
+    version: 5,
+    // Reserved for the offload branch's migration 5 (repository copies); the daemon's tables are number 6.
+    // When that branch lands its migration takes this place; a catalog made in between has nothing here.
+    name: 'reserved (repository copies)',
+    up: 'SELECT 1;',
+  },
+  {
+    version: 6,
+    name: 'daemon: API tokens, users, sessions, schedule state, daemon lease, jobs',
+    // Secrets are never stored: tokens and session ids as SHA-256 hex, passwords as scrypt hashes.
+    up: `
+      CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL CHECK (role IN ('read-only', 'operator', 'admin')),
+        token_hash   TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT
+      );
+
+      CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL CHECK (role IN ('read-only', 'operator', 'admin')),
+        password_hash TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+      );
+
+      CREATE TABLE sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX sessions_user ON sessions (user_name);
+
+      CREATE TABLE schedule_state (
+        task         TEXT PRIMARY KEY,
+        handled_at   TEXT NOT NULL,
+        last_run_at  TEXT,
+        last_job_id  TEXT
+      );
+
+      CREATE TABLE daemon (
+        slot         INTEGER PRIMARY KEY CHECK (slot = 1),
+        instance_id  TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        listen       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+      );
+
+      CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        instance_id  TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        progress     TEXT,
+        result       TEXT,
+        error        TEXT,
+        backup_id    TEXT
+      );
+      CREATE INDEX jobs_started ON jobs (started_at, id);
+      CREATE INDEX jobs_state ON jobs (state);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

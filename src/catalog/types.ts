@@ -33,6 +33,8 @@ export interface BackupFilter {
   until?: string;
   /** At most this many (newest first). */
   limit?: number;
+  /** Paging: only backups after this one in the listing order (older, or as old with a smaller id). */
+  after?: { startedAt: string; id: string };
 }
 
 export interface SnapshotOwner {
@@ -229,4 +231,119 @@ export interface MountStore {
   mountsOf(backupId: string): Promise<Mount[]>;
   /** Oldest first. */
   listMounts(): Promise<Mount[]>;
+}
+
+/** Roles of the daemon's API, each allowing what the one before allows: read-only < operator < admin. */
+export const ROLES = ['read-only', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** An API token as listed: never the token itself, which is shown once when it is made. */
+export interface ApiToken {
+  id: string;
+  name: string;
+  role: Role;
+  createdAt: string;
+  lastUsedAt?: string;
+}
+
+export interface User {
+  name: string;
+  role: Role;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * The daemon's credentials. Nothing secret is stored: tokens and session ids are kept as their SHA-256 (hex),
+ * passwords as a memory-hard hash made by the caller (the server's `hashPassword`).
+ */
+export interface AuthStore {
+  /** ConflictError TOKEN_EXISTS when the name is taken. */
+  addToken(token: { id: string; name: string; role: Role; tokenHash: string }): Promise<ApiToken>;
+  /** Oldest first. */
+  listTokens(): Promise<ApiToken[]>;
+  /** By id or by name. NotFoundError TOKEN_NOT_FOUND. */
+  removeToken(idOrName: string): Promise<ApiToken>;
+  /** The token of that hash, its last use stamped; undefined when none. */
+  useToken(tokenHash: string): Promise<ApiToken | undefined>;
+  /** ConflictError USER_EXISTS. */
+  addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User>;
+  /** Sorted by name. */
+  listUsers(): Promise<User[]>;
+  /** The user and its password hash (to verify a login); undefined when there is none. */
+  findUserCredentials(name: string): Promise<{ user: User; passwordHash: string } | undefined>;
+  /** NotFoundError USER_NOT_FOUND. Ends the user's sessions. */
+  setUserPassword(name: string, passwordHash: string): Promise<void>;
+  /** NotFoundError USER_NOT_FOUND. Ends the user's sessions. */
+  removeUser(name: string): Promise<void>;
+  addSession(session: { idHash: string; user: string; expiresAt: string }): Promise<void>;
+  /** The user of a session not yet expired; undefined otherwise. */
+  sessionUser(idHash: string, now: string): Promise<User | undefined>;
+  removeSession(idHash: string): Promise<void>;
+  /** Deletes sessions expired before `now`; returns how many. */
+  pruneSessions(now: string): Promise<number>;
+}
+
+/** The one daemon allowed on a catalog, as its lease row says. */
+export interface DaemonLease {
+  instanceId: string;
+  host: string;
+  pid: number;
+  listen: string;
+  startedAt: string;
+  heartbeatAt: string;
+}
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed';
+
+export interface JobRow {
+  id: string;
+  kind: string;
+  subject: string;
+  state: JobState;
+  instanceId: string;
+  startedAt: string;
+  finishedAt?: string;
+  progress?: Record<string, unknown>;
+  result?: unknown;
+  error?: { code: string; message: string };
+  backupId?: string;
+}
+
+export interface ScheduleState {
+  task: string;
+  /** Due times up to this instant are handled (run, skipped or, on first sight, not owed). */
+  handledAt: string;
+  lastRunAt?: string;
+  lastJobId?: string;
+}
+
+/** The daemon's own state: its lease, its jobs, the schedule state of each task. */
+export interface DaemonStore {
+  /**
+   * Takes the daemon lease for this instance in one transaction: refused (ConflictError DAEMON_RUNNING,
+   * naming host, pid and listen address) while another instance's row is `alive` by the caller's test
+   * (a recent heartbeat; on this host a live pid). A dead one's row is taken over.
+   */
+  acquireDaemonLease(
+    lease: Omit<DaemonLease, 'startedAt' | 'heartbeatAt'>,
+    alive: (holder: DaemonLease) => boolean,
+  ): Promise<DaemonLease>;
+  /** Renews this instance's heartbeat; false when its row is gone or taken over. */
+  renewDaemonLease(instanceId: string): Promise<boolean>;
+  /** Deletes the row if this instance holds it. */
+  releaseDaemonLease(instanceId: string): Promise<void>;
+  currentDaemon(): Promise<DaemonLease | undefined>;
+  /** Inserts or replaces the job row. */
+  saveJob(job: JobRow): Promise<void>;
+  findJob(id: string): Promise<JobRow | undefined>;
+  /** Newest first. */
+  listJobs(filter?: { state?: JobState[]; limit?: number }): Promise<JobRow[]>;
+  /**
+   * Marks every queued or running job of another instance failed (a daemon that stopped without finishing
+   * them): returns how many.
+   */
+  failInterruptedJobs(currentInstance: string, error: { code: string; message: string }): Promise<number>;
+  scheduleState(task: string): Promise<ScheduleState | undefined>;
+  saveScheduleState(state: ScheduleState): Promise<void>;
 }

@@ -6,6 +6,7 @@ import { errorMessage, UsageError } from '../errors.js';
 import type { Warning } from '../model/backup.js';
 import { Secret } from '../util/secret.js';
 import { type ArrayConfig, configSchema, type RawConfig, vcenterSchema } from './schema.js';
+import { resolveServerPaths } from './server.js';
 
 export interface VcenterConfig {
   url: string;
@@ -207,6 +208,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     vcenter: { ...vc, password: new Secret(password) },
     catalog: { path: abs(raw.catalog?.path ?? 'snapkeeper.db') },
     arrays: raw.arrays.map((a) => ({ ...a, path: abs(a.path) })),
+    server: resolveServerPaths(raw.server, abs),
     warnings,
   };
 }

@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
+import { serverSchema } from './server.js';
 
 /** Names used in paths and ids: no separators, no `..`, no control characters. */
 export const safeName = z
@@ -187,6 +188,8 @@ export const configSchema = z
       }),
     tasks: z.array(userTaskSchema).default([]),
     repositories: z.array(z.record(z.string(), z.unknown())).default([]),
+    /** `snapkeeper serve`: listen address, TLS, webhooks, logins (src/config/server.ts). */
+    server: serverSchema.prefault({}),
   })
   .strict();
 

@@ -53,6 +53,13 @@ export {
   type RetentionPolicy,
 } from './retention.js';
 export {
+  MISSED_COUNT_CAP,
+  nextRunAfter,
+  type ScheduleDecision,
+  type ScheduleInput,
+  scheduleDecision,
+} from './schedule.js';
+export {
   describeSelection,
   describeUnmatched,
   matchesPattern,

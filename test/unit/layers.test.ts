@@ -28,7 +28,21 @@ const ALLOWED: Record<string, readonly string[]> = {
   engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
   lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog'],
-  cli: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'engine', 'lab'],
+  // The daemon: an entry point beside the CLI, on the engine (nothing but the CLI imports it).
+  server: ['base', 'model', 'util', 'config', 'rules', 'catalog', 'engine'],
+  cli: [
+    'base',
+    'model',
+    'util',
+    'config',
+    'rules',
+    'vsphere',
+    'arrays',
+    'catalog',
+    'engine',
+    'lab',
+    'server',
+  ],
 };
 
 /** Layers reached file by file: no behaviour behind them that an index would have to hide. */

@@ -76,6 +76,11 @@ export class SqliteBackupStore implements BackupStore {
       where.push('b.started_at < ?');
       params.push(toInstant(filter.until, 'until'));
     }
+    if (filter.after !== undefined) {
+      const at = toInstant(filter.after.startedAt, 'after');
+      where.push('(b.started_at < ? OR (b.started_at = ? AND b.id < ?))');
+      params.push(at, at, filter.after.id);
+    }
     if (filter.vm !== undefined) {
       const known = this.db
         .all<{ name: string }>('SELECT DISTINCT vm_name AS name FROM backup_vms')

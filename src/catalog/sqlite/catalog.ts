@@ -1,9 +1,15 @@
 import type { TaskConfig } from '../../config/schema.js';
 import type { BackupRecord, BackupState } from '../../model/backup.js';
 import type {
+  ApiToken,
+  AuthStore,
   BackupFilter,
   BackupStore,
   CatalogIdentity,
+  DaemonLease,
+  DaemonStore,
+  JobRow,
+  JobState,
   JournalEntry,
   JournalStep,
   LockHolder,
@@ -15,10 +21,15 @@ import type {
   OperationFilter,
   OperationJournal,
   OperationKind,
+  Role,
+  ScheduleState,
   SnapshotOwner,
   TaskStore,
+  User,
 } from '../types.js';
+import { SqliteAuthStore } from './auth.js';
 import { SqliteBackupStore } from './backups.js';
+import { SqliteDaemonStore } from './daemon.js';
 import { type CatalogOptions, SqliteDatabase } from './database.js';
 import { readCatalogId, schemaVersion } from './identity.js';
 import { SqliteLockManager } from './locks.js';
@@ -34,7 +45,15 @@ import { SqliteTaskStore } from './tasks.js';
  * power cut before the side effect it announces begins.
  */
 export class Catalog
-  implements CatalogIdentity, BackupStore, OperationJournal, LockManager, TaskStore, MountStore
+  implements
+    CatalogIdentity,
+    BackupStore,
+    OperationJournal,
+    LockManager,
+    TaskStore,
+    MountStore,
+    AuthStore,
+    DaemonStore
 {
   readonly #db: SqliteDatabase;
   readonly #backups: SqliteBackupStore;
@@ -42,6 +61,8 @@ export class Catalog
   readonly #locks: SqliteLockManager;
   readonly #tasks: SqliteTaskStore;
   readonly #mounts: SqliteMountStore;
+  readonly #auth: SqliteAuthStore;
+  readonly #daemon: SqliteDaemonStore;
   readonly id: string;
 
   private constructor(db: SqliteDatabase) {
@@ -52,6 +73,8 @@ export class Catalog
     this.#locks = new SqliteLockManager(db);
     this.#tasks = new SqliteTaskStore(db);
     this.#mounts = new SqliteMountStore(db);
+    this.#auth = new SqliteAuthStore(db);
+    this.#daemon = new SqliteDaemonStore(db);
   }
 
   /** See `SqliteDatabase.open` for what it refuses. */
@@ -204,5 +227,79 @@ export class Catalog
   }
   listMounts(): Promise<Mount[]> {
     return this.#mounts.listMounts();
+  }
+
+  addToken(token: { id: string; name: string; role: Role; tokenHash: string }): Promise<ApiToken> {
+    return this.#auth.addToken(token);
+  }
+  listTokens(): Promise<ApiToken[]> {
+    return this.#auth.listTokens();
+  }
+  removeToken(idOrName: string): Promise<ApiToken> {
+    return this.#auth.removeToken(idOrName);
+  }
+  useToken(tokenHash: string): Promise<ApiToken | undefined> {
+    return this.#auth.useToken(tokenHash);
+  }
+  addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User> {
+    return this.#auth.addUser(user);
+  }
+  listUsers(): Promise<User[]> {
+    return this.#auth.listUsers();
+  }
+  findUserCredentials(name: string): Promise<{ user: User; passwordHash: string } | undefined> {
+    return this.#auth.findUserCredentials(name);
+  }
+  setUserPassword(name: string, passwordHash: string): Promise<void> {
+    return this.#auth.setUserPassword(name, passwordHash);
+  }
+  removeUser(name: string): Promise<void> {
+    return this.#auth.removeUser(name);
+  }
+  addSession(session: { idHash: string; user: string; expiresAt: string }): Promise<void> {
+    return this.#auth.addSession(session);
+  }
+  sessionUser(idHash: string, now: string): Promise<User | undefined> {
+    return this.#auth.sessionUser(idHash, now);
+  }
+  removeSession(idHash: string): Promise<void> {
+    return this.#auth.removeSession(idHash);
+  }
+  pruneSessions(now: string): Promise<number> {
+    return this.#auth.pruneSessions(now);
+  }
+
+  acquireDaemonLease(
+    lease: Omit<DaemonLease, 'startedAt' | 'heartbeatAt'>,
+    alive: (holder: DaemonLease) => boolean,
+  ): Promise<DaemonLease> {
+    return this.#daemon.acquireDaemonLease(lease, alive);
+  }
+  renewDaemonLease(instanceId: string): Promise<boolean> {
+    return this.#daemon.renewDaemonLease(instanceId);
+  }
+  releaseDaemonLease(instanceId: string): Promise<void> {
+    return this.#daemon.releaseDaemonLease(instanceId);
+  }
+  currentDaemon(): Promise<DaemonLease | undefined> {
+    return this.#daemon.currentDaemon();
+  }
+  saveJob(job: JobRow): Promise<void> {
+    return this.#daemon.saveJob(job);
+  }
+  findJob(id: string): Promise<JobRow | undefined> {
+    return this.#daemon.findJob(id);
+  }
+  listJobs(filter?: { state?: JobState[]; limit?: number }): Promise<JobRow[]> {
+    return this.#daemon.listJobs(filter);
+  }
+  failInterruptedJobs(currentInstance: string, error: { code: string; message: string }): Promise<number> {
+    return this.#daemon.failInterruptedJobs(currentInstance, error);
+  }
+  scheduleState(task: string): Promise<ScheduleState | undefined> {
+    return this.#daemon.scheduleState(task);
+  }
+  saveScheduleState(state: ScheduleState): Promise<void> {
+    return this.#daemon.saveScheduleState(state);
   }
 }

@@ -8,6 +8,8 @@ import { registerMaintenance } from './maintenance.js';
 import { registerRestore } from './restore.js';
 import type { Runner } from './runner.js';
 import { registerTask } from './task.js';
+import { registerToken } from './token.js';
+import { registerUser } from './user.js';
 
 export type { Runner } from './runner.js';
 
@@ -20,5 +22,7 @@ export function registerCommands(program: Command, run: Runner): void {
   registerMaintenance(program, run);
   registerLab(program, run);
   registerRestore(program, run);
+  registerToken(program, run);
+  registerUser(program, run);
   refuseRepeatedOptions(program);
 }
