@@ -160,8 +160,8 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 
 /** Whether this checkout has the daemon (`snapkeeper serve`): the browser tests need it. */
 export function hasServe(): boolean {
-  const r = spawnSync(process.execPath, [CLI, 'serve', '--help'], { encoding: 'utf8' });
-  return r.status === 0;
+  const r = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+  return r.status === 0 && /^\s+serve\b/m.test(r.stdout);
 }
 
 /** An element's text with runs of white space made one space (what a reader sees, near enough). */
