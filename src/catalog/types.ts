@@ -265,7 +265,7 @@ export interface AuthStore {
   /** By id or by name. NotFoundError TOKEN_NOT_FOUND. */
   removeToken(idOrName: string): Promise<ApiToken>;
   /** The token of that hash, its last use stamped; undefined when none. */
-  useToken(tokenHash: string): Promise<ApiToken | undefined>;
+  tokenByHash(tokenHash: string): Promise<ApiToken | undefined>;
   /** ConflictError USER_EXISTS. */
   addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User>;
   /** Sorted by name. */
@@ -346,4 +346,6 @@ export interface DaemonStore {
   failInterruptedJobs(currentInstance: string, error: { code: string; message: string }): Promise<number>;
   scheduleState(task: string): Promise<ScheduleState | undefined>;
   saveScheduleState(state: ScheduleState): Promise<void>;
+  /** Backups counted by task and state, with the newest finish of a complete backup per task (metrics). */
+  backupCounts(): Promise<{ task: string; state: BackupState; count: number; lastCompleteAt?: string }[]>;
 }

@@ -13,3 +13,4 @@ export {
 
 /** The roles, lowest first (for CLI choices). */
 export const ROLE_NAMES = ['read-only', 'operator', 'admin'] as const;
+export { type Daemon, type DaemonOptions, startDaemon } from './daemon.js';

@@ -83,7 +83,7 @@ export class SqliteAuthStore implements AuthStore {
     });
   }
 
-  async useToken(tokenHash: string): Promise<ApiToken | undefined> {
+  async tokenByHash(tokenHash: string): Promise<ApiToken | undefined> {
     const row = this.db.get<TokenRow>('SELECT * FROM api_tokens WHERE token_hash = ?', tokenHash);
     if (!row) return undefined;
     // Stamped at most once a minute: a busy client must not turn every read into a write.

@@ -238,8 +238,8 @@ export class Catalog
   removeToken(idOrName: string): Promise<ApiToken> {
     return this.#auth.removeToken(idOrName);
   }
-  useToken(tokenHash: string): Promise<ApiToken | undefined> {
-    return this.#auth.useToken(tokenHash);
+  tokenByHash(tokenHash: string): Promise<ApiToken | undefined> {
+    return this.#auth.tokenByHash(tokenHash);
   }
   addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User> {
     return this.#auth.addUser(user);
@@ -301,5 +301,8 @@ export class Catalog
   }
   saveScheduleState(state: ScheduleState): Promise<void> {
     return this.#daemon.saveScheduleState(state);
+  }
+  backupCounts(): Promise<{ task: string; state: BackupState; count: number; lastCompleteAt?: string }[]> {
+    return this.#daemon.backupCounts();
   }
 }

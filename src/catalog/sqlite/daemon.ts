@@ -1,4 +1,5 @@
 import { ConflictError } from '../../errors.js';
+import type { BackupState } from '../../model/backup.js';
 import type { DaemonLease, DaemonStore, JobRow, JobState, ScheduleState } from '../types.js';
 import type { SqliteDatabase } from './database.js';
 
@@ -166,6 +167,23 @@ export class SqliteDaemonStore implements DaemonStore {
         state.lastJobId ?? null,
       ),
     );
+  }
+
+  async backupCounts(): Promise<
+    { task: string; state: BackupState; count: number; lastCompleteAt?: string }[]
+  > {
+    return this.db
+      .all<{ task: string; state: BackupState; n: number; last: string | null }>(
+        `SELECT task, state, count(*) AS n,
+           max(CASE WHEN state = 'complete' THEN coalesce(finished_at, started_at) END) AS last
+         FROM backups GROUP BY task, state ORDER BY task, state`,
+      )
+      .map((r) => ({
+        task: r.task,
+        state: r.state,
+        count: r.n,
+        ...(r.last ? { lastCompleteAt: r.last } : {}),
+      }));
   }
 
   #toJob(r: JobTableRow): JobRow {

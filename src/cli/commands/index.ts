@@ -7,6 +7,7 @@ import { registerLab } from './lab.js';
 import { registerMaintenance } from './maintenance.js';
 import { registerRestore } from './restore.js';
 import type { Runner } from './runner.js';
+import { registerServe } from './serve.js';
 import { registerTask } from './task.js';
 import { registerToken } from './token.js';
 import { registerUser } from './user.js';
@@ -22,6 +23,7 @@ export function registerCommands(program: Command, run: Runner): void {
   registerMaintenance(program, run);
   registerLab(program, run);
   registerRestore(program, run);
+  registerServe(program, run);
   registerToken(program, run);
   registerUser(program, run);
   refuseRepeatedOptions(program);

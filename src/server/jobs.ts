@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import type { DaemonStore, JobRow, JobState } from '../catalog/index.js';
+import type { EngineContext, EngineEvents } from '../engine/index.js';
+import { errorMessage, SnapkeeperError } from '../errors.js';
+import type { Logger } from './log.js';
+
+export type JobKind = 'backup' | 'restore' | 'mount' | 'unmount' | 'attach' | 'detach' | 'offload';
+
+/** A job as the API shows it (`GET /api/v1/jobs/{id}`). */
+export interface Job {
+  id: string;
+  kind: string;
+  subject: string;
+  state: JobState;
+  startedAt: string;
+  finishedAt?: string;
+  progress?: { phase: string; done: number; total: number; rate?: number; eta?: number };
+  result?: unknown;
+  error?: { code: string; message: string };
+  backupId?: string;
+}
+
+/** One event of a job's stream (SSE `event:` and `data:`). */
+export interface JobEvent {
+  type: 'progress' | 'log' | 'done' | 'failed';
+  data: unknown;
+}
+
+/** What a job's work returns: a result, and an error when the job failed although the call returned. */
+export interface JobOutcome {
+  result: unknown;
+  backupId?: string;
+  error?: { code: string; message: string };
+}
+
+export interface JobRunnerOptions {
+  store: DaemonStore;
+  instanceId: string;
+  log: Logger;
+  /** A fresh engine context whose events go to the job (closed by the runner after the job). */
+  context: (events: EngineEvents) => EngineContext;
+  /** Called once per finished job (metrics, webhooks, the event feed). */
+  onFinished?: (job: Job) => void;
+  onStarted?: (job: Job) => void;
+}
+
+interface LiveJob {
+  job: Job;
+  task?: string;
+  events: JobEvent[];
+  listeners: Set<(event: JobEvent) => void>;
+  abort: AbortController;
+  done: Promise<void>;
+  items: Map<string, string>;
+}
+
+/** Events kept per job for a stream opened late (the rest is in the job's result). */
+const MAX_EVENTS = 500;
+/** Finished jobs kept in memory (older ones are read from the catalog). */
+const MAX_FINISHED = 200;
+
+/** Item statuses the engine reports when an item is finished (for progress.done). */
+const FINISHED_STATUS = /^(done|released|complete|ok|restored|skipped|failed|mounted|attached|deleted)/i;
+
+function newJobId(now: Date): string {
+  return `job-${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+}
+
+function toApi(row: JobRow): Job {
+  const { instanceId: _i, progress, ...rest } = row;
+  return { ...rest, ...(progress ? { progress: progress as Job['progress'] & object } : {}) };
+}
+
+/**
+ * Runs engine entry points in this process as jobs: each gets its own EngineContext whose events become the
+ * job's progress and its event stream, an AbortSignal (SIGTERM aborts: the engine still releases what it
+ * holds), and a row in the catalog written when it starts and when it ends, so a daemon that died shows its
+ * jobs as failed (`failInterruptedJobs` at the next start).
+ */
+export class JobRunner {
+  readonly #opts: JobRunnerOptions;
+  readonly #live = new Map<string, LiveJob>();
+
+  constructor(options: JobRunnerOptions) {
+    this.#opts = options;
+  }
+
+  /** Starts the work and returns the job, already `running` (and recorded). */
+  async start(
+    kind: JobKind,
+    subject: string,
+    work: (ctx: EngineContext, signal: AbortSignal) => Promise<JobOutcome>,
+    options: { task?: string } = {},
+  ): Promise<Job> {
+    const now = new Date();
+    const job: Job = { id: newJobId(now), kind, subject, state: 'running', startedAt: now.toISOString() };
+    await this.#save(job);
+    const live: LiveJob = {
+      job,
+      ...(options.task !== undefined ? { task: options.task } : {}),
+      events: [],
+      listeners: new Set(),
+      abort: new AbortController(),
+      done: Promise.resolve(),
+      items: new Map(),
+    };
+    this.#live.set(job.id, live);
+    this.#opts.log.info('job started', { job: job.id, kind, subject });
+    this.#opts.onStarted?.(job);
+    live.done = this.#run(live, work);
+    return { ...job };
+  }
+
+  async #run(live: LiveJob, work: (ctx: EngineContext, signal: AbortSignal) => Promise<JobOutcome>) {
+    const { job } = live;
+    const progress = (phase?: string) => {
+      const total = live.items.size;
+      const done = [...live.items.values()].filter((s) => FINISHED_STATUS.test(s)).length;
+      job.progress = { phase: phase ?? job.progress?.phase ?? 'starting', done, total };
+    };
+    const events: EngineEvents = {
+      phase: (name) => {
+        progress(name);
+        this.#emit(live, { type: 'progress', data: { ...job.progress } });
+      },
+      item: (key, status) => {
+        live.items.set(key, status);
+        progress();
+        this.#emit(live, { type: 'progress', data: { ...job.progress, item: key, status } });
+      },
+      log: (message) => this.#emit(live, { type: 'log', data: { message } }),
+    };
+    let ctx: EngineContext | undefined;
+    try {
+      ctx = this.#opts.context(events);
+      const outcome = await work(ctx, live.abort.signal);
+      job.result = outcome.result;
+      if (outcome.backupId !== undefined) job.backupId = outcome.backupId;
+      if (outcome.error) {
+        job.state = 'failed';
+        job.error = outcome.error;
+      } else job.state = 'done';
+    } catch (err) {
+      job.state = 'failed';
+      job.error = {
+        code: err instanceof SnapkeeperError ? err.code : 'INTERNAL',
+        message: err instanceof SnapkeeperError ? err.message : `internal error: ${errorMessage(err)}`,
+      };
+    } finally {
+      await ctx?.close().catch(() => undefined);
+    }
+    job.finishedAt = new Date().toISOString();
+    try {
+      await this.#save(job);
+    } catch (err) {
+      this.#opts.log.error('job not recorded', { job: job.id, reason: errorMessage(err) });
+    }
+    this.#opts.log[job.state === 'done' ? 'info' : 'warn']('job finished', {
+      job: job.id,
+      kind: job.kind,
+      subject: job.subject,
+      state: job.state,
+      ...(job.error ? { error: job.error.code } : {}),
+    });
+    this.#emit(live, {
+      type: job.state === 'done' ? 'done' : 'failed',
+      data: { state: job.state, ...(job.error ? { error: job.error } : {}), result: job.result },
+    });
+    live.listeners.clear();
+    this.#opts.onFinished?.({ ...job });
+    this.#trim();
+  }
+
+  #emit(live: LiveJob, event: JobEvent): void {
+    live.events.push(event);
+    if (live.events.length > MAX_EVENTS) live.events.splice(0, live.events.length - MAX_EVENTS);
+    for (const l of live.listeners) l(event);
+  }
+
+  #trim(): void {
+    const finished = [...this.#live.values()].filter(
+      (l) => l.job.state === 'done' || l.job.state === 'failed',
+    );
+    for (const l of finished.slice(0, Math.max(0, finished.length - MAX_FINISHED)))
+      this.#live.delete(l.job.id);
+  }
+
+  async #save(job: Job): Promise<void> {
+    await this.#opts.store.saveJob({ ...job, instanceId: this.#opts.instanceId });
+  }
+
+  /** The job (live from memory, else as recorded in the catalog). */
+  async get(id: string): Promise<Job | undefined> {
+    const live = this.#live.get(id);
+    if (live) return { ...live.job };
+    const row = await this.#opts.store.findJob(id);
+    return row ? toApi(row) : undefined;
+  }
+
+  /** Newest first: this daemon's live jobs and the recorded ones. */
+  async list(filter: { state?: JobState[]; limit?: number } = {}): Promise<Job[]> {
+    const rows = await this.#opts.store.listJobs(filter);
+    return rows.map((r) => {
+      const live = this.#live.get(r.id);
+      return live ? { ...live.job } : toApi(r);
+    });
+  }
+
+  running(): Job[] {
+    return [...this.#live.values()].filter((l) => l.job.state === 'running').map((l) => ({ ...l.job }));
+  }
+
+  /** Whether a backup job of this task is running (the scheduler does not start it twice). */
+  taskRunning(task: string): boolean {
+    return [...this.#live.values()].some((l) => l.task === task && l.job.state === 'running');
+  }
+
+  /**
+   * Past events of a live job and a subscription to the next ones; `finished` true when the job has ended
+   * (the past events then end with `done` or `failed`). Undefined for a job not in memory.
+   */
+  subscribe(
+    id: string,
+    listener: (event: JobEvent) => void,
+  ): { past: JobEvent[]; finished: boolean; unsubscribe: () => void } | undefined {
+    const live = this.#live.get(id);
+    if (!live) return undefined;
+    const finished = live.job.state === 'done' || live.job.state === 'failed';
+    if (!finished) live.listeners.add(listener);
+    return { past: [...live.events], finished, unsubscribe: () => live.listeners.delete(listener) };
+  }
+
+  /** Aborts every running job (SIGTERM): each stops at its next safe point and releases what it holds. */
+  abortAll(): void {
+    for (const l of this.#live.values()) if (l.job.state === 'running') l.abort.abort();
+  }
+
+  /** Resolves when every job started so far has ended. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.#live.values()].map((l) => l.done));
+  }
+}

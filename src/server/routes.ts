@@ -1,0 +1,791 @@
+import { z } from 'zod';
+import type { Catalog, Role } from '../catalog/index.js';
+import type { Config } from '../config/load.js';
+import { userTaskSchema } from '../config/schema.js';
+import {
+  assertEditable,
+  datastoreVolumeNames,
+  deleteBackup,
+  type EngineContext,
+  findTask,
+  listTasks,
+  runAttach,
+  runBackup,
+  runDetach,
+  runMount,
+  runRestore,
+  runUnmount,
+} from '../engine/index.js';
+import { NotFoundError, UsageError } from '../errors.js';
+import type { BackupRecord, BackupState, Warning } from '../model/backup.js';
+import type { Inventory } from '../model/inventory.js';
+import { VERSION } from '../version.js';
+import { createToken } from './credentials.js';
+import type { EventFeed } from './feed.js';
+import type { JobOutcome, JobRunner } from './jobs.js';
+import type { GaugeFamily, Metrics } from './metrics.js';
+import { type Route, route } from './route.js';
+import type { Scheduler } from './scheduler.js';
+import * as s from './schemas.js';
+import type { Sessions } from './sessions.js';
+
+/** What the handlers stand on; the daemon builds it, tests may build their own. */
+export interface ApiDeps {
+  config: Config;
+  catalog: Catalog;
+  jobs: JobRunner;
+  scheduler: Scheduler;
+  metrics: Metrics;
+  feed: EventFeed;
+  sessions: Sessions;
+  /** A short-lived engine context for a call answered at once (inventory, delete); closed by the caller. */
+  engine: () => EngineContext;
+  /** Gauges read from the catalog at scrape time. */
+  gauges: () => Promise<GaugeFamily[]>;
+}
+
+const STATES: readonly BackupState[] = ['running', 'complete', 'partial', 'failed', 'lost'];
+
+/** Every warning of a record (run and VMs), each once: what the CLI's `allWarnings` counts. */
+function warningsOf(r: BackupRecord): { vm?: string; w: Warning }[] {
+  const seen = new Set<string>();
+  const out: { vm?: string; w: Warning }[] = [];
+  const add = (w: Warning, vm?: string) => {
+    const k = `${w.code}\0${w.message}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    out.push({ ...(vm !== undefined ? { vm } : {}), w });
+  };
+  for (const vm of r.vms) for (const w of vm.warnings) add(w, vm.name);
+  for (const w of r.warnings) add(w);
+  return out;
+}
+
+export function backupSummary(r: BackupRecord): z.input<typeof s.backupSummarySchema> {
+  return {
+    id: r.id,
+    task: r.task,
+    state: r.state,
+    startedAt: r.startedAt,
+    ...(r.finishedAt ? { finishedAt: r.finishedAt } : {}),
+    vms: r.vms.map((v) => v.name),
+    warnings: warningsOf(r).length,
+    copies: [],
+  };
+}
+
+function encodeCursor(r: BackupRecord): string {
+  return Buffer.from(JSON.stringify({ s: r.startedAt, i: r.id })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { startedAt: string; id: string } {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { s?: unknown; i?: unknown };
+    if (typeof v.s === 'string' && typeof v.i === 'string' && !Number.isNaN(Date.parse(v.s)))
+      return { startedAt: v.s, id: v.i };
+  } catch {
+    // falls through to the error below
+  }
+  throw new UsageError(
+    'CURSOR_INVALID',
+    'cursor is not one this API gave (use nextCursor of the previous page)',
+  );
+}
+
+function parseStates(value: string | undefined): BackupState[] | undefined {
+  if (value === undefined || value === '') return undefined;
+  const states = value.split(',').map((x) => x.trim());
+  for (const st of states) {
+    if (!(STATES as readonly string[]).includes(st))
+      throw new UsageError(
+        'STATE_INVALID',
+        `state: unknown backup state ${st} (one of ${STATES.join(', ')})`,
+      );
+  }
+  return states as BackupState[];
+}
+
+function checkTime(name: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (Number.isNaN(Date.parse(value)))
+    throw new UsageError('TIME_INVALID', `${name}: not a date/time: ${value}`);
+  return new Date(value).toISOString();
+}
+
+/** The inventory document of `inventory --json`, plus datacenters, clusters, hosts and folders for a tree. */
+function inventoryDocument(inv: Inventory, volumes: Map<string, string[]>) {
+  return {
+    vms: [...inv.vms]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((vm) => ({
+        name: vm.name,
+        id: vm.id,
+        powerState: vm.powerState,
+        ...(vm.tools === undefined ? {} : { tools: vm.tools }),
+        datacenter: vm.datacenter,
+        host: vm.host,
+        ...(vm.cluster === undefined ? {} : { cluster: vm.cluster }),
+        folder: vm.folder,
+        vmxFile: vm.vmxFile,
+        datastores: vm.datastores,
+        disks: vm.disks.map((d) => ({
+          label: d.label,
+          kind: d.kind,
+          capacityBytes: d.capacityBytes,
+          file: d.file,
+          datastore: d.datastore,
+          diskMode: d.diskMode,
+          ...(d.lun === undefined ? {} : { lun: d.lun }),
+        })),
+        snapshots: vm.snapshots,
+      })),
+    datastores: inv.datastores.map((ds) => ({
+      name: ds.name,
+      id: ds.id,
+      url: ds.url,
+      type: ds.type,
+      capacityBytes: ds.capacityBytes,
+      freeBytes: ds.freeBytes,
+      extents: ds.extents,
+      hosts: ds.hosts,
+      volumes: volumes.get(ds.name) ?? [],
+    })),
+    datacenters: inv.datacenters,
+    clusters: inv.clusters,
+    hosts: inv.hosts,
+    folders: inv.folders,
+  };
+}
+
+async function withEngine<T>(deps: ApiDeps, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+  const ctx = deps.engine();
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** A backup job's outcome: the record; failed when the backup is partial or failed (the record is kept). */
+function backupOutcome(record: BackupRecord): JobOutcome {
+  const failed = record.state === 'failed' || record.state === 'partial';
+  return {
+    result: record,
+    backupId: record.id,
+    ...(failed
+      ? {
+          error: {
+            code: record.state === 'failed' ? 'BACKUP_FAILED' : 'BACKUP_PARTIAL',
+            message: record.error ?? `backup ${record.id} is ${record.state}`,
+          },
+        }
+      : {}),
+  };
+}
+
+export async function startBackupJob(
+  deps: ApiDeps,
+  request: { task?: string; vms?: string[]; mode?: (typeof s.backupRequestSchema)['_output']['mode'] },
+) {
+  if (request.task !== undefined)
+    await withEngine(deps, (ctx) => findTask(deps.config, ctx.catalog, request.task!));
+  const subject = request.task !== undefined ? `task ${request.task}` : `vms ${request.vms!.join(' ')}`;
+  return deps.jobs.start(
+    'backup',
+    subject,
+    async (ctx, signal) =>
+      backupOutcome(
+        await runBackup(ctx, {
+          ...(request.task !== undefined ? { taskName: request.task } : {}),
+          ...(request.vms !== undefined ? { vmPatterns: request.vms } : {}),
+          ...(request.mode !== undefined ? { mode: request.mode } : {}),
+          signal,
+        }),
+      ),
+    request.task !== undefined ? { task: request.task } : {},
+  );
+}
+
+async function taskSummary(
+  deps: ApiDeps,
+  name: string,
+  source: 'config' | 'catalog',
+  task: z.input<typeof s.taskConfigSchema>,
+) {
+  const schedule = typeof task.schedule === 'string' ? task.schedule : undefined;
+  const timezone = typeof task.timezone === 'string' ? task.timezone : undefined;
+  const next = schedule
+    ? deps.scheduler.nextRun({ name, select: {}, schedule, ...(timezone ? { timezone } : {}) })
+    : undefined;
+  const [last] = await deps.catalog.listBackups({ task: name, limit: 1 });
+  return {
+    name,
+    source,
+    ...(schedule ? { schedule } : {}),
+    ...(timezone ? { timezone } : {}),
+    ...(next ? { nextRun: next.toISOString() } : {}),
+    ...(last
+      ? {
+          lastRun: {
+            backupId: last.id,
+            state: last.state,
+            startedAt: last.startedAt,
+            ...(last.finishedAt ? { finishedAt: last.finishedAt } : {}),
+            warnings: warningsOf(last).map((x) => x.w),
+          },
+        }
+      : {}),
+    running: deps.jobs.taskRunning(name),
+  };
+}
+
+const okSchema = z.object({ ok: z.literal(true) });
+
+/** The route table: every endpoint of the API, in one place (registered by http.ts, described by openapi.ts). */
+export function apiRoutes(deps: ApiDeps): Route[] {
+  const job = (
+    kind: Parameters<JobRunner['start']>[0],
+    subject: string,
+    work: Parameters<JobRunner['start']>[2],
+  ) => deps.jobs.start(kind, subject, work).then((j) => ({ job: j }));
+
+  return [
+    route({
+      method: 'GET',
+      path: '/healthz',
+      access: 'health',
+      tag: 'daemon',
+      summary: 'liveness: the daemon answers, with its version',
+      response: s.healthSchema,
+      handler: async () => ({ status: 'ok' as const, version: VERSION }),
+    }),
+    route({
+      method: 'GET',
+      path: '/metrics',
+      access: 'metrics',
+      tag: 'daemon',
+      summary: 'Prometheus metrics (text exposition format)',
+      contentType: 'text/plain; version=0.0.4',
+      handler: async () => deps.metrics.render(await deps.gauges()),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/session',
+      access: 'public',
+      tag: 'session',
+      summary: 'log in (local user): sets the session cookie; rate-limited per user and address (429)',
+      body: s.loginSchema,
+      response: s.sessionSchema,
+      handler: async ({ body, request, reply }) =>
+        deps.sessions.login(body.user, body.password, request, reply),
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/session',
+      access: 'authenticated',
+      tag: 'session',
+      summary: 'the logged-in user, role and CSRF token (401 without a session)',
+      response: s.sessionSchema,
+      handler: async ({ principal }) => deps.sessions.describe(principal!),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/session',
+      access: 'authenticated',
+      tag: 'session',
+      summary: 'log out: ends the session and clears the cookie',
+      response: okSchema,
+      handler: async ({ principal, reply }) => {
+        await deps.sessions.logout(principal!, reply);
+        return { ok: true as const };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/dashboard',
+      access: 'read-only',
+      tag: 'overview',
+      summary: 'last run per task, failures, warnings, next runs, snapshots held, repositories, running jobs',
+      response: s.dashboardSchema,
+      handler: async () => {
+        const entries = await listTasks(deps.config, deps.catalog);
+        const tasks = await Promise.all(entries.map((e) => taskSummary(deps, e.task.name, e.source, e.task)));
+        const failures = await deps.catalog.listBackups({ state: ['failed', 'partial', 'lost'], limit: 10 });
+        const recent = await deps.catalog.listBackups({ limit: 20 });
+        const warnings = recent.flatMap((r) =>
+          warningsOf(r).map((x) => ({
+            backupId: r.id,
+            ...(x.vm ? { vm: x.vm } : {}),
+            code: x.w.code,
+            message: x.w.message,
+          })),
+        );
+        let held = 0;
+        for (const a of deps.config.arrays) held += (await deps.catalog.ownedSnapshotIds(a.name)).size;
+        return {
+          tasks,
+          failures: failures.map(backupSummary),
+          warnings: warnings.slice(0, 50),
+          snapshotsHeld: held,
+          repositories: [],
+          running: deps.jobs.running(),
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/inventory',
+      access: 'read-only',
+      tag: 'inventory',
+      summary:
+        'VMs with their disks (kind flat, rdm-physical, rdm-virtual, independent), datastores, and the tree',
+      response: s.inventorySchema,
+      handler: async () =>
+        withEngine(deps, async (ctx) => {
+          const inv = await (await ctx.vcenter()).inventory();
+          return inventoryDocument(inv, await datastoreVolumeNames(ctx, inv.datastores));
+        }),
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/tasks',
+      access: 'read-only',
+      tag: 'tasks',
+      summary: 'tasks of the configuration file and of the catalog',
+      response: z.array(s.taskSummarySchema),
+      handler: async () => {
+        const entries = await listTasks(deps.config, deps.catalog);
+        return Promise.all(entries.map((e) => taskSummary(deps, e.task.name, e.source, e.task)));
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/tasks/{name}',
+      access: 'read-only',
+      tag: 'tasks',
+      summary: 'one task: its configuration, source, next run and last runs',
+      params: s.nameParams,
+      response: s.taskDetailSchema,
+      handler: async ({ params }) => {
+        const entry = await findTask(deps.config, deps.catalog, params.name);
+        const summary = await taskSummary(deps, entry.task.name, entry.source, entry.task);
+        const last = await deps.catalog.listBackups({ task: entry.task.name, limit: 10 });
+        return {
+          name: entry.task.name,
+          source: entry.source,
+          config: entry.task,
+          ...(summary.nextRun ? { nextRun: summary.nextRun } : {}),
+          running: summary.running,
+          lastRuns: last.map(backupSummary),
+        };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/tasks',
+      access: 'admin',
+      tag: 'tasks',
+      summary: 'create a task in the catalog (checked with the configuration rules)',
+      body: taskBody(),
+      status: 201,
+      response: s.taskConfigSchema,
+      handler: async ({ body }) => {
+        if (deps.config.tasks.some((t) => t.name === body.name)) assertEditable(deps.config, body.name);
+        await deps.catalog.createTask(body);
+        return body;
+      },
+    }),
+    route({
+      method: 'PUT',
+      path: '/api/v1/tasks/{name}',
+      access: 'admin',
+      tag: 'tasks',
+      summary: 'replace a catalog task (tasks of the configuration file are read-only: 409)',
+      params: s.nameParams,
+      body: taskBody(),
+      response: s.taskConfigSchema,
+      handler: async ({ params, body }) => {
+        if (body.name !== params.name)
+          throw new UsageError(
+            'TASK_NAME_MISMATCH',
+            `the body names task ${body.name}, the path ${params.name}`,
+          );
+        assertEditable(deps.config, params.name);
+        await deps.catalog.updateTask(body);
+        return body;
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/tasks/{name}',
+      access: 'admin',
+      tag: 'tasks',
+      summary: 'delete a catalog task (its backups stay)',
+      params: s.nameParams,
+      response: okSchema,
+      handler: async ({ params }) => {
+        assertEditable(deps.config, params.name);
+        await deps.catalog.deleteTask(params.name);
+        return { ok: true as const };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/tasks/{name}/run',
+      access: 'operator',
+      tag: 'tasks',
+      summary: 'run a task now, as a job',
+      params: s.nameParams,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ params }) => ({ job: await startBackupJob(deps, { task: params.name }) }),
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/backups',
+      access: 'read-only',
+      tag: 'backups',
+      summary: 'backups, newest first, with filters and paging (limit, cursor -> nextCursor)',
+      query: s.backupQuerySchema,
+      response: z.object({ items: z.array(s.backupSummarySchema), nextCursor: z.string().optional() }),
+      handler: async ({ query }) => {
+        const limit = query.limit ?? 50;
+        const since = checkTime('since', query.since);
+        const until = checkTime('until', query.until);
+        const state = parseStates(query.state);
+        const records = await deps.catalog.listBackups({
+          ...(query.task ? { task: query.task } : {}),
+          ...(query.vm ? { vm: query.vm } : {}),
+          ...(state ? { state } : {}),
+          ...(since ? { since } : {}),
+          ...(until ? { until } : {}),
+          ...(query.cursor ? { after: decodeCursor(query.cursor) } : {}),
+          limit: limit + 1,
+        });
+        const page = records.slice(0, limit);
+        const last = page[page.length - 1];
+        return {
+          items: page.map(backupSummary),
+          ...(records.length > limit && last ? { nextCursor: encodeCursor(last) } : {}),
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/backups/{id}',
+      access: 'read-only',
+      tag: 'backups',
+      summary: 'the full backup record (as inquire --backup ID --json) with its copies',
+      params: s.idParams,
+      response: s.backupRecordSchema,
+      handler: async ({ params }) => ({ ...(await deps.catalog.getBackup(params.id)), copies: [] }),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/backups/{id}',
+      access: 'admin',
+      tag: 'backups',
+      summary:
+        'delete a backup (record, then its array snapshots); 409 while a restore, mount or attach holds it',
+      params: s.idParams,
+      response: z.object({ deleted: z.looseObject({ id: z.string() }) }),
+      handler: async ({ params }) => ({
+        deleted: await withEngine(deps, (ctx) => deleteBackup(ctx, params.id, { dryRun: false })),
+      }),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/backups',
+      access: 'operator',
+      tag: 'backups',
+      summary: 'back up a task or VMs (names or globs) now, as a job',
+      body: s.backupRequestSchema,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ body }) => ({ job: await startBackupJob(deps, body) }),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/restores',
+      access: 'operator',
+      tag: 'restore',
+      summary: 'restore a VM (as a new VM, to its place) or disks, as a job',
+      body: s.restoreRequestSchema,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ body }) => {
+        if (body.source === 'repository' || body.repository !== undefined) {
+          throw new UsageError(
+            'SOURCE_UNSUPPORTED',
+            'restores from a repository are not available in this version',
+          );
+        }
+        await deps.catalog.getBackup(body.backupId);
+        return job('restore', `${body.vm} from ${body.backupId}`, async (ctx, signal) => {
+          const result = await runRestore(ctx, {
+            backupId: body.backupId,
+            vm: body.vm,
+            ...(body.newName !== undefined ? { as: body.newName } : {}),
+            ...(body.original ? { original: true, confirmed: body.confirmed === true } : {}),
+            ...(body.disks !== undefined ? { disks: body.disks } : {}),
+            ...(body.targetVm !== undefined ? { to: body.targetVm } : {}),
+            ...(body.replace !== undefined ? { replace: body.replace } : {}),
+            ...(body.force !== undefined ? { force: body.force } : {}),
+            ...(body.filesOnly !== undefined ? { filesOnly: body.filesOnly } : {}),
+            ...(body.datastore !== undefined ? { datastore: body.datastore } : {}),
+            ...(body.host !== undefined ? { host: body.host } : {}),
+            ...(body.folder !== undefined ? { folder: body.folder } : {}),
+            ...(body.powerOn !== undefined ? { powerOn: body.powerOn } : {}),
+            ...(body.dryRun !== undefined ? { dryRun: body.dryRun } : {}),
+            signal,
+          });
+          return { result, backupId: body.backupId };
+        });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/mounts',
+      access: 'read-only',
+      tag: 'restore',
+      summary: 'mounts and attaches of backups',
+      response: z.array(z.looseObject({ id: z.string(), backupId: z.string(), kind: z.string() })),
+      handler: async () => deps.catalog.listMounts(),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/mounts',
+      access: 'operator',
+      tag: 'restore',
+      summary: 'mount a backup as datastores on a host, as a job',
+      body: s.mountRequestSchema,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ body }) => {
+        await deps.catalog.getBackup(body.backupId);
+        return job('mount', body.backupId, async (ctx) => ({
+          result: await runMount(ctx, {
+            backupId: body.backupId,
+            ...(body.host !== undefined ? { host: body.host } : {}),
+            ...(body.dryRun !== undefined ? { dryRun: body.dryRun } : {}),
+          }),
+          backupId: body.backupId,
+        }));
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/mounts/{id}',
+      access: 'operator',
+      tag: 'restore',
+      summary: 'unmount (by mount id), as a job',
+      params: s.idParams,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ params }) => {
+        const mount = await deps.catalog.getMount(params.id);
+        if (mount.kind !== 'datastore') throw notKind(params.id, 'mount', mount.kind);
+        return job('unmount', mount.backupId, async (ctx) => ({
+          result: await runUnmount(ctx, { backupId: mount.backupId }),
+          backupId: mount.backupId,
+        }));
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/attaches',
+      access: 'operator',
+      tag: 'restore',
+      summary: 'attach a backup’s disks to a running VM, as a job',
+      body: s.attachRequestSchema,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ body }) => {
+        await deps.catalog.getBackup(body.backupId);
+        return job('attach', `${body.vm} from ${body.backupId} to ${body.targetVm}`, async (ctx) => ({
+          result: await runAttach(ctx, {
+            backupId: body.backupId,
+            vm: body.vm,
+            to: body.targetVm,
+            ...(body.disks !== undefined ? { disks: body.disks } : {}),
+            ...(body.dryRun !== undefined ? { dryRun: body.dryRun } : {}),
+          }),
+          backupId: body.backupId,
+        }));
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/attaches/{id}',
+      access: 'operator',
+      tag: 'restore',
+      summary: 'detach (by attach id), as a job',
+      params: s.idParams,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ params }) => {
+        const mount = await deps.catalog.getMount(params.id);
+        if (mount.kind !== 'attach') throw notKind(params.id, 'attach', mount.kind);
+        const to = String(mount.data.targetVm ?? '');
+        return job('detach', `${to} (${mount.backupId})`, async (ctx) => ({
+          result: await runDetach(ctx, { to, backupId: mount.backupId }),
+          backupId: mount.backupId,
+        }));
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/jobs',
+      access: 'read-only',
+      tag: 'jobs',
+      summary: 'jobs, newest first (those of earlier daemons too)',
+      query: s.jobsQuerySchema,
+      response: z.array(s.jobSchema),
+      handler: async ({ query }) => {
+        const states = query.state?.split(',').map((x) => x.trim()) ?? [];
+        for (const st of states) {
+          if (!['queued', 'running', 'done', 'failed'].includes(st))
+            throw new UsageError(
+              'STATE_INVALID',
+              `state: unknown job state ${st} (queued, running, done, failed)`,
+            );
+        }
+        return deps.jobs.list({ state: states as never, limit: query.limit ?? 100 });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/jobs/{id}',
+      access: 'read-only',
+      tag: 'jobs',
+      summary: 'one job with its progress, result or error',
+      params: s.idParams,
+      response: s.jobSchema,
+      handler: async ({ params }) => {
+        const found = await deps.jobs.get(params.id);
+        if (!found) throw new NotFoundError('JOB_NOT_FOUND', `no job ${params.id}`);
+        return found;
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/jobs/{id}/events',
+      access: 'read-only',
+      tag: 'jobs',
+      summary: 'the job’s events as server-sent events: progress, log, then done or failed (data: JSON)',
+      params: s.idParams,
+      contentType: 'text/event-stream',
+      handler: async ({ params, reply, request }) => {
+        const found = await deps.jobs.get(params.id);
+        if (!found) throw new NotFoundError('JOB_NOT_FOUND', `no job ${params.id}`);
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-store',
+          connection: 'keep-alive',
+          'x-content-type-options': 'nosniff',
+        });
+        const send = (type: string, data: unknown) =>
+          res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+        const sub = deps.jobs.subscribe(params.id, (event) => {
+          send(event.type, event.data);
+          if (event.type === 'done' || event.type === 'failed') res.end();
+        });
+        if (!sub) {
+          // A job of an earlier daemon, or one no longer in memory: its end state only.
+          send(found.state === 'done' ? 'done' : 'failed', {
+            state: found.state,
+            error: found.error,
+            result: found.result,
+          });
+          res.end();
+          return;
+        }
+        for (const e of sub.past) send(e.type, e.data);
+        if (sub.finished) {
+          res.end();
+          return;
+        }
+        deps.sessions.trackStream(res);
+        request.raw.on('close', () => sub.unsubscribe());
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/events',
+      access: 'read-only',
+      tag: 'overview',
+      summary: 'recent events: jobs and backups started and finished, warnings (newest first)',
+      query: s.eventsQuerySchema,
+      response: z.array(s.eventSchema),
+      handler: async ({ query }) => deps.feed.recent(query.limit ?? 100),
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/stats/backups',
+      access: 'read-only',
+      tag: 'overview',
+      summary: 'duration and size of backups over time (oldest first), for charts',
+      query: s.statsQuerySchema,
+      response: z.array(s.statSchema),
+      handler: async ({ query }) => {
+        const records = await deps.catalog.listBackups({
+          ...(query.task ? { task: query.task } : {}),
+          limit: query.limit ?? 200,
+        });
+        return records.reverse().map((r) => ({
+          backupId: r.id,
+          task: r.task,
+          startedAt: r.startedAt,
+          ...(r.finishedAt ? { durationMs: Date.parse(r.finishedAt) - Date.parse(r.startedAt) } : {}),
+          state: r.state,
+        }));
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/tokens',
+      access: 'admin',
+      tag: 'tokens',
+      summary: 'API tokens (never the tokens themselves)',
+      response: z.array(s.tokenSchema),
+      handler: async () => deps.catalog.listTokens(),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/tokens',
+      access: 'admin',
+      tag: 'tokens',
+      summary: 'make an API token; the response is the only time it is shown',
+      body: s.tokenRequestSchema,
+      status: 201,
+      response: s.tokenSchema.extend({ token: z.string() }),
+      handler: async ({ body }) => createToken(deps.catalog, body),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/api/v1/tokens/{id}',
+      access: 'admin',
+      tag: 'tokens',
+      summary: 'revoke an API token',
+      params: s.idParams,
+      response: z.object({ revoked: s.tokenSchema }),
+      handler: async ({ params }) => ({ revoked: await deps.catalog.removeToken(params.id) }),
+    }),
+  ];
+}
+
+function notKind(id: string, wanted: string, kind: string): NotFoundError {
+  return new NotFoundError(
+    'MOUNT_NOT_FOUND',
+    `${id} is not a${wanted === 'attach' ? 'n' : ''} ${wanted} (it is a ${kind})`,
+  );
+}
+
+/** A task body: the configuration's own task schema (what `task create` stores), so both refuse the same. */
+function taskBody() {
+  return userTaskSchema;
+}
+
+export type { Role };

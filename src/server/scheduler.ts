@@ -1,0 +1,127 @@
+import type { Catalog, TaskStore } from '../catalog/index.js';
+import type { Config } from '../config/load.js';
+import type { TaskConfig } from '../config/schema.js';
+import { listTasks } from '../engine/index.js';
+import { errorMessage } from '../errors.js';
+import { nextRunAfter, scheduleDecision } from '../rules/index.js';
+import type { Logger } from './log.js';
+
+export interface SchedulerOptions {
+  config: Config;
+  catalog: TaskStore & Pick<Catalog, 'scheduleState' | 'saveScheduleState'>;
+  log: Logger;
+  /** Whether a run of the task is still going (then a due time is skipped, and logged). */
+  taskRunning: (task: string) => boolean;
+  /** Starts a run of the task; returns its job id. */
+  runTask: (task: string) => Promise<string>;
+  now?: () => Date;
+  tickMs?: number;
+}
+
+/**
+ * Runs task schedules, independent of HTTP. Every tick it asks the schedule rule, per task with a schedule,
+ * whether a run is due since the instant the catalog says is handled; a due task runs once however many
+ * due times passed while the daemon was down, and a task whose last run is still going is skipped. The
+ * handled instant is saved before the run starts, so a crash right after never runs it twice.
+ */
+export class Scheduler {
+  readonly #o: SchedulerOptions;
+  readonly #now: () => Date;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+
+  constructor(options: SchedulerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  start(): void {
+    const every = this.#o.tickMs ?? 1000;
+    const loop = () => {
+      this.#ticking = this.tick().finally(() => {
+        this.#ticking = undefined;
+        if (this.#timer !== undefined) this.#timer = setTimeout(loop, every);
+      });
+    };
+    this.#timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#ticking;
+  }
+
+  /** The next due time of a task (undefined without a schedule). */
+  nextRun(task: TaskConfig): Date | undefined {
+    if (task.schedule === undefined) return undefined;
+    try {
+      return nextRunAfter(task.schedule, task.timezone, this.#now());
+    } catch {
+      return undefined;
+    }
+  }
+
+  async tick(): Promise<void> {
+    let tasks: TaskConfig[];
+    try {
+      tasks = (await listTasks(this.#o.config, this.#o.catalog)).map((e) => e.task);
+    } catch (err) {
+      this.#o.log.error('schedule: cannot list tasks', { reason: errorMessage(err) });
+      return;
+    }
+    for (const task of tasks) {
+      if (task.schedule === undefined) continue;
+      try {
+        await this.#tickTask(task, task.schedule);
+      } catch (err) {
+        this.#o.log.error('schedule: task not handled', { task: task.name, reason: errorMessage(err) });
+      }
+    }
+  }
+
+  async #tickTask(task: TaskConfig, pattern: string): Promise<void> {
+    const now = this.#now();
+    const state = await this.#o.catalog.scheduleState(task.name);
+    const decision = scheduleDecision({
+      pattern,
+      ...(task.timezone !== undefined ? { timezone: task.timezone } : {}),
+      ...(state ? { lastHandled: new Date(state.handledAt) } : {}),
+      now,
+    });
+    if (decision.action === 'wait') return;
+    const handledAt = now.toISOString();
+    if (decision.action === 'baseline') {
+      await this.#o.catalog.saveScheduleState({ task: task.name, handledAt });
+      this.#o.log.info('schedule: task seen', { task: task.name, next: decision.next?.toISOString() });
+      return;
+    }
+    if (this.#o.taskRunning(task.name)) {
+      await this.#o.catalog.saveScheduleState({ ...state, task: task.name, handledAt });
+      this.#o.log.warn('schedule: run skipped, the previous run is still going', {
+        task: task.name,
+        dueAt: decision.dueAt.toISOString(),
+      });
+      return;
+    }
+    await this.#o.catalog.saveScheduleState({ ...state, task: task.name, handledAt, lastRunAt: handledAt });
+    if (decision.missed > 0) {
+      this.#o.log.warn('schedule: due times missed while the daemon was down, running once', {
+        task: task.name,
+        missed: decision.missed,
+      });
+    }
+    const jobId = await this.#o.runTask(task.name);
+    await this.#o.catalog.saveScheduleState({
+      task: task.name,
+      handledAt,
+      lastRunAt: handledAt,
+      lastJobId: jobId,
+    });
+    this.#o.log.info('schedule: run started', {
+      task: task.name,
+      dueAt: decision.dueAt.toISOString(),
+      job: jobId,
+    });
+  }
+}
