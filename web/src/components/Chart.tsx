@@ -25,13 +25,22 @@ export function TimeChart({
   points,
   format,
   className,
+  empty,
 }: {
   title: string;
+  /** What to say when there is no point. */
+  empty?: string;
   points: Point[];
   format: (v: number) => string;
   className?: string;
 }) {
-  if (points.length === 0) return <p className="muted">No data for {title.toLowerCase()}.</p>;
+  if (points.length === 0)
+    return (
+      <figure className={`chart ${className ?? ''}`}>
+        <figcaption>{title}</figcaption>
+        <p className="muted">{empty ?? 'No data.'}</p>
+      </figure>
+    );
   const tMin = Math.min(...points.map((p) => p.t));
   const tMax = Math.max(...points.map((p) => p.t));
   const vMax = Math.max(...points.map((p) => p.v), 1);

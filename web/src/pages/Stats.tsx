@@ -42,12 +42,14 @@ export function Stats() {
             <TimeChart
               title="Duration of each backup"
               points={pts((r) => r.durationMs)}
+              empty="No finished backup yet."
               format={duration}
               className="duration"
             />
             <TimeChart
               title="Data size of each backup"
               points={pts((r) => r.bytes)}
+              empty="No data size is reported for these backups."
               format={bytes}
               className="size"
             />
