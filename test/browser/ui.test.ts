@@ -110,7 +110,7 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     await page.getByRole('button', { name: 'Run lab-all now' }).click();
     const finished = page.locator('.run-task p[role="status"]');
     await finished.waitFor({ timeout: TIMEOUT });
-    assert.match(await text(finished), /Backup run finished/);
+    assert.match(await text(finished), /Backup run finished: complete, \d+ warnings/);
     await screenshot(page, '03-task-run-finished');
 
     // The backup: db01 changed from SNAPSHOT_EXCL_MEM to ASIS with MODE_CHANGED_RDM, its RDM disks excluded.
@@ -138,6 +138,7 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     await page.getByRole('link', { name: 'Dashboard' }).click();
     await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
     await page.locator('main').getByText('MODE_CHANGED_RDM').first().waitFor();
+    await screenshot(page, '04b-dashboard-after-run');
 
     // Backups list: the new backup is there, filtered by VM.
     await page.goto(`${daemon!.url}/#/backups?vm=db01`);
@@ -187,6 +188,64 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
       'db01-browser is in the inventory',
     );
     assert.deepEqual(errors, [], 'no script error in the page');
+  });
+
+  it('creates and edits a catalog task (a bad schedule is refused, nothing changed); read-only sees no buttons', async (t) => {
+    if (!available(t)) return;
+    const { page, errors } = await newPage();
+    await login(page);
+    await page.getByRole('link', { name: 'Tasks' }).click();
+    await page.getByRole('button', { name: 'New task' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('web-nightly');
+    await page.getByLabel('VMs (names or globs)').fill('web*, app01');
+    await page.getByLabel('Backup mode').selectOption('SUSPEND');
+    await page.getByLabel('Schedule (cron)').fill('0 2 * * *');
+    await page.getByLabel('Time zone').fill('Europe/Berlin');
+    await page.getByLabel('Keep versions').fill('7');
+    await page.getByRole('button', { name: 'Create task' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Task web-nightly' }).waitFor();
+    let shown = await runJson(lab!.configPath, 'task', 'show', 'web-nightly');
+    assert.equal(shown.json?.source, 'catalog', shown.stdout + shown.stderr);
+    assert.deepEqual(shown.json.select, { vms: ['web*', 'app01'] });
+    assert.equal(shown.json.mode, 'SUSPEND');
+    assert.deepEqual(shown.json.retention, { versions: 7 });
+
+    // An invalid cron schedule: the daemon's message is shown and the stored task is unchanged.
+    await page.getByRole('button', { name: 'Edit task' }).click();
+    await page.getByLabel('Schedule (cron)').fill('every night');
+    await page.getByRole('button', { name: 'Save task' }).click();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    assert.match(await text(alert), /cron/i);
+    await screenshot(page, '09-task-edit-refused');
+    shown = await runJson(lab!.configPath, 'task', 'show', 'web-nightly');
+    assert.equal(shown.json.schedule, '0 2 * * *');
+
+    await page.getByLabel('Schedule (cron)').fill('30 3 * * 1-5');
+    await page.getByRole('button', { name: 'Save task' }).click();
+    await page.getByRole('button', { name: 'Edit task' }).waitFor();
+    assert.match(await text(page.locator('main')), /30 3 \* \* 1-5/);
+    shown = await runJson(lab!.configPath, 'task', 'show', 'web-nightly');
+    assert.equal(shown.json.schedule, '30 3 * * 1-5');
+    assert.equal(shown.json.timezone, 'Europe/Berlin');
+    assert.deepEqual(errors, []);
+
+    // A read-only user sees the task but no button that changes anything.
+    await addUser(lab!.configPath, lab!.dir, 'rita', 'read-only', PASSWORD);
+    const ro = await newPage();
+    await ro.page.goto(daemon!.url);
+    await ro.page.getByLabel('User name').fill('rita');
+    await ro.page.getByLabel('Password').fill(PASSWORD);
+    await ro.page.getByRole('button', { name: 'Log in' }).click();
+    await ro.page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+    await ro.page.goto(`${daemon!.url}/#/tasks/web-nightly`);
+    await ro.page.getByRole('heading', { level: 2, name: 'Configuration' }).waitFor();
+    assert.equal(
+      await ro.page.getByRole('button', { name: /Run web-nightly now|Edit task|Delete task/ }).count(),
+      0,
+    );
+    assert.match(await text(ro.page.locator('header')), /rita \(read-only\)/);
+    assert.deepEqual(ro.errors, []);
   });
 
   it('logs in and moves between pages with the keyboard only', async (t) => {

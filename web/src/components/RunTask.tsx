@@ -11,8 +11,18 @@ export function backupIdOf(job: Job): string | undefined {
   return r?.backupId ?? r?.id;
 }
 
+/** The backup's state and warning count, when the job's result is the backup record. */
+function outcome(job: Job): string {
+  const r = job.result as
+    | { state?: string; warnings?: unknown[]; vms?: Array<{ warnings?: unknown[] }> }
+    | undefined;
+  if (!r?.state) return job.error ? `: ${job.error.code}: ${job.error.message}` : '';
+  const n = (r.warnings?.length ?? 0) + (r.vms ?? []).reduce((a, v) => a + (v.warnings?.length ?? 0), 0);
+  return `: ${r.state}${n ? `, ${n} warning${n === 1 ? '' : 's'}` : ''}`;
+}
+
 /** "Run now" with the job's live progress and, at the end, a link to the backup. */
-export function RunTask({ task }: { task: string }) {
+export function RunTask({ task, onEnd }: { task: string; onEnd?: (job: Job) => void }) {
   const [job, setJob] = useState<string | null>(null);
   const [ended, setEnded] = useState<Job | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -45,10 +55,20 @@ export function RunTask({ task }: { task: string }) {
           {error}
         </div>
       )}
-      {job && <JobProgress key={job} jobId={job} onEnd={setEnded} />}
+      {job && (
+        <JobProgress
+          key={job}
+          jobId={job}
+          onEnd={(j) => {
+            setEnded(j);
+            onEnd?.(j);
+          }}
+        />
+      )}
       {ended && (
         <p role="status" className={`result result-${ended.state}`}>
-          Backup run {ended.state === 'done' ? 'finished' : 'failed'}.
+          Backup run {ended.state === 'done' ? 'finished' : 'failed'}
+          {outcome(ended)}.
           {backupId && (
             <>
               {' '}

@@ -2,7 +2,7 @@ import { type FormEvent, useEffect, useState } from 'react';
 import { api, errorText, jobId } from '../api';
 import { DiskKindBadge, ErrorBox, StateBadge, useAsync, WarningList } from '../components/common';
 import { JobProgress } from '../components/JobProgress';
-import { when } from '../format';
+import { bytes, when } from '../format';
 import { can } from '../roles';
 import { href } from '../router';
 import type { ApiWarning, BackupRecord, Job, MountItem, Session } from '../types';
@@ -25,24 +25,56 @@ function warningsOf(result: unknown): ApiWarning[] {
 }
 
 /** The job's result as a few facts: its scalar fields (name, ids, datastore) and its warnings. */
+/** Words for the result fields the engine's restore, attach and mount results carry; others show as named. */
+const RESULT_LABELS: Record<string, string> = {
+  targetVm: 'VM',
+  vm: 'from VM',
+  backupId: 'backup',
+  mode: 'restored as',
+  disks: 'disks',
+  bytes: 'data',
+  cloned: 'cloned (instant)',
+  operationId: 'operation',
+  datastore: 'datastore',
+  datastores: 'datastores',
+  host: 'host',
+};
+const HIDDEN_RESULT_FIELDS = new Set(['dryRun', 'warnings']);
+
 function ResultView({ job }: { job: Job }) {
   const r = (job.result ?? {}) as Record<string, unknown>;
   const facts = Object.entries(r).flatMap(([k, v]): Array<[string, string]> => {
-    if (['string', 'number', 'boolean'].includes(typeof v)) return [[k, String(v)]];
+    if (HIDDEN_RESULT_FIELDS.has(k)) return [];
+    if (k === 'bytes' && typeof v === 'number') return [[k, bytes(v)]];
+    if (k === 'mode' && v === 'new') return [[k, 'a new VM']];
+    if (k === 'mode' && v === 'original') return [[k, 'the original VM, replaced']];
+    if (['string', 'number', 'boolean'].includes(typeof v))
+      return [[k, typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)]];
     // A nested object with a name (the restored VM, the mounted datastore) shows as that name.
     const name = (v as { name?: unknown } | null)?.name;
     if (v && typeof v === 'object' && !Array.isArray(v) && typeof name === 'string') return [[k, name]];
-    if (Array.isArray(v) && k !== 'warnings') return [[k, `${v.length}`]];
+    if (Array.isArray(v)) {
+      const names = v.map(
+        (x) => (x as { label?: unknown; name?: unknown })?.label ?? (x as { name?: unknown })?.name,
+      );
+      if (names.every((n) => typeof n === 'string')) return [[k, names.join(', ') || 'none']];
+      return [[k, `${v.length}`]];
+    }
     return [];
   });
   return (
     <div className={`result result-${job.state}`} role="status" data-result-state={job.state}>
       <h3>{job.state === 'done' ? 'Done' : 'Failed'}</h3>
+      {job.error && (
+        <p className="error-text">
+          {job.error.code}: {job.error.message}
+        </p>
+      )}
       {facts.length > 0 && (
         <dl className="facts">
           {facts.map(([k, v]) => (
             <div key={k} className="fact">
-              <dt>{k}</dt>
+              <dt>{RESULT_LABELS[k] ?? k}</dt>
               <dd data-fact={k}>{v}</dd>
             </div>
           ))}

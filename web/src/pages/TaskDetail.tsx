@@ -36,7 +36,7 @@ export function TaskDetail({ name, session }: { name: string; session: Session }
         <>
           {can(session, 'operator') && (
             <Section title="Run now">
-              <RunTask task={name} />
+              <RunTask task={name} onEnd={reload} />
             </Section>
           )}
           {editing ? (
