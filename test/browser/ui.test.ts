@@ -181,6 +181,43 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     assert.match(await text(result), /RDM_NOT_RESTORED/);
     await screenshot(page, '07-restore-done');
 
+    // Attach web01's disks to the running app01, see it listed, detach it again.
+    await page.goto(`${daemon!.url}/#/backups/${backupId}`);
+    await page
+      .locator('section.vm-card[data-vm="web01"]')
+      .getByRole('link', { name: 'Attach disks of web01…' })
+      .click();
+    await page.getByRole('checkbox', { name: /Hard disk 2/ }).waitFor();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByLabel('Attach to the running VM').selectOption('app01');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Start attach' }).click();
+    const attached = page.locator('[data-result-state]');
+    await attached.waitFor({ timeout: TIMEOUT });
+    assert.equal(await attached.getAttribute('data-result-state'), 'done', await text(attached));
+    const row = page.locator('tr[data-mount-kind="attach"]').filter({ hasText: backupId });
+    await row.waitFor();
+    await screenshot(page, '07b-attached');
+    assert.equal(await row.count(), 1);
+    await row.getByRole('button', { name: 'Detach' }).click();
+    await page.getByText('Nothing is mounted or attached.').waitFor({ timeout: TIMEOUT });
+
+    // Mount the backup on a host, see it listed, unmount it.
+    await page.goto(`${daemon!.url}/#/backups/${backupId}`);
+    await page.getByRole('link', { name: 'Mount as a datastore…' }).click();
+    await page.getByLabel('Host to mount the snapshot on').selectOption('esx-standalone');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Start mount' }).click();
+    const mounted = page.locator('[data-result-state]');
+    await mounted.waitFor({ timeout: TIMEOUT });
+    assert.equal(await mounted.getAttribute('data-result-state'), 'done', await text(mounted));
+    const mountRow = page.locator('tr[data-mount-kind="datastore"]').filter({ hasText: backupId });
+    await mountRow.waitFor();
+    assert.match(await text(mountRow), /esx-standalone/);
+    await screenshot(page, '07c-mounted');
+    await mountRow.getByRole('button', { name: 'Unmount' }).click();
+    await page.getByText('Nothing is mounted or attached.').waitFor({ timeout: TIMEOUT });
+
     // The new VM exists in vCenter.
     const inv = await runJson(lab!.configPath, 'inventory');
     assert.ok(

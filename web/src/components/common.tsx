@@ -2,7 +2,10 @@ import { type ReactNode, useCallback, useEffect, useRef, useState } from 'react'
 import { errorText } from '../api';
 import type { ApiWarning, DiskKind } from '../types';
 
-/** Loads data on mount and when `deps` change (compared by value); `reload` runs it again. */
+/**
+ * Loads data on mount and when `deps` change (compared by value); `reload` runs it again and resolves when the
+ * new data (or error) is in place.
+ */
 export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | null>(null);
@@ -12,10 +15,10 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
   loadRef.current = load;
   const key = JSON.stringify(deps);
   // biome-ignore lint/correctness/useExhaustiveDependencies: `key` stands for the caller's dependencies
-  const run = useCallback(() => {
+  const run = useCallback((): Promise<void> => {
     const mine = ++seq.current;
     setLoading(true);
-    loadRef.current().then(
+    return loadRef.current().then(
       (d) => {
         if (mine !== seq.current) return;
         setData(d);
@@ -30,7 +33,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
     );
   }, [key]);
   useEffect(() => {
-    run();
+    void run();
   }, [run]);
   return { data, error, loading, reload: run };
 }

@@ -28,6 +28,8 @@ function warningsOf(result: unknown): ApiWarning[] {
 /** Words for the result fields the engine's restore, attach and mount results carry; others show as named. */
 const RESULT_LABELS: Record<string, string> = {
   targetVm: 'VM',
+  attachId: 'attach',
+  mountId: 'mount',
   vm: 'from VM',
   backupId: 'backup',
   mode: 'restored as',
@@ -101,7 +103,9 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
   const [datastore, setDatastore] = useState('');
   const [host, setHost] = useState('');
   const [powerOn, setPowerOn] = useState(false);
-  const [step, setStep] = useState(() => (params.get('backup') ? 2 : 0));
+  const [step, setStep] = useState(() =>
+    params.get('backup') ? (params.get('kind') === 'mount' ? 3 : 2) : 0,
+  );
   const [error, setError] = useState<string | null>(null);
   const [job, setJob] = useState<string | null>(null);
   const [ended, setEnded] = useState<Job | null>(null);
@@ -490,14 +494,25 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
           )}
         </section>
       )}
-      <ActiveMounts />
+      <ActiveMounts refresh={ended?.id ?? ''} />
     </>
   );
 }
 
-/** Mounts and attaches that are in place now, each with its undo (unmount, detach) as a job. */
-function ActiveMounts() {
-  const { data, error, reload } = useAsync(() => api.mounts(), []);
+/**
+ * A datastore mount an attach made (id `attach-…-mount`, see src/engine/attach.ts): not unmounted on its own;
+ * detaching the backup's last attach releases it.
+ */
+function madeByAttach(m: MountItem): boolean {
+  return m.kind === 'datastore' && m.id.startsWith('attach-') && m.id.endsWith('-mount');
+}
+
+/**
+ * Mounts and attaches that are in place now, each with its undo (unmount, detach) as a job. Read again when
+ * `refresh` changes (an operation of the form above ended).
+ */
+function ActiveMounts({ refresh }: { refresh: string }) {
+  const { data, error, reload } = useAsync(() => api.mounts(), [refresh]);
   const [job, setJob] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const undo = (m: MountItem) => {
@@ -526,7 +541,7 @@ function ActiveMounts() {
           </thead>
           <tbody>
             {data.map((m) => (
-              <tr key={m.id}>
+              <tr key={m.id} data-mount-kind={m.kind}>
                 <th scope="row">
                   <code>{m.id}</code>
                 </th>
@@ -542,9 +557,15 @@ function ActiveMounts() {
                     .join(', ')}
                 </td>
                 <td>
-                  <button type="button" onClick={() => undo(m)} disabled={job !== null}>
-                    {m.kind === 'datastore' ? 'Unmount' : 'Detach'}
-                  </button>
+                  {madeByAttach(m) ? (
+                    <span className="muted small">
+                      released when the last attach of the backup is detached
+                    </span>
+                  ) : (
+                    <button type="button" onClick={() => undo(m)} disabled={job !== null}>
+                      {m.kind === 'datastore' ? 'Unmount' : 'Detach'}
+                    </button>
+                  )}
                 </td>
               </tr>
             ))}

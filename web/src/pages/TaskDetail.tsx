@@ -46,8 +46,9 @@ export function TaskDetail({ name, session }: { name: string; session: Session }
               onCancel={() => setEditing(false)}
               onSave={async (t) => {
                 await api.updateTask(name, t);
+                // Show the stored task, not the old one, when the form closes.
+                await reload();
                 setEditing(false);
-                reload();
               }}
             />
           ) : (
