@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -34,12 +34,29 @@ export function launchBrowser(): Promise<Browser> {
   });
 }
 
+/** The newest modification time of the files under `dir` (0 when there is none). */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
 /**
- * Builds the web UI into web/dist when it is not there (the daemon serves it at `/`). The build is vite's,
- * offline, about a second.
+ * Builds the web UI into web/dist when it is not there or older than a file of web/src or web/index.html (the
+ * daemon serves it at `/`, and a test must not run against a stale build). vite's build is offline, about a
+ * second.
  */
 export function ensureWebBuilt(): void {
-  if (existsSync(join(REPO, 'web', 'dist', 'index.html'))) return;
+  const built = join(REPO, 'web', 'dist', 'index.html');
+  if (
+    existsSync(built) &&
+    statSync(built).mtimeMs >=
+      Math.max(newest(join(REPO, 'web', 'src')), statSync(join(REPO, 'web', 'index.html')).mtimeMs)
+  )
+    return;
   const r = spawnSync('npm', ['run', '--silent', 'build:web'], { cwd: REPO, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`npm run build:web failed:\n${r.stdout}\n${r.stderr}`);
 }
