@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
 # source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build
-# and the simulator binary. Safe to run again.
+# the web UI (web/dist) and the simulator binary; Chromium for the browser tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -10,6 +10,8 @@ command -v go >/dev/null 2>&1 || need+=(golang-go)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # filefrag (FIEMAP extent maps) for the changed ranges of the btrfs and reflink drivers
 { command -v filefrag || [ -x /usr/sbin/filefrag ] || [ -x /sbin/filefrag ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
+# Debian's Chromium for the web UI's browser tests (driven by playwright-core, which downloads no browser)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
