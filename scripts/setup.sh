@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
-# source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build
+# source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build,
 # the web UI (web/dist) and the simulator binary; Chromium for the browser tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
