@@ -143,6 +143,14 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     // Backups list: the new backup is there, filtered by VM.
     await page.goto(`${daemon!.url}/#/backups?vm=db01`);
     await page.locator(`tr[data-backup-id="${backupId}"]`).waitFor();
+    assert.equal(await page.getByLabel('VM (name or glob)').inputValue(), 'db01');
+    await screenshot(page, '04c-backups-filtered');
+    // The filter form: no backup of the lab failed, and "Clear" lists them all again.
+    await page.getByLabel('State').selectOption('failed');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByText('No backup matches.').waitFor();
+    await page.getByRole('button', { name: 'Clear' }).click();
+    await page.locator(`tr[data-backup-id="${backupId}"]`).waitFor();
 
     // Chart of duration and size: one point per backup.
     await page.getByRole('link', { name: 'Statistics' }).click();
