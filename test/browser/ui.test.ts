@@ -226,6 +226,19 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     await mountRow.getByRole('button', { name: 'Unmount' }).click();
     await page.getByText('Nothing is mounted or attached.').waitFor({ timeout: TIMEOUT });
 
+    // Paging: one more backup (by the CLI, beside the daemon), then pages of one backup each.
+    const second = await runJson(lab!.configPath, 'backup', '--vm', 'off01');
+    assert.equal(second.json?.state, 'complete', second.stdout + second.stderr);
+    await page.goto(`${daemon!.url}/#/backups?limit=1`);
+    await page.locator(`tr[data-backup-id="${second.json.id}"]`).waitFor();
+    assert.equal(await page.locator('tr[data-backup-id]').count(), 1);
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.locator(`tr[data-backup-id="${backupId}"]`).waitFor();
+    assert.equal(await text(page.locator('.pager span')), 'Page 2');
+    assert.equal(await page.getByRole('button', { name: 'Next page' }).isDisabled(), true);
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await page.locator(`tr[data-backup-id="${second.json.id}"]`).waitFor();
+
     // The new VM exists in vCenter.
     const inv = await runJson(lab!.configPath, 'inventory');
     assert.ok(

@@ -5,7 +5,13 @@ import { between, bytes, when } from '../format';
 import { href, navigate } from '../router';
 import { BACKUP_STATES } from '../types';
 
+/** Backups per page; `#/backups?limit=N` (1 to 1000) changes it. */
 const PAGE = 25;
+
+function pageSize(params: URLSearchParams): number {
+  const n = Number(params.get('limit'));
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : PAGE;
+}
 
 /** A date input (YYYY-MM-DD, local) as the ISO instant of that day's start. */
 function dayStart(d: string): string | undefined {
@@ -21,10 +27,11 @@ export function Backups({ params }: { params: URLSearchParams }) {
   const state = params.get('state') ?? '';
   const since = params.get('since') ?? '';
   const until = params.get('until') ?? '';
+  const limit = pageSize(params);
   // The cursors of the pages before this one, so "Previous" can go back.
   const [cursors, setCursors] = useState<string[]>([]);
   const cursor = cursors[cursors.length - 1];
-  const key = `${task}|${vm}|${state}|${since}|${until}`;
+  const key = `${task}|${vm}|${state}|${since}|${until}|${limit}`;
   const [lastKey, setLastKey] = useState(key);
   if (key !== lastKey) {
     setLastKey(key);
@@ -40,7 +47,7 @@ export function Backups({ params }: { params: URLSearchParams }) {
         since: dayStart(since),
         // `until` is a whole day here: up to the start of the next day (the API's bound is exclusive).
         until: untilIso ? new Date(new Date(untilIso).getTime() + 86_400_000).toISOString() : undefined,
-        limit: PAGE,
+        limit,
         cursor,
       }),
     [key, cursor],
