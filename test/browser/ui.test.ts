@@ -339,6 +339,14 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Inventory' }).waitFor();
     // The page's heading takes the focus after the change, so reading starts there.
     assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'H1');
+
+    // Log out: the login page again, and the session cookie no longer opens the API.
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByLabel('User name').waitFor();
+    assert.equal((await page.request.get(`${daemon!.url}/api/v1/dashboard`)).status(), 401);
     assert.deepEqual(errors, []);
+    // No password ever reaches the daemon's log (its JSON lines, which do record the logins).
+    assert.match(daemon!.output(), /session/);
+    assert.equal(daemon!.output().includes(PASSWORD), false);
   });
 });
