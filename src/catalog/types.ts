@@ -37,6 +37,14 @@ export interface BackupFilter {
   after?: { startedAt: string; id: string };
 }
 
+export interface BackupHead {
+  id: string;
+  state: BackupState;
+  /** As stored: a UTC instant. */
+  startedAt: string;
+  finishedAt?: string;
+}
+
 export interface SnapshotOwner {
   backupId: string;
   state: BackupState;
@@ -52,6 +60,13 @@ export interface BackupStore {
   findBackup(id: string): Promise<BackupRecord | undefined>;
   /** Newest first (by startedAt, then id). */
   listBackups(filter?: BackupFilter): Promise<BackupRecord[]>;
+  /**
+   * What `listBackups` would list, without the records: id, state and finish time, enough for a caller
+   * that keeps summaries of finished backups to know which it has (the daemon's listing).
+   */
+  listBackupHeads(filter?: BackupFilter): Promise<BackupHead[]>;
+  /** The records of these ids, in that order; ids not in the catalog are left out. */
+  getBackups(ids: string[]): Promise<BackupRecord[]>;
   /**
    * Marks a complete or partial backup `lost` (its array snapshot is gone): sets `lost` (when, why and the
    * state it had), the state and a BACKUP_LOST warning in one transaction, and returns the new record.
@@ -264,8 +279,10 @@ export interface AuthStore {
   listTokens(): Promise<ApiToken[]>;
   /** By id or by name. NotFoundError TOKEN_NOT_FOUND. */
   removeToken(idOrName: string): Promise<ApiToken>;
-  /** The token of that hash, its last use stamped; undefined when none. */
+  /** The token of that hash; undefined when none. A read only: callers stamp its use with `markTokenUsed`. */
   tokenByHash(tokenHash: string): Promise<ApiToken | undefined>;
+  /** Records when the token was last used (callers throttle: it is a write). */
+  markTokenUsed(id: string, at: string): Promise<void>;
   /** ConflictError USER_EXISTS. */
   addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User>;
   /** Sorted by name. */

@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 
 /** One structured log line: a JSON object with `time`, `level` and `msg`, and fields that are never secret. */
 export type LogFields = Record<string, unknown>;
@@ -14,11 +14,10 @@ export interface Logger {
  * route pattern and the path without its query, never headers, cookies or bodies.
  */
 export function jsonLogger(options: { file?: string; write?: (line: string) => void } = {}): Logger {
-  const write =
-    options.write ??
-    (options.file === undefined
-      ? (line: string) => process.stderr.write(line)
-      : (line: string) => appendFileSync(options.file!, line));
+  // A stream, not a synchronous append per line: under load the log must not stall the event loop.
+  const stream =
+    options.file === undefined ? process.stderr : createWriteStream(options.file, { flags: 'a' });
+  const write = options.write ?? ((line: string) => void stream.write(line));
   const emit = (level: string, msg: string, fields: LogFields = {}) =>
     write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
   return {

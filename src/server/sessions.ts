@@ -53,6 +53,7 @@ export class Sessions {
   readonly #o: SessionsOptions;
   readonly #failures = new Map<string, number[]>();
   readonly #streams = new Set<ServerResponse>();
+  readonly #lastStamp = new Map<string, number>();
 
   constructor(options: SessionsOptions) {
     this.#o = options;
@@ -66,6 +67,7 @@ export class Sessions {
       if (!m) throw new HttpError(401, 'UNAUTHENTICATED', 'Authorization must be "Bearer <token>"');
       const token = await this.#o.catalog.tokenByHash(sha256Hex(m[1]!));
       if (!token) throw new HttpError(401, 'UNAUTHENTICATED', 'unknown or revoked API token');
+      this.#stampUse(token.id);
       return { kind: 'token', name: token.name, role: token.role };
     }
     const sessionId = cookieValue(request.headers.cookie, SESSION_COOKIE);
@@ -83,6 +85,19 @@ export class Sessions {
       }
     }
     return { kind: 'session', name: user.name, role: user.role, sessionId };
+  }
+
+  /**
+   * Stamps a token's last use at most once a minute: a write (and a sync to disk) per request would
+   * serialise every busy client behind the catalog's write lock.
+   */
+  #stampUse(id: string): void {
+    const now = Date.now();
+    if (now - (this.#lastStamp.get(id) ?? 0) < 60_000) return;
+    this.#lastStamp.set(id, now);
+    this.#o.catalog.markTokenUsed(id, new Date(now).toISOString()).catch((err: unknown) => {
+      this.#o.log.warn('token use not recorded', { token: id, reason: String(err) });
+    });
   }
 
   async login(user: string, password: string, request: FastifyRequest, reply: FastifyReply) {

@@ -150,6 +150,16 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     const read = await call(daemon.url, 'GET', '/api/v1/backups', { token: tokens.read });
     assert.equal(read.status, 200);
     assert.deepEqual(read.json, { items: [] });
+    // The web UI (or the page saying it is not built) at /, and its client-side paths; JSON 404s under /api.
+    for (const path of ['/', '/backups/some-id']) {
+      const page = await call(daemon.url, 'GET', path);
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+      assert.match(page.text, /snapkeeper/i);
+    }
+    const missing = await call(daemon.url, 'GET', '/api/v1/nothing-here', { token: tokens.read });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.json.error.code, 'NOT_FOUND');
   });
 
   it('a read-only token cannot write (403); an operator cannot administer (403)', async () => {

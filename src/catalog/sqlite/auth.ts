@@ -85,14 +85,11 @@ export class SqliteAuthStore implements AuthStore {
 
   async tokenByHash(tokenHash: string): Promise<ApiToken | undefined> {
     const row = this.db.get<TokenRow>('SELECT * FROM api_tokens WHERE token_hash = ?', tokenHash);
-    if (!row) return undefined;
-    // Stamped at most once a minute: a busy client must not turn every read into a write.
-    const now = this.db.stamp();
-    if (row.last_used_at === null || Date.parse(now) - Date.parse(row.last_used_at) > 60_000) {
-      this.db.write(() => this.db.run('UPDATE api_tokens SET last_used_at = ? WHERE id = ?', now, row.id));
-      row.last_used_at = now;
-    }
-    return toToken(row);
+    return row ? toToken(row) : undefined;
+  }
+
+  async markTokenUsed(id: string, at: string): Promise<void> {
+    this.db.write(() => this.db.run('UPDATE api_tokens SET last_used_at = ? WHERE id = ?', at, id));
   }
 
   async addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User> {

@@ -1,7 +1,7 @@
 import { ConflictError } from '../../errors.js';
 import type { BackupRecord, BackupState } from '../../model/backup.js';
 import { backupNotFound } from '../errors.js';
-import type { BackupFilter, BackupStore, SnapshotOwner } from '../types.js';
+import type { BackupFilter, BackupHead, BackupStore, SnapshotOwner } from '../types.js';
 import { checkLimit, checkRecord, namesMatching, RESTORABLE, toInstant } from '../validate.js';
 import type { SqliteDatabase } from './database.js';
 import { mountsOf } from './mounts.js';
@@ -58,6 +58,44 @@ export class SqliteBackupStore implements BackupStore {
   }
 
   async listBackups(filter: BackupFilter = {}): Promise<BackupRecord[]> {
+    const query = this.#query(filter, 'b.id, b.record');
+    if (query === undefined) return [];
+    return this.db
+      .all<{ id: string; record: string }>(query.sql, ...query.params)
+      .map((r) => this.db.parse<BackupRecord>(r.record, `backup ${r.id}`));
+  }
+
+  async listBackupHeads(filter: BackupFilter = {}): Promise<BackupHead[]> {
+    const query = this.#query(filter, 'b.id, b.state, b.started_at, b.finished_at');
+    if (query === undefined) return [];
+    return this.db
+      .all<{ id: string; state: BackupState; started_at: string; finished_at: string | null }>(
+        query.sql,
+        ...query.params,
+      )
+      .map((r) => ({
+        id: r.id,
+        state: r.state,
+        startedAt: r.started_at,
+        ...(r.finished_at ? { finishedAt: r.finished_at } : {}),
+      }));
+  }
+
+  async getBackups(ids: string[]): Promise<BackupRecord[]> {
+    if (ids.length === 0) return [];
+    const rows = this.db.all<{ id: string; record: string }>(
+      'SELECT id, record FROM backups WHERE id IN (SELECT value FROM json_each(?))',
+      JSON.stringify(ids),
+    );
+    const byId = new Map(rows.map((r) => [r.id, this.db.parse<BackupRecord>(r.record, `backup ${r.id}`)]));
+    return ids.flatMap((id) => {
+      const record = byId.get(id);
+      return record ? [record] : [];
+    });
+  }
+
+  /** The listing query of `filter` selecting `columns`; undefined when nothing can match. */
+  #query(filter: BackupFilter, columns: string): { sql: string; params: unknown[] } | undefined {
     const where: string[] = [];
     const params: unknown[] = [];
     if (filter.task !== undefined) {
@@ -86,18 +124,16 @@ export class SqliteBackupStore implements BackupStore {
         .all<{ name: string }>('SELECT DISTINCT vm_name AS name FROM backup_vms')
         .map((r) => r.name);
       const names = namesMatching(known, filter.vm);
-      if (names.length === 0) return [];
+      if (names.length === 0) return undefined;
       where.push(
         'EXISTS (SELECT 1 FROM backup_vms v WHERE v.backup_id = b.id AND v.vm_name IN (SELECT value FROM json_each(?)))',
       );
       params.push(JSON.stringify(names));
     }
     params.push(checkLimit(filter.limit));
-    const sql = `SELECT b.id, b.record FROM backups b ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+    const sql = `SELECT ${columns} FROM backups b ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY b.started_at DESC, b.id DESC LIMIT ?`;
-    return this.db
-      .all<{ id: string; record: string }>(sql, ...params)
-      .map((r) => this.db.parse<BackupRecord>(r.record, `backup ${r.id}`));
+    return { sql, params };
   }
 
   async deleteBackup(id: string): Promise<void> {

@@ -4,6 +4,7 @@ import type {
   ApiToken,
   AuthStore,
   BackupFilter,
+  BackupHead,
   BackupStore,
   CatalogIdentity,
   DaemonLease,
@@ -126,6 +127,12 @@ export class Catalog
   listBackups(filter?: BackupFilter): Promise<BackupRecord[]> {
     return this.#backups.listBackups(filter);
   }
+  listBackupHeads(filter?: BackupFilter): Promise<BackupHead[]> {
+    return this.#backups.listBackupHeads(filter);
+  }
+  getBackups(ids: string[]): Promise<BackupRecord[]> {
+    return this.#backups.getBackups(ids);
+  }
   deleteBackup(id: string): Promise<void> {
     return this.#backups.deleteBackup(id);
   }
@@ -240,6 +247,9 @@ export class Catalog
   }
   tokenByHash(tokenHash: string): Promise<ApiToken | undefined> {
     return this.#auth.tokenByHash(tokenHash);
+  }
+  markTokenUsed(id: string, at: string): Promise<void> {
+    return this.#auth.markTokenUsed(id, at);
   }
   addUser(user: { name: string; role: Role; passwordHash: string }): Promise<User> {
     return this.#auth.addUser(user);
