@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
-# source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build
-# and the simulator binary; checks that the machine's Python has moto (the tests' S3 server). Safe to run again.
+# source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build,
+# the web UI (web/dist) and the simulator binary; Chromium for the browser tests; checks that the machine's
+# Python has moto (the tests' S3 server). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -10,6 +11,8 @@ command -v go >/dev/null 2>&1 || need+=(golang-go)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # filefrag (FIEMAP extent maps) for the changed ranges of the btrfs and reflink drivers
 { command -v filefrag || [ -x /usr/sbin/filefrag ] || [ -x /sbin/filefrag ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
+# Debian's Chromium for the web UI's browser tests (driven by playwright-core, which downloads no browser)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
@@ -29,5 +32,6 @@ if ! "$py" -c 'import moto.server' >/dev/null 2>&1; then
 fi
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
+npm run --silent build:web >/dev/null
 bash lab/simulator/build.sh >/dev/null
 echo "setup: done (node $(node --version), $(go version | cut -d' ' -f3))"

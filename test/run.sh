@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 rm -rf dist
 npm run --silent build
 bash lab/simulator/build.sh >/dev/null
-npx biome check src test bench
+npx biome check src test bench web/src
 exec node --test --test-concurrency=2 --test-timeout=600000 "${@:-dist/test/}"

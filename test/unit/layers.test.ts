@@ -192,3 +192,46 @@ function engineRank(file: string): number {
   if (name === 'index.ts') return ENTRY_POINT_RANK + 1;
   return ENGINE_RANKS.find(([, files]) => files.includes(name))?.[0] ?? ENTRY_POINT_RANK;
 }
+
+/**
+ * web/ (the UI) is a layer of its own above the server: it speaks only the daemon's HTTP API. Its sources import
+ * nothing outside web/src but React, and nothing in src/ imports it.
+ */
+describe('web layer', () => {
+  const web = join(repo, 'web', 'src');
+  const files = (function walk(dir: string): string[] {
+    return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) return walk(path);
+      return /\.(ts|tsx)$/.test(e.name) ? [path] : [];
+    });
+  })(web);
+
+  it('web/src imports only its own files and React', () => {
+    assert.ok(files.length > 5, `only ${files.length} files under web/src`);
+    const wrong: string[] = [];
+    let seen = 0;
+    for (const file of files) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/\b(?:from|import)\s*\(?\s*'([^']+)'/g)) {
+        const spec = m[1]!;
+        seen++;
+        if (spec.startsWith('.')) {
+          if (relative(web, resolve(dirname(file), spec)).startsWith('..'))
+            wrong.push(`${relative(web, file)}: ${spec}`);
+        } else if (!/^react(-dom)?(\/|$)/.test(spec)) wrong.push(`${relative(web, file)}: ${spec}`);
+      }
+    }
+    assert.ok(seen > 30, `only ${seen} imports found under web/src (the parser is not blind)`);
+    assert.deepEqual(wrong, []);
+  });
+
+  it('nothing in src/ imports web/', () => {
+    const into = sourceFiles(src).filter((f) =>
+      importsOf(readFileSync(f, 'utf8')).some((spec) =>
+        resolve(dirname(f), spec).startsWith(join(repo, 'web')),
+      ),
+    );
+    assert.deepEqual(into, []);
+  });
+});
