@@ -1,9 +1,9 @@
 import type { TaskConfig } from '../../config/schema.js';
 import type { BackupRecord, BackupState } from '../../model/backup.js';
 import type {
-  BackupCopy,
   ApiToken,
   AuthStore,
+  BackupCopy,
   BackupFilter,
   BackupHead,
   BackupStore,
