@@ -10,6 +10,8 @@ export interface EngineEvents {
   phase(name: string): void;
   item(key: string, status: string): void;
   log(message: string): void;
+  /** Bytes done of a byte-counted item (offload), with the same pace as its `item` line; optional. */
+  bytes?(key: string, done: number, total: number): void;
 }
 
 export const silentEvents: EngineEvents = { phase() {}, item() {}, log() {} };

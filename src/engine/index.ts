@@ -45,3 +45,4 @@ export {
 } from './retention.js';
 export { applyRule } from './rule-errors.js';
 export { assertEditable, findTask, listTasks, type TaskEntry, type TaskSource } from './tasks.js';
+export { type CopyView, copyViews, includedDiskBytes, inventoryJson } from './views.js';

@@ -389,6 +389,7 @@ function progressMeter(ctx: EngineContext, total: number) {
       const seconds = (now - start) / 1000;
       const rate = seconds > 0 ? p.bytesDone / seconds : 0;
       const left = rate > 0 ? Math.max(0, (total - p.bytesDone) / rate) : undefined;
+      ctx.events.bytes?.('offload', p.bytesDone, total);
       ctx.events.item(
         'offload',
         `${mib(p.bytesDone)} of ${mib(total)} MiB, ${mib(rate)} MiB/s, read ${mib(p.bytesRead)} MiB, added ${mib(p.bytesAdded)} MiB${left !== undefined ? `, ETA ${Math.ceil(left)} s` : ''}`,

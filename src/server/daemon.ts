@@ -15,7 +15,7 @@ import { type Job, JobRunner } from './jobs.js';
 import { jsonLogger, type Logger } from './log.js';
 import { type GaugeFamily, Metrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
-import { type ApiDeps, apiRoutes, backupSummary, startBackupJob } from './routes.js';
+import { type ApiDeps, apiRoutes, backupBrief, startBackupJob } from './routes.js';
 import { Scheduler } from './scheduler.js';
 import { Sessions } from './sessions.js';
 import { loadWebhooks, Webhooks } from './webhooks.js';
@@ -216,8 +216,25 @@ async function startupRecover(ctx: EngineContext, log: Logger): Promise<void> {
   }
 }
 
+/** What an offload job, or the offload after a backup job, wrote: its repository and new bytes. */
+function offloadedBy(job: Job): { repository: string; bytesAdded: number } | undefined {
+  const r = job.result as
+    | {
+        repository?: unknown;
+        bytesAdded?: unknown;
+        offload?: { result?: { repository?: unknown; bytesAdded?: unknown } };
+      }
+    | undefined;
+  if (!r || typeof r !== 'object') return undefined;
+  const o = job.kind === 'offload' ? r : r.offload?.result;
+  if (!o || typeof o.repository !== 'string' || typeof o.bytesAdded !== 'number') return undefined;
+  return { repository: o.repository, bytesAdded: o.bytesAdded };
+}
+
 function finished(job: Job, on: { metrics: Metrics; feed: EventFeed; webhooks: Webhooks }): void {
   on.metrics.jobsFinished.inc({ kind: job.kind, state: job.state });
+  const offloaded = offloadedBy(job);
+  if (offloaded) on.metrics.bytesOffloaded.inc({ repository: offloaded.repository }, offloaded.bytesAdded);
   const record =
     job.kind === 'backup' && job.result && typeof job.result === 'object' && 'vms' in job.result
       ? (job.result as BackupRecord)
@@ -268,7 +285,7 @@ function finished(job: Job, on: { metrics: Metrics; feed: EventFeed; webhooks: W
       task: record.task,
     });
   }
-  const backup = { ...backupSummary(record), warnings };
+  const backup = { ...backupBrief(record), warnings };
   if (job.state === 'failed') on.webhooks.notify('failure', { ...jobPart, backup });
   else if (warnings.length > 0) on.webhooks.notify('warning', { ...jobPart, backup });
 }

@@ -14,11 +14,25 @@ export interface Job {
   state: JobState;
   startedAt: string;
   finishedAt?: string;
-  progress?: { phase: string; done: number; total: number; rate?: number; eta?: number };
+  progress?: JobProgress;
   result?: unknown;
   error?: { code: string; message: string };
   backupId?: string;
 }
+
+/**
+ * Items done of all reported, and for a byte-counted step (offload) its bytes with the rate (bytes per second
+ * since the step's first report) and the estimated seconds left.
+ */
+export type JobProgress = {
+  phase: string;
+  done: number;
+  total: number;
+  bytesDone?: number;
+  bytesTotal?: number;
+  rate?: number;
+  eta?: number;
+};
 
 /** One event of a job's stream (SSE `event:` and `data:`). */
 export interface JobEvent {
@@ -52,6 +66,8 @@ interface LiveJob {
   abort: AbortController;
   done: Promise<void>;
   items: Map<string, string>;
+  /** When the byte-counted step first reported (its rate is measured from there). */
+  bytesSince?: number;
 }
 
 /** Events kept per job for a stream opened late (the rest is in the job's result). */
@@ -119,7 +135,8 @@ export class JobRunner {
     const progress = (phase?: string) => {
       const total = live.items.size;
       const done = [...live.items.values()].filter((s) => FINISHED_STATUS.test(s)).length;
-      job.progress = { phase: phase ?? job.progress?.phase ?? 'starting', done, total };
+      const { phase: _p, done: _d, total: _t, ...bytes } = job.progress ?? {};
+      job.progress = { ...bytes, phase: phase ?? job.progress?.phase ?? 'starting', done, total };
     };
     const events: EngineEvents = {
       phase: (name) => {
@@ -131,6 +148,20 @@ export class JobRunner {
         live.items.set(key, status);
         progress();
         this.#emit(live, { type: 'progress', data: { ...job.progress, item: key, status } });
+      },
+      bytes: (_key, done, total) => {
+        const now = Date.now();
+        live.bytesSince ??= now;
+        const seconds = (now - live.bytesSince) / 1000;
+        const rate = seconds > 0 ? Math.round(done / seconds) : undefined;
+        const eta = rate ? Math.max(0, Math.ceil((total - done) / rate)) : undefined;
+        job.progress = {
+          ...(job.progress ?? { phase: 'starting', done: 0, total: 0 }),
+          bytesDone: done,
+          bytesTotal: total,
+          ...(rate !== undefined ? { rate } : {}),
+          ...(eta !== undefined ? { eta } : {}),
+        };
       },
       log: (message) => {
         this.#opts.log.info('job log', { job: job.id, message });

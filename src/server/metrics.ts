@@ -107,7 +107,7 @@ export class Metrics {
   );
   readonly bytesOffloaded = new Counter(
     'snapkeeper_bytes_offloaded_total',
-    'Bytes written to repositories by offloads this daemon ran.',
+    'New bytes written to repositories (compressed, encrypted) by offloads this daemon ran, by repository.',
   );
   readonly jobsFinished = new Counter('snapkeeper_jobs_finished_total', 'Jobs finished, by kind and state.');
   readonly webhookDeliveries = new Counter(

@@ -1,18 +1,23 @@
 import { z } from 'zod';
-import type { BackupHead, Catalog, Role } from '../catalog/index.js';
+import type { BackupCopy, BackupHead, Catalog, Role } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { userTaskSchema } from '../config/schema.js';
 import {
   assertEditable,
+  type BackupThenOffload,
+  copyViews,
   datastoreVolumeNames,
   deleteBackup,
   type EngineContext,
   findTask,
+  includedDiskBytes,
+  inventoryJson,
   listTasks,
   runAttach,
-  runBackup,
+  runBackupThenOffload,
   runDetach,
   runMount,
+  runOffload,
   runRestore,
   runUnmount,
 } from '../engine/index.js';
@@ -63,7 +68,10 @@ function warningsOf(r: BackupRecord): { vm?: string; w: Warning }[] {
   return out;
 }
 
-export function backupSummary(r: BackupRecord): z.input<typeof s.backupSummarySchema> {
+type Summary = z.input<typeof s.backupSummarySchema>;
+
+/** A backup's summary without its copies (which change without the record changing: see `withCopies`). */
+function baseSummary(r: BackupRecord): Omit<Summary, 'copies'> {
   return {
     id: r.id,
     task: r.task,
@@ -72,8 +80,30 @@ export function backupSummary(r: BackupRecord): z.input<typeof s.backupSummarySc
     ...(r.finishedAt ? { finishedAt: r.finishedAt } : {}),
     vms: r.vms.map((v) => v.name),
     warnings: warningsOf(r).length,
-    copies: [],
+    bytes: includedDiskBytes(r),
   };
+}
+
+/** A backup's summary without its copies, for a webhook (sent at once, without a catalog read). */
+export function backupBrief(r: BackupRecord): Omit<Summary, 'copies'> {
+  return baseSummary(r);
+}
+
+/** A summary with the copies `inquire` shows (array, then repositories) and the bytes offloads added. */
+function withCopies(r: BackupRecord, base: Omit<Summary, 'copies'>, copies: BackupCopy[]): Summary {
+  return {
+    ...base,
+    ...(copies.length > 0 ? { bytesAdded: copies.reduce((n, c) => n + c.bytesAdded, 0) } : {}),
+    copies: copyViews(r, copies),
+  };
+}
+
+export async function backupSummary(catalog: Catalog, r: BackupRecord): Promise<Summary> {
+  return withCopies(r, baseSummary(r), await catalog.copiesOf(r.id));
+}
+
+async function backupSummaries(catalog: Catalog, records: BackupRecord[]): Promise<Summary[]> {
+  return Promise.all(records.map((r) => backupSummary(catalog, r)));
 }
 
 function encodeCursor(r: { startedAt: string; id: string }): string {
@@ -114,44 +144,11 @@ function checkTime(name: string, value: string | undefined): string | undefined 
   return new Date(value).toISOString();
 }
 
-/** The inventory document of `inventory --json`, plus datacenters, clusters, hosts and folders for a tree. */
+/** The inventory document of `inventory --json` (one builder, the engine's), plus the tree around it. */
 function inventoryDocument(inv: Inventory, volumes: Map<string, string[]>) {
+  const vms = [...inv.vms].sort((a, b) => a.name.localeCompare(b.name));
   return {
-    vms: [...inv.vms]
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((vm) => ({
-        name: vm.name,
-        id: vm.id,
-        powerState: vm.powerState,
-        ...(vm.tools === undefined ? {} : { tools: vm.tools }),
-        datacenter: vm.datacenter,
-        host: vm.host,
-        ...(vm.cluster === undefined ? {} : { cluster: vm.cluster }),
-        folder: vm.folder,
-        vmxFile: vm.vmxFile,
-        datastores: vm.datastores,
-        disks: vm.disks.map((d) => ({
-          label: d.label,
-          kind: d.kind,
-          capacityBytes: d.capacityBytes,
-          file: d.file,
-          datastore: d.datastore,
-          diskMode: d.diskMode,
-          ...(d.lun === undefined ? {} : { lun: d.lun }),
-        })),
-        snapshots: vm.snapshots,
-      })),
-    datastores: inv.datastores.map((ds) => ({
-      name: ds.name,
-      id: ds.id,
-      url: ds.url,
-      type: ds.type,
-      capacityBytes: ds.capacityBytes,
-      freeBytes: ds.freeBytes,
-      extents: ds.extents,
-      hosts: ds.hosts,
-      volumes: volumes.get(ds.name) ?? [],
-    })),
+    ...inventoryJson(inv, vms, volumes),
     datacenters: inv.datacenters,
     clusters: inv.clusters,
     hosts: inv.hosts,
@@ -168,12 +165,17 @@ async function withEngine<T>(deps: ApiDeps, fn: (ctx: EngineContext) => Promise<
   }
 }
 
-/** A backup job's outcome: the record; failed when the backup is partial or failed (the record is kept). */
-function backupOutcome(record: BackupRecord): JobOutcome {
+/**
+ * A backup job's outcome: the record (and the offload that followed it, as `backup --task --json` prints
+ * it); failed when the backup is partial or failed (the record is kept) or when its offload failed.
+ */
+function backupOutcome(run: BackupThenOffload): JobOutcome {
+  const { record, offload } = run;
   const failed = record.state === 'failed' || record.state === 'partial';
   return {
-    result: record,
+    result: offload ? { ...record, offload } : record,
     backupId: record.id,
+    ...(!failed && offload?.error ? { error: offload.error } : {}),
     ...(failed
       ? {
           error: {
@@ -196,7 +198,7 @@ export async function startBackupJob(
     subject,
     async (ctx, signal) =>
       backupOutcome(
-        await runBackup(ctx, {
+        await runBackupThenOffload(ctx, {
           ...(request.task !== undefined ? { taskName: request.task } : {}),
           ...(request.vms !== undefined ? { vmPatterns: request.vms } : {}),
           ...(request.mode !== undefined ? { mode: request.mode } : {}),
@@ -248,13 +250,22 @@ const okSchema = z.object({ ok: z.literal(true) });
  * short index rows instead of parsing 50 records (the API benchmark's hot path).
  */
 class SummaryCache {
-  readonly #entries = new Map<string, { key: string; summary: z.input<typeof s.backupSummarySchema> }>();
+  readonly #entries = new Map<string, { key: string; summary: Summary }>();
   constructor(readonly capacity = 100_000) {}
 
-  async of(catalog: Catalog, heads: BackupHead[]): Promise<z.input<typeof s.backupSummarySchema>[]> {
-    const keyOf = (h: BackupHead) => `${h.state}\0${h.finishedAt ?? ''}`;
+  async of(catalog: Catalog, heads: BackupHead[]): Promise<Summary[]> {
+    // Copies change without the record changing (an offload, a forget): they are part of the key.
+    const copies = new Map<string, BackupCopy[]>();
+    for (const h of heads) copies.set(h.id, await catalog.copiesOf(h.id));
+    const keyOf = (h: BackupHead) =>
+      `${h.state}\0${h.finishedAt ?? ''}\0${(copies.get(h.id) ?? []).map((c) => c.manifestId).join(',')}`;
     const missing = heads.filter((h) => this.#entries.get(h.id)?.key !== keyOf(h)).map((h) => h.id);
-    const fresh = new Map((await catalog.getBackups(missing)).map((r) => [r.id, backupSummary(r)]));
+    const fresh = new Map(
+      (await catalog.getBackups(missing)).map((r) => [
+        r.id,
+        withCopies(r, baseSummary(r), copies.get(r.id) ?? []),
+      ]),
+    );
     return heads.flatMap((h) => {
       const made = fresh.get(h.id);
       if (made) {
@@ -267,7 +278,7 @@ class SummaryCache {
     });
   }
 
-  #remember(id: string, key: string, summary: z.input<typeof s.backupSummarySchema>): void {
+  #remember(id: string, key: string, summary: Summary): void {
     if (this.#entries.size >= this.capacity) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
@@ -373,10 +384,10 @@ export function apiRoutes(deps: ApiDeps): Route[] {
         for (const a of deps.config.arrays) held += (await deps.catalog.ownedSnapshotIds(a.name)).size;
         return {
           tasks,
-          failures: failures.map(backupSummary),
+          failures: await backupSummaries(deps.catalog, failures),
           warnings: warnings.slice(0, 50),
           snapshotsHeld: held,
-          repositories: [],
+          repositories: await repositoryUsage(deps),
           running: deps.jobs.running(),
         };
       },
@@ -425,7 +436,7 @@ export function apiRoutes(deps: ApiDeps): Route[] {
           config: entry.task,
           ...(summary.nextRun ? { nextRun: summary.nextRun } : {}),
           running: summary.running,
-          lastRuns: last.map(backupSummary),
+          lastRuns: await backupSummaries(deps.catalog, last),
         };
       },
     }),
@@ -525,10 +536,15 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       path: '/api/v1/backups/{id}',
       access: 'read-only',
       tag: 'backups',
-      summary: 'the full backup record (as inquire --backup ID --json) with its copies',
+      summary:
+        'the full backup record (as inquire --backup ID --json) with its copies: the array snapshot, then repositories',
       params: s.idParams,
       response: s.backupRecordSchema,
-      handler: async ({ params }) => ({ ...(await deps.catalog.getBackup(params.id)), copies: [] }),
+      handler: async ({ params }) => {
+        const record = await deps.catalog.getBackup(params.id);
+        const copies = await deps.catalog.copiesOf(params.id);
+        return { ...record, bytes: includedDiskBytes(record), copies: copyViews(record, copies) };
+      },
     }),
     route({
       method: 'DELETE',
@@ -564,17 +580,24 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       status: 202,
       response: s.jobAcceptedSchema,
       handler: async ({ body }) => {
-        if (body.source === 'repository' || body.repository !== undefined) {
+        const fromRepository = body.source === 'repository';
+        if (!fromRepository && body.repository !== undefined) {
           throw new UsageError(
-            'SOURCE_UNSUPPORTED',
-            'restores from a repository are not available in this version',
+            'SOURCE_INVALID',
+            'repository is given only with source: repository (the array snapshot is the default source)',
           );
         }
-        await deps.catalog.getBackup(body.backupId);
-        return job('restore', `${body.vm} from ${body.backupId}`, async (ctx, signal) => {
+        // From a repository the engine finds the backup there (the catalog may no longer hold it).
+        if (!fromRepository) await deps.catalog.getBackup(body.backupId);
+        const from = fromRepository
+          ? `${body.backupId} (repository ${body.repository ?? 'holding it'})`
+          : body.backupId;
+        return job('restore', `${body.vm} from ${from}`, async (ctx, signal) => {
           const result = await runRestore(ctx, {
             backupId: body.backupId,
             vm: body.vm,
+            ...(fromRepository ? { source: 'repository' as const } : {}),
+            ...(body.repository !== undefined ? { repository: body.repository } : {}),
             ...(body.newName !== undefined ? { as: body.newName } : {}),
             ...(body.original ? { original: true, confirmed: body.confirmed === true } : {}),
             ...(body.disks !== undefined ? { disks: body.disks } : {}),
@@ -592,6 +615,34 @@ export function apiRoutes(deps: ApiDeps): Route[] {
           return { result, backupId: body.backupId };
         });
       },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/offloads',
+      access: 'operator',
+      tag: 'repositories',
+      summary:
+        'copy a backup into a configured repository (as `offload --backup ID --repository NAME`), as a job whose progress has bytes, rate and eta',
+      body: s.offloadRequestSchema,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ body }) => {
+        repositoryConfig(deps, body.repository);
+        await deps.catalog.getBackup(body.backupId);
+        return job('offload', `${body.backupId} -> ${body.repository}`, async (ctx, signal) => ({
+          result: await runOffload(ctx, { backupId: body.backupId, repository: body.repository, signal }),
+          backupId: body.backupId,
+        }));
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/repositories',
+      access: 'read-only',
+      tag: 'repositories',
+      summary: 'configured repositories with the backups the catalog records as copied there',
+      response: z.array(s.repositorySchema),
+      handler: async () => repositoryUsage(deps),
     }),
     route({
       method: 'GET',
@@ -784,12 +835,16 @@ export function apiRoutes(deps: ApiDeps): Route[] {
           ...(query.task ? { task: query.task } : {}),
           limit: query.limit ?? 200,
         });
+        const copies = new Map<string, BackupCopy[]>();
+        for (const r of records) copies.set(r.id, await deps.catalog.copiesOf(r.id));
         return records.reverse().map((r) => ({
           backupId: r.id,
           task: r.task,
           startedAt: r.startedAt,
           ...(r.finishedAt ? { durationMs: Date.parse(r.finishedAt) - Date.parse(r.startedAt) } : {}),
           state: r.state,
+          bytes: includedDiskBytes(r),
+          ...addedOf(copies.get(r.id)),
         }));
       },
     }),
@@ -824,6 +879,40 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       handler: async ({ params }) => ({ revoked: await deps.catalog.removeToken(params.id) }),
     }),
   ];
+}
+
+/** The configured repository of that name; 404 REPOSITORY_NOT_FOUND (nothing started) otherwise. */
+function repositoryConfig(deps: ApiDeps, name: string) {
+  const found = deps.config.repositories.find((r) => r.name === name);
+  if (!found) {
+    const known = deps.config.repositories.map((r) => r.name);
+    throw new NotFoundError(
+      'REPOSITORY_NOT_FOUND',
+      `repository ${name} is not configured (${known.length > 0 ? `configured: ${known.join(', ')}` : 'none is configured'})`,
+    );
+  }
+  return found;
+}
+
+/** Each configured repository with the copies the catalog records there (no repository is opened). */
+async function repositoryUsage(deps: ApiDeps): Promise<z.input<typeof s.repositorySchema>[]> {
+  const out: z.input<typeof s.repositorySchema>[] = [];
+  for (const r of deps.config.repositories) {
+    const copies = await deps.catalog.listCopies({ repository: r.name });
+    out.push({
+      name: r.name,
+      type: r.type,
+      backups: copies.length,
+      bytes: copies.reduce((n, c) => n + c.bytesAdded, 0),
+      logicalBytes: copies.reduce((n, c) => n + c.bytes, 0),
+      ...(copies.length > 0 ? { lastOffloadAt: copies[copies.length - 1]!.offloadedAt } : {}),
+    });
+  }
+  return out;
+}
+
+function addedOf(copies: BackupCopy[] | undefined): { bytesAdded?: number } {
+  return copies && copies.length > 0 ? { bytesAdded: copies.reduce((n, c) => n + c.bytesAdded, 0) } : {};
 }
 
 function notKind(id: string, wanted: string, kind: string): NotFoundError {

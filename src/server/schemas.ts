@@ -43,7 +43,32 @@ const vmRecordSchema = z.looseObject({
   warnings: z.array(warningSchema),
 });
 
-export const copySchema = z.looseObject({ repository: z.string() }).meta({ title: 'Copy' });
+/** One of a backup's copies, as `inquire` shows them: its array snapshot first, then repository copies. */
+export const copySchema = z
+  .discriminatedUnion('kind', [
+    z.object({
+      kind: z.literal('array'),
+      present: z
+        .boolean()
+        .meta({ description: 'false once the backup failed, was deleted, expired or lost' }),
+      snapshots: z.array(z.object({ array: z.string(), snapshotId: z.string() })),
+    }),
+    z.object({
+      kind: z.literal('repository'),
+      name: z.string().meta({ description: 'the repository name in the configuration at offload time' }),
+      repositoryId: z.string(),
+      manifestId: z.string(),
+      offloadedAt: z.string(),
+      bytes: z.number().meta({ description: 'logical bytes of the copy (every file, zeros included)' }),
+      bytesAdded: z.number().meta({ description: 'new bytes this offload wrote (compressed, encrypted)' }),
+    }),
+  ])
+  .meta({ title: 'Copy' });
+
+const bytesDescription =
+  'sum of the capacities of the included disks (what the array snapshot covers, logically)';
+const bytesAddedDescription =
+  'where the backup has repository copies: the new bytes their offloads wrote (compressed, encrypted), summed';
 
 /** The full record, as `inquire --backup ID --json`, plus its repository copies. */
 export const backupRecordSchema = z
@@ -58,6 +83,7 @@ export const backupRecordSchema = z
     vms: z.array(vmRecordSchema),
     warnings: z.array(warningSchema),
     error: z.string().optional(),
+    bytes: z.number().optional().meta({ description: bytesDescription }),
     copies: z.array(copySchema),
   })
   .meta({ title: 'BackupRecord' });
@@ -71,7 +97,8 @@ export const backupSummarySchema = z
     finishedAt: z.string().optional(),
     vms: z.array(z.string()),
     warnings: z.number().int().meta({ description: 'how many warnings (run and VMs)' }),
-    bytes: z.number().optional(),
+    bytes: z.number().optional().meta({ description: bytesDescription }),
+    bytesAdded: z.number().optional().meta({ description: bytesAddedDescription }),
     copies: z.array(copySchema),
   })
   .meta({ title: 'BackupSummary' });
@@ -87,10 +114,12 @@ export const jobSchema = z
     progress: z
       .object({
         phase: z.string(),
-        done: z.number(),
-        total: z.number(),
-        rate: z.number().optional(),
-        eta: z.number().optional(),
+        done: z.number().meta({ description: 'items finished' }),
+        total: z.number().meta({ description: 'items reported so far' }),
+        bytesDone: z.number().optional().meta({ description: 'bytes done of a byte-counted step (offload)' }),
+        bytesTotal: z.number().optional(),
+        rate: z.number().optional().meta({ description: 'bytes per second of the byte-counted step' }),
+        eta: z.number().optional().meta({ description: 'seconds left, estimated from the rate' }),
       })
       .optional(),
     result: z.unknown().optional(),
@@ -178,6 +207,20 @@ export const taskDetailSchema = z.object({
   lastRuns: z.array(backupSummarySchema),
 });
 
+export const repositorySchema = z
+  .object({
+    name: z.string(),
+    type: z.enum(['local', 's3']),
+    backups: z.number().int().meta({ description: 'backups the catalog records as copied there' }),
+    bytes: z.number().meta({
+      description:
+        'bytes the recorded offloads added to it (compressed, encrypted, deduplicated): its usage as the catalog knows it',
+    }),
+    logicalBytes: z.number().meta({ description: 'logical bytes of those copies (zeros included)' }),
+    lastOffloadAt: z.string().optional(),
+  })
+  .meta({ title: 'Repository' });
+
 export const dashboardSchema = z
   .object({
     tasks: z.array(taskSummarySchema),
@@ -186,9 +229,7 @@ export const dashboardSchema = z
       z.object({ backupId: z.string(), vm: z.string().optional(), code: z.string(), message: z.string() }),
     ),
     snapshotsHeld: z.number().int(),
-    repositories: z.array(
-      z.object({ name: z.string(), bytes: z.number().optional(), backups: z.number().int() }),
-    ),
+    repositories: z.array(repositorySchema),
     running: z.array(jobSchema),
   })
   .meta({ title: 'Dashboard' });
@@ -210,7 +251,8 @@ export const statSchema = z.object({
   task: z.string(),
   startedAt: z.string(),
   durationMs: z.number().optional(),
-  bytes: z.number().optional(),
+  bytes: z.number().optional().meta({ description: bytesDescription }),
+  bytesAdded: z.number().optional().meta({ description: bytesAddedDescription }),
   state: backupStateSchema,
 });
 
@@ -276,8 +318,27 @@ export const restoreRequestSchema = z
     folder: z.string().optional(),
     powerOn: z.boolean().optional(),
     dryRun: z.boolean().optional(),
-    source: z.enum(['array', 'repository']).optional(),
-    repository: z.string().optional(),
+    source: z
+      .enum(['array', 'repository'])
+      .optional()
+      .meta({ description: 'where the files are read: the array snapshot (default) or a repository copy' }),
+    repository: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({
+        description: 'with source repository: which one (default: the only configured one holding it)',
+      }),
+  })
+  .strict();
+
+export const offloadRequestSchema = z
+  .object({
+    backupId: z.string().min(1),
+    repository: z
+      .string()
+      .min(1)
+      .meta({ description: 'a repository of the configuration (repositories[].name)' }),
   })
   .strict();
 

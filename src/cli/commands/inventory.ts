@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { datastoreVolumeNames } from '../../engine/index.js';
+import { datastoreVolumeNames, inventoryJson } from '../../engine/index.js';
 import { UsageError } from '../../errors.js';
-import type { Datastore, DiskKind, Inventory, Vm } from '../../model/inventory.js';
+import type { DiskKind, Inventory, Vm } from '../../model/inventory.js';
 import { matchesPattern } from '../../rules/index.js';
 import { type CliContext, type CommandResult, ok } from '../context.js';
 import { withEngine } from '../engine.js';
@@ -19,46 +19,6 @@ export function diskSummary(vm: Vm): string {
     (k) => `${counts.get(k)} ${k}${k === 'flat' ? '' : '!'}`,
   );
   return parts.length === 0 ? 'none' : parts.join(', ');
-}
-
-/** The `--json` document of SPEC section 6. */
-export function inventoryJson(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>) {
-  return {
-    vms: vms.map((vm) => ({
-      name: vm.name,
-      id: vm.id,
-      powerState: vm.powerState,
-      ...(vm.tools === undefined ? {} : { tools: vm.tools }),
-      datacenter: vm.datacenter,
-      host: vm.host,
-      ...(vm.cluster === undefined ? {} : { cluster: vm.cluster }),
-      folder: vm.folder,
-      vmxFile: vm.vmxFile,
-      datastores: vm.datastores,
-      disks: vm.disks.map((d) => ({
-        label: d.label,
-        kind: d.kind,
-        capacityBytes: d.capacityBytes,
-        file: d.file,
-        datastore: d.datastore,
-        diskMode: d.diskMode,
-        ...(d.lun === undefined ? {} : { lun: d.lun }),
-      })),
-      snapshots: vm.snapshots,
-    })),
-    datastores: inv.datastores.map((ds: Datastore) => ({
-      name: ds.name,
-      id: ds.id,
-      url: ds.url,
-      type: ds.type,
-      capacityBytes: ds.capacityBytes,
-      freeBytes: ds.freeBytes,
-      extents: ds.extents,
-      hosts: ds.hosts,
-      /** `array/volume` names of the configured arrays holding it; empty when none does. */
-      volumes: volumes.get(ds.name) ?? [],
-    })),
-  };
 }
 
 function inventoryText(inv: Inventory, vms: Vm[], volumes: Map<string, string[]>): string {

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import type { BackupCopy } from '../../catalog/index.js';
-import type { OffloadAfterBackup, OffloadResult } from '../../engine/index.js';
+import type { CopyView, OffloadAfterBackup, OffloadResult } from '../../engine/index.js';
 import { runOffload } from '../../engine/index.js';
 import { ExitCode } from '../../errors.js';
-import type { BackupRecord } from '../../model/backup.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { formatBytes } from '../progress.js';
@@ -105,44 +103,7 @@ export function offloadAfterBackupExitCode(o: OffloadAfterBackup | undefined): E
   return ExitCode.ok;
 }
 
-/** One of a backup's copies, as `inquire` shows them. */
-export type CopyView =
-  | { kind: 'array'; present: boolean; snapshots: { array: string; snapshotId: string }[] }
-  | {
-      kind: 'repository';
-      name: string;
-      repositoryId: string;
-      manifestId: string;
-      offloadedAt: string;
-      bytes: number;
-      bytesAdded: number;
-    };
-
-/** A backup's copies: its array snapshot, then its repository copies, oldest first. */
-export function copyViews(record: BackupRecord | undefined, copies: BackupCopy[]): CopyView[] {
-  const out: CopyView[] = [];
-  if (record) {
-    out.push({
-      kind: 'array',
-      present: record.state === 'complete' || record.state === 'partial',
-      snapshots: record.snapshots.map((s) => ({ array: s.array, snapshotId: s.snapshotId })),
-    });
-  } else {
-    out.push({ kind: 'array', present: false, snapshots: [] });
-  }
-  for (const c of copies) {
-    out.push({
-      kind: 'repository',
-      name: c.repository,
-      repositoryId: c.repositoryId,
-      manifestId: c.manifestId,
-      offloadedAt: c.offloadedAt,
-      bytes: c.bytes,
-      bytesAdded: c.bytesAdded,
-    });
-  }
-  return out;
-}
+export { type CopyView, copyViews } from '../../engine/index.js';
 
 /** The copies as one short cell: `array, offsite` (`array` only while the array snapshot is there). */
 export function copiesCell(views: CopyView[]): string {
