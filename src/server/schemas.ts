@@ -322,13 +322,9 @@ export const restoreRequestSchema = z
       .enum(['array', 'repository'])
       .optional()
       .meta({ description: 'where the files are read: the array snapshot (default) or a repository copy' }),
-    repository: z
-      .string()
-      .min(1)
-      .optional()
-      .meta({
-        description: 'with source repository: which one (default: the only configured one holding it)',
-      }),
+    repository: z.string().min(1).optional().meta({
+      description: 'with source repository: which one (default: the only configured one holding it)',
+    }),
   })
   .strict();
 
