@@ -22,7 +22,7 @@ export interface Job {
 
 /**
  * Items done of all reported, and for a byte-counted step (offload) its bytes with the rate (bytes per second
- * since the step's first report) and the estimated seconds left.
+ * since its phase began) and the estimated seconds left.
  */
 export type JobProgress = {
   phase: string;
@@ -66,8 +66,8 @@ interface LiveJob {
   abort: AbortController;
   done: Promise<void>;
   items: Map<string, string>;
-  /** When the byte-counted step first reported (its rate is measured from there). */
-  bytesSince?: number;
+  /** When the current phase began (a byte-counted step's rate is measured from there). */
+  phaseSince: number;
 }
 
 /** Events kept per job for a stream opened late (the rest is in the job's result). */
@@ -122,6 +122,7 @@ export class JobRunner {
       abort: new AbortController(),
       done: Promise.resolve(),
       items: new Map(),
+      phaseSince: Date.now(),
     };
     this.#live.set(job.id, live);
     this.#opts.log.info('job started', { job: job.id, kind, subject });
@@ -141,6 +142,7 @@ export class JobRunner {
     const events: EngineEvents = {
       phase: (name) => {
         this.#opts.log.info('job phase', { job: job.id, phase: name });
+        live.phaseSince = Date.now();
         progress(name);
         this.#emit(live, { type: 'progress', data: { ...job.progress } });
       },
@@ -150,9 +152,7 @@ export class JobRunner {
         this.#emit(live, { type: 'progress', data: { ...job.progress, item: key, status } });
       },
       bytes: (_key, done, total) => {
-        const now = Date.now();
-        live.bytesSince ??= now;
-        const seconds = (now - live.bytesSince) / 1000;
+        const seconds = (Date.now() - live.phaseSince) / 1000;
         const rate = seconds > 0 ? Math.round(done / seconds) : undefined;
         const eta = rate ? Math.max(0, Math.ceil((total - done) / rate)) : undefined;
         job.progress = {

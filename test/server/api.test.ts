@@ -41,6 +41,8 @@ const CONTRACT: [string, string][] = [
   ['get', '/api/v1/jobs/{id}/events'],
   ['get', '/api/v1/events'],
   ['get', '/api/v1/stats/backups'],
+  ['post', '/api/v1/offloads'],
+  ['get', '/api/v1/repositories'],
   ['get', '/api/v1/tokens'],
   ['post', '/api/v1/tokens'],
   ['delete', '/api/v1/tokens/{id}'],
@@ -250,7 +252,7 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     return valid;
   };
 
-  let rdmBackup: BackupRecord;
+  let rdmBackup: BackupRecord & { copies: unknown[]; bytes?: number };
   let web01Backup: string | undefined;
 
   it('a backup through the API: a job with live progress (SSE), the record with its RDM warning', async () => {
@@ -282,7 +284,10 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
     assert.ok(db01.warnings.some((w) => w.code === 'MODE_CHANGED_RDM'));
     // The CLI's inquire shows the same record.
     const cli = await runJson(lab.configPath, 'inquire', '--backup', id);
-    assert.deepEqual({ ...cli.json, copies: [] }, rdmBackup);
+    const { bytes, ...asInquire } = rdmBackup;
+    assert.deepEqual(cli.json, asInquire);
+    // Its size: the included disk (the RDM disks are not in the backup).
+    assert.equal(bytes, 4 * 1024 * 1024);
     const list = await call(daemon.url, 'GET', '/api/v1/backups?vm=db01', { token: tokens.read });
     assert.ok(validator('get', '/api/v1/backups', '200')(list.json));
     assert.deepEqual(list.json.items[0], {
@@ -293,7 +298,8 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
       finishedAt: rdmBackup.finishedAt,
       vms: ['db01'],
       warnings: new Set([...rdmBackup.warnings, ...db01.warnings].map((w) => `${w.code} ${w.message}`)).size,
-      copies: [],
+      bytes,
+      copies: rdmBackup.copies,
     });
   });
 
