@@ -8,6 +8,7 @@ import type {
   Job,
   MountItem,
   Page,
+  Repository,
   RestoreRequest,
   Session,
   TaskConfig,
@@ -148,6 +149,9 @@ export const api = {
     request<{ job: Job | string }>('POST', '/attaches', body),
   jobs: async (state?: string) => items(await request<Job[] | Page<Job>>('GET', `/jobs${query({ state })}`)),
   job: (id: string) => request<Job>('GET', `/jobs/${encodeURIComponent(id)}`),
+  offload: (body: { backupId: string; repository: string }) =>
+    request<{ job: Job | string }>('POST', '/offloads', body),
+  repositories: () => request<Repository[]>('GET', '/repositories'),
   stats: async (task?: string, limit = 200) =>
     items(await request<BackupStat[] | Page<BackupStat>>('GET', `/stats/backups${query({ task, limit })}`)),
 };

@@ -96,13 +96,28 @@ export interface VmRecord {
   warnings: ApiWarning[];
 }
 
-export interface BackupCopy {
-  repository?: string;
-  state?: string;
-  at?: string;
-  offloadedAt?: string;
-  bytes?: number;
-  [key: string]: unknown;
+/** One of a backup's copies, as `inquire` shows them: its array snapshot first, then repository copies. */
+export type BackupCopy =
+  | { kind: 'array'; present: boolean; snapshots: Array<{ array: string; snapshotId: string }> }
+  | {
+      kind: 'repository';
+      name: string;
+      repositoryId?: string;
+      manifestId?: string;
+      offloadedAt?: string;
+      bytes?: number;
+      bytesAdded?: number;
+    };
+
+/** A configured repository with the copies the catalog records there (`GET /api/v1/repositories`). */
+export interface Repository {
+  name: string;
+  type: string;
+  backups: number;
+  /** Bytes the recorded offloads added (compressed, encrypted, deduplicated). */
+  bytes: number;
+  logicalBytes?: number;
+  lastOffloadAt?: string;
 }
 
 export interface BackupRecord {
@@ -123,6 +138,7 @@ export interface BackupRecord {
   vms: VmRecord[];
   warnings: ApiWarning[];
   error?: string;
+  bytes?: number;
   copies?: BackupCopy[];
   lost?: { at: string; reason: string; previousState: string };
 }
@@ -135,8 +151,11 @@ export interface BackupSummary {
   finishedAt?: string;
   vms: string[];
   warnings: number;
+  /** Sum of the included disks' capacities. */
   bytes?: number;
-  copies?: unknown[];
+  /** Where there are repository copies: the new bytes their offloads wrote. */
+  bytesAdded?: number;
+  copies?: BackupCopy[];
 }
 
 export interface Page<T> {
@@ -159,7 +178,17 @@ export interface Job {
   state: 'queued' | 'running' | 'done' | 'failed';
   startedAt?: string;
   finishedAt?: string;
-  progress?: { phase?: string; done?: number; total?: number; rate?: number; eta?: number };
+  progress?: {
+    phase?: string;
+    done?: number;
+    total?: number;
+    bytesDone?: number;
+    bytesTotal?: number;
+    /** Bytes per second of a byte-counted step (offload). */
+    rate?: number;
+    /** Seconds left, estimated. */
+    eta?: number;
+  };
   result?: unknown;
   error?: ApiWarning;
   operationId?: string;
@@ -171,7 +200,7 @@ export interface Dashboard {
   failures: Array<Partial<BackupSummary> & { id?: string; backupId?: string; error?: string }>;
   warnings: Array<{ backupId: string; vm?: string; code: string; message: string }>;
   snapshotsHeld: number;
-  repositories?: Array<{ name: string; bytes?: number; backups?: number }>;
+  repositories?: Repository[];
   running: Job[];
 }
 
@@ -185,6 +214,9 @@ export interface RestoreRequest {
   datastore?: string;
   host?: string;
   powerOn?: boolean;
+  /** Where the files are read: the array snapshot (default) or a repository copy. */
+  source?: 'array' | 'repository';
+  repository?: string;
 }
 
 export interface TaskSelection {
@@ -248,7 +280,10 @@ export interface BackupStat {
   task: string;
   startedAt: string;
   durationMs?: number;
+  /** Sum of the included disks' capacities. */
   bytes?: number;
+  /** Where there are repository copies: the new bytes their offloads wrote. */
+  bytesAdded?: number;
   state: string;
 }
 

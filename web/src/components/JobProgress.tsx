@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { api, errorText, jobEventsUrl } from '../api';
-import { duration } from '../format';
+import { bytes, duration } from '../format';
 import type { Job } from '../types';
 import { StateBadge } from './common';
 
@@ -83,7 +83,12 @@ export function JobProgress({ jobId, onEnd }: { jobId: string; onEnd?: (job: Job
   }, [jobId]);
 
   const p = job?.progress;
-  const pct = p?.total ? Math.min(100, Math.round(((p.done ?? 0) / p.total) * 100)) : undefined;
+  // A byte-counted step (offload) measures in bytes; otherwise items done of those reported.
+  const pct = p?.bytesTotal
+    ? Math.min(100, Math.round(((p.bytesDone ?? 0) / p.bytesTotal) * 100))
+    : p?.total
+      ? Math.min(100, Math.round(((p.done ?? 0) / p.total) * 100))
+      : undefined;
   return (
     <div className="job" aria-live="polite" data-job-id={jobId} data-job-state={job?.state ?? 'unknown'}>
       <p>
@@ -103,6 +108,13 @@ export function JobProgress({ jobId, onEnd }: { jobId: string; onEnd?: (job: Job
             {pct !== undefined ? `${pct}%` : 'working'}
           </progress>{' '}
           {pct !== undefined && <span>{pct}%</span>}
+          {p?.bytesTotal !== undefined && (
+            <span className="muted" data-field="bytes">
+              {' '}
+              {bytes(p.bytesDone)} of {bytes(p.bytesTotal)}
+              {p.rate !== undefined && `, ${bytes(p.rate)}/s`}
+            </span>
+          )}
           {p?.eta !== undefined && <span className="muted"> about {duration(p.eta * 1000)} left</span>}
         </div>
       )}

@@ -1,5 +1,5 @@
-import { type MouseEvent, useState } from 'react';
-import { api, errorText } from '../api';
+import { type FormEvent, type MouseEvent, useState } from 'react';
+import { api, errorText, jobId } from '../api';
 import {
   DiskKindBadge,
   ErrorBox,
@@ -9,10 +9,11 @@ import {
   useAsync,
   WarningList,
 } from '../components/common';
+import { JobProgress } from '../components/JobProgress';
 import { between, bytes, duration, when } from '../format';
 import { can } from '../roles';
 import { href, navigate } from '../router';
-import type { BackupRecord, DiskRecord, Session, VmRecord } from '../types';
+import type { BackupCopy, BackupRecord, DiskRecord, Job, Session, VmRecord } from '../types';
 
 const RESTORABLE = new Set(['complete', 'partial']);
 
@@ -145,8 +146,80 @@ function VmCard({ vm, backup, session }: { vm: VmRecord; backup: BackupRecord; s
   );
 }
 
+/** The backup's copies as `inquire` shows them: the array snapshot, then each repository copy. */
+function CopyList({ copies }: { copies: BackupCopy[] }) {
+  const repos = copies.filter((c) => c.kind === 'repository');
+  return (
+    <>
+      <ul className="copies" data-copies>
+        {copies.map((c) =>
+          c.kind === 'array' ? (
+            <li key="array" data-copy="array" data-present={c.present ? 'yes' : 'no'}>
+              <strong>array</strong>:{' '}
+              {c.present
+                ? c.snapshots.map((s) => `${s.array}/${s.snapshotId}`).join(', ')
+                : 'gone (the backup was deleted, expired, failed or lost)'}
+            </li>
+          ) : (
+            <li key={`repo-${c.name}-${c.manifestId ?? ''}`} data-copy="repository" data-repository={c.name}>
+              <strong>repository {c.name}</strong>: offloaded {when(c.offloadedAt)}, {bytes(c.bytes)}
+              {c.bytesAdded !== undefined && <span className="muted"> ({bytes(c.bytesAdded)} added)</span>}
+            </li>
+          ),
+        )}
+      </ul>
+      {repos.length === 0 && (
+        <p className="muted">No repository copy: this backup lives in its array snapshot only.</p>
+      )}
+    </>
+  );
+}
+
+/** "Offload": copy the backup into a configured repository, as a job with live progress. */
+function OffloadAction({ backup, onDone }: { backup: BackupRecord; onDone: () => void }) {
+  const repos = useAsync(() => api.repositories(), []);
+  const [repository, setRepository] = useState('');
+  const [job, setJob] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const held = new Set((backup.copies ?? []).flatMap((c) => (c.kind === 'repository' ? [c.name] : [])));
+  const choices = repos.data ?? [];
+  if (repos.data && choices.length === 0)
+    return <p className="muted">No repository is configured: nothing to offload to.</p>;
+  const chosen = repository || choices.find((r) => !held.has(r.name))?.name || choices[0]?.name || '';
+  const start = (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    api.offload({ backupId: backup.id, repository: chosen }).then(
+      (answer) => setJob(jobId(answer)),
+      (err: unknown) => setError(errorText(err)),
+    );
+  };
+  return (
+    <form className="offload-form" onSubmit={start} aria-label="Offload to a repository">
+      <label htmlFor="offload-repository">Repository</label>{' '}
+      <select
+        id="offload-repository"
+        value={chosen}
+        onChange={(e) => setRepository(e.target.value)}
+        disabled={job !== null && !error}
+      >
+        {choices.map((r) => (
+          <option key={r.name} value={r.name}>
+            {r.name} ({r.type}){held.has(r.name) ? ': holds a copy already' : ''}
+          </option>
+        ))}
+      </select>{' '}
+      <button type="submit" disabled={!chosen}>
+        Offload
+      </button>
+      <ErrorBox error={repos.error ?? error} />
+      {job && <JobProgress jobId={job} onEnd={(j: Job) => j.state === 'done' && onDone()} />}
+    </form>
+  );
+}
+
 export function BackupDetail({ id, session }: { id: string; session: Session }) {
-  const { data, error, loading } = useAsync(() => api.backup(id), [id]);
+  const { data, error, loading, reload } = useAsync(() => api.backup(id), [id]);
   const [actionError, setActionError] = useState<string | null>(null);
 
   const remove = () => {
@@ -243,20 +316,10 @@ export function BackupDetail({ id, session }: { id: string; session: Session }) 
                 </tbody>
               </table>
             )}
-            <h3>Copies in repositories</h3>
-            {data.copies && data.copies.length > 0 ? (
-              <ul>
-                {data.copies.map((c, i) => (
-                  // biome-ignore lint/suspicious/noArrayIndexKey: copies have no id of their own
-                  <li key={i}>
-                    {String(c.repository ?? 'repository')} {c.state && <StateBadge state={String(c.state)} />}{' '}
-                    {when((c.offloadedAt ?? c.at) as string | undefined)}{' '}
-                    {c.bytes !== undefined && bytes(c.bytes)}
-                  </li>
-                ))}
-              </ul>
-            ) : (
-              <p className="muted">No copy: this backup lives in its array snapshot only.</p>
+            <h3 id="copies">Copies</h3>
+            <CopyList copies={data.copies ?? []} />
+            {RESTORABLE.has(data.state) && can(session, 'operator') && (
+              <OffloadAction backup={data} onDone={() => void reload()} />
             )}
             <p className="actions">
               {RESTORABLE.has(data.state) && can(session, 'operator') && (

@@ -175,7 +175,11 @@ export function Backups({ params }: { params: URLSearchParams }) {
                   <td>{b.vms.join(', ')}</td>
                   <td>{b.warnings > 0 ? <span className="badge warn-code">{b.warnings}</span> : '0'}</td>
                   <td>{bytes(b.bytes)}</td>
-                  <td>{b.copies?.length ?? 0}</td>
+                  <td data-field="copies">
+                    {(b.copies ?? [])
+                      .flatMap((c) => (c.kind === 'array' ? (c.present ? ['array'] : []) : [c.name]))
+                      .join(', ') || '–'}
+                  </td>
                 </tr>
               ))}
             </tbody>

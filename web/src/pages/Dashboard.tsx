@@ -179,16 +179,25 @@ export function Dashboard() {
                   <thead>
                     <tr>
                       <th scope="col">Repository</th>
-                      <th scope="col">Backups</th>
-                      <th scope="col">Size</th>
+                      <th scope="col">Type</th>
+                      <th scope="col">Backups held</th>
+                      <th scope="col">Stored (added by offloads)</th>
+                      <th scope="col">Last offload</th>
                     </tr>
                   </thead>
                   <tbody>
                     {data.repositories.map((r) => (
-                      <tr key={r.name}>
+                      <tr key={r.name} data-repository={r.name}>
                         <th scope="row">{r.name}</th>
-                        <td>{r.backups ?? '–'}</td>
-                        <td>{bytes(r.bytes)}</td>
+                        <td>{r.type}</td>
+                        <td data-field="backups">{r.backups}</td>
+                        <td data-field="bytes">
+                          {bytes(r.bytes)}
+                          {r.logicalBytes !== undefined && (
+                            <span className="muted small"> of {bytes(r.logicalBytes)} backed up</span>
+                          )}
+                        </td>
+                        <td>{when(r.lastOffloadAt)}</td>
                       </tr>
                     ))}
                   </tbody>

@@ -103,6 +103,8 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
   const [datastore, setDatastore] = useState('');
   const [host, setHost] = useState('');
   const [powerOn, setPowerOn] = useState(false);
+  /** Where a restore reads from: '' the array snapshot, else the name of a repository holding a copy. */
+  const [source, setSource] = useState(params.get('repository') ?? '');
   const [step, setStep] = useState(() =>
     params.get('backup') ? (params.get('kind') === 'mount' ? 3 : 2) : 0,
   );
@@ -128,6 +130,8 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
     .sort();
 
   const vmRecord = record?.vms.find((v) => v.name === vm);
+  const arrayPresent = record?.copies?.some((c) => c.kind === 'array' && c.present) ?? true;
+  const repoCopies = (record?.copies ?? []).flatMap((c) => (c.kind === 'repository' ? [c] : []));
   useEffect(() => {
     if (vm && !newName) setNewName(`${vm}-restored`);
   }, [vm, newName]);
@@ -179,6 +183,7 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
             ...(!inPlace && datastore ? { datastore } : {}),
             ...(!inPlace && host ? { host } : {}),
             ...(powerOn ? { powerOn: true } : {}),
+            ...(source ? { source: 'repository' as const, repository: source } : {}),
           })
         : kind === 'attach'
           ? api.attach({ backupId, vm, targetVm, ...(diskList ? { disks: diskList } : {}) })
@@ -307,6 +312,18 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
           {step === 3 && kind === 'restore' && (
             <fieldset>
               <legend>Where to restore {vm}</legend>
+              <div className="field">
+                <label htmlFor="op-source">Read the backup from</label>
+                <select id="op-source" value={source} onChange={(e) => setSource(e.target.value)}>
+                  {arrayPresent && <option value="">the array snapshot (fastest)</option>}
+                  {!arrayPresent && !source && <option value="">(choose a copy)</option>}
+                  {repoCopies.map((c) => (
+                    <option key={c.name} value={c.name}>
+                      repository {c.name} (offloaded {when(c.offloadedAt)})
+                    </option>
+                  ))}
+                </select>
+              </div>
               <label className="choice">
                 <input type="radio" name="target" checked={!inPlace} onChange={() => setInPlace(false)} /> as
                 a new VM
@@ -424,6 +441,8 @@ export function Operations({ params, session }: { params: URLSearchParams; sessi
                     ? `original place: the live ${vm} is powered off and replaced`
                     : `new VM ${newName}`}
                 </dd>
+                <dt>Read from</dt>
+                <dd data-field="source">{source ? `repository ${source}` : 'the array snapshot'}</dd>
               </>
             )}
             {kind === 'attach' && (

@@ -47,11 +47,18 @@ export function Stats() {
               className="duration"
             />
             <TimeChart
-              title="Data size of each backup"
+              title="Data size of each backup (its included disks)"
               points={pts((r) => r.bytes)}
               empty="No data size is reported for these backups."
               format={bytes}
               className="size"
+            />
+            <TimeChart
+              title="Bytes each offload added to its repository"
+              points={pts((r) => r.bytesAdded)}
+              empty="No backup here has been offloaded."
+              format={bytes}
+              className="offloaded"
             />
           </div>
           <details>
@@ -64,6 +71,7 @@ export function Stats() {
                   <th scope="col">Started</th>
                   <th scope="col">Duration</th>
                   <th scope="col">Size</th>
+                  <th scope="col">Offload added</th>
                   <th scope="col">State</th>
                 </tr>
               </thead>
@@ -77,6 +85,7 @@ export function Stats() {
                     <td>{when(r.startedAt)}</td>
                     <td>{duration(r.durationMs)}</td>
                     <td>{bytes(r.bytes)}</td>
+                    <td>{bytes(r.bytesAdded)}</td>
                     <td>
                       <StateBadge state={r.state} />
                     </td>
