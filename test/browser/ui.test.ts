@@ -134,6 +134,19 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     assert.match(await text(web01.locator('[data-field="quiesce"]')), /\d+(\.\d+)? (ms|s)/);
     await screenshot(page, '04-backup-mode-changed-rdm');
 
+    // Offload it to the lab's repository from the backup page: live progress, then the copy is listed.
+    const copies = page.locator('ul[data-copies]');
+    assert.equal(await copies.locator('li[data-copy="repository"]').count(), 0);
+    assert.equal(await copies.locator('li[data-copy="array"]').getAttribute('data-present'), 'yes');
+    assert.equal(await page.getByLabel('Repository', { exact: true }).inputValue(), 'lab');
+    await page.getByRole('button', { name: 'Offload', exact: true }).click();
+    const offloadJob = page.locator('form.offload-form .job[data-job-state="done"]');
+    await offloadJob.waitFor({ timeout: TIMEOUT });
+    const labCopy = copies.locator('li[data-copy="repository"][data-repository="lab"]');
+    await labCopy.waitFor();
+    assert.match(await text(labCopy), /repository lab: offloaded .+, \d+(\.\d+)? MiB/);
+    await screenshot(page, '04a-backup-offloaded');
+
     // The dashboard names the warning for the task's last run.
     await page.getByRole('link', { name: 'Dashboard' }).click();
     await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
@@ -159,13 +172,18 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     const stats = (await (await page.request.get(`${daemon!.url}/api/v1/stats/backups`)).json()) as Array<{
       durationMs?: number;
       bytes?: number;
+      bytesAdded?: number;
     }>;
     const durations = stats.filter((s) => s.durationMs !== undefined).length;
     const sizes = stats.filter((s) => s.bytes !== undefined).length;
     assert.ok(durations >= 1);
     assert.equal(await page.locator('figure.chart.duration circle').count(), durations);
-    if (sizes > 0) assert.equal(await page.locator('figure.chart.size circle').count(), sizes);
-    else await page.getByText('No data size is reported for these backups').waitFor();
+    // Every backup has a size now (its included disks); the offloaded one has bytes added too.
+    assert.equal(sizes, stats.length);
+    assert.equal(await page.locator('figure.chart.size circle').count(), sizes);
+    const added = stats.filter((s) => s.bytesAdded !== undefined).length;
+    assert.equal(added, 1);
+    assert.equal(await page.locator('figure.chart.offloaded circle').count(), added);
     await screenshot(page, '05-statistics-chart');
 
     // Restore db01 as a new VM through the guided form; its RDM disks are not restored.
