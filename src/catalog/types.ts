@@ -307,6 +307,8 @@ export interface CopyStore {
   findCopy(backupId: string, repositoryId: string): Promise<BackupCopy | undefined>;
   /** Copies of one backup, oldest first. */
   copiesOf(backupId: string): Promise<BackupCopy[]>;
+  /** Copies of each of these backups (one query: a page of the daemon's backup list); none: an empty list. */
+  copiesOfBackups(backupIds: string[]): Promise<Map<string, BackupCopy[]>>;
   /** Copies, oldest first, optionally of one repository (by name) or one task. */
   listCopies(filter?: { repository?: string; repositoryId?: string; task?: string }): Promise<BackupCopy[]>;
   /** Removes a copy (its manifest was forgotten). NotFoundError COPY_NOT_FOUND. */

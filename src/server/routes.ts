@@ -98,12 +98,9 @@ function withCopies(r: BackupRecord, base: Omit<Summary, 'copies'>, copies: Back
   };
 }
 
-export async function backupSummary(catalog: Catalog, r: BackupRecord): Promise<Summary> {
-  return withCopies(r, baseSummary(r), await catalog.copiesOf(r.id));
-}
-
 async function backupSummaries(catalog: Catalog, records: BackupRecord[]): Promise<Summary[]> {
-  return Promise.all(records.map((r) => backupSummary(catalog, r)));
+  const copies = await catalog.copiesOfBackups(records.map((r) => r.id));
+  return records.map((r) => withCopies(r, baseSummary(r), copies.get(r.id) ?? []));
 }
 
 function encodeCursor(r: { startedAt: string; id: string }): string {
@@ -255,8 +252,7 @@ class SummaryCache {
 
   async of(catalog: Catalog, heads: BackupHead[]): Promise<Summary[]> {
     // Copies change without the record changing (an offload, a forget): they are part of the key.
-    const copies = new Map<string, BackupCopy[]>();
-    for (const h of heads) copies.set(h.id, await catalog.copiesOf(h.id));
+    const copies = await catalog.copiesOfBackups(heads.map((h) => h.id));
     const keyOf = (h: BackupHead) =>
       `${h.state}\0${h.finishedAt ?? ''}\0${(copies.get(h.id) ?? []).map((c) => c.manifestId).join(',')}`;
     const missing = heads.filter((h) => this.#entries.get(h.id)?.key !== keyOf(h)).map((h) => h.id);
@@ -835,8 +831,7 @@ export function apiRoutes(deps: ApiDeps): Route[] {
           ...(query.task ? { task: query.task } : {}),
           limit: query.limit ?? 200,
         });
-        const copies = new Map<string, BackupCopy[]>();
-        for (const r of records) copies.set(r.id, await deps.catalog.copiesOf(r.id));
+        const copies = await deps.catalog.copiesOfBackups(records.map((r) => r.id));
         return records.reverse().map((r) => ({
           backupId: r.id,
           task: r.task,

@@ -49,6 +49,17 @@ export function copyCases(factory: CatalogFactory): void {
       assert.equal((await t.catalog.listCopies()).length, 3);
       assert.equal((await t.catalog.findCopy('b1', 'id-onsite'))?.manifestId, 'm-b1-onsite');
       assert.equal(await t.catalog.findCopy('b2', 'id-onsite'), undefined);
+      // Several backups at once (a page of the daemon's list): each with its copies, oldest first.
+      const many = await t.catalog.copiesOfBackups(['b2', 'b1', 'b3']);
+      assert.deepEqual(
+        [...many].map(([id, cs]) => [id, cs.map((c) => c.repository)]),
+        [
+          ['b2', ['offsite']],
+          ['b1', ['offsite', 'onsite']],
+          ['b3', []],
+        ],
+      );
+      assert.equal((await t.catalog.copiesOfBackups([])).size, 0);
     });
 
     it('refuses a second copy of a backup in one repository, changing nothing', async () => {

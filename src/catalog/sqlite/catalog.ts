@@ -252,6 +252,10 @@ export class Catalog
   copiesOf(backupId: string): Promise<BackupCopy[]> {
     return this.#copies.copiesOf(backupId);
   }
+
+  copiesOfBackups(backupIds: string[]): Promise<Map<string, BackupCopy[]>> {
+    return this.#copies.copiesOfBackups(backupIds);
+  }
   listCopies(filter?: { repository?: string; repositoryId?: string; task?: string }): Promise<BackupCopy[]> {
     return this.#copies.listCopies(filter);
   }

@@ -75,6 +75,17 @@ export class SqliteCopyStore implements CopyStore {
       .map((r) => toCopy(this.db, r));
   }
 
+  async copiesOfBackups(backupIds: string[]): Promise<Map<string, BackupCopy[]>> {
+    const out = new Map<string, BackupCopy[]>(backupIds.map((id) => [id, []]));
+    if (backupIds.length === 0) return out;
+    const rows = this.db.all<CopyRow>(
+      `${SELECT} WHERE c.backup_id IN (SELECT value FROM json_each(?)) ORDER BY c.offloaded_at, c.rowid`,
+      JSON.stringify(backupIds),
+    );
+    for (const r of rows) out.get(r.backup_id)?.push(toCopy(this.db, r));
+    return out;
+  }
+
   async listCopies(
     filter: { repository?: string; repositoryId?: string; task?: string } = {},
   ): Promise<BackupCopy[]> {
