@@ -10,7 +10,7 @@ export interface EngineEvents {
   phase(name: string): void;
   item(key: string, status: string): void;
   log(message: string): void;
-  /** Bytes done of a byte-counted item (offload), with the same pace as its `item` line; optional. */
+  /** Bytes done of a byte-counted item (offload), on every step (cheap: a listener only keeps it); optional. */
   bytes?(key: string, done: number, total: number): void;
 }
 

@@ -383,13 +383,13 @@ function progressMeter(ctx: EngineContext, total: number) {
     },
     update(p: WriteProgress) {
       last = p;
+      ctx.events.bytes?.('offload', p.bytesDone, total);
       const now = Date.now();
       if (now - shown < 250) return;
       shown = now;
       const seconds = (now - start) / 1000;
       const rate = seconds > 0 ? p.bytesDone / seconds : 0;
       const left = rate > 0 ? Math.max(0, (total - p.bytesDone) / rate) : undefined;
-      ctx.events.bytes?.('offload', p.bytesDone, total);
       ctx.events.item(
         'offload',
         `${mib(p.bytesDone)} of ${mib(total)} MiB, ${mib(rate)} MiB/s, read ${mib(p.bytesRead)} MiB, added ${mib(p.bytesAdded)} MiB${left !== undefined ? `, ETA ${Math.ceil(left)} s` : ''}`,
