@@ -33,7 +33,7 @@ describe('incremental offload on a btrfs lab', {
     await writeFile(join(lab.dir, 'repo.passphrase'), 'btrfs lab passphrase\n', { mode: 0o600 });
     await editConfig(lab.configPath, (doc) => {
       doc.repositories = [
-        { name: 'local', type: 'local', path: 'repository', passphraseFile: 'repo.passphrase' },
+        { name: 'local', type: 'local', path: 'offload-repository', passphraseFile: 'repo.passphrase' },
       ];
     });
     const init = await cli('repo', 'init', '--repository', 'local');

@@ -42,8 +42,8 @@ describe('offload through the CLI on a copy-driver lab', () => {
     await writeFile(join(lab.dir, 'repo.passphrase'), 'the lab passphrase\n', { mode: 0o600 });
     await editConfig(lab.configPath, (doc) => {
       doc.repositories = [
-        { name: 'local', type: 'local', path: 'repository', passphraseFile: 'repo.passphrase' },
-        { name: 'wrongpass', type: 'local', path: 'repository', passphraseEnv: 'SNAPKEEPER_TEST_WRONG' },
+        { name: 'local', type: 'local', path: 'offload-repository', passphraseFile: 'repo.passphrase' },
+        { name: 'wrongpass', type: 'local', path: 'offload-repository', passphraseEnv: 'SNAPKEEPER_TEST_WRONG' },
         ...(withS3
           ? [
               {
