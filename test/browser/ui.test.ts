@@ -196,9 +196,18 @@ describe('web UI in headless Chromium', { timeout: 600_000 }, () => {
     assert.equal(await page.getByRole('checkbox', { name: /Hard disk 2/ }).isDisabled(), true);
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByLabel('Name of the new VM').fill('db01-browser');
+    // The source: the array snapshot by default, or the copy offloaded above.
+    const source = page.getByLabel('Read the backup from');
+    assert.equal(await source.inputValue(), '');
+    assert.deepEqual(await source.locator('option').allTextContents(), [
+      'the array snapshot (fastest)',
+      await text(source.locator('option[value="lab"]')),
+    ]);
+    assert.match(await text(source.locator('option[value="lab"]')), /^repository lab \(offloaded /);
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByRole('heading', { name: 'Confirm' }).waitFor();
     assert.match(await text(page.locator('main')), /new VM db01-browser/);
+    assert.equal(await text(page.locator('[data-field="source"]')), 'the array snapshot');
     await screenshot(page, '06-restore-confirm');
     await page.getByRole('button', { name: 'Start restore' }).click();
     const result = page.locator('[data-result-state]');
