@@ -43,7 +43,12 @@ describe('offload through the CLI on a copy-driver lab', () => {
     await editConfig(lab.configPath, (doc) => {
       doc.repositories = [
         { name: 'local', type: 'local', path: 'offload-repository', passphraseFile: 'repo.passphrase' },
-        { name: 'wrongpass', type: 'local', path: 'offload-repository', passphraseEnv: 'SNAPKEEPER_TEST_WRONG' },
+        {
+          name: 'wrongpass',
+          type: 'local',
+          path: 'offload-repository',
+          passphraseEnv: 'SNAPKEEPER_TEST_WRONG',
+        },
         ...(withS3
           ? [
               {
