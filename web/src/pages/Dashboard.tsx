@@ -23,8 +23,8 @@ export function Dashboard() {
         <button
           type="button"
           onClick={() => {
-            reload();
-            events.reload();
+            void reload();
+            void events.reload();
           }}
           disabled={loading}
         >

@@ -597,7 +597,7 @@ function ActiveMounts({ refresh }: { refresh: string }) {
           jobId={job}
           onEnd={() => {
             setJob(null);
-            reload();
+            void reload();
           }}
         />
       )}

@@ -35,7 +35,7 @@ export function Tasks({ session }: { session: Session }) {
           onSave={async (t) => {
             await api.createTask(t);
             setCreating(false);
-            reload();
+            void reload();
             navigate(href('tasks', t.name));
           }}
         />
