@@ -117,7 +117,10 @@ function TreeNode({ n }: { n: Node }) {
     <li>
       <details open>
         <summary>
-          {n.name} <span className="muted">({countVms(n)} VMs)</span>
+          {n.name}{' '}
+          <span className="muted">
+            ({countVms(n)} {countVms(n) === 1 ? 'VM' : 'VMs'})
+          </span>
         </summary>
         <ul>
           {[...n.children.values()]
