@@ -28,8 +28,11 @@ import type {
 
 /** Packs saved before an index file is written for them: a crash loses at most this many packs' reuse. */
 const PACKS_PER_INDEX = 32;
-/** Packs being saved at once (each is up to the pack size in memory). */
-const SAVES_IN_FLIGHT = 2;
+/**
+ * Packs being saved at once (each is up to the pack size in memory): several, so that a remote backend's
+ * uploads overlap each other and the hashing, compression and sealing of the next packs.
+ */
+const SAVES_IN_FLIGHT = 4;
 /** Bytes handed to a worker at once (whole chunks; at least one): fewer, larger messages cost less. */
 const BATCH_BYTES = 4 << 20;
 /** Most batches in flight (read, hashing, sealing), whatever the number of workers. */
