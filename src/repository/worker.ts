@@ -76,7 +76,7 @@ parentPort!.on('message', (msg: WorkerRequest) => {
   try {
     switch (msg.type) {
       case 'hash': {
-        const data = Buffer.from(msg.data);
+        const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
         const ids: string[] = [];
         for (let off = 0; off < data.length; off += msg.chunkSize) {
           const chunk = data.subarray(off, Math.min(data.length, off + msg.chunkSize));
