@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, seal, ZERO_CHUNK } from './crypto.js';
+import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, sealParts, ZERO_CHUNK } from './crypto.js';
 import type { WorkerReply, WorkerRequest } from './pool.js';
 
 /**
@@ -47,11 +47,15 @@ function worthCompressing(data: Buffer): boolean {
   return sampler.compress(sample).length < SAMPLE_BYTES - SAMPLE_BYTES / 64;
 }
 
-function sealChunk(id: string, data: Buffer): Buffer {
+const RAW = Buffer.from([FLAG_RAW]);
+const ZSTD = Buffer.from([FLAG_ZSTD]);
+
+/** The sealed blob of a chunk, in pieces (joined once with the batch's other blobs). */
+function sealChunk(id: string, data: Buffer): Buffer[] {
   const z = worthCompressing(data) ? compressor.compress(data) : data;
   return z !== data && z.length < data.length
-    ? seal(enc, [Buffer.from([FLAG_ZSTD]), z], AAD.chunk(id))
-    : seal(enc, [Buffer.from([FLAG_RAW]), data], AAD.chunk(id));
+    ? sealParts(enc, [ZSTD, z], AAD.chunk(id))
+    : sealParts(enc, [RAW, data], AAD.chunk(id));
 }
 
 /** The chunk's plaintext, or why it is not the chunk `id`. */
@@ -93,7 +97,7 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         const batch = held.get(msg.job);
         held.delete(msg.job);
         if (batch === undefined) throw new Error(`batch ${msg.job} is not held`);
-        const blobs: Buffer[] = [];
+        const pieces: Buffer[] = [];
         const lengths: number[] = [];
         msg.ids.forEach((id, i) => {
           if (id === null) {
@@ -105,10 +109,14 @@ parentPort!.on('message', (msg: WorkerRequest) => {
             id,
             batch.data.subarray(off, Math.min(batch.data.length, off + batch.chunkSize)),
           );
-          blobs.push(blob);
-          lengths.push(blob.length);
+          let length = 0;
+          for (const piece of blob) {
+            pieces.push(piece);
+            length += piece.length;
+          }
+          lengths.push(length);
         });
-        const ab = joined(blobs);
+        const ab = joined(pieces);
         reply({ type: 'sealed', job: msg.job, data: ab, lengths }, [ab]);
         return;
       }
