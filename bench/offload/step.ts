@@ -5,9 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { openFsArray } from '../../src/arrays/fs/index.js';
-import { MOTO_ACCESS_KEY, MOTO_SECRET_KEY, motoClient } from '../../src/lab/moto.js';
 import {
   initRepository,
   LocalBackend,
@@ -43,10 +41,19 @@ export interface StepResult {
   bytesRead?: number;
   bytesAdded?: number;
   changedBytes?: number;
+  /** Restore: the final fsync's share of `seconds` (the product's restore syncs; restic's and borg's do not). */
+  syncSeconds?: number;
 }
 
-function backendOf(spec: BackendSpec): RepositoryBackend {
+// The S3 SDK and the lab's moto helpers are loaded only by the steps that use S3 (a process loading them pays
+// about 0.3 s, which a local step must not: the repository itself loads the SDK on first use).
+async function moto() {
+  return import('../../src/lab/moto.js');
+}
+
+async function backendOf(spec: BackendSpec): Promise<RepositoryBackend> {
   if (spec.type === 'local') return new LocalBackend({ path: spec.path });
+  const { MOTO_ACCESS_KEY, MOTO_SECRET_KEY } = await moto();
   return new S3Backend({
     endpoint: spec.endpoint,
     bucket: spec.bucket,
@@ -63,7 +70,7 @@ async function storedFile(repo: Repository, backupId: string): Promise<StoredFil
 }
 
 async function offload(spec: Extract<StepSpec, { op: 'offload' }>): Promise<StepResult> {
-  const backend = backendOf(spec.backend);
+  const backend = await backendOf(spec.backend);
   const t0 = process.hrtime.bigint();
   const repo = spec.init
     ? await initRepository(backend, spec.passphrase)
@@ -120,11 +127,12 @@ async function offload(spec: Extract<StepSpec, { op: 'offload' }>): Promise<Step
 }
 
 async function restore(spec: Extract<StepSpec, { op: 'restore' }>): Promise<StepResult> {
-  const backend = backendOf(spec.backend);
+  const backend = await backendOf(spec.backend);
   const t0 = process.hrtime.bigint();
   const repo = await openRepository(backend, spec.passphrase);
   const file = await storedFile(repo, spec.backupId);
   const out = await open(spec.out, 'w');
+  let t1 = t0;
   try {
     await out.truncate(file.size);
     await repo.restoreFile(file, {
@@ -134,16 +142,20 @@ async function restore(spec: Extract<StepSpec, { op: 'restore' }>): Promise<Step
           done += (await out.write(data, done, data.length - done, offset + done)).bytesWritten;
       },
     });
+    t1 = process.hrtime.bigint();
     await out.sync();
   } finally {
     await out.close();
   }
   await repo.close();
   if (backend instanceof S3Backend) backend.destroy();
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  const t2 = process.hrtime.bigint();
+  return { seconds: Number(t2 - t0) / 1e9, syncSeconds: Number(t2 - t1) / 1e9 };
 }
 
 async function raw(spec: Extract<StepSpec, { op: 'raw-put' | 'raw-get' }>): Promise<StepResult> {
+  const { motoClient } = await moto();
+  const { GetObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
   const client = motoClient(spec.endpoint);
   // Incompressible bytes, as packs are (encrypted).
   const data = randomBytes(spec.objectBytes);

@@ -25,13 +25,18 @@ export const FLAG_ZSTD = 1;
 
 /** aes-256-gcm with a random 12-byte nonce: nonce || ciphertext || tag. */
 export function seal(key: Buffer, parts: Uint8Array[], aad: Buffer): Buffer {
+  return Buffer.concat(sealParts(key, parts, aad));
+}
+
+/** `seal`'s bytes as pieces to be laid end to end (a caller joining many blobs copies each byte once). */
+export function sealParts(key: Buffer, parts: Uint8Array[], aad: Buffer): Buffer[] {
   const nonce = randomBytes(NONCE_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(aad);
   const out = [nonce];
   for (const p of parts) out.push(cipher.update(p));
   out.push(cipher.final(), cipher.getAuthTag());
-  return Buffer.concat(out);
+  return out;
 }
 
 /** The plaintext of a sealed object, or undefined when it does not authenticate (wrong key, AAD, a flipped bit). */

@@ -20,7 +20,7 @@ export const CHUNK_SIZES = [1 << 16, 1 << 18, 1 << 20, 1 << 22] as const;
 /** Chosen by measurement on the reference image (docs/repository-format.md, "Choice of chunk size"). */
 export const DEFAULT_CHUNK_SIZE = 1 << 16;
 export const DEFAULT_PACK_SIZE = 16 << 20;
-export const DEFAULT_ZSTD_LEVEL = 3;
+export const DEFAULT_ZSTD_LEVEL = 2;
 
 export interface KdfParams {
   name: 'scrypt';

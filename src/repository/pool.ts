@@ -10,7 +10,8 @@ import type { MasterKeys } from './format.js';
  */
 
 export type WorkerRequest =
-  | { type: 'hash'; job: number; data: ArrayBuffer; chunkSize: number }
+  /** `data`: a view of a SharedArrayBuffer (shared: the writer reuses it once sealed or dropped) or of a transferred one. */
+  | { type: 'hash'; job: number; data: Uint8Array; chunkSize: number }
   | { type: 'drop'; job: number }
   | { type: 'seal'; job: number; ids: (string | null)[] }
   | {
@@ -58,14 +59,21 @@ export class WorkerPool {
   }
 
   /**
-   * Hashes a batch of consecutive chunks (`data` cut every `chunkSize` bytes; the bytes are transferred to a
-   * worker, which keeps them for `seal` or `drop`). `zero` for an all-zero chunk.
+   * Hashes a batch of consecutive chunks (`data` cut every `chunkSize` bytes). `zero` for an all-zero chunk.
+   * The worker keeps the bytes for `seal` or `drop`: a view of a SharedArrayBuffer is shared (the caller must
+   * not change it until the batch is sealed or dropped), any other is transferred (detached here).
    */
   async hash(data: Uint8Array, chunkSize: number): Promise<{ job: number; ids: string[] }> {
-    const ab = transferable(data);
+    const shared = data.buffer instanceof SharedArrayBuffer;
+    const view = shared ? data : new Uint8Array(transferable(data));
     const slot = this.leastBusy();
     const job = this.nextJob++;
-    const reply = await this.send(slot, job, { type: 'hash', job, data: ab, chunkSize }, [ab]);
+    const reply = await this.send(
+      slot,
+      job,
+      { type: 'hash', job, data: view, chunkSize },
+      shared ? [] : [view.buffer as ArrayBuffer],
+    );
     if (reply.type !== 'hashed')
       throw new Error(`hash: ${reply.type === 'failed' ? reply.reason : reply.type}`);
     this.holder.set(job, slot);

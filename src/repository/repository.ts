@@ -250,19 +250,20 @@ class OpenRepository implements Repository {
 
   async listManifests(options: { signal?: AbortSignal } = {}): Promise<ManifestSummary[]> {
     const out: ManifestSummary[] = [];
-    for (const key of await this.manifestKeys(options.signal)) {
+    // Several at once: each is a round trip to the backend.
+    await forEachLimited(await this.manifestKeys(options.signal), 8, async (key) => {
       let m: Manifest | undefined;
       try {
         m = await this.readManifest(key, options.signal);
       } catch (err) {
-        if (err instanceof NotFoundError) continue;
+        if (err instanceof NotFoundError) return;
         throw err;
       }
       // A corrupt manifest is left out here; check names it.
-      if (m === undefined) continue;
+      if (m === undefined) return;
       const { body: _body, ...summary } = m;
       out.push(summary);
-    }
+    });
     return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
   }
 

@@ -28,8 +28,11 @@ import type {
 
 /** Packs saved before an index file is written for them: a crash loses at most this many packs' reuse. */
 const PACKS_PER_INDEX = 32;
-/** Packs being saved at once (each is up to the pack size in memory). */
-const SAVES_IN_FLIGHT = 2;
+/**
+ * Packs being saved at once (each is up to the pack size in memory): several, so that a remote backend's
+ * uploads overlap each other and the hashing, compression and sealing of the next packs.
+ */
+const SAVES_IN_FLIGHT = 4;
 /** Bytes handed to a worker at once (whole chunks; at least one): fewer, larger messages cost less. */
 const BATCH_BYTES = 4 << 20;
 /** Most batches in flight (read, hashing, sealing), whatever the number of workers. */
@@ -93,9 +96,12 @@ export class Writer implements RepositoryWriter {
   private failure: unknown;
   private finished = false;
   private readonly window: number;
+  /** One per batch in flight and one being filled (per file being added at once, up to two files). */
+  private readonly buffers: BatchBuffers;
 
   constructor(private readonly ctx: WriterContext) {
     this.window = Math.max(2, Math.min(ctx.pool.size * 3, Math.floor(READ_AHEAD_BYTES / BATCH_BYTES)));
+    this.buffers = new BatchBuffers(BATCH_BYTES, this.window + 2);
     this.unindexed = [...(ctx.adopted ?? [])];
   }
 
@@ -118,9 +124,14 @@ export class Writer implements RepositoryWriter {
     const errors: unknown[] = [];
     const done = new Set<Promise<void>>();
     const dispatch = async (first: number, data: Uint8Array): Promise<void> => {
-      while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
-      if (errors.length > 0) throw errors[0];
-      this.ctx.signal?.throwIfAborted();
+      try {
+        while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
+        if (errors.length > 0) throw errors[0];
+        this.ctx.signal?.throwIfAborted();
+      } catch (err) {
+        this.buffers.give(data.buffer as SharedArrayBuffer);
+        throw err;
+      }
       inFlight++;
       const p = this.storeBatch(data, cs)
         .then((ids) => {
@@ -187,7 +198,7 @@ export class Writer implements RepositoryWriter {
 
   /**
    * Reads `start..end` (chunk-aligned at `start`) and hands it on in batches of whole chunks of about
-   * BATCH_BYTES, each its own buffer (transferred to a worker, so never reused).
+   * BATCH_BYTES, each in a buffer of `buffers` (given back by storeBatch, or here when not handed on).
    */
   private async readRun(
     source: FileSource,
@@ -200,15 +211,21 @@ export class Writer implements RepositoryWriter {
     const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const stream = await source.read(start, end - start, this.ctx.signal);
     let first = firstChunk;
-    let buf = new Uint8Array(Math.min(batchBytes, end - start));
+    let buf: Uint8Array | undefined;
+    try {
+      buf = new Uint8Array(await this.buffers.take(), 0, Math.min(batchBytes, end - start));
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
     let filled = 0;
     let pos = start;
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         let off = 0;
-        // Copied into batches of our own: a piece may be a view of memory its source keeps, and what goes to a
-        // worker is transferred (detached here).
-        while (off < piece.length && pos < end) {
+        // Copied into batches of our own: a piece may be a view of memory its source keeps, and a batch is read
+        // in place by a worker (shared memory) until it is sealed or dropped.
+        while (buf !== undefined && off < piece.length && pos < end) {
           const n = Math.min(piece.length - off, buf.length - filled);
           buf.set(piece.subarray(off, off + n), filled);
           filled += n;
@@ -216,16 +233,20 @@ export class Writer implements RepositoryWriter {
           pos += n;
           if (filled === buf.length) {
             this.progress.bytesRead += filled;
-            await dispatch(first, buf);
+            const full = buf;
+            buf = undefined;
+            await dispatch(first, full);
             first += Math.ceil(filled / cs);
             filled = 0;
-            if (pos < end) buf = new Uint8Array(Math.min(batchBytes, end - pos));
+            if (pos < end)
+              buf = new Uint8Array(await this.buffers.take(), 0, Math.min(batchBytes, end - pos));
           }
         }
         if (pos >= end) break;
       }
     } finally {
       stream.destroy();
+      if (buf !== undefined) this.buffers.give(buf.buffer as SharedArrayBuffer);
     }
     if (pos < end) {
       throw new RepositoryError(
@@ -235,8 +256,19 @@ export class Writer implements RepositoryWriter {
     }
   }
 
-  /** Hashes a batch on a worker; stores the chunks neither the repository nor this writer has. Their ids. */
+  /**
+   * Hashes a batch on a worker; stores the chunks neither the repository nor this writer has. Their ids. The
+   * batch's buffer goes back to `buffers` once the worker is done with it.
+   */
   private async storeBatch(data: Uint8Array, cs: number): Promise<string[]> {
+    try {
+      return await this.storeShared(data, cs);
+    } finally {
+      this.buffers.give(data.buffer as SharedArrayBuffer);
+    }
+  }
+
+  private async storeShared(data: Uint8Array, cs: number): Promise<string[]> {
     const length = data.length;
     const { job, ids } = await this.ctx.pool.hash(data, cs);
     const wanted = ids.map((id) => {
@@ -364,6 +396,38 @@ export class Writer implements RepositoryWriter {
 
   private report(): void {
     this.ctx.onProgress?.({ ...this.progress });
+  }
+}
+
+/**
+ * Batch buffers in shared memory, reused: a fresh 4 MiB buffer per batch costs the main thread page faults
+ * and garbage collection for every byte offloaded. A buffer is taken before it is filled and given back once
+ * its batch is sealed or dropped (the worker reads it in place until then). Waits while all are taken.
+ */
+class BatchBuffers {
+  private readonly free: SharedArrayBuffer[] = [];
+  private readonly waiters: ((b: SharedArrayBuffer) => void)[] = [];
+  private made = 0;
+
+  constructor(
+    private readonly bytes: number,
+    private readonly most: number,
+  ) {}
+
+  async take(): Promise<SharedArrayBuffer> {
+    const b = this.free.pop();
+    if (b !== undefined) return b;
+    if (this.made < this.most) {
+      this.made++;
+      return new SharedArrayBuffer(this.bytes);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  give(b: SharedArrayBuffer): void {
+    const w = this.waiters.shift();
+    if (w !== undefined) w(b);
+    else this.free.push(b);
   }
 }
 

@@ -298,9 +298,13 @@ describe('S3Backend read-ahead for ranged loads', () => {
       await b.load('packs/bb/one', { offset: MiB, length: 100 }),
       data.subarray(MiB, MiB + 100),
     );
+    // Elsewhere than on from the last read (a deduplicated chunk): read as asked, not the whole pack.
     assert.deepEqual(await b.load('packs/bb/one', { offset: 5, length: 10 }), data.subarray(5, 15));
+    assert.equal(gets(proxy, 'packs/bb/one'), 2, 'a read behind the last one is read as asked');
+    // On from the last read: the object once, whole; then served from memory.
+    assert.deepEqual(await b.load('packs/bb/one', { offset: 15, length: 10 }), data.subarray(15, 25));
     assert.deepEqual(await b.load('packs/bb/one', { offset: 7, length: 10 }), data.subarray(7, 17));
-    assert.equal(gets(proxy, 'packs/bb/one'), 2, 'the first range as asked, then the object once, whole');
+    assert.equal(gets(proxy, 'packs/bb/one'), 3, 'a read going on from the last: the object once, whole');
     await b.remove('packs/bb/one');
     await assert.rejects(b.load('packs/bb/one', { offset: 5, length: 10 }), { code: 'OBJECT_NOT_FOUND' });
   });

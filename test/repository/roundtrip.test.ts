@@ -51,6 +51,29 @@ describe('repository: write and restore', () => {
     await repo.close();
   });
 
+  it('compresses chunks whose sample compresses; stores random ones raw; both restore', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const text = Buffer.from('scsi0:0.fileName = "disk-flat.vmdk"\n'.repeat((16 * CS) / 32)).subarray(
+      0,
+      16 * CS,
+    );
+    const noise = pseudoRandom(16 * CS, 'noise');
+    let added = 0;
+    const w = await repo.writer({ onProgress: (p) => (added = p.bytesAdded) });
+    const stored = await Promise.all([
+      w.addFile(bufferSource('text', text)),
+      w.addFile(bufferSource('noise', noise)),
+    ]);
+    const s = await w.commit(fileEntry(stored));
+    // Random chunks cost their size plus the seal (29 bytes each); the text's 16 chunks compress to a few
+    // hundred bytes each (packs, index and manifest add a few KiB).
+    assert.ok(added > noise.length && added < noise.length + CS / 4, `${added} bytes added`);
+    assert.ok((await restore(repo, s.id, 'text')).equals(text));
+    assert.ok((await restore(repo, s.id, 'noise')).equals(noise));
+    await repo.close();
+  });
+
   it('deduplicates across files and backups; all-zero chunks are stored nowhere', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type Dirent } from 'node:fs';
+import { close as closeCb, constants, type Dirent, open as openCb, read as readCb } from 'node:fs';
 import { link, lstat, mkdir, open, opendir, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { StorageError } from '../errors.js';
 import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
@@ -10,6 +11,63 @@ import type { BackendCapabilities, BackendObject, BackendSaveOptions, Repository
 const TEMP_PREFIX = '.tmp-';
 /** Writes go out in slices so that an abort stops a large write soon. */
 const WRITE_SLICE = 8 * 1024 * 1024;
+
+const openFd = promisify(openCb);
+const closeFd = promisify(closeCb);
+const readFd = promisify(readCb);
+
+/** Files kept open for ranged loads (a restore reads a pack in many ranges: open, read, close each costs 3x). */
+const OPEN_FILES = 16;
+
+/**
+ * Read-only descriptors of recently read files, least recently used closed first. A descriptor in use is
+ * closed only once its last read is done. Objects are immutable (content-named packs): a descriptor never
+ * sees other bytes than a fresh open would; `forget` drops a file being removed.
+ */
+class OpenFiles {
+  private readonly files = new Map<string, { fd: Promise<number>; users: number; evicted: boolean }>();
+
+  async read(path: string, buf: Buffer, offset: number): Promise<number> {
+    let e = this.files.get(path);
+    if (e === undefined) {
+      e = { fd: openFd(path, 'r'), users: 0, evicted: false };
+      this.files.set(path, e);
+      e.fd.catch(() => this.files.get(path) === e && this.files.delete(path));
+      if (this.files.size > OPEN_FILES) this.evict(this.files.keys().next().value!);
+    } else {
+      this.files.delete(path); // most recently used last
+      this.files.set(path, e);
+    }
+    e.users++;
+    try {
+      const fd = await e.fd;
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesRead } = await readFd(fd, buf, done, buf.length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done;
+    } finally {
+      if (--e.users === 0 && e.evicted) this.close(e);
+    }
+  }
+
+  forget(path: string): void {
+    if (this.files.has(path)) this.evict(path);
+  }
+
+  private evict(path: string): void {
+    const e = this.files.get(path)!;
+    this.files.delete(path);
+    e.evicted = true;
+    if (e.users === 0) this.close(e);
+  }
+
+  private close(e: { fd: Promise<number> }): void {
+    e.fd.then(closeFd).catch(() => undefined);
+  }
+}
 
 export interface LocalBackendOptions {
   /** The repository's directory (made, with its parents, by the first save). */
@@ -39,6 +97,7 @@ export class LocalBackend implements RepositoryBackend {
   readonly capabilities: BackendCapabilities = { conditionalWrite: true, objectLock: false };
   readonly root: string;
   private readonly fsync: boolean;
+  private readonly openFiles = new OpenFiles();
 
   constructor(options: LocalBackendOptions) {
     this.root = resolve(options.path);
@@ -131,23 +190,13 @@ export class LocalBackend implements RepositoryBackend {
       if (options.offset === undefined && options.length === undefined) {
         return await readFile(file, options.signal ? { signal: options.signal } : {});
       }
-      const handle = await open(file, 'r');
-      try {
-        const size = (await handle.stat()).size;
-        const offset = Math.min(options.offset ?? 0, size);
-        const end = options.length === undefined ? size : Math.min(size, offset + options.length);
-        const buf = Buffer.allocUnsafe(end - offset);
-        let done = 0;
-        while (done < buf.length) {
-          options.signal?.throwIfAborted();
-          const r = await handle.read(buf, done, buf.length - done, offset + done);
-          if (r.bytesRead === 0) break;
-          done += r.bytesRead;
-        }
-        return done === buf.length ? buf : buf.subarray(0, done);
-      } finally {
-        await handle.close();
-      }
+      // A range past the end is cut short (the caller checks lengths): no stat, one read on a kept descriptor.
+      const offset = options.offset ?? 0;
+      const length = options.length ?? Math.max(0, (await stat(file)).size - offset);
+      const buf = Buffer.allocUnsafeSlow(length);
+      options.signal?.throwIfAborted();
+      const done = await this.openFiles.read(file, buf, offset);
+      return done === buf.length ? buf : buf.subarray(0, done);
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason;
       const code = (err as NodeJS.ErrnoException).code;
@@ -214,6 +263,7 @@ export class LocalBackend implements RepositoryBackend {
   async remove(key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     const file = this.pathOf(key);
     options.signal?.throwIfAborted();
+    this.openFiles.forget(file);
     try {
       await unlink(file);
       if (this.fsync) await syncDir(dirname(file));

@@ -1,11 +1,11 @@
 /**
  * Whole-object read-ahead for ranged loads over a network (S3). A restore reads one chunk (about 1 MiB) at a
  * time out of 16 MiB packs, in pack order; one ranged GET per chunk pays the request's fixed cost each time
- * (and some servers read the whole object to serve a range). This cache notices the second ranged read of
- * one object and then fetches the object once, whole (up to `maxObjectBytes`), serving this and later ranges
- * from memory: about 2 requests per pack instead of 16. An object read only once is read as asked, so a
- * restore that needs one chunk of a pack never downloads the pack; the worst case, two chunks of a pack, reads
- * the pack once more. Concurrent reads of one object share one fetch. Memory is bounded: at most `objects`
+ * (and some servers read the whole object to serve a range). This cache notices a second ranged read of
+ * one object going on forward from the first (starting at most 1 MiB past where the last read ended) and then
+ * fetches the object once, whole (up to `maxObjectBytes`), serving this and later ranges from memory: about 2
+ * requests per pack instead of 16. Other reads are read as asked: a restore that needs one chunk of a pack
+ * (a deduplicated chunk stored long before) never downloads the pack, however often it comes back to it. Concurrent reads of one object share one fetch. Memory is bounded: at most `objects`
  * objects are kept (least recently used goes), each at most `maxObjectBytes`.
  *
  * Objects are write-once, so a cached object never goes stale while it exists; `drop` forgets one that is
@@ -18,6 +18,9 @@ export interface ReadCacheOptions {
   /** Largest prefix of an object fetched and kept (default 32 MiB). */
   maxObjectBytes?: number;
 }
+
+/** A read starting at most this far past the end of the last read of an object counts as reading on. */
+const SEQUENTIAL_GAP = 1 << 20;
 
 type Fetch = (offset: number, length: number | undefined) => Promise<Buffer>;
 
@@ -33,8 +36,8 @@ export class ReadCache {
   /** Cached objects, least recently used first (Map keeps insertion order). */
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<Entry | undefined>>();
-  /** Keys read once by range (bounded like the entries, a few times larger). */
-  private readonly seen = new Set<string>();
+  /** Keys read by range, with where the last range ended (bounded like the entries, a few times larger). */
+  private readonly seen = new Map<string, number>();
 
   constructor(options: ReadCacheOptions = {}) {
     this.objects = Math.max(1, options.objects ?? 8);
@@ -64,8 +67,12 @@ export class ReadCache {
     if (cached !== undefined) return this.serve(key, offset, length) ?? fetch(offset, length);
     let pending = this.pending.get(key);
     if (pending === undefined) {
-      if (!this.seen.has(key)) {
-        this.remember(key);
+      // Fetched whole on a read going on forward from the last one (a restore reading a pack in order); a read
+      // elsewhere (one deduplicated chunk in an older pack) is read as asked: its pack may never be read again.
+      const last = this.seen.get(key);
+      const end = length === undefined ? Number.POSITIVE_INFINITY : offset + length;
+      if (last === undefined || offset < last || offset - last > SEQUENTIAL_GAP) {
+        this.remember(key, end);
         return fetch(offset, length);
       }
       pending = this.fill(key, fetch);
@@ -124,10 +131,11 @@ export class ReadCache {
     }
   }
 
-  private remember(key: string): void {
-    this.seen.add(key);
+  private remember(key: string, end: number): void {
+    this.seen.delete(key);
+    this.seen.set(key, end);
     while (this.seen.size > this.objects * 64) {
-      const oldest = this.seen.values().next().value as string;
+      const oldest = this.seen.keys().next().value as string;
       this.seen.delete(oldest);
     }
   }

@@ -2,23 +2,19 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { ConflictError, NotFoundError, UsageError } from '../../errors.js';
 import { StorageError } from '../errors.js';
 import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
 import { ReadCache, type ReadCacheOptions } from './read-cache.js';
 import { DEFAULT_RETRY, RetryExhausted, type RetryPolicy, withRetry } from './retry.js';
+
+let sdkLoading: Promise<typeof S3Sdk> | undefined;
+function loadSdk(): Promise<typeof S3Sdk> {
+  sdkLoading ??= import('@aws-sdk/client-s3');
+  return sdkLoading;
+}
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -256,7 +252,9 @@ export class S3Backend implements RepositoryBackend {
   readonly bucket: string;
   readonly prefix: string;
   readonly endpoint: string;
-  private readonly client: S3Client;
+  /** Made on first use: loading the SDK costs a short-lived process (a restore from a local repository) ~0.3 s. */
+  private instance: { client: S3Client; sdk: typeof S3Sdk } | undefined;
+  private readonly clientConfig: S3ClientConfig;
   private readonly policy: RetryPolicy;
   private readonly options: S3BackendOptions;
   private readonly multipartThreshold: number;
@@ -284,7 +282,7 @@ export class S3Backend implements RepositoryBackend {
       (s): s is string => typeof s === 'string' && s.length >= 4,
     );
     const agentOptions = { keepAlive: true, maxSockets: 32 };
-    this.client = new S3Client({
+    this.clientConfig = {
       region,
       ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
       forcePathStyle: options.pathStyle === true,
@@ -296,12 +294,21 @@ export class S3Backend implements RepositoryBackend {
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent(agentOptions),
       },
-    });
+    };
+  }
+
+  /** The SDK and the client, loaded and made on first use. */
+  private async ready(): Promise<{ client: S3Client; sdk: typeof S3Sdk }> {
+    if (this.instance === undefined) {
+      const sdk = await loadSdk();
+      this.instance ??= { client: new sdk.S3Client(this.clientConfig), sdk };
+    }
+    return this.instance;
   }
 
   /** Closes the connections. */
   destroy(): void {
-    this.client.destroy();
+    this.instance?.client.destroy();
   }
 
   private full(key: string): string {
@@ -449,8 +456,8 @@ export class S3Backend implements RepositoryBackend {
         signal,
         async (s, n) => {
           ambiguous ||= n > 1;
-          await this.client.send(
-            new PutObjectCommand({
+          await (await this.ready()).client.send(
+            new (await this.ready()).sdk.PutObjectCommand({
               Bucket: this.bucket,
               Key: full,
               Body: data,
@@ -481,19 +488,33 @@ export class S3Backend implements RepositoryBackend {
     for (let at = 0; at < data.length; at += this.partSize) {
       parts.push(data.subarray(at, Math.min(data.length, at + this.partSize)));
     }
-    const created = await this.call('save', key, signal, (s) =>
-      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full, ...lock }), {
-        abortSignal: s,
-      }),
+    const created = await this.call('save', key, signal, async (s) =>
+      (await this.ready()).client.send(
+        new (await this.ready()).sdk.CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: full,
+          ...lock,
+        }),
+        {
+          abortSignal: s,
+        },
+      ),
     );
     const uploadId = created.UploadId;
     if (!uploadId) throw new StorageError('STORAGE_FAILED', `${this.description}: no upload id for ${key}`);
     const abortUpload = async () => {
       // Best effort, and not under the caller's (maybe aborted) signal: parts left would cost storage.
-      await this.client
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId }), {
-          abortSignal: AbortSignal.timeout(10_000),
-        })
+      await (await this.ready()).client
+        .send(
+          new (await this.ready()).sdk.AbortMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: full,
+            UploadId: uploadId,
+          }),
+          {
+            abortSignal: AbortSignal.timeout(10_000),
+          },
+        )
         .catch(() => {});
     };
     const etags: string[] = new Array(parts.length);
@@ -503,9 +524,9 @@ export class S3Backend implements RepositoryBackend {
         while (next < parts.length) {
           const i = next++;
           const body = parts[i]!;
-          const r = await this.call(`save (part ${i + 1} of ${parts.length})`, key, signal, (s) =>
-            this.client.send(
-              new UploadPartCommand({
+          const r = await this.call(`save (part ${i + 1} of ${parts.length})`, key, signal, async (s) =>
+            (await this.ready()).client.send(
+              new (await this.ready()).sdk.UploadPartCommand({
                 Bucket: this.bucket,
                 Key: full,
                 UploadId: uploadId,
@@ -534,8 +555,8 @@ export class S3Backend implements RepositoryBackend {
           signal,
           async (s, n) => {
             ambiguous ||= n > 1;
-            await this.client.send(
-              new CompleteMultipartUploadCommand({
+            await (await this.ready()).client.send(
+              new (await this.ready()).sdk.CompleteMultipartUploadCommand({
                 Bucket: this.bucket,
                 Key: full,
                 UploadId: uploadId,
@@ -606,8 +627,12 @@ export class S3Backend implements RepositoryBackend {
         key,
         signal,
         async (s) => {
-          const res = await this.client.send(
-            new GetObjectCommand({ Bucket: this.bucket, Key: full, ...(range ? { Range: range } : {}) }),
+          const res = await (await this.ready()).client.send(
+            new (await this.ready()).sdk.GetObjectCommand({
+              Bucket: this.bucket,
+              Key: full,
+              ...(range ? { Range: range } : {}),
+            }),
             { abortSignal: s },
           );
           // Read inside the attempt: a connection dropped mid-body is retried like any other.
@@ -648,8 +673,11 @@ export class S3Backend implements RepositoryBackend {
         'stat',
         key,
         signal,
-        (s) =>
-          this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full }), { abortSignal: s }),
+        async (s) =>
+          (await this.ready()).client.send(
+            new (await this.ready()).sdk.HeadObjectCommand({ Bucket: this.bucket, Key: full }),
+            { abortSignal: s },
+          ),
         missing,
       );
       return {
@@ -672,9 +700,9 @@ export class S3Backend implements RepositoryBackend {
     const { signal } = options;
     let token: string | undefined;
     do {
-      const page = await this.call('list', `${prefix}*`, signal, (s) =>
-        this.client.send(
-          new ListObjectsV2Command({
+      const page = await this.call('list', `${prefix}*`, signal, async (s) =>
+        (await this.ready()).client.send(
+          new (await this.ready()).sdk.ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: this.prefix + prefix,
             ...(token ? { ContinuationToken: token } : {}),
@@ -702,9 +730,9 @@ export class S3Backend implements RepositoryBackend {
       if (h === undefined) return;
       versionId = h.versionId;
     }
-    await this.call('remove', key, signal, (s) =>
-      this.client.send(
-        new DeleteObjectCommand({
+    await this.call('remove', key, signal, async (s) =>
+      (await this.ready()).client.send(
+        new (await this.ready()).sdk.DeleteObjectCommand({
           Bucket: this.bucket,
           Key: full,
           ...(versionId ? { VersionId: versionId } : {}),
