@@ -305,7 +305,12 @@ export class FsArray implements StorageArray {
       await fh.close();
       stream = Readable.from([]);
     } else {
-      stream = fh.createReadStream({ start: range.offset, end: range.offset + range.length - 1 });
+      // 1 MiB reads: offload streams whole disks, and 64 KiB (the default) costs 16 times the reads.
+      stream = fh.createReadStream({
+        start: range.offset,
+        end: range.offset + range.length - 1,
+        highWaterMark: 1024 * 1024,
+      });
     }
     return options.signal ? addAbortSignal(options.signal, stream) : stream;
   }

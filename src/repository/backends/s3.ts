@@ -12,6 +12,9 @@ import { DEFAULT_RETRY, RetryExhausted, type RetryPolicy, withRetry } from './re
 
 let sdkLoading: Promise<typeof S3Sdk> | undefined;
 function loadSdk(): Promise<typeof S3Sdk> {
+  // The SDK warns on every run under Node 20 about its own future releases; the version here is pinned, so
+  // the warning would only be noise in snapkeeper's output (its documented switch turns it off).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   sdkLoading ??= import('@aws-sdk/client-s3');
   return sdkLoading;
 }
