@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { safeName } from './names.js';
 
 /**
  * Repositories (issue 8): where offloaded copies of backups live. Two types, a local directory and an
@@ -6,16 +7,6 @@ import { z } from 'zod';
  * the configuration itself, and is only read when a repository is opened (src/engine/repository-access.ts),
  * so a command that uses no repository never needs it.
  */
-
-/** Repository names appear in the catalog, in messages and in paths: same rule as array and task names. */
-const repositoryName = z
-  .string()
-  .min(1)
-  .max(80)
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
-    'must be letters, digits, ".", "_" or "-", starting with a letter or digit',
-  );
 
 /** A variable name as a shell would accept it; anything else is certainly a mistake (e.g. a value pasted). */
 const envName = z
@@ -37,7 +28,7 @@ const safetyDelayHours = z
 
 export const localRepositorySchema = z
   .object({
-    name: repositoryName,
+    name: safeName,
     type: z.literal('local'),
     /** The repository's directory (created by `repo init`). Relative to the config file. */
     path: z.string().min(1),
@@ -48,7 +39,7 @@ export const localRepositorySchema = z
 
 export const s3RepositorySchema = z
   .object({
-    name: repositoryName,
+    name: safeName,
     type: z.literal('s3'),
     /** S3-compatible endpoint URL (default: the AWS endpoint of `region`). */
     endpoint: z.url({ protocol: /^https?$/ }).optional(),
@@ -100,7 +91,7 @@ export const repositoriesSchema = z.array(repositorySchema).default([]);
 /** A task's offload: the repository it copies every backup to, and how long the copies stay there. */
 export const taskOffloadSchema = z
   .object({
-    repository: repositoryName,
+    repository: safeName,
     /** Retention of this task's copies in that repository, separate from the array retention. */
     retention: z
       .object({

@@ -2,18 +2,11 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
+import { safeName } from './names.js';
 import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
 import { serverSchema } from './server.js';
 
-/** Names used in paths and ids: no separators, no `..`, no control characters. */
-export const safeName = z
-  .string()
-  .min(1)
-  .max(80)
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
-    'must be letters, digits, ".", "_" or "-", starting with a letter or digit',
-  );
+export { safeName } from './names.js';
 
 const retention = z
   .object({
