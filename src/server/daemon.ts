@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Catalog, type DaemonLease, HEARTBEAT_INTERVAL_MS, LEASE_MS, pidAlive } from '../catalog/index.js';
+import { Catalog, HEARTBEAT_INTERVAL_MS, LEASE_MS, type Leadership, pidAlive } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { parseListen } from '../config/server.js';
 import { configuredParts, EngineContext, type EngineEvents, recover, silentEvents } from '../engine/index.js';
-import { errorMessage, UsageError } from '../errors.js';
+import { ConflictError, errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import { EventFeed } from './feed.js';
 import { buildHttp } from './http.js';
@@ -38,10 +38,32 @@ export interface Daemon {
 /** web/dist of this installation (dist/src/server/daemon.js -> web/dist). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../web/dist', import.meta.url));
 
-/** Whether another daemon's lease row still stands for a live daemon (as operations' leases are judged). */
-function leaseAlive(holder: DaemonLease, now = new Date()): boolean {
-  if (holder.host === hostname() && !pidAlive(holder.pid)) return false;
-  return now.getTime() - Date.parse(holder.heartbeatAt) <= LEASE_MS;
+/**
+ * Removes the rows of daemons of this host whose process is gone (SIGKILLed, crashed): their jobs are
+ * orphaned and their leadership is free at once, not only when their heartbeat runs out.
+ */
+async function reapDeadLocalMembers(catalog: Catalog, log: Logger): Promise<void> {
+  for (const m of await catalog.liveMembers(LEASE_MS)) {
+    if (m.host === hostname() && m.pid !== process.pid && !pidAlive(m.pid)) {
+      await catalog.removeMember(m.instanceId);
+      log.warn('daemon of this host gone without stopping: its row removed', {
+        instance: m.instanceId,
+        pid: m.pid,
+      });
+    }
+  }
+}
+
+/** On a SQLite catalog (one machine) one daemon at a time: a second one is refused, naming the first. */
+async function refuseSecondDaemon(catalog: Catalog, instanceId: string): Promise<void> {
+  const other = (await catalog.liveMembers(LEASE_MS)).find((m) => m.instanceId !== instanceId);
+  if (other) {
+    throw new ConflictError(
+      'DAEMON_RUNNING',
+      `another snapkeeper daemon serves this catalog: pid ${other.pid} on ${other.host}, listening on ${other.listen} (since ${other.startedAt}); stop it first`,
+      { details: { host: other.host, pid: other.pid, listen: other.listen, startedAt: other.startedAt } },
+    );
+  }
 }
 
 function checkTls(tls: { cert: string; key: string } | undefined): void {
@@ -71,26 +93,34 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const webhooks = new Webhooks(loadWebhooks(server.webhooks), log, metrics);
   const catalog = Catalog.open(config.catalog.path);
   const instanceId = randomUUID();
-  const leaseOf = (where: string) => ({ instanceId, host: hostname(), pid: process.pid, listen: where });
+  const memberOf = (where: string) => ({ instanceId, host: hostname(), pid: process.pid, listen: where });
+  let listening = listenText;
+  let leadership: Leadership = { term: 0, mine: false };
   let heartbeat: NodeJS.Timeout | undefined;
   try {
-    await catalog.acquireDaemonLease(leaseOf(listenText), (h) => leaseAlive(h));
+    await reapDeadLocalMembers(catalog, log);
+    await refuseSecondDaemon(catalog, instanceId);
+    await catalog.heartbeatMember(memberOf(listenText));
   } catch (err) {
     catalog.close();
     throw err;
   }
+  const beat = async () => {
+    await catalog.heartbeatMember(memberOf(listening));
+    const was = leadership.mine;
+    leadership = await catalog.claimLeadership(instanceId, LEASE_MS);
+    if (leadership.mine !== was) {
+      log.info(leadership.mine ? 'schedules: leader' : 'schedules: not leader', { term: leadership.term });
+    }
+  };
   try {
+    await beat();
     heartbeat = setInterval(() => {
-      catalog.renewDaemonLease(instanceId).then(
-        (held) => {
-          if (!held) log.error('daemon lease lost: another daemon took the catalog over');
-        },
-        (err) => log.error('daemon lease not renewed', { reason: errorMessage(err) }),
-      );
+      beat().catch((err) => log.error('daemon heartbeat failed', { reason: errorMessage(err) }));
     }, HEARTBEAT_INTERVAL_MS);
     heartbeat.unref();
 
-    const interrupted = await catalog.failInterruptedJobs(instanceId, {
+    const interrupted = await catalog.failOrphanedJobs(LEASE_MS, {
       code: 'INTERRUPTED',
       message: 'the daemon stopped before this job finished; what it left was repaired by recover',
     });
@@ -114,6 +144,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       catalog,
       log,
+      leader: () => (leadership.mine ? { instanceId, term: leadership.term } : undefined),
       taskRunning: (task) => jobs.taskRunning(task),
       runTask: async (task) => (await startBackupJob(deps, { task })).id,
       tickMs: server.scheduleTickSeconds * 1000,
@@ -162,7 +193,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const bound = app.server.address() as AddressInfo;
     const hostText = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
     const where = `${hostText}:${bound.port}`;
-    await catalog.acquireDaemonLease(leaseOf(where), (h) => leaseAlive(h));
+    listening = where;
+    await catalog.heartbeatMember(memberOf(where));
     const url = `${server.tls ? 'https' : 'http'}://${where}`;
     log.info('listening', { url, instance: instanceId, pid: process.pid });
     scheduler.start();
@@ -181,7 +213,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           await jobs.idle();
           await webhooks.stop();
           clearInterval(heartbeat);
-          await catalog.releaseDaemonLease(instanceId).catch(() => undefined);
+          await catalog.removeMember(instanceId).catch(() => undefined);
           catalog.close();
           log.info('stopped');
         })();
@@ -190,7 +222,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   } catch (err) {
     clearInterval(heartbeat);
-    await catalog.releaseDaemonLease(instanceId).catch(() => undefined);
+    await catalog.removeMember(instanceId).catch(() => undefined);
     catalog.close();
     throw err;
   }

@@ -1,4 +1,4 @@
-import type { Catalog, TaskStore } from '../catalog/index.js';
+import type { DaemonStore, ScheduleState, TaskStore } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import type { TaskConfig } from '../config/schema.js';
 import { listTasks } from '../engine/index.js';
@@ -8,8 +8,13 @@ import type { Logger } from './log.js';
 
 export interface SchedulerOptions {
   config: Config;
-  catalog: TaskStore & Pick<Catalog, 'scheduleState' | 'saveScheduleState'>;
+  catalog: TaskStore & Pick<DaemonStore, 'scheduleState' | 'saveScheduleStateAsLeader'>;
   log: Logger;
+  /**
+   * This daemon's leadership of the schedules when it holds it (instance and term), else undefined: only the
+   * leader runs schedules, and each write it makes names its term (a deposed leader's write is refused).
+   */
+  leader: () => { instanceId: string; term: number } | undefined;
   /** Whether a run of the task is still going (then a due time is skipped, and logged). */
   taskRunning: (task: string) => boolean;
   /** Starts a run of the task; returns its job id. */
@@ -63,6 +68,7 @@ export class Scheduler {
   }
 
   async tick(): Promise<void> {
+    if (this.#o.leader() === undefined) return;
     let tasks: TaskConfig[];
     try {
       tasks = (await listTasks(this.#o.config, this.#o.catalog)).map((e) => e.task);
@@ -80,6 +86,15 @@ export class Scheduler {
     }
   }
 
+  /** Saves as leader; false (logged) when the leadership was lost meanwhile: the caller stops there. */
+  async #save(state: ScheduleState): Promise<boolean> {
+    const leader = this.#o.leader();
+    const saved = leader !== undefined && (await this.#o.catalog.saveScheduleStateAsLeader(state, leader));
+    if (!saved)
+      this.#o.log.warn('schedule: leadership lost, task left to the new leader', { task: state.task });
+    return saved;
+  }
+
   async #tickTask(task: TaskConfig, pattern: string): Promise<void> {
     const now = this.#now();
     const state = await this.#o.catalog.scheduleState(task.name);
@@ -92,19 +107,19 @@ export class Scheduler {
     if (decision.action === 'wait') return;
     const handledAt = now.toISOString();
     if (decision.action === 'baseline') {
-      await this.#o.catalog.saveScheduleState({ task: task.name, handledAt });
+      if (!(await this.#save({ task: task.name, handledAt }))) return;
       this.#o.log.info('schedule: task seen', { task: task.name, next: decision.next?.toISOString() });
       return;
     }
     if (this.#o.taskRunning(task.name)) {
-      await this.#o.catalog.saveScheduleState({ ...state, task: task.name, handledAt });
+      if (!(await this.#save({ ...state, task: task.name, handledAt }))) return;
       this.#o.log.warn('schedule: run skipped, the previous run is still going', {
         task: task.name,
         dueAt: decision.dueAt.toISOString(),
       });
       return;
     }
-    await this.#o.catalog.saveScheduleState({ ...state, task: task.name, handledAt, lastRunAt: handledAt });
+    if (!(await this.#save({ ...state, task: task.name, handledAt, lastRunAt: handledAt }))) return;
     if (decision.missed > 0) {
       this.#o.log.warn('schedule: due times missed while the daemon was down, running once', {
         task: task.name,
@@ -112,12 +127,7 @@ export class Scheduler {
       });
     }
     const jobId = await this.#o.runTask(task.name);
-    await this.#o.catalog.saveScheduleState({
-      task: task.name,
-      handledAt,
-      lastRunAt: handledAt,
-      lastJobId: jobId,
-    });
+    await this.#save({ task: task.name, handledAt, lastRunAt: handledAt, lastJobId: jobId });
     this.#o.log.info('schedule: run started', {
       task: task.name,
       dueAt: decision.dueAt.toISOString(),

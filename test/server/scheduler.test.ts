@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ScheduleState, TaskStore } from '../../src/catalog/index.js';
+import type { DaemonStore, ScheduleState, TaskStore } from '../../src/catalog/index.js';
 import type { Config } from '../../src/config/load.js';
 import type { TaskConfig } from '../../src/config/schema.js';
 import type { Logger } from '../../src/server/log.js';
@@ -20,17 +20,16 @@ function harness(tasks: TaskConfig[], options: { running?: boolean } = {}) {
   const catalog = {
     listTasks: async () => [],
     scheduleState: async (task: string) => states.get(task),
-    saveScheduleState: async (s: ScheduleState) => {
+    saveScheduleStateAsLeader: async (s: ScheduleState) => {
       states.set(s.task, { ...s });
+      return true;
     },
-  } as unknown as TaskStore & {
-    scheduleState: (t: string) => Promise<ScheduleState | undefined>;
-    saveScheduleState: (s: ScheduleState) => Promise<void>;
-  };
+  } as unknown as TaskStore & Pick<DaemonStore, 'scheduleState' | 'saveScheduleStateAsLeader'>;
   const scheduler = new Scheduler({
     config: { tasks, file: '/etc/snapkeeper.yaml' } as unknown as Config,
     catalog,
     log: { info: log('info'), warn: log('warn'), error: log('error') },
+    leader: () => ({ instanceId: 'this-daemon', term: 1 }),
     taskRunning: () => options.running === true,
     runTask: async (task) => {
       runs.push(task);

@@ -9,12 +9,13 @@ import type {
   BackupStore,
   CatalogIdentity,
   CopyStore,
-  DaemonLease,
+  DaemonMember,
   DaemonStore,
   JobRow,
   JobState,
   JournalEntry,
   JournalStep,
+  Leadership,
   LockHolder,
   LockManager,
   LockRequest,
@@ -306,20 +307,25 @@ export class Catalog
     return this.#auth.pruneSessions(now);
   }
 
-  acquireDaemonLease(
-    lease: Omit<DaemonLease, 'startedAt' | 'heartbeatAt'>,
-    alive: (holder: DaemonLease) => boolean,
-  ): Promise<DaemonLease> {
-    return this.#daemon.acquireDaemonLease(lease, alive);
+  heartbeatMember(
+    member: Pick<DaemonMember, 'instanceId' | 'host' | 'pid' | 'listen'>,
+  ): Promise<DaemonMember> {
+    return this.#daemon.heartbeatMember(member);
   }
-  renewDaemonLease(instanceId: string): Promise<boolean> {
-    return this.#daemon.renewDaemonLease(instanceId);
+  liveMembers(ttlMs: number): Promise<DaemonMember[]> {
+    return this.#daemon.liveMembers(ttlMs);
   }
-  releaseDaemonLease(instanceId: string): Promise<void> {
-    return this.#daemon.releaseDaemonLease(instanceId);
+  removeMember(instanceId: string): Promise<void> {
+    return this.#daemon.removeMember(instanceId);
   }
-  currentDaemon(): Promise<DaemonLease | undefined> {
-    return this.#daemon.currentDaemon();
+  claimLeadership(instanceId: string, ttlMs: number): Promise<Leadership> {
+    return this.#daemon.claimLeadership(instanceId, ttlMs);
+  }
+  releaseLeadership(instanceId: string): Promise<void> {
+    return this.#daemon.releaseLeadership(instanceId);
+  }
+  currentLeadership(): Promise<Leadership> {
+    return this.#daemon.currentLeadership();
   }
   saveJob(job: JobRow): Promise<void> {
     return this.#daemon.saveJob(job);
@@ -330,14 +336,17 @@ export class Catalog
   listJobs(filter?: { state?: JobState[]; limit?: number }): Promise<JobRow[]> {
     return this.#daemon.listJobs(filter);
   }
-  failInterruptedJobs(currentInstance: string, error: { code: string; message: string }): Promise<number> {
-    return this.#daemon.failInterruptedJobs(currentInstance, error);
+  failOrphanedJobs(ttlMs: number, error: { code: string; message: string }): Promise<number> {
+    return this.#daemon.failOrphanedJobs(ttlMs, error);
   }
   scheduleState(task: string): Promise<ScheduleState | undefined> {
     return this.#daemon.scheduleState(task);
   }
-  saveScheduleState(state: ScheduleState): Promise<void> {
-    return this.#daemon.saveScheduleState(state);
+  saveScheduleStateAsLeader(
+    state: ScheduleState,
+    leader: { instanceId: string; term: number },
+  ): Promise<boolean> {
+    return this.#daemon.saveScheduleStateAsLeader(state, leader);
   }
   backupCounts(): Promise<{ task: string; state: BackupState; count: number; lastCompleteAt?: string }[]> {
     return this.#daemon.backupCounts();
