@@ -114,6 +114,10 @@ export class Metrics {
     'snapkeeper_webhook_deliveries_total',
     'Webhook deliveries, by outcome (delivered, retried, gave_up).',
   );
+  readonly leadershipChanges = new Counter(
+    'snapkeeper_schedule_leadership_changes_total',
+    'Times this daemon became the schedules leader (to="leader") or stopped being it (to="standby").',
+  );
 
   render(gauges: GaugeFamily[]): string {
     return `${[
@@ -124,6 +128,7 @@ export class Metrics {
       ...this.bytesOffloaded.render(),
       ...this.jobsFinished.render(),
       ...this.webhookDeliveries.render(),
+      ...this.leadershipChanges.render(),
     ].join('\n')}\n`;
   }
 }

@@ -15,8 +15,16 @@ export interface SchedulerOptions {
    * leader runs schedules, and each write it makes names its term (a deposed leader's write is refused).
    */
   leader: () => { instanceId: string; term: number } | undefined;
-  /** Whether a run of the task is still going (then a due time is skipped, and logged). */
-  taskRunning: (task: string) => boolean;
+  /**
+   * Called on a tick while this daemon is not the leader: a standby looks whether the leadership is free
+   * (its leader stopped cleanly) and takes it, so that a handover waits for a tick, not a heartbeat.
+   */
+  standby?: () => Promise<void>;
+  /**
+   * Whether a run of the task is still going, on this daemon or another one of the catalog (then a due time is
+   * skipped, and logged).
+   */
+  taskRunning: (task: string) => boolean | Promise<boolean>;
   /** Starts a run of the task; returns its job id. */
   runTask: (task: string) => Promise<string>;
   now?: () => Date;
@@ -28,6 +36,12 @@ export interface SchedulerOptions {
  * whether a run is due since the instant the catalog says is handled; a due task runs once however many
  * due times passed while the daemon was down, and a task whose last run is still going is skipped. The
  * handled instant is saved before the run starts, so a crash right after never runs it twice.
+ *
+ * Only the schedules' leader ticks (several daemons may serve one catalog). Every write names the leader's
+ * term and is refused once the term is over (`saveScheduleStateAsLeader`), and the write that records a
+ * run as handled comes before the run starts: a deposed leader never starts a run its successor also
+ * starts, and its successor, reading the handled instant from the catalog, runs a due time the old leader
+ * did not record (missed during the handover) once.
  */
 export class Scheduler {
   readonly #o: SchedulerOptions;
@@ -68,7 +82,14 @@ export class Scheduler {
   }
 
   async tick(): Promise<void> {
-    if (this.#o.leader() === undefined) return;
+    if (this.#o.leader() === undefined) {
+      try {
+        await this.#o.standby?.();
+      } catch (err) {
+        this.#o.log.error('schedule: cannot read the leadership', { reason: errorMessage(err) });
+      }
+      if (this.#o.leader() === undefined) return;
+    }
     let tasks: TaskConfig[];
     try {
       tasks = (await listTasks(this.#o.config, this.#o.catalog)).map((e) => e.task);
@@ -111,7 +132,7 @@ export class Scheduler {
       this.#o.log.info('schedule: task seen', { task: task.name, next: decision.next?.toISOString() });
       return;
     }
-    if (this.#o.taskRunning(task.name)) {
+    if (await this.#o.taskRunning(task.name)) {
       if (!(await this.#save({ ...state, task: task.name, handledAt }))) return;
       this.#o.log.warn('schedule: run skipped, the previous run is still going', {
         task: task.name,
@@ -127,7 +148,14 @@ export class Scheduler {
       });
     }
     const jobId = await this.#o.runTask(task.name);
-    await this.#save({ task: task.name, handledAt, lastRunAt: handledAt, lastJobId: jobId });
+    // Only the job's id, for the task's view: the run was recorded as handled before it started, so a
+    // leadership lost in between changes nothing that matters.
+    const leader = this.#o.leader();
+    if (leader !== undefined)
+      await this.#o.catalog.saveScheduleStateAsLeader(
+        { task: task.name, handledAt, lastRunAt: handledAt, lastJobId: jobId },
+        leader,
+      );
     this.#o.log.info('schedule: run started', {
       task: task.name,
       dueAt: decision.dueAt.toISOString(),
