@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import * as catalogLayer from '../../src/catalog/index.js';
+import { runJson } from '../helpers/cli.js';
+import { editConfig, STANDARD_SPEC, startLab, type TestLab } from '../helpers/lab.js';
+import { filePostgres } from '../helpers/postgres.js';
+import { requireCapability } from '../helpers/require.js';
+import { api, jobEvents, makeToken, type Served, type SseEvent, serve } from './helpers.js';
+
+const pg = filePostgres();
+/** The PostgreSQL catalog (`openCatalog` with `catalog.url`) is built: branch pgcat is merged. */
+const postgresCatalogBuilt = 'openCatalog' in catalogLayer;
+
+/** Short, so that a takeover by lease would come quickly (here the dead leader's row is reaped at once). */
+const LEASE_SECONDS = 4;
+/** The scheduled task runs every 15 s (uniform within the minute): room for a backup of off01 between runs. */
+const EVERY_SECONDS = 15;
+
+// biome-ignore lint/suspicious/noExplicitAny: log lines are free-form JSON objects
+type LogLine = any;
+
+/** The `schedule: run started` lines of a daemon for the task. */
+function runsOf(d: Served): LogLine[] {
+  return d.logs().filter((l) => l.msg === 'schedule: run started' && l.task === 'every');
+}
+
+describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () => {
+  let lab: TestLab | undefined;
+  const daemons: Served[] = [];
+
+  after(async () => {
+    for (const d of daemons) await d.stop('SIGKILL');
+    await lab?.stop();
+  });
+
+  it('two daemons answer the API; the leader runs the schedules; SIGKILLed, the other takes over; every due time ran exactly once; its job shows INTERRUPTED', async (t) => {
+    if (!pg.require(t)) return;
+    if (
+      !requireCapability(
+        t,
+        postgresCatalogBuilt,
+        'the catalog on PostgreSQL (openCatalog, catalog.url) is not in this tree yet',
+      )
+    )
+      return;
+    lab = await startLab(STANDARD_SPEC);
+    const db = pg.database();
+    const configPath = await editConfig(
+      lab.configPath,
+      (doc) => {
+        doc.catalog = { url: db.url, passwordFile: db.passwordFile };
+        doc.server = { ...doc.server, leaseSeconds: LEASE_SECONDS, scheduleTickSeconds: 0.5 };
+      },
+      join(lab.dir, 'postgres.yaml'),
+    );
+    const created = await runJson(configPath, 'catalog', 'create');
+    assert.equal(created.code, 0, created.stdout + created.stderr);
+    const token = await makeToken(configPath, 'reader', 'read-only');
+    const operator = await makeToken(configPath, 'ops', 'operator');
+    const admin = await makeToken(configPath, 'admin', 'admin');
+    const task = await runJson(
+      configPath,
+      'task',
+      'create',
+      'every',
+      '--vm',
+      'off01',
+      '--schedule',
+      `*/${EVERY_SECONDS} * * * * *`,
+      '--timezone',
+      'UTC',
+    );
+    assert.equal(task.code, 0, task.stdout + task.stderr);
+
+    // a starts first and leads; b joins as a standby (a SQLite catalog would refuse it: DAEMON_RUNNING).
+    const a = await serve(configPath);
+    daemons.push(a);
+    const aLeads = await a.waitForLog((l) => l.msg === 'schedules: leader');
+    const b = await serve(configPath);
+    daemons.push(b);
+    const aListening = a.logs().find((l) => l.msg === 'listening');
+    const bListening = b.logs().find((l) => l.msg === 'listening');
+    assert.equal(aListening.shared, true);
+    assert.equal(bListening.leader, false);
+    const aId: string = aListening.instance;
+    const bId: string = bListening.instance;
+
+    for (const d of [a, b]) {
+      const view = await api(d.url, 'GET', '/api/v1/daemons', { token });
+      assert.equal(view.status, 200, view.text);
+      assert.equal(view.json.shared, true);
+      assert.equal(view.json.leaseSeconds, LEASE_SECONDS);
+      assert.deepEqual(
+        view.json.daemons.map((x: { instanceId: string; leader: boolean; pid: number }) => [
+          x.instanceId,
+          x.leader,
+          x.pid,
+        ]),
+        [
+          [aId, true, a.child.pid],
+          [bId, false, b.child.pid],
+        ],
+      );
+      assert.equal(view.json.daemons.find((x: { self: boolean }) => x.self).instanceId, d === a ? aId : bId);
+      assert.equal(view.json.leadership.holder, aId);
+    }
+    const metrics = (await api(b.url, 'GET', '/metrics')).text;
+    assert.match(metrics, new RegExp(`snapkeeper_schedule_leader\\{instance="${aId}",[^}]*\\} 1`));
+    assert.match(metrics, new RegExp(`snapkeeper_schedule_leader\\{instance="${bId}",[^}]*\\} 0`));
+    assert.match(metrics, /^snapkeeper_daemons 2$/m);
+
+    // a runs two due times; b none. b shows a's jobs (from the catalog) while they run and when they end.
+    await a.waitForLog(() => runsOf(a).length >= 2);
+    const aRuns = runsOf(a);
+    for (const r of aRuns) {
+      const events = await jobEvents(b.url, r.job, token);
+      assert.equal(events[events.length - 1]!.event, 'done', JSON.stringify(events));
+      const seen = await api(b.url, 'GET', `/api/v1/jobs/${r.job}`, { token });
+      assert.equal(seen.json.state, 'done');
+      assert.equal(seen.json.instanceId, aId);
+    }
+    assert.equal(runsOf(b).length, 0, 'the standby ran no schedule');
+
+    // A long job on a (a hook that sleeps), followed through b: its progress comes from a's job row.
+    const hooked = {
+      name: 'hooked',
+      select: { vms: ['web01'] },
+      hooks: [{ phase: 'before-prepare', run: ['/bin/sleep', '20'], timeoutSeconds: 120, onError: 'fail' }],
+    };
+    assert.equal((await api(a.url, 'POST', '/api/v1/tasks', { token: admin, body: hooked })).status, 201);
+    const started = await api(a.url, 'POST', '/api/v1/tasks/hooked/run', { token: operator });
+    assert.equal(started.status, 202, started.text);
+    const jobId: string = started.json.job.id;
+    let inHook!: () => void;
+    const hookSeen = new Promise<void>((resolve) => {
+      inHook = resolve;
+    });
+    const followed: Promise<SseEvent[]> = jobEvents(b.url, jobId, token, (e) => {
+      if (e.event === 'progress' && e.data.phase === 'hook before-prepare') inHook();
+    });
+    await hookSeen;
+    const remote = await api(b.url, 'GET', `/api/v1/jobs/${jobId}`, { token });
+    assert.equal(remote.json.state, 'running');
+    assert.equal(remote.json.instanceId, aId);
+    assert.equal(remote.json.progress.phase, 'hook before-prepare');
+    const cancel = await api(b.url, 'POST', `/api/v1/jobs/${jobId}/cancel`, { token: operator });
+    assert.equal(cancel.status, 409, cancel.text);
+    assert.equal(cancel.json.error.code, 'JOB_NOT_LOCAL');
+    assert.match(cancel.json.error.message, new RegExp(`pid ${a.child.pid} `));
+    const runsBeforeKill = runsOf(a).length;
+
+    // The leader dies.
+    const killedAt = Date.now();
+    a.child.kill('SIGKILL');
+    assert.equal((await a.exited).signal, 'SIGKILL');
+    const takeover = await b.waitForLog((l) => l.msg === 'schedules: leader');
+    t.diagnostic(
+      `takeover ${Date.parse(takeover.time) - killedAt} ms after SIGKILL (lease ${LEASE_SECONDS} s)`,
+    );
+    // The next term: a's row was reaped (its pid is dead on this host), which freed its leadership.
+    assert.equal(takeover.term, aLeads.term + 1, JSON.stringify(takeover));
+    assert.ok(
+      b.logs().some((l) => l.msg === 'daemon of this host gone without stopping' && l.instance === aId),
+    );
+
+    // a's job ends INTERRUPTED, on b's stream and in b's answers.
+    const events = await followed;
+    const last = events[events.length - 1]!;
+    assert.equal(last.event, 'failed', JSON.stringify(last));
+    assert.equal(last.data.error.code, 'INTERRUPTED');
+    const interrupted = await api(b.url, 'GET', `/api/v1/jobs/${jobId}`, { token });
+    assert.equal(interrupted.json.state, 'failed');
+    assert.equal(interrupted.json.error.code, 'INTERRUPTED');
+
+    // b runs the next two due times.
+    await b.waitForLog(() => runsOf(b).length >= 2);
+    const bRuns = runsOf(b);
+    for (const r of bRuns) {
+      const done = await jobEvents(b.url, r.job, token);
+      assert.equal(done[done.length - 1]!.event, 'done', JSON.stringify(done));
+    }
+    const view = await api(b.url, 'GET', '/api/v1/daemons', { token });
+    assert.deepEqual(
+      view.json.daemons.map((x: { instanceId: string; leader: boolean }) => [x.instanceId, x.leader]),
+      [[bId, true]],
+    );
+    assert.match((await api(b.url, 'GET', '/metrics')).text, /^snapkeeper_daemons 1$/m);
+    const backups = await api(b.url, 'GET', '/api/v1/backups?task=every&limit=1000', { token });
+    assert.equal(b.child.exitCode, null);
+    assert.equal((await b.stop()).code, 0, b.stderr());
+
+    // Exactly once: no due time ran twice, none between the first and the last was lost, and each run made
+    // one backup.
+    assert.ok(runsOf(a).length >= runsBeforeKill);
+    const dues = [...runsOf(a), ...runsOf(b)].map((r) => Date.parse(r.dueAt)).sort((x, y) => x - y);
+    assert.equal(new Set(dues).size, dues.length, `a due time ran twice: ${dues}`);
+    for (let i = 1; i < dues.length; i++) {
+      assert.equal(dues[i]! - dues[i - 1]!, EVERY_SECONDS * 1000, `a due time was lost: ${dues}`);
+    }
+    assert.ok(
+      [...a.logs(), ...b.logs()].every((l) => !l.msg.startsWith('schedule: run skipped')),
+      'no run was skipped',
+    );
+    assert.equal(backups.json.items.length, dues.length);
+  });
+});
