@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import * as catalogLayer from '../../src/catalog/index.js';
 import { runJson } from '../helpers/cli.js';
 import { editConfig, STANDARD_SPEC, startLab, type TestLab } from '../helpers/lab.js';
@@ -20,6 +20,17 @@ const EVERY_SECONDS = 15;
 // biome-ignore lint/suspicious/noExplicitAny: log lines are free-form JSON objects
 type LogLine = any;
 
+/** The first due time of the task at or after `from` (ms): a multiple of EVERY_SECONDS. */
+function nextDue(from: number): number {
+  return Math.ceil(from / (EVERY_SECONDS * 1000)) * EVERY_SECONDS * 1000;
+}
+
+/** Waits until the wall clock reaches `when` (ms): the schedule is on the wall clock. */
+async function until(when: number): Promise<void> {
+  const ms = when - Date.now();
+  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+}
+
 /** The `schedule: run started` lines of a daemon for the task. */
 function runsOf(d: Served): LogLine[] {
   return d.logs().filter((l) => l.msg === 'schedule: run started' && l.task === 'every');
@@ -27,6 +38,7 @@ function runsOf(d: Served): LogLine[] {
 
 describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () => {
   let lab: TestLab | undefined;
+  let configs = 0;
   const daemons: Served[] = [];
 
   after(async () => {
@@ -34,8 +46,12 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
     await lab?.stop();
   });
 
-  it('two daemons answer the API; the leader runs the schedules; SIGKILLed, the other takes over; every due time ran exactly once; its job shows INTERRUPTED', async (t) => {
-    if (!pg.require(t)) return;
+  /**
+   * A fresh PostgreSQL catalog for the lab (its own database), its tokens, and the catalog task `every` on
+   * off01, due every EVERY_SECONDS. Undefined when the test is skipped.
+   */
+  async function setup(t: TestContext) {
+    if (!pg.require(t)) return undefined;
     if (
       !requireCapability(
         t,
@@ -43,8 +59,8 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
         'the catalog on PostgreSQL (openCatalog, catalog.url) is not in this tree yet',
       )
     )
-      return;
-    lab = await startLab(STANDARD_SPEC);
+      return undefined;
+    lab ??= await startLab(STANDARD_SPEC);
     const db = pg.database();
     const configPath = await editConfig(
       lab.configPath,
@@ -52,7 +68,7 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
         doc.catalog = { url: db.url, passwordFile: db.passwordFile };
         doc.server = { ...doc.server, leaseSeconds: LEASE_SECONDS, scheduleTickSeconds: 0.5 };
       },
-      join(lab.dir, 'postgres.yaml'),
+      join(lab.dir, `postgres-${++configs}.yaml`),
     );
     const created = await runJson(configPath, 'catalog', 'create');
     assert.equal(created.code, 0, created.stdout + created.stderr);
@@ -72,7 +88,11 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
       'UTC',
     );
     assert.equal(task.code, 0, task.stdout + task.stderr);
+    return { configPath, token, operator, admin };
+  }
 
+  /** Starts a and b on the catalog, a first: a leads. Returns them with their instance ids and a's term. */
+  async function twoDaemons(configPath: string) {
     // a starts first and leads; b joins as a standby (a SQLite catalog would refuse it: DAEMON_RUNNING).
     const a = await serve(configPath);
     daemons.push(a);
@@ -85,6 +105,14 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
     assert.equal(bListening.leader, false);
     const aId: string = aListening.instance;
     const bId: string = bListening.instance;
+    return { a, b, aId, bId, aTerm: aLeads.term as number };
+  }
+
+  it('two daemons answer the API; the leader runs the schedules; SIGKILLed, the other takes over; every due time ran exactly once; its job shows INTERRUPTED', async (t) => {
+    const set = await setup(t);
+    if (!set) return;
+    const { token, operator, admin } = set;
+    const { a, b, aId, bId, aTerm } = await twoDaemons(set.configPath);
 
     for (const d of [a, b]) {
       const view = await api(d.url, 'GET', '/api/v1/daemons', { token });
@@ -159,9 +187,11 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
       `takeover ${Date.parse(takeover.time) - killedAt} ms after SIGKILL (lease ${LEASE_SECONDS} s)`,
     );
     // The next term: a's row was reaped (its pid is dead on this host), which freed its leadership.
-    assert.equal(takeover.term, aLeads.term + 1, JSON.stringify(takeover));
+    assert.equal(takeover.term, aTerm + 1, JSON.stringify(takeover));
     assert.ok(
-      b.logs().some((l) => l.msg === 'daemon of this host gone without stopping' && l.instance === aId),
+      b
+        .logs()
+        .some((l) => l.msg.startsWith('daemon of this host gone without stopping') && l.instance === aId),
     );
 
     // a's job ends INTERRUPTED, on b's stream and in b's answers.
@@ -202,6 +232,67 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
       [...a.logs(), ...b.logs()].every((l) => !l.msg.startsWith('schedule: run skipped')),
       'no run was skipped',
     );
+    assert.equal(backups.json.items.length, dues.length);
+  });
+  it('a leader paused past its lease (SIGSTOP) is replaced when its lease runs out; the due time missed meanwhile runs once; awake again, it stands by', async (t) => {
+    const set = await setup(t);
+    if (!set) return;
+    const { token } = set;
+    const { a, b, aId, bId, aTerm } = await twoDaemons(set.configPath);
+    await a.waitForLog(() => runsOf(a).length >= 1);
+    for (const r of runsOf(a)) await jobEvents(b.url, r.job, token);
+
+    // Paused a moment before the next due time: it comes while a is stopped, its heartbeat and all.
+    const due = nextDue(Date.now() + 3_000);
+    await until(due - 1_500);
+    a.child.kill('SIGSTOP');
+    const pausedAt = Date.now();
+    const takeover = await b.waitForLog((l) => l.msg === 'schedules: leader');
+    t.diagnostic(
+      `takeover ${Date.parse(takeover.time) - pausedAt} ms after SIGSTOP (lease ${LEASE_SECONDS} s)`,
+    );
+    assert.equal(takeover.term, aTerm + 1);
+    // a's process is alive: only its lease running out let b take over.
+    assert.ok(!b.logs().some((l) => l.msg.startsWith('daemon of this host gone without stopping')));
+    await b.waitForLog(() => runsOf(b).length >= 1);
+    assert.equal(
+      runsOf(b)[0].dueAt,
+      new Date(due).toISOString(),
+      'the due time missed in the handover ran on b',
+    );
+
+    // a wakes up: its lease is over by its own clock and the catalog's; it stands by and starts nothing.
+    a.child.kill('SIGCONT');
+    await a.waitForLog((l) => l.msg === 'schedules: no longer leader');
+    await a.waitForLog((l) => l.msg === 'schedules: the leader is another daemon' && l.leader === bId);
+    await b.waitForLog(() => runsOf(b).length >= 2);
+    for (const r of runsOf(b)) {
+      const done = await jobEvents(b.url, r.job, token);
+      assert.equal(done[done.length - 1]!.event, 'done', JSON.stringify(done));
+    }
+    for (const d of [a, b]) {
+      const view = await api(d.url, 'GET', '/api/v1/daemons', { token });
+      assert.deepEqual(
+        view.json.daemons.map((x: { instanceId: string; leader: boolean }) => [x.instanceId, x.leader]),
+        [
+          [aId, false],
+          [bId, true],
+        ],
+      );
+    }
+    const backups = await api(b.url, 'GET', '/api/v1/backups?task=every&limit=1000', { token });
+    assert.equal((await a.stop()).code, 0, a.stderr());
+    assert.equal((await b.stop()).code, 0, b.stderr());
+
+    assert.ok(
+      runsOf(a).every((r) => Date.parse(r.dueAt) < due),
+      'a started nothing after its pause',
+    );
+    const dues = [...runsOf(a), ...runsOf(b)].map((r) => Date.parse(r.dueAt)).sort((x, y) => x - y);
+    assert.equal(new Set(dues).size, dues.length, `a due time ran twice: ${dues}`);
+    for (let i = 1; i < dues.length; i++) {
+      assert.equal(dues[i]! - dues[i - 1]!, EVERY_SECONDS * 1000, `a due time was lost: ${dues}`);
+    }
     assert.equal(backups.json.items.length, dues.length);
   });
 });
