@@ -150,7 +150,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
    */
   const beat = async () => {
     await catalog.heartbeatMember(memberOf(listening));
-    await leadership.renew();
+    await leadership.beat();
     if (!shared) return;
     const reaped = await reapDeadLocalMembers(catalog, leaseMs, log);
     const orphaned = await catalog.failOrphanedJobs(leaseMs, INTERRUPTED);

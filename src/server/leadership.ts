@@ -46,7 +46,7 @@ export class ScheduleLeadership {
     this.#clock = options.clock ?? (() => performance.now());
   }
 
-  /** Takes or renews the leadership (a heartbeat). Nothing once `release` was called. */
+  /** Takes or renews the leadership (the leader's heartbeat). Nothing once `release` was called. */
   async renew(): Promise<Leadership> {
     if (this.#released) return { term: this.#term, mine: false };
     const sent = this.#clock();
@@ -57,13 +57,23 @@ export class ScheduleLeadership {
 
   /**
    * A standby's cheap look (one read): claims the leadership at once when nobody holds it (its leader stopped
-   * cleanly and released it, or its lease ran out), so a handover does not wait for the next heartbeat.
+   * cleanly and released it, or its lease ran out), so a handover does not wait for the next heartbeat. Only
+   * the leader writes the leadership row on its heartbeats; standbys read it.
    */
   async claimIfFree(): Promise<void> {
     if (this.#released || this.current() !== undefined) return;
     const now = await this.#o.catalog.currentLeadership();
-    if (now.holder === undefined) await this.renew();
+    if (now.holder === undefined || now.holder === this.#o.instanceId) await this.renew();
     else this.#seen(now, this.#clock());
+  }
+
+  /**
+   * The heartbeat's part: the leader renews its lease (a write), a standby only looks (a read) and claims the
+   * leadership when it is free.
+   */
+  async beat(): Promise<void> {
+    if (this.current() !== undefined) await this.renew();
+    else await this.claimIfFree();
   }
 
   /** This daemon's instance and term while it leads (by the local deadline); undefined otherwise. */

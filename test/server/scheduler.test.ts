@@ -93,7 +93,9 @@ function world(tasks: TaskConfig[]) {
       });
       const beat = async () => {
         await catalog.heartbeatMember({ instanceId: name, host: 'test', pid: 1, listen: `${name}:8470` });
-        return leadership.renew();
+        // As the daemon's heartbeat: the leader renews, a standby looks and claims a free leadership.
+        await leadership.beat();
+        return leadership.view;
       };
       return { name, catalog, leadership, scheduler, lines, beat };
     },
