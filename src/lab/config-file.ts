@@ -22,8 +22,8 @@ export async function writeLabConfig(
   parseConfig(yaml, configFile, {}); // a lab whose configuration does not load is a bug here, not later
   await writeFileDurable(configFile, yaml);
   // The lab's catalog is made with it: no other command creates one (a mistyped path must not).
-  const catalog = await Catalog.create(join(dir, labFiles.catalog));
-  catalog.close();
+  const catalog = Catalog.create(join(dir, labFiles.catalog));
+  await catalog.close();
 }
 
 function labConfigYaml(url: string, thumbprint: string | undefined, repositories: object[]): string {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Catalog } from '../../catalog/index.js';
+import { openCatalog } from '../../catalog/index.js';
 import { deleteBackup, expireAll, recover } from '../../engine/index.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
@@ -9,17 +9,21 @@ import type { Runner } from './runner.js';
 export function registerMaintenance(program: Command, run: Runner): void {
   program
     .command('catalog')
-    .description('the catalog file')
+    .description('the catalog: a SQLite file or a PostgreSQL database')
     .command('create')
-    .description('create the catalog at the configured catalog.path (other commands never create one)')
+    .description(
+      'create the catalog at the configured catalog.path or catalog.url (other commands never create one)',
+    )
     .action(
       run(async (ctx) => {
-        const path = ctx.config().catalog.path;
-        const catalog = Catalog.create(path);
+        const catalog = await openCatalog(ctx.config().catalog, { create: true });
         try {
-          return ok({ path: catalog.path, id: catalog.id }, `catalog ${catalog.path} (id ${catalog.id})`);
+          return ok(
+            { path: catalog.location, id: catalog.id, dialect: catalog.dialect },
+            `catalog ${catalog.location} (id ${catalog.id})`,
+          );
         } finally {
-          catalog.close();
+          await catalog.close();
         }
       }),
     );
