@@ -33,7 +33,11 @@ function configOf(db: { url: string; password: string }): PostgresCatalogConfig 
 async function filledCatalog(): Promise<string> {
   const file = join(root, `c${++n}.db`);
   let t = Date.parse('2026-11-25T08:00:00.000Z');
-  const c = Catalog.create(file, { now: () => new Date((t += 1000)) });
+  const tick = () => {
+    t += 1000;
+    return new Date(t);
+  };
+  const c = Catalog.create(file, { now: tick });
   try {
     for (let i = 0; i < 30; i++) {
       await c.insertBackup(
