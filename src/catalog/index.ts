@@ -8,4 +8,5 @@ export type { PostgresOptions } from './postgres/database.js';
 export { POSTGRES_MIGRATIONS } from './postgres/migrations.js';
 export { Catalog } from './sqlite/catalog.js';
 export type { CatalogOptions } from './sqlite/database.js';
+export { type CatalogMigration, migrateSqliteToPostgres } from './transfer.js';
 export type * from './types.js';

@@ -317,8 +317,9 @@ export function daemonCases(factory: CatalogFactory): void {
         const won = results.filter((r) => r.status === 'fulfilled');
         const lost = results.filter((r) => r.status === 'rejected');
         assert.equal(won.length, 1, `round ${round}: one winner`);
-        assert.ok(lost[0]?.reason instanceof LockedError);
-        assert.equal((lost[0]?.reason as LockedError).code, 'RESOURCE_LOCKED');
+        const reason = (lost[0] as PromiseRejectedResult | undefined)?.reason;
+        assert.ok(reason instanceof LockedError);
+        assert.equal(reason.code, 'RESOURCE_LOCKED');
         const winner = results[0]?.status === 'fulfilled' ? a : b;
         const loser = winner === a ? b : a;
         assert.deepEqual(await other.locksOf(loser), [], 'the loser holds nothing (all or none)');
