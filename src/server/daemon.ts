@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
-import { Catalog, pidAlive } from '../catalog/index.js';
+import { type CatalogHandle, openCatalog, pidAlive } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { parseListen } from '../config/server.js';
 import { configuredParts, EngineContext, type EngineEvents, recover, silentEvents } from '../engine/index.js';
@@ -45,8 +45,8 @@ export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../web/dist', impor
  * Whether several daemons may serve this catalog: a catalog on a database server (PostgreSQL), which
  * daemons on several machines reach. A SQLite file belongs to one machine, and one daemon serves it.
  */
-export function sharedCatalog(catalog: object): boolean {
-  return (catalog as { dialect?: string }).dialect === 'postgres';
+export function sharedCatalog(catalog: Pick<CatalogHandle, 'dialect'>): boolean {
+  return catalog.dialect === 'postgres';
 }
 
 /** The error a job of a daemon that died gets (`failOrphanedJobs`). */
@@ -59,7 +59,7 @@ const INTERRUPTED = {
  * Removes the rows of daemons of this host whose process is gone (SIGKILLed, crashed): their jobs are
  * orphaned and their leadership is free at once, not only when their heartbeat runs out. Returns how many.
  */
-async function reapDeadLocalMembers(catalog: Catalog, leaseMs: number, log: Logger): Promise<number> {
+async function reapDeadLocalMembers(catalog: CatalogHandle, leaseMs: number, log: Logger): Promise<number> {
   let reaped = 0;
   for (const m of await catalog.liveMembers(leaseMs)) {
     if (m.host === hostname() && m.pid !== process.pid && !pidAlive(m.pid)) {
@@ -75,7 +75,11 @@ async function reapDeadLocalMembers(catalog: Catalog, leaseMs: number, log: Logg
 }
 
 /** On a SQLite catalog (one machine) one daemon at a time: a second one is refused, naming the first. */
-async function refuseSecondDaemon(catalog: Catalog, instanceId: string, leaseMs: number): Promise<void> {
+async function refuseSecondDaemon(
+  catalog: CatalogHandle,
+  instanceId: string,
+  leaseMs: number,
+): Promise<void> {
   const other = (await catalog.liveMembers(leaseMs)).find((m) => m.instanceId !== instanceId);
   if (other) {
     throw new ConflictError(
@@ -111,7 +115,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const log = options.log ?? jsonLogger(server.logFile ? { file: server.logFile } : {});
   const metrics = new Metrics();
   const webhooks = new Webhooks(loadWebhooks(server.webhooks), log, metrics);
-  const catalog = Catalog.open(config.catalog.path);
+  const catalog = await openCatalog(config.catalog);
   const shared = sharedCatalog(catalog);
   const leaseMs = server.leaseSeconds * 1000;
   const instanceId = randomUUID();
@@ -130,11 +134,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (!shared) await refuseSecondDaemon(catalog, instanceId, leaseMs);
     await catalog.heartbeatMember(memberOf(listenText));
   } catch (err) {
-    catalog.close();
+    await catalog.close();
     throw err;
   }
   const engine = (events: EngineEvents = silentEvents) =>
-    new EngineContext({ config, ...configuredParts(config), events });
+    new EngineContext({
+      config,
+      ...configuredParts(config),
+      // On PostgreSQL every job shares the daemon's pool (an opened catalog, left open by the job's close).
+      ...(catalog.dialect === 'postgres' ? { catalog, ownsCatalog: false } : {}),
+      events,
+    });
   // What a daemon that died left (VM snapshots, suspended VMs, locks) is repaired by the daemon that notices,
   // as a new backup run would: only operations whose process is gone, never another daemon's live ones.
   let repairing: Promise<void> | undefined;
@@ -270,7 +280,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           await webhooks.stop();
           clearInterval(heartbeat);
           await catalog.removeMember(instanceId).catch(() => undefined);
-          catalog.close();
+          await catalog.close();
           log.info('stopped');
         })();
         return stopping;
@@ -280,7 +290,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     clearInterval(heartbeat);
     await repairing;
     await catalog.removeMember(instanceId).catch(() => undefined);
-    catalog.close();
+    await catalog.close();
     throw err;
   }
 }
@@ -293,7 +303,7 @@ const PROGRESS_SAVE_MS = 1_000;
 
 /** The live daemons of the catalog, each with whether it leads, for `GET /api/v1/daemons` and `/metrics`. */
 async function daemonsView(
-  catalog: Catalog,
+  catalog: CatalogHandle,
   self: { instanceId: string; shared: boolean; leaseMs: number },
 ): Promise<z.input<typeof daemonsSchema>> {
   const [members, lead] = [await catalog.liveMembers(self.leaseMs), await catalog.currentLeadership()];
@@ -458,7 +468,7 @@ function finished(job: Job, on: { metrics: Metrics; feed: EventFeed; webhooks: W
   else if (warnings.length > 0) on.webhooks.notify('warning', { ...jobPart, backup });
 }
 
-async function gauges(config: Config, catalog: Catalog): Promise<GaugeFamily[]> {
+async function gauges(config: Config, catalog: CatalogHandle): Promise<GaugeFamily[]> {
   const counts = await catalog.backupCounts();
   const lastSuccess = new Map<string, number>();
   for (const c of counts) {
