@@ -169,8 +169,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
   try {
     await beat();
+    // One heartbeat at a time: a catalog that answers slowly (a row lock held elsewhere) must not pile up
+    // heartbeats, each holding a connection of the pool.
+    let beating = false;
     heartbeat = setInterval(() => {
-      beat().catch((err) => log.error('daemon heartbeat failed', { reason: errorMessage(err) }));
+      if (beating) return;
+      beating = true;
+      beat()
+        .catch((err) => log.error('daemon heartbeat failed', { reason: errorMessage(err) }))
+        .finally(() => {
+          beating = false;
+        });
     }, heartbeatInterval(leaseMs));
     heartbeat.unref();
 

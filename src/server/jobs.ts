@@ -84,6 +84,9 @@ interface LiveJob {
   writes: Promise<void>;
   lastWrite: number;
   pendingWrite?: NodeJS.Timeout;
+  /** A progress write is under way; `dirty`: progress changed meanwhile. */
+  writing?: boolean;
+  dirty?: boolean;
 }
 
 /** Events kept per job for a stream opened late (the rest is in the job's result). */
@@ -269,16 +272,29 @@ export class JobRunner {
   #saveProgress(live: LiveJob): void {
     const every = this.#opts.progressSaveMs;
     if (every === undefined || ended(live.job.state) || live.pendingWrite !== undefined) return;
+    if (live.writing) {
+      // A slow catalog: one write at a time, the latest progress written when the current one is done.
+      live.dirty = true;
+      return;
+    }
     const write = () => {
       live.pendingWrite = undefined;
       if (ended(live.job.state)) return;
-      live.lastWrite = Date.now();
+      live.writing = true;
       const snapshot = { ...live.job };
       live.writes = live.writes
         .then(() => this.#save(snapshot))
         .catch((err) =>
           this.#opts.log.warn('job progress not recorded', { job: live.job.id, reason: errorMessage(err) }),
-        );
+        )
+        .finally(() => {
+          live.writing = false;
+          live.lastWrite = Date.now();
+          if (live.dirty) {
+            live.dirty = false;
+            this.#saveProgress(live);
+          }
+        });
     };
     const wait = live.lastWrite + every - Date.now();
     if (wait <= 0) write();
