@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import {
@@ -12,6 +14,7 @@ import {
 import type { PostgresCatalogConfig } from '../../src/config/catalog.js';
 import { freePort } from '../../src/lab/moto.js';
 import { Secret } from '../../src/util/secret.js';
+import { runCli } from '../helpers/cli.js';
 import { filePostgres } from '../helpers/postgres.js';
 
 // What only the PostgreSQL catalog can show: opening and creating over the network, what it refuses and how
@@ -167,6 +170,50 @@ describe('PostgresCatalog open and create', () => {
       assert.equal(Date.parse(lead.expiresAt!) - Date.parse((await c.currentLeadership()).expiresAt!), 0);
     } finally {
       await c.close();
+    }
+  });
+
+  it('runs the CLI on a catalog.url configuration: catalog create, token create and list, inquire, never showing the password', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    const dir = join(postgres.server().dataDir, '..');
+    const config = join(dir, `pg-cli-${process.pid}.yaml`);
+    writeFileSync(
+      config,
+      [
+        'vcenter: { url: https://vc.example/sdk, user: u, passwordEnv: VC_PASSWORD }',
+        'arrays: [{ name: a1, type: fs, path: /srv/a1 }]',
+        `catalog: { url: "${db.url}", passwordEnv: CATALOG_PASSWORD }`,
+        '',
+      ].join('\n'),
+    );
+    const env = { VC_PASSWORD: 'vc', CATALOG_PASSWORD: db.password };
+    const cli = (...args: string[]) => runCli(['--config', config, '--json', ...args], { env });
+    const before = await cli('inquire');
+    assert.equal(before.code, 3, 'no catalog yet: refused');
+    assert.equal(before.json?.error?.code, 'CATALOG_NOT_FOUND');
+    const created = await cli('catalog', 'create');
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal(created.json.dialect, 'postgres');
+    assert.equal(created.json.path, db.url);
+    assert.match(created.json.id, /^[0-9a-f]{12}$/);
+    const token = await cli('token', 'create', '--name', 'ci', '--role', 'operator');
+    assert.equal(token.code, 0, token.stderr);
+    const listed = await cli('token', 'list');
+    assert.deepEqual(
+      listed.json.map((x: { name: string }) => x.name),
+      ['ci'],
+    );
+    const inquire = await cli('inquire');
+    assert.equal(inquire.code, 0, inquire.stderr);
+    assert.deepEqual(inquire.json, []);
+    const wrong = await runCli(['--config', config, 'inquire'], {
+      env: { ...env, CATALOG_PASSWORD: 'nope-nope' },
+    });
+    assert.equal(wrong.code, 3);
+    assert.match(wrong.stderr, /refused the login/);
+    for (const run of [before, created, token, listed, inquire, wrong]) {
+      assert.ok(!run.stdout.includes(db.password) && !run.stderr.includes(db.password));
     }
   });
 });
