@@ -12,6 +12,8 @@ import {
   PostgresCatalog,
 } from '../../src/catalog/index.js';
 import type { PostgresCatalogConfig } from '../../src/config/catalog.js';
+import { parseConfig } from '../../src/config/load.js';
+import { EngineContext } from '../../src/engine/index.js';
 import { freePort } from '../../src/lab/moto.js';
 import { Secret } from '../../src/util/secret.js';
 import { runCli } from '../helpers/cli.js';
@@ -215,5 +217,42 @@ describe('PostgresCatalog open and create', () => {
     for (const run of [before, created, token, listed, inquire, wrong]) {
       assert.ok(!run.stdout.includes(db.password) && !run.stderr.includes(db.password));
     }
+  });
+
+  it('an engine context opens a PostgreSQL catalog asynchronously and judges leases by its clock', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    await (await PostgresCatalog.create(configOf(db))).close();
+    const config = parseConfig(
+      [
+        'vcenter: { url: https://vc.example/sdk, user: u, passwordEnv: VC_PASSWORD }',
+        'arrays: [{ name: a1, type: fs, path: /srv/a1 }]',
+        `catalog: { url: "${db.url}", passwordEnv: CATALOG_PASSWORD }`,
+        '',
+      ].join('\n'),
+      join(postgres.server().dataDir, '..', 'ctx.yaml'),
+      { VC_PASSWORD: 'vc', CATALOG_PASSWORD: db.password },
+    );
+    // A context whose clock is a day off: leases are judged by the server's clock all the same.
+    const skewed = () => new Date(Date.now() + 86_400_000);
+    const ctx = new EngineContext({ config, now: skewed });
+    assert.throws(() => ctx.catalog, /await ctx\.openCatalog\(\)/);
+    const catalog = await ctx.openCatalog();
+    assert.equal(ctx.catalog, catalog, 'opened once');
+    assert.equal(await ctx.openCatalog(), catalog);
+    assert.equal(catalog.dialect, 'postgres');
+    const clock = await ctx.catalogNow();
+    assert.ok(Math.abs(clock.getTime() - Date.now()) < 60_000, 'the server clock, not the context one');
+    await catalog.beginOperation({ id: 'op-1', kind: 'backup' });
+    const op = await catalog.getOperation('op-1');
+    assert.ok(Math.abs(Date.parse(op.heartbeatAt!) - clock.getTime()) < 60_000);
+
+    // A context sharing the catalog (the daemon's jobs) leaves it open when it closes.
+    const shared = new EngineContext({ config, catalog, ownsCatalog: false });
+    assert.equal(shared.catalog, catalog);
+    await shared.close();
+    assert.equal((await catalog.getOperation('op-1')).state, 'running', 'still open');
+    await ctx.close();
+    await assert.rejects(catalog.getOperation('op-1'), /pool|end/i, 'the owner closed it');
   });
 });
