@@ -64,6 +64,9 @@ describe('lab up --postgres', () => {
     assert.ok(pg, 'lab.json records the PostgreSQL server');
     assert.equal(pg.dataDir, join(dir, labFiles.postgres));
     assert.ok(existsSync(join(pg.dataDir, 'postmaster.pid')), 'the server outlives lab up');
+    const status = ok(await runCli(['--json', 'lab', 'status', '--dir', dir]), 'lab status');
+    assert.equal(status.json.running, true);
+    assert.deepEqual(status.json.postgres, { url: pg.url, dataDir: pg.dataDir, alive: true });
     const password = readFileSync(join(dir, labFiles.postgresPassword), 'utf8').trim();
 
     const configPath = join(dir, labFiles.config);
