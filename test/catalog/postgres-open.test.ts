@@ -255,4 +255,38 @@ describe('PostgresCatalog open and create', () => {
     await ctx.close();
     await assert.rejects(catalog.getOperation('op-1'), /pool|end/i, 'the owner closed it');
   });
+
+  it('gives up on a lock another connection keeps too long (CATALOG_BUSY), taking nothing', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    const c = await PostgresCatalog.create(configOf(db), { lockTimeoutMs: 200 });
+    const u = new URL(db.url);
+    const holder = new pg.Client({
+      host: u.hostname,
+      port: Number(u.port),
+      user: decodeURIComponent(u.username),
+      database: u.pathname.slice(1),
+      password: db.password,
+    });
+    await holder.connect();
+    try {
+      await c.beginOperation({ id: 'op-1', kind: 'backup' });
+      // Another process in the middle of a write on the operation's row (as a hung client would be).
+      await holder.query('BEGIN');
+      await holder.query("SELECT 1 FROM operations WHERE id = 'op-1' FOR UPDATE");
+      await assert.rejects(c.acquireLocks('op-1', ['vm:1']), (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'CATALOG_BUSY');
+        assert.match((e as Error).message, /locked too long/);
+        return true;
+      });
+      await assert.rejects(c.finishOperation('op-1', 'done'), { code: 'CATALOG_BUSY' });
+      assert.deepEqual(await c.locksOf('op-1'), [], 'nothing taken');
+      await holder.query('ROLLBACK');
+      await c.acquireLocks('op-1', ['vm:1']);
+      assert.deepEqual(await c.locksOf('op-1'), ['vm:1']);
+    } finally {
+      await holder.end();
+      await c.close();
+    }
+  });
 });
