@@ -122,6 +122,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const memberOf = (where: string) => ({ instanceId, host: hostname(), pid: process.pid, listen: where });
   let listening = listenText;
   let heartbeat: NodeJS.Timeout | undefined;
+  /** The heartbeat under way, if any: a stop waits for it before removing the row (it would write it again). */
+  let beating: Promise<void> | undefined;
   const leadership = new ScheduleLeadership({
     catalog,
     instanceId,
@@ -171,14 +173,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await beat();
     // One heartbeat at a time: a catalog that answers slowly (a row lock held elsewhere) must not pile up
     // heartbeats, each holding a connection of the pool.
-    let beating = false;
     heartbeat = setInterval(() => {
-      if (beating) return;
-      beating = true;
-      beat()
+      if (beating !== undefined) return;
+      beating = beat()
         .catch((err) => log.error('daemon heartbeat failed', { reason: errorMessage(err) }))
         .finally(() => {
-          beating = false;
+          beating = undefined;
         });
     }, heartbeatInterval(leaseMs));
     heartbeat.unref();
@@ -284,10 +284,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           sessions.endStreams();
           await app.close();
           jobs.abortAll();
+          // Heartbeats go on while the jobs drain: their daemon must not look dead to the others meanwhile.
           await jobs.idle();
-          await repairing;
           await webhooks.stop();
           clearInterval(heartbeat);
+          await beating;
+          await repairing;
           await catalog.removeMember(instanceId).catch(() => undefined);
           await catalog.close();
           log.info('stopped');
@@ -297,6 +299,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   } catch (err) {
     clearInterval(heartbeat);
+    await beating;
     await repairing;
     await catalog.removeMember(instanceId).catch(() => undefined);
     await catalog.close();
