@@ -26,7 +26,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   arrays: ['base', 'model', 'util', 'config'],
   catalog: ['base', 'model', 'util', 'config'],
   repository: ['base', 'model', 'util', 'config'],
-  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository'],
+  // The job queue seam (issue 10): in-process and PostgreSQL queues, and the worker loop.
+  jobs: ['base', 'model', 'util', 'config'],
+  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository', 'jobs'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
   // ... and initialises the lab's repositories (as `repo init` does).
   lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog', 'repository'],
