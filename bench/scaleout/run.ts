@@ -248,6 +248,7 @@ async function main(): Promise<void> {
         jobs,
         leaseMs: 120_000,
         retries: 1,
+        seedFirst: !process.argv.includes('--no-seed'),
         events: silentEvents,
         onProgress: () => {},
       });

@@ -53,6 +53,11 @@ export const workersSchema = z
     perRepository: z.number().int().min(1).max(1024).optional(),
     /** A worker renews its lease on a job every third of this; a job whose worker stops renewing is retried. */
     leaseSeconds: z.number().int().min(2).max(3600).default(60),
+    /**
+     * Run an offload's largest disk read in full alone first, the others after it: they find its chunks stored
+     * (disks of one template share most of their data; writers running at once cannot see each other's).
+     */
+    seedFirst: z.boolean().default(true),
     /** Attempts of a disk job after its first. */
     retries: z.number().int().min(0).max(20).default(3),
     queue: workersQueueSchema.optional(),

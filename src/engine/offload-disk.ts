@@ -268,6 +268,23 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Between looks at the jobs' state (an in-process queue wakes the coordinator at once). */
   pollMs?: number;
+  /** Run the largest full-read job alone first (default true; `workers.seedFirst`). */
+  seedFirst?: boolean;
+}
+
+/** The job to run first: the largest one without an earlier copy (read in full); -1 when all are incremental. */
+function seedOf(jobs: DiskJobPayload[]): number {
+  let best = -1;
+  let bytes = -1;
+  jobs.forEach((j, i) => {
+    if (j.previous !== undefined) return;
+    const n = j.files.reduce((m, f) => m + f.size, 0);
+    if (n > bytes) {
+      best = i;
+      bytes = n;
+    }
+  });
+  return best;
 }
 
 /**
@@ -276,8 +293,8 @@ export interface FollowOptions {
  * (its retries spent) fails the offload naming the disk; an abort cancels the jobs not yet done.
  */
 export async function followDiskJobs(o: FollowOptions): Promise<DiskJobOutput[]> {
-  const refs: { queue: string; id: string }[] = [];
-  for (let i = 0; i < o.jobs.length; i++) {
+  const refs: ({ queue: string; id: string } | undefined)[] = o.jobs.map(() => undefined);
+  const enqueue = async (i: number) => {
     const job = o.jobs[i]!;
     const queue = diskQueueName(job.repository);
     const id = await o.queue.enqueue({
@@ -289,10 +306,16 @@ export async function followDiskJobs(o: FollowOptions): Promise<DiskJobOutput[]>
       retryDelayMs: 2000,
       retryBackoff: true,
     });
-    refs.push({ queue, id });
-  }
+    refs[i] = { queue, id };
+  };
+  // The seed: the largest job read in full runs alone first, so that the jobs after it find its chunks in the
+  // repository's index (disks of one template share most of their data; concurrent writers cannot see each
+  // other's chunks and would each store them).
+  const seed = o.seedFirst === false || o.jobs.length < 2 ? -1 : seedOf(o.jobs);
+  if (seed >= 0) await enqueue(seed);
+  else for (let i = 0; i < o.jobs.length; i++) await enqueue(i);
   const cancelAll = async () => {
-    for (const r of refs) await o.queue.cancel(r).catch(() => {});
+    for (const r of refs) if (r) await o.queue.cancel(r).catch(() => {});
   };
   const reported = new Map<string, string>();
   const total = o.jobs.reduce((n, j) => n + j.files.reduce((m, f) => m + f.size, 0), 0);
@@ -301,11 +324,14 @@ export async function followDiskJobs(o: FollowOptions): Promise<DiskJobOutput[]>
   try {
     for (;;) {
       o.signal?.throwIfAborted();
-      const infos = new Map<string, JobInfo>((await o.queue.status(refs)).map((i) => [i.id, i]));
+      const enqueued = refs.filter((r) => r !== undefined);
+      const infos = new Map<string, JobInfo>((await o.queue.status(enqueued)).map((i) => [i.id, i]));
       const sum: WriteProgress = { bytesDone: 0, bytesTotal: total, bytesRead: 0, bytesAdded: 0 };
       let done = 0;
       for (let i = 0; i < refs.length; i++) {
-        const info = infos.get(refs[i]!.id);
+        const ref = refs[i];
+        if (ref === undefined) continue;
+        const info = infos.get(ref.id);
         const job = o.jobs[i]!;
         if (!info)
           throw new SnapkeeperError(
@@ -340,7 +366,12 @@ export async function followDiskJobs(o: FollowOptions): Promise<DiskJobOutput[]>
       }
       o.onProgress(sum);
       if (done === refs.length) {
-        return refs.map((r) => infos.get(r.id)!.output as DiskJobOutput);
+        return refs.map((r) => infos.get(r!.id)!.output as DiskJobOutput);
+      }
+      if (done === enqueued.length && enqueued.length < refs.length) {
+        // The seed is stored: the others now, all at once.
+        for (let i = 0; i < refs.length; i++) if (refs[i] === undefined) await enqueue(i);
+        continue;
       }
       await o.queue.wait(o.pollMs ?? 250, o.signal);
     }

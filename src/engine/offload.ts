@@ -399,6 +399,7 @@ async function runDiskJobsFor(
       jobs,
       leaseMs: settings.leaseSeconds * 1000,
       retries: settings.retries,
+      seedFirst: settings.seedFirst,
       events: ctx.events,
       onProgress,
       ...(signal ? { signal } : {}),
