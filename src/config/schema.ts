@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
+import { catalogSchema } from './catalog.js';
 import { safeName } from './names.js';
 import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
 import { serverSchema } from './server.js';
@@ -158,10 +159,8 @@ export const configSchema = z
   .object({
     vcenter: vcenterSchema,
     arrays: z.array(arraySchema).min(1),
-    catalog: z
-      .object({ path: z.string().min(1) })
-      .strict()
-      .optional(),
+    /** A SQLite file (`path`) or a PostgreSQL database (`url`): src/config/catalog.ts. */
+    catalog: catalogSchema.optional(),
     defaults: z
       .object({
         mode: z.enum(BACKUP_MODES).default('SNAPSHOT_EXCL_MEM'),

@@ -3,7 +3,14 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Catalog, HEARTBEAT_INTERVAL_MS, LEASE_MS, type Leadership, pidAlive } from '../catalog/index.js';
+import {
+  type CatalogHandle,
+  HEARTBEAT_INTERVAL_MS,
+  LEASE_MS,
+  type Leadership,
+  openCatalog,
+  pidAlive,
+} from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { parseListen } from '../config/server.js';
 import { configuredParts, EngineContext, type EngineEvents, recover, silentEvents } from '../engine/index.js';
@@ -42,7 +49,7 @@ export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../web/dist', impor
  * Removes the rows of daemons of this host whose process is gone (SIGKILLed, crashed): their jobs are
  * orphaned and their leadership is free at once, not only when their heartbeat runs out.
  */
-async function reapDeadLocalMembers(catalog: Catalog, log: Logger): Promise<void> {
+async function reapDeadLocalMembers(catalog: CatalogHandle, log: Logger): Promise<void> {
   for (const m of await catalog.liveMembers(LEASE_MS)) {
     if (m.host === hostname() && m.pid !== process.pid && !pidAlive(m.pid)) {
       await catalog.removeMember(m.instanceId);
@@ -55,7 +62,7 @@ async function reapDeadLocalMembers(catalog: Catalog, log: Logger): Promise<void
 }
 
 /** On a SQLite catalog (one machine) one daemon at a time: a second one is refused, naming the first. */
-async function refuseSecondDaemon(catalog: Catalog, instanceId: string): Promise<void> {
+async function refuseSecondDaemon(catalog: CatalogHandle, instanceId: string): Promise<void> {
   const other = (await catalog.liveMembers(LEASE_MS)).find((m) => m.instanceId !== instanceId);
   if (other) {
     throw new ConflictError(
@@ -91,7 +98,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const log = options.log ?? jsonLogger(server.logFile ? { file: server.logFile } : {});
   const metrics = new Metrics();
   const webhooks = new Webhooks(loadWebhooks(server.webhooks), log, metrics);
-  const catalog = Catalog.open(config.catalog.path);
+  const catalog = await openCatalog(config.catalog);
   const instanceId = randomUUID();
   const memberOf = (where: string) => ({ instanceId, host: hostname(), pid: process.pid, listen: where });
   let listening = listenText;
@@ -102,7 +109,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await refuseSecondDaemon(catalog, instanceId);
     await catalog.heartbeatMember(memberOf(listenText));
   } catch (err) {
-    catalog.close();
+    await catalog.close();
     throw err;
   }
   const beat = async () => {
@@ -127,7 +134,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (interrupted > 0) log.warn('jobs of a stopped daemon marked failed', { count: interrupted });
 
     const engine = (events: EngineEvents = silentEvents) =>
-      new EngineContext({ config, ...configuredParts(config), events });
+      new EngineContext({
+        config,
+        ...configuredParts(config),
+        // On PostgreSQL every job shares the daemon's pool (an opened catalog, left open by the job's close).
+        ...(catalog.dialect === 'postgres' ? { catalog, ownsCatalog: false } : {}),
+        events,
+      });
     await startupRecover(engine(), log);
 
     const feed = new EventFeed();
@@ -214,7 +227,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           await webhooks.stop();
           clearInterval(heartbeat);
           await catalog.removeMember(instanceId).catch(() => undefined);
-          catalog.close();
+          await catalog.close();
           log.info('stopped');
         })();
         return stopping;
@@ -223,7 +236,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     clearInterval(heartbeat);
     await catalog.removeMember(instanceId).catch(() => undefined);
-    catalog.close();
+    await catalog.close();
     throw err;
   }
 }
@@ -322,7 +335,7 @@ function finished(job: Job, on: { metrics: Metrics; feed: EventFeed; webhooks: W
   else if (warnings.length > 0) on.webhooks.notify('warning', { ...jobPart, backup });
 }
 
-async function gauges(config: Config, catalog: Catalog): Promise<GaugeFamily[]> {
+async function gauges(config: Config, catalog: CatalogHandle): Promise<GaugeFamily[]> {
   const counts = await catalog.backupCounts();
   const lastSuccess = new Map<string, number>();
   for (const c of counts) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { BackupCopy, BackupHead, Catalog, Role } from '../catalog/index.js';
+import type { BackupCopy, BackupHead, CatalogHandle, Role } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { userTaskSchema } from '../config/schema.js';
 import {
@@ -37,7 +37,7 @@ import type { Sessions } from './sessions.js';
 /** What the handlers stand on; the daemon builds it, tests may build their own. */
 export interface ApiDeps {
   config: Config;
-  catalog: Catalog;
+  catalog: CatalogHandle;
   jobs: JobRunner;
   scheduler: Scheduler;
   metrics: Metrics;
@@ -98,7 +98,7 @@ function withCopies(r: BackupRecord, base: Omit<Summary, 'copies'>, copies: Back
   };
 }
 
-async function backupSummaries(catalog: Catalog, records: BackupRecord[]): Promise<Summary[]> {
+async function backupSummaries(catalog: CatalogHandle, records: BackupRecord[]): Promise<Summary[]> {
   const copies = await catalog.copiesOfBackups(records.map((r) => r.id));
   return records.map((r) => withCopies(r, baseSummary(r), copies.get(r.id) ?? []));
 }
@@ -250,7 +250,7 @@ class SummaryCache {
   readonly #entries = new Map<string, { key: string; summary: Summary }>();
   constructor(readonly capacity = 100_000) {}
 
-  async of(catalog: Catalog, heads: BackupHead[]): Promise<Summary[]> {
+  async of(catalog: CatalogHandle, heads: BackupHead[]): Promise<Summary[]> {
     // Copies change without the record changing (an offload, a forget): they are part of the key.
     const copies = await catalog.copiesOfBackups(heads.map((h) => h.id));
     const keyOf = (h: BackupHead) =>

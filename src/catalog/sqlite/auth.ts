@@ -1,4 +1,5 @@
-import { ConflictError, NotFoundError } from '../../errors.js';
+import { ConflictError } from '../../errors.js';
+import { tokenNotFound, userNotFound } from '../errors.js';
 import type { ApiToken, AuthStore, Role, User } from '../types.js';
 import type { SqliteDatabase } from './database.js';
 
@@ -30,12 +31,6 @@ function toToken(r: TokenRow): ApiToken {
 
 function toUser(r: UserRow): User {
   return { name: r.name, role: r.role, createdAt: r.created_at, updatedAt: r.updated_at };
-}
-
-function userNotFound(name: string): NotFoundError {
-  return new NotFoundError('USER_NOT_FOUND', `no user named ${name} (see snapkeeper user list)`, {
-    details: { user: name },
-  });
 }
 
 /** API tokens, users and web sessions of the daemon; only hashes are stored (see AuthStore). */
@@ -74,9 +69,7 @@ export class SqliteAuthStore implements AuthStore {
         idOrName,
       );
       if (!row) {
-        throw new NotFoundError('TOKEN_NOT_FOUND', `no token with id or name ${idOrName} (see token list)`, {
-          details: { token: idOrName },
-        });
+        throw tokenNotFound(idOrName);
       }
       this.db.run('DELETE FROM api_tokens WHERE id = ?', row.id);
       return toToken(row);

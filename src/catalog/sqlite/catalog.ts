@@ -7,6 +7,7 @@ import type {
   BackupFilter,
   BackupHead,
   BackupStore,
+  CatalogHandle,
   CatalogIdentity,
   CopyStore,
   DaemonMember,
@@ -52,6 +53,7 @@ import { SqliteTaskStore } from './tasks.js';
  */
 export class Catalog
   implements
+    CatalogHandle,
     CopyStore,
     CatalogIdentity,
     BackupStore,
@@ -72,6 +74,7 @@ export class Catalog
   readonly #auth: SqliteAuthStore;
   readonly #daemon: SqliteDaemonStore;
   readonly id: string;
+  readonly dialect = 'sqlite' as const;
 
   private constructor(db: SqliteDatabase) {
     this.#db = db;
@@ -107,14 +110,27 @@ export class Catalog
     return this.#db.path;
   }
 
-  /** Closes the connection. Safe to call twice. */
-  close(): void {
+  /** The file's absolute path (for messages and logs). */
+  get location(): string {
+    return this.#db.path;
+  }
+
+  /**
+   * Closes the connection. Safe to call twice. The file is closed before the Promise is returned (SQLite
+   * closes synchronously), so a caller that cannot await (an exit hook) may ignore it.
+   */
+  async close(): Promise<void> {
     this.#db.close();
   }
 
   /** Version of the schema in the file (the newest migration applied). */
-  schemaVersion(): number {
+  async schemaVersion(): Promise<number> {
     return schemaVersion(this.#db);
+  }
+
+  /** This process's clock (the `now` option, if any): one machine, one clock. */
+  async now(): Promise<Date> {
+    return new Date(this.#db.stamp());
   }
 
   insertBackup(record: BackupRecord): Promise<void> {

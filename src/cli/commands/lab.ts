@@ -33,6 +33,7 @@ interface UpOptions {
   http?: boolean;
   sessionIdleTimeout?: string;
   s3?: boolean;
+  postgres?: boolean;
 }
 
 async function verifyCommand(
@@ -73,6 +74,7 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
     onProgress: (step) => ctx.progress.update('lab', step),
     env: ctx.env,
     s3: opts.s3 === true,
+    postgres: opts.postgres === true,
   });
   const text = [
     `lab up: ${state.vmCount} VMs, vCenter simulator at ${state.url} (pid ${state.pid})`,
@@ -82,6 +84,9 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
       (r) =>
         `repository ${r.name}: ${r.type === 'local' ? r.path : `bucket ${r.bucket} at ${r.endpoint} (moto, pid ${state.s3?.pid})`}`,
     ),
+    state.postgres === undefined
+      ? undefined
+      : `catalog: PostgreSQL at ${state.postgres.url} (cluster ${state.postgres.dataDir}, password in ${state.postgres.passwordFile})`,
     '',
     'use it with:',
     `  snapkeeper --config ${state.configFile} inventory`,
@@ -150,6 +155,10 @@ export function registerLab(program: Command, run: Runner): void {
     .option('--http', 'serve plain HTTP instead of HTTPS')
     .option('--session-idle-timeout <seconds>', 'expire idle vCenter sessions after this many seconds')
     .option('--s3', 'also start a moto S3 server and configure repository lab-s3 on it')
+    .option(
+      '--postgres',
+      'keep the catalog on a PostgreSQL server started in DIR/postgres (not DIR/catalog.db)',
+    )
     .action(run(action(upCommand)));
   lab
     .command('status')
