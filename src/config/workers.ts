@@ -58,6 +58,11 @@ export const workersSchema = z
      * (disks of one template share most of their data; writers running at once cannot see each other's).
      */
     seedFirst: z.boolean().default(true),
+    /**
+     * With a PostgreSQL queue: the offloading process also takes disk jobs (`concurrency` at once) while it
+     * waits for its own, so an offload completes with no `snapkeeper worker` running. False: only workers do.
+     */
+    local: z.boolean().default(true),
     /** Attempts of a disk job after its first. */
     retries: z.number().int().min(0).max(20).default(3),
     queue: workersQueueSchema.optional(),

@@ -366,18 +366,21 @@ async function runDiskJobsFor(
   const target = queueTarget(ctx.config);
   let queue: JobQueue;
   let stop = async () => {};
+  const localAccess: DiskJobAccess = {
+    array: arrayOf,
+    repository: async (name, id) => {
+      if (name !== opened.name || id !== opened.repository.id) {
+        throw new UsageError(
+          'DISK_JOB_REPOSITORY',
+          `a disk job for repository ${name} (${id}): this process has ${opened.name} (${opened.repository.id}) open`,
+        );
+      }
+      return opened.repository;
+    },
+  };
   if (target === undefined) {
     const local = new InProcessJobQueue();
-    const access: DiskJobAccess = {
-      array: arrayOf,
-      repository: async (name, id) => {
-        if (name !== opened.name || id !== opened.repository.id) {
-          throw new UsageError('DISK_JOB_REPOSITORY', `disk job for repository ${name}: not this offload's`);
-        }
-        return opened.repository;
-      },
-    };
-    const worker = startDiskWorker(local, access, {
+    const worker = startDiskWorker(local, localAccess, {
       repositories: [opened.name],
       concurrency: Math.min(settings.concurrency, settings.perRepository ?? settings.concurrency),
     });
@@ -387,10 +390,26 @@ async function runDiskJobsFor(
       await local.close();
     };
   } else {
-    ctx.events.log(`disk jobs go to the job queue (${target.from}); snapkeeper worker processes take them`);
-    const remote = await openQueue(target, { connections: 2 });
+    ctx.events.log(
+      `disk jobs go to the job queue (${target.from})${settings.local ? '; this process takes some too' : '; snapkeeper worker processes take them'}`,
+    );
+    const remote = await openQueue(target, {
+      connections: settings.local ? settings.concurrency * 2 + 2 : 2,
+    });
     queue = remote;
-    stop = () => remote.close();
+    // Taking part: jobs of this repository from the shared queue (another offload's too: what this process
+    // has not finished when its own offload ends is given back and taken again elsewhere).
+    const worker = settings.local
+      ? startDiskWorker(remote, localAccess, {
+          repositories: [opened.name],
+          concurrency: settings.concurrency,
+          ...(settings.perRepository !== undefined ? { perRepository: settings.perRepository } : {}),
+        })
+      : undefined;
+    stop = async () => {
+      await worker?.stop({ giveBack: true });
+      await remote.close();
+    };
   }
   try {
     return await followDiskJobs({

@@ -100,6 +100,7 @@ describe('offload workers on a PostgreSQL job queue', () => {
       ];
       doc.workers = {
         concurrency: 1,
+        local: false,
         leaseSeconds: 3,
         retries: 3,
         queue: { url: db.url, passwordFile: db.passwordFile },
