@@ -3,12 +3,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import pgDriver from 'pg';
 import { openArray } from '../../src/arrays/index.js';
 import { loadConfig } from '../../src/config/load.js';
 import { EngineContext } from '../../src/engine/context.js';
 import { openConfiguredRepository } from '../../src/engine/repository-access.js';
+import { connectionOf } from '../../src/jobs/index.js';
 import type { BackupRecord } from '../../src/model/backup.js';
 import type { StoredFile } from '../../src/repository/index.js';
+import { Secret } from '../../src/util/secret.js';
 import { CLI, completeBackup, runCli } from '../helpers/cli.js';
 import { editConfig, standardSpec, startLab, type TestLab } from '../helpers/lab.js';
 import { fileMoto, MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY } from '../helpers/moto.js';
@@ -200,6 +203,79 @@ describe('offload workers on a PostgreSQL job queue', () => {
         );
       }
     });
+  });
+
+  it('a coordinator SIGKILLed while its jobs are queued: a job finishing afterwards leaves data only prune collects; recover closes the offload; offloading again completes', async (t) => {
+    if (skip(t)) return;
+    const backup = await completeBackup(lab!.configPath, '--vm', 'web01');
+    const db2 = new pgDriver.Client(connectionOf(db.url, new Secret(db.password)));
+    await db2.connect();
+    const jobStates = async () =>
+      (
+        await db2.query(
+          "select state::text from snapkeeper_jobs.job where data->'payload'->>'backupId' = $1",
+          [backup.id],
+        )
+      ).rows.map((r: { state: string }) => r.state);
+    try {
+      // No worker runs (workers.local is false): the coordinator enqueues its seed job and waits; then dies.
+      const coordinator = start([
+        '--config',
+        lab!.configPath,
+        '--json',
+        'offload',
+        '--backup',
+        backup.id,
+        '--repository',
+        's3',
+      ]);
+      for (let i = 0; (await jobStates()).length === 0; i++) {
+        assert.ok(i < 600, 'the coordinator enqueued nothing');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      coordinator.child.kill('SIGKILL');
+      assert.equal((await coordinator.exited).signal, 'SIGKILL');
+      // A worker takes the orphaned job and finishes it: content-named packs and an index, no manifest.
+      const w = start(['--config', lab!.configPath, '--json', 'worker']);
+      try {
+        for (let i = 0; !(await jobStates()).includes('completed'); i++) {
+          assert.ok(i < 1200, `the orphaned job did not complete: ${await jobStates()}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        w.child.kill('SIGTERM');
+      }
+      assert.equal((await w.exited).code, 0);
+    } finally {
+      await db2.end();
+    }
+    const recovered = await cli('recover');
+    assert.equal(recovered.code, 0, recovered.stdout + recovered.stderr);
+    const shown = await cli('inquire', '--backup', backup.id);
+    assert.deepEqual(
+      shown.json.copies.map((c: { kind: string; name?: string }) => c.name ?? c.kind),
+      ['array'],
+      'no copy is recorded: the repository holds no manifest of the backup',
+    );
+    const check = await cli('repo', 'check', '--repository', 's3', '--read-data');
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    const pruned = await cli('repo', 'prune', '--repository', 's3', '--safety-delay', '0');
+    assert.equal(pruned.code, 0, pruned.stdout + pruned.stderr);
+    assert.ok(pruned.json.packsDeleted >= 1, `prune collected the orphaned job's packs: ${pruned.stdout}`);
+
+    // Offloading again (a worker running) completes, and the copy is clean.
+    const w2 = start(['--config', lab!.configPath, '--json', 'worker', '--concurrency', '2']);
+    try {
+      const again = await cli('offload', '--backup', backup.id, '--repository', 's3');
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal(again.json.alreadyStored, false);
+    } finally {
+      w2.child.kill('SIGTERM');
+    }
+    assert.equal((await w2.exited).code, 0);
+    const after = await cli('repo', 'check', '--repository', 's3', '--read-data');
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+    assert.deepEqual(after.json.issues, []);
   });
 
   it('refuses bad worker configuration with exit 3, never showing a password', async (t) => {
