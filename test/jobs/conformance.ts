@@ -204,6 +204,41 @@ export function queueConformance(label: string, open: QueueFactory): void {
     );
 
     it(
+      'two workers with a slot cap of 1 on their queue never run two of its jobs at once',
+      withQueue(async ({ queue, peer }) => {
+        const q = name();
+        const ids: string[] = [];
+        for (let i = 0; i < 4; i++) ids.push(await queue.enqueue({ queue: q, payload: i }));
+        const other = await peer();
+        let running = 0;
+        let most = 0;
+        let ran = 0;
+        const handler = async () => {
+          running++;
+          ran++;
+          most = Math.max(most, running);
+          await queue.wait(100);
+          running--;
+          return null;
+        };
+        const slot = { name: `${q}-repository`, cap: 1 };
+        const workers = [queue, other].map((h) =>
+          startJobWorker(h, { queues: [{ name: q, slot }], concurrency: 2, pollMs: 50, handler }),
+        );
+        const end = Date.now() + 30_000;
+        while (
+          (await queue.status(ids.map((id) => ({ queue: q, id })))).some((j) => j.state !== 'completed')
+        ) {
+          assert.ok(Date.now() < end, 'the jobs did not complete');
+          await queue.wait(100);
+        }
+        for (const w of workers) await w.stop();
+        assert.equal(ran, 4);
+        assert.equal(most, 1, 'one at a time across both workers');
+      }),
+    );
+
+    it(
       'a worker runs jobs with its concurrency limit, completes and fails them, and gives running ones back when stopped',
       withQueue(async ({ queue }) => {
         const q = name();
