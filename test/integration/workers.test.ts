@@ -278,6 +278,40 @@ describe('offload workers on a PostgreSQL job queue', () => {
     assert.deepEqual(after.json.issues, []);
   });
 
+  it('with workers.local (the default) an offload on the PostgreSQL queue completes with no worker running', async (t) => {
+    if (skip(t)) return;
+    const config = await editConfig(
+      lab!.configPath,
+      (doc) => {
+        delete doc.workers.local;
+      },
+      join(lab!.dir, 'local.yaml'),
+    );
+    const backup = await completeBackup(config, '--vm', 'app01');
+    const run = await runCli(
+      ['--config', config, '--json', 'offload', '--backup', backup.id, '--repository', 's3'],
+      {
+        env: ENV,
+      },
+    );
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(run.json.alreadyStored, false);
+    const client = new pgDriver.Client(connectionOf(db.url, new Secret(db.password)));
+    await client.connect();
+    try {
+      const r = await client.query(
+        "select state::text from snapkeeper_jobs.job where data->'payload'->>'backupId' = $1",
+        [backup.id],
+      );
+      assert.ok(r.rows.length >= 1, 'the disk jobs went through the PostgreSQL queue');
+      assert.ok(r.rows.every((row: { state: string }) => row.state === 'completed'));
+    } finally {
+      await client.end();
+    }
+    const check = await cli('repo', 'check', '--repository', 's3', '--read-data');
+    assert.deepEqual(check.json.issues, []);
+  });
+
   it('refuses bad worker configuration with exit 3, never showing a password', async (t) => {
     if (skip(t)) return;
     const bad = async (edit: (doc: Record<string, unknown>) => void, ...args: string[]) => {
