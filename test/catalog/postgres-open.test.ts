@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import {
@@ -10,8 +12,11 @@ import {
   PostgresCatalog,
 } from '../../src/catalog/index.js';
 import type { PostgresCatalogConfig } from '../../src/config/catalog.js';
+import { parseConfig } from '../../src/config/load.js';
+import { EngineContext } from '../../src/engine/index.js';
 import { freePort } from '../../src/lab/moto.js';
 import { Secret } from '../../src/util/secret.js';
+import { runCli } from '../helpers/cli.js';
 import { filePostgres } from '../helpers/postgres.js';
 
 // What only the PostgreSQL catalog can show: opening and creating over the network, what it refuses and how
@@ -166,6 +171,121 @@ describe('PostgresCatalog open and create', () => {
       assert.ok(lead.mine);
       assert.equal(Date.parse(lead.expiresAt!) - Date.parse((await c.currentLeadership()).expiresAt!), 0);
     } finally {
+      await c.close();
+    }
+  });
+
+  it('runs the CLI on a catalog.url configuration: catalog create, token create and list, inquire, never showing the password', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    const dir = join(postgres.server().dataDir, '..');
+    const config = join(dir, `pg-cli-${process.pid}.yaml`);
+    writeFileSync(
+      config,
+      [
+        'vcenter: { url: https://vc.example/sdk, user: u, passwordEnv: VC_PASSWORD }',
+        'arrays: [{ name: a1, type: fs, path: /srv/a1 }]',
+        `catalog: { url: "${db.url}", passwordEnv: CATALOG_PASSWORD }`,
+        '',
+      ].join('\n'),
+    );
+    const env = { VC_PASSWORD: 'vc', CATALOG_PASSWORD: db.password };
+    const cli = (...args: string[]) => runCli(['--config', config, '--json', ...args], { env });
+    const before = await cli('inquire');
+    assert.equal(before.code, 3, 'no catalog yet: refused');
+    assert.equal(before.json?.error?.code, 'CATALOG_NOT_FOUND');
+    const created = await cli('catalog', 'create');
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal(created.json.dialect, 'postgres');
+    assert.equal(created.json.path, db.url);
+    assert.match(created.json.id, /^[0-9a-f]{12}$/);
+    const token = await cli('token', 'create', '--name', 'ci', '--role', 'operator');
+    assert.equal(token.code, 0, token.stderr);
+    const listed = await cli('token', 'list');
+    assert.deepEqual(
+      listed.json.map((x: { name: string }) => x.name),
+      ['ci'],
+    );
+    const inquire = await cli('inquire');
+    assert.equal(inquire.code, 0, inquire.stderr);
+    assert.deepEqual(inquire.json, []);
+    const wrong = await runCli(['--config', config, 'inquire'], {
+      env: { ...env, CATALOG_PASSWORD: 'nope-nope' },
+    });
+    assert.equal(wrong.code, 3);
+    assert.match(wrong.stderr, /refused the login/);
+    for (const run of [before, created, token, listed, inquire, wrong]) {
+      assert.ok(!run.stdout.includes(db.password) && !run.stderr.includes(db.password));
+    }
+  });
+
+  it('an engine context opens a PostgreSQL catalog asynchronously and judges leases by its clock', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    await (await PostgresCatalog.create(configOf(db))).close();
+    const config = parseConfig(
+      [
+        'vcenter: { url: https://vc.example/sdk, user: u, passwordEnv: VC_PASSWORD }',
+        'arrays: [{ name: a1, type: fs, path: /srv/a1 }]',
+        `catalog: { url: "${db.url}", passwordEnv: CATALOG_PASSWORD }`,
+        '',
+      ].join('\n'),
+      join(postgres.server().dataDir, '..', 'ctx.yaml'),
+      { VC_PASSWORD: 'vc', CATALOG_PASSWORD: db.password },
+    );
+    // A context whose clock is a day off: leases are judged by the server's clock all the same.
+    const skewed = () => new Date(Date.now() + 86_400_000);
+    const ctx = new EngineContext({ config, now: skewed });
+    assert.throws(() => ctx.catalog, /await ctx\.openCatalog\(\)/);
+    const catalog = await ctx.openCatalog();
+    assert.equal(ctx.catalog, catalog, 'opened once');
+    assert.equal(await ctx.openCatalog(), catalog);
+    assert.equal(catalog.dialect, 'postgres');
+    const clock = await ctx.catalogNow();
+    assert.ok(Math.abs(clock.getTime() - Date.now()) < 60_000, 'the server clock, not the context one');
+    await catalog.beginOperation({ id: 'op-1', kind: 'backup' });
+    const op = await catalog.getOperation('op-1');
+    assert.ok(Math.abs(Date.parse(op.heartbeatAt!) - clock.getTime()) < 60_000);
+
+    // A context sharing the catalog (the daemon's jobs) leaves it open when it closes.
+    const shared = new EngineContext({ config, catalog, ownsCatalog: false });
+    assert.equal(shared.catalog, catalog);
+    await shared.close();
+    assert.equal((await catalog.getOperation('op-1')).state, 'running', 'still open');
+    await ctx.close();
+    await assert.rejects(catalog.getOperation('op-1'), /pool|end/i, 'the owner closed it');
+  });
+
+  it('gives up on a lock another connection keeps too long (CATALOG_BUSY), taking nothing', async (t) => {
+    if (!postgres.require(t)) return;
+    const db = postgres.database();
+    const c = await PostgresCatalog.create(configOf(db), { lockTimeoutMs: 200 });
+    const u = new URL(db.url);
+    const holder = new pg.Client({
+      host: u.hostname,
+      port: Number(u.port),
+      user: decodeURIComponent(u.username),
+      database: u.pathname.slice(1),
+      password: db.password,
+    });
+    await holder.connect();
+    try {
+      await c.beginOperation({ id: 'op-1', kind: 'backup' });
+      // Another process in the middle of a write on the operation's row (as a hung client would be).
+      await holder.query('BEGIN');
+      await holder.query("SELECT 1 FROM operations WHERE id = 'op-1' FOR UPDATE");
+      await assert.rejects(c.acquireLocks('op-1', ['vm:1']), (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'CATALOG_BUSY');
+        assert.match((e as Error).message, /locked too long/);
+        return true;
+      });
+      await assert.rejects(c.finishOperation('op-1', 'done'), { code: 'CATALOG_BUSY' });
+      assert.deepEqual(await c.locksOf('op-1'), [], 'nothing taken');
+      await holder.query('ROLLBACK');
+      await c.acquireLocks('op-1', ['vm:1']);
+      assert.deepEqual(await c.locksOf('op-1'), ['vm:1']);
+    } finally {
+      await holder.end();
       await c.close();
     }
   });

@@ -11,6 +11,7 @@ import { labFiles } from '../../src/lab/index.js';
 import { postgresAvailable } from '../../src/lab/postgres.js';
 import { type CliRun, runCli, runJson } from '../helpers/cli.js';
 import { requireCapability } from '../helpers/require.js';
+import { api, finishedJob, makeToken, serve } from '../server/helpers.js';
 
 /**
  * `lab up --postgres`: the lab's catalog on a PostgreSQL server started in DIR/postgres (detached: it outlives
@@ -63,6 +64,9 @@ describe('lab up --postgres', () => {
     assert.ok(pg, 'lab.json records the PostgreSQL server');
     assert.equal(pg.dataDir, join(dir, labFiles.postgres));
     assert.ok(existsSync(join(pg.dataDir, 'postmaster.pid')), 'the server outlives lab up');
+    const status = ok(await runCli(['--json', 'lab', 'status', '--dir', dir]), 'lab status');
+    assert.equal(status.json.running, true);
+    assert.deepEqual(status.json.postgres, { url: pg.url, dataDir: pg.dataDir, alive: true });
     const password = readFileSync(join(dir, labFiles.postgresPassword), 'utf8').trim();
 
     const configPath = join(dir, labFiles.config);
@@ -96,6 +100,36 @@ describe('lab up --postgres', () => {
     } finally {
       await catalog.close();
     }
+
+    // The daemon on the PostgreSQL catalog: lists the backup, runs a backup job on its shared pool.
+    const token = await makeToken(configPath, 'ci', 'operator');
+    const daemon = await serve(configPath);
+    try {
+      const listedByApi = await api(daemon.url, 'GET', '/api/v1/backups', { token });
+      assert.equal(listedByApi.status, 200, listedByApi.text);
+      assert.ok(JSON.stringify(listedByApi.json).includes(backup.json.id));
+      const started = await api(daemon.url, 'POST', '/api/v1/tasks/lab-all/run', { token });
+      assert.equal(started.status, 202, started.text);
+      const job = await finishedJob(daemon.url, started.json.job.id, token);
+      assert.equal(job.state, 'done', JSON.stringify(job));
+    } finally {
+      assert.deepEqual(await daemon.stop('SIGTERM'), { code: 0, signal: null }, daemon.stderr());
+    }
+    assert.ok(!daemon.stderr().includes(password) && !daemon.stdout().includes(password));
+    assert.deepEqual(
+      daemon.logs().filter((l) => l.level === 'error'),
+      [],
+      'no errors logged',
+    );
+    assert.ok(
+      daemon.logs().some((l) => l.msg === 'schedules: leader'),
+      'it leads the schedules',
+    );
+    assert.equal(
+      (await runJson(configPath, 'inquire')).json.length,
+      2,
+      'the daemon’s backup is in the catalog too',
+    );
 
     ok(await runCli(['lab', 'down', '--dir', dir]), 'lab down');
     assert.equal(existsSync(pg.dataDir), false, 'the cluster is removed');

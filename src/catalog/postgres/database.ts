@@ -17,7 +17,9 @@ export interface PostgresOptions {
    * times it will read back). Without it every time comes from the server (`clock_timestamp()`).
    */
   now?: () => Date;
-  /** Connections in the pool (default 4). */
+  /** How long a statement waits for a lock before CATALOG_BUSY (default 10 s, as SQLite's busy timeout). */
+  lockTimeoutMs?: number;
+  /** Connections in the pool (default 8). */
   maxConnections?: number;
 }
 
@@ -28,6 +30,11 @@ const types = {
     return pg.types.getTypeParser(oid, format);
   },
 };
+
+/** How long a statement waits for a lock another transaction holds before failing (CATALOG_BUSY). */
+const LOCK_TIMEOUT_MS = 10_000;
+/** How long the server lets a connection sit idle inside an open transaction before ending it. */
+const IDLE_IN_TRANSACTION_MS = 60_000;
 
 /** The database's clock as the catalog stores times: ISO-8601 UTC with milliseconds, like `toISOString()`. */
 const NOW_SQL = `to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
@@ -64,7 +71,10 @@ export class PostgresDatabase {
           : target.sslmode === 'require'
             ? { rejectUnauthorized: false }
             : { rejectUnauthorized: true },
-      max: options.maxConnections ?? 4,
+      max: options.maxConnections ?? 8,
+      // As SQLite's busy timeout: a row or advisory lock waited for longer than this is CATALOG_BUSY, and a
+      // transaction left open by a hung client is ended by the server (its locks with it).
+      options: `-c lock_timeout=${options.lockTimeoutMs ?? LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_MS}`,
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
       application_name: 'snapkeeper',
@@ -211,10 +221,14 @@ export class PostgresDatabase {
       );
     }
     if (code === '40001' || code === '40P01' || code === '55P03') {
-      return new LockedError('CATALOG_BUSY', `catalog ${this.location} is busy: ${msg}`, {
-        cause: redacted(err),
-        details,
-      });
+      return new LockedError(
+        'CATALOG_BUSY',
+        `catalog ${this.location} is busy: another process kept it locked too long (${msg})`,
+        {
+          cause: redacted(err),
+          details,
+        },
+      );
     }
     return err;
   }

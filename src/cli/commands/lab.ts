@@ -111,8 +111,11 @@ async function statusCommand(_ctx: CliContext, opts: { dir: string }): Promise<C
       ? `lab in ${s.dir} is running: ${s.vmCount} VMs at ${s.url} (pid ${s.pid}); config ${s.configFile}`
       : s.starting
         ? `lab in ${s.dir} is still starting or its lab up was interrupted; remove it with snapkeeper lab down --dir ${s.dir}`
-        : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}${s.s3?.alive === false ? ', moto S3 server gone' : ''}); remove it with snapkeeper lab down --dir ${s.dir}`) +
-    repos.join('');
+        : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}${s.s3?.alive === false ? ', moto S3 server gone' : ''}${s.postgres?.alive === false ? ', PostgreSQL gone' : ''}); remove it with snapkeeper lab down --dir ${s.dir}`) +
+    repos.join('') +
+    (s.postgres === undefined
+      ? ''
+      : `\n  catalog: PostgreSQL at ${s.postgres.url} (${s.postgres.dataDir}) ${s.postgres.alive ? 'alive' : 'GONE'}`);
   return ok(s, text);
 }
 
