@@ -6,6 +6,7 @@ import { catalogSchema } from './catalog.js';
 import { safeName } from './names.js';
 import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
 import { serverSchema } from './server.js';
+import { workersSchema } from './workers.js';
 
 export { safeName } from './names.js';
 
@@ -183,6 +184,8 @@ export const configSchema = z
     repositories: repositoriesSchema,
     /** `snapkeeper serve`: listen address, TLS, webhooks, logins (src/config/server.ts). */
     server: serverSchema.prefault({}),
+    /** Offload disk jobs: concurrency, lease, and the PostgreSQL job queue (src/config/workers.ts). */
+    workers: workersSchema.prefault({}),
   })
   .strict();
 
