@@ -89,6 +89,15 @@ export const serverSchema = z
      * leader.
      */
     leaseSeconds: z.number().int().min(LEASE_SECONDS_MIN).max(3600).default(60),
+    /**
+     * Run an offload worker inside the daemon, as `snapkeeper worker` does (`serve --worker [N]` too): it takes
+     * disk jobs from the PostgreSQL job queue (`workers.queue`, or the catalog's database). `concurrency`
+     * defaults to `workers.concurrency`.
+     */
+    worker: z
+      .object({ concurrency: z.number().int().min(1).max(64).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 

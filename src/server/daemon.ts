@@ -7,7 +7,16 @@ import type { z } from 'zod';
 import { type CatalogHandle, openCatalog, pidAlive } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { parseListen } from '../config/server.js';
-import { configuredParts, EngineContext, type EngineEvents, recover, silentEvents } from '../engine/index.js';
+import {
+  configuredParts,
+  EngineContext,
+  type EngineEvents,
+  type RunningWorker,
+  recover,
+  silentEvents,
+  startWorker,
+  type WorkerJobEvent,
+} from '../engine/index.js';
 import { ConflictError, errorMessage, UsageError } from '../errors.js';
 import type { BackupRecord } from '../model/backup.js';
 import { EventFeed } from './feed.js';
@@ -27,6 +36,8 @@ export interface DaemonOptions {
   config: Config;
   /** `HOST:PORT`, overriding server.listen. */
   listen?: string;
+  /** Run a local offload worker (`serve --worker [N]`), overriding server.worker. */
+  worker?: { concurrency?: number };
   log?: Logger;
 }
 
@@ -124,6 +135,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let heartbeat: NodeJS.Timeout | undefined;
   /** The heartbeat under way, if any: a stop waits for it before removing the row (it would write it again). */
   let beating: Promise<void> | undefined;
+  let worker: { running: RunningWorker; ctx: EngineContext } | undefined;
   const leadership = new ScheduleLeadership({
     catalog,
     instanceId,
@@ -134,8 +146,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   try {
     await reapDeadLocalMembers(catalog, leaseMs, log);
     if (!shared) await refuseSecondDaemon(catalog, instanceId, leaseMs);
+    // Before the daemon joins: a worker the configuration cannot run (no queue, no repository) is exit 3
+    // with nothing changed.
+    const wanted = options.worker ?? server.worker;
+    if (wanted !== undefined) worker = await startLocalWorker(config, wanted, log, metrics);
     await catalog.heartbeatMember(memberOf(listenText));
   } catch (err) {
+    await stopLocalWorker(worker, log);
     await catalog.close();
     throw err;
   }
@@ -266,6 +283,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       shared,
       leader: leadership.current() !== undefined,
       leaseSeconds: server.leaseSeconds,
+      ...(worker ? { worker: { concurrency: worker.running.concurrency, queue: worker.running.queue } } : {}),
     });
     scheduler.start();
 
@@ -285,7 +303,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           await app.close();
           jobs.abortAll();
           // Heartbeats go on while the jobs drain: their daemon must not look dead to the others meanwhile.
-          await jobs.idle();
+          // The local worker gives its running disk jobs back to the queue (another worker takes them).
+          await Promise.all([jobs.idle(), stopLocalWorker(worker, log)]);
           await webhooks.stop();
           clearInterval(heartbeat);
           await beating;
@@ -300,6 +319,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     clearInterval(heartbeat);
     await beating;
+    await stopLocalWorker(worker, log);
     await repairing;
     await catalog.removeMember(instanceId).catch(() => undefined);
     await catalog.close();
@@ -385,6 +405,50 @@ async function startupRecover(
     log.error('recover at start failed; run snapkeeper recover', { reason: errorMessage(err) });
   } finally {
     await ctx.close();
+  }
+}
+
+/**
+ * Starts the daemon's offload worker (`serve --worker`): `startWorker`, the call `snapkeeper worker` makes,
+ * with its own engine context (arrays and repositories; no vCenter, no catalog). Each disk job is a log line
+ * and counted in `snapkeeper_worker_jobs_total`.
+ */
+async function startLocalWorker(
+  config: Config,
+  wanted: { concurrency?: number },
+  log: Logger,
+  metrics: Metrics,
+): Promise<{ running: RunningWorker; ctx: EngineContext }> {
+  const ctx = new EngineContext({ config, ...configuredParts(config), events: silentEvents });
+  try {
+    const running = await startWorker(ctx, {
+      ...(wanted.concurrency !== undefined ? { concurrency: wanted.concurrency } : {}),
+      onJob: (e: WorkerJobEvent) => {
+        metrics.workerJobs.inc({ type: e.type });
+        const { type, ...fields } = e;
+        log[type === 'failed' || type === 'lost' ? 'warn' : 'info'](`worker job ${type}`, fields);
+      },
+    });
+    log.info('worker started', { concurrency: running.concurrency, queue: running.queue });
+    return { running, ctx };
+  } catch (err) {
+    await ctx.close();
+    throw err;
+  }
+}
+
+async function stopLocalWorker(
+  worker: { running: RunningWorker; ctx: EngineContext } | undefined,
+  log: Logger,
+): Promise<void> {
+  if (!worker) return;
+  try {
+    const summary = await worker.running.stop();
+    log.info('worker stopped', { ...summary });
+  } catch (err) {
+    log.error('worker did not stop cleanly', { reason: errorMessage(err) });
+  } finally {
+    await worker.ctx.close().catch(() => undefined);
   }
 }
 

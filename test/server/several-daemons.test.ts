@@ -2,11 +2,20 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import * as catalogLayer from '../../src/catalog/index.js';
-import { runJson } from '../helpers/cli.js';
+import { runCli, runJson } from '../helpers/cli.js';
 import { editConfig, STANDARD_SPEC, startLab, type TestLab } from '../helpers/lab.js';
 import { filePostgres } from '../helpers/postgres.js';
 import { requireCapability } from '../helpers/require.js';
-import { api, jobEvents, makeToken, type Served, type SseEvent, serve } from './helpers.js';
+import {
+  api,
+  finishedJob,
+  freePort,
+  jobEvents,
+  makeToken,
+  type Served,
+  type SseEvent,
+  serve,
+} from './helpers.js';
 
 const pg = filePostgres();
 /** The PostgreSQL catalog (`openCatalog` with `catalog.url`) is built: branch pgcat is merged. */
@@ -299,5 +308,65 @@ describe('several daemons on one PostgreSQL catalog', { timeout: 600_000 }, () =
       assert.equal(dues[i]! - dues[i - 1]!, EVERY_SECONDS * 1000, `a due time was lost: ${dues}`);
     }
     assert.equal(backups.json.length, dues.length);
+  });
+  it('serve --worker 1 runs an offload worker in the daemon: an offload through the PostgreSQL queue completes; refused without a queue', async (t) => {
+    const set = await setup(t);
+    if (!set) return;
+    const { token, operator } = set;
+    // The lab's own configuration keeps its catalog in SQLite and names no queue: nothing to take jobs from.
+    const port = await freePort();
+    for (const [value, code] of [
+      [[], 'WORKER_NO_QUEUE'],
+      [['0'], 'WORKER_CONCURRENCY'],
+    ] as const) {
+      const refused = await runCli([
+        '--config',
+        lab!.configPath,
+        '--json',
+        'serve',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--worker',
+        ...value,
+      ]);
+      assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+      assert.equal(refused.json.error.code, code);
+    }
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
+
+    // Only workers take disk jobs (an offload takes none of its own): they must reach the daemon's worker.
+    const onlyWorkers = await editConfig(
+      set.configPath,
+      (doc) => {
+        doc.workers = { ...doc.workers, local: false };
+      },
+      join(lab!.dir, 'postgres-only-workers.yaml'),
+    );
+    const d = await serve(onlyWorkers, { args: ['--worker', '1'] });
+    daemons.push(d);
+    const listening = d.logs().find((l) => l.msg === 'listening');
+    assert.equal(listening.worker.concurrency, 1);
+    const backup = await api(d.url, 'POST', '/api/v1/backups', { token: operator, body: { vms: ['web01'] } });
+    assert.equal(backup.status, 202, backup.text);
+    const backedUp = await finishedJob(d.url, backup.json.job.id, token);
+    assert.equal(backedUp.state, 'done', JSON.stringify(backedUp.error));
+    const offload = await api(d.url, 'POST', '/api/v1/offloads', {
+      token: operator,
+      body: { backupId: backedUp.backupId, repository: 'lab' },
+    });
+    assert.equal(offload.status, 202, offload.text);
+    const offloaded = await finishedJob(d.url, offload.json.job.id, token);
+    assert.equal(offloaded.state, 'done', JSON.stringify(offloaded.error));
+    assert.ok(offloaded.result.bytesAdded > 0, JSON.stringify(offloaded.result));
+    // The disk jobs went through the queue to this daemon's worker.
+    const completed = d
+      .logs()
+      .filter((l) => l.msg === 'worker job completed' && l.backupId === backedUp.backupId);
+    assert.ok(completed.length >= 1, d.stderr());
+    const metrics = (await api(d.url, 'GET', '/metrics')).text;
+    const counted = /^snapkeeper_worker_jobs_total\{type="completed"\} (\d+)$/m.exec(metrics);
+    assert.ok(counted && Number(counted[1]) >= completed.length, metrics);
+    assert.equal((await d.stop()).code, 0, d.stderr());
+    assert.ok(d.logs().some((l) => l.msg === 'worker stopped' && l.completed >= completed.length));
   });
 });
