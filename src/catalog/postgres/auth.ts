@@ -1,37 +1,8 @@
 import { ConflictError } from '../../errors.js';
 import { tokenNotFound, userNotFound } from '../errors.js';
+import { type TokenRow, toToken, toUser, type UserRow } from '../rows.js';
 import type { ApiToken, AuthStore, Role, User } from '../types.js';
 import type { PostgresDatabase } from './database.js';
-
-interface TokenRow {
-  id: string;
-  name: string;
-  role: Role;
-  created_at: string;
-  last_used_at: string | null;
-}
-
-interface UserRow {
-  name: string;
-  role: Role;
-  password_hash: string;
-  created_at: string;
-  updated_at: string;
-}
-
-function toToken(r: TokenRow): ApiToken {
-  return {
-    id: r.id,
-    name: r.name,
-    role: r.role,
-    createdAt: r.created_at,
-    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
-  };
-}
-
-function toUser(r: UserRow): User {
-  return { name: r.name, role: r.role, createdAt: r.created_at, updatedAt: r.updated_at };
-}
 
 const TOKEN = 'id, name, role, created_at, last_used_at';
 

@@ -1,20 +1,8 @@
 import { ConflictError } from '../../errors.js';
 import { copyNotFound } from '../errors.js';
-import type { BackupCopy, CopyStore, CopyVmSummary, NewBackupCopy } from '../types.js';
+import { type CopyRow, parseOf, toCopy } from '../rows.js';
+import type { BackupCopy, CopyStore, NewBackupCopy } from '../types.js';
 import type { PostgresDatabase } from './database.js';
-
-interface CopyRow {
-  backup_id: string;
-  repository_id: string;
-  repository: string;
-  task: string;
-  manifest_id: string;
-  offloaded_at: string;
-  bytes: number;
-  bytes_added: number;
-  vms: string;
-  in_catalog: boolean;
-}
 
 const SELECT = `SELECT c.backup_id, c.repository_id, c.repository, c.task, c.manifest_id, c.offloaded_at, c.bytes,
   c.bytes_added, c.vms, (b.id IS NOT NULL) AS in_catalog FROM copies c LEFT JOIN backups b ON b.id = c.backup_id`;
@@ -53,7 +41,7 @@ export class PostgresCopyStore implements CopyStore {
           copy.repositoryId,
         ])
       ).rows[0]!;
-      return toCopy(this.db, row);
+      return toCopy(parseOf(this.db), row);
     });
   }
 
@@ -62,7 +50,7 @@ export class PostgresCopyStore implements CopyStore {
       backupId,
       repositoryId,
     ]);
-    return row ? toCopy(this.db, row) : undefined;
+    return row ? toCopy(parseOf(this.db), row) : undefined;
   }
 
   async copiesOf(backupId: string): Promise<BackupCopy[]> {
@@ -70,7 +58,7 @@ export class PostgresCopyStore implements CopyStore {
       `${SELECT} WHERE c.backup_id = $1 ORDER BY c.offloaded_at, c.seq`,
       [backupId],
     );
-    return rows.map((r) => toCopy(this.db, r));
+    return rows.map((r) => toCopy(parseOf(this.db), r));
   }
 
   async copiesOfBackups(backupIds: string[]): Promise<Map<string, BackupCopy[]>> {
@@ -80,7 +68,7 @@ export class PostgresCopyStore implements CopyStore {
       `${SELECT} WHERE c.backup_id = ANY($1::text[]) ORDER BY c.offloaded_at, c.seq`,
       [backupIds],
     );
-    for (const r of rows) out.get(r.backup_id)?.push(toCopy(this.db, r));
+    for (const r of rows) out.get(r.backup_id)?.push(toCopy(parseOf(this.db), r));
     return out;
   }
 
@@ -99,7 +87,7 @@ export class PostgresCopyStore implements CopyStore {
       where.push(`${column} = $${args.length}`);
     }
     const sql = `${SELECT}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.offloaded_at, c.seq`;
-    return (await this.db.all<CopyRow>(sql, args)).map((r) => toCopy(this.db, r));
+    return (await this.db.all<CopyRow>(sql, args)).map((r) => toCopy(parseOf(this.db), r));
   }
 
   async removeCopy(backupId: string, repositoryId: string): Promise<void> {
@@ -109,19 +97,4 @@ export class PostgresCopyStore implements CopyStore {
     ]);
     if (changed === 0) throw copyNotFound(backupId, repositoryId);
   }
-}
-
-function toCopy(db: PostgresDatabase, r: CopyRow): BackupCopy {
-  return {
-    backupId: r.backup_id,
-    task: r.task,
-    repository: r.repository,
-    repositoryId: r.repository_id,
-    manifestId: r.manifest_id,
-    offloadedAt: r.offloaded_at,
-    bytes: r.bytes,
-    bytesAdded: r.bytes_added,
-    vms: db.parse<CopyVmSummary[]>(r.vms, `copy of backup ${r.backup_id}`),
-    arrayCopy: r.in_catalog,
-  };
 }

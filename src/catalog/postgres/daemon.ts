@@ -1,46 +1,14 @@
 import type { BackupState } from '../../model/backup.js';
+import {
+  type JobTableRow,
+  type LeadershipRow,
+  type MemberRow,
+  type ParseJson,
+  toJob,
+  toMember,
+} from '../rows.js';
 import type { DaemonMember, DaemonStore, JobRow, JobState, Leadership, ScheduleState } from '../types.js';
 import type { PostgresDatabase, Queryable } from './database.js';
-
-interface MemberRow {
-  instance_id: string;
-  host: string;
-  pid: number;
-  listen: string;
-  started_at: string;
-  heartbeat_at: string;
-}
-
-interface LeadershipRow {
-  holder: string | null;
-  term: number;
-  expires_at: string | null;
-}
-
-interface JobTableRow {
-  id: string;
-  kind: string;
-  subject: string;
-  state: JobState;
-  instance_id: string;
-  started_at: string;
-  finished_at: string | null;
-  progress: string | null;
-  result: string | null;
-  error: string | null;
-  backup_id: string | null;
-}
-
-function toMember(r: MemberRow): DaemonMember {
-  return {
-    instanceId: r.instance_id,
-    host: r.host,
-    pid: r.pid,
-    listen: r.listen,
-    startedAt: r.started_at,
-    heartbeatAt: r.heartbeat_at,
-  };
-}
 
 function plus(stamp: string, ms: number): string {
   return new Date(Date.parse(stamp) + ms).toISOString();
@@ -54,6 +22,8 @@ function plus(stamp: string, ms: number): string {
  */
 export class PostgresDaemonStore implements DaemonStore {
   constructor(readonly db: PostgresDatabase) {}
+
+  readonly #parse: ParseJson = (json, what) => this.db.parse(json, what);
 
   async heartbeatMember(
     member: Pick<DaemonMember, 'instanceId' | 'host' | 'pid' | 'listen'>,
@@ -162,7 +132,7 @@ export class PostgresDaemonStore implements DaemonStore {
 
   async findJob(id: string): Promise<JobRow | undefined> {
     const row = await this.db.get<JobTableRow>('SELECT * FROM jobs WHERE id = $1', [id]);
-    return row ? this.#toJob(row) : undefined;
+    return row ? toJob(this.#parse, row) : undefined;
   }
 
   async listJobs(filter: { state?: JobState[]; limit?: number } = {}): Promise<JobRow[]> {
@@ -173,7 +143,7 @@ export class PostgresDaemonStore implements DaemonStore {
        ORDER BY started_at DESC, id DESC LIMIT $2`,
       [states, limit < 0 ? null : limit],
     );
-    return rows.map((r) => this.#toJob(r));
+    return rows.map((r) => toJob(this.#parse, r));
   }
 
   async failOrphanedJobs(ttlMs: number, error: { code: string; message: string }): Promise<number> {
@@ -246,22 +216,6 @@ export class PostgresDaemonStore implements DaemonStore {
       count: r.n,
       ...(r.last ? { lastCompleteAt: r.last } : {}),
     }));
-  }
-
-  #toJob(r: JobTableRow): JobRow {
-    return {
-      id: r.id,
-      kind: r.kind,
-      subject: r.subject,
-      state: r.state,
-      instanceId: r.instance_id,
-      startedAt: r.started_at,
-      ...(r.finished_at ? { finishedAt: r.finished_at } : {}),
-      ...(r.progress ? { progress: this.db.parse<Record<string, unknown>>(r.progress, `job ${r.id}`) } : {}),
-      ...(r.result ? { result: this.db.parse<unknown>(r.result, `job ${r.id}`) } : {}),
-      ...(r.error ? { error: this.db.parse<{ code: string; message: string }>(r.error, `job ${r.id}`) } : {}),
-      ...(r.backup_id ? { backupId: r.backup_id } : {}),
-    };
   }
 }
 

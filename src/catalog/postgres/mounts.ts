@@ -1,15 +1,8 @@
 import { ConflictError } from '../../errors.js';
 import { backupNotFound, mountNotFound } from '../errors.js';
+import { type MountRow, parseOf, toMount } from '../rows.js';
 import type { Mount, MountStore } from '../types.js';
 import type { PostgresDatabase, Queryable } from './database.js';
-
-interface MountRow {
-  id: string;
-  backup_id: string;
-  kind: string;
-  data: string;
-  created_at: string;
-}
 
 /** Mounts and attaches of backups: while one exists, its backup cannot be deleted. */
 export class PostgresMountStore implements MountStore {
@@ -52,7 +45,7 @@ export class PostgresMountStore implements MountStore {
   async getMount(id: string): Promise<Mount> {
     const row = await this.db.get<MountRow>('SELECT * FROM mounts WHERE id = $1', [id]);
     if (!row) throw mountNotFound(id);
-    return toMount(this.db, row);
+    return toMount(parseOf(this.db), row);
   }
 
   async mountsOf(backupId: string): Promise<Mount[]> {
@@ -61,7 +54,7 @@ export class PostgresMountStore implements MountStore {
 
   async listMounts(): Promise<Mount[]> {
     const rows = await this.db.all<MountRow>('SELECT * FROM mounts ORDER BY created_at, seq');
-    return rows.map((r) => toMount(this.db, r));
+    return rows.map((r) => toMount(parseOf(this.db), r));
   }
 }
 
@@ -70,15 +63,5 @@ export async function mountsOf(db: PostgresDatabase, q: Queryable, backupId: str
   const rows = (
     await q.query<MountRow>('SELECT * FROM mounts WHERE backup_id = $1 ORDER BY created_at, seq', [backupId])
   ).rows;
-  return rows.map((r) => toMount(db, r));
-}
-
-function toMount(db: PostgresDatabase, r: MountRow): Mount {
-  return {
-    id: r.id,
-    backupId: r.backup_id,
-    kind: r.kind,
-    data: db.parse<Record<string, unknown>>(r.data, `mount ${r.id}`),
-    createdAt: r.created_at,
-  };
+  return rows.map((r) => toMount(parseOf(db), r));
 }

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConflictError, LockedError } from '../../errors.js';
 import { journalEntryNotFound, operationNotFound } from '../errors.js';
+import { type JournalRow, type OperationRow, toOperation } from '../rows.js';
 import type {
   JournalEntry,
   JournalStep,
@@ -12,55 +13,15 @@ import type {
   OperationFilter,
   OperationJournal,
   OperationKind,
-  OperationState,
 } from '../types.js';
 import { checkOperationKind, lockRequests, toInstant } from '../validate.js';
 import type { PostgresDatabase, Queryable } from './database.js';
-
-interface OperationRow {
-  id: string;
-  kind: OperationKind;
-  subject: string | null;
-  pid: number;
-  host: string;
-  state: OperationState;
-  started_at: string;
-  finished_at: string | null;
-  heartbeat_at: string | null;
-  recovered_at: string | null;
-}
-
-interface JournalRow {
-  id: number;
-  operation_id: string;
-  action: string;
-  target: string;
-  data: string;
-  created_at: string;
-  completed_at: string | null;
-}
 
 const OP_COLUMNS =
   'o.id, o.kind, o.subject, o.pid, o.host, o.state, o.started_at, o.finished_at, o.heartbeat_at, o.recovered_at';
 
 /** Every lock acquisition of the catalog runs under this transaction-level advisory lock (one at a time). */
 const LOCKS_LOCK = 0x736b_6c6b; // 'sklk'
-
-export function toOperation(r: OperationRow): Operation {
-  const op: Operation = {
-    id: r.id,
-    kind: r.kind,
-    pid: r.pid,
-    host: r.host,
-    state: r.state,
-    startedAt: r.started_at,
-  };
-  if (r.subject !== null) op.subject = r.subject;
-  if (r.finished_at !== null) op.finishedAt = r.finished_at;
-  if (r.heartbeat_at !== null) op.heartbeatAt = r.heartbeat_at;
-  if (r.recovered_at !== null) op.recoveredAt = r.recovered_at;
-  return op;
-}
 
 async function findOperation(q: Queryable, id: string, forUpdate = false): Promise<Operation | undefined> {
   const row = (
