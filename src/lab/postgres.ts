@@ -11,6 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { pidAlive } from '../catalog/index.js';
 import { SnapkeeperError } from '../errors.js';
 import { freePort } from './moto.js';
 
@@ -248,13 +249,7 @@ export function postgresAlive(dataDir: string): boolean {
   } catch {
     return false;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return pidAlive(pid);
 }
 
 /** Stops the cluster in `dataDir` if it runs (fast shutdown: running sessions are ended). */

@@ -3,6 +3,7 @@ import { DEFAULT_LISTEN } from '../../config/server.js';
 import { UsageError } from '../../errors.js';
 import { startDaemon } from '../../server/index.js';
 import { ok } from '../context.js';
+import { stopSignals } from '../stop-signals.js';
 import type { Runner } from './runner.js';
 
 /** `snapkeeper serve`: the daemon (schedules, REST API, web UI, metrics) until SIGTERM or SIGINT. */
@@ -27,15 +28,7 @@ export function registerServe(program: Command, run: Runner): void {
           worker = { concurrency: n };
         }
         const config = ctx.config();
-        let signalled: (signal: NodeJS.Signals) => void = () => {};
-        const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-          signalled = resolve;
-        });
-        // Listening for the signals before the daemon starts: one sent during its start is not lost. `on`,
-        // not `once`, for the daemon's whole life: the engine's hook runner kills running hooks on SIGTERM and
-        // re-raises the signal when nobody else listens, which would end the daemon before its jobs release.
-        process.on('SIGTERM', signalled);
-        process.on('SIGINT', signalled);
+        const stop = stopSignals();
         try {
           const daemon = await startDaemon({
             config,
@@ -43,12 +36,11 @@ export function registerServe(program: Command, run: Runner): void {
             ...(worker !== undefined ? { worker } : {}),
           });
           if (!ctx.json) process.stderr.write(`snapkeeper serve: listening on ${daemon.url}\n`);
-          const signal = await stopSignal;
+          const signal = await stop.received;
           await daemon.stop();
           return ok({ stopped: true, url: daemon.url, signal }, `snapkeeper serve stopped (${signal})`);
         } finally {
-          process.off('SIGTERM', signalled);
-          process.off('SIGINT', signalled);
+          stop.dispose();
         }
       }),
     );

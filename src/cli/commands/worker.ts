@@ -4,6 +4,7 @@ import { UsageError } from '../../errors.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { formatBytes } from '../progress.js';
+import { stopSignals } from '../stop-signals.js';
 import type { Runner } from './runner.js';
 
 function jobLine(e: WorkerJobEvent): string {
@@ -43,12 +44,7 @@ export function registerWorker(program: Command, run: Runner): void {
             );
           }
         }
-        let signalled: (signal: NodeJS.Signals) => void = () => {};
-        const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-          signalled = resolve;
-        });
-        process.on('SIGTERM', signalled);
-        process.on('SIGINT', signalled);
+        const stop = stopSignals();
         try {
           return await withEngine(ctx, async (engine) => {
             const worker = await startWorker(engine, {
@@ -62,7 +58,7 @@ export function registerWorker(program: Command, run: Runner): void {
                 `snapkeeper worker: ${worker.concurrency} at once, repositories ${worker.repositories.join(', ')}, queue ${worker.queue}\n`,
               );
             }
-            const signal = await stopSignal;
+            const signal = await stop.received;
             const summary = await worker.stop();
             return ok(
               { stopped: true, signal, ...summary },
@@ -70,8 +66,7 @@ export function registerWorker(program: Command, run: Runner): void {
             );
           });
         } finally {
-          process.off('SIGTERM', signalled);
-          process.off('SIGINT', signalled);
+          stop.dispose();
         }
       }),
     );
