@@ -47,10 +47,10 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Buffer): Buffer | und
     const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, NONCE_BYTES));
     decipher.setAAD(aad);
     decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
-    return Buffer.concat([
-      decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES)),
-      decipher.final(),
-    ]);
+    const plain = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
+    const rest = decipher.final();
+    // GCM's final() authenticates and adds no bytes: no copy of the plaintext for a join.
+    return rest.length === 0 ? plain : Buffer.concat([plain, rest]);
   } catch {
     return undefined;
   }

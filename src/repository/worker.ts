@@ -33,8 +33,9 @@ function reply(msg: WorkerReply, transfer: ArrayBuffer[] = []): void {
 /** One transferable buffer holding `parts` end to end. */
 function joined(parts: Buffer[]): ArrayBuffer {
   const total = parts.reduce((n, p) => n + p.length, 0);
-  const ab = new ArrayBuffer(total);
-  const out = Buffer.from(ab);
+  // Not zero-filled first: every byte is written below.
+  const out = Buffer.allocUnsafeSlow(total);
+  const ab = out.buffer as ArrayBuffer;
   let off = 0;
   for (const p of parts) off += p.copy(out, off);
   return ab;
