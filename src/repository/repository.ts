@@ -146,8 +146,47 @@ export async function openRepository(
   options: OpenOptions = {},
 ): Promise<Repository> {
   const config = await readConfig(backend, options.signal);
-  const { keys, keyName } = await unlock(backend, config, passphrase, options.signal);
-  return new OpenRepository(backend, config, keys, keyName, options.workers);
+  // The index files are loaded while scrypt derives the key (a few hundred ms of a core): most commands read
+  // them next, and their bytes need the key only to be opened.
+  const prefetch = prefetchIndexes(backend, options.signal);
+  let unlocked: { keys: MasterKeys; keyName: string };
+  try {
+    unlocked = await unlock(backend, config, passphrase, options.signal);
+  } catch (err) {
+    await prefetch;
+    throw err;
+  }
+  return new OpenRepository(backend, config, unlocked.keys, unlocked.keyName, options.workers, prefetch);
+}
+
+/** Index bytes loaded at most while opening (more is loaded when needed). */
+const PREFETCH_INDEX_BYTES = 64 << 20;
+
+/**
+ * The bytes of the index files, by key, up to PREFETCH_INDEX_BYTES; never rejects (a failure leaves the file
+ * to be loaded when needed, which reports it). Index files are content-named and never change: bytes loaded
+ * now are the file's as long as its key is listed.
+ */
+async function prefetchIndexes(
+  backend: RepositoryBackend,
+  signal?: AbortSignal,
+): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  try {
+    const keys: string[] = [];
+    let bytes = 0;
+    for await (const o of backend.list('index/', { signal })) {
+      if (bytes + o.size > PREFETCH_INDEX_BYTES) continue;
+      bytes += o.size;
+      keys.push(o.key);
+    }
+    await forEachLimited(keys, 8, async (key) => {
+      out.set(key, await backend.load(key, { signal }));
+    });
+  } catch {
+    // Loaded again when needed.
+  }
+  return out;
 }
 
 async function listKeys(backend: RepositoryBackend, prefix: string, signal?: AbortSignal) {
@@ -169,6 +208,8 @@ class OpenRepository implements Repository {
     private readonly keys: MasterKeys,
     private keyName: string,
     private readonly workers: number | undefined,
+    /** Index bytes loaded while the key was derived: taken by the first `readIndexes`. */
+    private prefetched?: Promise<Map<string, Buffer>>,
   ) {
     this.id = config.id;
   }
@@ -188,6 +229,8 @@ class OpenRepository implements Repository {
     const corrupt: string[] = [];
     const keys = [...(await listKeys(this.backend, 'index/', signal)).keys()].sort();
     names.push(...keys);
+    const prefetched = await this.prefetched;
+    this.prefetched = undefined;
     const docs = new Map<string, IndexDocument>();
     // Loaded several at once (object storage answers slowly, in parallel), added in name order.
     await forEachLimited(
@@ -196,7 +239,7 @@ class OpenRepository implements Repository {
       async (key) => {
         let data: Buffer;
         try {
-          data = await this.backend.load(key, { signal });
+          data = prefetched?.get(key) ?? (await this.backend.load(key, { signal }));
         } catch (err) {
           if (err instanceof NotFoundError) return; // removed by a prune meanwhile
           throw err;
@@ -217,11 +260,14 @@ class OpenRepository implements Repository {
   async writer(options: { signal?: AbortSignal; onProgress?: (p: WriteProgress) => void } = {}) {
     const lock = await acquireLock(this.backend, 'shared', { signal: options.signal });
     try {
+      // The packs are listed while the indexes are read and opened (both after the lock is held).
+      const listing = listKeys(this.backend, 'packs/', options.signal);
+      listing.catch(() => undefined); // awaited below
       const { index } = await this.readIndexes(options.signal);
       // Packs no index names (a writer killed before its index, or one running now) are described by their
       // own headers: this writer reuses their chunks and names the packs in its own index.
       const adopted: PackEntry[] = [];
-      for (const [key, size] of await listKeys(this.backend, 'packs/', options.signal)) {
+      for (const [key, size] of await listing) {
         const id = packIdOf(key);
         if (index.pack(id) !== undefined) continue;
         const header = await this.readPackHeader(key, size, options.signal);

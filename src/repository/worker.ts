@@ -1,6 +1,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, sealParts, ZERO_CHUNK } from './crypto.js';
+import {
+  AAD,
+  chunkId,
+  FLAG_RAW,
+  FLAG_ZSTD,
+  isAllZero,
+  Nonces,
+  open,
+  sealParts,
+  ZERO_CHUNK,
+} from './crypto.js';
 import type { WorkerReply, WorkerRequest } from './pool.js';
 
 /**
@@ -49,14 +59,15 @@ function worthCompressing(data: Buffer): boolean {
 }
 
 const RAW = Buffer.from([FLAG_RAW]);
+const nonces = new Nonces();
 const ZSTD = Buffer.from([FLAG_ZSTD]);
 
 /** The sealed blob of a chunk, in pieces (joined once with the batch's other blobs). */
 function sealChunk(id: string, data: Buffer): Buffer[] {
   const z = worthCompressing(data) ? compressor.compress(data) : data;
   return z !== data && z.length < data.length
-    ? sealParts(enc, [ZSTD, z], AAD.chunk(id))
-    : sealParts(enc, [RAW, data], AAD.chunk(id));
+    ? sealParts(enc, [ZSTD, z], AAD.chunk(id), nonces.next())
+    : sealParts(enc, [RAW, data], AAD.chunk(id), nonces.next());
 }
 
 /** The chunk's plaintext, or why it is not the chunk `id`. */

@@ -236,8 +236,20 @@ export class Writer implements RepositoryWriter {
         const stream = await opened.shift()!;
         const end = Math.min(size, (last + 1) * cs);
         let pos = first * cs;
+        const readAt = (stream as Partial<PositionalSource>).readAt;
         try {
-          for await (const piece of stream as AsyncIterable<Buffer>) {
+          // A source with positional reads fills the batch buffers itself: no buffer per read, no copy.
+          while (typeof readAt === 'function' && pos < end) {
+            cur ??= { buf: new Uint8Array(await this.buffers.take(), 0, batchBytes), filled: 0, indices: [] };
+            const want = Math.min(cur.buf.length - cur.filled, end - pos);
+            const n = await readAt(cur.buf.subarray(cur.filled, cur.filled + want), pos);
+            if (n <= 0) break;
+            for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) cur.indices.push(c);
+            cur.filled += n;
+            pos += n;
+            if (cur.filled === cur.buf.length) await flush();
+          }
+          for await (const piece of (typeof readAt === 'function' ? [] : stream) as AsyncIterable<Buffer>) {
             let off = 0;
             // Copied into batches of our own: a piece may be a view of memory its source keeps, and a batch is
             // read in place by a worker (shared memory) until it is sealed or dropped.
@@ -451,6 +463,15 @@ class BatchBuffers {
     if (w !== undefined) w(b);
     else this.free.push(b);
   }
+}
+
+/**
+ * What a source's stream may also carry (the fs array's does): positional reads into the caller's memory,
+ * `target.length` bytes at `position` (fewer at the end of the range asked for), resolving the bytes read.
+ * The writer then never consumes the stream, only destroys it (which closes the file).
+ */
+export interface PositionalSource {
+  readAt(target: Uint8Array, position: number): Promise<number>;
 }
 
 /** Runs of consecutive undefined entries, as [first, last] index pairs. */

@@ -77,6 +77,12 @@ export async function openFsArray(config: FsArrayConfig): Promise<FsArray> {
   return new FsArray(config.name, root, driver);
 }
 
+/**
+ * Read `target.length` bytes (fewer at the end of the range) at `position` of the file into `target`; resolves
+ * the bytes read. Carried as `readAt` by the stream `readFile` returns (see src/arrays/README.md).
+ */
+export type ReadAt = (target: Uint8Array, position: number) => Promise<number>;
+
 /** Snapshot files whose resolved path `readFile` remembers (see `openSnapshotFile`). */
 const RESOLVED_FILES_KEPT = 1024;
 
@@ -318,6 +324,21 @@ export class FsArray implements StorageArray {
         end: range.offset + range.length - 1,
         highWaterMark: 1024 * 1024,
       });
+      // Positional reads into the caller's memory, instead of consuming the stream (see ReadAt in
+      // src/arrays/README.md): the repository writer reads whole disks straight into its batch buffers, with
+      // no fresh buffer per read to fault in and collect, and no copy. Only within the range; the stream's
+      // `destroy` still closes the file.
+      const first = range.offset;
+      const last = range.offset + range.length;
+      const readAt: ReadAt = async (target, position) => {
+        if (position < first || position > last) {
+          throw new UsageError('ARRAY_INVALID_RANGE', `read at ${position} is outside ${first}..${last}`);
+        }
+        const length = Math.min(target.length, last - position);
+        if (length === 0) return 0;
+        return (await fh.read(target, 0, length, position)).bytesRead;
+      };
+      Object.assign(stream, { readAt });
     }
     return options.signal ? addAbortSignal(options.signal, stream) : stream;
   }
