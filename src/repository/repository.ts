@@ -96,6 +96,24 @@ const RESTORE_READS = 6;
 /** Prune rewrites a pack whose needed blobs take less than this share of it. */
 const REWRITE_BELOW = 0.5;
 
+/**
+ * Buffers of RESTORE_READ_BYTES a restore's loads are read into and its plaintexts written from, reused: made
+ * afresh for every load, gigabytes of them cost the main thread more in page faults and garbage collection
+ * than the writes. Shared memory: a worker reads and writes it in place (a transferred buffer's arrival and
+ * detachment cost the main thread garbage collections of its own); two per load in flight.
+ */
+class RestoreBuffers {
+  private readonly free: SharedArrayBuffer[] = [];
+
+  take(): SharedArrayBuffer {
+    return this.free.pop() ?? new SharedArrayBuffer(RESTORE_READ_BYTES);
+  }
+
+  give(b: SharedArrayBuffer): void {
+    this.free.push(b);
+  }
+}
+
 /** A chunk a restore needs: where it is stored and the chunk indexes of the file it fills. */
 interface RestoreBlob {
   loc: ChunkLocation;
@@ -108,6 +126,8 @@ interface RestoreRead {
   pack: string;
   offset: number;
   bytes: number;
+  /** The plaintexts' bytes (at most RESTORE_READ_BYTES, so that they fit a buffer of `RestoreBuffers`). */
+  rawBytes: number;
   blobs: RestoreBlob[];
   /** The first chunk index it fills (loads are made in this order). */
   first: number;
@@ -376,6 +396,7 @@ class OpenRepository implements Repository {
       });
     }
     const { reads, zeroBytes } = this.restoreReads(file);
+    const buffers = new RestoreBuffers();
     let done = zeroBytes;
     if (done > 0) options.onProgress?.(done, file.size);
     // Reads in flight: up to RESTORE_AHEAD_BYTES of sealed data (each read's plaintext is written, out of
@@ -397,7 +418,7 @@ class OpenRepository implements Repository {
         break;
       }
       ahead += r.bytes;
-      const p: Promise<void> = this.restoreRead(file, r, sink, signal)
+      const p: Promise<void> = this.restoreRead(file, r, sink, buffers, signal)
         .then((bytes) => {
           done += bytes;
           options.onProgress?.(done, file.size);
@@ -467,14 +488,23 @@ class OpenRepository implements Repository {
         if (
           r !== undefined &&
           b.loc.offset - (r.offset + r.bytes) <= RESTORE_GAP_BYTES &&
-          end - r.offset <= RESTORE_READ_BYTES
+          end - r.offset <= RESTORE_READ_BYTES &&
+          r.rawBytes + b.rawLength <= RESTORE_READ_BYTES
         ) {
           r.blobs.push(b);
           r.bytes = end - r.offset;
+          r.rawBytes += b.rawLength;
           r.first = Math.min(r.first, b.places[0]!);
           continue;
         }
-        r = { pack, offset: b.loc.offset, bytes: b.loc.length, blobs: [b], first: b.places[0]! };
+        r = {
+          pack,
+          offset: b.loc.offset,
+          bytes: b.loc.length,
+          rawBytes: b.rawLength,
+          blobs: [b],
+          first: b.places[0]!,
+        };
         reads.push(r);
       }
     }
@@ -491,15 +521,28 @@ class OpenRepository implements Repository {
     file: StoredFile,
     r: RestoreRead,
     sink: { write(offset: number, data: Buffer): Promise<void> },
+    buffers: RestoreBuffers,
     signal?: AbortSignal,
   ): Promise<number> {
     const cs = file.chunkSize;
     const key = packKey(r.pack);
     const first = r.blobs[0]!;
     let data: Buffer;
+    const input = buffers.take();
+    const output = buffers.take();
+    const release = () => {
+      buffers.give(input);
+      buffers.give(output);
+    };
     try {
-      data = await this.backend.load(key, { offset: r.offset, length: r.bytes, signal });
+      data = await this.backend.load(key, {
+        offset: r.offset,
+        length: r.bytes,
+        signal,
+        into: new Uint8Array(input),
+      });
     } catch (err) {
+      release();
       if (err instanceof NotFoundError) {
         throw new RepositoryError(
           'CHUNK_MISSING',
@@ -515,19 +558,34 @@ class OpenRepository implements Repository {
       });
     const cut = r.blobs.find((b) => b.loc.offset - r.offset + b.loc.length > data.length);
     if (cut !== undefined) {
+      release();
       throw corrupt(cut, `is cut short (the pack ends ${data.length + r.offset} bytes in)`);
     }
-    const { plain, failures } = await this.pool.open(
-      data,
-      r.blobs.map((b) => ({
-        id: b.loc.id,
-        offset: b.loc.offset - r.offset,
-        length: b.loc.length,
-        rawLength: b.rawLength,
-      })),
-    );
-    if (failures.length > 0) throw corrupt(r.blobs[failures[0]!.index]!, failures[0]!.reason);
-    signal?.throwIfAborted();
+    const blobs = r.blobs.map((b) => ({
+      id: b.loc.id,
+      offset: b.loc.offset - r.offset,
+      length: b.loc.length,
+      rawLength: b.rawLength,
+    }));
+    // Read into our shared buffer (the local backend), or a buffer of the backend's own (copied in: a
+    // backend's buffer is transferred otherwise, which costs more than the copy).
+    if (data.buffer !== input || data.byteOffset !== 0) Buffer.from(input).set(data);
+    let opened: { plain: Buffer; failures: { index: number; reason: string }[] };
+    try {
+      opened = await this.pool.openInto(input, data.length, output, blobs);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const { plain, failures } = opened;
+    if (failures.length > 0) {
+      release();
+      throw corrupt(r.blobs[failures[0]!.index]!, failures[0]!.reason);
+    }
+    if (signal?.aborted) {
+      release();
+      signal.throwIfAborted();
+    }
     // Places in file order, each with its plaintext; runs of consecutive chunks whose plaintexts lie end to
     // end make one write.
     const places: { index: number; at: number; length: number }[] = [];
@@ -557,6 +615,7 @@ class OpenRepository implements Repository {
     }
     // Every write settles before this read does (the caller may remove the file once a read fails).
     const settled = await Promise.allSettled(writes);
+    release();
     const failed = settled.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     return bytes;

@@ -47,7 +47,20 @@ export interface RepositoryBackend {
    * caller's from then on (the repository may transfer its memory to a worker thread): never a view of memory
    * the backend keeps.
    */
-  load(key: string, options?: { offset?: number; length?: number; signal?: AbortSignal }): Promise<Buffer>;
+  load(
+    key: string,
+    options?: {
+      offset?: number;
+      length?: number;
+      signal?: AbortSignal;
+      /**
+       * A ranged load may be read into this memory (at least `length` bytes) and a view of it returned (the
+       * local backend does: a restore reuses its buffers instead of making one per load); a backend may
+       * ignore it and return a buffer of its own.
+       */
+      into?: Uint8Array;
+    },
+  ): Promise<Buffer>;
   /** Size, or undefined when absent. */
   stat(key: string, options?: { signal?: AbortSignal }): Promise<BackendObject | undefined>;
   /** Every object whose key starts with `prefix`, in no particular order. */

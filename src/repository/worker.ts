@@ -133,7 +133,11 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         return;
       }
       case 'open': {
-        const data = Buffer.from(msg.data);
+        const data = Buffer.from(
+          msg.data,
+          msg.offset ?? 0,
+          msg.length ?? msg.data.byteLength - (msg.offset ?? 0),
+        );
         const plain: Buffer[] = [];
         const failures: { index: number; reason: string }[] = [];
         msg.blobs.forEach((b, index) => {
@@ -143,6 +147,15 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         });
         if (msg.discard || failures.length > 0) {
           reply({ type: 'opened', job: msg.job, failures });
+          return;
+        }
+        const total = plain.reduce((n, p) => n + p.length, 0);
+        if (msg.out !== undefined && msg.out.byteLength >= total) {
+          // Into the caller's shared memory (reused from load to load).
+          const out = Buffer.from(msg.out);
+          let off = 0;
+          for (const p of plain) off += p.copy(out, off);
+          reply({ type: 'opened', job: msg.job, failures, length: total });
           return;
         }
         const ab = joined(plain);
