@@ -86,9 +86,9 @@ async function forEachLimited<T>(
 }
 
 /** Largest single ranged load a restore makes (blobs of one pack). */
-const RESTORE_READ_BYTES = 16 << 20;
+const RESTORE_READ_BYTES = 20 << 20;
 /** Blobs of one pack this close to each other are read in one load (the bytes between are read and dropped). */
-const RESTORE_GAP_BYTES = 1 << 20;
+const RESTORE_GAP_BYTES = 4 << 20;
 /** Sealed bytes a restore has asked for and not yet written. */
 const RESTORE_AHEAD_BYTES = 64 << 20;
 /** Ranged loads a restore has in flight at most. */

@@ -77,7 +77,7 @@ describe('repository: restore reads by pack and writes out of order', () => {
     const sink = recordingSink(file.size);
     await repo.restoreFile(file, sink);
     assert.ok(sink.data.equals(data), 'restored bytes equal the file');
-    // Every pack holding a chunk of the file is loaded once (its blobs lie within a MiB of each other).
+    // Every pack holding a chunk of the file is loaded once (its blobs lie within 4 MiB of each other).
     const needed = new Set(file.chunks.filter((c) => c !== 'zero'));
     assert.ok(
       backend.calls.load - loadsBefore <= packsOf(backend),
