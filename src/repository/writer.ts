@@ -38,8 +38,10 @@ const SAVES_IN_FLIGHT = 4;
 const BATCH_BYTES = 4 << 20;
 /** Most batches in flight (read, hashing, sealing), whatever the number of workers. */
 const READ_AHEAD_BYTES = 64 << 20;
-/** Streams of the source opened ahead of the one being read (runs of changed chunks). */
+/** Streams of the source opened ahead of the one being read, per lane (runs of changed chunks). */
 const OPEN_AHEAD = 4;
+/** Lanes reading many small runs at once (each fills batches of its own). */
+const READ_LANES = 4;
 
 export interface WriterContext {
   backend: RepositoryBackend;
@@ -123,12 +125,13 @@ export class Writer implements RepositoryWriter {
     this.report();
 
     let inFlight = 0;
-    let wake: (() => void) | undefined;
+    // Lanes waiting for a batch to finish (each checks again when woken).
+    const waiting: (() => void)[] = [];
     const errors: unknown[] = [];
     const done = new Set<Promise<void>>();
     const dispatch = async (indices: number[], data: Uint8Array): Promise<void> => {
       try {
-        while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
+        while (inFlight >= this.window) await new Promise<void>((r) => waiting.push(r));
         if (errors.length > 0) throw errors[0];
         this.ctx.signal?.throwIfAborted();
       } catch (err) {
@@ -148,15 +151,33 @@ export class Writer implements RepositoryWriter {
         .finally(() => {
           inFlight--;
           done.delete(p);
-          const w = wake;
-          wake = undefined;
-          w?.();
+          for (const w of waiting.splice(0)) w();
         });
       done.add(p);
     };
 
-    await this.readRuns(source, [...runsOf(chunks)], cs, dispatch);
+    // Many small runs (an incremental's changed chunks) are read in a few lanes at once, each its own share of
+    // them in order: a run's open and read are round trips to the source, which one lane would wait on in turn.
+    const runs = [...runsOf(chunks)];
+    const lanes = runs.length >= 4 * READ_LANES ? READ_LANES : 1;
+    const stop = { failed: false };
+    const settled = await Promise.allSettled(
+      Array.from({ length: lanes }, (_, k) =>
+        this.readRuns(
+          source,
+          runs.slice(Math.floor((k * runs.length) / lanes), Math.floor(((k + 1) * runs.length) / lanes)),
+          cs,
+          dispatch,
+          stop,
+        ).catch((err: unknown) => {
+          stop.failed = true;
+          throw err;
+        }),
+      ),
+    );
     await Promise.all(done);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     if (errors.length > 0) throw errors[0];
     return { path: source.path, size, chunkSize: cs, chunks: chunks as string[] };
   }
@@ -208,6 +229,7 @@ export class Writer implements RepositoryWriter {
     runs: [number, number][],
     cs: number,
     dispatch: (indices: number[], data: Uint8Array) => Promise<void>,
+    stop: { failed: boolean },
   ): Promise<void> {
     const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const { size } = source;
@@ -232,6 +254,7 @@ export class Writer implements RepositoryWriter {
     };
     try {
       for (const [first, last] of runs) {
+        if (stop.failed) return; // another lane failed: addFile rejects with its error
         openAhead();
         const stream = await opened.shift()!;
         const end = Math.min(size, (last + 1) * cs);
