@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what snapkeeper needs on a fresh Debian machine and builds it: Debian's Go toolchain and govmomi
 # source (for the lab's vCenter simulator) and btrfs-progs (as root), the npm packages, the TypeScript build,
-# the web UI (web/dist) and the simulator binary; Chromium for the browser tests; checks that the machine's
+# the web UI (web/dist) and the simulator binary; Chromium for the browser tests; PostgreSQL's server; checks that the machine's
 # Python has moto (the tests' S3 server). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 { command -v filefrag || [ -x /usr/sbin/filefrag ] || [ -x /sbin/filefrag ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
 # Debian's Chromium for the web UI's browser tests (driven by playwright-core, which downloads no browser)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# PostgreSQL's server binaries (/usr/lib/postgresql/N/bin) for the PostgreSQL catalog, the job queue and
+# `lab up --postgres`; the tests start their own clusters (the package's own cluster is not used)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2

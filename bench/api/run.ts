@@ -150,7 +150,7 @@ async function main(): Promise<void> {
     const start = Date.UTC(2025, 0, 1);
     for (let i = 0; i < BACKUPS; i++) await catalog.insertBackup(record(i, start));
     const { token } = await createToken(catalog, { name: 'bench', role: 'read-only' });
-    catalog.close();
+    await catalog.close();
     process.stdout.write(`inserted ${BACKUPS} backups in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
     const port = await freePort();

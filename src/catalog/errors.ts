@@ -37,3 +37,15 @@ export function copyNotFound(backupId: string, repositoryId: string): NotFoundEr
     { details: { backupId, repositoryId } },
   );
 }
+
+export function userNotFound(name: string): NotFoundError {
+  return new NotFoundError('USER_NOT_FOUND', `no user named ${name} (see snapkeeper user list)`, {
+    details: { user: name },
+  });
+}
+
+export function tokenNotFound(idOrName: string): NotFoundError {
+  return new NotFoundError('TOKEN_NOT_FOUND', `no token with id or name ${idOrName} (see token list)`, {
+    details: { token: idOrName },
+  });
+}

@@ -227,6 +227,32 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX jobs_state ON jobs (state);
     `,
   },
+  {
+    version: 7,
+    name: "several daemons: membership rows and the schedules' leadership",
+    // The one-daemon lease row of migration 6 gives way to a row per daemon and one leadership row; a
+    // leadership's term grows at each change of holder, fencing off a deposed leader's writes.
+    up: `
+      DROP TABLE daemon;
+
+      CREATE TABLE daemon_members (
+        instance_id  TEXT PRIMARY KEY,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        listen       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+      );
+
+      CREATE TABLE leadership (
+        slot        INTEGER PRIMARY KEY CHECK (slot = 1),
+        holder      TEXT,
+        term        INTEGER NOT NULL,
+        expires_at  TEXT
+      );
+      INSERT INTO leadership (slot, holder, term, expires_at) VALUES (1, NULL, 0, NULL);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -368,14 +368,32 @@ export interface AuthStore {
   pruneSessions(now: string): Promise<number>;
 }
 
-/** The one daemon allowed on a catalog, as its lease row says. */
-export interface DaemonLease {
+/**
+ * A daemon serving the catalog, as its membership row says. Several daemons may serve one catalog (on
+ * PostgreSQL, on several machines); each renews its row's heartbeat, stamped by the catalog's own clock.
+ */
+export interface DaemonMember {
   instanceId: string;
   host: string;
   pid: number;
   listen: string;
   startedAt: string;
   heartbeatAt: string;
+}
+
+/**
+ * Who runs the schedules: one leader at a time among the daemons of a catalog. `term` grows by one each time
+ * the leadership changes hands, so a leader that lost it (paused past its lease) is fenced off: writes made
+ * "as leader" name the term and are refused once it is over.
+ */
+export interface Leadership {
+  /** The holder's instance id; undefined when nobody holds it. */
+  holder?: string;
+  term: number;
+  /** When the holder's lease ends unless renewed (by the catalog's clock), as a UTC instant. */
+  expiresAt?: string;
+  /** True when the caller (of `claimLeadership`) holds it after the call. */
+  mine: boolean;
 }
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed';
@@ -405,31 +423,73 @@ export interface ScheduleState {
 /** The daemon's own state: its lease, its jobs, the schedule state of each task. */
 export interface DaemonStore {
   /**
-   * Takes the daemon lease for this instance in one transaction: refused (ConflictError DAEMON_RUNNING,
-   * naming host, pid and listen address) while another instance's row is `alive` by the caller's test
-   * (a recent heartbeat; on this host a live pid). A dead one's row is taken over.
+   * Registers this daemon, or renews its heartbeat (stamped by the catalog's clock, never the caller's).
+   * Returns the row as stored.
    */
-  acquireDaemonLease(
-    lease: Omit<DaemonLease, 'startedAt' | 'heartbeatAt'>,
-    alive: (holder: DaemonLease) => boolean,
-  ): Promise<DaemonLease>;
-  /** Renews this instance's heartbeat; false when its row is gone or taken over. */
-  renewDaemonLease(instanceId: string): Promise<boolean>;
-  /** Deletes the row if this instance holds it. */
-  releaseDaemonLease(instanceId: string): Promise<void>;
-  currentDaemon(): Promise<DaemonLease | undefined>;
+  heartbeatMember(
+    member: Pick<DaemonMember, 'instanceId' | 'host' | 'pid' | 'listen'>,
+  ): Promise<DaemonMember>;
+  /** Daemons whose heartbeat is younger than `ttlMs` by the catalog's clock, oldest start first. */
+  liveMembers(ttlMs: number): Promise<DaemonMember[]>;
+  /** Deletes this daemon's row (a clean stop). Gives up its leadership too. */
+  removeMember(instanceId: string): Promise<void>;
+  /**
+   * Takes or renews the schedules' leadership for `ttlMs` (by the catalog's clock) in one transaction: granted
+   * when nobody holds it, when the holder's lease has run out, or when the caller holds it already (then only
+   * renewed, same term). Taking it from someone else or from nobody increments `term`.
+   */
+  claimLeadership(instanceId: string, ttlMs: number): Promise<Leadership>;
+  /** Gives the leadership up if `instanceId` holds it (a clean stop): another daemon may take it at once. */
+  releaseLeadership(instanceId: string): Promise<void>;
+  /** The leadership as it stands (`mine` is false). */
+  currentLeadership(): Promise<Leadership>;
   /** Inserts or replaces the job row. */
   saveJob(job: JobRow): Promise<void>;
   findJob(id: string): Promise<JobRow | undefined>;
   /** Newest first. */
   listJobs(filter?: { state?: JobState[]; limit?: number }): Promise<JobRow[]>;
   /**
-   * Marks every queued or running job of another instance failed (a daemon that stopped without finishing
-   * them): returns how many.
+   * Marks failed every queued or running job whose daemon is gone: no membership row, or a heartbeat older
+   * than `ttlMs` by the catalog's clock (the caller's own jobs are never touched: its row is live). Returns how
+   * many.
    */
-  failInterruptedJobs(currentInstance: string, error: { code: string; message: string }): Promise<number>;
+  failOrphanedJobs(ttlMs: number, error: { code: string; message: string }): Promise<number>;
   scheduleState(task: string): Promise<ScheduleState | undefined>;
-  saveScheduleState(state: ScheduleState): Promise<void>;
+  /**
+   * Saves a task's schedule state only while `leader.instanceId` holds the leadership in `leader.term` and its
+   * lease has not run out, checked in the same transaction (fencing: a deposed leader never records a run
+   * twice). False, with nothing written, otherwise.
+   */
+  saveScheduleStateAsLeader(
+    state: ScheduleState,
+    leader: { instanceId: string; term: number },
+  ): Promise<boolean>;
   /** Backups counted by task and state, with the newest finish of a complete backup per task (metrics). */
   backupCounts(): Promise<{ task: string; state: BackupState; count: number; lastCompleteAt?: string }[]>;
+}
+
+/**
+ * One opened catalog: every role, whichever database stands behind it (`openCatalog` in index.ts chooses by
+ * the configuration: a SQLite file, or a PostgreSQL server).
+ */
+export interface CatalogHandle
+  extends CatalogIdentity,
+    BackupStore,
+    OperationJournal,
+    LockManager,
+    TaskStore,
+    MountStore,
+    CopyStore,
+    AuthStore,
+    DaemonStore {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Where it is, fit for messages and logs: the SQLite file's path, or the PostgreSQL URL without a password. */
+  readonly location: string;
+  schemaVersion(): Promise<number>;
+  /**
+   * The catalog's clock: the database server's on PostgreSQL (so that machines whose clocks differ agree on
+   * leases), this process's on SQLite (one machine).
+   */
+  now(): Promise<Date>;
+  close(): Promise<void>;
 }

@@ -17,6 +17,8 @@ export async function withEngine<T>(ctx: CliContext, fn: (engine: EngineContext)
     },
   });
   try {
+    // A PostgreSQL catalog opens asynchronously: before the command, so that `engine.catalog` works in it.
+    if (config.catalog.url !== undefined) await engine.openCatalog();
     return await fn(engine);
   } finally {
     await engine.close();

@@ -5,6 +5,10 @@ import type { z } from 'zod';
 import { errorMessage, UsageError } from '../errors.js';
 import type { Warning } from '../model/backup.js';
 import { Secret } from '../util/secret.js';
+import { type CatalogConfig, catalogSchema, resolveCatalogConfig } from './catalog.js';
+
+export type { CatalogConfig, PostgresCatalogConfig, SqliteCatalogConfig } from './catalog.js';
+
 import {
   type RepositoryConfig,
   repositoryPlacementWarnings,
@@ -27,7 +31,8 @@ export interface VcenterConfig {
 export interface Config extends Omit<RawConfig, 'vcenter' | 'catalog'> {
   file: string;
   vcenter: VcenterConfig;
-  catalog: { path: string };
+  /** A SQLite file (`path`) or a PostgreSQL database (`url`, and its password); `path` names it either way. */
+  catalog: CatalogConfig;
   arrays: ArrayConfig[];
   /** What works but should be fixed (a password file others can read): printed, never fatal. */
   warnings: Warning[];
@@ -204,7 +209,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if ('problem' in read) problems.push(read.problem);
     else password = read.password;
   }
-  if (problems.length > 0 || !parsed.success || password === undefined) throw configError(file, problems);
+  // Checked on its own too, so a bad catalog URL is reported beside problems elsewhere.
+  const rawCatalog = catalogSchema.optional().safeParse((input as { catalog?: unknown }).catalog);
+  const catalog = rawCatalog.success
+    ? resolveCatalogConfig(rawCatalog.data, abs, env, warnings)
+    : { problems: [] };
+  if ('problems' in catalog) problems.push(...catalog.problems);
+  if (problems.length > 0 || !parsed.success || password === undefined || 'problems' in catalog) {
+    throw configError(file, problems);
+  }
   const raw = parsed.data;
 
   const { passwordFile: _f, passwordEnv: _e, ...vc } = raw.vcenter;
@@ -215,7 +228,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     ...raw,
     file,
     vcenter: { ...vc, password: new Secret(password) },
-    catalog: { path: abs(raw.catalog?.path ?? 'snapkeeper.db') },
+    catalog,
     arrays,
     repositories,
     server: resolveServerPaths(raw.server, abs),

@@ -2,9 +2,11 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { HOOK_PHASES } from '../model/backup.js';
 import { BACKUP_MODES, QUIESCE_POLICIES } from '../model/modes.js';
+import { catalogSchema } from './catalog.js';
 import { safeName } from './names.js';
 import { repositoriesSchema, taskOffloadSchema } from './repositories.js';
 import { serverSchema } from './server.js';
+import { workersSchema } from './workers.js';
 
 export { safeName } from './names.js';
 
@@ -157,10 +159,8 @@ export const configSchema = z
   .object({
     vcenter: vcenterSchema,
     arrays: z.array(arraySchema).min(1),
-    catalog: z
-      .object({ path: z.string().min(1) })
-      .strict()
-      .optional(),
+    /** A SQLite file (`path`) or a PostgreSQL database (`url`): src/config/catalog.ts. */
+    catalog: catalogSchema.optional(),
     defaults: z
       .object({
         mode: z.enum(BACKUP_MODES).default('SNAPSHOT_EXCL_MEM'),
@@ -184,6 +184,8 @@ export const configSchema = z
     repositories: repositoriesSchema,
     /** `snapkeeper serve`: listen address, TLS, webhooks, logins (src/config/server.ts). */
     server: serverSchema.prefault({}),
+    /** Offload disk jobs: concurrency, lease, and the PostgreSQL job queue (src/config/workers.ts). */
+    workers: workersSchema.prefault({}),
   })
   .strict();
 

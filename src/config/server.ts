@@ -4,6 +4,9 @@ import { UsageError } from '../errors.js';
 /** Where `snapkeeper serve` listens unless told otherwise: this host only, on snapkeeper's port. */
 export const DEFAULT_LISTEN = '127.0.0.1:8470';
 
+/** The shortest `server.leaseSeconds` accepted. */
+export const LEASE_SECONDS_MIN = 3;
+
 /** The events a webhook can be sent for: a run or job that failed, a backup that completed with warnings. */
 export const WEBHOOK_EVENTS = ['failure', 'warning'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -79,6 +82,22 @@ export const serverSchema = z
     webRoot: z.string().min(1).optional(),
     /** How often the scheduler looks at the task schedules (croner patterns may have seconds). */
     scheduleTickSeconds: z.number().positive().max(60).default(1),
+    /**
+     * The lease of a daemon's membership and of the schedules' leadership: a daemon whose heartbeat is older
+     * is dead (its jobs INTERRUPTED, its leadership taken over). Renewed every leaseSeconds/12, at most every
+     * 5 s. At least 3 s: a shorter lease would let a busy event loop or a slow catalog write depose a live
+     * leader.
+     */
+    leaseSeconds: z.number().int().min(LEASE_SECONDS_MIN).max(3600).default(60),
+    /**
+     * Run an offload worker inside the daemon, as `snapkeeper worker` does (`serve --worker [N]` too): it takes
+     * disk jobs from the PostgreSQL job queue (`workers.queue`, or the catalog's database). `concurrency`
+     * defaults to `workers.concurrency`.
+     */
+    worker: z
+      .object({ concurrency: z.number().int().min(1).max(64).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -158,7 +158,8 @@ async function checkedPlan(
   const volumes = await listArrayVolumes(ctx);
   const plan = planBackup(ctx.config, await vc.inventory(), volumes, planRequest);
   await assertNotLockedByLiveRun(ctx, lockResources(plan));
-  if (!(await ctx.catalog.unfinishedOperations()).some((op) => !operationAlive(op, ctx.now()))) return plan;
+  const now = await ctx.catalogNow();
+  if (!(await ctx.catalog.unfinishedOperations()).some((op) => !operationAlive(op, now))) return plan;
   const report = await recover(ctx, { onlyDeadOperations: true });
   if (!changedAnything(report)) return plan;
   return planBackup(ctx.config, await vc.inventory(), volumes, planRequest);

@@ -1,5 +1,5 @@
 import { openArray, type StorageArray } from '../arrays/index.js';
-import { Catalog } from '../catalog/index.js';
+import { Catalog, type CatalogHandle, openCatalog } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { connect, type VcenterSession } from '../vsphere/index.js';
 import { type ExportFiles, hostExportFiles } from './export-files.js';
@@ -22,7 +22,16 @@ export type Part<T> = T | (() => T);
 /** What an EngineContext is made of. Absent parts are opened from `config` (see `configuredParts`). */
 export interface EngineParts {
   config: Config;
-  catalog?: Part<Catalog>;
+  /**
+   * The catalog, or its opener. An opener that returns a Promise (PostgreSQL) must be opened with
+   * `await ctx.openCatalog()` before the `catalog` getter is used.
+   */
+  catalog?: Part<CatalogHandle | Promise<CatalogHandle>>;
+  /**
+   * False when the catalog is the caller's, shared by many contexts (the daemon's jobs on one PostgreSQL
+   * pool): `close()` leaves it open. Default true.
+   */
+  ownsCatalog?: boolean;
   vcenter?: Part<VcenterSession | Promise<VcenterSession>>;
   arrays?: Part<Map<string, StorageArray> | Promise<Map<string, StorageArray>>>;
   /** The files behind the datastores (default: the host's file system). */
@@ -38,12 +47,18 @@ export interface EngineParts {
   crashAt?: (point: string) => boolean;
 }
 
-/** The real openers of a configuration: the SQLite catalog, the vCenter of `config`, its arrays. */
+/**
+ * The real openers of a configuration: the catalog (a SQLite file, opened synchronously on first use; or a
+ * PostgreSQL server, opened by `await ctx.openCatalog()`), the vCenter of `config`, its arrays.
+ */
 export function configuredParts(
   config: Config,
 ): Required<Pick<EngineParts, 'catalog' | 'vcenter' | 'arrays'>> {
   return {
-    catalog: () => Catalog.open(config.catalog.path),
+    catalog:
+      config.catalog.url === undefined
+        ? () => Catalog.open(config.catalog.path)
+        : () => openCatalog(config.catalog),
     vcenter: () => connect(config.vcenter),
     arrays: async () => {
       const map = new Map<string, StorageArray>();
@@ -68,11 +83,13 @@ export class EngineContext {
   readonly now: () => Date;
   readonly files: ExportFiles;
   readonly #repositories: RepositoryFactory;
-  readonly #openCatalog: () => Catalog;
+  readonly #openCatalog: () => CatalogHandle | Promise<CatalogHandle>;
+  readonly #ownsCatalog: boolean;
+  #opening: Promise<CatalogHandle> | undefined;
   readonly #openVcenter: () => VcenterSession | Promise<VcenterSession>;
   readonly #openArrays: () => Map<string, StorageArray> | Promise<Map<string, StorageArray>>;
   readonly #crashAt: ((point: string) => boolean) | undefined;
-  #catalog: Catalog | undefined;
+  #catalog: CatalogHandle | undefined;
   #vcenter: Promise<VcenterSession> | undefined;
   #arrays: Promise<Map<string, StorageArray>> | undefined;
 
@@ -85,14 +102,43 @@ export class EngineContext {
     this.#repositories = parts.repositories ?? configuredRepositoryFactory;
     this.#crashAt = parts.crashAt;
     this.#openCatalog = opener(parts.catalog ?? configured.catalog);
+    this.#ownsCatalog = parts.ownsCatalog ?? true;
     this.#openVcenter = opener(parts.vcenter ?? configured.vcenter);
     this.#openArrays = opener(parts.arrays ?? configured.arrays);
   }
 
-  /** Opened on first use: commands that only read vCenter never create a catalog file. */
-  get catalog(): Catalog {
-    this.#catalog ??= this.#openCatalog();
+  /**
+   * Opened on first use: commands that only read vCenter never open a catalog file. A catalog whose opener
+   * is asynchronous (PostgreSQL) must have been opened with `openCatalog()` first (the CLI's `withEngine` and
+   * the daemon do).
+   */
+  get catalog(): CatalogHandle {
+    if (this.#catalog) return this.#catalog;
+    const opened = this.#openCatalog();
+    if (opened instanceof Promise) {
+      this.#opening = opened;
+      opened.catch(() => {}); // reported by openCatalog() to whoever awaits it
+      throw new Error('this catalog opens asynchronously: call await ctx.openCatalog() before ctx.catalog');
+    }
+    this.#catalog = opened;
+    return opened;
+  }
+
+  /** Opens the catalog now (SQLite or PostgreSQL) and returns it; opened once, later calls return it. */
+  async openCatalog(): Promise<CatalogHandle> {
+    if (this.#catalog) return this.#catalog;
+    this.#opening ??= Promise.resolve(this.#openCatalog());
+    this.#catalog = await this.#opening;
     return this.#catalog;
+  }
+
+  /**
+   * The time to judge operations' leases by (`operationAlive`): the catalog's clock on PostgreSQL (heartbeats
+   * are stamped by the server, whatever this machine's clock says), this context's `now` on SQLite.
+   */
+  async catalogNow(): Promise<Date> {
+    const catalog = await this.openCatalog();
+    return catalog.dialect === 'postgres' ? catalog.now() : this.now();
   }
 
   vcenter(): Promise<VcenterSession> {
@@ -133,7 +179,7 @@ export class EngineContext {
         // A failed logout (or connect) leaves a session that vCenter expires on its own; nothing to undo.
       }
     }
-    this.#catalog?.close();
+    if (this.#ownsCatalog) await this.#catalog?.close();
   }
 }
 

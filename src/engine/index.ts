@@ -46,3 +46,10 @@ export {
 export { applyRule } from './rule-errors.js';
 export { assertEditable, findTask, listTasks, type TaskEntry, type TaskSource } from './tasks.js';
 export { type CopyView, copyViews, includedDiskBytes, inventoryJson } from './views.js';
+export {
+  type RunningWorker,
+  startWorker,
+  type WorkerJobEvent,
+  type WorkerOptions,
+  type WorkerSummary,
+} from './worker.js';

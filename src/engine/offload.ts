@@ -1,21 +1,24 @@
 import type { StorageArray } from '../arrays/index.js';
 import type { BackupCopy } from '../catalog/index.js';
 import { NotFoundError, SnapkeeperError, UsageError } from '../errors.js';
+import { InProcessJobQueue, type JobQueue } from '../jobs/index.js';
 import type { BackupRecord, Warning } from '../model/backup.js';
 import type { Manifest, ManifestBody, Repository, StoredFile, WriteProgress } from '../repository/index.js';
 import { type BackupRequest, runBackup } from './backup.js';
 import type { EngineContext } from './context.js';
+import { openQueue, queueTarget } from './job-queue.js';
 import { journalStep } from './journal/write.js';
+import {
+  type DiskJobAccess,
+  diskJobs,
+  followDiskJobs,
+  type OffloadedFile,
+  startDiskWorker,
+} from './offload-disk.js';
 import { checkedOperation, runOperation } from './operation.js';
 import { applyRepositoryRetention, type RepositoryRetentionResult } from './repo.js';
 import { type ConfiguredRepository, openConfiguredRepository } from './repository-access.js';
-import {
-  type ExcludedDisk,
-  fileSource,
-  type SnapshotFile,
-  type VmFiles,
-  vmFiles,
-} from './steps/offload-files.js';
+import { type ExcludedDisk, type VmFiles, vmFiles } from './steps/offload-files.js';
 import { recordCopy, storedManifest } from './steps/offload-record.js';
 import { findTask } from './tasks.js';
 
@@ -46,15 +49,7 @@ export interface OffloadRequest {
   signal?: AbortSignal;
 }
 
-/** One file stored: its size, what was read of it, and the copy it was read incrementally against. */
-export interface OffloadedFile {
-  path: string;
-  bytes: number;
-  /** Set when only changed ranges were read: the backup whose copy gave the unchanged chunks. */
-  incrementalFrom?: string;
-  /** Bytes of the changed ranges read (incremental) or the whole file. */
-  bytesToRead: number;
-}
+export type { OffloadedFile } from './offload-disk.js';
 
 export interface OffloadedVm {
   name: string;
@@ -189,52 +184,75 @@ async function offloadBody(
       const previous = await previousCopies(ctx, repository, backup, arrayOf);
       const total = vms.reduce((n, v) => n + v.files.reduce((m, f) => m + f.size, 0), 0);
       const meter = progressMeter(ctx, total);
-      const writer = await repository.writer({
-        ...(signal ? { signal } : {}),
-        onProgress: (p) => meter.update(p),
-      });
       try {
-        const stored: ManifestBody['vms'] = [];
         ctx.events.phase('offload');
+        const earlier = new Map(
+          [...previous].map(([vmId, p]) => [
+            vmId,
+            { backupId: p.backup.id, manifestId: p.manifest.id, snapshots: p.backup.snapshots },
+          ]),
+        );
+        const jobs = diskJobs(backup.id, { name: opened.name, id: repository.id }, vms, earlier);
+        const outputs = await runDiskJobsFor(
+          ctx,
+          opId,
+          opened,
+          jobs,
+          arrayOf,
+          (p) => meter.update(p),
+          signal,
+        );
+        const stored: ManifestBody['vms'] = [];
         for (const v of vms) {
-          const files: StoredFile[] = [];
-          const details: OffloadedFile[] = [];
-          for (const f of v.files) {
-            signal?.throwIfAborted();
-            const inc = await incremental(v, f, previous, await arrayOf(f.array), signal);
-            ctx.events.item(v.vm.name, `${f.path}${inc ? ' (changed ranges)' : ''}`);
-            files.push(await writer.addFile(fileSource(await arrayOf(f.array), f, inc?.source)));
-            details.push({
-              path: f.path,
-              bytes: f.size,
-              bytesToRead: inc ? inc.source.changedRanges.reduce((n, r) => n + r.length, 0) : f.size,
-              ...(inc ? { incrementalFrom: inc.from } : {}),
-            });
-          }
-          ctx.events.item(v.vm.name, 'stored');
-          stored.push({ vmId: v.vm.id, name: v.vm.name, files });
-          offloaded.push(offloadedVm(v, details));
+          const files = new Map<string, StoredFile>();
+          const details = new Map<string, OffloadedFile>();
+          outputs.forEach((out, i) => {
+            if (jobs[i]!.vmId !== v.vm.id) return;
+            for (const f of out.files) files.set(f.path, f);
+            for (const d of out.details) details.set(d.path, d);
+            bytesRead += out.bytesRead;
+            bytesAdded += out.bytesAdded;
+          });
+          stored.push({ vmId: v.vm.id, name: v.vm.name, files: v.files.map((f) => files.get(f.path)!) });
+          offloaded.push(
+            offloadedVm(
+              v,
+              v.files.map((f) => details.get(f.path)!),
+            ),
+          );
         }
         await ctx.crashPoint('offload.stored');
         ctx.events.phase('commit');
-        const committed = await writer.commit({
-          backupId: backup.id,
-          catalogId: ctx.catalog.id,
-          task: backup.task,
-          startedAt: backup.startedAt,
-          ...(backup.snapshotAt !== undefined ? { snapshotAt: backup.snapshotAt } : {}),
-          record: backup,
-          ...(await taskConfig(ctx, backup.task)),
-          vms: stored,
+        // A writer opened now reads the indexes the disk jobs wrote: its commit checks every chunk is stored.
+        let manifestBytes = 0;
+        const writer = await repository.writer({
+          ...(signal ? { signal } : {}),
+          onProgress: (p) => {
+            manifestBytes = p.bytesAdded;
+          },
         });
-        bytesAdded = meter.last.bytesAdded;
-        bytesRead = meter.last.bytesRead;
+        let committed: Awaited<ReturnType<typeof writer.commit>>;
+        try {
+          committed = await writer.commit({
+            backupId: backup.id,
+            catalogId: ctx.catalog.id,
+            task: backup.task,
+            startedAt: backup.startedAt,
+            ...(backup.snapshotAt !== undefined ? { snapshotAt: backup.snapshotAt } : {}),
+            record: backup,
+            ...(await taskConfig(ctx, backup.task)),
+            vms: stored,
+          });
+        } catch (err) {
+          await writer.abort().catch(() => {});
+          throw err;
+        }
+        bytesAdded += manifestBytes;
         meter.done();
         await ctx.crashPoint('offload.committed');
         return committed;
       } catch (err) {
         meter.done();
-        await writer.abort().catch(() => {});
         throw err;
       }
     },
@@ -330,46 +348,84 @@ async function previousCopies(
 }
 
 /**
- * What an incremental read of `file` stands on: the same file in the previous copy of its VM and the ranges
- * the array says may have changed since that backup's snapshot (same array and volume). Undefined when any
- * of it is missing: the writer then reads the whole file.
+ * Runs an offload's disk jobs and returns their outputs (offload-disk.ts). Without a PostgreSQL queue
+ * (`workers.queue`, or a catalog on PostgreSQL) they run here, on an in-process queue with a local worker of
+ * `workers.concurrency`, reading through this context's arrays and writing through the repository this
+ * operation opened. With one, they go to that queue and `snapkeeper worker` processes take them.
  */
-async function incremental(
-  v: VmFiles,
-  file: SnapshotFile,
-  previous: Map<string, PreviousCopy>,
-  array: StorageArray,
+async function runDiskJobsFor(
+  ctx: EngineContext,
+  opId: string,
+  opened: ConfiguredRepository,
+  jobs: ReturnType<typeof diskJobs>,
+  arrayOf: (name: string) => Promise<StorageArray>,
+  onProgress: (p: WriteProgress) => void,
   signal: AbortSignal | undefined,
-): Promise<
-  | { from: string; source: { previous: StoredFile; changedRanges: { offset: number; length: number }[] } }
-  | undefined
-> {
-  const prev = previous.get(v.vm.id);
-  if (!prev || array.changedRanges === undefined) return undefined;
-  const stored = prev.manifest.body.vms
-    .find((x) => x.vmId === v.vm.id)
-    ?.files.find((f) => f.path === file.path);
-  if (!stored) return undefined;
-  const prevSnapshot = prev.backup.snapshots.find(
-    (s) => s.array === file.array && Object.values(s.datastores).some((vols) => vols.includes(file.volume)),
-  );
-  if (!prevSnapshot) return undefined;
-  let ranges: { offset: number; length: number }[] | undefined;
-  try {
-    ranges = await array.changedRanges(
-      prevSnapshot.snapshotId,
-      file.snapshotId,
-      file.volume,
-      file.relativePath,
-      signal ? { signal } : {},
+) {
+  const settings = ctx.config.workers;
+  const target = queueTarget(ctx.config);
+  let queue: JobQueue;
+  let stop = async () => {};
+  const localAccess: DiskJobAccess = {
+    array: arrayOf,
+    repository: async (name, id) => {
+      if (name !== opened.name || id !== opened.repository.id) {
+        throw new UsageError(
+          'DISK_JOB_REPOSITORY',
+          `a disk job for repository ${name} (${id}): this process has ${opened.name} (${opened.repository.id}) open`,
+        );
+      }
+      return opened.repository;
+    },
+  };
+  if (target === undefined) {
+    const local = new InProcessJobQueue();
+    const worker = startDiskWorker(local, localAccess, {
+      repositories: [opened.name],
+      concurrency: Math.min(settings.concurrency, settings.perRepository ?? settings.concurrency),
+    });
+    queue = local;
+    stop = async () => {
+      await worker.stop({ giveBack: true });
+      await local.close();
+    };
+  } else {
+    ctx.events.log(
+      `disk jobs go to the job queue (${target.from})${settings.local ? '; this process takes some too' : '; snapkeeper worker processes take them'}`,
     );
-  } catch (err) {
-    // The previous snapshot is gone (deleted meanwhile) or the file is new: read it all.
-    if (err instanceof NotFoundError) return undefined;
-    throw err;
+    const remote = await openQueue(target, {
+      connections: settings.local ? settings.concurrency * 2 + 2 : 2,
+    });
+    queue = remote;
+    // Taking part: jobs of this repository from the shared queue (another offload's too: what this process
+    // has not finished when its own offload ends is given back and taken again elsewhere).
+    const worker = settings.local
+      ? startDiskWorker(remote, localAccess, {
+          repositories: [opened.name],
+          concurrency: settings.concurrency,
+          ...(settings.perRepository !== undefined ? { perRepository: settings.perRepository } : {}),
+        })
+      : undefined;
+    stop = async () => {
+      await worker?.stop({ giveBack: true });
+      await remote.close();
+    };
   }
-  if (ranges === undefined) return undefined;
-  return { from: prev.backup.id, source: { previous: stored, changedRanges: ranges } };
+  try {
+    return await followDiskJobs({
+      queue,
+      opId,
+      jobs,
+      leaseMs: settings.leaseSeconds * 1000,
+      retries: settings.retries,
+      seedFirst: settings.seedFirst,
+      events: ctx.events,
+      onProgress,
+      ...(signal ? { signal } : {}),
+    });
+  } finally {
+    await stop();
+  }
 }
 
 /** Bytes, rate and ETA of a running offload, as one status line (the CLI draws it on a terminal). */

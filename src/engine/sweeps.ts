@@ -84,7 +84,7 @@ export function reportForeign(report: RecoverReport, thing: ForeignThing): void 
 
 /** Ids of the operations that are running and alive now (their lease is fresh, their pid exists here). */
 export async function liveOperationIds(ctx: EngineContext): Promise<Set<string>> {
-  const now = ctx.now();
+  const now = await ctx.catalogNow();
   return new Set(
     (await ctx.catalog.unfinishedOperations()).filter((op) => operationAlive(op, now)).map((op) => op.id),
   );

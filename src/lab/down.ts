@@ -1,6 +1,7 @@
 import { removeLabArray } from './array.js';
 import { removeLabFiles } from './lab-dir.js';
 import { stopMotoProcess } from './moto.js';
+import { stopPostgres } from './postgres.js';
 import { stopSimulatorProcess } from './process.js';
 import type { LabS3 } from './repositories.js';
 import { readLabState } from './state.js';
@@ -15,6 +16,8 @@ export interface LabParts {
   createdDir: boolean;
   /** The moto server of `lab up --s3`, once it runs. */
   s3?: LabS3 | undefined;
+  /** The PostgreSQL cluster of `lab up --postgres`, once it was started. */
+  postgresDir?: string | undefined;
 }
 
 /**
@@ -30,6 +33,7 @@ export async function labDown(dir: string): Promise<void> {
     arrayPath: state.arrayPath,
     createdDir: state.createdDir,
     s3: state.s3,
+    postgresDir: state.postgres?.dataDir,
   });
 }
 
@@ -40,6 +44,7 @@ export async function labDown(dir: string): Promise<void> {
 export async function removeLab(dir: string, parts: LabParts): Promise<void> {
   if (parts.pid !== undefined) await stopSimulatorProcess(parts.pid, dir);
   if (parts.s3 !== undefined) await stopMotoProcess(parts.s3.pid, parts.s3.port);
+  if (parts.postgresDir !== undefined) await stopPostgres(parts.postgresDir);
   await removeLabArray(parts.arrayPath, parts.image);
   await removeLabFiles(dir, { createdDir: parts.createdDir });
 }

@@ -20,6 +20,9 @@ export const labFiles = {
   /** With `lab up --s3`: the moto server's access keys for repository `lab-s3` (0600) and its output. */
   s3Credentials: 's3.credentials',
   motoLog: 'moto.log',
+  /** With `lab up --postgres`: the PostgreSQL cluster holding the catalog, and its user's password (0600). */
+  postgres: 'postgres',
+  postgresPassword: 'postgres.password',
 } as const;
 
 export type LabPaths = Record<keyof typeof labFiles, string>;
@@ -60,6 +63,7 @@ const OWNED_FILES = [
   labFiles.s3Credentials,
   durableTempPath(labFiles.s3Credentials),
   labFiles.motoLog,
+  labFiles.postgresPassword,
   ...CATALOG_FILES,
 ];
 
@@ -78,7 +82,7 @@ export async function checkLabDir(dir: string): Promise<void> {
     }
   }
   const found: string[] = [];
-  for (const name of [...OWNED_FILES, labFiles.repository])
+  for (const name of [...OWNED_FILES, labFiles.repository, labFiles.postgres])
     if (await pathExists(join(dir, name))) found.push(name);
   if (found.length > 0) {
     throw new UsageError(
@@ -97,6 +101,8 @@ export async function checkLabDir(dir: string): Promise<void> {
 export async function removeLabFiles(dir: string, options: { createdDir: boolean }): Promise<void> {
   // The repository holds only copies of this lab's backups: it goes with the lab, before lab.json.
   await rm(join(dir, labFiles.repository), { recursive: true, force: true });
+  // The PostgreSQL cluster of `lab up --postgres` (stopped before: removeLab) holds only the lab's catalog.
+  await rm(join(dir, labFiles.postgres), { recursive: true, force: true });
   for (const name of [...OWNED_FILES, ...STATE_FILES]) await rm(join(dir, name), { force: true });
   if (options.createdDir) {
     try {

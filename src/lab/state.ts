@@ -13,6 +13,16 @@ export interface LabVm {
   disks: SimulatorDisk[];
 }
 
+/** The lab's PostgreSQL server (`lab up --postgres`): detached, stopped by `lab down`. */
+export interface LabPostgres {
+  /** The cluster folder (DIR/postgres). */
+  dataDir: string;
+  port: number;
+  /** `postgres://snapkeeper@127.0.0.1:PORT/snapkeeper`: no password. */
+  url: string;
+  passwordFile: string;
+}
+
 /** DIR/lab.json: everything needed to use, inspect and tear down a running lab. Paths are absolute. */
 export interface LabState {
   dir: string;
@@ -35,6 +45,8 @@ export interface LabState {
   repositories?: LabRepository[];
   /** With `lab up --s3`: the moto server behind repository `lab-s3`, recorded as soon as it runs. */
   s3?: LabS3;
+  /** With `lab up --postgres`: the PostgreSQL server holding the catalog, recorded as soon as it runs. */
+  postgres?: LabPostgres;
   /**
    * True while `lab up` is still working, or when it was interrupted: `lab down` can then still remove
    * what it made. Absent once the lab is complete.

@@ -1,4 +1,5 @@
 import { isMotoProcess } from './moto.js';
+import { postgresAlive } from './postgres.js';
 import { isSimulatorProcess } from './process.js';
 import type { LabRepository } from './repositories.js';
 import { readLabState } from './state.js';
@@ -21,6 +22,8 @@ export interface LabStatus {
   repositories: LabRepository[];
   /** With `--s3`: the moto server, and whether it is alive. */
   s3?: { endpoint: string; bucket: string; pid: number; alive: boolean };
+  /** With `--postgres`: the PostgreSQL server holding the catalog, and whether it runs. */
+  postgres?: { url: string; dataDir: string; alive: boolean };
 }
 
 /** Whether the lab's simulator process is alive and its URL answers SOAP. */
@@ -29,9 +32,19 @@ export async function labStatus(dir: string): Promise<LabStatus> {
   const processAlive = state.pid > 0 && (await isSimulatorProcess(state.pid, state.dir));
   const answering = processAlive && (await answersSoap(state.url, state.thumbprint));
   const s3 = state.s3 && { ...state.s3, alive: await isMotoProcess(state.s3.pid, state.s3.port) };
+  const postgres = state.postgres && {
+    url: state.postgres.url,
+    dataDir: state.postgres.dataDir,
+    alive: postgresAlive(state.postgres.dataDir),
+  };
   return {
     dir: state.dir,
-    running: processAlive && answering && state.starting !== true && s3?.alive !== false,
+    running:
+      processAlive &&
+      answering &&
+      state.starting !== true &&
+      s3?.alive !== false &&
+      postgres?.alive !== false,
     starting: state.starting === true,
     pid: state.pid,
     processAlive,
@@ -42,5 +55,6 @@ export async function labStatus(dir: string): Promise<LabStatus> {
     vmCount: state.vmCount,
     repositories: state.repositories ?? [],
     ...(s3 && { s3: { endpoint: s3.endpoint, bucket: s3.bucket, pid: s3.pid, alive: s3.alive } }),
+    ...(postgres && { postgres }),
   };
 }

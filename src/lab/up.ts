@@ -17,6 +17,7 @@ import {
   motoPython,
   startMoto,
 } from './moto.js';
+import { postgresAvailable, startPostgres } from './postgres.js';
 import { checkLabUp } from './preflight.js';
 import {
   initLabRepositories,
@@ -30,7 +31,7 @@ import {
 import { resolveSpec } from './resolved-spec.js';
 import { type SimulatorReady, simulatorBinary, startSimulator } from './simulator.js';
 import { datastoreNames, type LabSpec, loadLabSpec } from './spec.js';
-import { type LabState, type LabVm, writeLabState } from './state.js';
+import { type LabPostgres, type LabState, type LabVm, writeLabState } from './state.js';
 import { LAB_USER } from './vcenter.js';
 import { renameToRealNames } from './vm-names.js';
 
@@ -49,6 +50,11 @@ export interface LabUpOptions {
   env?: NodeJS.ProcessEnv;
   /** Also start a moto S3 server and configure repository `lab-s3` on a bucket of it (needs Python's moto). */
   s3?: boolean;
+  /**
+   * Keep the catalog on a PostgreSQL server started for the lab in DIR/postgres (Debian's `postgresql`
+   * package) instead of DIR/catalog.db.
+   */
+  postgres?: boolean;
 }
 
 type Progress = (step: string) => void;
@@ -69,6 +75,12 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     throw new UsageError(
       'LAB_S3_UNAVAILABLE',
       `lab up --s3 needs the moto S3 server: ${motoPython()} cannot import moto.server (scripts/setup.sh installs it)`,
+    );
+  }
+  if (options.postgres === true && !postgresAvailable()) {
+    throw new UsageError(
+      'LAB_POSTGRES_UNAVAILABLE',
+      'lab up --postgres needs the PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql; scripts/setup.sh installs it)',
     );
   }
   const starting = startingState(dir, !(await pathExists(dir)), options.btrfsImageBytes !== undefined);
@@ -142,11 +154,21 @@ async function buildLab(
       ? await startLabS3(paths, { ...starting, pid: ready.pid, url: ready.url }, made, progress)
       : undefined;
   const repositories = labRepositories(paths, s3);
+  const postgres =
+    options.postgres === true
+      ? await startLabPostgres(
+          paths,
+          { ...starting, pid: ready.pid, url: ready.url, ...(s3 && { s3 }) },
+          made,
+          progress,
+        )
+      : undefined;
   await writeLabConfig(
     starting.dir,
     ready.url,
     ready.thumbprint,
     labRepositoryConfig(repositories, MOTO_REGION),
+    postgres && { url: postgres.url, password: postgres.password },
   );
   progress('repo init');
   await initLabRepositories(
@@ -156,7 +178,12 @@ async function buildLab(
     MOTO_REGION,
   );
 
-  const state: LabState = { ...completeState(starting, ready, vms), repositories, ...(s3 && { s3 }) };
+  const state: LabState = {
+    ...completeState(starting, ready, vms),
+    repositories,
+    ...(s3 && { s3 }),
+    ...(postgres && { postgres: postgres.state }),
+  };
   await writeLabState(state);
   return state;
 }
@@ -201,6 +228,35 @@ async function startLabS3(
   await createMotoBucket(server.endpoint, LAB_S3_BUCKET);
   await writeLabS3Credentials(paths, { accessKeyId: MOTO_ACCESS_KEY, secretAccessKey: MOTO_SECRET_KEY });
   return s3;
+}
+
+/**
+ * Starts the lab's PostgreSQL server in DIR/postgres (detached: it outlives `lab up`, until `lab down`) and
+ * records it in lab.json at once, so that an interrupted `lab up` leaves a server `lab down` stops.
+ */
+async function startLabPostgres(
+  paths: LabPaths,
+  state: LabState,
+  made: LabParts,
+  progress: Progress,
+): Promise<{ state: LabPostgres; url: string; password: string }> {
+  progress('starting PostgreSQL');
+  made.postgresDir = paths.postgres;
+  // A lab's catalog need not survive a power cut: fsync off makes it start and run faster.
+  const server = await startPostgres({
+    dataDir: paths.postgres,
+    passwordFile: paths.postgresPassword,
+    detached: true,
+    unsafeFast: true,
+  });
+  const pg: LabPostgres = {
+    dataDir: server.dataDir,
+    port: server.port,
+    url: server.url,
+    passwordFile: server.passwordFile,
+  };
+  await writeLabState({ ...state, postgres: pg });
+  return { state: pg, url: server.url, password: server.password };
 }
 
 /** The lab.json of a complete lab: no longer `starting`. */

@@ -29,3 +29,4 @@ export {
   openRepository,
 } from './repository.js';
 export type * from './types.js';
+export { flushWithoutManifest } from './writer-flush.js';

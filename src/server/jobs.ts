@@ -18,6 +18,13 @@ export interface Job {
   result?: unknown;
   error?: { code: string; message: string };
   backupId?: string;
+  /** The daemon that runs (or ran) it: its instance id, as `GET /api/v1/daemons` lists it. */
+  instanceId?: string;
+}
+
+/** The subject of a task's backup job: how a task's run is found among the jobs of every daemon. */
+export function taskSubject(task: string): string {
+  return `task ${task}`;
 }
 
 /**
@@ -56,6 +63,11 @@ export interface JobRunnerOptions {
   /** Called once per finished job (metrics, webhooks, the event feed). */
   onFinished?: (job: Job) => void;
   onStarted?: (job: Job) => void;
+  /**
+   * Write a running job's progress to its catalog row at most this often (the last one always lands), so
+   * that the other daemons of a shared catalog can show it. Default: only at start and end (one daemon).
+   */
+  progressSaveMs?: number;
 }
 
 interface LiveJob {
@@ -68,6 +80,13 @@ interface LiveJob {
   items: Map<string, string>;
   /** When the current phase began (a byte-counted step's rate is measured from there). */
   phaseSince: number;
+  /** Catalog writes of the row, one after the other (a late progress write never follows the final one). */
+  writes: Promise<void>;
+  lastWrite: number;
+  pendingWrite?: NodeJS.Timeout;
+  /** A progress write is under way; `dirty`: progress changed meanwhile. */
+  writing?: boolean;
+  dirty?: boolean;
 }
 
 /** Events kept per job for a stream opened late (the rest is in the job's result). */
@@ -86,15 +105,19 @@ function newJobId(now: Date): string {
 }
 
 function toApi(row: JobRow): Job {
-  const { instanceId: _i, progress, ...rest } = row;
+  const { progress, ...rest } = row;
   return { ...rest, ...(progress ? { progress: progress as Job['progress'] & object } : {}) };
+}
+
+function ended(state: JobState): boolean {
+  return state === 'done' || state === 'failed';
 }
 
 /**
  * Runs engine entry points in this process as jobs: each gets its own EngineContext whose events become the
  * job's progress and its event stream, an AbortSignal (SIGTERM aborts: the engine still releases what it
  * holds), and a row in the catalog written when it starts and when it ends, so a daemon that died shows its
- * jobs as failed (`failInterruptedJobs` at the next start).
+ * jobs as failed (`failOrphanedJobs`, by the next daemon that notices).
  */
 export class JobRunner {
   readonly #opts: JobRunnerOptions;
@@ -112,7 +135,14 @@ export class JobRunner {
     options: { task?: string } = {},
   ): Promise<Job> {
     const now = new Date();
-    const job: Job = { id: newJobId(now), kind, subject, state: 'running', startedAt: now.toISOString() };
+    const job: Job = {
+      id: newJobId(now),
+      kind,
+      subject,
+      state: 'running',
+      startedAt: now.toISOString(),
+      instanceId: this.#opts.instanceId,
+    };
     await this.#save(job);
     const live: LiveJob = {
       job,
@@ -123,6 +153,8 @@ export class JobRunner {
       done: Promise.resolve(),
       items: new Map(),
       phaseSince: Date.now(),
+      writes: Promise.resolve(),
+      lastWrite: Date.now(),
     };
     this.#live.set(job.id, live);
     this.#opts.log.info('job started', { job: job.id, kind, subject });
@@ -145,11 +177,13 @@ export class JobRunner {
         live.phaseSince = Date.now();
         progress(name);
         this.#emit(live, { type: 'progress', data: { ...job.progress } });
+        this.#saveProgress(live);
       },
       item: (key, status) => {
         live.items.set(key, status);
         progress();
         this.#emit(live, { type: 'progress', data: { ...job.progress, item: key, status } });
+        this.#saveProgress(live);
       },
       bytes: (_key, done, total) => {
         const seconds = (Date.now() - live.phaseSince) / 1000;
@@ -162,6 +196,7 @@ export class JobRunner {
           ...(rate !== undefined ? { rate } : {}),
           ...(eta !== undefined ? { eta } : {}),
         };
+        this.#saveProgress(live);
       },
       log: (message) => {
         this.#opts.log.info('job log', { job: job.id, message });
@@ -188,8 +223,10 @@ export class JobRunner {
       await ctx?.close().catch(() => undefined);
     }
     job.finishedAt = new Date().toISOString();
+    clearTimeout(live.pendingWrite);
+    live.writes = live.writes.then(() => this.#save(job));
     try {
-      await this.#save(job);
+      await live.writes;
     } catch (err) {
       this.#opts.log.error('job not recorded', { job: job.id, reason: errorMessage(err) });
     }
@@ -227,6 +264,46 @@ export class JobRunner {
     await this.#opts.store.saveJob({ ...job, instanceId: this.#opts.instanceId });
   }
 
+  /**
+   * Writes the running job's row with its progress, at most every `progressSaveMs`: at once when the last
+   * write is old enough, else once when it is (the latest progress then). A failed write is logged; the
+   * next one carries the progress anyway.
+   */
+  #saveProgress(live: LiveJob): void {
+    const every = this.#opts.progressSaveMs;
+    if (every === undefined || ended(live.job.state) || live.pendingWrite !== undefined) return;
+    if (live.writing) {
+      // A slow catalog: one write at a time, the latest progress written when the current one is done.
+      live.dirty = true;
+      return;
+    }
+    const write = () => {
+      live.pendingWrite = undefined;
+      if (ended(live.job.state)) return;
+      live.writing = true;
+      const snapshot = { ...live.job };
+      live.writes = live.writes
+        .then(() => this.#save(snapshot))
+        .catch((err) =>
+          this.#opts.log.warn('job progress not recorded', { job: live.job.id, reason: errorMessage(err) }),
+        )
+        .finally(() => {
+          live.writing = false;
+          live.lastWrite = Date.now();
+          if (live.dirty) {
+            live.dirty = false;
+            this.#saveProgress(live);
+          }
+        });
+    };
+    const wait = live.lastWrite + every - Date.now();
+    if (wait <= 0) write();
+    else {
+      live.pendingWrite = setTimeout(write, wait);
+      live.pendingWrite.unref();
+    }
+  }
+
   /** The job (live from memory, else as recorded in the catalog). */
   async get(id: string): Promise<Job | undefined> {
     const live = this.#live.get(id);
@@ -248,9 +325,80 @@ export class JobRunner {
     return [...this.#live.values()].filter((l) => l.job.state === 'running').map((l) => ({ ...l.job }));
   }
 
-  /** Whether a backup job of this task is running (the scheduler does not start it twice). */
+  /** Whether a backup job of this task is running here (the scheduler does not start it twice). */
   taskRunning(task: string): boolean {
     return [...this.#live.values()].some((l) => l.task === task && l.job.state === 'running');
+  }
+
+  /**
+   * Whether a backup job of this task is running here or, by its catalog row, on another daemon of the
+   * catalog (a leader that took over while its predecessor's run goes on does not start the task again).
+   */
+  async taskRunningAnywhere(task: string): Promise<boolean> {
+    if (this.taskRunning(task)) return true;
+    const rows = await this.#opts.store.listJobs({ state: ['queued', 'running'], limit: 1000 });
+    return rows.some((r) => r.kind === 'backup' && r.subject === taskSubject(task));
+  }
+
+  /** Whether the job runs in this process (its events can be followed live, it can be cancelled here). */
+  isLocal(id: string): boolean {
+    return this.#live.has(id);
+  }
+
+  /**
+   * Follows a job another daemon runs, by reading its catalog row every `pollMs`: a `progress` event each
+   * time its progress changed, then `done` or `failed` when the row says it ended (a job whose daemon died
+   * ends `failed` INTERRUPTED once a daemon notices: `failOrphanedJobs`). Returns the function that stops.
+   */
+  follow(id: string, listener: (event: JobEvent) => void, pollMs: number): () => void {
+    let last = '';
+    let busy = false;
+    let stopped = false;
+    const poll = async () => {
+      if (busy || stopped) return;
+      busy = true;
+      try {
+        const row = await this.#opts.store.findJob(id);
+        if (stopped || row === undefined) return;
+        const progress = JSON.stringify(row.progress ?? null);
+        if (row.progress !== undefined && progress !== last) {
+          last = progress;
+          listener({ type: 'progress', data: row.progress });
+        }
+        if (ended(row.state)) {
+          stop();
+          listener({
+            type: row.state === 'done' ? 'done' : 'failed',
+            data: { state: row.state, ...(row.error ? { error: row.error } : {}), result: row.result },
+          });
+        }
+      } catch (err) {
+        this.#opts.log.warn('job row not read', { job: id, reason: errorMessage(err) });
+      } finally {
+        busy = false;
+      }
+    };
+    const timer = setInterval(() => void poll(), pollMs);
+    const stop = () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+    void poll();
+    return stop;
+  }
+
+  /**
+   * Asks a job of this daemon to stop (its AbortSignal: it stops at its next safe point and releases what it
+   * holds, as on SIGTERM). Undefined when the job does not run here.
+   */
+  cancel(id: string): Job | undefined {
+    const live = this.#live.get(id);
+    if (!live) return undefined;
+    if (live.job.state === 'running') {
+      this.#opts.log.info('job cancel asked', { job: id });
+      live.abort.abort();
+    }
+    return { ...live.job };
   }
 
   /**

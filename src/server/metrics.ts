@@ -114,6 +114,14 @@ export class Metrics {
     'snapkeeper_webhook_deliveries_total',
     'Webhook deliveries, by outcome (delivered, retried, gave_up).',
   );
+  readonly workerJobs = new Counter(
+    'snapkeeper_worker_jobs_total',
+    "Offload disk jobs of the daemon's local worker (serve --worker), by event: started, completed, failed, released, lost.",
+  );
+  readonly leadershipChanges = new Counter(
+    'snapkeeper_schedule_leadership_changes_total',
+    'Times this daemon became the schedules leader (to="leader") or stopped being it (to="standby").',
+  );
 
   render(gauges: GaugeFamily[]): string {
     return `${[
@@ -124,6 +132,8 @@ export class Metrics {
       ...this.bytesOffloaded.render(),
       ...this.jobsFinished.render(),
       ...this.webhookDeliveries.render(),
+      ...this.leadershipChanges.render(),
+      ...this.workerJobs.render(),
     ].join('\n')}\n`;
   }
 }

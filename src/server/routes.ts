@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { BackupCopy, BackupHead, Catalog, Role } from '../catalog/index.js';
+import type { BackupCopy, BackupHead, CatalogHandle, Role } from '../catalog/index.js';
 import type { Config } from '../config/load.js';
 import { userTaskSchema } from '../config/schema.js';
 import {
@@ -21,13 +21,13 @@ import {
   runRestore,
   runUnmount,
 } from '../engine/index.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../errors.js';
 import type { BackupRecord, BackupState, Warning } from '../model/backup.js';
 import type { Inventory } from '../model/inventory.js';
 import { VERSION } from '../version.js';
 import { createToken } from './credentials.js';
 import type { EventFeed } from './feed.js';
-import type { JobOutcome, JobRunner } from './jobs.js';
+import { type JobEvent, type JobOutcome, type JobRunner, taskSubject } from './jobs.js';
 import type { GaugeFamily, Metrics } from './metrics.js';
 import { type Route, route } from './route.js';
 import type { Scheduler } from './scheduler.js';
@@ -37,7 +37,7 @@ import type { Sessions } from './sessions.js';
 /** What the handlers stand on; the daemon builds it, tests may build their own. */
 export interface ApiDeps {
   config: Config;
-  catalog: Catalog;
+  catalog: CatalogHandle;
   jobs: JobRunner;
   scheduler: Scheduler;
   metrics: Metrics;
@@ -49,6 +49,10 @@ export interface ApiDeps {
   gauges: () => Promise<GaugeFamily[]>;
   /** The OpenAPI document of these routes (made from the table once it exists). */
   openapi: () => unknown;
+  /** The daemons serving the catalog and who leads the schedules (`GET /api/v1/daemons`). */
+  daemons: () => Promise<z.input<typeof s.daemonsSchema>>;
+  /** How often the event stream of a job another daemon runs re-reads its catalog row. */
+  followPollMs: number;
 }
 
 const STATES: readonly BackupState[] = ['running', 'complete', 'partial', 'failed', 'lost'];
@@ -98,7 +102,7 @@ function withCopies(r: BackupRecord, base: Omit<Summary, 'copies'>, copies: Back
   };
 }
 
-async function backupSummaries(catalog: Catalog, records: BackupRecord[]): Promise<Summary[]> {
+async function backupSummaries(catalog: CatalogHandle, records: BackupRecord[]): Promise<Summary[]> {
   const copies = await catalog.copiesOfBackups(records.map((r) => r.id));
   return records.map((r) => withCopies(r, baseSummary(r), copies.get(r.id) ?? []));
 }
@@ -189,7 +193,7 @@ export async function startBackupJob(
   request: { task?: string; vms?: string[]; mode?: (typeof s.backupRequestSchema)['_output']['mode'] },
 ) {
   if (request.task !== undefined) await findTask(deps.config, deps.catalog, request.task);
-  const subject = request.task !== undefined ? `task ${request.task}` : `vms ${request.vms!.join(' ')}`;
+  const subject = request.task !== undefined ? taskSubject(request.task) : `vms ${request.vms!.join(' ')}`;
   return deps.jobs.start(
     'backup',
     subject,
@@ -250,7 +254,7 @@ class SummaryCache {
   readonly #entries = new Map<string, { key: string; summary: Summary }>();
   constructor(readonly capacity = 100_000) {}
 
-  async of(catalog: Catalog, heads: BackupHead[]): Promise<Summary[]> {
+  async of(catalog: CatalogHandle, heads: BackupHead[]): Promise<Summary[]> {
     // Copies change without the record changing (an offload, a forget): they are part of the key.
     const copies = await catalog.copiesOfBackups(heads.map((h) => h.id));
     const keyOf = (h: BackupHead) =>
@@ -384,7 +388,8 @@ export function apiRoutes(deps: ApiDeps): Route[] {
           warnings: warnings.slice(0, 50),
           snapshotsHeld: held,
           repositories: await repositoryUsage(deps),
-          running: deps.jobs.running(),
+          // Every daemon's: a job another daemon runs shows with the progress its row holds.
+          running: await deps.jobs.list({ state: ['queued', 'running'], limit: 100 }),
         };
       },
     }),
@@ -785,10 +790,18 @@ export function apiRoutes(deps: ApiDeps): Route[] {
         });
         const send = (type: string, data: unknown) =>
           res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
-        const sub = deps.jobs.subscribe(params.id, (event) => {
+        const forward = (event: JobEvent) => {
           send(event.type, event.data);
           if (event.type === 'done' || event.type === 'failed') res.end();
-        });
+        };
+        const sub = deps.jobs.subscribe(params.id, forward);
+        if (!sub && (found.state === 'running' || found.state === 'queued')) {
+          // Another daemon of the catalog runs it: its progress as that daemon writes it to the job's row.
+          const stop = deps.jobs.follow(params.id, forward, deps.followPollMs);
+          deps.sessions.trackStream(res);
+          request.raw.on('close', stop);
+          return;
+        }
         if (!sub) {
           // A job of an earlier daemon, or one no longer in memory: its end state only.
           send(found.state === 'done' ? 'done' : 'failed', {
@@ -807,6 +820,49 @@ export function apiRoutes(deps: ApiDeps): Route[] {
         deps.sessions.trackStream(res);
         request.raw.on('close', () => sub.unsubscribe());
       },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/jobs/{id}/cancel',
+      access: 'operator',
+      tag: 'jobs',
+      summary:
+        'asks a running job to stop at its next safe point (it releases what it holds); only on the daemon that runs it',
+      params: s.idParams,
+      status: 202,
+      response: s.jobAcceptedSchema,
+      handler: async ({ params }) => {
+        const found = await deps.jobs.get(params.id);
+        if (!found) throw new NotFoundError('JOB_NOT_FOUND', `no job ${params.id}`);
+        if (found.state === 'done' || found.state === 'failed') {
+          throw new ConflictError('JOB_FINISHED', `job ${params.id} has already ended (${found.state})`);
+        }
+        const cancelled = deps.jobs.cancel(params.id);
+        if (cancelled) return { job: cancelled };
+        const view = await deps.daemons();
+        const owner = view.daemons.find((d) => d.instanceId === found.instanceId);
+        throw new ConflictError(
+          'JOB_NOT_LOCAL',
+          owner
+            ? `job ${params.id} runs on another daemon: pid ${owner.pid} on ${owner.host}, listening on ${owner.listen}; cancel it there`
+            : `job ${params.id} runs on daemon ${found.instanceId ?? '(unknown)'}, which no longer answers; it is marked INTERRUPTED once its lease runs out`,
+          {
+            details: {
+              instanceId: found.instanceId,
+              ...(owner ? { host: owner.host, pid: owner.pid, listen: owner.listen } : {}),
+            },
+          },
+        );
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/daemons',
+      access: 'read-only',
+      tag: 'daemon',
+      summary: 'the daemons serving this catalog, and which one runs the schedules',
+      response: s.daemonsSchema,
+      handler: async () => deps.daemons(),
     }),
     route({
       method: 'GET',

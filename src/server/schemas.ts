@@ -126,10 +126,45 @@ export const jobSchema = z
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     operationId: z.string().optional(),
     backupId: z.string().optional(),
+    instanceId: z
+      .string()
+      .optional()
+      .meta({ description: 'the daemon that runs or ran it (an instance of GET /api/v1/daemons)' }),
   })
   .meta({ title: 'Job' });
 
 export const jobAcceptedSchema = z.object({ job: jobSchema });
+
+export const daemonSchema = z
+  .object({
+    instanceId: z.string().meta({ description: 'made anew each time a daemon starts' }),
+    host: z.string(),
+    pid: z.number().int(),
+    listen: z.string().meta({ description: 'the address it answers on (HOST:PORT)' }),
+    startedAt: z.string(),
+    heartbeatAt: z.string().meta({ description: 'its last heartbeat, by the catalog’s clock' }),
+    leader: z.boolean().meta({ description: 'whether it runs the schedules' }),
+    self: z.boolean().meta({ description: 'whether it is the daemon answering this request' }),
+  })
+  .meta({ title: 'Daemon' });
+
+export const daemonsSchema = z
+  .object({
+    shared: z.boolean().meta({
+      description: 'whether several daemons may serve this catalog (PostgreSQL); one per SQLite catalog',
+    }),
+    leaseSeconds: z.number().meta({ description: 'server.leaseSeconds of the daemon answering' }),
+    leadership: z.object({
+      holder: z
+        .string()
+        .optional()
+        .meta({ description: 'instance id of the leader; none while nobody leads' }),
+      term: z.number().int().meta({ description: 'grows by one each time the leadership changes hands' }),
+      expiresAt: z.string().optional().meta({ description: 'when its lease ends unless renewed' }),
+    }),
+    daemons: z.array(daemonSchema).meta({ description: 'the live daemons, oldest start first' }),
+  })
+  .meta({ title: 'Daemons' });
 
 export const sessionSchema = z.object({ user: z.string(), role: roleSchema, csrfToken: z.string() });
 export const loginSchema = z.object({ user: z.string().min(1), password: z.string().min(1) }).strict();

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Catalog } from '../catalog/index.js';
+import type { CatalogHandle } from '../catalog/index.js';
 import { SnapkeeperError } from '../errors.js';
 import {
   csrfTokenOf,
@@ -37,7 +37,7 @@ function cookieValue(header: string | undefined, name: string): string | undefin
 }
 
 export interface SessionsOptions {
-  catalog: Catalog;
+  catalog: CatalogHandle;
   log: Logger;
   tls: boolean;
   sessionHours: number;

@@ -1,5 +1,6 @@
 import { backupCases } from './backups.js';
 import { copyCases } from './copies.js';
+import { daemonCases } from './daemon.js';
 import type { CatalogFactory } from './harness.js';
 import { operationCases } from './operations.js';
 import { taskAndMountCases } from './tasks.js';
@@ -18,4 +19,5 @@ export function catalogConformance(factory: CatalogFactory): void {
   operationCases(factory);
   taskAndMountCases(factory);
   copyCases(factory);
+  daemonCases(factory);
 }

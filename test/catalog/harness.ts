@@ -1,27 +1,13 @@
 import { afterEach, beforeEach } from 'node:test';
-import type {
-  BackupStore,
-  CatalogIdentity,
-  CopyStore,
-  LockManager,
-  MountStore,
-  OperationJournal,
-  TaskStore,
-} from '../../src/catalog/index.js';
+import type { CatalogHandle } from '../../src/catalog/index.js';
 
 /*
  * What the conformance cases stand on: the catalog under test, its factory, and a fresh catalog per case.
  * Apart from conformance.ts so that the case files and the suite that gathers them import it, not each other.
  */
 
-export interface CatalogUnderTest
-  extends CatalogIdentity,
-    BackupStore,
-    OperationJournal,
-    LockManager,
-    TaskStore,
-    MountStore,
-    CopyStore {}
+/** Every role of one opened catalog (SQLite's `Catalog`, `PostgresCatalog`). */
+export type CatalogUnderTest = CatalogHandle;
 
 export interface CatalogFactory {
   /** A new, empty catalog whose own time stamps come from `now`. */

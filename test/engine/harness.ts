@@ -177,7 +177,7 @@ defaults: { retention: { versions: 50, days: 365 } }
     join(dir, 'snapkeeper.yaml'),
     { SNAPKEEPER_TEST_PASSWORD: 'x' },
   );
-  Catalog.create(catalogPath).close();
+  await Catalog.create(catalogPath).close();
   const contexts: EngineContext[] = [];
   const open = (extra: { crashAt?: (point: string) => boolean; laterMs?: number } = {}) => {
     const clock = options.now ?? (() => new Date());

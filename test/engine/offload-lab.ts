@@ -157,7 +157,7 @@ async function offloadLab(): Promise<OffloadLab> {
     offloadContext,
     web01Flat: flat,
     async close() {
-      for (const c of opened) c.catalog.close();
+      for (const c of opened) await c.catalog.close();
       await l.close();
     },
   };

@@ -13,7 +13,7 @@ export async function withCatalog<T>(
   try {
     return await use(catalog);
   } finally {
-    catalog.close();
+    await catalog.close();
   }
 }
 

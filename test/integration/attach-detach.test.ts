@@ -25,7 +25,7 @@ describe('attach and detach on a copy-driver lab', () => {
     try {
       return (await catalog.listMounts()).map((m) => ({ id: m.id, kind: m.kind }));
     } finally {
-      catalog.close();
+      await catalog.close();
     }
   }
 

@@ -225,7 +225,7 @@ describe('SIGKILL in every phase, then recover', () => {
       assert.ok(!left.includes(orphan.id));
       await catalog.deleteBackup('20200101-000001-abcdef');
     } finally {
-      catalog.close();
+      await catalog.close();
       await array.deleteSnapshot(admin.id);
       await array.deleteSnapshot(legacy.id);
       await array.deleteSnapshot(running.id);
@@ -292,7 +292,7 @@ describe('SIGKILL in every phase, then recover', () => {
         await catalog.markRecovered(id);
       }
       await catalog.deleteBackup(broken);
-      catalog.close();
+      await catalog.close();
     }
     await assertClean(lab.configPath, clean);
   });

@@ -231,7 +231,7 @@ describe('backup under injected faults', () => {
       assert.deepEqual(await vmStates(config), clean, 'the refused run touched no VM');
     } finally {
       await catalog.finishOperation('holder-op', 'done');
-      catalog.close();
+      await catalog.close();
     }
     const retry = await runJson(lab.configPath, 'backup', '--vm', 'web01');
     assert.equal(retry.code, 0, retry.stdout + retry.stderr);

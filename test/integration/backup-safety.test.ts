@@ -130,7 +130,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
       assert.ok(restored.code === 0 || restored.code === 1, restored.stdout + restored.stderr);
       assert.equal((await catalog.lockHolders(`backup:${id}`)).length, 0, 'the hold ends with the restore');
     } finally {
-      catalog.close();
+      await catalog.close();
       await restore;
     }
     const del = await runJson(lab.configPath, 'delete', '--backup', id);
@@ -222,7 +222,7 @@ describe('nothing snapkeeper did not make, and nothing in use, is ever deleted',
     } finally {
       if ((await catalog.findOperation(fresh))?.state === 'running')
         await catalog.finishOperation(fresh, 'done');
-      catalog.close();
+      await catalog.close();
     }
   });
 

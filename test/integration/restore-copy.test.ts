@@ -211,7 +211,7 @@ describe('restore on a copy-driver lab', () => {
       assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     } finally {
       await catalog.deleteBackup(edited.id);
-      catalog.close();
+      await catalog.close();
     }
     assert.deepEqual(inventoryState(await inventoryOf(lab.configPath)), before0, 'vCenter is unchanged');
     assert.deepEqual(await poolFiles(lab.state.arrayPath), files0, 'no file was written');

@@ -263,7 +263,7 @@ describe('restore, mount and attach under faults and SIGKILL', () => {
       try {
         return (await catalog.listBackups()).find((b) => b.id !== backup.id)!;
       } finally {
-        catalog.close();
+        await catalog.close();
       }
     };
     assert.equal((await web01()).powerState, 'suspended', 'the crash left web01 suspended');

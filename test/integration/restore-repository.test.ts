@@ -86,6 +86,21 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
   let lab: TestLab;
   let backupId: string;
   const cli = (...args: string[]) => runJson(lab.configPath, ...args);
+  /** `restore --backup ID --vm web01 --as AS --source repository ...more` under configuration `config`. */
+  const restoreWeb01 = (config: string, id: string, as: string, ...more: string[]) =>
+    runJson(
+      config,
+      'restore',
+      '--backup',
+      id,
+      '--vm',
+      'web01',
+      '--as',
+      as,
+      '--source',
+      'repository',
+      ...more,
+    );
 
   before(async () => {
     lab = await startLab(SPEC, { btrfs: btrfs.ok });
@@ -98,20 +113,7 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
   });
 
   it('as a new VM, byte for byte: copied from the repository, not cloned', async () => {
-    const r = ok(
-      await cli(
-        'restore',
-        '--backup',
-        backupId,
-        '--vm',
-        'web01',
-        '--as',
-        'web01-r',
-        '--source',
-        'repository',
-      ),
-      'restore',
-    );
+    const r = ok(await restoreWeb01(lab.configPath, backupId, 'web01-r'), 'restore');
     assert.equal(r.json.source, 'repository');
     assert.equal(r.json.repository, 'lab');
     assert.equal(r.json.cloned, false);
@@ -240,20 +242,7 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
         }
       }
     });
-    const r = await runJson(
-      broken,
-      'restore',
-      '--backup',
-      backupId,
-      '--vm',
-      'web01',
-      '--as',
-      'web01-x',
-      '--source',
-      'repository',
-      '--repository',
-      'broken',
-    );
+    const r = await restoreWeb01(broken, backupId, 'web01-x', '--repository', 'broken');
     assert.equal(r.code, 2, r.stdout);
     assert.equal(r.json.error.code, 'CHUNK_CORRUPT');
     assert.match(r.json.error.message, /chunk [0-9a-f]+/);
@@ -264,20 +253,7 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
     const broken = await brokenCopy('missing', async (packs) => {
       for (const p of packs) await rm(p);
     });
-    const r = await runJson(
-      broken,
-      'restore',
-      '--backup',
-      backupId,
-      '--vm',
-      'web01',
-      '--as',
-      'web01-y',
-      '--source',
-      'repository',
-      '--repository',
-      'broken',
-    );
+    const r = await restoreWeb01(broken, backupId, 'web01-y', '--repository', 'broken');
     assert.equal(r.code, 2, r.stdout);
     assert.equal(r.json.error.code, 'CHUNK_MISSING');
     await assertNothingRestored('web01-y');
@@ -291,20 +267,7 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
       [3],
     );
     assert.equal(array.json.error.code, 'BACKUP_NOT_FOUND');
-    ok(
-      await cli(
-        'restore',
-        '--backup',
-        backupId,
-        '--vm',
-        'web01',
-        '--as',
-        'web01-d',
-        '--source',
-        'repository',
-      ),
-      'restore after delete',
-    );
+    ok(await restoreWeb01(lab.configPath, backupId, 'web01-d'), 'restore after delete');
     await assertVerified(lab, 'web01', 'web01-d');
   });
 
@@ -324,21 +287,7 @@ describe(`restore from a repository on the lab (${btrfs.ok ? 'btrfs' : 'copy dri
       (b: { backupId: string }) => b.backupId === backupId,
     );
     assert.ok(entry, `repo backups lists ${backupId}: ${listed.stdout}`);
-    ok(
-      await runJson(
-        fresh,
-        'restore',
-        '--backup',
-        entry.id,
-        '--vm',
-        'web01',
-        '--as',
-        'web01-n',
-        '--source',
-        'repository',
-      ),
-      'restore from a fresh catalog',
-    );
+    ok(await restoreWeb01(fresh, entry.id, 'web01-n'), 'restore from a fresh catalog');
     await assertVerified(lab, 'web01', 'web01-n');
     await rm(join(lab.dir, 'fresh-catalog.db'), { force: true });
   });

@@ -434,7 +434,7 @@ describe('snapkeeper serve: REST API on the lab', { timeout: 300_000 }, () => {
         });
       }
     } finally {
-      catalog.close();
+      await catalog.close();
     }
     const ids: string[] = [];
     let cursor: string | undefined;

@@ -27,6 +27,7 @@ describe('the server section of the configuration', () => {
     assert.deepEqual(c.server.webhooks, []);
     assert.deepEqual(c.server.loginRateLimit, { attempts: 5, windowSeconds: 300 });
     assert.equal(c.server.sessionHours, 12);
+    assert.equal(c.server.leaseSeconds, 60);
   });
 
   it('paths are relative to the configuration file', () => {
@@ -53,6 +54,8 @@ describe('the server section of the configuration', () => {
     ['server: { sessionHours: 0 }', /server\.sessionHours/],
     ['server: { loginRateLimit: { attempts: 0 } }', /server\.loginRateLimit\.attempts/],
     ['server: { tls: { cert: c.pem } }', /server\.tls\.key/],
+    ['server: { leaseSeconds: 2 }', /server\.leaseSeconds: .*>=3/],
+    ['server: { leaseSeconds: 4.5 }', /server\.leaseSeconds/],
   ];
   for (const [yaml, message] of refused) {
     it(`refuses ${yaml}`, () => {

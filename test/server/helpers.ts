@@ -39,12 +39,12 @@ export interface Served {
  */
 export async function serve(
   configPath: string,
-  options: { port?: number; env?: Record<string, string> } = {},
+  options: { port?: number; env?: Record<string, string>; args?: string[] } = {},
 ): Promise<Served> {
   const port = options.port ?? (await freePort());
   const child = spawn(
     process.execPath,
-    [CLI, '--config', configPath, 'serve', '--listen', `127.0.0.1:${port}`],
+    [CLI, '--config', configPath, 'serve', '--listen', `127.0.0.1:${port}`, ...(options.args ?? [])],
     {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -62,6 +62,49 @@ describe('snapkeeper serve: one daemon per catalog, SIGTERM, a crash', { timeout
     assert.equal(badListen.json.error.code, 'LISTEN_INVALID');
   });
 
+  it('one daemon on a SQLite catalog leads; a job cancelled stops at its next safe point and releases its VMs', async () => {
+    const daemon = daemons[0]!;
+    const view = await api(daemon.url, 'GET', '/api/v1/daemons', { token });
+    assert.equal(view.status, 200, view.text);
+    assert.equal(view.json.shared, false);
+    assert.deepEqual(
+      view.json.daemons.map((d: { pid: number; leader: boolean; self: boolean }) => [
+        d.pid,
+        d.leader,
+        d.self,
+      ]),
+      [[daemon.child.pid, true, true]],
+    );
+    assert.match((await api(daemon.url, 'GET', '/metrics')).text, /^snapkeeper_schedule_leader\{[^}]*\} 1$/m);
+
+    const started = await api(daemon.url, 'POST', '/api/v1/backups', {
+      token,
+      body: { vms: ['web01', 'app01'], mode: 'SUSPEND' },
+    });
+    assert.equal(started.status, 202, started.text);
+    const id: string = started.json.job.id;
+    const cancels: number[] = [];
+    const events = await jobEvents(daemon.url, id, token, (e) => {
+      if (cancels.length === 0 && e.event === 'progress' && e.data.status === 'suspending') {
+        cancels.push(0);
+        void api(daemon.url, 'POST', `/api/v1/jobs/${id}/cancel`, { token }).then((r) =>
+          cancels.push(r.status),
+        );
+      }
+    });
+    assert.ok(cancels.length > 0, `no VM was being suspended: ${JSON.stringify(events)}`);
+    assert.equal(cancels[1], 202);
+    const job = await api(daemon.url, 'GET', `/api/v1/jobs/${id}`, { token });
+    assert.notEqual(job.json.state, 'running');
+    assert.deepEqual(await leftovers(lab.configPath, ['web01', 'app01']), { withSnapshot: [], notOn: [] });
+    const again = await api(daemon.url, 'POST', `/api/v1/jobs/${id}/cancel`, { token });
+    assert.equal(again.status, 409);
+    assert.equal(again.json.error.code, 'JOB_FINISHED');
+    const unknown = await api(daemon.url, 'POST', '/api/v1/jobs/job-nope/cancel', { token });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.error.code, 'JOB_NOT_FOUND');
+  });
+
   let jobId = '';
 
   it('SIGTERM during a backup: exit 0, no VM left suspended, no VM snapshot, nothing for recover', async () => {

@@ -25,9 +25,9 @@ describe('Catalog.open', () => {
     try {
       assert.ok(existsSync(file));
       assert.equal(catalog.path, file);
-      assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
     } finally {
-      catalog.close();
+      await catalog.close();
     }
     const db = new Database(file, { readonly: true });
     try {
@@ -46,8 +46,8 @@ describe('Catalog.open', () => {
     const file = fresh();
     const first = Catalog.create(file);
     await first.insertBackup(emptyBackup('b-1'));
-    first.close();
-    first.close(); // twice is harmless
+    await first.close();
+    await first.close(); // twice is harmless
     const db = new Database(file);
     const result = applyMigrations(db, file);
     db.close();
@@ -65,7 +65,7 @@ describe('Catalog.open', () => {
     old.close();
 
     await withCatalog(file, async (catalog) => {
-      assert.equal(catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.deepEqual(await catalog.getBackup('b-old'), record);
       assert.deepEqual(
         (await catalog.listBackups({ vm: 'web*' })).map((b) => b.id),
@@ -80,7 +80,7 @@ describe('Catalog.open', () => {
 
   it('refuses a catalog with a newer schema, naming the file and both versions', async () => {
     const file = fresh();
-    Catalog.create(file).close();
+    await Catalog.create(file).close();
     const db = new Database(file);
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
       LATEST_SCHEMA_VERSION + 1,

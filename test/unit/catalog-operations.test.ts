@@ -30,8 +30,8 @@ let clock: ReturnType<typeof manualClock>;
 let catalog: Catalog;
 const others: Catalog[] = [];
 beforeEach(() => {
-  catalog?.close();
-  for (const c of others.splice(0)) c.close();
+  void catalog?.close();
+  for (const c of others.splice(0)) void c.close();
   file = join(root, `c${++n}.db`);
   clock = manualClock();
   catalog = Catalog.create(file, { now: clock.now });

@@ -19,14 +19,14 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
     const file = fresh();
     assertOpenRefused(file, 'CATALOG_NOT_FOUND');
     assert.equal(existsSync(join(file, '..')), false, 'no directory either');
-    Catalog.create(file).close();
+    await Catalog.create(file).close();
     assert.ok(existsSync(file));
-    Catalog.open(file).close();
+    await Catalog.open(file).close();
   });
 
   it('an empty file is refused, even by create, and left as it was', async () => {
     const file = fresh();
-    Catalog.create(file).close();
+    await Catalog.create(file).close();
     writeFileSync(file, '');
     for (const openIt of [() => Catalog.open(file), () => Catalog.create(file)]) {
       assert.throws(openIt, (err: unknown) => {
@@ -41,7 +41,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
 
   it('an empty SQLite database is not a catalog unless created as one', async () => {
     const file = fresh();
-    Catalog.create(join(file, '..', 'other.db')).close();
+    await Catalog.create(join(file, '..', 'other.db')).close();
     const db = new Database(file);
     db.pragma('user_version = 7'); // a valid SQLite file without tables
     db.close();
@@ -54,7 +54,7 @@ describe('catalog files: only init, lab up and catalog create make one', () => {
     const file = fresh();
     const c = Catalog.create(file);
     for (let i = 0; i < 50; i++) await c.insertBackup(emptyBackup(`b-${i}`));
-    c.close();
+    await c.close();
     // Keep the header page, scribble over every other page.
     const f = await open(file, 'r+');
     const size = (await f.stat()).size;
@@ -81,17 +81,17 @@ describe('catalog identity and the migration that brings it', () => {
       assert.notEqual(a.id, b.id);
       const again = Catalog.open(a.path);
       assert.equal(again.id, a.id);
-      again.close();
+      await again.close();
     } finally {
-      a.close();
-      b.close();
+      await a.close();
+      await b.close();
     }
   });
 
   it('an old catalog gets an id, keeps its locks (exclusive), its backups and their index rows', async () => {
     const file = fresh();
     rmSync(join(file, '..'), { recursive: true, force: true });
-    Catalog.create(join(file, '..', 'seed.db')).close();
+    await Catalog.create(join(file, '..', 'seed.db')).close();
     const { db: old, record } = olderCatalog(file, 3);
     old
       .prepare(
@@ -114,7 +114,7 @@ describe('catalog identity and the migration that brings it', () => {
     old.close();
 
     await withCatalog(file, async (c) => {
-      assert.equal(c.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
       assert.match(c.id, /^[0-9a-f]{12}$/);
       assert.deepEqual(await c.getBackup('b-old'), record);
       assert.deepEqual(

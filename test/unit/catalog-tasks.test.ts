@@ -13,7 +13,7 @@ after(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 let catalog: Catalog;
 beforeEach(() => {
-  catalog?.close();
+  void catalog?.close();
   catalog = Catalog.create(join(root, `c${++n}.db`));
 });
 after(() => catalog?.close());

@@ -65,7 +65,7 @@ describe('names that carry the catalog identity', () => {
       }
       assert.equal((await ownershipOf(parseLabel('admin'), c)).owner, 'unrelated');
     } finally {
-      c.close();
+      await c.close();
     }
   });
 });
@@ -87,7 +87,7 @@ describe('the operation runner', () => {
       assert.equal((await c.getOperation('op-1')).heartbeatAt, last, 'no renewal after the end');
       assert.deepEqual(await c.locksOf('op-1'), []);
     } finally {
-      c.close();
+      await c.close();
     }
   });
 
@@ -112,7 +112,7 @@ describe('the operation runner', () => {
       assert.equal(await withOperation(c, { id: 'ok', kind: 'delete', locks: [] }, async () => 7), 7);
       assert.equal((await c.getOperation('ok')).state, 'done');
     } finally {
-      c.close();
+      await c.close();
     }
   });
 });

@@ -144,7 +144,7 @@ describe('journal entries read back from a catalog', () => {
       assert.equal(created.data.vmxFile, '[ds-a] web01/web01.vmx');
       assert.ok(created.completedAt !== undefined, 'the step was completed');
     } finally {
-      c.close();
+      await c.close();
     }
   });
 
@@ -168,7 +168,7 @@ describe('journal entries read back from a catalog', () => {
         ],
       );
     } finally {
-      c.close();
+      await c.close();
     }
   });
 
@@ -189,7 +189,7 @@ describe('journal entries read back from a catalog', () => {
       const [first] = await c.journalEntries(op);
       assert.equal(typeof parseEntry(first!), 'string');
     } finally {
-      c.close();
+      await c.close();
     }
   });
 });

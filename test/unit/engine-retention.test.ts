@@ -25,7 +25,7 @@ defaults: { retention: ${retention} }
 tasks: [{ name: nightly, select: { vms: [web01] } }]
 `;
   const config = parseConfig(text, join(dir, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
-  Catalog.create(config.catalog.path).close();
+  void Catalog.create(config.catalog.path).close();
   return new EngineContext({ config, now: () => new Date('2026-01-10T00:00:00Z') });
 }
 

@@ -23,7 +23,7 @@ arrays: [{ name: a, type: fs, path: ${root}/array, driver: copy }]
 catalog: { path: ${root}/catalog.db }
 `;
     const config = parseConfig(text, join(root, 'snapkeeper.yaml'), { SNAPKEEPER_TEST_PASSWORD: 'x' });
-    Catalog.create(config.catalog.path).close();
+    await Catalog.create(config.catalog.path).close();
     const ctx = new EngineContext({ config });
     try {
       const array = await ctx.array('a');

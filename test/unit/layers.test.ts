@@ -26,7 +26,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   arrays: ['base', 'model', 'util', 'config'],
   catalog: ['base', 'model', 'util', 'config'],
   repository: ['base', 'model', 'util', 'config'],
-  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository'],
+  // The job queue seam (issue 10): in-process and PostgreSQL queues, and the worker loop.
+  jobs: ['base', 'model', 'util', 'config'],
+  engine: ['base', 'model', 'util', 'config', 'rules', 'vsphere', 'arrays', 'catalog', 'repository', 'jobs'],
   // `lab up` makes the lab's catalog: the only command besides `init` that creates one.
   // ... and initialises the lab's repositories (as `repo init` does).
   lab: ['base', 'model', 'util', 'config', 'vsphere', 'arrays', 'rules', 'catalog', 'repository'],
@@ -159,7 +161,18 @@ describe('layers', () => {
  * named is an entry point; naming a new file below the entry points is part of adding it.
  */
 const ENGINE_RANKS: [number, string[]][] = [
-  [0, ['context.ts', 'export-files.ts', 'ids.ts', 'rule-errors.ts', 'repository-access.ts', 'views.ts']],
+  [
+    0,
+    [
+      'context.ts',
+      'export-files.ts',
+      'ids.ts',
+      'rule-errors.ts',
+      'repository-access.ts',
+      'views.ts',
+      'job-queue.ts',
+    ],
+  ],
   [1, ['journal/actions.ts', 'journal/write.ts']],
   [
     2,
@@ -176,6 +189,7 @@ const ENGINE_RANKS: [number, string[]][] = [
       'steps/backup-hooks.ts',
       'steps/offload-files.ts',
       'steps/offload-record.ts',
+      'offload-disk.ts',
       'release.ts',
       'placement.ts',
       'plan.ts',

@@ -1,42 +1,8 @@
-import { ConflictError, NotFoundError } from '../../errors.js';
+import { ConflictError } from '../../errors.js';
+import { tokenNotFound, userNotFound } from '../errors.js';
+import { type TokenRow, toToken, toUser, type UserRow } from '../rows.js';
 import type { ApiToken, AuthStore, Role, User } from '../types.js';
 import type { SqliteDatabase } from './database.js';
-
-interface TokenRow {
-  id: string;
-  name: string;
-  role: Role;
-  created_at: string;
-  last_used_at: string | null;
-}
-
-interface UserRow {
-  name: string;
-  role: Role;
-  password_hash: string;
-  created_at: string;
-  updated_at: string;
-}
-
-function toToken(r: TokenRow): ApiToken {
-  return {
-    id: r.id,
-    name: r.name,
-    role: r.role,
-    createdAt: r.created_at,
-    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
-  };
-}
-
-function toUser(r: UserRow): User {
-  return { name: r.name, role: r.role, createdAt: r.created_at, updatedAt: r.updated_at };
-}
-
-function userNotFound(name: string): NotFoundError {
-  return new NotFoundError('USER_NOT_FOUND', `no user named ${name} (see snapkeeper user list)`, {
-    details: { user: name },
-  });
-}
 
 /** API tokens, users and web sessions of the daemon; only hashes are stored (see AuthStore). */
 export class SqliteAuthStore implements AuthStore {
@@ -74,9 +40,7 @@ export class SqliteAuthStore implements AuthStore {
         idOrName,
       );
       if (!row) {
-        throw new NotFoundError('TOKEN_NOT_FOUND', `no token with id or name ${idOrName} (see token list)`, {
-          details: { token: idOrName },
-        });
+        throw tokenNotFound(idOrName);
       }
       this.db.run('DELETE FROM api_tokens WHERE id = ?', row.id);
       return toToken(row);

@@ -1,21 +1,8 @@
 import { ConflictError } from '../../errors.js';
 import { copyNotFound } from '../errors.js';
-import type { BackupCopy, CopyStore, CopyVmSummary, NewBackupCopy } from '../types.js';
+import { type CopyRow, parseOf, toCopy } from '../rows.js';
+import type { BackupCopy, CopyStore, NewBackupCopy } from '../types.js';
 import type { SqliteDatabase } from './database.js';
-
-interface CopyRow {
-  backup_id: string;
-  repository_id: string;
-  repository: string;
-  task: string;
-  manifest_id: string;
-  offloaded_at: string;
-  bytes: number;
-  bytes_added: number;
-  vms: string;
-  /** 1 while the backup's record exists (LEFT JOIN on backups). */
-  in_catalog: number;
-}
 
 const SELECT = `SELECT c.*, (b.id IS NOT NULL) AS in_catalog FROM copies c LEFT JOIN backups b ON b.id = c.backup_id`;
 
@@ -56,7 +43,7 @@ export class SqliteCopyStore implements CopyStore {
         copy.backupId,
         copy.repositoryId,
       );
-      return toCopy(this.db, row!);
+      return toCopy(parseOf(this.db), row!);
     });
   }
 
@@ -66,13 +53,13 @@ export class SqliteCopyStore implements CopyStore {
       backupId,
       repositoryId,
     );
-    return row ? toCopy(this.db, row) : undefined;
+    return row ? toCopy(parseOf(this.db), row) : undefined;
   }
 
   async copiesOf(backupId: string): Promise<BackupCopy[]> {
     return this.db
       .all<CopyRow>(`${SELECT} WHERE c.backup_id = ? ORDER BY c.offloaded_at, c.rowid`, backupId)
-      .map((r) => toCopy(this.db, r));
+      .map((r) => toCopy(parseOf(this.db), r));
   }
 
   async copiesOfBackups(backupIds: string[]): Promise<Map<string, BackupCopy[]>> {
@@ -82,7 +69,7 @@ export class SqliteCopyStore implements CopyStore {
       `${SELECT} WHERE c.backup_id IN (SELECT value FROM json_each(?)) ORDER BY c.offloaded_at, c.rowid`,
       JSON.stringify(backupIds),
     );
-    for (const r of rows) out.get(r.backup_id)?.push(toCopy(this.db, r));
+    for (const r of rows) out.get(r.backup_id)?.push(toCopy(parseOf(this.db), r));
     return out;
   }
 
@@ -104,7 +91,7 @@ export class SqliteCopyStore implements CopyStore {
       args.push(filter.task);
     }
     const sql = `${SELECT}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.offloaded_at, c.rowid`;
-    return this.db.all<CopyRow>(sql, ...args).map((r) => toCopy(this.db, r));
+    return this.db.all<CopyRow>(sql, ...args).map((r) => toCopy(parseOf(this.db), r));
   }
 
   async removeCopy(backupId: string, repositoryId: string): Promise<void> {
@@ -113,19 +100,4 @@ export class SqliteCopyStore implements CopyStore {
     );
     if (changed === 0) throw copyNotFound(backupId, repositoryId);
   }
-}
-
-function toCopy(db: SqliteDatabase, r: CopyRow): BackupCopy {
-  return {
-    backupId: r.backup_id,
-    task: r.task,
-    repository: r.repository,
-    repositoryId: r.repository_id,
-    manifestId: r.manifest_id,
-    offloadedAt: r.offloaded_at,
-    bytes: r.bytes,
-    bytesAdded: r.bytes_added,
-    vms: db.parse<CopyVmSummary[]>(r.vms, `copy of backup ${r.backup_id}`),
-    arrayCopy: r.in_catalog === 1,
-  };
 }

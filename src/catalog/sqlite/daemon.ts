@@ -1,92 +1,128 @@
-import { ConflictError } from '../../errors.js';
 import type { BackupState } from '../../model/backup.js';
-import type { DaemonLease, DaemonStore, JobRow, JobState, ScheduleState } from '../types.js';
+import {
+  type JobTableRow,
+  type LeadershipRow,
+  type MemberRow,
+  type ParseJson,
+  toJob,
+  toMember,
+} from '../rows.js';
+import type { DaemonMember, DaemonStore, JobRow, JobState, Leadership, ScheduleState } from '../types.js';
 import type { SqliteDatabase } from './database.js';
 
-interface LeaseRow {
-  instance_id: string;
-  host: string;
-  pid: number;
-  listen: string;
-  started_at: string;
-  heartbeat_at: string;
-}
-
-interface JobTableRow {
-  id: string;
-  kind: string;
-  subject: string;
-  state: JobState;
-  instance_id: string;
-  started_at: string;
-  finished_at: string | null;
-  progress: string | null;
-  result: string | null;
-  error: string | null;
-  backup_id: string | null;
-}
-
-function toLease(r: LeaseRow): DaemonLease {
-  return {
-    instanceId: r.instance_id,
-    host: r.host,
-    pid: r.pid,
-    listen: r.listen,
-    startedAt: r.started_at,
-    heartbeatAt: r.heartbeat_at,
-  };
-}
-
-/** The daemon's lease row (one daemon per catalog), its jobs and the schedule state of each task. */
+/**
+ * The daemons serving the catalog (a membership row each), the schedules' leadership, their jobs and the
+ * schedule state of each task. Times come from the catalog's clock (`db.stamp()`), ISO-8601 UTC strings that
+ * compare as instants.
+ */
 export class SqliteDaemonStore implements DaemonStore {
   constructor(readonly db: SqliteDatabase) {}
 
-  async acquireDaemonLease(
-    lease: Omit<DaemonLease, 'startedAt' | 'heartbeatAt'>,
-    alive: (holder: DaemonLease) => boolean,
-  ): Promise<DaemonLease> {
+  readonly #parse: ParseJson = (json, what) => this.db.parse(json, what);
+
+  #ago(ms: number): string {
+    return new Date(Date.parse(this.db.stamp()) - ms).toISOString();
+  }
+
+  async heartbeatMember(
+    member: Pick<DaemonMember, 'instanceId' | 'host' | 'pid' | 'listen'>,
+  ): Promise<DaemonMember> {
     return this.db.write(() => {
-      const row = this.db.get<LeaseRow>('SELECT * FROM daemon WHERE slot = 1');
-      if (row && row.instance_id !== lease.instanceId && alive(toLease(row))) {
-        throw new ConflictError(
-          'DAEMON_RUNNING',
-          `another snapkeeper daemon serves this catalog: pid ${row.pid} on ${row.host}, listening on ${row.listen} (since ${row.started_at}); stop it first`,
-          { details: { host: row.host, pid: row.pid, listen: row.listen, startedAt: row.started_at } },
-        );
-      }
       const now = this.db.stamp();
       this.db.run(
-        `INSERT INTO daemon (slot, instance_id, host, pid, listen, started_at, heartbeat_at)
-         VALUES (1, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (slot) DO UPDATE SET instance_id = excluded.instance_id, host = excluded.host,
-           pid = excluded.pid, listen = excluded.listen, started_at = excluded.started_at,
-           heartbeat_at = excluded.heartbeat_at`,
-        lease.instanceId,
-        lease.host,
-        lease.pid,
-        lease.listen,
+        `INSERT INTO daemon_members (instance_id, host, pid, listen, started_at, heartbeat_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (instance_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+           listen = excluded.listen, heartbeat_at = excluded.heartbeat_at`,
+        member.instanceId,
+        member.host,
+        member.pid,
+        member.listen,
         now,
         now,
       );
-      return { ...lease, startedAt: now, heartbeatAt: now };
+      const row = this.db.get<MemberRow>(
+        'SELECT * FROM daemon_members WHERE instance_id = ?',
+        member.instanceId,
+      );
+      if (!row) throw new Error(`daemon member ${member.instanceId} vanished inside its own transaction`);
+      return toMember(row);
     });
   }
 
-  async renewDaemonLease(instanceId: string): Promise<boolean> {
-    return (
-      this.db.write(() =>
-        this.db.run('UPDATE daemon SET heartbeat_at = ? WHERE instance_id = ?', this.db.stamp(), instanceId),
-      ) > 0
+  async liveMembers(ttlMs: number): Promise<DaemonMember[]> {
+    return this.db
+      .all<MemberRow>(
+        'SELECT * FROM daemon_members WHERE heartbeat_at > ? ORDER BY started_at, instance_id',
+        this.#ago(ttlMs),
+      )
+      .map(toMember);
+  }
+
+  async removeMember(instanceId: string): Promise<void> {
+    this.db.write(() => {
+      this.db.run('DELETE FROM daemon_members WHERE instance_id = ?', instanceId);
+      this.#release(instanceId);
+    });
+  }
+
+  async claimLeadership(instanceId: string, ttlMs: number): Promise<Leadership> {
+    return this.db.write(() => {
+      const now = this.db.stamp();
+      const row = this.#leadershipRow();
+      const free = row.holder === null || row.expires_at === null || row.expires_at <= now;
+      const expiresAt = new Date(Date.parse(now) + ttlMs).toISOString();
+      if (row.holder === instanceId && !free) {
+        this.db.run('UPDATE leadership SET expires_at = ? WHERE slot = 1', expiresAt);
+        return { holder: instanceId, term: row.term, expiresAt, mine: true };
+      }
+      if (free) {
+        const term = row.term + 1;
+        this.db.run(
+          'UPDATE leadership SET holder = ?, term = ?, expires_at = ? WHERE slot = 1',
+          instanceId,
+          term,
+          expiresAt,
+        );
+        return { holder: instanceId, term, expiresAt, mine: true };
+      }
+      return {
+        holder: row.holder ?? undefined,
+        term: row.term,
+        expiresAt: row.expires_at ?? undefined,
+        mine: false,
+      };
+    });
+  }
+
+  async releaseLeadership(instanceId: string): Promise<void> {
+    this.db.write(() => this.#release(instanceId));
+  }
+
+  async currentLeadership(): Promise<Leadership> {
+    const row = this.#leadershipRow();
+    const live = row.holder !== null && row.expires_at !== null && row.expires_at > this.db.stamp();
+    return live
+      ? {
+          holder: row.holder ?? undefined,
+          term: row.term,
+          expiresAt: row.expires_at ?? undefined,
+          mine: false,
+        }
+      : { term: row.term, mine: false };
+  }
+
+  #release(instanceId: string): void {
+    this.db.run(
+      'UPDATE leadership SET holder = NULL, expires_at = NULL WHERE slot = 1 AND holder = ?',
+      instanceId,
     );
   }
 
-  async releaseDaemonLease(instanceId: string): Promise<void> {
-    this.db.write(() => this.db.run('DELETE FROM daemon WHERE instance_id = ?', instanceId));
-  }
-
-  async currentDaemon(): Promise<DaemonLease | undefined> {
-    const row = this.db.get<LeaseRow>('SELECT * FROM daemon WHERE slot = 1');
-    return row ? toLease(row) : undefined;
+  #leadershipRow(): LeadershipRow {
+    const row = this.db.get<LeadershipRow>('SELECT holder, term, expires_at FROM leadership WHERE slot = 1');
+    if (!row) throw new Error('the catalog has no leadership row (migration 7 missing)');
+    return row;
   }
 
   async saveJob(job: JobRow): Promise<void> {
@@ -111,7 +147,7 @@ export class SqliteDaemonStore implements DaemonStore {
 
   async findJob(id: string): Promise<JobRow | undefined> {
     const row = this.db.get<JobTableRow>('SELECT * FROM jobs WHERE id = ?', id);
-    return row ? this.#toJob(row) : undefined;
+    return row ? toJob(this.#parse, row) : undefined;
   }
 
   async listJobs(filter: { state?: JobState[]; limit?: number } = {}): Promise<JobRow[]> {
@@ -123,20 +159,18 @@ export class SqliteDaemonStore implements DaemonStore {
       JSON.stringify(states),
       filter.limit ?? 100,
     );
-    return rows.map((r) => this.#toJob(r));
+    return rows.map((r) => toJob(this.#parse, r));
   }
 
-  async failInterruptedJobs(
-    currentInstance: string,
-    error: { code: string; message: string },
-  ): Promise<number> {
+  async failOrphanedJobs(ttlMs: number, error: { code: string; message: string }): Promise<number> {
     return this.db.write(() =>
       this.db.run(
         `UPDATE jobs SET state = 'failed', finished_at = ?, error = ?
-         WHERE state IN ('queued', 'running') AND instance_id != ?`,
+         WHERE state IN ('queued', 'running') AND instance_id NOT IN
+           (SELECT instance_id FROM daemon_members WHERE heartbeat_at > ?)`,
         this.db.stamp(),
         JSON.stringify(error),
-        currentInstance,
+        this.#ago(ttlMs),
       ),
     );
   }
@@ -157,16 +191,27 @@ export class SqliteDaemonStore implements DaemonStore {
     };
   }
 
-  async saveScheduleState(state: ScheduleState): Promise<void> {
-    this.db.write(() =>
+  async saveScheduleStateAsLeader(
+    state: ScheduleState,
+    leader: { instanceId: string; term: number },
+  ): Promise<boolean> {
+    return this.db.write(() => {
+      const row = this.#leadershipRow();
+      const held =
+        row.holder === leader.instanceId &&
+        row.term === leader.term &&
+        row.expires_at !== null &&
+        row.expires_at > this.db.stamp();
+      if (!held) return false;
       this.db.run(
         `INSERT OR REPLACE INTO schedule_state (task, handled_at, last_run_at, last_job_id) VALUES (?, ?, ?, ?)`,
         state.task,
         state.handledAt,
         state.lastRunAt ?? null,
         state.lastJobId ?? null,
-      ),
-    );
+      );
+      return true;
+    });
   }
 
   async backupCounts(): Promise<
@@ -184,21 +229,5 @@ export class SqliteDaemonStore implements DaemonStore {
         count: r.n,
         ...(r.last ? { lastCompleteAt: r.last } : {}),
       }));
-  }
-
-  #toJob(r: JobTableRow): JobRow {
-    return {
-      id: r.id,
-      kind: r.kind,
-      subject: r.subject,
-      state: r.state,
-      instanceId: r.instance_id,
-      startedAt: r.started_at,
-      ...(r.finished_at ? { finishedAt: r.finished_at } : {}),
-      ...(r.progress ? { progress: this.db.parse<Record<string, unknown>>(r.progress, `job ${r.id}`) } : {}),
-      ...(r.result ? { result: this.db.parse<unknown>(r.result, `job ${r.id}`) } : {}),
-      ...(r.error ? { error: this.db.parse<{ code: string; message: string }>(r.error, `job ${r.id}`) } : {}),
-      ...(r.backup_id ? { backupId: r.backup_id } : {}),
-    };
   }
 }

@@ -1,8 +1,9 @@
 import { ConflictError, LockedError } from '../../errors.js';
+import { type OperationRow, toOperation } from '../rows.js';
 import type { LockHolder, LockManager, LockMode, LockRequest } from '../types.js';
 import { lockRequests } from '../validate.js';
 import type { SqliteDatabase } from './database.js';
-import { getOperation, type OperationRow, toOperation } from './operations.js';
+import { getOperation } from './operations.js';
 
 /** Shared and exclusive locks of running operations on resource names. */
 export class SqliteLockManager implements LockManager {

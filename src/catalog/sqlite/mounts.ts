@@ -1,15 +1,8 @@
 import { ConflictError } from '../../errors.js';
 import { backupNotFound, mountNotFound } from '../errors.js';
+import { type MountRow, parseOf, toMount } from '../rows.js';
 import type { Mount, MountStore } from '../types.js';
 import type { SqliteDatabase } from './database.js';
-
-interface MountRow {
-  id: string;
-  backup_id: string;
-  kind: string;
-  data: string;
-  created_at: string;
-}
 
 /** Mounts and attaches of backups: while one exists, its backup cannot be deleted. */
 export class SqliteMountStore implements MountStore {
@@ -55,7 +48,7 @@ export class SqliteMountStore implements MountStore {
   async getMount(id: string): Promise<Mount> {
     const row = this.db.get<MountRow>('SELECT * FROM mounts WHERE id = ?', id);
     if (!row) throw mountNotFound(id);
-    return toMount(this.db, row);
+    return toMount(parseOf(this.db), row);
   }
 
   async mountsOf(backupId: string): Promise<Mount[]> {
@@ -65,7 +58,7 @@ export class SqliteMountStore implements MountStore {
   async listMounts(): Promise<Mount[]> {
     return this.db
       .all<MountRow>('SELECT * FROM mounts ORDER BY created_at, rowid')
-      .map((r) => toMount(this.db, r));
+      .map((r) => toMount(parseOf(this.db), r));
   }
 }
 
@@ -73,15 +66,5 @@ export class SqliteMountStore implements MountStore {
 export function mountsOf(db: SqliteDatabase, backupId: string): Mount[] {
   return db
     .all<MountRow>('SELECT * FROM mounts WHERE backup_id = ? ORDER BY created_at, rowid', backupId)
-    .map((r) => toMount(db, r));
-}
-
-function toMount(db: SqliteDatabase, r: MountRow): Mount {
-  return {
-    id: r.id,
-    backupId: r.backup_id,
-    kind: r.kind,
-    data: db.parse<Record<string, unknown>>(r.data, `mount ${r.id}`),
-    createdAt: r.created_at,
-  };
+    .map((r) => toMount(parseOf(db), r));
 }

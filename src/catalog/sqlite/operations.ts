@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConflictError } from '../../errors.js';
 import { journalEntryNotFound, operationNotFound } from '../errors.js';
+import { type JournalRow, type OperationRow, toOperation } from '../rows.js';
 import type {
   JournalEntry,
   JournalStep,
@@ -8,33 +9,9 @@ import type {
   OperationFilter,
   OperationJournal,
   OperationKind,
-  OperationState,
 } from '../types.js';
 import { checkOperationKind, toInstant } from '../validate.js';
 import type { SqliteDatabase } from './database.js';
-
-export interface OperationRow {
-  id: string;
-  kind: OperationKind;
-  subject: string | null;
-  pid: number;
-  host: string;
-  state: OperationState;
-  started_at: string;
-  finished_at: string | null;
-  heartbeat_at: string | null;
-  recovered_at: string | null;
-}
-
-interface JournalRow {
-  id: number;
-  operation_id: string;
-  action: string;
-  target: string;
-  data: string;
-  created_at: string;
-  completed_at: string | null;
-}
 
 /** Operations and their write-ahead journal. */
 export class SqliteOperationJournal implements OperationJournal {
@@ -226,21 +203,5 @@ export function findOperation(db: SqliteDatabase, id: string): Operation | undef
 export function getOperation(db: SqliteDatabase, id: string): Operation {
   const op = findOperation(db, id);
   if (!op) throw operationNotFound(id);
-  return op;
-}
-
-export function toOperation(r: OperationRow): Operation {
-  const op: Operation = {
-    id: r.id,
-    kind: r.kind,
-    pid: r.pid,
-    host: r.host,
-    state: r.state,
-    startedAt: r.started_at,
-  };
-  if (r.subject !== null) op.subject = r.subject;
-  if (r.finished_at !== null) op.finishedAt = r.finished_at;
-  if (r.heartbeat_at !== null) op.heartbeatAt = r.heartbeat_at;
-  if (r.recovered_at !== null) op.recoveredAt = r.recovered_at;
   return op;
 }

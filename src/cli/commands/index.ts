@@ -13,6 +13,7 @@ import { registerServe } from './serve.js';
 import { registerTask } from './task.js';
 import { registerToken } from './token.js';
 import { registerUser } from './user.js';
+import { registerWorker } from './worker.js';
 
 export type { Runner } from './runner.js';
 
@@ -30,5 +31,6 @@ export function registerCommands(program: Command, run: Runner): void {
   registerServe(program, run);
   registerToken(program, run);
   registerUser(program, run);
+  registerWorker(program, run);
   refuseRepeatedOptions(program);
 }

@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { type Command, Option } from 'commander';
 import YAML from 'yaml';
 import { openArray } from '../../arrays/index.js';
-import { Catalog } from '../../catalog/index.js';
+import { openCatalog } from '../../catalog/index.js';
 import { parseConfig } from '../../config/load.js';
 import { applyRule } from '../../engine/index.js';
 import { ConflictError, UsageError } from '../../errors.js';
@@ -193,7 +193,7 @@ export function registerInit(program: Command, run: Runner): void {
           mapDatastoresToVolumes(inventory.datastores, [{ name: opts.arrayName, volumes }]),
         );
         await writeFile(output, text, { mode: 0o600 });
-        Catalog.create(config.catalog.path).close();
+        await (await openCatalog(config.catalog, { create: true })).close();
 
         const rows = inventory.datastores.map((d) => {
           const m = mapping.mapped.get(d.name);

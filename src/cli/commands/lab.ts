@@ -33,6 +33,7 @@ interface UpOptions {
   http?: boolean;
   sessionIdleTimeout?: string;
   s3?: boolean;
+  postgres?: boolean;
 }
 
 async function verifyCommand(
@@ -73,6 +74,7 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
     onProgress: (step) => ctx.progress.update('lab', step),
     env: ctx.env,
     s3: opts.s3 === true,
+    postgres: opts.postgres === true,
   });
   const text = [
     `lab up: ${state.vmCount} VMs, vCenter simulator at ${state.url} (pid ${state.pid})`,
@@ -82,6 +84,9 @@ async function upCommand(ctx: CliContext, opts: UpOptions): Promise<CommandResul
       (r) =>
         `repository ${r.name}: ${r.type === 'local' ? r.path : `bucket ${r.bucket} at ${r.endpoint} (moto, pid ${state.s3?.pid})`}`,
     ),
+    state.postgres === undefined
+      ? undefined
+      : `catalog: PostgreSQL at ${state.postgres.url} (cluster ${state.postgres.dataDir}, password in ${state.postgres.passwordFile})`,
     '',
     'use it with:',
     `  snapkeeper --config ${state.configFile} inventory`,
@@ -106,8 +111,11 @@ async function statusCommand(_ctx: CliContext, opts: { dir: string }): Promise<C
       ? `lab in ${s.dir} is running: ${s.vmCount} VMs at ${s.url} (pid ${s.pid}); config ${s.configFile}`
       : s.starting
         ? `lab in ${s.dir} is still starting or its lab up was interrupted; remove it with snapkeeper lab down --dir ${s.dir}`
-        : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}${s.s3?.alive === false ? ', moto S3 server gone' : ''}); remove it with snapkeeper lab down --dir ${s.dir}`) +
-    repos.join('');
+        : `lab in ${s.dir} is NOT running (process ${s.processAlive ? 'alive' : 'gone'}, ${s.url} ${s.answering ? 'answers' : 'does not answer'}${s.s3?.alive === false ? ', moto S3 server gone' : ''}${s.postgres?.alive === false ? ', PostgreSQL gone' : ''}); remove it with snapkeeper lab down --dir ${s.dir}`) +
+    repos.join('') +
+    (s.postgres === undefined
+      ? ''
+      : `\n  catalog: PostgreSQL at ${s.postgres.url} (${s.postgres.dataDir}) ${s.postgres.alive ? 'alive' : 'GONE'}`);
   return ok(s, text);
 }
 
@@ -150,6 +158,10 @@ export function registerLab(program: Command, run: Runner): void {
     .option('--http', 'serve plain HTTP instead of HTTPS')
     .option('--session-idle-timeout <seconds>', 'expire idle vCenter sessions after this many seconds')
     .option('--s3', 'also start a moto S3 server and configure repository lab-s3 on it')
+    .option(
+      '--postgres',
+      'keep the catalog on a PostgreSQL server started in DIR/postgres (not DIR/catalog.db)',
+    )
     .action(run(action(upCommand)));
   lab
     .command('status')

@@ -1,26 +1,74 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Catalog } from '../../catalog/index.js';
+import { migrateSqliteToPostgres, openCatalog } from '../../catalog/index.js';
+import { resolveCatalogConfig } from '../../config/catalog.js';
 import { deleteBackup, expireAll, recover } from '../../engine/index.js';
+import { UsageError } from '../../errors.js';
+import type { Warning } from '../../model/backup.js';
 import { ok } from '../context.js';
 import { withEngine } from '../engine.js';
 import { outcomeExitCode } from '../format.js';
 import type { Runner } from './runner.js';
 
 export function registerMaintenance(program: Command, run: Runner): void {
-  program
+  const catalog = program
     .command('catalog')
-    .description('the catalog file')
+    .description('the catalog: a SQLite file or a PostgreSQL database');
+  catalog
     .command('create')
-    .description('create the catalog at the configured catalog.path (other commands never create one)')
+    .description(
+      'create the catalog at the configured catalog.path or catalog.url (other commands never create one)',
+    )
     .action(
       run(async (ctx) => {
-        const path = ctx.config().catalog.path;
-        const catalog = Catalog.create(path);
+        const opened = await openCatalog(ctx.config().catalog, { create: true });
         try {
-          return ok({ path: catalog.path, id: catalog.id }, `catalog ${catalog.path} (id ${catalog.id})`);
+          return ok(
+            { path: opened.location, id: opened.id, dialect: opened.dialect },
+            `catalog ${opened.location} (id ${opened.id})`,
+          );
         } finally {
-          catalog.close();
+          await opened.close();
         }
+      }),
+    );
+
+  catalog
+    .command('migrate')
+    .description(
+      'copy a SQLite catalog into an empty PostgreSQL catalog, in one transaction, keeping its id (the file is only read)',
+    )
+    .requiredOption('--from <file>', 'the SQLite catalog file')
+    .requiredOption('--to <url>', 'postgres://USER@HOST:PORT/DATABASE (no password in it)')
+    .option('--password-file <file>', "a file holding the PostgreSQL user's password")
+    .option('--password-env <var>', "an environment variable holding the PostgreSQL user's password")
+    .action(
+      run(async (ctx, opts: { from: string; to: string; passwordFile?: string; passwordEnv?: string }) => {
+        const warnings: Warning[] = [];
+        const target = resolveCatalogConfig(
+          {
+            url: opts.to,
+            ...(opts.passwordFile === undefined ? {} : { passwordFile: opts.passwordFile }),
+            ...(opts.passwordEnv === undefined ? {} : { passwordEnv: opts.passwordEnv }),
+          },
+          (p) => resolve(p),
+          ctx.env,
+          warnings,
+        );
+        if ('problems' in target || target.url === undefined) {
+          const problems = 'problems' in target ? target.problems : [];
+          throw new UsageError(
+            'USAGE',
+            `catalog migrate: ${problems.map((p) => p.message.replace(/catalog\.(passwordFile|passwordEnv)/g, (_m, k: string) => (k === 'passwordFile' ? '--password-file' : '--password-env'))).join('; ')}`,
+          );
+        }
+        const result = await migrateSqliteToPostgres(opts.from, target);
+        const lines = [
+          `migrated catalog ${result.catalogId} (schema ${result.schemaVersion}) from ${result.from} to ${result.to}:`,
+          ...Object.entries(result.counts).map(([table, n]) => `  ${table}: ${n}`),
+          'set catalog: { url, passwordFile } in the configuration to use it; the SQLite file is left as it was',
+        ];
+        return ok(result, lines.join('\n'));
       }),
     );
 

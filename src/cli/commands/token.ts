@@ -1,17 +1,20 @@
 import { type Command, Option } from 'commander';
-import { Catalog } from '../../catalog/index.js';
+import { type CatalogHandle, openCatalog } from '../../catalog/index.js';
 import { createToken, ROLE_NAMES } from '../../server/index.js';
 import { type CliContext, ok } from '../context.js';
 import { table } from '../table.js';
 import type { Runner } from './runner.js';
 
 /** The catalog of the configuration, for a command that only reads or writes the daemon's credentials. */
-export async function withCatalog<T>(ctx: CliContext, fn: (catalog: Catalog) => Promise<T>): Promise<T> {
-  const catalog = Catalog.open(ctx.config().catalog.path);
+export async function withCatalog<T>(
+  ctx: CliContext,
+  fn: (catalog: CatalogHandle) => Promise<T>,
+): Promise<T> {
+  const catalog = await openCatalog(ctx.config().catalog);
   try {
     return await fn(catalog);
   } finally {
-    catalog.close();
+    await catalog.close();
   }
 }
 

@@ -72,7 +72,7 @@ export async function repairOperations(
   options: { onlyDead: boolean },
 ): Promise<void> {
   const { catalog } = ctx;
-  const now = ctx.now();
+  const now = await ctx.catalogNow();
   const unfinished = await catalog.unfinishedOperations();
   const dead = unfinished.filter((op) => !operationAlive(op, now));
   for (const op of unfinished) {
@@ -122,5 +122,6 @@ async function closeRecovered(ctx: EngineContext, op: Operation, clean: boolean)
 
 /** Whether any unfinished operation has outlived its lease (what `repairOperations` would repair). */
 export async function anyDeadOperation(ctx: EngineContext): Promise<boolean> {
-  return (await ctx.catalog.unfinishedOperations()).some((o) => !operationAlive(o, ctx.now()));
+  const now = await ctx.catalogNow();
+  return (await ctx.catalog.unfinishedOperations()).some((o) => !operationAlive(o, now));
 }

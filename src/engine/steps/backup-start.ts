@@ -26,8 +26,9 @@ export function lockResources(plan: BackupPlan): string[] {
  */
 export async function assertNotLockedByLiveRun(ctx: EngineContext, resources: string[]): Promise<void> {
   const wanted = new Set(resources);
+  const now = await ctx.catalogNow();
   for (const op of await ctx.catalog.unfinishedOperations()) {
-    if (!operationAlive(op, ctx.now())) continue;
+    if (!operationAlive(op, now)) continue;
     const held = (await ctx.catalog.locksOf(op.id)).filter((r) => wanted.has(r));
     if (held.length === 0) continue;
     const more = held.length > 1 ? ` (and ${held.length - 1} more resources)` : '';
@@ -62,10 +63,9 @@ export async function removeStrayVmSnapshots(
   plan: BackupPlan,
   record: BackupRecord,
 ): Promise<void> {
+  const now = await ctx.catalogNow();
   const live = new Set(
-    (await ctx.catalog.unfinishedOperations())
-      .filter((op) => operationAlive(op, ctx.now()))
-      .map((op) => op.id),
+    (await ctx.catalog.unfinishedOperations()).filter((op) => operationAlive(op, now)).map((op) => op.id),
   );
   const removed: string[] = [];
   for (const { vm } of plan.vms) {
