@@ -17,15 +17,28 @@ export type WorkerRequest =
   | {
       type: 'open';
       job: number;
-      data: ArrayBuffer;
+      /** The sealed bytes: `data`, or `length` bytes of it from `offset`. */
+      data: ArrayBuffer | SharedArrayBuffer;
+      offset?: number;
+      length?: number;
       blobs: { id: string; offset: number; length: number; rawLength?: number }[];
       discard: boolean;
+      /** Shared memory for the plaintexts, used when large enough (the reply then has `length` and no `data`). */
+      out?: SharedArrayBuffer;
     };
 
 export type WorkerReply =
   | { type: 'hashed'; job: number; ids: string[] }
   | { type: 'sealed'; job: number; data: ArrayBuffer; lengths: number[] }
-  | { type: 'opened'; job: number; failures: { index: number; reason: string }[]; data?: ArrayBuffer }
+  | {
+      type: 'opened';
+      job: number;
+      failures: { index: number; reason: string }[];
+      /** The plaintexts end to end (none when they went into the request's `out`). */
+      data?: ArrayBuffer;
+      /** Bytes of plaintext written into the request's `out`. */
+      length?: number;
+    }
   | { type: 'failed'; job: number; reason: string };
 
 interface Slot {
@@ -124,6 +137,36 @@ export class WorkerPool {
       plain: reply.data === undefined ? Buffer.alloc(0) : Buffer.from(reply.data),
       failures: reply.failures,
     };
+  }
+
+  /**
+   * `open` with shared memory a restore reuses from load to load instead of making (and collecting) buffers
+   * for gigabytes: `input` holds the sealed bytes (`length` from its start); the plaintexts go into `out`
+   * when they fit (`plain` is then a view of it), else into memory of their own. Shared, not transferred:
+   * the caller must not touch either until this resolves.
+   */
+  async openInto(
+    input: SharedArrayBuffer,
+    length: number,
+    out: SharedArrayBuffer,
+    blobs: { id: string; offset: number; length: number; rawLength?: number }[],
+  ): Promise<{ plain: Buffer; failures: { index: number; reason: string }[] }> {
+    const slot = this.leastBusy();
+    const job = this.nextJob++;
+    const reply = await this.send(slot, job, {
+      type: 'open',
+      job,
+      data: input,
+      offset: 0,
+      length,
+      blobs,
+      discard: false,
+      out,
+    });
+    if (reply.type === 'failed') throw new Error(`open: ${reply.reason}`);
+    if (reply.type !== 'opened') throw new Error(`open: ${reply.type}`);
+    const plain = reply.data !== undefined ? Buffer.from(reply.data) : Buffer.from(out, 0, reply.length ?? 0);
+    return { plain, failures: reply.failures };
   }
 
   async close(): Promise<void> {

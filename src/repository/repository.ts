@@ -85,22 +85,52 @@ async function forEachLimited<T>(
   if (failure !== undefined) throw failure.err;
 }
 
-/** Largest single ranged load a restore makes (consecutive chunks of one pack). */
-const GROUP_BYTES = 8 << 20;
+/** Largest single ranged load a restore makes (blobs of one pack). */
+const RESTORE_READ_BYTES = 20 << 20;
+/** Blobs of one pack this close to each other are read in one load (the bytes between are read and dropped). */
+const RESTORE_GAP_BYTES = 4 << 20;
 /** Sealed bytes a restore has asked for and not yet written. */
-const RESTORE_AHEAD_BYTES = 32 << 20;
+const RESTORE_AHEAD_BYTES = 64 << 20;
+/** Ranged loads a restore has in flight at most. */
+const RESTORE_READS = 6;
 /** Prune rewrites a pack whose needed blobs take less than this share of it. */
 const REWRITE_BELOW = 0.5;
 
-interface RestoreGroup {
-  first: number;
-  count: number;
-  pack: string | undefined;
+/**
+ * Buffers of RESTORE_READ_BYTES a restore's loads are read into and its plaintexts written from, reused: made
+ * afresh for every load, gigabytes of them cost the main thread more in page faults and garbage collection
+ * than the writes. Shared memory: a worker reads and writes it in place (a transferred buffer's arrival and
+ * detachment cost the main thread garbage collections of its own); two per load in flight.
+ */
+class RestoreBuffers {
+  private readonly free: SharedArrayBuffer[] = [];
+
+  take(): SharedArrayBuffer {
+    return this.free.pop() ?? new SharedArrayBuffer(RESTORE_READ_BYTES);
+  }
+
+  give(b: SharedArrayBuffer): void {
+    this.free.push(b);
+  }
+}
+
+/** A chunk a restore needs: where it is stored and the chunk indexes of the file it fills. */
+interface RestoreBlob {
+  loc: ChunkLocation;
+  places: number[];
+  rawLength: number;
+}
+
+/** One ranged load of a restore: `bytes` from `offset` of a pack, holding `blobs`. */
+interface RestoreRead {
+  pack: string;
+  offset: number;
   bytes: number;
-  blobs: ChunkLocation[];
-  /** For each blob: the chunk's index in the file, and its plaintext length. */
-  chunkIndex: number[];
-  rawLengths: number[];
+  /** The plaintexts' bytes (at most RESTORE_READ_BYTES, so that they fit a buffer of `RestoreBuffers`). */
+  rawBytes: number;
+  blobs: RestoreBlob[];
+  /** The first chunk index it fills (loads are made in this order). */
+  first: number;
 }
 
 export const DEFAULT_SAFETY_DELAY_MS = 60 * 60_000;
@@ -136,8 +166,47 @@ export async function openRepository(
   options: OpenOptions = {},
 ): Promise<Repository> {
   const config = await readConfig(backend, options.signal);
-  const { keys, keyName } = await unlock(backend, config, passphrase, options.signal);
-  return new OpenRepository(backend, config, keys, keyName, options.workers);
+  // The index files are loaded while scrypt derives the key (a few hundred ms of a core): most commands read
+  // them next, and their bytes need the key only to be opened.
+  const prefetch = prefetchIndexes(backend, options.signal);
+  let unlocked: { keys: MasterKeys; keyName: string };
+  try {
+    unlocked = await unlock(backend, config, passphrase, options.signal);
+  } catch (err) {
+    await prefetch;
+    throw err;
+  }
+  return new OpenRepository(backend, config, unlocked.keys, unlocked.keyName, options.workers, prefetch);
+}
+
+/** Index bytes loaded at most while opening (more is loaded when needed). */
+const PREFETCH_INDEX_BYTES = 64 << 20;
+
+/**
+ * The bytes of the index files, by key, up to PREFETCH_INDEX_BYTES; never rejects (a failure leaves the file
+ * to be loaded when needed, which reports it). Index files are content-named and never change: bytes loaded
+ * now are the file's as long as its key is listed.
+ */
+async function prefetchIndexes(
+  backend: RepositoryBackend,
+  signal?: AbortSignal,
+): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  try {
+    const keys: string[] = [];
+    let bytes = 0;
+    for await (const o of backend.list('index/', { signal })) {
+      if (bytes + o.size > PREFETCH_INDEX_BYTES) continue;
+      bytes += o.size;
+      keys.push(o.key);
+    }
+    await forEachLimited(keys, 8, async (key) => {
+      out.set(key, await backend.load(key, { signal }));
+    });
+  } catch {
+    // Loaded again when needed.
+  }
+  return out;
 }
 
 async function listKeys(backend: RepositoryBackend, prefix: string, signal?: AbortSignal) {
@@ -159,6 +228,8 @@ class OpenRepository implements Repository {
     private readonly keys: MasterKeys,
     private keyName: string,
     private readonly workers: number | undefined,
+    /** Index bytes loaded while the key was derived: taken by the first `readIndexes`. */
+    private prefetched?: Promise<Map<string, Buffer>>,
   ) {
     this.id = config.id;
   }
@@ -178,6 +249,8 @@ class OpenRepository implements Repository {
     const corrupt: string[] = [];
     const keys = [...(await listKeys(this.backend, 'index/', signal)).keys()].sort();
     names.push(...keys);
+    const prefetched = await this.prefetched;
+    this.prefetched = undefined;
     const docs = new Map<string, IndexDocument>();
     // Loaded several at once (object storage answers slowly, in parallel), added in name order.
     await forEachLimited(
@@ -186,7 +259,7 @@ class OpenRepository implements Repository {
       async (key) => {
         let data: Buffer;
         try {
-          data = await this.backend.load(key, { signal });
+          data = prefetched?.get(key) ?? (await this.backend.load(key, { signal }));
         } catch (err) {
           if (err instanceof NotFoundError) return; // removed by a prune meanwhile
           throw err;
@@ -207,11 +280,14 @@ class OpenRepository implements Repository {
   async writer(options: { signal?: AbortSignal; onProgress?: (p: WriteProgress) => void } = {}) {
     const lock = await acquireLock(this.backend, 'shared', { signal: options.signal });
     try {
+      // The packs are listed while the indexes are read and opened (both after the lock is held).
+      const listing = listKeys(this.backend, 'packs/', options.signal);
+      listing.catch(() => undefined); // awaited below
       const { index } = await this.readIndexes(options.signal);
       // Packs no index names (a writer killed before its index, or one running now) are described by their
       // own headers: this writer reuses their chunks and names the packs in its own index.
       const adopted: PackEntry[] = [];
-      for (const [key, size] of await listKeys(this.backend, 'packs/', options.signal)) {
+      for (const [key, size] of await listing) {
         const id = packIdOf(key);
         if (index.pack(id) !== undefined) continue;
         const header = await this.readPackHeader(key, size, options.signal);
@@ -319,54 +395,46 @@ class OpenRepository implements Repository {
         for (const n of names) this.cachedNames.add(n);
       });
     }
-    const groups = this.restoreGroups(file);
-    // Groups in flight: up to RESTORE_AHEAD_BYTES of sealed data (small groups: many at once, so the round
-    // trips to the backend and the workers overlap), at least one.
-    const results: Promise<Buffer | undefined>[] = [];
-    let next = 0;
-    let written = 0;
+    const { reads, zeroBytes } = this.restoreReads(file);
+    const buffers = new RestoreBuffers();
+    let done = zeroBytes;
+    if (done > 0) options.onProgress?.(done, file.size);
+    // Reads in flight: up to RESTORE_AHEAD_BYTES of sealed data (each read's plaintext is written, out of
+    // order, as soon as a worker has opened and verified it), at least one, at most RESTORE_READS.
     let ahead = 0;
-    const start = () => {
+    let failure: { err: unknown } | undefined;
+    const running = new Set<Promise<void>>();
+    for (const r of reads) {
       while (
-        next < groups.length &&
-        (next === written || (ahead < RESTORE_AHEAD_BYTES && next - written < 256))
+        failure === undefined &&
+        running.size > 0 &&
+        (running.size >= RESTORE_READS || ahead + r.bytes > RESTORE_AHEAD_BYTES)
       ) {
-        ahead += groups[next]!.bytes;
-        const p = this.readGroup(file, groups[next]!, signal);
-        p.catch(() => undefined); // awaited in order below
-        results.push(p);
-        next++;
+        await Promise.race(running);
       }
-    };
-    let done = 0;
-    start();
-    while (written < groups.length) {
-      signal?.throwIfAborted();
-      const g = groups[written]!;
-      const data = await results[written]!;
-      results[written] = Promise.resolve(undefined); // let the bytes go
-      ahead -= g.bytes;
-      if (data !== undefined) {
-        // One write per run of consecutive chunks of the group (zero chunks between them stay unwritten).
-        let off = 0;
-        let k = 0;
-        while (k < g.blobs.length) {
-          let j = k;
-          let len = g.rawLengths[k]!;
-          while (j + 1 < g.blobs.length && g.chunkIndex[j + 1] === g.chunkIndex[j]! + 1) {
-            j++;
-            len += g.rawLengths[j]!;
-          }
-          await sink.write(g.chunkIndex[k]! * cs, data.subarray(off, off + len));
-          off += len;
-          k = j + 1;
-        }
+      if (failure !== undefined) break;
+      if (signal?.aborted) {
+        failure = { err: signal.reason };
+        break;
       }
-      for (let i = g.first; i < g.first + g.count; i++) done += chunkLength(file.size, cs, i);
-      written++;
-      options.onProgress?.(done, file.size);
-      start();
+      ahead += r.bytes;
+      const p: Promise<void> = this.restoreRead(file, r, sink, buffers, signal)
+        .then((bytes) => {
+          done += bytes;
+          options.onProgress?.(done, file.size);
+        })
+        .catch((err: unknown) => {
+          failure ??= { err };
+        })
+        .finally(() => {
+          ahead -= r.bytes;
+          running.delete(p);
+        });
+      running.add(p);
     }
+    // Never leaves a read or a write running behind the caller's back (it removes the file on failure).
+    await Promise.all(running);
+    if (failure !== undefined) throw failure.err;
     // Zero chunks are not written (the sink stays sparse); the last byte makes the size right.
     if (file.size > 0 && file.chunks[file.chunks.length - 1] === ZERO_CHUNK) {
       await sink.write(file.size - 1, Buffer.alloc(1));
@@ -374,109 +442,183 @@ class OpenRepository implements Repository {
   }
 
   /**
-   * Cuts a file's chunks in groups read with one ranged load each: chunks in file order whose blobs lie end to
-   * end in the same pack (as one writer stored them), up to GROUP_BYTES; zero chunks between them join the
-   * group (they take no room in the pack). An unindexed chunk is a group of its own.
+   * The ranged loads of a restore: every chunk the file needs, once (a chunk the file holds several times is
+   * read once and written at each place), grouped by pack; the blobs of one pack lie in one load unless they
+   * are more than RESTORE_GAP_BYTES apart or the load would pass RESTORE_READ_BYTES. Loads come in the order
+   * of the first place they fill (roughly the file's order). A chunk in no index: CHUNK_MISSING, before
+   * anything is written.
    */
-  private restoreGroups(file: StoredFile): RestoreGroup[] {
+  private restoreReads(file: StoredFile): { reads: RestoreRead[]; zeroBytes: number } {
     const cs = file.chunkSize;
-    const groups: RestoreGroup[] = [];
-    let g: RestoreGroup | undefined;
+    const wanted = new Map<string, { loc: ChunkLocation; places: number[]; rawLength: number }>();
+    let zeroBytes = 0;
     for (let i = 0; i < file.chunks.length; i++) {
       const id = file.chunks[i]!;
       if (id === ZERO_CHUNK) {
-        if (g === undefined || g.pack === undefined) {
-          g = { first: i, count: 0, pack: undefined, bytes: 0, blobs: [], chunkIndex: [], rawLengths: [] };
-          groups.push(g);
-        }
-        g.count++;
+        zeroBytes += chunkLength(file.size, cs, i);
+        continue;
+      }
+      const w = wanted.get(id);
+      if (w !== undefined) {
+        w.places.push(i);
         continue;
       }
       const loc = this.cached.get(id);
-      const last = g?.blobs.at(-1);
-      if (
-        g !== undefined &&
-        loc !== undefined &&
-        last !== undefined &&
-        g.pack === loc.pack &&
-        last.offset + last.length === loc.offset &&
-        g.bytes + loc.length <= GROUP_BYTES
-      ) {
-        g.count = i - g.first + 1;
-        g.blobs.push(loc);
-        g.chunkIndex.push(i);
-        g.rawLengths.push(chunkLength(file.size, cs, i));
-        g.bytes += loc.length;
-        continue;
+      if (loc === undefined) {
+        throw new RepositoryError(
+          'CHUNK_MISSING',
+          `chunk ${id} of ${file.path} (at byte ${i * cs}) is in no index of ${this.backend.description}`,
+          { details: { chunk: id, file: file.path } },
+        );
       }
-      g = {
-        first: i,
-        count: 1,
-        pack: loc?.pack,
-        bytes: loc?.length ?? 0,
-        blobs: loc ? [loc] : [],
-        chunkIndex: [i],
-        rawLengths: [chunkLength(file.size, cs, i)],
-      };
-      groups.push(g);
-      if (loc === undefined) g = undefined; // a missing chunk stands alone
+      wanted.set(id, { loc, places: [i], rawLength: chunkLength(file.size, cs, i) });
     }
-    return groups;
+    const byPack = new Map<string, RestoreBlob[]>();
+    for (const w of wanted.values()) {
+      const list = byPack.get(w.loc.pack);
+      if (list === undefined) byPack.set(w.loc.pack, [w]);
+      else list.push(w);
+    }
+    const reads: RestoreRead[] = [];
+    for (const [pack, blobs] of byPack) {
+      blobs.sort((x, y) => x.loc.offset - y.loc.offset);
+      let r: RestoreRead | undefined;
+      for (const b of blobs) {
+        const end = b.loc.offset + b.loc.length;
+        if (
+          r !== undefined &&
+          b.loc.offset - (r.offset + r.bytes) <= RESTORE_GAP_BYTES &&
+          end - r.offset <= RESTORE_READ_BYTES &&
+          r.rawBytes + b.rawLength <= RESTORE_READ_BYTES
+        ) {
+          r.blobs.push(b);
+          r.bytes = end - r.offset;
+          r.rawBytes += b.rawLength;
+          r.first = Math.min(r.first, b.places[0]!);
+          continue;
+        }
+        r = {
+          pack,
+          offset: b.loc.offset,
+          bytes: b.loc.length,
+          rawBytes: b.rawLength,
+          blobs: [b],
+          first: b.places[0]!,
+        };
+        reads.push(r);
+      }
+    }
+    reads.sort((x, y) => x.first - y.first);
+    return { reads, zeroBytes };
   }
 
-  /** A group's plaintext, every chunk verified (undefined for a zero chunk); CHUNK_MISSING / CHUNK_CORRUPT. */
-  private async readGroup(
+  /**
+   * One ranged load of a restore: loaded, every blob opened and verified on a worker, then each chunk written
+   * at its places (consecutive places of consecutive blobs in one write). Nothing of it is written unless
+   * every blob verifies. Resolves the bytes written.
+   */
+  private async restoreRead(
     file: StoredFile,
-    g: RestoreGroup,
+    r: RestoreRead,
+    sink: { write(offset: number, data: Buffer): Promise<void> },
+    buffers: RestoreBuffers,
     signal?: AbortSignal,
-  ): Promise<Buffer | undefined> {
+  ): Promise<number> {
     const cs = file.chunkSize;
-    const id = file.chunks[g.chunkIndex[0] ?? g.first]!;
-    if (g.chunkIndex.length === 0) return undefined; // zero chunks only
-    if (g.pack === undefined) {
-      throw new RepositoryError(
-        'CHUNK_MISSING',
-        `chunk ${id} of ${file.path} (at byte ${g.chunkIndex[0]! * cs}) is in no index of ${this.backend.description}`,
-        { details: { chunk: id, file: file.path } },
-      );
-    }
-    const key = packKey(g.pack);
-    const base = g.blobs[0]!.offset;
+    const key = packKey(r.pack);
+    const first = r.blobs[0]!;
     let data: Buffer;
+    const input = buffers.take();
+    const output = buffers.take();
+    const release = () => {
+      buffers.give(input);
+      buffers.give(output);
+    };
     try {
-      data = await this.backend.load(key, { offset: base, length: g.bytes, signal });
+      data = await this.backend.load(key, {
+        offset: r.offset,
+        length: r.bytes,
+        signal,
+        into: new Uint8Array(input),
+      });
     } catch (err) {
+      release();
       if (err instanceof NotFoundError) {
         throw new RepositoryError(
           'CHUNK_MISSING',
-          `chunk ${id} of ${file.path}: its pack ${key} is missing`,
-          {
-            cause: err,
-            details: { chunk: id, pack: g.pack, file: file.path },
-          },
+          `chunk ${first.loc.id} of ${file.path}: its pack ${key} is missing`,
+          { cause: err, details: { chunk: first.loc.id, pack: r.pack, file: file.path } },
         );
       }
       throw err;
     }
-    const corrupt = (k: number, reason: string) => {
-      const chunk = g.blobs[k]!.id;
-      return new RepositoryError('CHUNK_CORRUPT', `chunk ${chunk} of ${file.path} in pack ${key} ${reason}`, {
-        details: { chunk, pack: g.pack, file: file.path },
+    const corrupt = (b: RestoreBlob, reason: string) =>
+      new RepositoryError('CHUNK_CORRUPT', `chunk ${b.loc.id} of ${file.path} in pack ${key} ${reason}`, {
+        details: { chunk: b.loc.id, pack: r.pack, file: file.path },
       });
-    };
-    const cut = g.blobs.findIndex((b) => b.offset - base + b.length > data.length);
-    if (cut >= 0) throw corrupt(cut, `is cut short (the pack ends ${data.length + base} bytes in)`);
-    const { plain, failures } = await this.pool.open(
-      data,
-      g.blobs.map((b, k) => ({
-        id: b.id,
-        offset: b.offset - base,
-        length: b.length,
-        rawLength: g.rawLengths[k],
-      })),
-    );
-    if (failures.length > 0) throw corrupt(failures[0]!.index, failures[0]!.reason);
-    return plain;
+    const cut = r.blobs.find((b) => b.loc.offset - r.offset + b.loc.length > data.length);
+    if (cut !== undefined) {
+      release();
+      throw corrupt(cut, `is cut short (the pack ends ${data.length + r.offset} bytes in)`);
+    }
+    const blobs = r.blobs.map((b) => ({
+      id: b.loc.id,
+      offset: b.loc.offset - r.offset,
+      length: b.loc.length,
+      rawLength: b.rawLength,
+    }));
+    // Read into our shared buffer (the local backend), or a buffer of the backend's own (copied in: a
+    // backend's buffer is transferred otherwise, which costs more than the copy).
+    if (data.buffer !== input || data.byteOffset !== 0) Buffer.from(input).set(data);
+    let opened: { plain: Buffer; failures: { index: number; reason: string }[] };
+    try {
+      opened = await this.pool.openInto(input, data.length, output, blobs);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const { plain, failures } = opened;
+    if (failures.length > 0) {
+      release();
+      throw corrupt(r.blobs[failures[0]!.index]!, failures[0]!.reason);
+    }
+    if (signal?.aborted) {
+      release();
+      signal.throwIfAborted();
+    }
+    // Places in file order, each with its plaintext; runs of consecutive chunks whose plaintexts lie end to
+    // end make one write.
+    const places: { index: number; at: number; length: number }[] = [];
+    let at = 0;
+    for (const b of r.blobs) {
+      for (const index of b.places) places.push({ index, at, length: b.rawLength });
+      at += b.rawLength;
+    }
+    places.sort((x, y) => x.index - y.index);
+    const writes: Promise<void>[] = [];
+    let bytes = 0;
+    for (let k = 0; k < places.length; ) {
+      const p = places[k]!;
+      let j = k;
+      let length = p.length;
+      while (
+        j + 1 < places.length &&
+        places[j + 1]!.index === places[j]!.index + 1 &&
+        places[j + 1]!.at === places[j]!.at + places[j]!.length
+      ) {
+        j++;
+        length += places[j]!.length;
+      }
+      writes.push(sink.write(p.index * cs, plain.subarray(p.at, p.at + length)));
+      bytes += length;
+      k = j + 1;
+    }
+    // Every write settles before this read does (the caller may remove the file once a read fails).
+    const settled = await Promise.allSettled(writes);
+    release();
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    return bytes;
   }
 
   async forget(manifestId: string): Promise<void> {

@@ -47,7 +47,20 @@ export interface RepositoryBackend {
    * caller's from then on (the repository may transfer its memory to a worker thread): never a view of memory
    * the backend keeps.
    */
-  load(key: string, options?: { offset?: number; length?: number; signal?: AbortSignal }): Promise<Buffer>;
+  load(
+    key: string,
+    options?: {
+      offset?: number;
+      length?: number;
+      signal?: AbortSignal;
+      /**
+       * A ranged load may be read into this memory (at least `length` bytes) and a view of it returned (the
+       * local backend does: a restore reuses its buffers instead of making one per load); a backend may
+       * ignore it and return a buffer of its own.
+       */
+      into?: Uint8Array;
+    },
+  ): Promise<Buffer>;
   /** Size, or undefined when absent. */
   stat(key: string, options?: { signal?: AbortSignal }): Promise<BackendObject | undefined>;
   /** Every object whose key starts with `prefix`, in no particular order. */
@@ -76,6 +89,11 @@ export interface StoredFile {
 export interface FileSource {
   path: string;
   size: number;
+  /**
+   * The bytes `offset..offset+length`. The stream may also carry `readAt(target, position)` (positional reads
+   * into the caller's memory, as the fs array's does: writer.ts `PositionalSource`): the writer then reads
+   * straight into its batch buffers and only destroys the stream.
+   */
   read(offset: number, length: number, signal?: AbortSignal): Promise<Readable>;
   previous?: StoredFile;
   changedRanges?: { offset: number; length: number }[];
@@ -174,9 +192,14 @@ export interface Repository {
   /** By manifest id, or by backup id when exactly one manifest has it. NotFoundError `REPOSITORY_BACKUP_NOT_FOUND`. */
   loadManifest(idOrBackupId: string): Promise<Manifest>;
   /**
-   * Writes a stored file's bytes, in order, to `sink` (sparse where chunks are zero if the sink can seek).
-   * Every chunk is verified before any of its bytes are written: a corrupt or missing chunk rejects with
-   * RepositoryError `CHUNK_CORRUPT` / `CHUNK_MISSING` naming the chunk and its pack.
+   * Writes a stored file's bytes to `sink`, each chunk at its offset, OUT OF FILE ORDER and several writes at
+   * once (never overlapping): the chunks come in the order of the packs that hold them, as soon as a worker
+   * has verified them (docs/repository-format.md, "Restore"). The sink must take positional writes in any
+   * order. Zero chunks are not written (the file is sparse there; the last byte is written when the file ends
+   * in zeros). Every chunk is verified before any of its bytes are written: a corrupt or missing chunk rejects
+   * with RepositoryError `CHUNK_CORRUPT` / `CHUNK_MISSING` naming the chunk and its pack, once every write
+   * already started has settled (none is left running). `onProgress` counts zero chunks at once, then the
+   * bytes written.
    */
   restoreFile(
     file: StoredFile,

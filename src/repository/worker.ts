@@ -1,6 +1,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { AAD, chunkId, FLAG_RAW, FLAG_ZSTD, isAllZero, open, sealParts, ZERO_CHUNK } from './crypto.js';
+import {
+  AAD,
+  chunkId,
+  FLAG_RAW,
+  FLAG_ZSTD,
+  isAllZero,
+  Nonces,
+  open,
+  sealParts,
+  ZERO_CHUNK,
+} from './crypto.js';
 import type { WorkerReply, WorkerRequest } from './pool.js';
 
 /**
@@ -33,8 +43,9 @@ function reply(msg: WorkerReply, transfer: ArrayBuffer[] = []): void {
 /** One transferable buffer holding `parts` end to end. */
 function joined(parts: Buffer[]): ArrayBuffer {
   const total = parts.reduce((n, p) => n + p.length, 0);
-  const ab = new ArrayBuffer(total);
-  const out = Buffer.from(ab);
+  // Not zero-filled first: every byte is written below.
+  const out = Buffer.allocUnsafeSlow(total);
+  const ab = out.buffer as ArrayBuffer;
   let off = 0;
   for (const p of parts) off += p.copy(out, off);
   return ab;
@@ -48,14 +59,15 @@ function worthCompressing(data: Buffer): boolean {
 }
 
 const RAW = Buffer.from([FLAG_RAW]);
+const nonces = new Nonces();
 const ZSTD = Buffer.from([FLAG_ZSTD]);
 
 /** The sealed blob of a chunk, in pieces (joined once with the batch's other blobs). */
 function sealChunk(id: string, data: Buffer): Buffer[] {
   const z = worthCompressing(data) ? compressor.compress(data) : data;
   return z !== data && z.length < data.length
-    ? sealParts(enc, [ZSTD, z], AAD.chunk(id))
-    : sealParts(enc, [RAW, data], AAD.chunk(id));
+    ? sealParts(enc, [ZSTD, z], AAD.chunk(id), nonces.next())
+    : sealParts(enc, [RAW, data], AAD.chunk(id), nonces.next());
 }
 
 /** The chunk's plaintext, or why it is not the chunk `id`. */
@@ -121,7 +133,11 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         return;
       }
       case 'open': {
-        const data = Buffer.from(msg.data);
+        const data = Buffer.from(
+          msg.data,
+          msg.offset ?? 0,
+          msg.length ?? msg.data.byteLength - (msg.offset ?? 0),
+        );
         const plain: Buffer[] = [];
         const failures: { index: number; reason: string }[] = [];
         msg.blobs.forEach((b, index) => {
@@ -131,6 +147,15 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         });
         if (msg.discard || failures.length > 0) {
           reply({ type: 'opened', job: msg.job, failures });
+          return;
+        }
+        const total = plain.reduce((n, p) => n + p.length, 0);
+        if (msg.out !== undefined && msg.out.byteLength >= total) {
+          // Into the caller's shared memory (reused from load to load).
+          const out = Buffer.from(msg.out);
+          let off = 0;
+          for (const p of plain) off += p.copy(out, off);
+          reply({ type: 'opened', job: msg.job, failures, length: total });
           return;
         }
         const ab = joined(plain);

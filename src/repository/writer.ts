@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { ConflictError, UsageError } from '../errors.js';
 import { contentName, ZERO_CHUNK } from './crypto.js';
 import { RepositoryError } from './errors.js';
@@ -37,6 +38,10 @@ const SAVES_IN_FLIGHT = 4;
 const BATCH_BYTES = 4 << 20;
 /** Most batches in flight (read, hashing, sealing), whatever the number of workers. */
 const READ_AHEAD_BYTES = 64 << 20;
+/** Streams of the source opened ahead of the one being read, per lane (runs of changed chunks). */
+const OPEN_AHEAD = 4;
+/** Lanes reading many small runs at once (each fills batches of its own). */
+const READ_LANES = 4;
 
 export interface WriterContext {
   backend: RepositoryBackend;
@@ -120,12 +125,13 @@ export class Writer implements RepositoryWriter {
     this.report();
 
     let inFlight = 0;
-    let wake: (() => void) | undefined;
+    // Lanes waiting for a batch to finish (each checks again when woken).
+    const waiting: (() => void)[] = [];
     const errors: unknown[] = [];
     const done = new Set<Promise<void>>();
-    const dispatch = async (first: number, data: Uint8Array): Promise<void> => {
+    const dispatch = async (indices: number[], data: Uint8Array): Promise<void> => {
       try {
-        while (inFlight >= this.window) await new Promise<void>((r) => (wake = r));
+        while (inFlight >= this.window) await new Promise<void>((r) => waiting.push(r));
         if (errors.length > 0) throw errors[0];
         this.ctx.signal?.throwIfAborted();
       } catch (err) {
@@ -136,7 +142,7 @@ export class Writer implements RepositoryWriter {
       const p = this.storeBatch(data, cs)
         .then((ids) => {
           ids.forEach((id, k) => {
-            chunks[first + k] = id;
+            chunks[indices[k]!] = id;
           });
         })
         .catch((err: unknown) => {
@@ -145,19 +151,33 @@ export class Writer implements RepositoryWriter {
         .finally(() => {
           inFlight--;
           done.delete(p);
-          const w = wake;
-          wake = undefined;
-          w?.();
+          for (const w of waiting.splice(0)) w();
         });
       done.add(p);
     };
 
-    for (const [first, last] of runsOf(chunks)) {
-      const start = first * cs;
-      const end = Math.min(size, (last + 1) * cs);
-      await this.readRun(source, start, end, first, cs, dispatch);
-    }
+    // Many small runs (an incremental's changed chunks) are read in a few lanes at once, each its own share of
+    // them in order: a run's open and read are round trips to the source, which one lane would wait on in turn.
+    const runs = [...runsOf(chunks)];
+    const lanes = runs.length >= 4 * READ_LANES ? READ_LANES : 1;
+    const stop = { failed: false };
+    const settled = await Promise.allSettled(
+      Array.from({ length: lanes }, (_, k) =>
+        this.readRuns(
+          source,
+          runs.slice(Math.floor((k * runs.length) / lanes), Math.floor(((k + 1) * runs.length) / lanes)),
+          cs,
+          dispatch,
+          stop,
+        ).catch((err: unknown) => {
+          stop.failed = true;
+          throw err;
+        }),
+      ),
+    );
     await Promise.all(done);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     if (errors.length > 0) throw errors[0];
     return { path: source.path, size, chunkSize: cs, chunks: chunks as string[] };
   }
@@ -197,62 +217,99 @@ export class Writer implements RepositoryWriter {
   }
 
   /**
-   * Reads `start..end` (chunk-aligned at `start`) and hands it on in batches of whole chunks of about
-   * BATCH_BYTES, each in a buffer of `buffers` (given back by storeBatch, or here when not handed on).
+   * Reads the runs of chunks `[first, last]` and hands their bytes on in batches of whole chunks of about
+   * BATCH_BYTES, each in a buffer of `buffers` (given back by storeBatch, or here when not handed on). Small
+   * runs (an incremental's changed chunks) share a batch: `dispatch` gets the file's chunk index of each
+   * chunk of the batch. Only the file's last chunk may be short, and it ends the last run, so every chunk of
+   * a batch but its last is `cs` bytes. The next few runs' streams are opened ahead (an open is a round trip
+   * to the source, which would otherwise stall the reading of hundreds of small runs).
    */
-  private async readRun(
+  private async readRuns(
     source: FileSource,
-    start: number,
-    end: number,
-    firstChunk: number,
+    runs: [number, number][],
     cs: number,
-    dispatch: (first: number, data: Uint8Array) => Promise<void>,
+    dispatch: (indices: number[], data: Uint8Array) => Promise<void>,
+    stop: { failed: boolean },
   ): Promise<void> {
     const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
-    const stream = await source.read(start, end - start, this.ctx.signal);
-    let first = firstChunk;
-    let buf: Uint8Array | undefined;
-    try {
-      buf = new Uint8Array(await this.buffers.take(), 0, Math.min(batchBytes, end - start));
-    } catch (err) {
-      stream.destroy();
-      throw err;
-    }
-    let filled = 0;
-    let pos = start;
-    try {
-      for await (const piece of stream as AsyncIterable<Buffer>) {
-        let off = 0;
-        // Copied into batches of our own: a piece may be a view of memory its source keeps, and a batch is read
-        // in place by a worker (shared memory) until it is sealed or dropped.
-        while (buf !== undefined && off < piece.length && pos < end) {
-          const n = Math.min(piece.length - off, buf.length - filled);
-          buf.set(piece.subarray(off, off + n), filled);
-          filled += n;
-          off += n;
-          pos += n;
-          if (filled === buf.length) {
-            this.progress.bytesRead += filled;
-            const full = buf;
-            buf = undefined;
-            await dispatch(first, full);
-            first += Math.ceil(filled / cs);
-            filled = 0;
-            if (pos < end)
-              buf = new Uint8Array(await this.buffers.take(), 0, Math.min(batchBytes, end - pos));
-          }
-        }
-        if (pos >= end) break;
+    const { size } = source;
+    const opened: Promise<Readable>[] = [];
+    let nextOpen = 0;
+    const openAhead = () => {
+      while (nextOpen < runs.length && opened.length < OPEN_AHEAD) {
+        const [first, last] = runs[nextOpen++]!;
+        const start = first * cs;
+        const p = source.read(start, Math.min(size, (last + 1) * cs) - start, this.ctx.signal);
+        p.catch(() => undefined); // awaited in turn below
+        opened.push(p);
       }
+    };
+    let cur: { buf: Uint8Array; filled: number; indices: number[] } | undefined;
+    const flush = async () => {
+      const b = cur;
+      cur = undefined;
+      if (b === undefined) return;
+      this.progress.bytesRead += b.filled;
+      await dispatch(b.indices, b.buf.subarray(0, b.filled));
+    };
+    try {
+      for (const [first, last] of runs) {
+        if (stop.failed) return; // another lane failed: addFile rejects with its error
+        openAhead();
+        const stream = await opened.shift()!;
+        const end = Math.min(size, (last + 1) * cs);
+        let pos = first * cs;
+        const readAt = (stream as Partial<PositionalSource>).readAt;
+        try {
+          // A source with positional reads fills the batch buffers itself: no buffer per read, no copy.
+          while (typeof readAt === 'function' && pos < end) {
+            cur ??= { buf: new Uint8Array(await this.buffers.take(), 0, batchBytes), filled: 0, indices: [] };
+            const want = Math.min(cur.buf.length - cur.filled, end - pos);
+            const n = await readAt(cur.buf.subarray(cur.filled, cur.filled + want), pos);
+            if (n <= 0) break;
+            for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) cur.indices.push(c);
+            cur.filled += n;
+            pos += n;
+            if (cur.filled === cur.buf.length) await flush();
+          }
+          for await (const piece of (typeof readAt === 'function' ? [] : stream) as AsyncIterable<Buffer>) {
+            let off = 0;
+            // Copied into batches of our own: a piece may be a view of memory its source keeps, and a batch is
+            // read in place by a worker (shared memory) until it is sealed or dropped.
+            while (off < piece.length && pos < end) {
+              cur ??= {
+                buf: new Uint8Array(await this.buffers.take(), 0, batchBytes),
+                filled: 0,
+                indices: [],
+              };
+              const n = Math.min(piece.length - off, cur.buf.length - cur.filled, end - pos);
+              for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) cur.indices.push(c);
+              cur.buf.set(piece.subarray(off, off + n), cur.filled);
+              cur.filled += n;
+              off += n;
+              pos += n;
+              if (cur.filled === cur.buf.length) await flush();
+            }
+            if (pos >= end) break;
+          }
+        } finally {
+          stream.destroy();
+        }
+        if (pos < end) {
+          throw new RepositoryError(
+            'SOURCE_SHORT',
+            `${source.path}: the source ended at byte ${pos}, expected ${end} (size ${size})`,
+          );
+        }
+      }
+      await flush();
     } finally {
-      stream.destroy();
-      if (buf !== undefined) this.buffers.give(buf.buffer as SharedArrayBuffer);
-    }
-    if (pos < end) {
-      throw new RepositoryError(
-        'SOURCE_SHORT',
-        `${source.path}: the source ended at byte ${pos}, expected ${end} (size ${source.size})`,
-      );
+      if (cur !== undefined) this.buffers.give(cur.buf.buffer as SharedArrayBuffer);
+      for (const p of opened)
+        p.then(
+          (s) => s.destroy(),
+          () => undefined,
+        );
     }
   }
 
@@ -429,6 +486,15 @@ class BatchBuffers {
     if (w !== undefined) w(b);
     else this.free.push(b);
   }
+}
+
+/**
+ * What a source's stream may also carry (the fs array's does): positional reads into the caller's memory,
+ * `target.length` bytes at `position` (fewer at the end of the range asked for), resolving the bytes read.
+ * The writer then never consumes the stream, only destroys it (which closes the file).
+ */
+export interface PositionalSource {
+  readAt(target: Uint8Array, position: number): Promise<number>;
 }
 
 /** Runs of consecutive undefined entries, as [first, last] index pairs. */

@@ -136,6 +136,32 @@ describe('repository: write and restore', () => {
     await repo.close();
   });
 
+  it('many changed ranges (read in several lanes at once) give the same chunks as a full read', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const v1 = pseudoRandom(200 * CS, 'lanes-v1');
+    const w1 = await repo.writer();
+    const prev = await w1.addFile(bufferSource('disk', v1));
+    await w1.commit(fileEntry([prev], 'b1'));
+    // 40 runs of one or two chunks, every fifth chunk: at least 16 runs, so four lanes read them.
+    const v2 = Buffer.from(v1);
+    const changedRanges = Array.from({ length: 40 }, (_, k) => ({
+      offset: k * 5 * CS + 100,
+      length: k % 3 === 0 ? CS + 200 : 300,
+    }));
+    for (const r of changedRanges) pseudoRandom(r.length, `lane-${r.offset}`).copy(v2, r.offset);
+    const w2 = await repo.writer();
+    const partial = bufferSource('disk', v2, { previous: prev, changedRanges });
+    const viaRanges = await w2.addFile(partial);
+    const viaFull = await w2.addFile(bufferSource('disk', v2));
+    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
+    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
+    const expectRead = changedRanges.reduce((n, r) => n + (r.length > CS ? 2 : 1) * CS, 0);
+    assert.equal(partial.bytesRead, expectRead);
+    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
+    await repo.close();
+  });
+
   it('a previous chunk that is no longer stored is read again, not trusted', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS });

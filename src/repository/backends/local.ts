@@ -182,7 +182,7 @@ export class LocalBackend implements RepositoryBackend {
 
   async load(
     key: string,
-    options: { offset?: number; length?: number; signal?: AbortSignal } = {},
+    options: { offset?: number; length?: number; signal?: AbortSignal; into?: Uint8Array } = {},
   ): Promise<Buffer> {
     const file = this.pathOf(key);
     options.signal?.throwIfAborted();
@@ -193,7 +193,11 @@ export class LocalBackend implements RepositoryBackend {
       // A range past the end is cut short (the caller checks lengths): no stat, one read on a kept descriptor.
       const offset = options.offset ?? 0;
       const length = options.length ?? Math.max(0, (await stat(file)).size - offset);
-      const buf = Buffer.allocUnsafeSlow(length);
+      const into = options.into;
+      const buf =
+        into !== undefined && into.length >= length
+          ? Buffer.from(into.buffer, into.byteOffset, length)
+          : Buffer.allocUnsafeSlow(length);
       options.signal?.throwIfAborted();
       const done = await this.openFiles.read(file, buf, offset);
       return done === buf.length ? buf : buf.subarray(0, done);
