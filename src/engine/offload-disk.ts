@@ -10,13 +10,7 @@ import {
   type WorkerEvent,
 } from '../jobs/index.js';
 import type { ArraySnapshotRecord } from '../model/backup.js';
-import {
-  flushWithoutManifest,
-  type Manifest,
-  type Repository,
-  type StoredFile,
-  type WriteProgress,
-} from '../repository/index.js';
+import type { Manifest, Repository, StoredFile, WriteProgress } from '../repository/index.js';
 import { crashPoint, type EngineEvents } from './context.js';
 import { fileSource, type SnapshotFile, type VmFiles } from './steps/offload-files.js';
 
@@ -24,7 +18,7 @@ import { fileSource, type SnapshotFile, type VmFiles } from './steps/offload-fil
  * One backup's offload as one job per disk (issue 10, docs/workers.md). A disk job reads its files (a disk's
  * descriptor and extents; the VM's home files ride with its first disk) from the array snapshot through the
  * array seam, writes them into the repository with a writer of its own, flushes that writer's packs and index
- * (no manifest: `flushWithoutManifest`) and returns the stored file descriptions. The coordinator (the process
+ * (no manifest: `RepositoryWriter.flush`) and returns the stored file descriptions. The coordinator (the process
  * that runs the offload operation) enqueues the jobs, follows them and writes the one manifest once all are
  * done (offload.ts).
  *
@@ -202,7 +196,7 @@ export async function runDiskJob(
         ...(inc ? { incrementalFrom: inc.from } : {}),
       });
     }
-    await flushWithoutManifest(writer);
+    await writer.flush();
   } catch (err) {
     await writer.abort().catch(() => {});
     throw err;

@@ -29,4 +29,3 @@ export {
   openRepository,
 } from './repository.js';
 export type * from './types.js';
-export { flushWithoutManifest } from './writer-flush.js';

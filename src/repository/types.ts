@@ -175,6 +175,13 @@ export interface RepositoryWriter {
    * it names is stored). Returns the manifest summary.
    */
   commit(body: ManifestBody): Promise<ManifestSummary>;
+  /**
+   * Ends the writer without a manifest: the open pack is saved and indexed, like `commit` up to the manifest.
+   * For a part of an offload (one disk job of several, docs/workers.md): another writer, opened afterwards,
+   * finds the chunks and commits the manifest naming them; should none ever name them, prune collects them
+   * after its safety delay.
+   */
+  flush(): Promise<void>;
   /** Gives up: flushes nothing more; what was stored stays for the next offload to reuse (prune collects it). */
   abort(): Promise<void>;
 }

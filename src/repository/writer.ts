@@ -398,13 +398,27 @@ export class Writer implements RepositoryWriter {
     this.ctx.index.add(doc);
   }
 
+  async flush(): Promise<void> {
+    this.usable();
+    try {
+      await this.storeOpenData();
+    } finally {
+      await this.finish();
+    }
+  }
+
+  /** The open pack saved, every save in flight settled, their index written: all added is now findable. */
+  private async storeOpenData(): Promise<void> {
+    await this.flushPack();
+    await Promise.all(this.saving);
+    if (this.failure !== undefined) throw this.failure;
+    await this.writeIndex();
+  }
+
   async commit(body: ManifestBody): Promise<ManifestSummary> {
     this.usable();
     try {
-      await this.flushPack();
-      await Promise.all(this.saving);
-      if (this.failure !== undefined) throw this.failure;
-      await this.writeIndex();
+      await this.storeOpenData();
       for (const vm of body.vms) {
         for (const f of vm.files) {
           for (const id of f.chunks) {
@@ -446,7 +460,7 @@ export class Writer implements RepositoryWriter {
   }
 
   private usable(): void {
-    if (this.finished) throw new Error('this repository writer was committed or aborted');
+    if (this.finished) throw new Error('this repository writer was committed, flushed or aborted');
     if (this.failure !== undefined) throw this.failure;
     this.ctx.signal?.throwIfAborted();
   }

@@ -51,6 +51,26 @@ describe('repository: write and restore', () => {
     await repo.close();
   });
 
+  it('flush: a writer ends without a manifest; a later writer commits one naming its chunks, reusing them', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const disk = pseudoRandom(9 * CS + 100, 'disk');
+    const part = await repo.writer();
+    const stored = await part.addFile(bufferSource('disk-flat.vmdk', disk));
+    await part.flush();
+    assert.ok(backend.keys('index/').length > 0, 'the flushed data is indexed');
+    assert.equal(backend.keys('manifests/').length, 0, 'no manifest yet');
+    await assert.rejects(part.addFile(bufferSource('late', disk)), /committed, flushed or aborted/);
+    let added = -1;
+    const coordinator = await repo.writer({ onProgress: (p) => (added = p.bytesAdded) });
+    const again = await coordinator.addFile(bufferSource('disk-flat.vmdk', disk));
+    assert.deepEqual(again.chunks, stored.chunks);
+    const s = await coordinator.commit(fileEntry([stored]));
+    assert.ok(added < CS, `the second writer stored no chunk again (${added} bytes added: the manifest)`);
+    assert.ok((await restore(repo, s.id, 'disk-flat.vmdk')).equals(disk));
+    await repo.close();
+  });
+
   it('compresses chunks whose sample compresses; stores random ones raw; both restore', async () => {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
