@@ -5,6 +5,8 @@ import type {
   DaemonMember,
   JobRow,
   JobState,
+  JournalEntry,
+  Leadership,
   Mount,
   Operation,
   OperationKind,
@@ -195,4 +197,47 @@ export function toJob(parse: ParseJson, r: JobTableRow): JobRow {
 /** The dialect database's JSON parser as a free function (it names the record of a malformed column). */
 export function parseOf(db: { parse<T>(json: string, what: string): T }): ParseJson {
   return (json, what) => db.parse(json, what);
+}
+
+/** The journal entry of a row. */
+export function toJournalEntry(parse: ParseJson, r: JournalRow): JournalEntry {
+  const entry: JournalEntry = {
+    id: r.id,
+    operationId: r.operation_id,
+    action: r.action,
+    target: r.target,
+    data: parse<Record<string, unknown>>(r.data, `journal entry ${r.id}`),
+    createdAt: r.created_at,
+  };
+  if (r.completed_at !== null) entry.completedAt = r.completed_at;
+  return entry;
+}
+
+/** The leadership as it stands at `now` (by the catalog's clock): nobody's once its lease has run out. */
+export function leadershipAt(row: LeadershipRow, now: string): Leadership {
+  const live = row.holder !== null && row.expires_at !== null && row.expires_at > now;
+  return live
+    ? { holder: row.holder ?? undefined, term: row.term, expiresAt: row.expires_at ?? undefined, mine: false }
+    : { term: row.term, mine: false };
+}
+
+/**
+ * What `claimLeadership` decides, the same on both dialects: the holder renews (same term); anyone takes a
+ * leadership that is free or whose lease ran out (term + 1); otherwise it stays with its holder. `write` is
+ * the row to store when the claim is granted.
+ */
+export function claimDecision(
+  row: LeadershipRow,
+  instanceId: string,
+  now: string,
+  ttlMs: number,
+): { leadership: Leadership; write?: { holder: string; term: number; expiresAt: string } } {
+  const current = leadershipAt(row, now);
+  if (current.holder !== undefined && current.holder !== instanceId) return { leadership: current };
+  const term = current.holder === instanceId ? row.term : row.term + 1;
+  const expiresAt = new Date(Date.parse(now) + ttlMs).toISOString();
+  return {
+    leadership: { holder: instanceId, term, expiresAt, mine: true },
+    write: { holder: instanceId, term, expiresAt },
+  };
 }

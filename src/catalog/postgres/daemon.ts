@@ -1,7 +1,9 @@
 import type { BackupState } from '../../model/backup.js';
 import {
+  claimDecision,
   type JobTableRow,
   type LeadershipRow,
+  leadershipAt,
   type MemberRow,
   type ParseJson,
   toJob,
@@ -63,28 +65,15 @@ export class PostgresDaemonStore implements DaemonStore {
   async claimLeadership(instanceId: string, ttlMs: number): Promise<Leadership> {
     return this.db.write(async (q) => {
       const row = await leadershipRow(q, true);
-      const now = await this.db.stamp(q);
-      const free = row.holder === null || row.expires_at === null || row.expires_at <= now;
-      const expiresAt = plus(now, ttlMs);
-      if (row.holder === instanceId && !free) {
-        await q.query('UPDATE leadership SET expires_at = $1 WHERE slot = 1', [expiresAt]);
-        return { holder: instanceId, term: row.term, expiresAt, mine: true };
-      }
-      if (free) {
-        const term = row.term + 1;
+      const { leadership, write } = claimDecision(row, instanceId, await this.db.stamp(q), ttlMs);
+      if (write) {
         await q.query('UPDATE leadership SET holder = $1, term = $2, expires_at = $3 WHERE slot = 1', [
-          instanceId,
-          term,
-          expiresAt,
+          write.holder,
+          write.term,
+          write.expiresAt,
         ]);
-        return { holder: instanceId, term, expiresAt, mine: true };
       }
-      return {
-        holder: row.holder ?? undefined,
-        term: row.term,
-        expiresAt: row.expires_at ?? undefined,
-        mine: false,
-      };
+      return leadership;
     });
   }
 
@@ -94,16 +83,7 @@ export class PostgresDaemonStore implements DaemonStore {
 
   async currentLeadership(): Promise<Leadership> {
     const row = await leadershipRow(this.db, false);
-    const now = await this.db.stamp();
-    const live = row.holder !== null && row.expires_at !== null && row.expires_at > now;
-    return live
-      ? {
-          holder: row.holder ?? undefined,
-          term: row.term,
-          expiresAt: row.expires_at ?? undefined,
-          mine: false,
-        }
-      : { term: row.term, mine: false };
+    return leadershipAt(row, await this.db.stamp());
   }
 
   async saveJob(job: JobRow): Promise<void> {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { ConflictError, LockedError } from '../../errors.js';
 import { journalEntryNotFound, operationNotFound } from '../errors.js';
-import { type JournalRow, type OperationRow, toOperation } from '../rows.js';
+import { type JournalRow, type OperationRow, parseOf, toJournalEntry, toOperation } from '../rows.js';
 import type {
   JournalEntry,
   JournalStep,
@@ -182,18 +182,7 @@ export class PostgresOperationJournal implements OperationJournal, LockManager {
     const rows = await this.db.all<JournalRow>('SELECT * FROM journal WHERE operation_id = $1 ORDER BY id', [
       operationId,
     ]);
-    return rows.map((r) => {
-      const entry: JournalEntry = {
-        id: r.id,
-        operationId: r.operation_id,
-        action: r.action,
-        target: r.target,
-        data: this.db.parse<Record<string, unknown>>(r.data, `journal entry ${r.id}`),
-        createdAt: r.created_at,
-      };
-      if (r.completed_at !== null) entry.completedAt = r.completed_at;
-      return entry;
-    });
+    return rows.map((r) => toJournalEntry(parseOf(this.db), r));
   }
 
   async markRecovered(operationId: string): Promise<void> {

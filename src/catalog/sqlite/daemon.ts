@@ -1,7 +1,9 @@
 import type { BackupState } from '../../model/backup.js';
 import {
+  claimDecision,
   type JobTableRow,
   type LeadershipRow,
+  leadershipAt,
   type MemberRow,
   type ParseJson,
   toJob,
@@ -68,30 +70,16 @@ export class SqliteDaemonStore implements DaemonStore {
 
   async claimLeadership(instanceId: string, ttlMs: number): Promise<Leadership> {
     return this.db.write(() => {
-      const now = this.db.stamp();
-      const row = this.#leadershipRow();
-      const free = row.holder === null || row.expires_at === null || row.expires_at <= now;
-      const expiresAt = new Date(Date.parse(now) + ttlMs).toISOString();
-      if (row.holder === instanceId && !free) {
-        this.db.run('UPDATE leadership SET expires_at = ? WHERE slot = 1', expiresAt);
-        return { holder: instanceId, term: row.term, expiresAt, mine: true };
-      }
-      if (free) {
-        const term = row.term + 1;
+      const { leadership, write } = claimDecision(this.#leadershipRow(), instanceId, this.db.stamp(), ttlMs);
+      if (write) {
         this.db.run(
           'UPDATE leadership SET holder = ?, term = ?, expires_at = ? WHERE slot = 1',
-          instanceId,
-          term,
-          expiresAt,
+          write.holder,
+          write.term,
+          write.expiresAt,
         );
-        return { holder: instanceId, term, expiresAt, mine: true };
       }
-      return {
-        holder: row.holder ?? undefined,
-        term: row.term,
-        expiresAt: row.expires_at ?? undefined,
-        mine: false,
-      };
+      return leadership;
     });
   }
 
@@ -100,16 +88,7 @@ export class SqliteDaemonStore implements DaemonStore {
   }
 
   async currentLeadership(): Promise<Leadership> {
-    const row = this.#leadershipRow();
-    const live = row.holder !== null && row.expires_at !== null && row.expires_at > this.db.stamp();
-    return live
-      ? {
-          holder: row.holder ?? undefined,
-          term: row.term,
-          expiresAt: row.expires_at ?? undefined,
-          mine: false,
-        }
-      : { term: row.term, mine: false };
+    return leadershipAt(this.#leadershipRow(), this.db.stamp());
   }
 
   #release(instanceId: string): void {

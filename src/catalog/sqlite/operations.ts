@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { ConflictError } from '../../errors.js';
 import { journalEntryNotFound, operationNotFound } from '../errors.js';
-import { type JournalRow, type OperationRow, toOperation } from '../rows.js';
+import { type JournalRow, type OperationRow, parseOf, toJournalEntry, toOperation } from '../rows.js';
 import type {
   JournalEntry,
   JournalStep,
@@ -154,18 +154,7 @@ export class SqliteOperationJournal implements OperationJournal {
   async journalEntries(operationId: string): Promise<JournalEntry[]> {
     return this.db
       .all<JournalRow>('SELECT * FROM journal WHERE operation_id = ? ORDER BY id', operationId)
-      .map((r) => {
-        const entry: JournalEntry = {
-          id: r.id,
-          operationId: r.operation_id,
-          action: r.action,
-          target: r.target,
-          data: this.db.parse<Record<string, unknown>>(r.data, `journal entry ${r.id}`),
-          createdAt: r.created_at,
-        };
-        if (r.completed_at !== null) entry.completedAt = r.completed_at;
-        return entry;
-      });
+      .map((r) => toJournalEntry(parseOf(this.db), r));
   }
 
   async markRecovered(operationId: string): Promise<void> {
