@@ -1,4 +1,5 @@
-import { NotFoundError } from '../errors.js';
+import { LockedError, NotFoundError } from '../errors.js';
+import type { LockHolder, LockMode } from './types.js';
 
 /* The catalog's not-found errors, one wording whatever implementation stands behind the role interfaces. */
 
@@ -48,4 +49,42 @@ export function tokenNotFound(idOrName: string): NotFoundError {
   return new NotFoundError('TOKEN_NOT_FOUND', `no token with id or name ${idOrName} (see token list)`, {
     details: { token: idOrName },
   });
+}
+
+/**
+ * The conflicts between the locks `wanted` by `operationId` and their current `holders` (readers share; a writer
+ * excludes everyone and is excluded by everyone), as RESOURCE_LOCKED naming the first holder; undefined when
+ * there is none. Both dialects decide and word it the same.
+ */
+export function lockConflict(
+  operationId: string,
+  wanted: Map<string, LockMode>,
+  holders: Map<string, LockHolder[]>,
+): LockedError | undefined {
+  const conflicts: { resource: string; holder: LockHolder }[] = [];
+  for (const [resource, mode] of wanted) {
+    for (const holder of holders.get(resource) ?? []) {
+      if (holder.operation.id === operationId) continue;
+      if (mode === 'exclusive' || holder.mode === 'exclusive') conflicts.push({ resource, holder });
+    }
+  }
+  const first = conflicts[0];
+  if (!first) return undefined;
+  const h = first.holder.operation;
+  const more = conflicts.length > 1 ? ` (and ${conflicts.length - 1} more)` : '';
+  return new LockedError(
+    'RESOURCE_LOCKED',
+    `${first.resource} is ${first.holder.mode === 'shared' ? 'in use' : 'locked'} by ${h.kind} operation ${h.id} (pid ${h.pid} on ${h.host}, started ${h.startedAt})${more}`,
+    {
+      details: {
+        conflicts: conflicts.map((c) => ({
+          resource: c.resource,
+          operationId: c.holder.operation.id,
+          kind: c.holder.operation.kind,
+          pid: c.holder.operation.pid,
+          host: c.holder.operation.host,
+        })),
+      },
+    },
+  );
 }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import { ConflictError, LockedError } from '../../errors.js';
-import { journalEntryNotFound, operationNotFound } from '../errors.js';
+import { ConflictError } from '../../errors.js';
+import { journalEntryNotFound, lockConflict, operationNotFound } from '../errors.js';
 import { type JournalRow, type OperationRow, parseOf, toJournalEntry, toOperation } from '../rows.js';
 import type {
   JournalEntry,
@@ -222,33 +222,10 @@ export class PostgresOperationJournal implements OperationJournal, LockManager {
           `operation ${operationId} has finished (${op.state}) and cannot take locks`,
         );
       }
-      const conflicts: { resource: string; holder: LockHolder }[] = [];
-      for (const [resource, mode] of wanted) {
-        for (const holder of await holders(q, resource)) {
-          if (holder.operation.id === operationId) continue;
-          if (mode === 'exclusive' || holder.mode === 'exclusive') conflicts.push({ resource, holder });
-        }
-      }
-      const first = conflicts[0];
-      if (first) {
-        const h = first.holder.operation;
-        const more = conflicts.length > 1 ? ` (and ${conflicts.length - 1} more)` : '';
-        throw new LockedError(
-          'RESOURCE_LOCKED',
-          `${first.resource} is ${first.holder.mode === 'shared' ? 'in use' : 'locked'} by ${h.kind} operation ${h.id} (pid ${h.pid} on ${h.host}, started ${h.startedAt})${more}`,
-          {
-            details: {
-              conflicts: conflicts.map((c) => ({
-                resource: c.resource,
-                operationId: c.holder.operation.id,
-                kind: c.holder.operation.kind,
-                pid: c.holder.operation.pid,
-                host: c.holder.operation.host,
-              })),
-            },
-          },
-        );
-      }
+      const held = new Map<string, LockHolder[]>();
+      for (const resource of wanted.keys()) held.set(resource, await holders(q, resource));
+      const conflict = lockConflict(operationId, wanted, held);
+      if (conflict) throw conflict;
       const now = await this.db.stamp(q);
       for (const [resource, mode] of wanted) {
         await q.query(

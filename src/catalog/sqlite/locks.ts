@@ -1,4 +1,5 @@
-import { ConflictError, LockedError } from '../../errors.js';
+import { ConflictError } from '../../errors.js';
+import { lockConflict } from '../errors.js';
 import { type OperationRow, toOperation } from '../rows.js';
 import type { LockHolder, LockManager, LockMode, LockRequest } from '../types.js';
 import { lockRequests } from '../validate.js';
@@ -19,34 +20,9 @@ export class SqliteLockManager implements LockManager {
           `operation ${operationId} has finished (${op.state}) and cannot take locks`,
         );
       }
-      const conflicts: { resource: string; holder: LockHolder }[] = [];
-      for (const [resource, mode] of wanted) {
-        for (const holder of this.#holders(resource)) {
-          if (holder.operation.id === operationId) continue;
-          // Readers share; a writer excludes everyone and is excluded by everyone.
-          if (mode === 'exclusive' || holder.mode === 'exclusive') conflicts.push({ resource, holder });
-        }
-      }
-      const first = conflicts[0];
-      if (first) {
-        const h = first.holder.operation;
-        const more = conflicts.length > 1 ? ` (and ${conflicts.length - 1} more)` : '';
-        throw new LockedError(
-          'RESOURCE_LOCKED',
-          `${first.resource} is ${first.holder.mode === 'shared' ? 'in use' : 'locked'} by ${h.kind} operation ${h.id} (pid ${h.pid} on ${h.host}, started ${h.startedAt})${more}`,
-          {
-            details: {
-              conflicts: conflicts.map((c) => ({
-                resource: c.resource,
-                operationId: c.holder.operation.id,
-                kind: c.holder.operation.kind,
-                pid: c.holder.operation.pid,
-                host: c.holder.operation.host,
-              })),
-            },
-          },
-        );
-      }
+      const held = new Map([...wanted.keys()].map((resource) => [resource, this.#holders(resource)]));
+      const conflict = lockConflict(operationId, wanted, held);
+      if (conflict) throw conflict;
       const now = this.db.stamp();
       for (const [resource, mode] of wanted) {
         // Rows of operations that are no longer running are stale: taken over.
