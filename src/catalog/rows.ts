@@ -241,3 +241,20 @@ export function claimDecision(
     write: { holder: instanceId, term, expiresAt },
   };
 }
+
+/** A job's column values in the order of the jobs table (id, kind, subject, state, instance_id, started_at, finished_at, progress, result, error, backup_id). */
+export function jobValues(job: JobRow): (string | null)[] {
+  return [
+    job.id,
+    job.kind,
+    job.subject,
+    job.state,
+    job.instanceId,
+    job.startedAt,
+    job.finishedAt ?? null,
+    job.progress === undefined ? null : JSON.stringify(job.progress),
+    job.result === undefined ? null : JSON.stringify(job.result),
+    job.error === undefined ? null : JSON.stringify(job.error),
+    job.backupId ?? null,
+  ];
+}

@@ -2,6 +2,7 @@ import type { BackupState } from '../../model/backup.js';
 import {
   claimDecision,
   type JobTableRow,
+  jobValues,
   type LeadershipRow,
   leadershipAt,
   type MemberRow,
@@ -94,19 +95,7 @@ export class PostgresDaemonStore implements DaemonStore {
          instance_id = excluded.instance_id, started_at = excluded.started_at, finished_at = excluded.finished_at,
          progress = excluded.progress, result = excluded.result, error = excluded.error,
          backup_id = excluded.backup_id`,
-      [
-        job.id,
-        job.kind,
-        job.subject,
-        job.state,
-        job.instanceId,
-        job.startedAt,
-        job.finishedAt ?? null,
-        job.progress === undefined ? null : JSON.stringify(job.progress),
-        job.result === undefined ? null : JSON.stringify(job.result),
-        job.error === undefined ? null : JSON.stringify(job.error),
-        job.backupId ?? null,
-      ],
+      jobValues(job),
     );
   }
 

@@ -2,6 +2,7 @@ import type { BackupState } from '../../model/backup.js';
 import {
   claimDecision,
   type JobTableRow,
+  jobValues,
   type LeadershipRow,
   leadershipAt,
   type MemberRow,
@@ -109,17 +110,7 @@ export class SqliteDaemonStore implements DaemonStore {
       this.db.run(
         `INSERT OR REPLACE INTO jobs (id, kind, subject, state, instance_id, started_at, finished_at, progress,
            result, error, backup_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        job.id,
-        job.kind,
-        job.subject,
-        job.state,
-        job.instanceId,
-        job.startedAt,
-        job.finishedAt ?? null,
-        job.progress === undefined ? null : JSON.stringify(job.progress),
-        job.result === undefined ? null : JSON.stringify(job.result),
-        job.error === undefined ? null : JSON.stringify(job.error),
-        job.backupId ?? null,
+        ...jobValues(job),
       ),
     );
   }
