@@ -524,25 +524,32 @@ export class S3Backend implements RepositoryBackend {
     const uploadId = created.UploadId;
     if (!uploadId) throw new StorageError('STORAGE_FAILED', `${this.description}: no upload id for ${key}`);
     const abortUpload = async () => {
-      // Best effort, and not under the caller's (maybe aborted) signal: parts left would cost storage.
-      await (await this.ready()).client
-        .send(
-          new (await this.ready()).sdk.AbortMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: full,
-            UploadId: uploadId,
-          }),
-          {
-            abortSignal: AbortSignal.timeout(10_000),
-          },
-        )
-        .catch(() => {});
+      // Not under the caller's (maybe aborted) signal, and retried: parts left behind would cost storage.
+      // NoSuchUpload: an earlier attempt did abort it. Best effort in the end: the failure being reported is
+      // the caller's, and a lingering upload is not data (a bucket lifecycle rule or `repo check` sees it).
+      const gone = (err: unknown) => nameOf(err) === 'NoSuchUpload' || statusOf(err) === 404;
+      await this.call(
+        'abort the upload of',
+        key,
+        undefined,
+        async (s) =>
+          (await this.ready()).client.send(
+            new (await this.ready()).sdk.AbortMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: full,
+              UploadId: uploadId,
+            }),
+            { abortSignal: AbortSignal.any([s, AbortSignal.timeout(10_000)]) },
+          ),
+        gone,
+      ).catch(() => {});
     };
     const etags: string[] = new Array(parts.length);
     try {
       let next = 0;
+      let stopped = false;
       const worker = async () => {
-        while (next < parts.length) {
+        while (!stopped && next < parts.length) {
           const i = next++;
           const body = parts[i]!;
           const r = await this.call(`save (part ${i + 1} of ${parts.length})`, key, signal, async (s) =>
@@ -561,9 +568,17 @@ export class S3Backend implements RepositoryBackend {
           etags[i] = r.ETag ?? '';
         }
       };
-      await Promise.all(
-        Array.from({ length: Math.min(this.options.partConcurrency ?? 4, parts.length) }, worker),
+      // Every part settled before going on: an abort must not race a part still on its way to the server.
+      const uploads = await Promise.allSettled(
+        Array.from({ length: Math.min(this.options.partConcurrency ?? 4, parts.length) }, () =>
+          worker().catch((err: unknown) => {
+            stopped = true;
+            throw err;
+          }),
+        ),
       );
+      const failed = uploads.find((u): u is PromiseRejectedResult => u.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
       const etag = multipartEtag(parts);
       let ambiguous = false;
       // A lost answer to a Complete that did complete: the retry sees 412 (key taken) or NoSuchUpload.
