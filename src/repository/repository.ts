@@ -278,6 +278,9 @@ class OpenRepository implements Repository {
   }
 
   async writer(options: { signal?: AbortSignal; onProgress?: (p: WriteProgress) => void } = {}) {
+    // The workers start first: their threads boot (tens of ms each) while the lock is taken and the indexes
+    // are read, instead of after, when the first chunks are waiting for them.
+    const pool = this.pool;
     const lock = await acquireLock(this.backend, 'shared', { signal: options.signal });
     try {
       // The packs are listed while the indexes are read and opened (both after the lock is held).
@@ -300,7 +303,7 @@ class OpenRepository implements Repository {
         backend: this.backend,
         config: this.config,
         keys: this.keys,
-        pool: this.pool,
+        pool,
         index,
         adopted,
         lock,

@@ -221,8 +221,12 @@ export class Writer implements RepositoryWriter {
    * BATCH_BYTES, each in a buffer of `buffers` (given back by storeBatch, or here when not handed on). Small
    * runs (an incremental's changed chunks) share a batch: `dispatch` gets the file's chunk index of each
    * chunk of the batch. Only the file's last chunk may be short, and it ends the last run, so every chunk of
-   * a batch but its last is `cs` bytes. The next few runs' streams are opened ahead (an open is a round trip
-   * to the source, which would otherwise stall the reading of hundreds of small runs).
+   * a batch but its last is `cs` bytes.
+   *
+   * A source whose stream reads at positions (the fs array's) is opened twice per lane: for the first run, and
+   * once for the span of all the others, which are then read at their positions. Any other source is opened
+   * run by run, the next few opened ahead (an open is a round trip to the source, which would otherwise stall
+   * the reading of hundreds of small runs).
    */
   private async readRuns(
     source: FileSource,
@@ -233,18 +237,24 @@ export class Writer implements RepositoryWriter {
   ): Promise<void> {
     const batchBytes = Math.max(1, Math.floor(BATCH_BYTES / cs)) * cs;
     const { size } = source;
+    const startOf = (run: [number, number]) => run[0] * cs;
+    const endOf = (run: [number, number]) => Math.min(size, (run[1] + 1) * cs);
     const opened: Promise<Readable>[] = [];
     let nextOpen = 0;
-    const openAhead = () => {
-      while (nextOpen < runs.length && opened.length < OPEN_AHEAD) {
-        const [first, last] = runs[nextOpen++]!;
-        const start = first * cs;
-        const p = source.read(start, Math.min(size, (last + 1) * cs) - start, this.ctx.signal);
+    const openAhead = (most: number) => {
+      while (nextOpen < runs.length && opened.length < most) {
+        const run = runs[nextOpen++]!;
+        const p = source.read(startOf(run), endOf(run) - startOf(run), this.ctx.signal);
         p.catch(() => undefined); // awaited in turn below
         opened.push(p);
       }
     };
+    let span: Readable | undefined;
     let cur: { buf: Uint8Array; filled: number; indices: number[] } | undefined;
+    const batch = async () => {
+      cur ??= { buf: new Uint8Array(await this.buffers.take(), 0, batchBytes), filled: 0, indices: [] };
+      return cur;
+    };
     const flush = async () => {
       const b = cur;
       cur = undefined;
@@ -252,59 +262,77 @@ export class Writer implements RepositoryWriter {
       this.progress.bytesRead += b.filled;
       await dispatch(b.indices, b.buf.subarray(0, b.filled));
     };
+    /** Fills batches with `pos..end` by positional reads straight into them (no buffer per read, no copy). */
+    const readAtInto = async (readAt: PositionalSource['readAt'], pos: number, end: number) => {
+      while (pos < end) {
+        const b = await batch();
+        const want = Math.min(b.buf.length - b.filled, end - pos);
+        const n = await readAt(b.buf.subarray(b.filled, b.filled + want), pos);
+        if (n <= 0) break;
+        for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) b.indices.push(c);
+        b.filled += n;
+        pos += n;
+        if (b.filled === b.buf.length) await flush();
+      }
+      return pos;
+    };
+    /** Fills batches with `pos..end` from a stream's pieces, copied: a piece may be memory its source keeps. */
+    const streamInto = async (stream: Readable, pos: number, end: number) => {
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        let off = 0;
+        while (off < piece.length && pos < end) {
+          const b = await batch();
+          const n = Math.min(piece.length - off, b.buf.length - b.filled, end - pos);
+          for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) b.indices.push(c);
+          b.buf.set(piece.subarray(off, off + n), b.filled);
+          b.filled += n;
+          off += n;
+          pos += n;
+          if (b.filled === b.buf.length) await flush();
+        }
+        if (pos >= end) break;
+      }
+      return pos;
+    };
+    const short = (pos: number, end: number) =>
+      new RepositoryError(
+        'SOURCE_SHORT',
+        `${source.path}: the source ended at byte ${pos}, expected ${end} (size ${size})`,
+      );
     try {
-      for (const [first, last] of runs) {
+      for (const [k, run] of runs.entries()) {
         if (stop.failed) return; // another lane failed: addFile rejects with its error
-        openAhead();
+        const end = endOf(run);
+        const spanAt = (span as Partial<PositionalSource> | undefined)?.readAt;
+        if (spanAt !== undefined) {
+          const pos = await readAtInto(spanAt, startOf(run), end);
+          if (pos < end) throw short(pos, end);
+          continue;
+        }
+        // The first run alone: if its stream reads at positions, no other run is opened on its own.
+        openAhead(k === 0 ? 1 : OPEN_AHEAD);
         const stream = await opened.shift()!;
-        const end = Math.min(size, (last + 1) * cs);
-        let pos = first * cs;
+        let pos: number;
         const readAt = (stream as Partial<PositionalSource>).readAt;
         try {
-          // A source with positional reads fills the batch buffers itself: no buffer per read, no copy.
-          while (typeof readAt === 'function' && pos < end) {
-            cur ??= { buf: new Uint8Array(await this.buffers.take(), 0, batchBytes), filled: 0, indices: [] };
-            const want = Math.min(cur.buf.length - cur.filled, end - pos);
-            const n = await readAt(cur.buf.subarray(cur.filled, cur.filled + want), pos);
-            if (n <= 0) break;
-            for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) cur.indices.push(c);
-            cur.filled += n;
-            pos += n;
-            if (cur.filled === cur.buf.length) await flush();
-          }
-          for await (const piece of (typeof readAt === 'function' ? [] : stream) as AsyncIterable<Buffer>) {
-            let off = 0;
-            // Copied into batches of our own: a piece may be a view of memory its source keeps, and a batch is
-            // read in place by a worker (shared memory) until it is sealed or dropped.
-            while (off < piece.length && pos < end) {
-              cur ??= {
-                buf: new Uint8Array(await this.buffers.take(), 0, batchBytes),
-                filled: 0,
-                indices: [],
-              };
-              const n = Math.min(piece.length - off, cur.buf.length - cur.filled, end - pos);
-              for (let c = Math.ceil(pos / cs); c * cs < pos + n; c++) cur.indices.push(c);
-              cur.buf.set(piece.subarray(off, off + n), cur.filled);
-              cur.filled += n;
-              off += n;
-              pos += n;
-              if (cur.filled === cur.buf.length) await flush();
-            }
-            if (pos >= end) break;
-          }
+          pos =
+            typeof readAt === 'function'
+              ? await readAtInto(readAt, startOf(run), end)
+              : await streamInto(stream, startOf(run), end);
         } finally {
           stream.destroy();
         }
-        if (pos < end) {
-          throw new RepositoryError(
-            'SOURCE_SHORT',
-            `${source.path}: the source ended at byte ${pos}, expected ${end} (size ${size})`,
-          );
+        if (pos < end) throw short(pos, end);
+        if (typeof readAt === 'function' && k + 1 < runs.length && span === undefined) {
+          // Positional: the rest of the lane's runs from one open (the runs opened ahead are not needed).
+          const from = startOf(runs[k + 1]!);
+          span = await source.read(from, endOf(runs.at(-1)!) - from, this.ctx.signal);
         }
       }
       await flush();
     } finally {
       if (cur !== undefined) this.buffers.give(cur.buf.buffer as SharedArrayBuffer);
+      span?.destroy();
       for (const p of opened)
         p.then(
           (s) => s.destroy(),

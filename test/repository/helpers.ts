@@ -49,6 +49,37 @@ export function bufferSource(
   return src;
 }
 
+/**
+ * A FileSource over a buffer whose streams read at positions (as the fs array's do, writer.ts
+ * `PositionalSource`): counts the streams opened and the bytes read through them.
+ */
+export function positionalSource(
+  path: string,
+  data: Buffer,
+  extra: Partial<Pick<FileSource, 'previous' | 'changedRanges'>> = {},
+): FileSource & { opens: number; bytesRead: number } {
+  const src = {
+    path,
+    size: data.length,
+    opens: 0,
+    bytesRead: 0,
+    ...extra,
+    async read(offset: number, length: number) {
+      src.opens++;
+      const stream = Readable.from([]);
+      const readAt = async (target: Uint8Array, position: number) => {
+        if (position < offset || position > offset + length)
+          throw new Error(`read at ${position} is outside the range`);
+        const n = data.copy(target, 0, position, Math.min(offset + length, position + target.length));
+        src.bytesRead += n;
+        return n;
+      };
+      return Object.assign(stream, { readAt });
+    },
+  };
+  return src;
+}
+
 /** A sink into a buffer of the file's size (zero chunks are left as the zeros it starts with). */
 export function bufferSink(size: number): {
   data: Buffer;

@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { initRepository, MemoryBackend, type Repository } from '../../src/repository/index.js';
 import { chunkSizeFor } from '../../src/repository/writer.js';
-import { bufferSink, bufferSource, FAST, fileEntry, PASS, pseudoRandom } from './helpers.js';
+import {
+  bufferSink,
+  bufferSource,
+  FAST,
+  fileEntry,
+  PASS,
+  positionalSource,
+  pseudoRandom,
+} from './helpers.js';
 
 const CS = 1 << 16;
 
@@ -177,6 +185,33 @@ describe('repository: write and restore', () => {
     const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
     assert.deepEqual(viaRanges.chunks, viaFull.chunks);
     const expectRead = changedRanges.reduce((n, r) => n + (r.length > CS ? 2 : 1) * CS, 0);
+    assert.equal(partial.bytesRead, expectRead);
+    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
+    await repo.close();
+  });
+
+  it('a positional source is opened twice per lane, not once per changed run, and gives the same chunks', async () => {
+    const backend = new MemoryBackend();
+    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+    const v1 = pseudoRandom(200 * CS, 'span-v1');
+    const w1 = await repo.writer();
+    const prev = await w1.addFile(bufferSource('disk', v1));
+    await w1.commit(fileEntry([prev], 'b1'));
+    const v2 = Buffer.from(v1);
+    const changedRanges = Array.from({ length: 40 }, (_, k) => ({
+      offset: k * 5 * CS + 7,
+      length: k % 4 === 0 ? 2 * CS : 500,
+    }));
+    for (const r of changedRanges) pseudoRandom(r.length, `span-${r.offset}`).copy(v2, r.offset);
+    const w2 = await repo.writer();
+    const partial = positionalSource('disk', v2, { previous: prev, changedRanges });
+    const viaRanges = await w2.addFile(partial);
+    const viaFull = await w2.addFile(bufferSource('disk', v2));
+    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
+    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
+    // Four lanes (40 runs), each: its first run, then one stream for the span of the rest.
+    assert.equal(partial.opens, 8);
+    const expectRead = changedRanges.reduce((n, r) => n + (r.length > CS ? 3 : 1) * CS, 0);
     assert.equal(partial.bytesRead, expectRead);
     assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
     await repo.close();
