@@ -12,7 +12,8 @@
  * 16 MiB objects as snapkeeper's full offload stored, 4 in flight (the "within 80%" figure).
  *
  * Every step runs in its own process under /usr/bin/time (wall time, peak RSS). The snapshot file is read
- * once before each step so every tool starts with it in the page cache (as the reference figures were taken).
+ * once before each step so every tool starts with it in the page cache (as the reference figures were taken),
+ * and dirty data is synced before each step so no step pays for the writeback of the ones before it.
  * Restores are checked byte for byte against the snapshot (outside the timing).
  *
  * Needs root, btrfs-progs, restic and borgbackup (`apt-get install -y restic borgbackup`), python3 with moto.
@@ -74,12 +75,17 @@ async function which(cmd: string): Promise<boolean> {
   );
 }
 
-/** Runs a command under /usr/bin/time; returns wall seconds (ours when the step reports it), RSS and stdout. */
+/**
+ * Runs a command under /usr/bin/time; returns its wall seconds, peak RSS and stdout. The page cache's dirty
+ * data is written out first (`sync`, untimed): otherwise a step pays for the writeback of the steps before
+ * it (a restic or borg repository of gigabytes), and its figure depends on the order of the steps.
+ */
 async function timed(
   cmd: string,
   args: string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ seconds: number; rssMiB: number; stdout: string }> {
+  await execFile('sync');
   const fmt = '__TIME__ %e %M';
   return new Promise((resolveP, reject) => {
     const child = spawn('/usr/bin/time', ['-f', fmt, cmd, ...args], {
