@@ -164,57 +164,62 @@ describe('repository: write and restore', () => {
     await repo.close();
   });
 
-  it('many changed ranges (read in several lanes at once) give the same chunks as a full read', async () => {
+  /**
+   * Two backups of a 200-chunk file: the second changes `ranges` and is offloaded through `makeSource` (with the
+   * changed ranges) and again by a full read. Checks both give the same chunks and the backup restores.
+   */
+  async function changedRunsOffload(
+    seed: string,
+    ranges: { offset: number; length: number }[],
+    makeSource: typeof bufferSource | typeof positionalSource,
+  ) {
     const backend = new MemoryBackend();
     const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
-    const v1 = pseudoRandom(200 * CS, 'lanes-v1');
+    const v1 = pseudoRandom(200 * CS, `${seed}-v1`);
     const w1 = await repo.writer();
     const prev = await w1.addFile(bufferSource('disk', v1));
     await w1.commit(fileEntry([prev], 'b1'));
-    // 40 runs of one or two chunks, every fifth chunk: at least 16 runs, so four lanes read them.
     const v2 = Buffer.from(v1);
-    const changedRanges = Array.from({ length: 40 }, (_, k) => ({
+    for (const r of ranges) pseudoRandom(r.length, `${seed}-${r.offset}`).copy(v2, r.offset);
+    const w2 = await repo.writer();
+    const partial = makeSource('disk', v2, { previous: prev, changedRanges: ranges });
+    const viaRanges = await w2.addFile(partial);
+    const viaFull = await w2.addFile(bufferSource('disk', v2));
+    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
+    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
+    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
+    await repo.close();
+    return partial;
+  }
+
+  it('many changed ranges (read in several lanes at once) give the same chunks as a full read', async () => {
+    // 40 runs of one or two chunks, every fifth chunk: at least 16 runs, so four lanes read them.
+    const ranges = Array.from({ length: 40 }, (_, k) => ({
       offset: k * 5 * CS + 100,
       length: k % 3 === 0 ? CS + 200 : 300,
     }));
-    for (const r of changedRanges) pseudoRandom(r.length, `lane-${r.offset}`).copy(v2, r.offset);
-    const w2 = await repo.writer();
-    const partial = bufferSource('disk', v2, { previous: prev, changedRanges });
-    const viaRanges = await w2.addFile(partial);
-    const viaFull = await w2.addFile(bufferSource('disk', v2));
-    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
-    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
-    const expectRead = changedRanges.reduce((n, r) => n + (r.length > CS ? 2 : 1) * CS, 0);
-    assert.equal(partial.bytesRead, expectRead);
-    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
-    await repo.close();
+    const partial = await changedRunsOffload('lanes', ranges, bufferSource);
+    assert.equal(
+      partial.bytesRead,
+      ranges.reduce((n, r) => n + (r.length > CS ? 2 : 1) * CS, 0),
+    );
   });
 
   it('a positional source is opened twice per lane, not once per changed run, and gives the same chunks', async () => {
-    const backend = new MemoryBackend();
-    const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
-    const v1 = pseudoRandom(200 * CS, 'span-v1');
-    const w1 = await repo.writer();
-    const prev = await w1.addFile(bufferSource('disk', v1));
-    await w1.commit(fileEntry([prev], 'b1'));
-    const v2 = Buffer.from(v1);
-    const changedRanges = Array.from({ length: 40 }, (_, k) => ({
+    // 40 runs of one or three chunks.
+    const ranges = Array.from({ length: 40 }, (_, k) => ({
       offset: k * 5 * CS + 7,
       length: k % 4 === 0 ? 2 * CS : 500,
     }));
-    for (const r of changedRanges) pseudoRandom(r.length, `span-${r.offset}`).copy(v2, r.offset);
-    const w2 = await repo.writer();
-    const partial = positionalSource('disk', v2, { previous: prev, changedRanges });
-    const viaRanges = await w2.addFile(partial);
-    const viaFull = await w2.addFile(bufferSource('disk', v2));
-    const s2 = await w2.commit(fileEntry([viaRanges], 'b2'));
-    assert.deepEqual(viaRanges.chunks, viaFull.chunks);
-    // Four lanes (40 runs), each: its first run, then one stream for the span of the rest.
+    const partial = (await changedRunsOffload('span', ranges, positionalSource)) as ReturnType<
+      typeof positionalSource
+    >;
+    // Four lanes, each: its first run, then one stream for the span of the rest.
     assert.equal(partial.opens, 8);
-    const expectRead = changedRanges.reduce((n, r) => n + (r.length > CS ? 3 : 1) * CS, 0);
-    assert.equal(partial.bytesRead, expectRead);
-    assert.ok((await restore(repo, s2.id, 'disk')).equals(v2));
-    await repo.close();
+    assert.equal(
+      partial.bytesRead,
+      ranges.reduce((n, r) => n + (r.length > CS ? 3 : 1) * CS, 0),
+    );
   });
 
   it('a previous chunk that is no longer stored is read again, not trusted', async () => {
