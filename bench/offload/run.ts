@@ -25,13 +25,12 @@
  */
 import { execFile as execFileCb, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { initFsArray, layout, openFsArray } from '../../src/arrays/fs/index.js';
 import { canMountLoopBtrfs, mountLoopBtrfs, unmountLoopBtrfs } from '../../src/lab/loop-btrfs.js';
 import {
@@ -39,15 +38,13 @@ import {
   MOTO_ACCESS_KEY,
   MOTO_SECRET_KEY,
   motoAvailable,
-  motoClient,
   startMoto,
 } from '../../src/lab/moto.js';
+import { bucketBytes, imagesDir, MiB } from '../common.js';
 import type { BackendSpec, StepResult, StepSpec } from './step.js';
 
 const execFile = promisify(execFileCb);
-const MiB = 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = resolve(here, '..', '..', '..');
 const PASS = 'bench-passphrase';
 const FILE = 'vm0/disk-flat.vmdk';
 
@@ -61,11 +58,6 @@ interface Measured {
   repoBytes?: number;
   addedBytes?: number;
   detail?: string;
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 async function which(cmd: string): Promise<boolean> {
@@ -120,21 +112,6 @@ async function duBytes(path: string): Promise<number> {
   return Number(stdout.split(/\s/)[0]);
 }
 
-async function bucketBytes(endpoint: string, bucket: string): Promise<number> {
-  const c = motoClient(endpoint);
-  let total = 0;
-  let token: string | undefined;
-  do {
-    const r = await c.send(
-      new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
-    );
-    for (const o of r.Contents ?? []) total += o.Size ?? 0;
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  c.destroy();
-  return total;
-}
-
 async function sha256(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(path, { highWaterMark: 8 * MiB })) h.update(c as Buffer);
@@ -155,14 +132,8 @@ async function main(): Promise<void> {
   }
   const withS3 = !process.argv.includes('--no-s3');
   if (withS3 && !motoAvailable()) problems.push('python3 cannot import moto (or pass --no-s3)');
-  const imagesDir =
-    arg('--images') ??
-    [
-      join(repoRoot, '..', '..', 'shared', 'bench'),
-      '/work/shared/bench',
-      join(process.cwd(), 'bench-data'),
-    ].find((d) => existsSync(join(d, 'make-disk-image.py')));
-  if (!imagesDir) problems.push('make-disk-image.py not found (pass --images DIR)');
+  const images = imagesDir();
+  if (!images) problems.push('make-disk-image.py not found (pass --images DIR)');
   if (problems.length > 0) {
     console.error(`offload benchmark cannot run:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
@@ -183,7 +154,7 @@ async function main(): Promise<void> {
     const live = join(layout.volume(arrayRoot, 'bench'), FILE);
     await mkdir(dirname(live), { recursive: true });
     const t0 = Date.now();
-    await execFile('python3', [join(imagesDir!, 'make-disk-image.py'), live]);
+    await execFile('python3', [join(images!, 'make-disk-image.py'), live]);
     console.log(`reference image made in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const snaps: { id: string; dir: string }[] = [];
     const snap = async (label: string) => {
@@ -191,9 +162,9 @@ async function main(): Promise<void> {
       snaps.push({ id: s.id, dir: await array.snapshotVolumePath(s.id, 'bench') });
     };
     await snap('b1');
-    await execFile('python3', [join(imagesDir!, 'mutate-disk-image.py'), live, '1', '65536', '7']);
+    await execFile('python3', [join(images!, 'mutate-disk-image.py'), live, '1', '65536', '7']);
     await snap('b2');
-    await execFile('python3', [join(imagesDir!, 'mutate-disk-image.py'), live, '1', '4096', '8']);
+    await execFile('python3', [join(images!, 'mutate-disk-image.py'), live, '1', '4096', '8']);
     await snap('b3');
     const size = (await array.statFile(snaps[0]!.id, 'bench', FILE)).size;
     const mb = size / 1e6;

@@ -6,14 +6,12 @@
  * queue statements per job.
  */
 import { execFile as execFileCb, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { initFsArray, layout, openFsArray } from '../../src/arrays/fs/index.js';
 import { silentEvents } from '../../src/engine/context.js';
@@ -27,44 +25,22 @@ import {
   MOTO_REGION,
   MOTO_SECRET_KEY,
   motoAvailable,
-  motoClient,
   startMoto,
 } from '../../src/lab/moto.js';
 import { createPostgresDatabase, postgresAvailable, startPostgres } from '../../src/lab/postgres.js';
 import { initRepository, openRepository, S3Backend } from '../../src/repository/index.js';
 import { Secret } from '../../src/util/secret.js';
+import { arg, bucketBytes, imagesDir, MiB } from '../common.js';
 
 const execFile = promisify(execFileCb);
-const MiB = 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = resolve(here, '..', '..', '..');
 const PASS = 'bench-passphrase';
 const DISKS = 8;
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
-async function bucketBytes(endpoint: string, bucket: string): Promise<number> {
-  const c = motoClient(endpoint);
-  let total = 0;
-  let token: string | undefined;
-  do {
-    const r = await c.send(
-      new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
-    );
-    for (const o of r.Contents ?? []) total += o.Size ?? 0;
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  c.destroy();
-  return total;
 }
 
 interface WorkerProc {
@@ -123,14 +99,8 @@ async function main(): Promise<void> {
   if (!motoAvailable()) problems.push('python3 cannot import moto');
   if (!postgresAvailable())
     problems.push("PostgreSQL server binaries are missing (Debian's package postgresql)");
-  const imagesDir =
-    arg('--images') ??
-    [
-      join(repoRoot, '..', '..', 'shared', 'bench'),
-      '/work/shared/bench',
-      join(process.cwd(), 'bench-data'),
-    ].find((d) => existsSync(join(d, 'make-disk-image.py')));
-  if (!imagesDir) problems.push('make-disk-image.py not found (pass --images DIR)');
+  const images = imagesDir();
+  if (!images) problems.push('make-disk-image.py not found (pass --images DIR)');
   const counts = (arg('--workers') ?? '1,2,4').split(',').map(Number);
   if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 16))
     problems.push('--workers takes e.g. 1,2,4');
@@ -158,11 +128,11 @@ async function main(): Promise<void> {
     const vmDir = join(layout.volume(arrayRoot, 'bench'), 'vm0');
     await mkdir(vmDir, { recursive: true });
     const t0 = Date.now();
-    await execFile('python3', [join(imagesDir!, 'make-disk-image.py'), join(vmDir, 'disk0-flat.vmdk')]);
+    await execFile('python3', [join(images!, 'make-disk-image.py'), join(vmDir, 'disk0-flat.vmdk')]);
     for (let i = 1; i < DISKS; i++) {
       const f = join(vmDir, `disk${i}-flat.vmdk`);
       await execFile('cp', ['--reflink=always', join(vmDir, 'disk0-flat.vmdk'), f]);
-      await execFile('python3', [join(imagesDir!, 'mutate-disk-image.py'), f, '1', '65536', String(i)]);
+      await execFile('python3', [join(images!, 'mutate-disk-image.py'), f, '1', '65536', String(i)]);
     }
     console.log(`8 disks made in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const snap = await array.snapshotGroup(['bench'], { label: 'scaleout' });
