@@ -25,7 +25,7 @@
  */
 import { execFile as execFileCb, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -107,7 +107,9 @@ async function timed(
   });
 }
 
+/** Bytes under `path` (0 before it exists: a repository made by the first step). */
 async function duBytes(path: string): Promise<number> {
+  if (!existsSync(path)) return 0;
   const { stdout } = await execFile('du', ['-sb', path]);
   return Number(stdout.split(/\s/)[0]);
 }
@@ -171,27 +173,25 @@ async function main(): Promise<void> {
     const b3sum = await sha256(join(snaps[2]!.dir, FILE));
     const stepNames = ['full', 'incr 64K', 'incr 4K'];
 
-    const ours = async (target: 'local' | 's3', backend: BackendSpec, sizeOf: () => Promise<number>) => {
-      let before = 0;
+    type Timed = Awaited<ReturnType<typeof timed>>;
+    /**
+     * One tool's three offloads (each from a warm page cache) and its restore of b3, checked byte for byte
+     * against the snapshot (outside the timing); a row for each.
+     */
+    const measure = async (
+      tool: string,
+      target: 'local' | 's3',
+      sizeOf: () => Promise<number>,
+      offload: (i: number, snap: { id: string; dir: string }) => Promise<{ r: Timed; detail?: string }>,
+      restore: () => Promise<{ r: Timed; file: string; remove: string; detail?: string }>,
+    ) => {
+      let before = await sizeOf();
       for (const [i, s] of snaps.entries()) {
         await warm(join(s.dir, FILE));
-        const spec: StepSpec = {
-          op: 'offload',
-          backend,
-          passphrase: PASS,
-          init: i === 0,
-          array: arrayRoot,
-          volume: 'bench',
-          file: FILE,
-          snapshot: s.id,
-          backupId: `b${i + 1}`,
-          ...(i > 0 ? { previous: { backupId: `b${i}`, snapshot: snaps[i - 1]!.id } } : {}),
-        };
-        const r = await timed(process.execPath, [step, JSON.stringify(spec)]);
-        const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult;
+        const { r, detail } = await offload(i, s);
         const after = await sizeOf();
         results.push({
-          tool: 'snapkeeper',
+          tool,
           target,
           step: stepNames[i]!,
           seconds: r.seconds,
@@ -199,27 +199,60 @@ async function main(): Promise<void> {
           rssMiB: r.rssMiB,
           repoBytes: after,
           addedBytes: after - before,
-          detail: `read ${((res.bytesRead ?? 0) / MiB).toFixed(0)} MiB${res.changedBytes !== undefined ? ` (changed ranges ${(res.changedBytes / MiB).toFixed(1)} MiB)` : ''}`,
+          ...(detail !== undefined ? { detail } : {}),
         });
         before = after;
       }
-      const out = join(work, `restore-snapkeeper-${target}.img`);
-      const spec: StepSpec = { op: 'restore', backend, passphrase: PASS, backupId: 'b3', out };
-      const r = await timed(process.execPath, [step, JSON.stringify(spec)]);
-      const restored = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as StepResult;
-      const same = (await sha256(out)) === b3sum;
-      await rm(out, { force: true });
-      if (!same) throw new Error(`snapkeeper ${target} restore differs from the snapshot`);
+      const { r, file, remove, detail } = await restore();
+      const same = (await sha256(file)) === b3sum;
+      await rm(remove, { recursive: true, force: true });
+      if (!same) throw new Error(`${tool} ${target} restore differs from the snapshot`);
       results.push({
-        tool: 'snapkeeper',
+        tool,
         target,
         step: 'restore',
         seconds: r.seconds,
         mbps: mb / r.seconds,
         rssMiB: r.rssMiB,
-        detail: `verified; the final fsync ${(restored.syncSeconds ?? 0).toFixed(2)} s of it`,
+        detail: detail ?? 'verified',
       });
     };
+
+    const ours = (target: 'local' | 's3', backend: BackendSpec, sizeOf: () => Promise<number>) =>
+      measure(
+        'snapkeeper',
+        target,
+        sizeOf,
+        async (i, s) => {
+          const spec: StepSpec = {
+            op: 'offload',
+            backend,
+            passphrase: PASS,
+            init: i === 0,
+            array: arrayRoot,
+            volume: 'bench',
+            file: FILE,
+            snapshot: s.id,
+            backupId: `b${i + 1}`,
+            ...(i > 0 ? { previous: { backupId: `b${i}`, snapshot: snaps[i - 1]!.id } } : {}),
+          };
+          const r = await timed(process.execPath, [step, JSON.stringify(spec)]);
+          const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult;
+          const changed =
+            res.changedBytes !== undefined
+              ? ` (changed ranges ${(res.changedBytes / MiB).toFixed(1)} MiB)`
+              : '';
+          return { r, detail: `read ${((res.bytesRead ?? 0) / MiB).toFixed(0)} MiB${changed}` };
+        },
+        async () => {
+          const out = join(work, `restore-snapkeeper-${target}.img`);
+          const spec: StepSpec = { op: 'restore', backend, passphrase: PASS, backupId: 'b3', out };
+          const r = await timed(process.execPath, [step, JSON.stringify(spec)]);
+          const restored = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as StepResult;
+          const detail = `verified; the final fsync ${(restored.syncSeconds ?? 0).toFixed(2)} s of it`;
+          return { r, file: out, remove: out, detail };
+        },
+      );
 
     const restic = async (
       target: 'local' | 's3',
@@ -229,37 +262,19 @@ async function main(): Promise<void> {
     ) => {
       const e = { ...env, RESTIC_PASSWORD: PASS, RESTIC_CACHE_DIR: join(work, 'restic-cache', target) };
       await execFile('restic', ['-r', repo, 'init'], { env: { ...process.env, ...e } });
-      let before = await sizeOf();
-      for (const [i, s] of snaps.entries()) {
-        await warm(join(s.dir, FILE));
-        const r = await timed('restic', ['-r', repo, 'backup', '--quiet', FILE], { cwd: s.dir, env: e });
-        const after = await sizeOf();
-        results.push({
-          tool: 'restic',
-          target,
-          step: stepNames[i]!,
-          seconds: r.seconds,
-          mbps: mb / r.seconds,
-          rssMiB: r.rssMiB,
-          repoBytes: after,
-          addedBytes: after - before,
-        });
-        before = after;
-      }
-      const out = join(work, `restore-restic-${target}`);
-      const r = await timed('restic', ['-r', repo, 'restore', 'latest', '--target', out], { env: e });
-      const same = (await sha256(join(out, FILE))) === b3sum;
-      await rm(out, { recursive: true, force: true });
-      if (!same) throw new Error(`restic ${target} restore differs from the snapshot`);
-      results.push({
-        tool: 'restic',
+      await measure(
+        'restic',
         target,
-        step: 'restore',
-        seconds: r.seconds,
-        mbps: mb / r.seconds,
-        rssMiB: r.rssMiB,
-        detail: 'verified',
-      });
+        sizeOf,
+        async (_, s) => ({
+          r: await timed('restic', ['-r', repo, 'backup', '--quiet', FILE], { cwd: s.dir, env: e }),
+        }),
+        async () => {
+          const out = join(work, `restore-restic-${target}`);
+          const r = await timed('restic', ['-r', repo, 'restore', 'latest', '--target', out], { env: e });
+          return { r, file: join(out, FILE), remove: out };
+        },
+      );
     };
 
     const borg = async () => {
@@ -270,41 +285,23 @@ async function main(): Promise<void> {
         BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
       };
       await execFile('borg', ['init', '-e', 'repokey-blake2', repo], { env: { ...process.env, ...e } });
-      let before = await duBytes(repo);
-      for (const [i, s] of snaps.entries()) {
-        await warm(join(s.dir, FILE));
-        const r = await timed('borg', ['create', '--compression', 'lz4', `${repo}::b${i + 1}`, FILE], {
-          cwd: s.dir,
-          env: e,
-        });
-        const after = await duBytes(repo);
-        results.push({
-          tool: 'borg',
-          target: 'local',
-          step: stepNames[i]!,
-          seconds: r.seconds,
-          mbps: mb / r.seconds,
-          rssMiB: r.rssMiB,
-          repoBytes: after,
-          addedBytes: after - before,
-        });
-        before = after;
-      }
-      const out = join(work, 'restore-borg');
-      await mkdir(out);
-      const r = await timed('borg', ['extract', `${repo}::b3`], { cwd: out, env: e });
-      const same = (await sha256(join(out, FILE))) === b3sum;
-      await rm(out, { recursive: true, force: true });
-      if (!same) throw new Error('borg restore differs from the snapshot');
-      results.push({
-        tool: 'borg',
-        target: 'local',
-        step: 'restore',
-        seconds: r.seconds,
-        mbps: mb / r.seconds,
-        rssMiB: r.rssMiB,
-        detail: 'verified',
-      });
+      await measure(
+        'borg',
+        'local',
+        () => duBytes(repo),
+        async (i, s) => ({
+          r: await timed('borg', ['create', '--compression', 'lz4', `${repo}::b${i + 1}`, FILE], {
+            cwd: s.dir,
+            env: e,
+          }),
+        }),
+        async () => {
+          const out = join(work, 'restore-borg');
+          await mkdir(out);
+          const r = await timed('borg', ['extract', `${repo}::b3`], { cwd: out, env: e });
+          return { r, file: join(out, FILE), remove: out };
+        },
+      );
     };
 
     console.log('local repositories ...');
