@@ -85,9 +85,11 @@ export function chunkId(macKey: Buffer, plaintext: Uint8Array): string {
   return createHmac('sha256', macKey).update(plaintext).digest('hex');
 }
 
-/** Object names of packs, indexes and manifests: SHA-256 of the stored bytes, hex. */
-export function contentName(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+/** Object names of packs, indexes and manifests: SHA-256 of the stored bytes (one buffer or pieces), hex. */
+export function contentName(data: Uint8Array | readonly Uint8Array[]): string {
+  const h = createHash('sha256');
+  for (const piece of data instanceof Uint8Array ? [data] : data) h.update(piece);
+  return h.digest('hex');
 }
 
 const ZEROS = Buffer.alloc(1 << 20);

@@ -42,12 +42,31 @@ export function packIdOf(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
 }
 
-/** Pack bytes: the sealed blobs, the sealed header, then the header's sealed length (u32 little-endian). */
-export function buildPack(encKey: Buffer, blobs: Buffer[], header: PackHeader): Buffer {
+/**
+ * Pack bytes: the sealed blobs, the sealed header, then the header's sealed length (u32 little-endian). In
+ * pieces, not joined: blobs that lie end to end in one buffer (a worker's sealed batch) are one piece, and the
+ * backend writes the pieces as they are.
+ */
+export function buildPack(
+  encKey: Buffer,
+  blobs: Buffer[],
+  header: PackHeader,
+): { pieces: Buffer[]; size: number } {
   const sealed = sealDocument(encKey, header, AAD.packHeader);
   const tail = Buffer.alloc(4);
   tail.writeUInt32LE(sealed.length);
-  return Buffer.concat([...blobs, sealed, tail]);
+  const pieces: Buffer[] = [];
+  let size = 0;
+  for (const b of [...blobs, sealed, tail]) {
+    size += b.length;
+    const last = pieces.at(-1);
+    if (last !== undefined && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+      pieces[pieces.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+    } else {
+      pieces.push(b);
+    }
+  }
+  return { pieces, size };
 }
 
 /** Reads a pack's header from its tail, or undefined when it does not authenticate. */

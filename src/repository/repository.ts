@@ -835,14 +835,14 @@ class OpenRepository implements Repository {
           created,
           blobs: builder.entries,
         });
-        const id = contentName(pack);
+        const id = contentName(pack.pieces);
         try {
-          await this.backend.save(packKey(id), pack, { signal });
+          await this.backend.save(packKey(id), pack.pieces, { signal });
         } catch (err) {
           if (!(err instanceof ConflictError)) throw err;
         }
-        keep.push({ id, size: pack.length, created, blobs: builder.entries });
-        bytesWritten += pack.length;
+        keep.push({ id, size: pack.size, created, blobs: builder.entries });
+        bytesWritten += pack.size;
         builder = { blobs: [], entries: [], size: 0 };
       };
       for (const { pack, needed } of rewrite) {

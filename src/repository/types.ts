@@ -29,6 +29,12 @@ export interface BackendSaveOptions {
 }
 
 /**
+ * An object's bytes: one buffer, or pieces laid end to end (a pack is its writer's sealed batches: a backend
+ * that can write pieces as they are spares a copy of every byte offloaded).
+ */
+export type ObjectData = Uint8Array | readonly Uint8Array[];
+
+/**
  * Named objects (keys like `packs/ab/abcdef...`, `index/...`, `manifests/...`, `locks/...`, `config`, `keys/...`).
  * Every method honours `signal`: it rejects with an AbortError soon after abort, leaving nothing half written
  * under the key.
@@ -41,7 +47,7 @@ export interface RepositoryBackend {
    * Stores a new object atomically: readers see all of it or nothing. ConflictError `OBJECT_EXISTS` when the
    * key exists (nothing is ever overwritten). A full disk or a refused write is a StorageError naming the key.
    */
-  save(key: string, data: Uint8Array, options?: BackendSaveOptions): Promise<void>;
+  save(key: string, data: ObjectData, options?: BackendSaveOptions): Promise<void>;
   /**
    * All of an object, or `length` bytes from `offset`. NotFoundError `OBJECT_NOT_FOUND`. The buffer is the
    * caller's from then on (the repository may transfer its memory to a worker thread): never a view of memory

@@ -395,16 +395,16 @@ export class Writer implements RepositoryWriter {
     while (this.saving.size >= SAVES_IN_FLIGHT) await Promise.race(this.saving);
     const created = new Date().toISOString();
     const pack = buildPack(this.ctx.keys.encKey, blobs, { version: 1, created, blobs: entries });
-    const id = contentName(pack);
+    const id = contentName(pack.pieces);
     const p = (async () => {
       try {
-        await this.ctx.backend.save(packKey(id), pack, { signal: this.ctx.signal });
+        await this.ctx.backend.save(packKey(id), pack.pieces, { signal: this.ctx.signal });
       } catch (err) {
         if (!(err instanceof ConflictError)) throw err;
       }
-      this.progress.bytesAdded += pack.length;
+      this.progress.bytesAdded += pack.size;
       this.report();
-      this.unindexed.push({ id, size: pack.length, created, blobs: entries });
+      this.unindexed.push({ id, size: pack.size, created, blobs: entries });
       if (this.unindexed.length >= PACKS_PER_INDEX) await this.writeIndex();
     })();
     const tracked = p

@@ -103,6 +103,25 @@ export function backendConformance(
         await b.remove('packs/ab/abcdef');
       }));
 
+    test('an object saved in pieces is the pieces end to end, and write-once like any other', (t) =>
+      run(t, async (b) => {
+        const whole = randomBytes(3 * 70_001 + 5);
+        // Views of one buffer, one of another, and an empty piece.
+        const pieces = [
+          whole.subarray(0, 70_001),
+          Buffer.from(whole.subarray(70_001, 140_002)),
+          new Uint8Array(0),
+          whole.subarray(140_002),
+        ];
+        await b.save('packs/cd/pieces', pieces);
+        assert.deepEqual(await b.load('packs/cd/pieces'), whole);
+        assert.deepEqual(await b.stat('packs/cd/pieces'), { key: 'packs/cd/pieces', size: whole.length });
+        await assert.rejects(
+          b.save('packs/cd/pieces', [whole]),
+          (err: Error) => err instanceof ConflictError,
+        );
+      }));
+
     test('keeps its own copy: the caller may reuse its buffer at once', (t) =>
       run(t, async (b) => {
         const data = Buffer.alloc(4096, 7);

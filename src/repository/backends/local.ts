@@ -5,7 +5,13 @@ import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { StorageError } from '../errors.js';
-import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
+import type {
+  BackendCapabilities,
+  BackendObject,
+  BackendSaveOptions,
+  ObjectData,
+  RepositoryBackend,
+} from '../types.js';
 
 /** Names of files being written: never a key (keys may not have a segment starting with a dot). */
 const TEMP_PREFIX = '.tmp-';
@@ -119,7 +125,7 @@ export class LocalBackend implements RepositoryBackend {
     return join(this.root, ...segments);
   }
 
-  async save(key: string, data: Uint8Array, options: BackendSaveOptions = {}): Promise<void> {
+  async save(key: string, data: ObjectData, options: BackendSaveOptions = {}): Promise<void> {
     const { signal } = options;
     const file = this.pathOf(key);
     if (options.retainUntil !== undefined) {
@@ -138,13 +144,16 @@ export class LocalBackend implements RepositoryBackend {
       const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
       tempMade = true;
       try {
-        for (let at = 0; at < data.length; at += WRITE_SLICE) {
-          signal?.throwIfAborted();
-          const slice = data.subarray(at, Math.min(data.length, at + WRITE_SLICE));
-          let written = 0;
-          while (written < slice.length) {
-            const r = await handle.write(slice, written, slice.length - written);
-            written += r.bytesWritten;
+        // The pieces as they are (no join), each in slices so that an abort is seen within a slice.
+        for (const piece of data instanceof Uint8Array ? [data] : data) {
+          for (let at = 0; at < piece.length; at += WRITE_SLICE) {
+            signal?.throwIfAborted();
+            const slice = piece.subarray(at, Math.min(piece.length, at + WRITE_SLICE));
+            let written = 0;
+            while (written < slice.length) {
+              const r = await handle.write(slice, written, slice.length - written);
+              written += r.bytesWritten;
+            }
           }
         }
         if (this.fsync) await handle.sync();

@@ -1,6 +1,12 @@
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { StorageError } from '../errors.js';
-import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
+import type {
+  BackendCapabilities,
+  BackendObject,
+  BackendSaveOptions,
+  ObjectData,
+  RepositoryBackend,
+} from '../types.js';
 
 export type MemoryBackendOp = 'save' | 'load' | 'stat' | 'list' | 'remove';
 
@@ -54,7 +60,7 @@ export class MemoryBackend implements RepositoryBackend {
     return [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort();
   }
 
-  async save(key: string, data: Uint8Array, options: BackendSaveOptions = {}): Promise<void> {
+  async save(key: string, data: ObjectData, options: BackendSaveOptions = {}): Promise<void> {
     this.enter('save', key, options.signal);
     if (this.objects.has(key)) {
       throw new ConflictError('OBJECT_EXISTS', `${this.description}: object ${key} exists`, {
@@ -62,7 +68,7 @@ export class MemoryBackend implements RepositoryBackend {
       });
     }
     // A copy: the caller may reuse its buffer.
-    this.objects.set(key, Buffer.from(data));
+    this.objects.set(key, data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data));
   }
 
   async load(

@@ -6,7 +6,13 @@ import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { ConflictError, NotFoundError, UsageError } from '../../errors.js';
 import { StorageError } from '../errors.js';
-import type { BackendCapabilities, BackendObject, BackendSaveOptions, RepositoryBackend } from '../types.js';
+import type {
+  BackendCapabilities,
+  BackendObject,
+  BackendSaveOptions,
+  ObjectData,
+  RepositoryBackend,
+} from '../types.js';
 import { ReadCache, type ReadCacheOptions } from './read-cache.js';
 import { DEFAULT_RETRY, RetryExhausted, type RetryPolicy, withRetry } from './retry.js';
 
@@ -444,8 +450,10 @@ export class S3Backend implements RepositoryBackend {
     return head?.etag === etag;
   }
 
-  async save(key: string, data: Uint8Array, options: BackendSaveOptions = {}): Promise<void> {
+  async save(key: string, pieces: ObjectData, options: BackendSaveOptions = {}): Promise<void> {
     const { signal, retainUntil } = options;
+    // One buffer: a request body is signed and sent whole (a pack's pieces are joined here, not earlier).
+    const data = pieces instanceof Uint8Array ? pieces : Buffer.concat(pieces);
     const full = this.full(key);
     this.cache?.drop(key);
     if (retainUntil !== undefined && !this.capabilities.objectLock) {
