@@ -331,7 +331,7 @@ export async function saveContentNamed(
 ): Promise<string> {
   const id = contentName(data);
   try {
-    await backend.save(`${prefix}${id}`, data, { signal });
+    await backend.save(`${prefix}${id}`, data, { signal, sha256: id });
   } catch (err) {
     // Same content, same name: someone stored exactly these bytes already.
     if (!(err instanceof ConflictError)) throw err;

@@ -837,7 +837,7 @@ class OpenRepository implements Repository {
         });
         const id = contentName(pack.pieces);
         try {
-          await this.backend.save(packKey(id), pack.pieces, { signal });
+          await this.backend.save(packKey(id), pack.pieces, { signal, sha256: id });
         } catch (err) {
           if (!(err instanceof ConflictError)) throw err;
         }

@@ -26,6 +26,11 @@ export interface BackendSaveOptions {
   signal?: AbortSignal;
   /** Write-once protection until then (only where `capabilities.objectLock`). */
   retainUntil?: Date;
+  /**
+   * The SHA-256 of the data (hex), when the caller knows it (a content name): S3 signs the request with it and
+   * the server checks the bytes it received against it, without the backend hashing them again.
+   */
+  sha256?: string;
 }
 
 /**

@@ -398,7 +398,7 @@ export class Writer implements RepositoryWriter {
     const id = contentName(pack.pieces);
     const p = (async () => {
       try {
-        await this.ctx.backend.save(packKey(id), pack.pieces, { signal: this.ctx.signal });
+        await this.ctx.backend.save(packKey(id), pack.pieces, { signal: this.ctx.signal, sha256: id });
       } catch (err) {
         if (!(err instanceof ConflictError)) throw err;
       }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, type TestContext } from 'node:test';
@@ -85,6 +85,8 @@ export interface S3SeenRequest {
   method: string;
   url: string;
   injected?: S3FaultRule['action'];
+  /** The request's x-amz-content-sha256 (the payload hash it was signed with). */
+  payloadHash?: string;
 }
 
 export interface S3FaultProxy {
@@ -100,7 +102,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'up
 
 /**
  * A real HTTP proxy in front of a moto server that injects S3 faults (moto does not check signatures, so the
- * changed Host header is fine). Every request is recorded.
+ * changed Host header is fine). Every request is recorded. A body whose SHA-256 is not the payload hash it
+ * was signed with is refused with 400 XAmzContentSHA256Mismatch, as AWS S3 does (moto does not check it).
  */
 export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = []): Promise<S3FaultProxy> {
   const http = await import('node:http');
@@ -125,7 +128,24 @@ export async function startS3FaultProxy(target: string, rules: S3FaultRule[] = [
       const method = req.method ?? 'GET';
       const url = req.url ?? '/';
       const rule = pick(method, url);
-      seen.push({ method, url, ...(rule ? { injected: rule.action } : {}) });
+      const payloadHash = req.headers['x-amz-content-sha256'];
+      seen.push({
+        method,
+        url,
+        ...(rule ? { injected: rule.action } : {}),
+        ...(typeof payloadHash === 'string' ? { payloadHash } : {}),
+      });
+      if (
+        typeof payloadHash === 'string' &&
+        /^[0-9a-f]{64}$/.test(payloadHash) &&
+        createHash('sha256').update(Buffer.concat(chunks)).digest('hex') !== payloadHash
+      ) {
+        res.writeHead(400, { 'content-type': 'application/xml' });
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided x-amz-content-sha256 header does not match what was computed.</Message></Error>',
+        );
+        return;
+      }
       if (rule?.action === 'slowdown' || rule?.action === 'status') {
         const status = rule.action === 'slowdown' ? 503 : (rule.status ?? 500);
         const code = rule.action === 'slowdown' ? 'SlowDown' : 'InternalError';

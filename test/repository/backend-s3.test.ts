@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import type { SnapkeeperError } from '../../src/errors.js';
@@ -90,6 +90,30 @@ describe('S3Backend against faults (a proxy in front of moto)', () => {
     assert.equal(retries.length, 2);
     assert.match(retries[0]!, /^save packs\/aa\/one: HTTP 503 SlowDown/);
     assert.match(retries[1]!, /^save packs\/aa\/one: HTTP 500 InternalError/);
+  });
+
+  it('a known SHA-256 (a content name) signs the save as it is: the server checks the bytes against it', async (t) => {
+    if (!moto.require(t)) return;
+    const bucket = await moto.bucket();
+    const proxy = await startS3FaultProxy(moto.endpoint());
+    t.after(() => proxy.close());
+    const b = backendAt(proxy.endpoint, bucket, { retry: { attempts: 1, baseMs: 1, maxMs: 1 } });
+    t.after(() => b.destroy());
+    const data = randomBytes(100_000);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    await b.save('packs/aa/named', [data.subarray(0, 40_000), data.subarray(40_000)], { sha256 });
+    assert.deepEqual(await b.load('packs/aa/named'), data);
+    assert.deepEqual(
+      proxy.seen.filter((s) => s.method === 'PUT').map((s) => s.payloadHash),
+      [sha256],
+    );
+    // A hash that is not the bytes' (a damaged buffer, a caller's bug): refused by the server, nothing stored.
+    const wrong = createHash('sha256').update('something else').digest('hex');
+    await assert.rejects(b.save('packs/aa/wrong', data, { sha256: wrong }), (err: StorageError) => {
+      assert.match(err.message, /XAmzContentSHA256Mismatch/);
+      return true;
+    });
+    assert.equal(await b.stat('packs/aa/wrong'), undefined);
   });
 
   it('dropped connections are retried: a lost request, a lost answer (recognised as its own write)', async (t) => {

@@ -236,6 +236,22 @@ function singleEtag(data: Uint8Array): string {
   return `"${createHash('md5').update(data).digest('hex')}"`;
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * Signs `command`'s request with a payload hash the caller already knows (SigV4's x-amz-content-sha256, which
+ * the signer takes as it is instead of hashing the body): the server still checks the body against it.
+ */
+function withPayloadHash(command: S3Sdk.PutObjectCommand, sha256: string): void {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = sha256;
+      return next(args);
+    },
+    { step: 'build', name: 'snapkeeperKnownPayloadHash' },
+  );
+}
+
 /** ETag of a multipart object: MD5 of the parts' MD5s, then `-N`. */
 function multipartEtag(parts: Uint8Array[]): string {
   const h = createHash('md5');
@@ -476,6 +492,11 @@ export class S3Backend implements RepositoryBackend {
     }
     let ambiguous = false;
     const precondition = (err: unknown) => statusOf(err) === 412 || nameOf(err) === 'PreconditionFailed';
+    // Not under Object Lock: its checksum goes in a trailer with a payload hash of its own.
+    const knownHash =
+      retainUntil === undefined && options.sha256 !== undefined && SHA256_HEX.test(options.sha256)
+        ? options.sha256
+        : undefined;
     try {
       await this.call(
         'save',
@@ -483,17 +504,16 @@ export class S3Backend implements RepositoryBackend {
         signal,
         async (s, n) => {
           ambiguous ||= n > 1;
-          await (await this.ready(retainUntil !== undefined)).client.send(
-            new (await this.ready()).sdk.PutObjectCommand({
-              Bucket: this.bucket,
-              Key: full,
-              Body: data,
-              ContentLength: data.length,
-              ...(conditional ? { IfNoneMatch: '*' } : {}),
-              ...lock,
-            }),
-            { abortSignal: s },
-          );
+          const put = new (await this.ready()).sdk.PutObjectCommand({
+            Bucket: this.bucket,
+            Key: full,
+            Body: data,
+            ContentLength: data.length,
+            ...(conditional ? { IfNoneMatch: '*' } : {}),
+            ...lock,
+          });
+          if (knownHash !== undefined) withPayloadHash(put, knownHash);
+          await (await this.ready(retainUntil !== undefined)).client.send(put, { abortSignal: s });
         },
         precondition,
       );
