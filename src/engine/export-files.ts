@@ -70,7 +70,7 @@ export interface SyncableHandle {
  * Bytes written between two background syncs of a `SyncingFile`. Measured restoring the 2 GiB reference image
  * (1.5 GB written; bench/offload/step.js, shared 2-core machine, median of 3): the final sync took 2.0 s
  * without background syncs, 0.20 s syncing every 32 MiB, 0.21 s every 64, 0.43 s every 128 and 0.52 s every
- * 256, for the same CPU time (6.7 to 6.9 cpu-s but at 256 MiB).
+ * 256, the CPU time alike (6.7 to 7.3 cpu-s, within the noise).
  */
 export const SYNC_EVERY_BYTES = 64 << 20;
 
