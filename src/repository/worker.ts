@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Compressor, Decompressor } from 'zstd-napi';
+import zstd from 'zstd-napi/binding.js';
 import {
   AAD,
   chunkId,
@@ -27,6 +28,8 @@ const mac = Buffer.from(macKey);
 const compressor = new Compressor();
 compressor.setParameters({ compressionLevel: level });
 const decompressor = new Decompressor();
+// The native context under it, for decompressing into a buffer of ours (Decompressor always allocates).
+const dctx = new zstd.DCtx();
 // A cheap look before the real compression: level 1 on the first SAMPLE_BYTES of a chunk. Random or already
 // compressed data (a third of a typical disk image) costs zstd level 3 about four times as much as level 1
 // and gains nothing: a chunk whose sample does not shrink by 1/64 is stored raw (flag 0) without trying.
@@ -70,22 +73,47 @@ function sealChunk(id: string, data: Buffer): Buffer[] {
     : sealParts(enc, [RAW, data], AAD.chunk(id), nonces.next());
 }
 
-/** The chunk's plaintext, or why it is not the chunk `id`. */
-function openChunk(id: string, blob: Buffer, rawLength: number | undefined): Buffer | string {
+/**
+ * The chunk's plaintext, or why it is not the chunk `id`. With `into` (exactly `rawLength` bytes of the
+ * caller's output) the plaintext lands there and the result is a view of it: a zstd chunk is decompressed
+ * straight into it (15 us a 64 KiB chunk instead of 27 for a fresh buffer and its copy, measured); a raw one
+ * is copied in (node's Decipher has no output buffer to decrypt into; smaller update() pieces copied from
+ * cache were no faster, measured). `into` is scratch until the reply: nothing reaches the target before the
+ * caller hears every blob of the load verified.
+ */
+function openChunk(id: string, blob: Buffer, rawLength: number | undefined, into?: Buffer): Buffer | string {
   const plain = open(enc, blob, AAD.chunk(id));
   if (plain === undefined || plain.length === 0 || (plain[0] !== FLAG_RAW && plain[0] !== FLAG_ZSTD)) {
     return 'does not authenticate (AEAD)';
   }
   let data: Buffer;
   try {
-    data = plain[0] === FLAG_ZSTD ? decompressor.decompress(plain.subarray(1)) : plain.subarray(1);
+    if (plain[0] === FLAG_RAW) data = plain.subarray(1);
+    else if (into === undefined) data = decompressor.decompress(plain.subarray(1));
+    // A frame larger than `into` throws (zstd never writes past the buffer it is given).
+    else data = into.subarray(0, dctx.decompress(into, plain.subarray(1)));
   } catch {
-    return 'does not decompress';
+    return into === undefined ? 'does not decompress' : `does not decompress into ${into.length} bytes`;
   }
   if (chunkId(mac, data) !== id) return 'does not match its id';
   if (rawLength !== undefined && data.length !== rawLength)
     return `is ${data.length} bytes, not ${rawLength}`;
-  return data;
+  if (into === undefined || data.buffer === into.buffer) return data;
+  if (data.length !== into.length) return `is ${data.length} bytes, not ${into.length}`;
+  // fill, not copy: V8 copies into shared memory with relaxed atomics, byte by byte when the source is not
+  // word-aligned (a raw plaintext starts after its flag byte): 4x slower than fill's memcpy, measured.
+  into.fill(data);
+  return into;
+}
+
+/** True when the plaintexts of `blobs` (each of known length) fit end to end in `bytes`. */
+function fits(blobs: { rawLength?: number }[], bytes: number): boolean {
+  let total = 0;
+  for (const b of blobs) {
+    if (b.rawLength === undefined) return false;
+    total += b.rawLength;
+  }
+  return total <= bytes;
 }
 
 parentPort!.on('message', (msg: WorkerRequest) => {
@@ -138,24 +166,34 @@ parentPort!.on('message', (msg: WorkerRequest) => {
           msg.offset ?? 0,
           msg.length ?? msg.data.byteLength - (msg.offset ?? 0),
         );
-        const plain: Buffer[] = [];
         const failures: { index: number; reason: string }[] = [];
+        const blobOf = (b: { offset: number; length: number }) =>
+          data.subarray(b.offset, b.offset + b.length);
+        if (!msg.discard && msg.out !== undefined && fits(msg.blobs, msg.out.byteLength)) {
+          // Straight into the caller's shared memory (reused from load to load), each chunk at its place.
+          const out = Buffer.from(msg.out);
+          let off = 0;
+          msg.blobs.forEach((b, index) => {
+            const r = openChunk(b.id, blobOf(b), b.rawLength, out.subarray(off, off + b.rawLength!));
+            if (typeof r === 'string') failures.push({ index, reason: r });
+            off += b.rawLength!;
+          });
+          reply({
+            type: 'opened',
+            job: msg.job,
+            failures,
+            ...(failures.length === 0 ? { length: off } : {}),
+          });
+          return;
+        }
+        const plain: Buffer[] = [];
         msg.blobs.forEach((b, index) => {
-          const r = openChunk(b.id, data.subarray(b.offset, b.offset + b.length), b.rawLength);
+          const r = openChunk(b.id, blobOf(b), b.rawLength);
           if (typeof r === 'string') failures.push({ index, reason: r });
           else if (!msg.discard) plain.push(r);
         });
         if (msg.discard || failures.length > 0) {
           reply({ type: 'opened', job: msg.job, failures });
-          return;
-        }
-        const total = plain.reduce((n, p) => n + p.length, 0);
-        if (msg.out !== undefined && msg.out.byteLength >= total) {
-          // Into the caller's shared memory (reused from load to load).
-          const out = Buffer.from(msg.out);
-          let off = 0;
-          for (const p of plain) off += p.copy(out, off);
-          reply({ type: 'opened', job: msg.job, failures, length: total });
           return;
         }
         const ab = joined(plain);

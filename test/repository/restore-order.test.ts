@@ -161,3 +161,55 @@ describe('repository: restore reads by pack and writes out of order', () => {
     await repo.close();
   });
 });
+
+describe('repository: restore places each plaintext straight into its slot', () => {
+  /** 16 chunks, raw (random) and zstd (text, a different one each) in turn: chunk 15 is zstd, chunk 14 raw. */
+  async function mixed() {
+    const repo = await initRepository(new MemoryBackend(), PASS, { ...FAST, chunkSize: CS });
+    const data = Buffer.concat(
+      Array.from({ length: 16 }, (_, i) =>
+        i % 2 === 0
+          ? pseudoRandom(CS, `raw-${i}`)
+          : Buffer.from(`chunk ${i}: scsi0:0.fileName = "disk-flat.vmdk"\n`.repeat(CS / 32)).subarray(0, CS),
+      ),
+    );
+    const w = await repo.writer();
+    const file = await w.addFile(bufferSource('disk', data));
+    await w.commit(fileEntry([file]));
+    return { repo, data, file };
+  }
+
+  it('gives back zstd and raw chunks side by side byte for byte', async () => {
+    const { repo, data, file } = await mixed();
+    const sink = recordingSink(file.size);
+    await repo.restoreFile(file, sink);
+    assert.ok(sink.data.equals(data));
+    await repo.close();
+  });
+
+  it('a stored chunk longer than its place in the file is CHUNK_CORRUPT and nothing of its load is written', async () => {
+    const { repo, file } = await mixed();
+    // The manifest says the file ends 100 bytes into its last chunk: the stored chunk holds 100 more.
+    const cases = [
+      { chunks: 16, reason: `does not decompress into ${CS - 100} bytes` },
+      { chunks: 15, reason: `is ${CS} bytes, not ${CS - 100}` },
+    ];
+    for (const c of cases) {
+      const short: StoredFile = {
+        ...file,
+        size: c.chunks * CS - 100,
+        chunks: file.chunks.slice(0, c.chunks),
+      };
+      const sink = recordingSink(short.size);
+      await assert.rejects(repo.restoreFile(short, sink), (e: unknown) => {
+        assert.ok(e instanceof RepositoryError, String(e));
+        assert.equal(e.code, 'CHUNK_CORRUPT');
+        assert.ok(e.message.includes(file.chunks[c.chunks - 1]!) && e.message.includes(c.reason), e.message);
+        return true;
+      });
+      // The file's chunks are all in one pack, read in one load: none of them is written.
+      assert.equal(sink.writes.length, 0, `${c.chunks} chunks`);
+    }
+    await repo.close();
+  });
+});
