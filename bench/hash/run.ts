@@ -62,38 +62,44 @@ for (let off = 0; off + PACK <= image.length; off += PACK) packs.push(image.suba
 const packBytes = packs.length * PACK;
 
 const macKey = Buffer.alloc(32, 0x5a);
-const results: Record<string, unknown>[] = [];
-for (const [version, algorithms] of [
-  [1, { chunkId: 'hmac-sha256', objectName: 'sha256' }],
-  [2, { chunkId: 'blake3-keyed', objectName: 'blake3' }],
-] as const) {
-  const h = hashes(algorithms, macKey);
-  const idTimes: number[] = [];
-  const nameTimes: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    idTimes.push(
+const versions = [
+  { version: 1, algorithms: { chunkId: 'hmac-sha256', objectName: 'sha256' } },
+  { version: 2, algorithms: { chunkId: 'blake3-keyed', objectName: 'blake3' } },
+] as const;
+const runs = versions.map((v) => ({
+  ...v,
+  h: hashes(v.algorithms, macKey),
+  ids: [] as number[],
+  names: [] as number[],
+}));
+// Rounds alternate between the versions, so that a busy moment of a shared machine falls on both.
+for (let r = 0; r < ROUNDS; r++) {
+  for (const run of runs) {
+    run.ids.push(
       cpuSeconds(() => {
-        for (const c of chunks) h.chunkId(c);
+        for (const c of chunks) run.h.chunkId(c);
       }),
     );
-    nameTimes.push(
+    run.names.push(
       cpuSeconds(() => {
-        for (const p of packs) h.contentName(p);
+        for (const p of packs) run.h.contentName(p);
       }),
     );
   }
-  const ids = median(idTimes);
-  const names = median(nameTimes);
-  results.push({
-    version,
-    chunkId: algorithms.chunkId,
+}
+const results = runs.map((run) => {
+  const ids = median(run.ids);
+  const names = median(run.names);
+  return {
+    version: run.version,
+    chunkId: run.algorithms.chunkId,
     chunks: chunks.length,
     chunkMBps: Math.round(chunkBytes / 1e6 / ids),
     chunkCpuSeconds: Number(ids.toFixed(3)),
-    objectName: algorithms.objectName,
+    objectName: run.algorithms.objectName,
     packs: packs.length,
     packMBps: Math.round(packBytes / 1e6 / names),
     packCpuSeconds: Number(names.toFixed(3)),
-  });
-}
+  };
+});
 console.log(JSON.stringify(results, null, 2));
