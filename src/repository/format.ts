@@ -3,7 +3,18 @@ import { hostname } from 'node:os';
 import { promisify } from 'node:util';
 import { compress, decompress } from 'zstd-napi';
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
-import { AAD, contentName, FLAG_RAW, FLAG_ZSTD, open, seal } from './crypto.js';
+import {
+  AAD,
+  type ChunkIdAlgorithm,
+  FLAG_RAW,
+  FLAG_ZSTD,
+  type HashAlgorithms,
+  type Hashes,
+  knownSha256,
+  type ObjectNameAlgorithm,
+  open,
+  seal,
+} from './crypto.js';
 import { RepositoryError } from './errors.js';
 import type { RepositoryBackend } from './types.js';
 
@@ -13,7 +24,20 @@ import type { RepositoryBackend } from './types.js';
  */
 
 export const FORMAT_NAME = 'snapkeeper-repository';
-export const FORMAT_VERSION = 1;
+/** The version `init` writes. */
+export const FORMAT_VERSION = 2;
+/** The versions this code reads and writes. */
+export const FORMAT_VERSIONS = [1, 2] as const;
+export type FormatVersion = (typeof FORMAT_VERSIONS)[number];
+
+/**
+ * The hash functions of each version: version 1 (HMAC-SHA256 ids, SHA-256 names) is kept as it was for
+ * repositories made before version 2 (keyed BLAKE3 ids, BLAKE3 names; docs/repository-format.md).
+ */
+const ALGORITHMS: Record<FormatVersion, HashAlgorithms> = {
+  1: { chunkId: 'hmac-sha256', objectName: 'sha256' },
+  2: { chunkId: 'blake3-keyed', objectName: 'blake3' },
+};
 
 /** Chunk sizes a repository may be created with (powers of two, 64 KiB..4 MiB). */
 export const CHUNK_SIZES = [1 << 16, 1 << 18, 1 << 20, 1 << 22] as const;
@@ -36,13 +60,15 @@ const KDF_N_MAX = 1 << 20;
 
 export interface RepositoryConfig {
   format: typeof FORMAT_NAME;
-  version: typeof FORMAT_VERSION;
+  version: FormatVersion;
   id: string;
   created: string;
   chunker: { kind: 'fixed'; size: number };
   compression: { kind: 'zstd'; level: number };
   encryption: 'aes-256-gcm';
-  chunkId: 'hmac-sha256';
+  chunkId: ChunkIdAlgorithm;
+  /** Version 2 on; version 1 has none and names objects by SHA-256. */
+  objectName?: ObjectNameAlgorithm;
   packSize: number;
   /** Parameters for new key files (each key file carries its own). */
   kdf: KdfParams;
@@ -60,7 +86,16 @@ export function newConfig(options: {
   packSize?: number;
   zstdLevel?: number;
   kdf?: Partial<KdfParams>;
+  formatVersion?: number;
 }): RepositoryConfig {
+  const version = options.formatVersion ?? FORMAT_VERSION;
+  if (!(FORMAT_VERSIONS as readonly number[]).includes(version)) {
+    throw new UsageError(
+      'REPOSITORY_OPTIONS',
+      `format version ${version} is not one of ${FORMAT_VERSIONS.join(', ')}`,
+    );
+  }
+  const algorithms = ALGORITHMS[version as FormatVersion];
   const size = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!(CHUNK_SIZES as readonly number[]).includes(size)) {
     throw new UsageError('REPOSITORY_OPTIONS', `chunk size ${size} is not one of ${CHUNK_SIZES.join(', ')}`);
@@ -77,16 +112,23 @@ export function newConfig(options: {
   }
   return {
     format: FORMAT_NAME,
-    version: FORMAT_VERSION,
+    version: version as FormatVersion,
     id: randomBytes(16).toString('hex'),
     created: new Date().toISOString(),
     chunker: { kind: 'fixed', size },
     compression: { kind: 'zstd', level },
     encryption: 'aes-256-gcm',
-    chunkId: 'hmac-sha256',
+    chunkId: algorithms.chunkId,
+    // Written from version 2 on only: a version-1 config stays byte for byte what it always was.
+    ...(version === 1 ? {} : { objectName: algorithms.objectName }),
     packSize,
     kdf,
   };
+}
+
+/** The hash functions a repository's config names (version 1 names no object-name hash: SHA-256). */
+export function hashAlgorithmsOf(config: RepositoryConfig): HashAlgorithms {
+  return { chunkId: config.chunkId, objectName: config.objectName ?? 'sha256' };
 }
 
 function checkKdf(kdf: KdfParams, where: string, strict: boolean): void {
@@ -138,14 +180,15 @@ export async function readConfig(
     );
   }
   const c = (typeof doc === 'object' && doc !== null ? doc : {}) as Record<string, unknown>;
-  if (c.format !== FORMAT_NAME || c.version !== FORMAT_VERSION) {
+  if (c.format !== FORMAT_NAME || !(FORMAT_VERSIONS as readonly unknown[]).includes(c.version)) {
     throw new RepositoryError(
       'REPOSITORY_FORMAT',
       `${backend.description}: found format ${JSON.stringify(c.format)} version ${JSON.stringify(c.version)}; ` +
-        `this snapkeeper reads only ${FORMAT_NAME} version ${FORMAT_VERSION}`,
+        `this snapkeeper reads only ${FORMAT_NAME} versions ${FORMAT_VERSIONS.join(' and ')}`,
       { details: { format: c.format, version: c.version } },
     );
   }
+  const version = c.version as FormatVersion;
   const chunker = c.chunker as RepositoryConfig['chunker'] | undefined;
   const compression = c.compression as RepositoryConfig['compression'] | undefined;
   const bad = (what: string) =>
@@ -158,7 +201,19 @@ export async function readConfig(
     throw bad(`compression ${JSON.stringify(compression)}`);
   }
   if (c.encryption !== 'aes-256-gcm') throw bad(`encryption ${JSON.stringify(c.encryption)}`);
-  if (c.chunkId !== 'hmac-sha256') throw bad(`chunkId ${JSON.stringify(c.chunkId)}`);
+  // Each version has exactly one pair of hash functions: anything else is a repository this code would
+  // misread (every id and name would fail its check), refused before any key is tried.
+  const expected = ALGORITHMS[version];
+  const objectName = version === 1 ? (c.objectName ?? 'sha256') : c.objectName;
+  if (c.chunkId !== expected.chunkId || objectName !== expected.objectName) {
+    throw new RepositoryError(
+      'REPOSITORY_FORMAT',
+      `${backend.description}: config: version ${version} with chunk id algorithm ${JSON.stringify(c.chunkId)} ` +
+        `and object name algorithm ${JSON.stringify(objectName)}; this snapkeeper knows version ${version} only ` +
+        `with ${JSON.stringify(expected.chunkId)} and ${JSON.stringify(expected.objectName)}`,
+      { details: { version, chunkId: c.chunkId, objectName } },
+    );
+  }
   if (typeof c.packSize !== 'number' || !Number.isInteger(c.packSize) || c.packSize <= 0)
     throw bad('packSize');
   return c as unknown as RepositoryConfig;
@@ -322,16 +377,17 @@ export function openDocument(encKey: Buffer, sealed: Uint8Array, aad: Buffer): u
   }
 }
 
-/** Saves a sealed document under `<prefix><sha256>`; returns the id (the hash). */
+/** Saves a sealed document under `<prefix><content name>`; returns the id (the name). */
 export async function saveContentNamed(
   backend: RepositoryBackend,
+  hashes: Hashes,
   prefix: string,
   data: Buffer,
   signal?: AbortSignal,
 ): Promise<string> {
-  const id = contentName(data);
+  const id = hashes.contentName(data);
   try {
-    await backend.save(`${prefix}${id}`, data, { signal, sha256: id });
+    await backend.save(`${prefix}${id}`, data, { signal, ...knownSha256(hashes, id) });
   } catch (err) {
     // Same content, same name: someone stored exactly these bytes already.
     if (!(err instanceof ConflictError)) throw err;

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { HashAlgorithms } from './crypto.js';
 import type { MasterKeys } from './format.js';
 
 /**
@@ -41,6 +42,14 @@ export type WorkerReply =
     }
   | { type: 'failed'; job: number; reason: string };
 
+/** What every worker starts with: the keys, the compression level and the repository's hash functions. */
+export interface WorkerData {
+  encKey: Uint8Array;
+  macKey: Uint8Array;
+  level: number;
+  algorithms: HashAlgorithms;
+}
+
 interface Slot {
   worker: Worker;
   pending: number;
@@ -54,10 +63,20 @@ export class WorkerPool {
   private nextJob = 1;
   private closed = false;
 
-  constructor(keys: MasterKeys, level: number, size = Math.max(1, availableParallelism())) {
+  constructor(
+    keys: MasterKeys,
+    level: number,
+    algorithms: HashAlgorithms,
+    size = Math.max(1, availableParallelism()),
+  ) {
     this.slots = Array.from({ length: size }, () => {
       const worker = new Worker(new URL('./worker.js', import.meta.url), {
-        workerData: { encKey: new Uint8Array(keys.encKey), macKey: new Uint8Array(keys.macKey), level },
+        workerData: {
+          encKey: new Uint8Array(keys.encKey),
+          macKey: new Uint8Array(keys.macKey),
+          level,
+          algorithms,
+        } satisfies WorkerData,
       });
       const slot: Slot = { worker, pending: 0 };
       worker.on('message', (msg: WorkerReply) => this.settle(msg));

@@ -1,7 +1,8 @@
 import { ConflictError, NotFoundError, UsageError } from '../errors.js';
-import { contentName, ZERO_CHUNK } from './crypto.js';
+import { type Hashes, hashes, knownSha256, ZERO_CHUNK } from './crypto.js';
 import { RepositoryError } from './errors.js';
 import {
+  hashAlgorithmsOf,
   type KdfParams,
   type MasterKeys,
   newConfig,
@@ -51,6 +52,11 @@ export interface InitOptions {
   zstdLevel?: number;
   /** scrypt parameters for key files; default N=2^16, r=8, p=1. N must be 2^15..2^17. */
   kdf?: Partial<KdfParams>;
+  /**
+   * 2 (the default: keyed BLAKE3 chunk ids, BLAKE3 object names) or 1 (HMAC-SHA256 ids, SHA-256 names), for
+   * a repository an older snapkeeper must still open (docs/repository-format.md, "Versions").
+   */
+  formatVersion?: number;
 }
 
 export interface OpenOptions {
@@ -218,6 +224,8 @@ async function listKeys(backend: RepositoryBackend, prefix: string, signal?: Abo
 class OpenRepository implements Repository {
   readonly id: string;
   private poolInstance: WorkerPool | undefined;
+  /** Chunk ids and object names by the config's algorithms (format version 1 or 2). */
+  private readonly hashes: Hashes;
   /** Index files read so far (restore reuses them; writers and prune read all afresh). */
   private cached = new ChunkIndex();
   private readonly cachedNames = new Set<string>();
@@ -232,10 +240,16 @@ class OpenRepository implements Repository {
     private prefetched?: Promise<Map<string, Buffer>>,
   ) {
     this.id = config.id;
+    this.hashes = hashes(hashAlgorithmsOf(config), keys.macKey);
   }
 
   private get pool(): WorkerPool {
-    this.poolInstance ??= new WorkerPool(this.keys, this.config.compression.level, this.workers);
+    this.poolInstance ??= new WorkerPool(
+      this.keys,
+      this.config.compression.level,
+      this.hashes.algorithms,
+      this.workers,
+    );
     return this.poolInstance;
   }
 
@@ -264,7 +278,8 @@ class OpenRepository implements Repository {
           if (err instanceof NotFoundError) return; // removed by a prune meanwhile
           throw err;
         }
-        const doc = contentName(data) === packIdOf(key) ? openIndex(this.keys.encKey, data) : undefined;
+        const doc =
+          this.hashes.contentName(data) === packIdOf(key) ? openIndex(this.keys.encKey, data) : undefined;
         if (doc === undefined) corrupt.push(key);
         else docs.set(key, doc);
       },
@@ -303,6 +318,7 @@ class OpenRepository implements Repository {
         backend: this.backend,
         config: this.config,
         keys: this.keys,
+        hashes: this.hashes,
         pool,
         index,
         adopted,
@@ -324,7 +340,7 @@ class OpenRepository implements Repository {
   private async readManifest(key: string, signal?: AbortSignal): Promise<Manifest | undefined> {
     const data = await this.backend.load(key, { signal });
     const id = packIdOf(key);
-    return contentName(data) === id ? openManifest(this.keys.encKey, id, data) : undefined;
+    return this.hashes.contentName(data) === id ? openManifest(this.keys.encKey, id, data) : undefined;
   }
 
   async listManifests(options: { signal?: AbortSignal } = {}): Promise<ManifestSummary[]> {
@@ -707,7 +723,7 @@ class OpenRepository implements Repository {
         const data = await this.backend.load(key, { signal });
         bytesRead += data.length;
         // Before the bytes go to a worker (transferred: `data` is empty afterwards).
-        const named = contentName(data) === pack.id;
+        const named = this.hashes.contentName(data) === pack.id;
         const size = data.length;
         const whole = pack.blobs.filter((b) => b.offset + b.length <= data.length);
         const reasons = new Map<string, string>();
@@ -835,9 +851,9 @@ class OpenRepository implements Repository {
           created,
           blobs: builder.entries,
         });
-        const id = contentName(pack.pieces);
+        const id = this.hashes.contentName(pack.pieces);
         try {
-          await this.backend.save(packKey(id), pack.pieces, { signal, sha256: id });
+          await this.backend.save(packKey(id), pack.pieces, { signal, ...knownSha256(this.hashes, id) });
         } catch (err) {
           if (!(err instanceof ConflictError)) throw err;
         }
@@ -875,7 +891,7 @@ class OpenRepository implements Repository {
       let newName: string | undefined;
       if (keep.length > 0) {
         const doc: IndexDocument = { version: 1, created: now.toISOString(), packs: keep };
-        newName = `index/${await saveContentNamed(this.backend, 'index/', sealIndex(this.keys.encKey, doc), signal)}`;
+        newName = `index/${await saveContentNamed(this.backend, this.hashes, 'index/', sealIndex(this.keys.encKey, doc), signal)}`;
       }
       for (const name of indexNames) if (name !== newName) await this.backend.remove(name, { signal });
       let bytesFreed = 0;

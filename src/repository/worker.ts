@@ -3,16 +3,16 @@ import { Compressor, Decompressor } from 'zstd-napi';
 import zstd from 'zstd-napi/binding.js';
 import {
   AAD,
-  chunkId,
   FLAG_RAW,
   FLAG_ZSTD,
+  hashes,
   isAllZero,
   Nonces,
   open,
   sealParts,
   ZERO_CHUNK,
 } from './crypto.js';
-import type { WorkerReply, WorkerRequest } from './pool.js';
+import type { WorkerData, WorkerReply, WorkerRequest } from './pool.js';
 
 /**
  * A worker of the pool (pool.ts). Works on batches (a run of consecutive chunks, or a run of sealed blobs) so
@@ -21,9 +21,9 @@ import type { WorkerReply, WorkerRequest } from './pool.js';
  * restore and check. Bytes come and go as transferred ArrayBuffers: no copy between threads.
  */
 
-const { encKey, macKey, level } = workerData as { encKey: Uint8Array; macKey: Uint8Array; level: number };
+const { encKey, macKey, level, algorithms } = workerData as WorkerData;
 const enc = Buffer.from(encKey);
-const mac = Buffer.from(macKey);
+const { chunkId } = hashes(algorithms, Buffer.from(macKey));
 // One context each, reused: a context made per call (zstd-napi's simple compress) costs more than a 64 KiB chunk.
 const compressor = new Compressor();
 compressor.setParameters({ compressionLevel: level });
@@ -95,7 +95,7 @@ function openChunk(id: string, blob: Buffer, rawLength: number | undefined, into
   } catch {
     return into === undefined ? 'does not decompress' : `does not decompress into ${into.length} bytes`;
   }
-  if (chunkId(mac, data) !== id) return 'does not match its id';
+  if (chunkId(data) !== id) return 'does not match its id';
   if (rawLength !== undefined && data.length !== rawLength)
     return `is ${data.length} bytes, not ${rawLength}`;
   if (into === undefined || data.buffer === into.buffer) return data;
@@ -124,7 +124,7 @@ parentPort!.on('message', (msg: WorkerRequest) => {
         const ids: string[] = [];
         for (let off = 0; off < data.length; off += msg.chunkSize) {
           const chunk = data.subarray(off, Math.min(data.length, off + msg.chunkSize));
-          ids.push(isAllZero(chunk) ? ZERO_CHUNK : chunkId(mac, chunk));
+          ids.push(isAllZero(chunk) ? ZERO_CHUNK : chunkId(chunk));
         }
         held.set(msg.job, { data, chunkSize: msg.chunkSize });
         reply({ type: 'hashed', job: msg.job, ids });

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { ConflictError, UsageError } from '../errors.js';
-import { contentName, ZERO_CHUNK } from './crypto.js';
+import { type Hashes, knownSha256, ZERO_CHUNK } from './crypto.js';
 import { RepositoryError } from './errors.js';
 import type { MasterKeys, RepositoryConfig } from './format.js';
 import { CHUNK_SIZES, saveContentNamed } from './format.js';
@@ -47,6 +47,8 @@ export interface WriterContext {
   backend: RepositoryBackend;
   config: RepositoryConfig;
   keys: MasterKeys;
+  /** The repository's chunk-id and object-name functions (its config's algorithms). */
+  hashes: Hashes;
   pool: WorkerPool;
   /** The union of the repository's indexes as the writer started (the writer adds what it stores). */
   index: ChunkIndex;
@@ -395,10 +397,13 @@ export class Writer implements RepositoryWriter {
     while (this.saving.size >= SAVES_IN_FLIGHT) await Promise.race(this.saving);
     const created = new Date().toISOString();
     const pack = buildPack(this.ctx.keys.encKey, blobs, { version: 1, created, blobs: entries });
-    const id = contentName(pack.pieces);
+    const id = this.ctx.hashes.contentName(pack.pieces);
     const p = (async () => {
       try {
-        await this.ctx.backend.save(packKey(id), pack.pieces, { signal: this.ctx.signal, sha256: id });
+        await this.ctx.backend.save(packKey(id), pack.pieces, {
+          signal: this.ctx.signal,
+          ...knownSha256(this.ctx.hashes, id),
+        });
       } catch (err) {
         if (!(err instanceof ConflictError)) throw err;
       }
@@ -421,7 +426,7 @@ export class Writer implements RepositoryWriter {
     this.unindexed = [];
     const doc: IndexDocument = { version: 1, created: new Date().toISOString(), packs };
     const data = sealIndex(this.ctx.keys.encKey, doc);
-    await saveContentNamed(this.ctx.backend, 'index/', data, this.ctx.signal);
+    await saveContentNamed(this.ctx.backend, this.ctx.hashes, 'index/', data, this.ctx.signal);
     this.progress.bytesAdded += data.length;
     this.ctx.index.add(doc);
   }
@@ -464,7 +469,13 @@ export class Writer implements RepositoryWriter {
       await this.ctx.lock.verify();
       const offloadedAt = new Date().toISOString();
       const data = sealManifest(this.ctx.keys.encKey, body, offloadedAt);
-      const id = await saveContentNamed(this.ctx.backend, 'manifests/', data, this.ctx.signal);
+      const id = await saveContentNamed(
+        this.ctx.backend,
+        this.ctx.hashes,
+        'manifests/',
+        data,
+        this.ctx.signal,
+      );
       this.progress.bytesAdded += data.length;
       this.report();
       return summaryOf(id, body, offloadedAt);

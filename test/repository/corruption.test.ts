@@ -1,19 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { AAD, FLAG_RAW, seal } from '../../src/repository/crypto.js';
+import { readConfig, unlock } from '../../src/repository/format.js';
 import {
   initRepository,
   MemoryBackend,
   type Repository,
   RepositoryError,
 } from '../../src/repository/index.js';
+import { parsePackHeader } from '../../src/repository/index-file.js';
 import { bufferSink, bufferSource, FAST, fileEntry, PASS, pseudoRandom } from './helpers.js';
 
 const CS = 1 << 16;
 
 /** A repository with one backup of a 12-chunk file in packs of ~4 chunks; returns what a test needs. */
-async function setup() {
+async function setup(formatVersion?: number) {
   const backend = new MemoryBackend();
-  const repo = await initRepository(backend, PASS, { ...FAST, chunkSize: CS, packSize: 1 << 20 });
+  const repo = await initRepository(backend, PASS, {
+    ...FAST,
+    chunkSize: CS,
+    packSize: 1 << 20,
+    formatVersion,
+  });
   const data = pseudoRandom(12 * CS, 'corrupt');
   const w = await repo.writer();
   const f = await w.addFile(bufferSource('disk', data));
@@ -137,4 +145,31 @@ describe('repository: damage is detected by check --read-data and by restore', (
     await restoreFails(repo, file, data, 'CHUNK_CORRUPT');
     await repo.close();
   });
+
+  for (const version of [1, 2]) {
+    it(`format version ${version}: a blob that authenticates but holds other bytes fails its id check`, async () => {
+      // Made with the repository's own key, as only a writer could: the AEAD passes, so only the id check
+      // (HMAC-SHA256 or keyed BLAKE3, by version) stands between these bytes and a restored disk.
+      const { backend, repo, data, file } = await setup(version);
+      const { encKey } = (await unlock(backend, await readConfig(backend), PASS)).keys;
+      const pack = backend.keys('packs/')[0]!;
+      const buf = backend.bytes(pack)!;
+      const blob = parsePackHeader(encKey, buf)!.blobs[0]!;
+      const forged = seal(
+        encKey,
+        [Buffer.from([FLAG_RAW]), pseudoRandom(blob.rawLength, 'other')],
+        AAD.chunk(blob.id),
+      );
+      assert.equal(forged.length, blob.length);
+      forged.copy(buf, blob.offset);
+      const report = await repo.check({ readData: true });
+      assert.deepEqual(
+        report.issues.map((i) => i.code),
+        ['CHUNK_CORRUPT'],
+      );
+      assert.match(report.issues[0]!.message, new RegExp(`${blob.id}.*does not match its id`));
+      await restoreFails(repo, file, data, 'CHUNK_CORRUPT');
+      await repo.close();
+    });
+  }
 });
