@@ -80,9 +80,10 @@ export const SYNC_EVERY_BYTES = 64 << 20;
  * writeback overlaps the writing: the final sync in `finish` has little left, and a restore of a large disk
  * does not leave gigabytes of dirty page cache behind. At most one sync runs at a time; writes wait for it
  * only once `2 x syncEvery` bytes are waiting behind it (the disk is slower than the writer), which bounds
- * the dirty pages to a few times `syncEvery` plus the writes already under way. A failed sync fails the file for good: Linux reports a
- * writeback error once and may drop the dirty pages, so a later sync succeeding would prove nothing; every
- * later write and `finish` reject with it. `finish` resolves only after its own final sync.
+ * the dirty pages to a few times `syncEvery` plus the writes already under way. A failed sync fails the file
+ * for good: Linux reports a writeback error once and may drop the dirty pages, so a later sync succeeding
+ * would prove nothing; every later write and `finish` reject with it. `finish` resolves only after its own
+ * final sync.
  */
 export class SyncingFile implements NewFile {
   private unsynced = 0;
