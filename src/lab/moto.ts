@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { CreateBucketCommand, PutObjectLockConfigurationCommand, S3Client } from '@aws-sdk/client-s3';
 import { SnapkeeperError } from '../errors.js';
+import { quietSdkVersionWarning } from '../repository/index.js';
 
 /**
  * A moto S3 server (`python3 -m moto.server`) for the lab and the tests: a real S3 endpoint on 127.0.0.1 that
@@ -282,6 +283,7 @@ export async function stopMotoProcess(pid: number, port: number): Promise<void> 
 
 /** An S3 client for a moto endpoint with the lab's keys, path-style (moto serves both styles). */
 export function motoClient(endpoint: string): S3Client {
+  quietSdkVersionWarning();
   return new S3Client({
     endpoint,
     region: MOTO_REGION,

@@ -4,6 +4,7 @@ export { MemoryBackend, type MemoryBackendOp } from './backends/memory.js';
 export { DEFAULT_RETRY, type RetryPolicy } from './backends/retry.js';
 export {
   isRetryableS3Error,
+  quietSdkVersionWarning,
   resolveS3Credentials,
   S3Backend,
   type S3BackendOptions,

@@ -16,11 +16,18 @@ import type {
 import { ReadCache, type ReadCacheOptions } from './read-cache.js';
 import { DEFAULT_RETRY, RetryExhausted, type RetryPolicy, withRetry } from './retry.js';
 
+/**
+ * The SDK warns on every run under Node 20 about its own future releases; the version snapkeeper uses is
+ * pinned, so the warning would only be noise in its output (the SDK's documented switch turns it off). Called
+ * before any S3 client is made.
+ */
+export function quietSdkVersionWarning(): void {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+}
+
 let sdkLoading: Promise<typeof S3Sdk> | undefined;
 function loadSdk(): Promise<typeof S3Sdk> {
-  // The SDK warns on every run under Node 20 about its own future releases; the version here is pinned, so
-  // the warning would only be noise in snapkeeper's output (its documented switch turns it off).
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  quietSdkVersionWarning();
   sdkLoading ??= import('@aws-sdk/client-s3');
   return sdkLoading;
 }
