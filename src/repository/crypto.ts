@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
-import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
+import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { type ObjectData, piecesOf } from './types.js';
 
 /**
  * The format's cryptographic primitives (docs/repository-format.md, "Encryption"). Kept free of I/O and of
@@ -102,7 +103,7 @@ export interface Hashes {
   /** A chunk's id: keyed by the repository's `macKey`, never a plain hash of the plaintext. */
   chunkId(plaintext: Uint8Array): string;
   /** The name of a pack, index or manifest: a plain hash of its stored (sealed) bytes, one buffer or pieces. */
-  contentName(data: Uint8Array | readonly Uint8Array[]): string;
+  contentName(data: ObjectData): string;
 }
 
 /**
@@ -127,29 +128,28 @@ export function hashes(algorithms: HashAlgorithms, macKey: Buffer): Hashes {
     case 'blake3-keyed': {
       const key = Blake3Hasher.deriveKey(BLAKE3_CHUNK_ID_CONTEXT, macKey);
       // A keyed hasher per chunk, so no state passes from one chunk to the next. Making it costs about a
-      // quarter of a 64 KiB chunk's time; reusing one through reset() would save that, but reset() was
-      // reported to drop the key (unkeyed ids that verify fine), so it is not relied on.
+      // quarter of a 64 KiB chunk's time; reusing one through reset() would save that, but one early check
+      // seemed to show reset() dropping the key (later checks did not), and unkeyed ids would still verify:
+      // not relied on.
       chunkId = (plaintext) => Blake3Hasher.newKeyed(key).update(plaintext).digest('hex');
       break;
     }
     default:
       throw new Error(`unknown chunk id algorithm ${JSON.stringify(algorithms.chunkId)}`);
   }
-  let contentName: (data: Uint8Array | readonly Uint8Array[]) => string;
-  const pieces = (data: Uint8Array | readonly Uint8Array[]) => (data instanceof Uint8Array ? [data] : data);
+  let contentName: (data: ObjectData) => string;
   switch (algorithms.objectName) {
     case 'sha256':
       contentName = (data) => {
         const h = createHash('sha256');
-        for (const piece of pieces(data)) h.update(piece);
+        for (const piece of piecesOf(data)) h.update(piece);
         return h.digest('hex');
       };
       break;
     case 'blake3':
       contentName = (data) => {
-        if (data instanceof Uint8Array) return blake3(data).toString('hex');
         const h = new Blake3Hasher();
-        for (const piece of data) h.update(piece);
+        for (const piece of piecesOf(data)) h.update(piece);
         return h.digest('hex');
       };
       break;

@@ -39,6 +39,11 @@ export interface BackendSaveOptions {
  */
 export type ObjectData = Uint8Array | readonly Uint8Array[];
 
+/** The pieces of `data` (one buffer is one piece). */
+export function piecesOf(data: ObjectData): readonly Uint8Array[] {
+  return data instanceof Uint8Array ? [data] : data;
+}
+
 /**
  * Named objects (keys like `packs/ab/abcdef...`, `index/...`, `manifests/...`, `locks/...`, `config`, `keys/...`).
  * Every method honours `signal`: it rejects with an AbortError soon after abort, leaving nothing half written

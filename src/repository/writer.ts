@@ -326,7 +326,7 @@ export class Writer implements RepositoryWriter {
         }
         if (pos < end) throw short(pos, end);
         if (typeof readAt === 'function' && k + 1 < runs.length && span === undefined) {
-          // Positional: the rest of the lane's runs from one open (the runs opened ahead are not needed).
+          // Positional: the rest of the lane's runs from one open (only the first run was opened alone).
           const from = startOf(runs[k + 1]!);
           span = await source.read(from, endOf(runs.at(-1)!) - from, this.ctx.signal);
         }

@@ -5,12 +5,13 @@ import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { StorageError } from '../errors.js';
-import type {
-  BackendCapabilities,
-  BackendObject,
-  BackendSaveOptions,
-  ObjectData,
-  RepositoryBackend,
+import {
+  type BackendCapabilities,
+  type BackendObject,
+  type BackendSaveOptions,
+  type ObjectData,
+  piecesOf,
+  type RepositoryBackend,
 } from '../types.js';
 
 /** Names of files being written: never a key (keys may not have a segment starting with a dot). */
@@ -145,7 +146,7 @@ export class LocalBackend implements RepositoryBackend {
       tempMade = true;
       try {
         // The pieces as they are (no join), each in slices so that an abort is seen within a slice.
-        for (const piece of data instanceof Uint8Array ? [data] : data) {
+        for (const piece of piecesOf(data)) {
           for (let at = 0; at < piece.length; at += WRITE_SLICE) {
             signal?.throwIfAborted();
             const slice = piece.subarray(at, Math.min(piece.length, at + WRITE_SLICE));

@@ -1,11 +1,12 @@
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { StorageError } from '../errors.js';
-import type {
-  BackendCapabilities,
-  BackendObject,
-  BackendSaveOptions,
-  ObjectData,
-  RepositoryBackend,
+import {
+  type BackendCapabilities,
+  type BackendObject,
+  type BackendSaveOptions,
+  type ObjectData,
+  piecesOf,
+  type RepositoryBackend,
 } from '../types.js';
 
 export type MemoryBackendOp = 'save' | 'load' | 'stat' | 'list' | 'remove';
@@ -68,7 +69,7 @@ export class MemoryBackend implements RepositoryBackend {
       });
     }
     // A copy: the caller may reuse its buffer.
-    this.objects.set(key, data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data));
+    this.objects.set(key, Buffer.concat(piecesOf(data)));
   }
 
   async load(
